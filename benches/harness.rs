@@ -1,0 +1,2 @@
+//! Harness overhead benchmarks.
+fn main() {}

@@ -1,0 +1,121 @@
+//! The only module that reads clocks.
+//!
+//! Every duration the harness reports comes from [`Stamp`]s taken here (a monotonic
+//! clock), and every wall-clock date (report directory names, stamps in plans) from
+//! [`wall_time`]. Keeping clock reads in one place makes the timed regions easy to
+//! audit and lets a tidy test enforce that nothing else times itself.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A point on the monotonic clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp(Instant);
+
+impl Stamp {
+    pub fn elapsed(self) -> Duration {
+        self.0.elapsed()
+    }
+
+    pub fn duration_since(self, earlier: Stamp) -> Duration {
+        self.0.saturating_duration_since(earlier.0)
+    }
+}
+
+pub fn now() -> Stamp {
+    Stamp(Instant::now())
+}
+
+/// Seconds since the Unix epoch, from the system clock.
+pub fn wall_time() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// A civil UTC date and time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DateTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl DateTime {
+    /// Converts Unix seconds to a UTC date with the days-to-civil algorithm
+    /// (Howard Hinnant, "chrono-Compatible Low-Level Date Algorithms").
+    pub fn from_unix(seconds: u64) -> DateTime {
+        let days = (seconds / 86_400) as i64;
+        let second_of_day = seconds % 86_400;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let day_of_era = z.rem_euclid(146_097);
+        let year_of_era =
+            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let month_index = (5 * day_of_year + 2) / 153;
+        let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+        let month = if month_index < 10 {
+            month_index + 3
+        } else {
+            month_index - 9
+        } as u32;
+        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        DateTime {
+            year,
+            month,
+            day,
+            hour: (second_of_day / 3600) as u32,
+            minute: (second_of_day / 60 % 60) as u32,
+            second: (second_of_day % 60) as u32,
+        }
+    }
+
+    /// `2026-11-21`
+    pub fn date(&self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+
+    /// `2026-11-21T09:05:03Z`
+    pub fn rfc3339(&self) -> String {
+        format!(
+            "{}T{:02}:{:02}:{:02}Z",
+            self.date(),
+            self.hour,
+            self.minute,
+            self.second
+        )
+    }
+
+    /// `2026-11-21T090503Z`, safe in file names.
+    pub fn compact(&self) -> String {
+        format!(
+            "{}T{:02}{:02}{:02}Z",
+            self.date(),
+            self.hour,
+            self.minute,
+            self.second
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DateTime;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(DateTime::from_unix(0).rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            DateTime::from_unix(951_782_400).rfc3339(),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            DateTime::from_unix(1_795_296_303).rfc3339(),
+            "2026-11-21T21:25:03Z"
+        );
+    }
+}

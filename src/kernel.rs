@@ -1,0 +1,621 @@
+//! The kernel interface: what the harness needs from a workload implementation.
+//!
+//! A [`Kernel`] is a stateless description (name, parameters, metrics, outputs) plus a
+//! factory. For every run the harness hands it a validated [`Params`] set and a
+//! [`RunContext`]; the kernel returns an [`Instance`] whose `setup` is untimed in warm
+//! mode and whose `run` is the timed step. Everything a kernel wants to report goes
+//! through the [`Probe`]: named metrics per sample, telemetry events, warnings, and
+//! sub-phase timings taken with the probe's clock (the harness's clock module is the
+//! only place that reads clocks).
+//!
+//! Kernels know nothing of TOML, serde or reports: parameters arrive as plain
+//! [`Value`]s already checked against the kernel's [`ParamSpec`]s (kind, range,
+//! choices), and outputs leave as plain vectors ([`Output`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::clock::{self, Stamp};
+
+/// A plain parameter or telemetry value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    List(Vec<Value>),
+}
+
+impl Value {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Text(_) => "a string",
+            Value::List(_) => "a list",
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::Int(value) => Some(value as f64),
+            Value::Float(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Bool(value) => write!(f, "{value}"),
+            Value::Int(value) => write!(f, "{value}"),
+            Value::Float(value) => write!(f, "{value}"),
+            Value::Text(value) => write!(f, "{value}"),
+            Value::List(values) => {
+                f.write_str("[")?;
+                for (index, value) in values.iter().enumerate() {
+                    if index > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{value}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+impl From<bool> for Value {
+    fn from(value: bool) -> Self {
+        Value::Bool(value)
+    }
+}
+impl From<i64> for Value {
+    fn from(value: i64) -> Self {
+        Value::Int(value)
+    }
+}
+impl From<u64> for Value {
+    fn from(value: u64) -> Self {
+        Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+}
+impl From<usize> for Value {
+    fn from(value: usize) -> Self {
+        Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+}
+impl From<f64> for Value {
+    fn from(value: f64) -> Self {
+        Value::Float(value)
+    }
+}
+impl From<&str> for Value {
+    fn from(value: &str) -> Self {
+        Value::Text(value.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(value: String) -> Self {
+        Value::Text(value)
+    }
+}
+
+/// The type of a parameter. A list-typed parameter takes a list as its value, so a
+/// matrix axis over it is written as a list of lists.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamKind {
+    Bool,
+    /// An integer within `min..=max`.
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// A finite float within `min..=max`.
+    Float {
+        min: f64,
+        max: f64,
+    },
+    /// One of a fixed set of strings.
+    Choice(&'static [&'static str]),
+    /// Free text (paths, program names).
+    Text,
+    /// A list of finite floats, of exactly `len` entries when given.
+    FloatList {
+        len: Option<usize>,
+    },
+    /// A list of strings.
+    TextList,
+}
+
+impl ParamKind {
+    fn describe(&self) -> String {
+        match self {
+            ParamKind::Bool => "a boolean".into(),
+            ParamKind::Int { min, max } => format!("an integer in {min}..={max}"),
+            ParamKind::Float { min, max } => format!("a number in {min}..={max}"),
+            ParamKind::Choice(choices) => format!("one of {}", choices.join(", ")),
+            ParamKind::Text => "a string".into(),
+            ParamKind::FloatList { len: Some(len) } => format!("a list of {len} numbers"),
+            ParamKind::FloatList { len: None } => "a list of numbers".into(),
+            ParamKind::TextList => "a list of strings".into(),
+        }
+    }
+
+    /// Whether `value` is a single value of this kind (as opposed to a matrix axis).
+    pub fn is_single(&self, value: &Value) -> bool {
+        match (self, value) {
+            (ParamKind::FloatList { .. } | ParamKind::TextList, Value::List(items)) => {
+                items.iter().all(|item| !matches!(item, Value::List(_)))
+            }
+            (_, Value::List(_)) => false,
+            _ => true,
+        }
+    }
+
+    /// Checks one value against this kind, converting integers to floats where a float
+    /// is expected.
+    pub fn check(&self, value: &Value) -> Result<Value, String> {
+        let mismatch = || format!("expected {}, found {}", self.describe(), value.kind_name());
+        match (self, value) {
+            (ParamKind::Bool, Value::Bool(_)) => Ok(value.clone()),
+            (ParamKind::Int { min, max }, Value::Int(number)) => {
+                if number < min || number > max {
+                    Err(format!(
+                        "{number} is out of range: expected {}",
+                        self.describe()
+                    ))
+                } else {
+                    Ok(value.clone())
+                }
+            }
+            (ParamKind::Float { min, max }, Value::Int(_) | Value::Float(_)) => {
+                let number = value.as_f64().unwrap_or(f64::NAN);
+                if !number.is_finite() || number < *min || number > *max {
+                    Err(format!(
+                        "{number} is out of range: expected {}",
+                        self.describe()
+                    ))
+                } else {
+                    Ok(Value::Float(number))
+                }
+            }
+            (ParamKind::Choice(choices), Value::Text(text)) => {
+                if choices.contains(&text.as_str()) {
+                    Ok(value.clone())
+                } else {
+                    Err(format!("`{text}` is not {}", self.describe()))
+                }
+            }
+            (ParamKind::Text, Value::Text(_)) => Ok(value.clone()),
+            (ParamKind::FloatList { len }, Value::List(items)) => {
+                let numbers: Option<Vec<f64>> = items.iter().map(Value::as_f64).collect();
+                let numbers = numbers.ok_or_else(mismatch)?;
+                if numbers.iter().any(|number| !number.is_finite()) {
+                    return Err("every number must be finite".into());
+                }
+                if len.is_some_and(|len| len != numbers.len()) {
+                    return Err(mismatch());
+                }
+                Ok(Value::List(numbers.into_iter().map(Value::Float).collect()))
+            }
+            (ParamKind::TextList, Value::List(items)) => {
+                if items.iter().all(|item| matches!(item, Value::Text(_))) {
+                    Ok(value.clone())
+                } else {
+                    Err(mismatch())
+                }
+            }
+            _ => Err(mismatch()),
+        }
+    }
+}
+
+/// One parameter a kernel accepts.
+#[derive(Clone, Debug)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub kind: ParamKind,
+    /// `None` makes the parameter required.
+    pub default: Option<Value>,
+    pub doc: &'static str,
+}
+
+impl ParamSpec {
+    pub fn new(
+        name: &'static str,
+        kind: ParamKind,
+        default: impl Into<Option<Value>>,
+        doc: &'static str,
+    ) -> Self {
+        ParamSpec {
+            name,
+            kind,
+            default: default.into(),
+            doc,
+        }
+    }
+}
+
+/// Which direction of a metric is better; used by reports and baseline comparisons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
+    /// Neither: counters and correctness figures.
+    Neither,
+}
+
+/// One named metric a kernel may record per sample.
+#[derive(Clone, Debug)]
+pub struct MetricSpec {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub better: Better,
+    pub doc: &'static str,
+}
+
+impl MetricSpec {
+    pub const fn new(
+        name: &'static str,
+        unit: &'static str,
+        better: Better,
+        doc: &'static str,
+    ) -> Self {
+        MetricSpec {
+            name,
+            unit,
+            better,
+            doc,
+        }
+    }
+}
+
+/// The validated parameters of one run: every declared parameter is present (from the
+/// spec or its default) and of its declared kind.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Params {
+    values: BTreeMap<String, Value>,
+}
+
+impl Params {
+    /// Builds a parameter set directly (tests, benchmarks). The harness builds it with
+    /// [`Params::validate`].
+    pub fn from_values(values: impl IntoIterator<Item = (String, Value)>) -> Self {
+        Params {
+            values: values.into_iter().collect(),
+        }
+    }
+
+    /// Checks `given` against `specs`: unknown names are errors naming the valid ones,
+    /// missing required ones are errors, defaults fill the rest.
+    /// With `allow_extra`, undeclared names are kept as given (the `command` kernel's
+    /// substitution variables).
+    pub fn validate(
+        specs: &[ParamSpec],
+        given: &BTreeMap<String, Value>,
+        allow_extra: bool,
+    ) -> Result<Params, ParamError> {
+        let mut values = BTreeMap::new();
+        for (name, value) in given {
+            if allow_extra && !specs.iter().any(|spec| spec.name == name) {
+                values.insert(name.clone(), value.clone());
+            } else if !specs.iter().any(|spec| spec.name == name) {
+                return Err(ParamError::Unknown {
+                    name: name.clone(),
+                    valid: specs.iter().map(|spec| spec.name.to_owned()).collect(),
+                });
+            }
+        }
+        for spec in specs {
+            let value = match (given.get(spec.name), &spec.default) {
+                (Some(value), _) => {
+                    spec.kind
+                        .check(value)
+                        .map_err(|message| ParamError::Invalid {
+                            name: spec.name.to_owned(),
+                            message,
+                        })?
+                }
+                (None, Some(default)) => default.clone(),
+                (None, None) => {
+                    return Err(ParamError::Missing {
+                        name: spec.name.to_owned(),
+                    });
+                }
+            };
+            values.insert(spec.name.to_owned(), value);
+        }
+        Ok(Params { values })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.values
+            .iter()
+            .map(|(name, value)| (name.as_str(), value))
+    }
+
+    fn expect(&self, name: &str) -> &Value {
+        self.values
+            .get(name)
+            .unwrap_or_else(|| panic!("parameter `{name}` is not declared by this kernel"))
+    }
+
+    /// The value of an integer parameter. Panics when the kernel did not declare `name`
+    /// as an integer: that is a kernel bug, not a user error.
+    pub fn int(&self, name: &str) -> i64 {
+        match self.expect(name) {
+            Value::Int(value) => *value,
+            other => panic!(
+                "parameter `{name}` is {}, not an integer",
+                other.kind_name()
+            ),
+        }
+    }
+
+    /// An integer parameter as `usize` (declared with a non-negative minimum).
+    pub fn usize(&self, name: &str) -> usize {
+        usize::try_from(self.int(name)).unwrap_or_else(|_| panic!("parameter `{name}` is negative"))
+    }
+
+    pub fn float(&self, name: &str) -> f64 {
+        self.expect(name)
+            .as_f64()
+            .unwrap_or_else(|| panic!("parameter `{name}` is not a number"))
+    }
+
+    pub fn bool(&self, name: &str) -> bool {
+        match self.expect(name) {
+            Value::Bool(value) => *value,
+            other => panic!("parameter `{name}` is {}, not a boolean", other.kind_name()),
+        }
+    }
+
+    pub fn text(&self, name: &str) -> &str {
+        match self.expect(name) {
+            Value::Text(value) => value,
+            other => panic!("parameter `{name}` is {}, not a string", other.kind_name()),
+        }
+    }
+
+    pub fn float_list(&self, name: &str) -> Vec<f64> {
+        match self.expect(name) {
+            Value::List(items) => items.iter().filter_map(Value::as_f64).collect(),
+            other => panic!("parameter `{name}` is {}, not a list", other.kind_name()),
+        }
+    }
+
+    pub fn text_list(&self, name: &str) -> Vec<String> {
+        match self.expect(name) {
+            Value::List(items) => items.iter().map(ToString::to_string).collect(),
+            other => panic!("parameter `{name}` is {}, not a list", other.kind_name()),
+        }
+    }
+}
+
+/// A parameter set that does not fit a kernel's declaration.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    #[error("unknown parameter `{name}`; valid parameters: {}", valid.join(", "))]
+    Unknown { name: String, valid: Vec<String> },
+    #[error("missing required parameter `{name}`")]
+    Missing { name: String },
+    #[error("parameter `{name}`: {message}")]
+    Invalid { name: String, message: String },
+}
+
+/// What one run will need, estimated before anything executes, so absurd sizes are
+/// refused up front.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// Peak resident memory in bytes.
+    pub memory_bytes: u64,
+    /// Scratch disk space in bytes (in the run directory).
+    pub disk_bytes: u64,
+}
+
+/// Where and how a run executes.
+#[derive(Clone, Debug)]
+pub struct RunContext {
+    /// The run's seed, derived from the experiment seed and the run's identity, so it is
+    /// stable across invocations and independent of execution order.
+    pub seed: u64,
+    /// The size of the rayon pool the instance runs in.
+    pub threads: usize,
+    /// A directory the instance may write scratch files to; the harness removes it
+    /// after the run, also when the run fails or is interrupted.
+    pub scratch_dir: PathBuf,
+    /// The per-sample timeout; in-process kernels may use it to bound waits.
+    pub timeout: Duration,
+}
+
+/// A named output of a run, compared between workloads (parity) or with a stored
+/// snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    pub name: String,
+    /// Logical shape, outermost first (e.g. `[rows, cols]` for an image).
+    pub shape: Vec<usize>,
+    pub data: OutputData,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputData {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    /// An opaque digest (for example of a tree's structure); compared for equality.
+    Digest(String),
+}
+
+impl OutputData {
+    pub fn len(&self) -> usize {
+        match self {
+            OutputData::F32(values) => values.len(),
+            OutputData::F64(values) => values.len(),
+            OutputData::I64(values) => values.len(),
+            OutputData::Digest(_) => 1,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values as f64, for numeric comparators; `None` for digests.
+    pub fn to_f64(&self) -> Option<Vec<f64>> {
+        match self {
+            OutputData::F32(values) => Some(values.iter().map(|&value| f64::from(value)).collect()),
+            OutputData::F64(values) => Some(values.clone()),
+            OutputData::I64(values) => Some(values.iter().map(|&value| value as f64).collect()),
+            OutputData::Digest(_) => None,
+        }
+    }
+}
+
+/// A telemetry event: a kind and named fields, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub kind: String,
+    pub fields: Vec<(String, Value)>,
+}
+
+/// The kernel's window on the harness during `setup` and `run`.
+#[derive(Debug, Default)]
+pub struct Probe {
+    pub(crate) metrics: Vec<(String, f64)>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) elapsed_override: Option<Duration>,
+}
+
+impl Probe {
+    /// Records a metric for the current sample (a later value of the same name wins).
+    pub fn metric(&mut self, name: &str, value: f64) {
+        match self
+            .metrics
+            .iter_mut()
+            .find(|(existing, _)| existing == name)
+        {
+            Some(slot) => slot.1 = value,
+            None => self.metrics.push((name.to_owned(), value)),
+        }
+    }
+
+    /// Records a telemetry event; it lands in the report and in the JSON-lines log.
+    pub fn event(&mut self, kind: &str, fields: Vec<(&str, Value)>) {
+        let fields = fields
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        self.events.push(Event {
+            kind: kind.to_owned(),
+            fields,
+        });
+    }
+
+    /// Attaches a warning to the run (deduplicated).
+    pub fn warn(&mut self, message: impl Into<String>) {
+        let message = message.into();
+        if !self.warnings.contains(&message) {
+            self.warnings.push(message);
+        }
+    }
+
+    /// Starts timing a sub-phase of the step (for example the transfer phase of an
+    /// import); see [`Probe::phase`].
+    pub fn start(&self) -> Stamp {
+        clock::now()
+    }
+
+    /// Records the time since `since` as the metric `<name>_s` and returns it.
+    pub fn phase(&mut self, name: &str, since: Stamp) -> Duration {
+        let elapsed = since.elapsed();
+        self.metric(&format!("{name}_s"), elapsed.as_secs_f64());
+        elapsed
+    }
+
+    /// Replaces the harness's measure of the current step with the kernel's own: the
+    /// mock kernel's deterministic fake time, or the `command` kernel's spawn-to-exit
+    /// interval (which excludes its own bookkeeping).
+    pub fn report_elapsed(&mut self, elapsed: Duration) {
+        self.elapsed_override = Some(elapsed);
+    }
+
+    pub fn metrics(&self) -> &[(String, f64)] {
+        &self.metrics
+    }
+
+    pub fn metric_value(&self, name: &str) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|(existing, _)| existing == name)
+            .map(|(_, value)| *value)
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+/// One prepared run of a kernel.
+pub trait Instance: Send {
+    /// Untimed preparation (data generation, file loading). In cold mode it is timed
+    /// together with the first `run`.
+    fn setup(&mut self, probe: &mut Probe) -> anyhow::Result<()>;
+
+    /// The timed step. Called once per sample after `setup`.
+    fn run(&mut self, probe: &mut Probe) -> anyhow::Result<()>;
+
+    /// The outputs of the last `run`, for parity and snapshot checks.
+    fn outputs(&mut self) -> Vec<Output> {
+        Vec::new()
+    }
+}
+
+/// A built-in workload implementation.
+pub trait Kernel: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// One line for `list` and the spec reference.
+    fn summary(&self) -> &'static str;
+
+    fn params(&self) -> Vec<ParamSpec>;
+
+    /// The metrics `run` may record (checks may only name these, or `time`).
+    fn metrics(&self) -> Vec<MetricSpec>;
+
+    /// Whether parameters beyond [`Kernel::params`] are accepted as free variables.
+    fn accepts_extra_params(&self) -> bool {
+        false
+    }
+
+    /// The outputs `outputs` may return (parity checks may only name these).
+    fn output_names(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Cross-parameter validation and a resource estimate, for every run before
+    /// anything executes. Must be cheap.
+    fn check(&self, params: &Params) -> Result<Resources, String>;
+
+    /// Creates the instance for one run. Must be cheap; heavy work belongs in `setup`.
+    fn instantiate(
+        &self,
+        params: &Params,
+        context: &RunContext,
+    ) -> anyhow::Result<Box<dyn Instance>>;
+}

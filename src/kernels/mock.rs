@@ -1,0 +1,203 @@
+//! A kernel with deterministic fake timings, for testing the whole pipeline.
+//!
+//! Each sample reports `time_ms * slowdown * (1 + jitter * u)` as its duration, with
+//! `u` in [-1, 1) drawn from a ChaCha8 generator seeded by the run's seed, so the
+//! statistics, verdicts and reports of a mock run are reproducible bit for bit. With
+//! `spin = true` the kernel really busy-waits for that long instead, which gives the
+//! noise of a real machine (used by the baseline-detection experiment). Its output
+//! `values` is a seeded vector, shifted by `perturb`, for parity tests.
+
+use std::time::Duration;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::kernel::{
+    Better, Instance, Kernel, MetricSpec, Output, OutputData, ParamKind, ParamSpec, Params, Probe,
+    Resources, RunContext, Value,
+};
+
+pub struct Mock;
+
+const ITEMS: i64 = 1_000_000;
+
+impl Kernel for Mock {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+
+    fn summary(&self) -> &'static str {
+        "deterministic fake timings and outputs, for testing specs and the harness"
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::new(
+                "time_ms",
+                ParamKind::Float {
+                    min: 0.0,
+                    max: 3.6e6,
+                },
+                Value::Float(1.0),
+                "base duration of one sample in milliseconds",
+            ),
+            ParamSpec::new(
+                "jitter",
+                ParamKind::Float {
+                    min: 0.0,
+                    max: 0.99,
+                },
+                Value::Float(0.0),
+                "relative half-width of the seeded uniform noise on each sample",
+            ),
+            ParamSpec::new(
+                "slowdown",
+                ParamKind::Float {
+                    min: 0.01,
+                    max: 100.0,
+                },
+                Value::Float(1.0),
+                "factor applied to every sample (to inject regressions)",
+            ),
+            ParamSpec::new(
+                "spin",
+                ParamKind::Bool,
+                Value::Bool(false),
+                "busy-wait for real instead of faking",
+            ),
+            ParamSpec::new(
+                "fail_at",
+                ParamKind::Int {
+                    min: -1,
+                    max: i64::MAX,
+                },
+                Value::Int(-1),
+                "sample index (0 = set-up) at which the run fails; -1 never",
+            ),
+            ParamSpec::new(
+                "size",
+                ParamKind::Int {
+                    min: 1,
+                    max: 1 << 40,
+                },
+                Value::Int(16),
+                "length of the `values` output; memory estimate is 8 bytes per entry",
+            ),
+            ParamSpec::new(
+                "perturb",
+                ParamKind::Float {
+                    min: -1e9,
+                    max: 1e9,
+                },
+                Value::Float(0.0),
+                "offset added to every entry of `values`",
+            ),
+        ]
+    }
+
+    fn metrics(&self) -> Vec<MetricSpec> {
+        vec![
+            MetricSpec::new(
+                "items_per_s",
+                "1/s",
+                Better::Higher,
+                "1e6 items divided by the sample time",
+            ),
+            MetricSpec::new(
+                "sample_index",
+                "",
+                Better::Neither,
+                "index of the sample within the run",
+            ),
+        ]
+    }
+
+    fn output_names(&self) -> Vec<&'static str> {
+        vec!["values"]
+    }
+
+    fn check(&self, params: &Params) -> Result<Resources, String> {
+        Ok(Resources {
+            memory_bytes: params.usize("size") as u64 * 8,
+            disk_bytes: 0,
+        })
+    }
+
+    fn instantiate(
+        &self,
+        params: &Params,
+        context: &RunContext,
+    ) -> anyhow::Result<Box<dyn Instance>> {
+        Ok(Box::new(MockInstance {
+            time_ms: params.float("time_ms"),
+            jitter: params.float("jitter"),
+            slowdown: params.float("slowdown"),
+            spin: params.bool("spin"),
+            fail_at: params.int("fail_at"),
+            size: params.usize("size"),
+            perturb: params.float("perturb"),
+            rng: ChaCha8Rng::seed_from_u64(context.seed),
+            seed: context.seed,
+            calls: 0,
+        }))
+    }
+}
+
+struct MockInstance {
+    time_ms: f64,
+    jitter: f64,
+    slowdown: f64,
+    spin: bool,
+    fail_at: i64,
+    size: usize,
+    perturb: f64,
+    rng: ChaCha8Rng,
+    seed: u64,
+    calls: i64,
+}
+
+impl Instance for MockInstance {
+    fn setup(&mut self, _probe: &mut Probe) -> anyhow::Result<()> {
+        if self.fail_at == 0 {
+            anyhow::bail!("mock failure in set-up (fail_at = 0)");
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
+        self.calls += 1;
+        if self.calls == self.fail_at {
+            anyhow::bail!(
+                "mock failure at sample {} (fail_at = {})",
+                self.calls,
+                self.fail_at
+            );
+        }
+        let noise: f64 = self.rng.random_range(-1.0..1.0);
+        let seconds = self.time_ms * 1e-3 * self.slowdown * (1.0 + self.jitter * noise);
+        let duration = Duration::from_secs_f64(seconds.max(0.0));
+        if self.spin {
+            let start = probe.start();
+            while start.elapsed() < duration {
+                std::hint::spin_loop();
+            }
+        } else {
+            probe.report_elapsed(duration);
+        }
+        probe.metric("items_per_s", ITEMS as f64 / seconds.max(1e-12));
+        probe.metric("sample_index", (self.calls - 1) as f64);
+        Ok(())
+    }
+
+    fn outputs(&mut self) -> Vec<Output> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x5eed);
+        let values = (0..self.size)
+            .map(|_| rng.random_range(0.0..1.0) + self.perturb)
+            .collect();
+        vec![Output {
+            name: "values".into(),
+            shape: vec![self.size],
+            data: OutputData::F64(values),
+        }]
+    }
+}

@@ -1,0 +1,13 @@
+//! phasegate: declarative performance experiments.
+//!
+//! A TOML spec names phases, workloads and acceptance checks; the pipeline turns it
+//! into per-phase reports and a verdict a CI job can gate on:
+//!
+//! spec (validated input) -> plan (expanded runs) -> execution (the only place that
+//! reads clocks) -> samples and summaries -> verdicts -> reports.
+//!
+//! See `ARCHITECTURE.md` for the module map and its invariants.
+
+pub mod clock;
+pub mod kernel;
+pub mod kernels;
