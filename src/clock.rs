@@ -27,10 +27,7 @@ pub fn now() -> Stamp {
 
 /// Seconds since the Unix epoch, from the system clock.
 pub fn wall_time() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)
 }
 
 /// A civil UTC date and time.
@@ -53,16 +50,11 @@ impl DateTime {
         let z = days + 719_468;
         let era = z.div_euclid(146_097);
         let day_of_era = z.rem_euclid(146_097);
-        let year_of_era =
-            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
         let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
         let month_index = (5 * day_of_year + 2) / 153;
         let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-        let month = if month_index < 10 {
-            month_index + 3
-        } else {
-            month_index - 9
-        } as u32;
+        let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
         let year = year_of_era + era * 400 + i64::from(month <= 2);
         DateTime {
             year,
@@ -81,24 +73,12 @@ impl DateTime {
 
     /// `2026-11-21T09:05:03Z`
     pub fn rfc3339(&self) -> String {
-        format!(
-            "{}T{:02}:{:02}:{:02}Z",
-            self.date(),
-            self.hour,
-            self.minute,
-            self.second
-        )
+        format!("{}T{:02}:{:02}:{:02}Z", self.date(), self.hour, self.minute, self.second)
     }
 
     /// `2026-11-21T090503Z`, safe in file names.
     pub fn compact(&self) -> String {
-        format!(
-            "{}T{:02}{:02}{:02}Z",
-            self.date(),
-            self.hour,
-            self.minute,
-            self.second
-        )
+        format!("{}T{:02}{:02}{:02}Z", self.date(), self.hour, self.minute, self.second)
     }
 }
 
@@ -109,13 +89,7 @@ mod tests {
     #[test]
     fn civil_dates() {
         assert_eq!(DateTime::from_unix(0).rfc3339(), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            DateTime::from_unix(951_782_400).rfc3339(),
-            "2000-02-29T00:00:00Z"
-        );
-        assert_eq!(
-            DateTime::from_unix(1_795_296_303).rfc3339(),
-            "2026-11-21T21:25:03Z"
-        );
+        assert_eq!(DateTime::from_unix(951_782_400).rfc3339(), "2000-02-29T00:00:00Z");
+        assert_eq!(DateTime::from_unix(1_795_296_303).rfc3339(), "2026-11-21T21:25:03Z");
     }
 }

@@ -166,10 +166,7 @@ impl ParamKind {
             (ParamKind::Bool, Value::Bool(_)) => Ok(value.clone()),
             (ParamKind::Int { min, max }, Value::Int(number)) => {
                 if number < min || number > max {
-                    Err(format!(
-                        "{number} is out of range: expected {}",
-                        self.describe()
-                    ))
+                    Err(format!("{number} is out of range: expected {}", self.describe()))
                 } else {
                     Ok(value.clone())
                 }
@@ -177,10 +174,7 @@ impl ParamKind {
             (ParamKind::Float { min, max }, Value::Int(_) | Value::Float(_)) => {
                 let number = value.as_f64().unwrap_or(f64::NAN);
                 if !number.is_finite() || number < *min || number > *max {
-                    Err(format!(
-                        "{number} is out of range: expected {}",
-                        self.describe()
-                    ))
+                    Err(format!("{number} is out of range: expected {}", self.describe()))
                 } else {
                     Ok(Value::Float(number))
                 }
@@ -227,18 +221,8 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
-    pub fn new(
-        name: &'static str,
-        kind: ParamKind,
-        default: impl Into<Option<Value>>,
-        doc: &'static str,
-    ) -> Self {
-        ParamSpec {
-            name,
-            kind,
-            default: default.into(),
-            doc,
-        }
+    pub fn new(name: &'static str, kind: ParamKind, default: impl Into<Option<Value>>, doc: &'static str) -> Self {
+        ParamSpec { name, kind, default: default.into(), doc }
     }
 }
 
@@ -261,18 +245,8 @@ pub struct MetricSpec {
 }
 
 impl MetricSpec {
-    pub const fn new(
-        name: &'static str,
-        unit: &'static str,
-        better: Better,
-        doc: &'static str,
-    ) -> Self {
-        MetricSpec {
-            name,
-            unit,
-            better,
-            doc,
-        }
+    pub const fn new(name: &'static str, unit: &'static str, better: Better, doc: &'static str) -> Self {
+        MetricSpec { name, unit, better, doc }
     }
 }
 
@@ -287,9 +261,7 @@ impl Params {
     /// Builds a parameter set directly (tests, benchmarks). The harness builds it with
     /// [`Params::validate`].
     pub fn from_values(values: impl IntoIterator<Item = (String, Value)>) -> Self {
-        Params {
-            values: values.into_iter().collect(),
-        }
+        Params { values: values.into_iter().collect() }
     }
 
     /// Checks `given` against `specs`: unknown names are errors naming the valid ones,
@@ -314,19 +286,13 @@ impl Params {
         }
         for spec in specs {
             let value = match (given.get(spec.name), &spec.default) {
-                (Some(value), _) => {
-                    spec.kind
-                        .check(value)
-                        .map_err(|message| ParamError::Invalid {
-                            name: spec.name.to_owned(),
-                            message,
-                        })?
-                }
+                (Some(value), _) => spec
+                    .kind
+                    .check(value)
+                    .map_err(|message| ParamError::Invalid { name: spec.name.to_owned(), message })?,
                 (None, Some(default)) => default.clone(),
                 (None, None) => {
-                    return Err(ParamError::Missing {
-                        name: spec.name.to_owned(),
-                    });
+                    return Err(ParamError::Missing { name: spec.name.to_owned() });
                 }
             };
             values.insert(spec.name.to_owned(), value);
@@ -339,15 +305,11 @@ impl Params {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.values
-            .iter()
-            .map(|(name, value)| (name.as_str(), value))
+        self.values.iter().map(|(name, value)| (name.as_str(), value))
     }
 
     fn expect(&self, name: &str) -> &Value {
-        self.values
-            .get(name)
-            .unwrap_or_else(|| panic!("parameter `{name}` is not declared by this kernel"))
+        self.values.get(name).unwrap_or_else(|| panic!("parameter `{name}` is not declared by this kernel"))
     }
 
     /// The value of an integer parameter. Panics when the kernel did not declare `name`
@@ -355,10 +317,7 @@ impl Params {
     pub fn int(&self, name: &str) -> i64 {
         match self.expect(name) {
             Value::Int(value) => *value,
-            other => panic!(
-                "parameter `{name}` is {}, not an integer",
-                other.kind_name()
-            ),
+            other => panic!("parameter `{name}` is {}, not an integer", other.kind_name()),
         }
     }
 
@@ -368,9 +327,7 @@ impl Params {
     }
 
     pub fn float(&self, name: &str) -> f64 {
-        self.expect(name)
-            .as_f64()
-            .unwrap_or_else(|| panic!("parameter `{name}` is not a number"))
+        self.expect(name).as_f64().unwrap_or_else(|| panic!("parameter `{name}` is not a number"))
     }
 
     pub fn bool(&self, name: &str) -> bool {
@@ -501,11 +458,7 @@ pub struct Probe {
 impl Probe {
     /// Records a metric for the current sample (a later value of the same name wins).
     pub fn metric(&mut self, name: &str, value: f64) {
-        match self
-            .metrics
-            .iter_mut()
-            .find(|(existing, _)| existing == name)
-        {
+        match self.metrics.iter_mut().find(|(existing, _)| existing == name) {
             Some(slot) => slot.1 = value,
             None => self.metrics.push((name.to_owned(), value)),
         }
@@ -513,14 +466,8 @@ impl Probe {
 
     /// Records a telemetry event; it lands in the report and in the JSON-lines log.
     pub fn event(&mut self, kind: &str, fields: Vec<(&str, Value)>) {
-        let fields = fields
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value))
-            .collect();
-        self.events.push(Event {
-            kind: kind.to_owned(),
-            fields,
-        });
+        let fields = fields.into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
+        self.events.push(Event { kind: kind.to_owned(), fields });
     }
 
     /// Attaches a warning to the run (deduplicated).
@@ -556,10 +503,7 @@ impl Probe {
     }
 
     pub fn metric_value(&self, name: &str) -> Option<f64> {
-        self.metrics
-            .iter()
-            .find(|(existing, _)| existing == name)
-            .map(|(_, value)| *value)
+        self.metrics.iter().find(|(existing, _)| existing == name).map(|(_, value)| *value)
     }
 
     pub fn events(&self) -> &[Event] {
@@ -613,9 +557,5 @@ pub trait Kernel: Send + Sync {
     fn check(&self, params: &Params) -> Result<Resources, String>;
 
     /// Creates the instance for one run. Must be cheap; heavy work belongs in `setup`.
-    fn instantiate(
-        &self,
-        params: &Params,
-        context: &RunContext,
-    ) -> anyhow::Result<Box<dyn Instance>>;
+    fn instantiate(&self, params: &Params, context: &RunContext) -> anyhow::Result<Box<dyn Instance>>;
 }

@@ -20,8 +20,7 @@ use anyhow::{Context, bail};
 use wait_timeout::ChildExt;
 
 use crate::kernel::{
-    Instance, Kernel, MetricSpec, Output, OutputData, ParamKind, ParamSpec, Params, Probe,
-    Resources, RunContext, Value,
+    Instance, Kernel, MetricSpec, Output, OutputData, ParamKind, ParamSpec, Params, Probe, Resources, RunContext, Value,
 };
 
 pub struct Command;
@@ -39,48 +38,23 @@ impl Kernel for Command {
 
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::new(
-                "program",
-                ParamKind::Text,
-                None,
-                "program to run (a command line when `shell` is set)",
-            ),
-            ParamSpec::new(
-                "args",
-                ParamKind::TextList,
-                Value::List(vec![]),
-                "arguments, with {name} placeholders",
-            ),
-            ParamSpec::new(
-                "shell",
-                ParamKind::Bool,
-                Value::Bool(false),
-                "run `program` through `sh -c`",
-            ),
+            ParamSpec::new("program", ParamKind::Text, None, "program to run (a command line when `shell` is set)"),
+            ParamSpec::new("args", ParamKind::TextList, Value::List(vec![]), "arguments, with {name} placeholders"),
+            ParamSpec::new("shell", ParamKind::Bool, Value::Bool(false), "run `program` through `sh -c`"),
             ParamSpec::new(
                 "workdir",
                 ParamKind::Choice(&["inherit", "fresh"]),
                 Value::from("inherit"),
                 "working directory: the harness's own, or a fresh empty one per run",
             ),
-            ParamSpec::new(
-                "output_file",
-                ParamKind::Text,
-                Value::from(""),
-                "raw float file the program writes",
-            ),
+            ParamSpec::new("output_file", ParamKind::Text, Value::from(""), "raw float file the program writes"),
             ParamSpec::new(
                 "output_format",
                 ParamKind::Choice(&["f32", "f64"]),
                 Value::from("f32"),
                 "element type of `output_file` (little endian)",
             ),
-            ParamSpec::new(
-                "output_name",
-                ParamKind::Text,
-                Value::from("image"),
-                "name of the output for parity",
-            ),
+            ParamSpec::new("output_name", ParamKind::Text, Value::from("image"), "name of the output for parity"),
         ]
     }
 
@@ -99,30 +73,20 @@ impl Kernel for Command {
     }
 
     fn check(&self, params: &Params) -> Result<Resources, String> {
-        let declared: Vec<String> = self
-            .params()
-            .iter()
-            .map(|spec| spec.name.to_owned())
-            .collect();
+        let declared: Vec<String> = self.params().iter().map(|spec| spec.name.to_owned()).collect();
         let template = templates(params).join(" ");
         for (name, value) in params.iter() {
             if declared.iter().any(|declared| declared == name) {
                 continue;
             }
             if RESERVED.contains(&name) {
-                return Err(format!(
-                    "`{name}` is filled in by the harness and cannot be a parameter"
-                ));
+                return Err(format!("`{name}` is filled in by the harness and cannot be a parameter"));
             }
             if matches!(value, Value::List(_)) {
-                return Err(format!(
-                    "substitution variable `{name}` must be a single value"
-                ));
+                return Err(format!("substitution variable `{name}` must be a single value"));
             }
             if !template.contains(&format!("{{{name}}}")) {
-                return Err(format!(
-                    "parameter `{name}` is not used by any argument (write `{{{name}}}` in `args`)"
-                ));
+                return Err(format!("parameter `{name}` is not used by any argument (write `{{{name}}}` in `args`)"));
             }
         }
         for placeholder in placeholders(&template) {
@@ -130,41 +94,29 @@ impl Kernel for Command {
                 || RESERVED.contains(&placeholder.as_str())
                 || params.get(&placeholder).is_some();
             if !known {
-                return Err(format!(
-                    "argument placeholder `{{{placeholder}}}` names no parameter"
-                ));
+                return Err(format!("argument placeholder `{{{placeholder}}}` names no parameter"));
             }
         }
         Ok(Resources::default())
     }
 
-    fn instantiate(
-        &self,
-        params: &Params,
-        context: &RunContext,
-    ) -> anyhow::Result<Box<dyn Instance>> {
+    fn instantiate(&self, params: &Params, context: &RunContext) -> anyhow::Result<Box<dyn Instance>> {
         let workdir = match params.text("workdir") {
             "fresh" => Some(context.scratch_dir.join("workdir")),
             _ => None,
         };
-        let workdir_text = workdir
-            .as_ref()
-            .map_or_else(|| ".".to_owned(), |path| path.display().to_string());
+        let workdir_text = workdir.as_ref().map_or_else(|| ".".to_owned(), |path| path.display().to_string());
         let substitute = |text: &str| -> anyhow::Result<String> {
             let mut result = text.to_owned();
             for placeholder in placeholders(text) {
                 let replacement = if let Some(variable) = placeholder.strip_prefix("env:") {
-                    std::env::var(variable)
-                        .with_context(|| format!("environment variable {variable} is not set"))?
+                    std::env::var(variable).with_context(|| format!("environment variable {variable} is not set"))?
                 } else {
                     match placeholder.as_str() {
                         "threads" => context.threads.to_string(),
                         "seed" => context.seed.to_string(),
                         "workdir" => workdir_text.clone(),
-                        name => params
-                            .get(name)
-                            .map(ToString::to_string)
-                            .unwrap_or_default(),
+                        name => params.get(name).map(ToString::to_string).unwrap_or_default(),
                     }
                 };
                 result = result.replace(&format!("{{{placeholder}}}"), &replacement);
@@ -172,16 +124,9 @@ impl Kernel for Command {
             Ok(result)
         };
         let program = substitute(params.text("program"))?;
-        let args = params
-            .text_list("args")
-            .iter()
-            .map(|arg| substitute(arg))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let args = params.text_list("args").iter().map(|arg| substitute(arg)).collect::<anyhow::Result<Vec<_>>>()?;
         let (program, args) = if params.bool("shell") {
-            let line = std::iter::once(program)
-                .chain(args)
-                .collect::<Vec<_>>()
-                .join(" ");
+            let line = std::iter::once(program).chain(args).collect::<Vec<_>>().join(" ");
             ("sh".to_owned(), vec!["-c".to_owned(), line])
         } else {
             (program, args)
@@ -218,11 +163,7 @@ fn placeholders(text: &str) -> Vec<String> {
         match after.find('}') {
             Some(close) => {
                 let name = &after[..close];
-                if !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-                {
+                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
                     found.push(name.to_owned());
                 }
                 rest = &after[close + 1..];
@@ -252,53 +193,35 @@ struct CommandInstance {
 impl Instance for CommandInstance {
     fn setup(&mut self, _probe: &mut Probe) -> anyhow::Result<()> {
         if let Some(workdir) = &self.workdir {
-            fs::create_dir_all(workdir)
-                .with_context(|| format!("cannot create {}", workdir.display()))?;
+            fs::create_dir_all(workdir).with_context(|| format!("cannot create {}", workdir.display()))?;
         }
         Ok(())
     }
 
     fn run(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
-        let stderr = File::create(&self.stderr_path)
-            .with_context(|| format!("cannot create {}", self.stderr_path.display()))?;
+        let stderr =
+            File::create(&self.stderr_path).with_context(|| format!("cannot create {}", self.stderr_path.display()))?;
         let mut process = Process::new(&self.program);
-        process
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
+        process.args(&self.args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         process.env("PHASEGATE_THREADS", self.threads.to_string());
         if let Some(workdir) = &self.workdir {
             process.current_dir(workdir);
         }
         let start = probe.start();
-        let mut child = process
-            .spawn()
-            .with_context(|| format!("cannot start `{}`", self.program))?;
-        let status = child
-            .wait_timeout(self.timeout)
-            .context("cannot wait for the child process")?;
+        let mut child = process.spawn().with_context(|| format!("cannot start `{}`", self.program))?;
+        let status = child.wait_timeout(self.timeout).context("cannot wait for the child process")?;
         let elapsed = start.elapsed();
         let Some(status) = status else {
             // Reap the child so no zombie outlives the run.
             let _ = child.kill();
             let _ = child.wait();
-            bail!(
-                "`{}` timed out after {:.3} s",
-                self.program,
-                self.timeout.as_secs_f64()
-            );
+            bail!("`{}` timed out after {:.3} s", self.program, self.timeout.as_secs_f64());
         };
         probe.report_elapsed(elapsed);
         if !status.success() {
             let mut text = String::new();
-            let _ =
-                File::open(&self.stderr_path).and_then(|mut file| file.read_to_string(&mut text));
-            bail!(
-                "`{}` exited with {status}; stderr:\n{}",
-                self.program,
-                tail(&text, 20)
-            );
+            let _ = File::open(&self.stderr_path).and_then(|mut file| file.read_to_string(&mut text));
+            bail!("`{}` exited with {status}; stderr:\n{}", self.program, tail(&text, 20));
         }
         Ok(())
     }
@@ -315,25 +238,11 @@ impl Instance for CommandInstance {
             return Vec::new();
         };
         let data = if output.double {
-            OutputData::F64(
-                bytes
-                    .chunks_exact(8)
-                    .map(|chunk| f64::from_le_bytes(chunk.try_into().unwrap()))
-                    .collect(),
-            )
+            OutputData::F64(bytes.chunks_exact(8).map(|chunk| f64::from_le_bytes(chunk.try_into().unwrap())).collect())
         } else {
-            OutputData::F32(
-                bytes
-                    .chunks_exact(4)
-                    .map(|chunk| f32::from_le_bytes(chunk.try_into().unwrap()))
-                    .collect(),
-            )
+            OutputData::F32(bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes(chunk.try_into().unwrap())).collect())
         };
-        vec![Output {
-            name: output.name.clone(),
-            shape: vec![data.len()],
-            data,
-        }]
+        vec![Output { name: output.name.clone(), shape: vec![data.len()], data }]
     }
 }
 
@@ -349,10 +258,7 @@ mod tests {
 
     #[test]
     fn finds_placeholders() {
-        assert_eq!(
-            placeholders("-n {size} {env:HOME}/x {threads}{"),
-            ["size", "env:HOME", "threads"]
-        );
+        assert_eq!(placeholders("-n {size} {env:HOME}/x {threads}{"), ["size", "env:HOME", "threads"]);
         assert_eq!(placeholders("{ not one }"), Vec::<String>::new());
     }
 }

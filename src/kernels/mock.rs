@@ -13,8 +13,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::kernel::{
-    Better, Instance, Kernel, MetricSpec, Output, OutputData, ParamKind, ParamSpec, Params, Probe,
-    Resources, RunContext, Value,
+    Better, Instance, Kernel, MetricSpec, Output, OutputData, ParamKind, ParamSpec, Params, Probe, Resources,
+    RunContext, Value,
 };
 
 pub struct Mock;
@@ -34,61 +34,38 @@ impl Kernel for Mock {
         vec![
             ParamSpec::new(
                 "time_ms",
-                ParamKind::Float {
-                    min: 0.0,
-                    max: 3.6e6,
-                },
+                ParamKind::Float { min: 0.0, max: 3.6e6 },
                 Value::Float(1.0),
                 "base duration of one sample in milliseconds",
             ),
             ParamSpec::new(
                 "jitter",
-                ParamKind::Float {
-                    min: 0.0,
-                    max: 0.99,
-                },
+                ParamKind::Float { min: 0.0, max: 0.99 },
                 Value::Float(0.0),
                 "relative half-width of the seeded uniform noise on each sample",
             ),
             ParamSpec::new(
                 "slowdown",
-                ParamKind::Float {
-                    min: 0.01,
-                    max: 100.0,
-                },
+                ParamKind::Float { min: 0.01, max: 100.0 },
                 Value::Float(1.0),
                 "factor applied to every sample (to inject regressions)",
             ),
-            ParamSpec::new(
-                "spin",
-                ParamKind::Bool,
-                Value::Bool(false),
-                "busy-wait for real instead of faking",
-            ),
+            ParamSpec::new("spin", ParamKind::Bool, Value::Bool(false), "busy-wait for real instead of faking"),
             ParamSpec::new(
                 "fail_at",
-                ParamKind::Int {
-                    min: -1,
-                    max: i64::MAX,
-                },
+                ParamKind::Int { min: -1, max: i64::MAX },
                 Value::Int(-1),
                 "sample index (0 = set-up) at which the run fails; -1 never",
             ),
             ParamSpec::new(
                 "size",
-                ParamKind::Int {
-                    min: 1,
-                    max: 1 << 40,
-                },
+                ParamKind::Int { min: 1, max: 1 << 40 },
                 Value::Int(16),
                 "length of the `values` output; memory estimate is 8 bytes per entry",
             ),
             ParamSpec::new(
                 "perturb",
-                ParamKind::Float {
-                    min: -1e9,
-                    max: 1e9,
-                },
+                ParamKind::Float { min: -1e9, max: 1e9 },
                 Value::Float(0.0),
                 "offset added to every entry of `values`",
             ),
@@ -97,18 +74,8 @@ impl Kernel for Mock {
 
     fn metrics(&self) -> Vec<MetricSpec> {
         vec![
-            MetricSpec::new(
-                "items_per_s",
-                "1/s",
-                Better::Higher,
-                "1e6 items divided by the sample time",
-            ),
-            MetricSpec::new(
-                "sample_index",
-                "",
-                Better::Neither,
-                "index of the sample within the run",
-            ),
+            MetricSpec::new("items_per_s", "1/s", Better::Higher, "1e6 items divided by the sample time"),
+            MetricSpec::new("sample_index", "", Better::Neither, "index of the sample within the run"),
         ]
     }
 
@@ -117,17 +84,10 @@ impl Kernel for Mock {
     }
 
     fn check(&self, params: &Params) -> Result<Resources, String> {
-        Ok(Resources {
-            memory_bytes: params.usize("size") as u64 * 8,
-            disk_bytes: 0,
-        })
+        Ok(Resources { memory_bytes: params.usize("size") as u64 * 8, disk_bytes: 0 })
     }
 
-    fn instantiate(
-        &self,
-        params: &Params,
-        context: &RunContext,
-    ) -> anyhow::Result<Box<dyn Instance>> {
+    fn instantiate(&self, params: &Params, context: &RunContext) -> anyhow::Result<Box<dyn Instance>> {
         Ok(Box::new(MockInstance {
             time_ms: params.float("time_ms"),
             jitter: params.float("jitter"),
@@ -167,11 +127,7 @@ impl Instance for MockInstance {
     fn run(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
         self.calls += 1;
         if self.calls == self.fail_at {
-            anyhow::bail!(
-                "mock failure at sample {} (fail_at = {})",
-                self.calls,
-                self.fail_at
-            );
+            anyhow::bail!("mock failure at sample {} (fail_at = {})", self.calls, self.fail_at);
         }
         let noise: f64 = self.rng.random_range(-1.0..1.0);
         let seconds = self.time_ms * 1e-3 * self.slowdown * (1.0 + self.jitter * noise);
@@ -191,13 +147,7 @@ impl Instance for MockInstance {
 
     fn outputs(&mut self) -> Vec<Output> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x5eed);
-        let values = (0..self.size)
-            .map(|_| rng.random_range(0.0..1.0) + self.perturb)
-            .collect();
-        vec![Output {
-            name: "values".into(),
-            shape: vec![self.size],
-            data: OutputData::F64(values),
-        }]
+        let values = (0..self.size).map(|_| rng.random_range(0.0..1.0) + self.perturb).collect();
+        vec![Output { name: "values".into(), shape: vec![self.size], data: OutputData::F64(values) }]
     }
 }
