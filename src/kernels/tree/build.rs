@@ -1,0 +1,614 @@
+//! The parallel compressed cover tree (PCCT), built in batches.
+//!
+//! **Tree.** Every point is stored once, as a node with an integer level l (base 2,
+//! not clamped: residual distances are at most 1 and Euclidean leaves need negative
+//! levels). With `C_i = {nodes of level >= i}` the invariants are:
+//!
+//! - *covering*: a child c of p has `l(c) < l(p)` and `d(p, c) <= 2^(l(c) + 1)`;
+//! - *separation*: distinct nodes u, v have `d(u, v) > 2^min(l(u), l(v))`, that is
+//!   every `C_i` is 2^i-separated;
+//! - *subtree radius*: `R(v) >= d(v, w)` for every descendant w, kept exact (the
+//!   maximum of computed distances) along the ancestor path on every insertion. The
+//!   query's lower bounds rest on it.
+//!
+//! Exact duplicates (distance 0 to a node) cannot be separated at any level; they
+//! become leaves of level [`DUPLICATE_LEVEL`] (minus infinity) under the node they
+//! duplicate and take no part in separation.
+//!
+//! **Where a point goes.** For a new point p and a node v let `e(v) = ceil(log2 d(p, v))`
+//! (the smallest i with `d <= 2^i`). v *qualifies* when `e(v) <= l(v)`, that is
+//! `d(p, v) <= 2^l(v)`. With
+//! `E = min e(v)` over the qualifying nodes, p gets level `E - 1` under the nearest qualifying
+//! node with `e(v) = E` (ties to the smaller index). This is the highest level that
+//! keeps both invariants: every node v has `d(p, v) > 2^min(E - 1, l(v))` (else it
+//! would qualify with a smaller e), and the parent is within `2^E`. The root's level
+//! is raised at the start of every batch until it qualifies for every batch point,
+//! which changes nothing else (it is alone above the other levels).
+//!
+//! **A batch** of points (default 512) is inserted in rounds:
+//!
+//! 1. *Traverse* the tree as it was before the batch, for every batch point in
+//!    parallel, to find E, the parent and the *conflict scope*: the qualifying nodes
+//!    with `d(p, v) <= 2^E` (the nodes that could be the parent). *Dense*: screen every
+//!    tree node against the point (a batch x tree matrix). *Sparse*: best-first from
+//!    the root by `d(p, u) - R(u)`, entering a node u only when that bound is at most
+//!    `min(2^(l(u) - 1), 2^E)` for the E found so far (a descendant w can only matter
+//!    when `d(p, w) <= 2^l(w) <= 2^(l(u) - 1)` and `d(p, w) <= 2^E`), with a slack for
+//!    rounding. Both reach every qualifying node within `2^E` of the final E, so they
+//!    agree bit for bit: E and the parent are a minimum over that set under a total
+//!    order, and the scope is that set.
+//! 2. *Conflict graph*: two batch points conflict when inserting both would break
+//!    separation, `d(p, q) <= 2^min(l(p), l(q))`.
+//! 3. *MIS*: Luby's algorithm with a generator seeded by `seed + batch index` picks an
+//!    independent set of leaders.
+//! 4. *Insert* the leaders (they are separated from each other and from the tree, and
+//!    covered by their parents), updating R along their ancestor paths. The dominated
+//!    points only need comparing with the new leaders (the only new nodes, all leaves)
+//!    to bring their scope, level and parent up to date; they then go through steps
+//!    2-4 again, until the batch is empty.
+//!
+//! Every step is either a parallel map over independent items or a sequential,
+//! index-ordered reduction, so the tree does not depend on the thread count.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+pub use super::cover::{CoverTree, DUPLICATE_LEVEL, NO_PARENT, ceil_log2, power_of_two};
+use super::metric::{DistanceCounts, Isa, LANES, Metric, multiversion, screen_list};
+use crate::clock;
+
+/// The root's level before anything is inserted: below every level a positive f64
+/// distance can produce (2^-1074 is the smallest).
+const INITIAL_ROOT_LEVEL: i32 = -2000;
+
+/// How the batch traversal finds scopes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traversal {
+    /// Screen every tree node (a batch x tree matrix).
+    Dense,
+    /// Best-first descent from the root, pruning with the subtree radii.
+    Sparse,
+}
+
+impl Traversal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Traversal::Dense => "dense",
+            Traversal::Sparse => "sparse",
+        }
+    }
+}
+
+/// Parameters of the batch build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildParams {
+    pub batch_size: usize,
+    pub traversal: Traversal,
+    /// Most scope members kept per point (0 = all). Scopes are telemetry and a
+    /// cross-check between traversals; levels and parents never depend on the cap.
+    pub scope_cap: usize,
+    pub seed: u64,
+}
+
+impl Default for BuildParams {
+    fn default() -> Self {
+        BuildParams { batch_size: 512, traversal: Traversal::Sparse, scope_cap: 0, seed: 0 }
+    }
+}
+
+/// The exponent `e` of a distance: `ceil(log2 d)`, and minus infinity for 0.
+fn exponent_of(distance: f64) -> i32 {
+    if distance == 0.0 { DUPLICATE_LEVEL } else { ceil_log2(distance) }
+}
+
+/// `2^E` for an exponent that may still be unknown (`i32::MAX`: infinity) or minus
+/// infinity (0).
+fn exponent_bound(exponent: i32) -> f64 {
+    if exponent == DUPLICATE_LEVEL { 0.0 } else { power_of_two(exponent) }
+}
+
+/// Telemetry of one batch, with the field's names.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchReport {
+    pub batch_index: usize,
+    /// Points in the batch.
+    pub candidates: usize,
+    /// Leaders of the first round's MIS.
+    pub selected: usize,
+    /// Points the first MIS dominated (inserted in later rounds of the batch).
+    pub dominated: usize,
+    /// Rounds of conflict graph, MIS and insertion.
+    pub rounds: usize,
+    /// Conflict edges, summed over rounds.
+    pub edges: usize,
+    /// Luby iterations, summed over rounds.
+    pub mis_iterations: usize,
+    pub traversal_ms: f64,
+    /// Wall time of the distance screening in the traversal (its CPU time divided by
+    /// the thread count; all of a dense traversal).
+    pub traversal_pairwise_ms: f64,
+    /// Time spent sorting the scopes into sets.
+    pub traversal_semisort_ms: f64,
+    pub conflict_graph_ms: f64,
+    pub mis_ms: f64,
+    pub insert_ms: f64,
+    /// Scope members kept (after the cap).
+    pub scope_chunk_points: usize,
+    /// Points whose scope exceeded the cap.
+    pub scope_chunk_saturated: usize,
+    /// Chunks screened in the traversal.
+    pub scope_chunk_scans: usize,
+    /// Sum and maximum of the full scope sizes.
+    pub scope_size_sum: usize,
+    pub scope_size_max: usize,
+    pub counts: DistanceCounts,
+}
+
+/// The first-round scopes of each batch as (point, sorted scope) lists, for
+/// cross-checks.
+pub type BatchScopes = Vec<Vec<(u32, Vec<u32>)>>;
+
+/// The result of a build.
+#[derive(Clone, Debug)]
+pub struct BuildOutcome {
+    pub tree: CoverTree,
+    pub batches: Vec<BatchReport>,
+    pub counts: DistanceCounts,
+    pub scopes: Option<BatchScopes>,
+}
+
+/// Where a batch point goes, as known so far.
+#[derive(Clone, Debug)]
+struct Placement {
+    point: u32,
+    /// The minimum exponent over the qualifying nodes (E), `DUPLICATE_LEVEL`, or
+    /// `i32::MAX` before any.
+    exponent: i32,
+    parent: u32,
+    parent_distance: f64,
+    /// Qualifying nodes seen (filtered to `d <= 2^E` by `finish_scope`).
+    qualifying: Vec<(u32, f64)>,
+    scope: Vec<u32>,
+    scope_size: usize,
+    counts: DistanceCounts,
+    scans: usize,
+    pairwise_seconds: f64,
+}
+
+impl Placement {
+    fn new(point: u32) -> Placement {
+        Placement {
+            point,
+            exponent: i32::MAX,
+            parent: NO_PARENT,
+            parent_distance: f64::INFINITY,
+            qualifying: Vec::new(),
+            scope: Vec::new(),
+            scope_size: 0,
+            counts: DistanceCounts::default(),
+            scans: 0,
+            pairwise_seconds: 0.0,
+        }
+    }
+
+    /// The level the point would get.
+    fn level(&self) -> i32 {
+        if self.exponent == DUPLICATE_LEVEL { DUPLICATE_LEVEL } else { self.exponent - 1 }
+    }
+
+    /// Records a qualifying node (the caller checked `distance <= 2^l(node)`).
+    #[inline]
+    fn offer(&mut self, node: u32, distance: f64) {
+        let exponent = exponent_of(distance);
+        if (exponent, distance, node) < (self.exponent, self.parent_distance, self.parent) {
+            self.exponent = exponent;
+            self.parent_distance = distance;
+            self.parent = node;
+        }
+        if distance <= exponent_bound(self.exponent) {
+            self.qualifying.push((node, distance));
+        }
+    }
+
+    /// Keeps the qualifying nodes within `2^E` as the scope (sorted, capped).
+    fn finish_scope(&mut self, scope_cap: usize) {
+        let bound = exponent_bound(self.exponent);
+        self.qualifying.retain(|&(_, distance)| distance <= bound);
+        self.qualifying.sort_unstable_by_key(|&(node, _)| node);
+        self.scope_size = self.qualifying.len();
+        let kept = if scope_cap == 0 { self.scope_size } else { self.scope_size.min(scope_cap) };
+        self.scope = self.qualifying[..kept].iter().map(|&(node, _)| node).collect();
+    }
+}
+
+/// Builds the tree over all points of `metric`, in index order: point 0 is the root,
+/// the others follow in batches. `observe` sees the tree after every batch.
+pub fn build<M: Metric>(
+    metric: &M,
+    params: &BuildParams,
+    keep_scopes: bool,
+    observe: impl FnMut(&CoverTree, &BatchReport),
+) -> BuildOutcome {
+    build_with(Isa::detect(), metric, params, keep_scopes, observe)
+}
+
+/// [`build`] with the hot loops compiled for `isa` (which the CPU must support; see
+/// [`Isa::detect`]). Every instruction set builds the same tree.
+pub fn build_with<M: Metric>(
+    isa: Isa,
+    metric: &M,
+    params: &BuildParams,
+    keep_scopes: bool,
+    mut observe: impl FnMut(&CoverTree, &BatchReport),
+) -> BuildOutcome {
+    let n = metric.len();
+    assert!(n > 0, "cannot build a tree over no points");
+    assert!(n < u32::MAX as usize, "too many points for 32-bit node ids");
+    assert!(isa.is_available(), "instruction set {isa:?} is not available");
+    let batch_size = params.batch_size.max(1);
+    let mut tree = CoverTree::new(metric, 0, INITIAL_ROOT_LEVEL);
+    let mut batches = Vec::new();
+    let mut counts = DistanceCounts::default();
+    let mut scopes = keep_scopes.then(Vec::new);
+    let points: Vec<u32> = (1..n as u32).collect();
+    for (batch_index, batch) in points.chunks(batch_size).enumerate() {
+        let report = insert_batch(isa, metric, params, &mut tree, batch, batch_index, scopes.as_mut());
+        counts.add(&report.counts);
+        observe(&tree, &report);
+        batches.push(report);
+    }
+    BuildOutcome { tree, batches, counts, scopes }
+}
+
+fn elapsed_ms(since: clock::Stamp) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+fn insert_batch<M: Metric>(
+    isa: Isa,
+    metric: &M,
+    params: &BuildParams,
+    tree: &mut CoverTree,
+    batch: &[u32],
+    batch_index: usize,
+    scopes: Option<&mut BatchScopes>,
+) -> BatchReport {
+    let mut report = BatchReport { batch_index, candidates: batch.len(), ..BatchReport::default() };
+    let traversal_start = clock::now();
+
+    // Raise the root until it qualifies for every batch point.
+    let root = tree.root;
+    let root_distances: Vec<f64> =
+        batch.par_iter().map(|&point| metric.distance(metric.point(point as usize), root as usize)).collect();
+    report.counts.exact += batch.len() as u64;
+    report.counts.dot_flops += batch.len() as u64 * metric.exact_flops();
+    for &distance in &root_distances {
+        if distance > 0.0 {
+            let root_level = &mut tree.level[root as usize];
+            *root_level = (*root_level).max(ceil_log2(distance));
+        }
+    }
+
+    let tree_view: &CoverTree = tree;
+    let mut placements: Vec<Placement> = batch
+        .par_iter()
+        .zip(&root_distances)
+        .map(|(&point, &root_distance)| {
+            let mut placement = Placement::new(point);
+            placement.offer(root, root_distance);
+            let start = clock::now();
+            match params.traversal {
+                Traversal::Dense => dense_traverse(isa, metric, tree_view, &mut placement),
+                Traversal::Sparse => sparse_traverse(isa, metric, tree_view, &mut placement),
+            }
+            placement.pairwise_seconds += start.elapsed().as_secs_f64();
+            placement
+        })
+        .collect();
+    let semisort_start = clock::now();
+    placements.par_iter_mut().for_each(|placement| placement.finish_scope(params.scope_cap));
+    report.traversal_semisort_ms = elapsed_ms(semisort_start);
+    let mut pairwise_seconds = 0.0;
+    for placement in &placements {
+        report.counts.add(&placement.counts);
+        report.scope_chunk_scans += placement.scans;
+        report.scope_chunk_points += placement.scope.len();
+        report.scope_size_sum += placement.scope_size;
+        report.scope_size_max = report.scope_size_max.max(placement.scope_size);
+        if params.scope_cap > 0 && placement.scope_size > params.scope_cap {
+            report.scope_chunk_saturated += 1;
+        }
+        pairwise_seconds += placement.pairwise_seconds;
+    }
+    report.traversal_pairwise_ms = pairwise_seconds * 1e3 / rayon::current_num_threads() as f64;
+    if let Some(scopes) = scopes {
+        scopes.push(placements.iter().map(|placement| (placement.point, placement.scope.clone())).collect());
+    }
+    report.traversal_ms = elapsed_ms(traversal_start);
+
+    let mut rng = ChaCha8Rng::seed_from_u64(params.seed.wrapping_add(batch_index as u64));
+    let mut active = placements;
+    while !active.is_empty() {
+        report.rounds += 1;
+        let conflict_start = clock::now();
+        let (adjacency, conflict_counts) = conflict_graph(isa, metric, &active);
+        report.counts.add(&conflict_counts);
+        report.edges += adjacency.iter().map(Vec::len).sum::<usize>() / 2;
+        report.conflict_graph_ms += elapsed_ms(conflict_start);
+
+        let mis_start = clock::now();
+        let (leader_flags, iterations) = luby_mis(&adjacency, &mut rng);
+        report.mis_iterations += iterations;
+        report.mis_ms += elapsed_ms(mis_start);
+        if report.rounds == 1 {
+            report.selected = leader_flags.iter().filter(|&&leader| leader).count();
+            report.dominated = active.len() - report.selected;
+        }
+
+        let insert_start = clock::now();
+        let mut leaders = Vec::new();
+        let mut dominated = Vec::new();
+        for (placement, is_leader) in active.into_iter().zip(leader_flags) {
+            if is_leader { leaders.push(placement) } else { dominated.push(placement) }
+        }
+        let insert_counts = insert_leaders(metric, tree, &leaders);
+        report.counts.add(&insert_counts);
+        // The dominated points meet the new leaders: the only nodes the tree gained,
+        // all leaves.
+        let new_nodes: Vec<u32> = leaders
+            .iter()
+            .filter(|placement| placement.exponent != DUPLICATE_LEVEL)
+            .map(|placement| placement.point)
+            .collect();
+        let tree_view: &CoverTree = tree;
+        dominated.par_iter_mut().for_each(|placement| {
+            placement.counts = DistanceCounts::default();
+            meet_new_nodes(isa, metric, tree_view, &new_nodes, placement);
+            placement.finish_scope(params.scope_cap);
+        });
+        for placement in &dominated {
+            report.counts.add(&placement.counts);
+        }
+        report.insert_ms += elapsed_ms(insert_start);
+        active = dominated;
+    }
+    report
+}
+
+multiversion! {
+    /// Screens the new leaves against a dominated point.
+    fn meet_new_nodes<'a, M: Metric>(metric: &M, tree: &CoverTree, nodes: &[u32], placement: &mut Placement) -> () {
+        if nodes.is_empty() {
+            return;
+        }
+        let bound = exponent_bound(placement.exponent);
+        let thresholds: Vec<f64> =
+            nodes.iter().map(|&node| power_of_two(tree.level[node as usize]).min(bound)).collect();
+        let mut found = Vec::new();
+        screen_list::<ISA, M>(metric, metric.point(placement.point as usize), nodes, &thresholds, &mut found, &mut placement.counts);
+        for (node, distance) in found {
+            if distance <= power_of_two(tree.level[node as usize]) {
+                placement.offer(node, distance);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Dense traversal: every chunk of the pool (every node but the root).
+    fn dense_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, placement: &mut Placement) -> () {
+        let query = metric.point(placement.point as usize);
+        let chunks = &tree.chunks;
+        let mut thresholds = [0.0; LANES];
+        let mut distances = [0.0; LANES];
+        for chunk in 0..chunks.count() {
+            placement.scans += 1;
+            let limit = exponent_bound(placement.exponent);
+            let cover = &chunks.cover[chunk];
+            for lane in 0..LANES {
+                thresholds[lane] = cover[lane].min(limit);
+            }
+            let view = chunks.view(chunk);
+            let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut placement.counts);
+            let mut remaining = mask;
+            while remaining != 0 {
+                let lane = remaining.trailing_zeros() as usize;
+                remaining &= remaining - 1;
+                if distances[lane] <= cover[lane] {
+                    placement.offer(view.ids[lane], distances[lane]);
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Sparse traversal: best-first by `d - R - slack`, entering only subtrees that may
+    /// hold a qualifying node within `2^E`.
+    fn sparse_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, placement: &mut Placement) -> () {
+        let query = metric.point(placement.point as usize);
+        let query_weight = metric.query_error_weight(query);
+        let chunks = &tree.chunks;
+        let mut heap: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::new();
+        if tree.has_children(tree.root as usize) {
+            heap.push(Reverse((0, tree.root)));
+        }
+        let mut thresholds = [0.0; LANES];
+        let mut distances = [0.0; LANES];
+        let mut reach = [0.0; LANES];
+        let mut slacks = [0.0; LANES];
+        while let Some(Reverse((bound_bits, node))) = heap.pop() {
+            if f64::from_bits(bound_bits) > exponent_bound(placement.exponent) {
+                break;
+            }
+            for &chunk in &tree.child_chunks[node as usize] {
+                let chunk = chunk as usize;
+                placement.scans += 1;
+                let limit = exponent_bound(placement.exponent);
+                let cover = &chunks.cover[chunk];
+                let half_cover = &chunks.half_cover[chunk];
+                let radii = &chunks.radius[chunk];
+                let parents = chunks.has_children[chunk];
+                for lane in 0..LANES {
+                    // A lane without children gets a reach of minus infinity.
+                    let has_children = (parents >> lane) & 1 == 1;
+                    let base = half_cover[lane].min(limit) + radii[lane];
+                    slacks[lane] = metric.triangle_slack(base, radii[lane], query_weight);
+                    reach[lane] = if has_children { base + 2.0 * slacks[lane] } else { f64::NEG_INFINITY };
+                    thresholds[lane] = cover[lane].min(limit).max(reach[lane]);
+                }
+                let view = chunks.view(chunk);
+                let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut placement.counts);
+                let mut remaining = mask;
+                while remaining != 0 {
+                    let lane = remaining.trailing_zeros() as usize;
+                    remaining &= remaining - 1;
+                    let distance = distances[lane];
+                    if distance <= cover[lane] {
+                        placement.offer(view.ids[lane], distance);
+                    }
+                    if distance <= reach[lane] {
+                        let lower = (distance - radii[lane] - 2.0 * slacks[lane]).max(0.0);
+                        if lower <= half_cover[lane].min(exponent_bound(placement.exponent)) {
+                            heap.push(Reverse((lower.to_bits(), view.ids[lane])));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adjacency lists (sorted, by position in `active`) of the conflict graph.
+fn conflict_graph<M: Metric>(isa: Isa, metric: &M, active: &[Placement]) -> (Vec<Vec<u32>>, DistanceCounts) {
+    let count = active.len();
+    let rows: Vec<(Vec<u32>, DistanceCounts)> =
+        (0..count).into_par_iter().map(|left| conflict_row(isa, metric, active, left)).collect();
+    let mut adjacency: Vec<Vec<u32>> = vec![Vec::new(); count];
+    let mut counts = DistanceCounts::default();
+    for (left, (neighbours, row_counts)) in rows.into_iter().enumerate() {
+        counts.add(&row_counts);
+        for right in neighbours {
+            adjacency[left].push(right);
+            adjacency[right as usize].push(left as u32);
+        }
+    }
+    for neighbours in &mut adjacency {
+        neighbours.sort_unstable();
+    }
+    (adjacency, counts)
+}
+
+multiversion! {
+    /// The neighbours after `left` of one active point: `d <= 2^min(l_p, l_q)`.
+    fn conflict_row<'a, M: Metric>(metric: &M, active: &[Placement], left: usize) -> (Vec<u32>, DistanceCounts) {
+        let mut counts = DistanceCounts::default();
+        let mut neighbours = Vec::new();
+        let left_placement = &active[left];
+        if left_placement.exponent == DUPLICATE_LEVEL {
+            return (neighbours, counts);
+        }
+        let mut candidates = Vec::new();
+        let mut thresholds = Vec::new();
+        let mut positions = Vec::new();
+        for (right, right_placement) in active.iter().enumerate().skip(left + 1) {
+            if right_placement.exponent == DUPLICATE_LEVEL {
+                continue;
+            }
+            candidates.push(right_placement.point);
+            thresholds.push(power_of_two(left_placement.level().min(right_placement.level())));
+            positions.push(right as u32);
+        }
+        let mut found = Vec::new();
+        let query = metric.point(left_placement.point as usize);
+        screen_list::<ISA, M>(metric, query, &candidates, &thresholds, &mut found, &mut counts);
+        // `found` follows `candidates`, so a merge walk recovers the positions.
+        let mut cursor = 0;
+        for (point, _) in found {
+            while candidates[cursor] != point {
+                cursor += 1;
+            }
+            neighbours.push(positions[cursor]);
+            cursor += 1;
+        }
+        (neighbours, counts)
+    }
+}
+
+/// Luby's maximal independent set: every iteration draws a fresh priority for every
+/// remaining vertex (in vertex order); a vertex whose (priority, index) is below all of
+/// its remaining neighbours' joins the set, and it and its neighbours leave.
+pub fn luby_mis(adjacency: &[Vec<u32>], rng: &mut ChaCha8Rng) -> (Vec<bool>, usize) {
+    let count = adjacency.len();
+    let mut in_set = vec![false; count];
+    let mut remaining = vec![true; count];
+    let mut remaining_count = count;
+    let mut priority = vec![0u64; count];
+    let mut iterations = 0;
+    while remaining_count > 0 {
+        iterations += 1;
+        for vertex in 0..count {
+            if remaining[vertex] {
+                priority[vertex] = rng.random::<u64>();
+            }
+        }
+        let chosen: Vec<usize> = (0..count)
+            .filter(|&vertex| {
+                remaining[vertex]
+                    && adjacency[vertex].iter().all(|&neighbour| {
+                        let neighbour = neighbour as usize;
+                        !remaining[neighbour] || (priority[vertex], vertex) < (priority[neighbour], neighbour)
+                    })
+            })
+            .collect();
+        for &vertex in &chosen {
+            in_set[vertex] = true;
+            remaining[vertex] = false;
+            remaining_count -= 1;
+            for &neighbour in &adjacency[vertex] {
+                if remaining[neighbour as usize] {
+                    remaining[neighbour as usize] = false;
+                    remaining_count -= 1;
+                }
+            }
+        }
+    }
+    (in_set, iterations)
+}
+
+/// Inserts the leaders (in index order) and widens R along their ancestor paths.
+fn insert_leaders<M: Metric>(metric: &M, tree: &mut CoverTree, leaders: &[Placement]) -> DistanceCounts {
+    for leader in leaders {
+        tree.level[leader.point as usize] = leader.level();
+        tree.add_child(metric, leader.parent, leader.point);
+    }
+    let tree_view: &CoverTree = tree;
+    let updates: Vec<(Vec<(u32, f64)>, DistanceCounts)> = leaders
+        .par_iter()
+        .map(|leader| {
+            let mut counts = DistanceCounts::default();
+            let query = metric.point(leader.point as usize);
+            let mut path = vec![(leader.parent, leader.parent_distance)];
+            let mut ancestor = tree_view.parent[leader.parent as usize];
+            while ancestor != NO_PARENT {
+                path.push((ancestor, metric.distance(query, ancestor as usize)));
+                counts.exact += 1;
+                counts.dot_flops += metric.exact_flops();
+                ancestor = tree_view.parent[ancestor as usize];
+            }
+            (path, counts)
+        })
+        .collect();
+    let mut counts = DistanceCounts::default();
+    for (path, path_counts) in updates {
+        counts.add(&path_counts);
+        for (ancestor, distance) in path {
+            tree.widen(ancestor, distance);
+        }
+    }
+    counts
+}

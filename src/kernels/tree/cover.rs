@@ -1,0 +1,323 @@
+//! The compressed cover tree's storage, its digest and an invariant checker.
+//!
+//! Every point is one node (node id = point index) with a level, a parent and a subtree
+//! radius R. The children of a node live in chunks of [`LANES`] that mirror, per lane,
+//! the child's id, level (and `2^level`, `2^(level - 1)`), R, whether it has children,
+//! and the metric payload, so a node's children are screened with vector instructions
+//! and without chasing pointers. Chunks are allocated from one pool as children
+//! arrive; R is written to both the node and its lane.
+
+use super::metric::{ChunkView, LANES, Metric};
+
+/// The level of an exact duplicate: minus infinity.
+pub const DUPLICATE_LEVEL: i32 = i32::MIN;
+
+/// The parent of the root.
+pub const NO_PARENT: u32 = u32::MAX;
+
+/// The smallest integer i with `distance <= 2^i`, for a positive finite distance.
+pub fn ceil_log2(distance: f64) -> i32 {
+    debug_assert!(distance > 0.0 && distance.is_finite());
+    let bits = distance.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32;
+    let mantissa = bits & ((1u64 << 52) - 1);
+    if exponent == 0 {
+        // Subnormal: distance = mantissa * 2^-1074.
+        (64 - (mantissa - 1).leading_zeros()) as i32 - 1074
+    } else if mantissa == 0 {
+        exponent - 1023
+    } else {
+        exponent - 1022
+    }
+}
+
+/// `2^level` as an f64 (0 below the subnormal range, infinity above 2^1023).
+#[inline]
+pub fn power_of_two(level: i32) -> f64 {
+    if level > 1023 {
+        f64::INFINITY
+    } else if level >= -1022 {
+        f64::from_bits(((level + 1023) as u64) << 52)
+    } else if level >= -1074 {
+        f64::from_bits(1u64 << (level + 1074))
+    } else {
+        0.0
+    }
+}
+
+/// The chunk pool: per chunk, per lane mirrors of the children's fields. Unused lanes
+/// and duplicates have covers of minus infinity, so no threshold test passes them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Chunks {
+    pub ids: Vec<[u32; LANES]>,
+    pub len: Vec<u8>,
+    pub level: Vec<[i32; LANES]>,
+    /// `2^level`: the child qualifies for a point within this distance.
+    pub cover: Vec<[f64; LANES]>,
+    /// `2^(level - 1)`: its descendants only qualify for points within this distance
+    /// (plus R) of it.
+    pub half_cover: Vec<[f64; LANES]>,
+    pub radius: Vec<[f64; LANES]>,
+    /// Bit `lane` set when that child has children.
+    pub has_children: Vec<u32>,
+    /// `payload_width * LANES` values per chunk.
+    pub payload: Vec<f64>,
+    pub payload_width: usize,
+}
+
+impl Chunks {
+    pub fn count(&self) -> usize {
+        self.ids.len()
+    }
+
+    #[inline(always)]
+    pub fn view(&self, chunk: usize) -> ChunkView<'_> {
+        let width = self.payload_width * LANES;
+        ChunkView {
+            ids: &self.ids[chunk],
+            len: self.len[chunk] as usize,
+            payload: &self.payload[chunk * width..(chunk + 1) * width],
+        }
+    }
+
+    fn allocate(&mut self) -> u32 {
+        let chunk = self.ids.len() as u32;
+        self.ids.push([0; LANES]);
+        self.len.push(0);
+        self.level.push([DUPLICATE_LEVEL; LANES]);
+        self.cover.push([f64::NEG_INFINITY; LANES]);
+        self.half_cover.push([f64::NEG_INFINITY; LANES]);
+        self.radius.push([0.0; LANES]);
+        self.has_children.push(0);
+        self.payload.resize(self.payload.len() + self.payload_width * LANES, 0.0);
+        chunk
+    }
+}
+
+/// A compressed cover tree over data points `0..n`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoverTree {
+    pub root: u32,
+    pub level: Vec<i32>,
+    pub parent: Vec<u32>,
+    /// R(v): the largest computed distance from v to a descendant.
+    pub radius: Vec<f64>,
+    /// The chunks holding each node's children, in insertion order.
+    pub child_chunks: Vec<Vec<u32>>,
+    /// Where each non-root node sits in its parent's chunks.
+    pub slot: Vec<(u32, u8)>,
+    pub chunks: Chunks,
+}
+
+impl CoverTree {
+    /// A tree holding only `root`, at `root_level`, over `n` points.
+    pub fn new<M: Metric>(metric: &M, root: u32, root_level: i32) -> CoverTree {
+        let n = metric.len();
+        let mut level = vec![DUPLICATE_LEVEL; n];
+        level[root as usize] = root_level;
+        CoverTree {
+            root,
+            level,
+            parent: vec![NO_PARENT; n],
+            radius: vec![0.0; n],
+            child_chunks: vec![Vec::new(); n],
+            slot: vec![(u32::MAX, 0); n],
+            chunks: Chunks { payload_width: metric.payload_width(), ..Chunks::default() },
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.level.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.level.is_empty()
+    }
+
+    pub fn has_children(&self, node: usize) -> bool {
+        !self.child_chunks[node].is_empty()
+    }
+
+    /// The children of `node`, in insertion order.
+    pub fn children(&self, node: usize) -> impl Iterator<Item = u32> + '_ {
+        self.child_chunks[node].iter().flat_map(move |&chunk| {
+            let chunk = chunk as usize;
+            self.chunks.ids[chunk][..self.chunks.len[chunk] as usize].iter().copied()
+        })
+    }
+
+    /// Appends `child` (with its level already set) to `parent`'s children.
+    pub fn add_child<M: Metric>(&mut self, metric: &M, parent: u32, child: u32) {
+        let parent_index = parent as usize;
+        let child_index = child as usize;
+        if !self.has_children(parent_index) && parent != self.root {
+            let (chunk, lane) = self.slot[parent_index];
+            self.chunks.has_children[chunk as usize] |= 1 << lane;
+        }
+        let last = self.child_chunks[parent_index].last().copied();
+        let chunk = match last {
+            Some(chunk) if (self.chunks.len[chunk as usize] as usize) < LANES => chunk,
+            _ => {
+                let chunk = self.chunks.allocate();
+                self.child_chunks[parent_index].push(chunk);
+                chunk
+            }
+        };
+        let chunk_index = chunk as usize;
+        let lane = self.chunks.len[chunk_index] as usize;
+        self.chunks.len[chunk_index] += 1;
+        self.chunks.ids[chunk_index][lane] = child;
+        let level = self.level[child_index];
+        self.chunks.level[chunk_index][lane] = level;
+        if level != DUPLICATE_LEVEL {
+            self.chunks.cover[chunk_index][lane] = power_of_two(level);
+            self.chunks.half_cover[chunk_index][lane] = power_of_two(level - 1);
+        }
+        self.chunks.radius[chunk_index][lane] = self.radius[child_index];
+        let width = self.chunks.payload_width * LANES;
+        metric.write_payload(
+            child_index,
+            lane,
+            &mut self.chunks.payload[chunk_index * width..(chunk_index + 1) * width],
+        );
+        self.parent[child_index] = parent;
+        self.slot[child_index] = (chunk, lane as u8);
+    }
+
+    /// Raises R of `node` to at least `distance` (node and lane mirror).
+    pub fn widen(&mut self, node: u32, distance: f64) {
+        let index = node as usize;
+        if distance > self.radius[index] {
+            self.radius[index] = distance;
+            if node != self.root {
+                let (chunk, lane) = self.slot[index];
+                self.chunks.radius[chunk as usize][lane as usize] = distance;
+            }
+        }
+    }
+
+    /// Depth of the deepest node (the root has depth 0).
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self.root, 0usize)];
+        while let Some((node, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            for child in self.children(node as usize) {
+                stack.push((child, depth + 1));
+            }
+        }
+        deepest
+    }
+
+    /// (level, node count) in increasing level order; duplicates under
+    /// [`DUPLICATE_LEVEL`].
+    pub fn level_histogram(&self) -> Vec<(i32, usize)> {
+        let mut histogram = std::collections::BTreeMap::new();
+        for &level in &self.level {
+            *histogram.entry(level).or_insert(0) += 1;
+        }
+        histogram.into_iter().collect()
+    }
+
+    /// A digest of the whole structure: root, and per point its level, parent, radius
+    /// bits and ordered children (FNV-1a over 64-bit words, two independent streams).
+    pub fn digest(&self) -> String {
+        let mut first = Fnv(0xcbf2_9ce4_8422_2325);
+        let mut second = Fnv(0x6c62_272e_07bb_0142);
+        let mut feed = |value: u64| {
+            first.write(value);
+            second.write(value.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15);
+        };
+        feed(self.len() as u64);
+        feed(u64::from(self.root));
+        for point in 0..self.len() {
+            feed(self.level[point] as i64 as u64);
+            feed(u64::from(self.parent[point]));
+            feed(self.radius[point].to_bits());
+            for child in self.children(point) {
+                feed(u64::from(child));
+            }
+            feed(u64::MAX);
+        }
+        format!("{:016x}{:016x}", first.0, second.0)
+    }
+
+    /// Checks covering, separation, the subtree radii and the chunk mirrors over the
+    /// inserted nodes (`inserted[i]`), with exact distances. Quadratic: for tests.
+    pub fn check_invariants<M: Metric>(&self, metric: &M, inserted: &[bool]) -> Result<(), String> {
+        let n = self.len();
+        let nodes: Vec<usize> = (0..n).filter(|&node| inserted[node]).collect();
+        for &node in &nodes {
+            if node == self.root as usize {
+                continue;
+            }
+            let parent = self.parent[node] as usize;
+            if parent >= n || !inserted[parent] {
+                return Err(format!("node {node} has no inserted parent"));
+            }
+            let distance = metric.distance(metric.point(parent), node);
+            if self.level[node] == DUPLICATE_LEVEL {
+                if distance != 0.0 || self.has_children(node) {
+                    return Err(format!("duplicate {node} at distance {distance} from {parent} or with children"));
+                }
+            } else {
+                if self.level[node] >= self.level[parent] {
+                    return Err(format!(
+                        "child {node} level {} >= parent level {}",
+                        self.level[node], self.level[parent]
+                    ));
+                }
+                if distance > power_of_two(self.level[node] + 1) {
+                    return Err(format!("covering: d({parent}, {node}) = {distance} > 2^{}", self.level[node] + 1));
+                }
+            }
+            let (chunk, lane) = self.slot[node];
+            let (chunk, lane) = (chunk as usize, lane as usize);
+            if self.chunks.ids[chunk][lane] != node as u32
+                || self.chunks.level[chunk][lane] != self.level[node]
+                || self.chunks.radius[chunk][lane].to_bits() != self.radius[node].to_bits()
+                || ((self.chunks.has_children[chunk] >> lane) & 1 == 1) != self.has_children(node)
+            {
+                return Err(format!("chunk mirror of node {node} is stale"));
+            }
+        }
+        for (position, &left) in nodes.iter().enumerate() {
+            if self.level[left] == DUPLICATE_LEVEL {
+                continue;
+            }
+            for &right in &nodes[position + 1..] {
+                if self.level[right] == DUPLICATE_LEVEL {
+                    continue;
+                }
+                let distance = metric.distance(metric.point(left), right);
+                let level = self.level[left].min(self.level[right]);
+                if distance <= power_of_two(level) {
+                    return Err(format!("separation: d({left}, {right}) = {distance} <= 2^{level}"));
+                }
+            }
+        }
+        for &node in &nodes {
+            let mut stack: Vec<u32> = self.children(node).collect();
+            while let Some(descendant) = stack.pop() {
+                let distance = metric.distance(metric.point(node), descendant as usize);
+                if distance > self.radius[node] {
+                    return Err(format!("radius: d({node}, {descendant}) = {distance} > R = {}", self.radius[node]));
+                }
+                stack.extend(self.children(descendant as usize));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// FNV-1a over 64-bit words (each fed as eight little-endian bytes).
+struct Fnv(u64);
+
+impl Fnv {
+    fn write(&mut self, value: u64) {
+        for byte in value.to_le_bytes() {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}

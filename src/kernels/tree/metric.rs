@@ -1,0 +1,510 @@
+//! The metric interface of the tree, the shared numeric kernels, and the Euclidean
+//! metric.
+//!
+//! **Exactness rests on two rules.** Results are only ever decided on exact distances,
+//! computed by one function per metric ([`Metric::distance`], or a vectorized kernel
+//! that performs the same operations in the same order per pair, so the bits agree).
+//! Screening may skip a candidate only when its exact distance is certainly above the
+//! candidate's threshold. The brute-force reference uses the same distances, so the
+//! tree's output equals it bit for bit.
+//!
+//! **Chunks.** The tree stores the children of each node in chunks of [`LANES`] with a
+//! metric-defined payload laid out `[value][lane]`, so screening a chunk is a handful
+//! of vector instructions. Rust never fuses a multiply and an add, and each lane runs
+//! the scalar operation sequence, so every instruction set computes the same bits.
+//!
+//! **Euclidean**: `d(x, y) = sqrt(sum_c (x_c - y_c)^2)`, summed in coordinate order.
+//!
+//! **Instruction sets.** Hot loops are compiled three times (AVX-512, AVX2, portable)
+//! and chosen at run time by [`Isa::detect`]; results are identical across them.
+
+/// Number of lanes of a chunk and of the fixed-order dot product.
+pub const LANES: usize = 8;
+
+/// Rounds `length` up to a multiple of [`LANES`].
+pub fn padded_length(length: usize) -> usize {
+    length.div_ceil(LANES) * LANES
+}
+
+/// The reduction tree every dot product ends with.
+#[inline(always)]
+pub fn reduce_lanes(lanes: [f64; LANES]) -> f64 {
+    ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]))
+}
+
+/// The fixed-order dot product of two rows whose length is a multiple of [`LANES`]:
+/// eight strided lane sums, then [`reduce_lanes`].
+#[inline(always)]
+pub fn dot(left: &[f64], right: &[f64]) -> f64 {
+    dot_with::<PORTABLE>(left, right)
+}
+
+/// [`dot`] compiled for an instruction set: the same multiplies and adds per lane, so
+/// the same bits.
+#[inline(always)]
+pub fn dot_with<const ISA: u8>(left: &[f64], right: &[f64]) -> f64 {
+    reduce_lanes(dot_lanes::<ISA>(left, right))
+}
+
+/// The eight lane sums of [`dot`].
+#[inline(always)]
+pub fn dot_lanes<const ISA: u8>(left: &[f64], right: &[f64]) -> [f64; LANES] {
+    assert_eq!(left.len(), right.len(), "dot product of rows of different lengths");
+    assert_eq!(left.len() % LANES, 0, "dot product rows must be padded to the lane count");
+    // The AVX2 intrinsics serve both vector instantiations: the AVX-512 ones need a
+    // newer compiler than the crate's minimum.
+    #[cfg(target_arch = "x86_64")]
+    if ISA == AVX512 || ISA == AVX2 {
+        // SAFETY: both vector instantiations only run on CPUs with AVX2; the lengths
+        // were checked above.
+        return unsafe { dot_lanes_avx2(left, right) };
+    }
+    let mut sums = [0.0f64; LANES];
+    for start in (0..left.len()).step_by(LANES) {
+        let left_chunk = lanes(left, start);
+        let right_chunk = lanes(right, start);
+        for lane in 0..LANES {
+            sums[lane] += left_chunk[lane] * right_chunk[lane];
+        }
+    }
+    sums
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn dot_lanes_avx2(left: &[f64], right: &[f64]) -> [f64; LANES] {
+    use std::arch::x86_64::*;
+    let mut output = [0.0f64; LANES];
+    // SAFETY: the caller checked that both rows hold the same multiple of eight values.
+    unsafe {
+        let mut low = _mm256_setzero_pd();
+        let mut high = _mm256_setzero_pd();
+        for start in (0..left.len()).step_by(LANES) {
+            let left_pointer = left.as_ptr().add(start);
+            let right_pointer = right.as_ptr().add(start);
+            low = _mm256_add_pd(low, _mm256_mul_pd(_mm256_loadu_pd(left_pointer), _mm256_loadu_pd(right_pointer)));
+            high = _mm256_add_pd(
+                high,
+                _mm256_mul_pd(_mm256_loadu_pd(left_pointer.add(4)), _mm256_loadu_pd(right_pointer.add(4))),
+            );
+        }
+        _mm256_storeu_pd(output.as_mut_ptr(), low);
+        _mm256_storeu_pd(output.as_mut_ptr().add(4), high);
+    }
+    output
+}
+
+/// Squared Euclidean distance, summed in coordinate order.
+#[inline(always)]
+pub fn squared_euclidean(left: &[f64], right: &[f64]) -> f64 {
+    let mut sum = 0.0;
+    for (a, b) in left.iter().zip(right) {
+        let difference = a - b;
+        sum += difference * difference;
+    }
+    sum
+}
+
+/// Euclidean distance.
+#[inline(always)]
+pub fn euclidean(left: &[f64], right: &[f64]) -> f64 {
+    squared_euclidean(left, right).sqrt()
+}
+
+/// `e^x` for `x <= 0`, vectorizable, relative error below 1e-15 (0 below -700).
+///
+/// Cody-Waite reduction `x = k ln 2 + r` with `|r| <= ln 2 / 2`, a degree-13 Taylor
+/// polynomial for `e^r` (truncation below 2e-17), and `2^k` assembled in the exponent
+/// bits. Only used for bounds, with a margin; exact distances use `f64::exp`.
+#[inline(always)]
+pub fn exp_fast(x: f64) -> f64 {
+    const LOG2_E: f64 = std::f64::consts::LOG2_E;
+    const LN2_HIGH: f64 = 0.693_147_180_369_123_8;
+    const LN2_LOW: f64 = 1.908_214_929_270_587_7e-10;
+    // Adding 1.5 * 2^52 rounds to an integer held in the low mantissa bits.
+    const ROUNDER: f64 = 6_755_399_441_055_744.0;
+    let x = x.max(-700.0);
+    let shifted = x * LOG2_E + ROUNDER;
+    let k = shifted - ROUNDER;
+    let r = (x - k * LN2_HIGH) - k * LN2_LOW;
+    let mut polynomial = 1.0 / 6_227_020_800.0;
+    polynomial = polynomial * r + 1.0 / 479_001_600.0;
+    polynomial = polynomial * r + 1.0 / 39_916_800.0;
+    polynomial = polynomial * r + 1.0 / 3_628_800.0;
+    polynomial = polynomial * r + 1.0 / 362_880.0;
+    polynomial = polynomial * r + 1.0 / 40_320.0;
+    polynomial = polynomial * r + 1.0 / 5_040.0;
+    polynomial = polynomial * r + 1.0 / 720.0;
+    polynomial = polynomial * r + 1.0 / 120.0;
+    polynomial = polynomial * r + 1.0 / 24.0;
+    polynomial = polynomial * r + 1.0 / 6.0;
+    polynomial = polynomial * r + 0.5;
+    polynomial = polynomial * r + 1.0;
+    polynomial = polynomial * r + 1.0;
+    let scale = f64::from_bits((shifted.to_bits().wrapping_add(1023)) << 52);
+    polynomial * scale
+}
+
+/// Instruction-set tags for the const parameter `ISA` of the vectorized kernels.
+pub const PORTABLE: u8 = 0;
+pub const AVX2: u8 = 1;
+pub const AVX512: u8 = 2;
+
+/// Bit `lane` set when `values[lane] <= limits[lane]` (false for NaN, as in scalar
+/// code). Compare and move-mask instructions where there are some; LLVM does not find
+/// them on its own.
+#[inline(always)]
+pub fn lane_mask<const ISA: u8>(values: &[f64; LANES], limits: &[f64; LANES]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if ISA == AVX512 || ISA == AVX2 {
+        // SAFETY: both vector instantiations only run on CPUs with AVX2.
+        return unsafe { lane_mask_avx2(values, limits) };
+    }
+    let mut mask = 0u32;
+    for lane in 0..LANES {
+        if values[lane] <= limits[lane] {
+            mask |= 1 << lane;
+        }
+    }
+    mask
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn lane_mask_avx2(values: &[f64; LANES], limits: &[f64; LANES]) -> u32 {
+    use std::arch::x86_64::*;
+    // SAFETY: both pointers address eight f64 values.
+    unsafe {
+        let low = _mm256_cmp_pd::<_CMP_LE_OQ>(_mm256_loadu_pd(values.as_ptr()), _mm256_loadu_pd(limits.as_ptr()));
+        let high = _mm256_cmp_pd::<_CMP_LE_OQ>(
+            _mm256_loadu_pd(values.as_ptr().add(4)),
+            _mm256_loadu_pd(limits.as_ptr().add(4)),
+        );
+        (_mm256_movemask_pd(low) | (_mm256_movemask_pd(high) << 4)) as u32
+    }
+}
+
+/// Eight consecutive values of a slice as an array (for vectorizable lane loops).
+#[inline(always)]
+pub fn lanes(values: &[f64], start: usize) -> &[f64; LANES] {
+    values[start..start + LANES].try_into().expect("eight lanes")
+}
+
+/// Counts of the work the distance functions did, summed per task and then over tasks
+/// (so the totals do not depend on the thread count).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DistanceCounts {
+    /// Exact distance evaluations.
+    pub exact: u64,
+    /// Pairs examined with a cheap whole-row bound (residual metric only).
+    pub bounded: u64,
+    /// Pairs that needed at least one prefix dot product (residual metric only).
+    pub prefix_pairs: u64,
+    /// Floating-point operations in dot products (exact and prefix), counting a
+    /// multiply and an add as two.
+    pub dot_flops: u64,
+}
+
+impl DistanceCounts {
+    pub fn add(&mut self, other: &DistanceCounts) {
+        self.exact += other.exact;
+        self.bounded += other.bounded;
+        self.prefix_pairs += other.prefix_pairs;
+        self.dot_flops += other.dot_flops;
+    }
+}
+
+/// One chunk of up to [`LANES`] points: ids, how many lanes are used, and the payload
+/// (`[value][lane]`, `payload_width * LANES` values; unused lanes are zero).
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkView<'a> {
+    pub ids: &'a [u32; LANES],
+    pub len: usize,
+    pub payload: &'a [f64],
+}
+
+/// What the tree needs from a metric space over n data points.
+///
+/// A *query* is a data point (during the build, and residual queries) or an external
+/// point (Euclidean queries).
+pub trait Metric: Sync {
+    type Query<'a>: Copy + Send + Sync
+    where
+        Self: 'a;
+
+    /// Number of data points.
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The query standing for data point `index`.
+    fn point(&self, index: usize) -> Self::Query<'_>;
+
+    /// The data-set index a query stands for, if any (for the self-match policy).
+    fn query_index(&self, query: Self::Query<'_>) -> Option<usize>;
+
+    /// The exact distance between a query and data point `index`.
+    fn distance(&self, query: Self::Query<'_>, index: usize) -> f64;
+
+    /// Values per point in a chunk payload.
+    fn payload_width(&self) -> usize;
+
+    /// Writes the payload of point `index` into lane `lane` of a chunk payload.
+    fn write_payload(&self, index: usize, lane: usize, payload: &mut [f64]);
+
+    /// Screens the used lanes of a chunk against per-lane thresholds. For every lane
+    /// whose bit is set in the returned mask, `distances[lane]` holds the exact
+    /// distance; every lane whose exact distance is at most its threshold has its bit
+    /// set (other lanes may have it set too; callers test the distance).
+    fn screen_chunk<const ISA: u8>(
+        &self,
+        query: Self::Query<'_>,
+        chunk: ChunkView<'_>,
+        thresholds: &[f64; LANES],
+        distances: &mut [f64; LANES],
+        counts: &mut DistanceCounts,
+    ) -> u32;
+
+    /// Whether large expansions should start from a few promising candidates (see
+    /// [`Metric::seed_scores`]); worth it when the screening depends strongly on the
+    /// threshold.
+    fn wants_seeds(&self) -> bool {
+        false
+    }
+
+    /// Cheap per-lane scores, higher meaning more likely near the query.
+    fn seed_scores<const ISA: u8>(&self, _query: Self::Query<'_>, _chunk: ChunkView<'_>) -> [f64; LANES] {
+        [0.0; LANES]
+    }
+
+    /// An upper bound on every distance (infinity when there is none): a subtree whose
+    /// pruning threshold reaches it cannot be pruned, so its root's exact distance is
+    /// not worth computing for that purpose.
+    fn largest_distance(&self) -> f64 {
+        f64::INFINITY
+    }
+
+    /// A weight of the rounding error of a query's distances (see
+    /// [`Metric::triangle_slack`]); zero when errors are purely relative.
+    fn query_error_weight(&self, query: Self::Query<'_>) -> f64;
+
+    /// How far computed distances may violate the triangle inequality when a subtree is
+    /// pruned: the query (of error weight `query_weight`) is at `distance` from a node
+    /// of subtree radius `radius`.
+    fn triangle_slack(&self, distance: f64, radius: f64, query_weight: f64) -> f64;
+
+    /// Floating-point operations of one exact distance's dot product (for GFLOP/s).
+    fn exact_flops(&self) -> u64;
+}
+
+/// Screens an arbitrary list of candidates by packing them into temporary chunks.
+/// Appends `(candidate, exact distance)` in input order for every candidate the
+/// screening keeps whose distance is at most its threshold.
+#[inline(always)]
+pub fn screen_list<const ISA: u8, M: Metric>(
+    metric: &M,
+    query: M::Query<'_>,
+    candidates: &[u32],
+    thresholds: &[f64],
+    found: &mut Vec<(u32, f64)>,
+    counts: &mut DistanceCounts,
+) {
+    let width = metric.payload_width();
+    let mut payload = vec![0.0; width * LANES];
+    let mut ids = [0u32; LANES];
+    let mut lane_thresholds = [0.0; LANES];
+    let mut distances = [0.0; LANES];
+    for (chunk_candidates, chunk_thresholds) in candidates.chunks(LANES).zip(thresholds.chunks(LANES)) {
+        payload.fill(0.0);
+        for (lane, &candidate) in chunk_candidates.iter().enumerate() {
+            ids[lane] = candidate;
+            lane_thresholds[lane] = chunk_thresholds[lane];
+            metric.write_payload(candidate as usize, lane, &mut payload);
+        }
+        let chunk = ChunkView { ids: &ids, len: chunk_candidates.len(), payload: &payload };
+        let mask = metric.screen_chunk::<ISA>(query, chunk, &lane_thresholds, &mut distances, counts);
+        for lane in 0..chunk_candidates.len() {
+            if mask & (1 << lane) != 0 && distances[lane] <= lane_thresholds[lane] {
+                found.push((ids[lane], distances[lane]));
+            }
+        }
+    }
+}
+
+/// The instruction set the hot loops are compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    /// The best instruction set this CPU supports.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+
+    /// Whether this CPU can run code compiled for `self`.
+    pub fn is_available(self) -> bool {
+        matches!(
+            (self, Isa::detect()),
+            (Isa::Portable, _) | (Isa::Avx2, Isa::Avx2 | Isa::Avx512) | (Isa::Avx512, Isa::Avx512)
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+}
+
+/// Defines `$name(isa, args..)`, which runs the body compiled for the given instruction
+/// set. The body is an `#[inline(always)]` function with a `const ISA: u8` parameter
+/// naming the set, so everything it inlines (the metric's chunk kernels) is vectorized
+/// for that set and may pick intrinsics by `ISA`.
+macro_rules! multiversion {
+    (
+        $(#[$attribute:meta])*
+        $visibility:vis fn $name:ident<$($lifetime:lifetime,)? $($generic:ident: $bound:path),*>
+        ($($argument:ident: $type:ty),* $(,)?) -> $result:ty $body:block
+    ) => {
+        $(#[$attribute])*
+        $visibility fn $name<$($lifetime,)? $($generic: $bound),*>(
+            isa: $crate::kernels::tree::metric::Isa,
+            $($argument: $type),*
+        ) -> $result {
+            #[inline(always)]
+            fn generic<$($lifetime,)? const ISA: u8, $($generic: $bound),*>($($argument: $type),*) -> $result $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+            fn with_avx512<$($lifetime,)? $($generic: $bound),*>($($argument: $type),*) -> $result {
+                generic::<{ $crate::kernels::tree::metric::AVX512 }, $($generic),*>($($argument),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn with_avx2<$($lifetime,)? $($generic: $bound),*>($($argument: $type),*) -> $result {
+                generic::<{ $crate::kernels::tree::metric::AVX2 }, $($generic),*>($($argument),*)
+            }
+
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Isa::detect` only returns `Avx512` when the CPU has these features.
+                $crate::kernels::tree::metric::Isa::Avx512 => unsafe { with_avx512($($argument),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Isa::detect` only returns `Avx2` when the CPU has these features.
+                $crate::kernels::tree::metric::Isa::Avx2 => unsafe { with_avx2($($argument),*) },
+                _ => generic::<{ $crate::kernels::tree::metric::PORTABLE }, $($generic),*>($($argument),*),
+            }
+        }
+    };
+}
+pub(crate) use multiversion;
+
+/// Relative slack for metrics whose computed distances carry only relative rounding
+/// errors of a few ulps: 1e-12 is four orders of magnitude above them.
+const RELATIVE_SLACK: f64 = 1e-12;
+
+/// Euclidean distance between data points and external queries.
+#[derive(Clone, Debug)]
+pub struct EuclideanMetric {
+    pub points: super::data::Points,
+}
+
+/// A Euclidean query: the coordinates, and the data index when it is a data point.
+#[derive(Clone, Copy, Debug)]
+pub struct EuclideanQuery<'a> {
+    pub coordinates: &'a [f64],
+    pub index: Option<usize>,
+}
+
+impl Metric for EuclideanMetric {
+    type Query<'a> = EuclideanQuery<'a>;
+
+    fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    fn point(&self, index: usize) -> EuclideanQuery<'_> {
+        EuclideanQuery { coordinates: self.points.row(index), index: Some(index) }
+    }
+
+    fn query_index(&self, query: EuclideanQuery<'_>) -> Option<usize> {
+        query.index
+    }
+
+    #[inline]
+    fn distance(&self, query: EuclideanQuery<'_>, index: usize) -> f64 {
+        euclidean(query.coordinates, self.points.row(index))
+    }
+
+    fn payload_width(&self) -> usize {
+        self.points.dimension
+    }
+
+    fn write_payload(&self, index: usize, lane: usize, payload: &mut [f64]) {
+        for (coordinate, &value) in self.points.row(index).iter().enumerate() {
+            payload[coordinate * LANES + lane] = value;
+        }
+    }
+
+    /// Every lane's exact distance: a bound would cost about as much.
+    #[inline(always)]
+    fn screen_chunk<const ISA: u8>(
+        &self,
+        query: EuclideanQuery<'_>,
+        chunk: ChunkView<'_>,
+        thresholds: &[f64; LANES],
+        distances: &mut [f64; LANES],
+        counts: &mut DistanceCounts,
+    ) -> u32 {
+        let mut sums = [0.0f64; LANES];
+        for (coordinate, &value) in query.coordinates.iter().enumerate() {
+            let row = lanes(chunk.payload, coordinate * LANES);
+            for lane in 0..LANES {
+                // `value - row[lane]`, as in `squared_euclidean(query, point)`.
+                let difference = value - row[lane];
+                sums[lane] += difference * difference;
+            }
+        }
+        for lane in 0..LANES {
+            distances[lane] = sums[lane].sqrt();
+        }
+        counts.exact += chunk.len as u64;
+        lane_mask::<ISA>(distances, thresholds) & ((1u32 << chunk.len) - 1)
+    }
+
+    fn query_error_weight(&self, _query: EuclideanQuery<'_>) -> f64 {
+        0.0
+    }
+
+    #[inline(always)]
+    fn triangle_slack(&self, distance: f64, radius: f64, _query_weight: f64) -> f64 {
+        RELATIVE_SLACK * (distance + radius)
+    }
+
+    fn exact_flops(&self) -> u64 {
+        0
+    }
+}

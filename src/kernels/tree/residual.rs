@@ -1,0 +1,799 @@
+//! The residual-correlation metric, in f64, with cheap lower bounds.
+//!
+//! The correlation of a Gaussian-process residual after conditioning on m inducing
+//! points U:
+//!
+//! - kernel `k(x, y) = s2 exp(-r^2 / (2 l^2))` (RBF) or `s2 (1 + a + a^2 / 3) e^-a` with
+//!   `a = sqrt(5) r / l` (Matern 5/2), where `r = ||x - y||`;
+//! - Cholesky `K_UU + 1e-6 s2 I = L L^T`, and `V = (L^-1 K_UX)^T` (n x m), so that
+//!   `V_i . V_j = K_iU K_UU^-1 K_Uj` (the Nystrom approximation of `K_ij`);
+//! - residual variance `p_i = max(k(x_i, x_i) - ||V_i||^2, 1e-9)`;
+//! - `rho_ij = (K_ij - V_i . V_j) / sqrt(max(p_i p_j, 1e-18))`, clipped to [-1, 1];
+//! - `d(i, j) = sqrt(max(0, 1 - |rho_ij|))`, and `d(i, i) = 0`.
+//!
+//! For unit residual vectors u this is `min(||u_i - u_j||, ||u_i + u_j||) / sqrt 2`, a
+//! metric on lines, so the triangle inequality holds in exact arithmetic; d is in [0, 1].
+//! Everything is f64: next to an inducing point `p_i` is about 1e-6 and f32 would lose
+//! up to 0.05 in rho. The exact distance uses `f64::exp` and the fixed-order
+//! [`dot`](super::metric::dot), so the brute force, the build and the query all see the
+//! same bits.
+//!
+//! **Cheap lower bounds.** With `s_i = 1 / sqrt(p_i)`, `u_i = s_i V_i` and
+//! `w_i = ||u_i||`, `rho_ij = K_ij s_i s_j - u_i . u_j`. A pair is within distance tau
+//! exactly when `|rho| >= 1 - tau^2`, so any upper bound on |rho| below that rejects it:
+//!
+//! - stage 0, Cauchy-Schwarz on the whole row: `|rho| <= K s_i s_j + w_i w_j`, from the
+//!   kernel value (a vectorized `exp`) and two norms, no dot product;
+//! - stages 1-4, Cauchy-Schwarz on a suffix: with W an m x T matrix of orthonormal
+//!   columns and `u'_i = u_i W`, `u_i . u_j = u'_i . u'_j + (rest)` where the rest is
+//!   bounded by the norms of the parts W misses,
+//!   `S_t(i) = sqrt(w_i^2 - ||u'_i[..t]||^2)`. After a prefix of t rotated
+//!   coordinates, `|rho| <= |K s_i s_j - u'_i[..t] . u'_j[..t]| + S_t(i) S_t(j)`, tested
+//!   at t = 8, 16, 32, 64.
+//!
+//! W spans (approximately) the dominant subspace of the scaled rows, from a seeded
+//! subspace iteration on a sample of rows and a Rayleigh-Ritz step, so most of each
+//! row's energy sits in the first coordinates and most pairs are rejected after a few
+//! of them. Any orthonormal W keeps the bounds valid; a good one makes them tight. The
+//! bounds carry a relative margin (`CORRELATION_ERROR`) far above every rounding
+//! error involved, so they never reject a pair whose computed distance is within its
+//! threshold.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::data::Points;
+use super::metric::{
+    ChunkView, DistanceCounts, LANES, Metric, dot, dot_with, exp_fast, lane_mask, lanes, padded_length,
+    squared_euclidean,
+};
+
+/// Which covariance function the residual metric uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CovarianceFunction {
+    Rbf,
+    Matern52,
+}
+
+/// The parameters of the residual-correlation metric.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResidualParams {
+    /// Kernel variance s2.
+    pub variance: f64,
+    /// Kernel lengthscale l.
+    pub lengthscale: f64,
+    /// Number of inducing points m (capped at n).
+    pub inducing_count: usize,
+    pub covariance: CovarianceFunction,
+}
+
+impl Default for ResidualParams {
+    fn default() -> Self {
+        ResidualParams { variance: 1.0, lengthscale: 1.0, inducing_count: 512, covariance: CovarianceFunction::Rbf }
+    }
+}
+
+/// The covariance k as a function of the squared distance.
+#[inline(always)]
+pub fn covariance(params: &ResidualParams, squared_distance: f64) -> f64 {
+    let lengthscale_squared = params.lengthscale * params.lengthscale;
+    match params.covariance {
+        CovarianceFunction::Rbf => params.variance * (-squared_distance / (2.0 * lengthscale_squared)).exp(),
+        CovarianceFunction::Matern52 => {
+            let a = (5.0 * squared_distance / lengthscale_squared).sqrt();
+            params.variance * (1.0 + a + a * a / 3.0) * (-a).exp()
+        }
+    }
+}
+
+/// Turns a correlation into the residual distance.
+#[inline(always)]
+pub fn distance_from_correlation(correlation: f64) -> f64 {
+    let clipped = correlation.clamp(-1.0, 1.0);
+    (1.0 - clipped.abs()).max(0.0).sqrt()
+}
+
+/// Why the residual model could not be built.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error("the inducing-point covariance is not positive definite (pivot {pivot} is {value:e})")]
+    NotPositiveDefinite { pivot: usize, value: f64 },
+    #[error("residual metric needs at least one point")]
+    Empty,
+}
+
+/// The precomputed residual-correlation model: V, the residual variances and the
+/// quantities the lower bounds need.
+#[derive(Clone, Debug)]
+pub struct ResidualModel {
+    pub params: ResidualParams,
+    pub points: Points,
+    /// Sorted data-set indices of the inducing points.
+    pub inducing: Vec<usize>,
+    /// m, the length of a row of V before padding.
+    pub rank: usize,
+    /// Row stride of `v` (m rounded up to [`LANES`]).
+    pub stride: usize,
+    /// V, n rows of `stride` values (zero padded).
+    pub v: Vec<f64>,
+    /// Residual variances p_i.
+    pub residual_variance: Vec<f64>,
+    /// `1 / sqrt(p_i)`.
+    pub inverse_scale: Vec<f64>,
+    /// `w_i = ||V_i|| / sqrt(p_i)`.
+    pub norm: Vec<f64>,
+    /// The largest [`ResidualModel::error_weight`] over all points.
+    pub largest_error_weight: f64,
+}
+
+impl ResidualModel {
+    /// Builds V from the Cholesky factor of the inducing covariance (see the module
+    /// documentation). `inducing` must be sorted, distinct and in range.
+    pub fn new(points: Points, inducing: Vec<usize>, params: ResidualParams) -> Result<ResidualModel, ModelError> {
+        let n = points.len();
+        if n == 0 {
+            return Err(ModelError::Empty);
+        }
+        let rank = inducing.len();
+        let stride = padded_length(rank.max(1));
+        let factor = cholesky(&inducing_covariance(&points, &inducing, &params))?;
+        let v = solve_rows(&points, &inducing, &params, &factor, rank, stride);
+        let residual_variance: Vec<f64> = (0..n)
+            .map(|row| {
+                let v_row = &v[row * stride..(row + 1) * stride];
+                (params.variance - dot(v_row, v_row)).max(1e-9)
+            })
+            .collect();
+        let inverse_scale: Vec<f64> = residual_variance.iter().map(|variance| 1.0 / variance.sqrt()).collect();
+        let norm: Vec<f64> = (0..n)
+            .map(|row| {
+                let v_row = &v[row * stride..(row + 1) * stride];
+                dot(v_row, v_row).sqrt() * inverse_scale[row]
+            })
+            .collect();
+        let mut model = ResidualModel {
+            params,
+            points,
+            inducing,
+            rank,
+            stride,
+            v,
+            residual_variance,
+            inverse_scale,
+            norm,
+            largest_error_weight: 0.0,
+        };
+        model.largest_error_weight = (0..n).map(|row| model.error_weight(row)).fold(0.0, f64::max);
+        Ok(model)
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// How strongly rounding errors grow in the distances of point i: the computed
+    /// correlation of (i, j) is within `2 CORRELATION_ERROR E_i E_j` of the exact one,
+    /// `E_i = max(s_i sqrt(s2), w_i)` (both terms of rho scale with these).
+    pub fn error_weight(&self, index: usize) -> f64 {
+        (self.inverse_scale[index] * self.params.variance.sqrt()).max(self.norm[index])
+    }
+
+    pub fn v_row(&self, index: usize) -> &[f64] {
+        &self.v[index * self.stride..(index + 1) * self.stride]
+    }
+
+    /// The exact residual correlation from the kernel value `K_ij` and the dot product
+    /// `V_i . V_j`.
+    #[inline(always)]
+    pub fn correlation_from_kernel(&self, left: usize, right: usize, kernel_value: f64, dot_product: f64) -> f64 {
+        let scale = (self.residual_variance[left] * self.residual_variance[right]).max(1e-18).sqrt();
+        (kernel_value - dot_product) / scale
+    }
+
+    /// The exact kernel value `K_ij`.
+    #[inline(always)]
+    pub fn kernel_value(&self, left: usize, right: usize) -> f64 {
+        covariance(&self.params, squared_euclidean(self.points.row(left), self.points.row(right)))
+    }
+
+    /// The exact residual distance d(i, j).
+    #[inline]
+    pub fn distance(&self, left: usize, right: usize) -> f64 {
+        if left == right {
+            return 0.0;
+        }
+        let dot_product = dot(self.v_row(left), self.v_row(right));
+        distance_from_correlation(self.correlation_from_kernel(
+            left,
+            right,
+            self.kernel_value(left, right),
+            dot_product,
+        ))
+    }
+}
+
+/// `K_UU + 1e-6 s2 I`, row-major m x m.
+fn inducing_covariance(points: &Points, inducing: &[usize], params: &ResidualParams) -> Vec<f64> {
+    let rank = inducing.len();
+    let mut matrix = vec![0.0; rank * rank];
+    for (row, &left) in inducing.iter().enumerate() {
+        for (column, &right) in inducing.iter().enumerate() {
+            matrix[row * rank + column] = covariance(params, squared_euclidean(points.row(left), points.row(right)));
+        }
+        matrix[row * rank + row] += 1e-6 * params.variance;
+    }
+    matrix
+}
+
+/// The lower Cholesky factor of a symmetric positive definite row-major matrix.
+fn cholesky(matrix: &[f64]) -> Result<Vec<f64>, ModelError> {
+    let rank = (matrix.len() as f64).sqrt() as usize;
+    let mut factor = vec![0.0; rank * rank];
+    for row in 0..rank {
+        for column in 0..=row {
+            let mut sum = matrix[row * rank + column];
+            for inner in 0..column {
+                sum -= factor[row * rank + inner] * factor[column * rank + inner];
+            }
+            if row == column {
+                if sum.is_nan() || sum <= 0.0 || sum.is_infinite() {
+                    return Err(ModelError::NotPositiveDefinite { pivot: row, value: sum });
+                }
+                factor[row * rank + row] = sum.sqrt();
+            } else {
+                factor[row * rank + column] = sum / factor[column * rank + column];
+            }
+        }
+    }
+    Ok(factor)
+}
+
+/// Rows of V: for every point i, forward substitution `L y = K_U,i`.
+///
+/// Points are solved in blocks of [`LANES`] so each entry of L is loaded once per block
+/// (the inner loop runs across the block's points and vectorizes).
+fn solve_rows(
+    points: &Points,
+    inducing: &[usize],
+    params: &ResidualParams,
+    factor: &[f64],
+    rank: usize,
+    stride: usize,
+) -> Vec<f64> {
+    let n = points.len();
+    let mut v = vec![0.0; n * stride];
+    v.par_chunks_mut(stride * LANES).enumerate().for_each(|(block, output)| {
+        let first = block * LANES;
+        let count = output.len() / stride;
+        // solution[r * LANES + b]: coordinate r of point first + b.
+        let mut solution = vec![0.0; rank * LANES];
+        for r in 0..rank {
+            let inducing_row = points.row(inducing[r]);
+            let mut right_hand = [0.0; LANES];
+            for (b, value) in right_hand.iter_mut().enumerate().take(count) {
+                *value = covariance(params, squared_euclidean(points.row(first + b), inducing_row));
+            }
+            let factor_row = &factor[r * rank..r * rank + r];
+            let mut sums = [0.0; LANES];
+            for (c, &coefficient) in factor_row.iter().enumerate() {
+                let known = &solution[c * LANES..(c + 1) * LANES];
+                for b in 0..LANES {
+                    sums[b] += coefficient * known[b];
+                }
+            }
+            let pivot = factor[r * rank + r];
+            for b in 0..LANES {
+                solution[r * LANES + b] = (right_hand[b] - sums[b]) / pivot;
+            }
+        }
+        for b in 0..count {
+            for r in 0..rank {
+                output[b * stride + r] = solution[r * LANES + b];
+            }
+        }
+    });
+    v
+}
+
+/// Checkpoints (prefix lengths) at which the suffix bound is tested.
+const CHECKPOINTS: [usize; 5] = [0, 8, 16, 32, 64];
+
+/// Upper bound on the relative error of the computed correlation that the bounds and
+/// slacks allow for. A rigorous bound for the m-long dot product with eight lanes is
+/// about `(m / 8 + 4) * 2^-53`, below 1e-14 for m = 512; the stored V also carries the
+/// rounding of the Cholesky solve, so the margin is far larger.
+const CORRELATION_ERROR: f64 = 1e-10;
+
+/// The bound tables of the residual metric (built with the tree: they serve only the
+/// screening).
+///
+/// For every point, `u'_i = s_i V_i W` for an m x T matrix W with orthonormal columns
+/// spanning (approximately) the dominant subspace of the scaled rows, and the norms of
+/// what W misses (`||u_i||^2 - ||u'_i[..t]||^2`, by Parseval) at a few prefix lengths
+/// t. Any orthonormal W makes the bounds valid; a good W makes them tight.
+#[derive(Clone, Debug)]
+pub struct ResidualBounds {
+    /// T, the number of rotated coordinates kept per point.
+    pub prefix_length: usize,
+    /// Rotated, scaled prefixes, n rows of `prefix_length`.
+    pub prefix: Vec<f64>,
+    /// Inflated suffix norms at [`CHECKPOINTS`] up to `prefix_length`, n rows of
+    /// `checkpoint_count`; entry 0 is the inflated whole-row norm.
+    pub suffix: Vec<f64>,
+    pub checkpoint_count: usize,
+    /// Largest deviation of W^T W from the identity, kept for diagnostics.
+    pub orthogonality_error: f64,
+}
+
+impl ResidualBounds {
+    /// Builds the tables for a model; `seed` seeds the subspace iteration.
+    pub fn new(model: &ResidualModel, seed: u64) -> ResidualBounds {
+        let n = model.len();
+        let prefix_length = CHECKPOINTS[CHECKPOINTS.len() - 1].min(padded_length(model.rank));
+        let checkpoint_count = CHECKPOINTS.iter().filter(|&&checkpoint| checkpoint <= prefix_length).count();
+        let basis = dominant_basis(model, prefix_length, seed);
+        let orthogonality_error = orthogonality_error(&basis, model.stride, prefix_length);
+        let mut prefix = vec![0.0; n * prefix_length];
+        prefix.par_chunks_mut(prefix_length).enumerate().for_each(|(row, output)| {
+            let v_row = model.v_row(row);
+            let scale = model.inverse_scale[row];
+            for (column, value) in output.iter_mut().enumerate() {
+                *value = dot(v_row, &basis[column * model.stride..(column + 1) * model.stride]) * scale;
+            }
+        });
+        // Parseval with inflation: the norm is inflated and the prefix deflated by a
+        // relative 1e-9, far above the rounding and the orthogonality error of W.
+        let mut suffix = vec![0.0; n * checkpoint_count];
+        suffix.par_chunks_mut(checkpoint_count).enumerate().for_each(|(row, output)| {
+            let prefix_row = &prefix[row * prefix_length..(row + 1) * prefix_length];
+            let total = model.norm[row] * model.norm[row] * (1.0 + 1e-9);
+            let mut captured = 0.0;
+            let mut start = 0;
+            for (slot, &checkpoint) in CHECKPOINTS[..checkpoint_count].iter().enumerate() {
+                for value in &prefix_row[start..checkpoint] {
+                    captured += value * value;
+                }
+                start = checkpoint;
+                output[slot] = (total - captured * (1.0 - 1e-9)).max(0.0).sqrt();
+            }
+        });
+        ResidualBounds { prefix_length, prefix, suffix, checkpoint_count, orthogonality_error }
+    }
+
+    fn prefix_row(&self, index: usize) -> &[f64] {
+        &self.prefix[index * self.prefix_length..(index + 1) * self.prefix_length]
+    }
+
+    fn suffix_row(&self, index: usize) -> &[f64] {
+        &self.suffix[index * self.checkpoint_count..(index + 1) * self.checkpoint_count]
+    }
+}
+
+/// The residual metric over a model, with or without bound tables (without them every
+/// screened pair gets its exact distance).
+#[derive(Clone, Copy, Debug)]
+pub struct ResidualMetric<'a> {
+    pub model: &'a ResidualModel,
+    pub bounds: Option<&'a ResidualBounds>,
+}
+
+impl ResidualMetric<'_> {
+    /// Whether the prefix stages prove that the exact distance of `(query, candidate)`
+    /// exceeds `threshold`. `kernel_term` is `K s_q s_c` (exact kernel value). Counts
+    /// the prefix work.
+    #[inline(always)]
+    fn prefix_rejects<const ISA: u8>(
+        &self,
+        bounds: &ResidualBounds,
+        query: usize,
+        candidate: usize,
+        kernel_term: f64,
+        threshold: f64,
+        counts: &mut DistanceCounts,
+    ) -> bool {
+        let needed = 1.0 - threshold * threshold - 1e-12;
+        if needed <= 0.0 {
+            return false;
+        }
+        let margin = CORRELATION_ERROR * (kernel_term + self.model.norm[query] * self.model.norm[candidate]) + 1e-15;
+        counts.prefix_pairs += 1;
+        let query_prefix = bounds.prefix_row(query);
+        let candidate_prefix = bounds.prefix_row(candidate);
+        let query_suffix = bounds.suffix_row(query);
+        let candidate_suffix = bounds.suffix_row(candidate);
+        let mut partial = 0.0;
+        let mut start = 0;
+        for slot in 1..bounds.checkpoint_count {
+            let end = CHECKPOINTS[slot];
+            partial += dot_with::<ISA>(&query_prefix[start..end], &candidate_prefix[start..end]);
+            counts.dot_flops += 2 * (end - start) as u64;
+            start = end;
+            let bound = (kernel_term - partial).abs() + query_suffix[slot] * candidate_suffix[slot];
+            if bound + margin < needed {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The kernel value from the vectorizable `exp` (bounds only).
+    #[inline(always)]
+    fn covariance_fast(&self, squared_distance: f64) -> f64 {
+        let params = &self.model.params;
+        let lengthscale_squared = params.lengthscale * params.lengthscale;
+        match params.covariance {
+            CovarianceFunction::Rbf => params.variance * exp_fast(-squared_distance / (2.0 * lengthscale_squared)),
+            CovarianceFunction::Matern52 => {
+                let a = (5.0 * squared_distance / lengthscale_squared).sqrt();
+                params.variance * (1.0 + a + a * a / 3.0) * exp_fast(-a)
+            }
+        }
+    }
+
+    /// Stage-0 kernel terms `K s_q s_j` (fast exp) of a chunk's lanes.
+    #[inline(always)]
+    fn kernel_terms(&self, query: usize, chunk: ChunkView<'_>) -> [f64; LANES] {
+        let dimension = self.model.points.dimension;
+        let query_point = self.model.points.row(query);
+        let mut squared = [0.0f64; LANES];
+        for (coordinate, &value) in query_point.iter().enumerate() {
+            let row = lanes(chunk.payload, coordinate * LANES);
+            for lane in 0..LANES {
+                let difference = value - row[lane];
+                squared[lane] += difference * difference;
+            }
+        }
+        let scales = lanes(chunk.payload, dimension * LANES);
+        let query_scale = self.model.inverse_scale[query];
+        let mut terms = [0.0f64; LANES];
+        for lane in 0..LANES {
+            terms[lane] = self.covariance_fast(squared[lane]) * query_scale * scales[lane];
+        }
+        terms
+    }
+}
+
+impl Metric for ResidualMetric<'_> {
+    type Query<'q>
+        = usize
+    where
+        Self: 'q;
+
+    fn len(&self) -> usize {
+        self.model.len()
+    }
+
+    fn point(&self, index: usize) -> usize {
+        index
+    }
+
+    fn query_index(&self, query: usize) -> Option<usize> {
+        Some(query)
+    }
+
+    #[inline]
+    fn distance(&self, query: usize, index: usize) -> f64 {
+        self.model.distance(query, index)
+    }
+
+    /// Coordinates, then `s_i`, then `w_i`.
+    fn payload_width(&self) -> usize {
+        self.model.points.dimension + 2
+    }
+
+    fn write_payload(&self, index: usize, lane: usize, payload: &mut [f64]) {
+        let dimension = self.model.points.dimension;
+        for (coordinate, &value) in self.model.points.row(index).iter().enumerate() {
+            payload[coordinate * LANES + lane] = value;
+        }
+        payload[dimension * LANES + lane] = self.model.inverse_scale[index];
+        payload[(dimension + 1) * LANES + lane] = self.model.norm[index];
+    }
+
+    /// With bounds: stage 0 on all lanes (vectorized), then per surviving lane the
+    /// exact kernel value, the prefix stages and, if still needed, the exact distance.
+    #[inline(always)]
+    fn screen_chunk<const ISA: u8>(
+        &self,
+        query: usize,
+        chunk: ChunkView<'_>,
+        thresholds: &[f64; LANES],
+        distances: &mut [f64; LANES],
+        counts: &mut DistanceCounts,
+    ) -> u32 {
+        let used = (1u32 << chunk.len) - 1;
+        let candidates = match self.bounds {
+            None => used,
+            Some(_) => {
+                let dimension = self.model.points.dimension;
+                let terms = self.kernel_terms(query, chunk);
+                let norms = lanes(chunk.payload, (dimension + 1) * LANES);
+                let query_norm = self.model.norm[query];
+                // A lane survives stage 0 when `needed <= bound`: the bound on |rho|
+                // (with its margin) reaches the correlation the threshold needs.
+                let mut needed = [0.0f64; LANES];
+                let mut bound = [0.0f64; LANES];
+                for lane in 0..LANES {
+                    needed[lane] = 1.0 - thresholds[lane] * thresholds[lane] - 1e-12;
+                    let magnitude = terms[lane] + query_norm * norms[lane];
+                    bound[lane] = magnitude + (CORRELATION_ERROR * magnitude + 1e-15);
+                }
+                counts.bounded += chunk.len as u64;
+                lane_mask::<ISA>(&needed, &bound) & used
+            }
+        };
+        let model = self.model;
+        let mut mask = 0u32;
+        let mut remaining = candidates;
+        while remaining != 0 {
+            let lane = remaining.trailing_zeros() as usize;
+            remaining &= remaining - 1;
+            let candidate = chunk.ids[lane] as usize;
+            if candidate == query {
+                distances[lane] = 0.0;
+                mask |= 1 << lane;
+                continue;
+            }
+            let kernel_value = model.kernel_value(query, candidate);
+            if let Some(bounds) = self.bounds {
+                let kernel_term = kernel_value.abs() * model.inverse_scale[query] * model.inverse_scale[candidate];
+                if self.prefix_rejects::<ISA>(bounds, query, candidate, kernel_term, thresholds[lane], counts) {
+                    continue;
+                }
+            }
+            counts.exact += 1;
+            counts.dot_flops += 2 * model.rank as u64;
+            let dot_product = dot_with::<ISA>(model.v_row(query), model.v_row(candidate));
+            distances[lane] =
+                distance_from_correlation(model.correlation_from_kernel(query, candidate, kernel_value, dot_product));
+            mask |= 1 << lane;
+        }
+        mask
+    }
+
+    fn wants_seeds(&self) -> bool {
+        self.bounds.is_some()
+    }
+
+    /// The kernel value `K(x_q, x_j)`: the nearest neighbours in this metric are
+    /// almost always among the nearest in space (scaling by `s_j` would favour the
+    /// inducing points, whose residuals are tiny and uncorrelated with anything).
+    #[inline(always)]
+    fn seed_scores<const ISA: u8>(&self, query: usize, chunk: ChunkView<'_>) -> [f64; LANES] {
+        let query_point = self.model.points.row(query);
+        let mut squared = [0.0f64; LANES];
+        for (coordinate, &value) in query_point.iter().enumerate() {
+            let row = lanes(chunk.payload, coordinate * LANES);
+            for lane in 0..LANES {
+                let difference = value - row[lane];
+                squared[lane] += difference * difference;
+            }
+        }
+        let mut scores = [0.0f64; LANES];
+        for lane in 0..LANES {
+            scores[lane] = -squared[lane];
+        }
+        scores
+    }
+
+    fn largest_distance(&self) -> f64 {
+        1.0
+    }
+
+    fn query_error_weight(&self, query: usize) -> f64 {
+        self.model.error_weight(query)
+    }
+
+    /// The computed correlation of a pair with error weights `E_a`, `E_b` is within
+    /// `2 CORRELATION_ERROR E_a E_b` of the exact one, and since
+    /// `|sqrt(x) - sqrt(y)| <= sqrt(|x - y|)` the distance within the square root of
+    /// that. A pruned subtree needs the pairs (query, node), (node, descendant) and
+    /// (query, descendant) covered; the node and descendant weights are bounded by the
+    /// largest weight of any point.
+    #[inline(always)]
+    fn triangle_slack(&self, _distance: f64, _radius: f64, query_weight: f64) -> f64 {
+        let largest = self.model.largest_error_weight;
+        let pair = |left: f64, right: f64| (2.0 * CORRELATION_ERROR * left * right).sqrt();
+        2.0 * pair(query_weight, largest) + pair(largest, largest) + 1e-12
+    }
+
+    fn exact_flops(&self) -> u64 {
+        2 * self.model.rank as u64
+    }
+}
+
+/// An m x T matrix with orthonormal columns (column-major, columns of `stride`)
+/// approximating the dominant subspace of the rows of V.
+///
+/// The Gram matrix `G = sum V_i V_i^T` is taken over a sample of rows (at most 4096,
+/// evenly spaced). A block subspace iteration `Q <- orth(G Q)` with twice the columns
+/// needed (oversampling speeds convergence when the spectrum decays slowly, as it does
+/// here) runs ten steps from a seeded random start; a Rayleigh-Ritz step then orders
+/// the directions by captured energy and the first T are kept.
+fn dominant_basis(model: &ResidualModel, columns: usize, seed: u64) -> Vec<f64> {
+    let rank = model.rank;
+    let stride = model.stride;
+    let n = model.len();
+    let block = (2 * columns).min(rank);
+    let sample_count = n.min(4096);
+    let sample: Vec<usize> = (0..sample_count).map(|index| index * n / sample_count).collect();
+    // Gram matrix G (rank x rank, row-major), accumulated in row blocks.
+    let gram = sample
+        .par_chunks(256)
+        .map(|rows| {
+            let mut partial = vec![0.0; rank * rank];
+            for &row in rows {
+                let v_row = &model.v_row(row)[..rank];
+                for a in 0..rank {
+                    let factor = v_row[a];
+                    let target = &mut partial[a * rank..(a + 1) * rank];
+                    for (slot, &value) in target.iter_mut().zip(v_row) {
+                        *slot += factor * value;
+                    }
+                }
+            }
+            partial
+        })
+        .reduce(
+            || vec![0.0; rank * rank],
+            |mut left, right| {
+                for (slot, value) in left.iter_mut().zip(&right) {
+                    *slot += value;
+                }
+                left
+            },
+        );
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut basis = vec![0.0; block * stride];
+    for column in 0..block {
+        for a in 0..rank {
+            basis[column * stride + a] = rng.random::<f64>() - 0.5;
+        }
+    }
+    orthonormalize(&mut basis, stride, block);
+    let multiply = |basis: &[f64]| {
+        let mut product = vec![0.0; block * stride];
+        product.par_chunks_mut(stride).enumerate().for_each(|(column, output)| {
+            let vector = &basis[column * stride..column * stride + rank];
+            for a in 0..rank {
+                let row = &gram[a * rank..(a + 1) * rank];
+                output[a] = row.iter().zip(vector).map(|(g, x)| g * x).sum();
+            }
+        });
+        product
+    };
+    for _ in 0..10 {
+        basis = multiply(&basis);
+        orthonormalize(&mut basis, stride, block);
+    }
+    // Rayleigh-Ritz: H = Q^T G Q, H = E diag E^T, Q <- Q E (by descending eigenvalue).
+    let product = multiply(&basis);
+    let mut small = vec![0.0; block * block];
+    for left in 0..block {
+        for right in 0..block {
+            small[left * block + right] =
+                dot(&basis[left * stride..(left + 1) * stride], &product[right * stride..(right + 1) * stride]);
+        }
+    }
+    for left in 0..block {
+        for right in 0..left {
+            let mean = 0.5 * (small[left * block + right] + small[right * block + left]);
+            small[left * block + right] = mean;
+            small[right * block + left] = mean;
+        }
+    }
+    let (values, vectors) = symmetric_eigen(&mut small, block);
+    let mut order: Vec<usize> = (0..block).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    let mut rotated = vec![0.0; columns * stride];
+    for (target, &source) in order.iter().take(columns).enumerate() {
+        for inner in 0..block {
+            let coefficient = vectors[inner * block + source];
+            for a in 0..rank {
+                rotated[target * stride + a] += coefficient * basis[inner * stride + a];
+            }
+        }
+    }
+    orthonormalize(&mut rotated, stride, columns);
+    rotated
+}
+
+/// Modified Gram-Schmidt, applied twice ("twice is enough") so the columns are
+/// orthonormal to working precision. A column that vanishes is replaced by the first
+/// unit vector orthogonal enough to the others.
+fn orthonormalize(basis: &mut [f64], stride: usize, columns: usize) {
+    for _ in 0..2 {
+        for column in 0..columns {
+            for previous in 0..column {
+                let (head, tail) = basis.split_at_mut(column * stride);
+                let previous_vector = &head[previous * stride..(previous + 1) * stride];
+                let vector = &mut tail[..stride];
+                let projection = dot(previous_vector, vector);
+                for (slot, value) in vector.iter_mut().zip(previous_vector) {
+                    *slot -= projection * value;
+                }
+            }
+            let vector = &mut basis[column * stride..(column + 1) * stride];
+            let length = dot(vector, vector).sqrt();
+            if length > 1e-12 {
+                for slot in vector.iter_mut() {
+                    *slot /= length;
+                }
+            } else {
+                vector.fill(0.0);
+            }
+        }
+    }
+}
+
+/// Largest |(W^T W - I)_ab| over the columns.
+fn orthogonality_error(basis: &[f64], stride: usize, columns: usize) -> f64 {
+    let mut worst: f64 = 0.0;
+    for left in 0..columns {
+        for right in 0..=left {
+            let product = dot(&basis[left * stride..(left + 1) * stride], &basis[right * stride..(right + 1) * stride]);
+            let expected = if left == right { 1.0 } else { 0.0 };
+            worst = worst.max((product - expected).abs());
+        }
+    }
+    worst
+}
+
+/// Eigen-decomposition of a small symmetric row-major matrix by cyclic Jacobi
+/// rotations. Returns the eigenvalues and the eigenvectors as columns (row-major).
+fn symmetric_eigen(matrix: &mut [f64], size: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut vectors = vec![0.0; size * size];
+    for index in 0..size {
+        vectors[index * size + index] = 1.0;
+    }
+    for _sweep in 0..50 {
+        let mut off_diagonal = 0.0;
+        let mut diagonal = 0.0;
+        for row in 0..size {
+            diagonal += matrix[row * size + row] * matrix[row * size + row];
+            for column in row + 1..size {
+                off_diagonal += matrix[row * size + column] * matrix[row * size + column];
+            }
+        }
+        if off_diagonal <= 1e-30 * diagonal.max(1e-300) {
+            break;
+        }
+        for p in 0..size {
+            for q in p + 1..size {
+                let off = matrix[p * size + q];
+                if off == 0.0 {
+                    continue;
+                }
+                let theta = (matrix[q * size + q] - matrix[p * size + p]) / (2.0 * off);
+                let tangent = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let tangent = if theta == 0.0 { 1.0 } else { tangent };
+                let cosine = 1.0 / (tangent * tangent + 1.0).sqrt();
+                let sine = tangent * cosine;
+                for k in 0..size {
+                    let kp = matrix[k * size + p];
+                    let kq = matrix[k * size + q];
+                    matrix[k * size + p] = cosine * kp - sine * kq;
+                    matrix[k * size + q] = sine * kp + cosine * kq;
+                }
+                for k in 0..size {
+                    let pk = matrix[p * size + k];
+                    let qk = matrix[q * size + k];
+                    matrix[p * size + k] = cosine * pk - sine * qk;
+                    matrix[q * size + k] = sine * pk + cosine * qk;
+                }
+                for k in 0..size {
+                    let kp = vectors[k * size + p];
+                    let kq = vectors[k * size + q];
+                    vectors[k * size + p] = cosine * kp - sine * kq;
+                    vectors[k * size + q] = sine * kp + cosine * kq;
+                }
+            }
+        }
+    }
+    ((0..size).map(|index| matrix[index * size + index]).collect(), vectors)
+}
