@@ -7,10 +7,11 @@ use crate::kernel::Kernel;
 
 pub mod command;
 pub mod mock;
+pub mod tree;
 
 /// Every built-in kernel, in the order `list` shows them.
 pub fn all() -> Vec<&'static dyn Kernel> {
-    vec![&command::Command, &mock::Mock]
+    vec![&command::Command, &mock::Mock, &tree::Tree]
 }
 
 pub fn find(name: &str) -> Option<&'static dyn Kernel> {

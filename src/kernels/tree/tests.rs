@@ -1,0 +1,700 @@
+//! Tests of the `tree` kernel: exactness against brute force for both metrics,
+//! cover-tree invariants after every batch, dense = sparse, thread-count and
+//! instruction-set independence, the residual metric against a direct formula and the
+//! triangle inequality, and clear errors for bad input.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::build::{self, BuildParams, Traversal};
+use super::cover;
+use super::data::{self, DataError, Points};
+use super::metric::{self, DistanceCounts, EuclideanMetric, EuclideanQuery, Isa, LANES, Metric};
+use super::query::{self, Neighbours, QueryParams, SelfMatch};
+use super::residual::{self, CovarianceFunction, ResidualBounds, ResidualMetric, ResidualModel, ResidualParams};
+use super::{Algorithm, MetricChoice, Tree, TreeParams, brute, compare};
+use crate::kernel::{Kernel, OutputData, Params, Probe, RunContext, Value};
+
+/// Points with N(0, 1) coordinates, some rows copied (duplicates) and, with `grid`,
+/// rounded to a coarse grid so many distances tie exactly.
+fn test_points(count: usize, dimension: usize, seed: u64, duplicates: usize, grid: bool) -> Points {
+    let mut points = data::standard_normal_points(count, dimension, seed);
+    if grid {
+        for value in &mut points.coordinates {
+            *value = (*value * 2.0).round();
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xd0b1e);
+    for _ in 0..duplicates.min(count.saturating_sub(1)) {
+        let source = rng.random_range(0..count);
+        let target = rng.random_range(0..count);
+        let row: Vec<f64> = points.row(source).to_vec();
+        points.coordinates[target * dimension..(target + 1) * dimension].copy_from_slice(&row);
+    }
+    points
+}
+
+fn euclidean_queries(queries: &Points) -> Vec<EuclideanQuery<'_>> {
+    (0..queries.len()).map(|index| EuclideanQuery { coordinates: queries.row(index), index: None }).collect()
+}
+
+/// Builds with an invariant check after every batch.
+fn build_checked<M: Metric>(metric: &M, params: &BuildParams) -> build::BuildOutcome {
+    let n = metric.len();
+    let mut inserted = vec![false; n];
+    inserted[0] = true;
+    let mut next = 1;
+    let mut failure = None;
+    let outcome = build::build(metric, params, true, |tree, report| {
+        for flag in inserted.iter_mut().skip(next).take(report.candidates) {
+            *flag = true;
+        }
+        next += report.candidates;
+        if failure.is_none()
+            && let Err(message) = tree.check_invariants(metric, &inserted)
+        {
+            failure = Some(format!("after batch {}: {message}", report.batch_index));
+        }
+    });
+    if let Some(message) = failure {
+        panic!("cover-tree invariant broken {message}");
+    }
+    outcome
+}
+
+fn check_equal(answer: &Neighbours, reference: &Neighbours) {
+    assert_eq!(answer.indices, reference.indices, "neighbour indices differ from brute force");
+    let answer_bits: Vec<u64> = answer.distances.iter().map(|value| value.to_bits()).collect();
+    let reference_bits: Vec<u64> = reference.distances.iter().map(|value| value.to_bits()).collect();
+    assert_eq!(answer_bits, reference_bits, "neighbour distances differ from brute force");
+}
+
+/// Euclidean: tree (both traversals, invariants after every batch) equals brute force.
+fn check_euclidean(points: Points, queries: &Points, k: usize, batch_size: usize, seed: u64) {
+    let metric = EuclideanMetric { points };
+    let query_params = QueryParams { k, self_match: SelfMatch::Include };
+    let queries = euclidean_queries(queries);
+    let (reference, _) = brute::brute_knn(&metric, &queries, &query_params);
+    let mut digests = Vec::new();
+    let mut scopes = Vec::new();
+    for traversal in [Traversal::Dense, Traversal::Sparse] {
+        let params = BuildParams { batch_size, traversal, scope_cap: 0, seed };
+        let outcome = build_checked(&metric, &params);
+        let (answer, _) = query::knn(&metric, &outcome.tree, &queries, &query_params);
+        check_equal(&answer, &reference);
+        digests.push(outcome.tree.digest());
+        scopes.push(outcome.scopes);
+    }
+    assert_eq!(digests[0], digests[1], "dense and sparse traversals built different trees");
+    assert_eq!(scopes[0], scopes[1], "dense and sparse traversals found different scopes");
+}
+
+fn residual_model(points: Points, inducing: usize, params: ResidualParams, seed: u64) -> ResidualModel {
+    let n = points.len();
+    let inducing = data::distinct_sorted_indices(inducing.min(n), n, seed);
+    ResidualModel::new(points, inducing, params).expect("positive definite inducing covariance")
+}
+
+/// Residual: tree with bounds (both traversals) equals the tiled and the plain brute
+/// force, for both self-match policies.
+fn check_residual(model: &ResidualModel, queries: &[usize], k: usize, batch_size: usize, seed: u64) {
+    let bounds = ResidualBounds::new(model, seed);
+    let metric = ResidualMetric { model, bounds: Some(&bounds) };
+    let plain = ResidualMetric { model, bounds: None };
+    for self_match in [SelfMatch::Include, SelfMatch::Exclude] {
+        if self_match == SelfMatch::Exclude && k >= model.len() {
+            continue;
+        }
+        let query_params = QueryParams { k, self_match };
+        let (reference, _) = brute::brute_knn(&plain, queries, &query_params);
+        let (tiled, _) = brute::residual_brute_knn(Isa::detect(), model, queries, &query_params);
+        check_equal(&tiled, &reference);
+        let mut digests = Vec::new();
+        for traversal in [Traversal::Dense, Traversal::Sparse] {
+            let params = BuildParams { batch_size, traversal, scope_cap: 0, seed };
+            let outcome = build_checked(&metric, &params);
+            let (answer, _) = query::knn(&metric, &outcome.tree, queries, &query_params);
+            check_equal(&answer, &reference);
+            digests.push(outcome.tree.digest());
+        }
+        assert_eq!(digests[0], digests[1], "dense and sparse traversals built different trees");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn euclidean_knn_equals_brute_force(
+        count in 1usize..160,
+        dimension in 1usize..6,
+        k in 1usize..10,
+        batch_size in 1usize..48,
+        duplicates in 0usize..20,
+        grid in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let points = test_points(count, dimension, seed, duplicates, grid);
+        let mut queries = test_points(12, dimension, seed.wrapping_add(1), 0, grid);
+        // Some queries sit exactly on data points.
+        queries.coordinates[..dimension].copy_from_slice(points.row(count / 2));
+        check_euclidean(points, &queries, k.min(count), batch_size, seed);
+    }
+
+    #[test]
+    fn residual_knn_equals_brute_force(
+        count in 2usize..90,
+        dimension in 1usize..4,
+        k in 1usize..8,
+        inducing in 1usize..24,
+        batch_size in 1usize..40,
+        lengthscale in 0.3f64..2.0,
+        matern in any::<bool>(),
+        duplicates in 0usize..6,
+        seed in any::<u64>(),
+    ) {
+        let points = test_points(count, dimension, seed, duplicates, false);
+        let params = ResidualParams {
+            variance: 1.0,
+            lengthscale,
+            inducing_count: inducing,
+            covariance: if matern { CovarianceFunction::Matern52 } else { CovarianceFunction::Rbf },
+        };
+        let model = residual_model(points, inducing, params, seed);
+        let queries = data::uniform_indices(10, count, seed.wrapping_add(1));
+        check_residual(&model, &queries, k.min(count), batch_size, seed);
+    }
+
+    #[test]
+    fn bounds_never_reject_a_pair_within_its_threshold(
+        count in 8usize..80,
+        inducing in 1usize..24,
+        slack in -1e-3f64..0.3,
+        seed in any::<u64>(),
+    ) {
+        let points = data::standard_normal_points(count, 3, seed);
+        let model = residual_model(points, inducing, ResidualParams::default(), seed);
+        let bounds = ResidualBounds::new(&model, seed);
+        let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
+        let candidates: Vec<u32> = (0..count as u32).collect();
+        for query in 0..count.min(8) {
+            let thresholds: Vec<f64> = (0..count).map(|index| model.distance(query, index) + slack).collect();
+            let mut found = Vec::new();
+            let mut counts = DistanceCounts::default();
+            metric::screen_list::<{ metric::PORTABLE }, _>(&metric, query, &candidates, &thresholds, &mut found, &mut counts);
+            for (index, &threshold) in thresholds.iter().enumerate() {
+                let exact = model.distance(query, index);
+                if exact <= threshold {
+                    prop_assert!(
+                        found.contains(&(index as u32, exact)),
+                        "pair ({query}, {index}) at {exact} rejected with threshold {threshold}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tiny_inputs_build_and_answer() {
+    // One point, and every point a duplicate of the root.
+    let single = Points::new(2, vec![0.5, -0.5]).expect("valid points");
+    check_euclidean(single.clone(), &single, 1, 4, 1);
+    let copies = Points::new(1, vec![3.0; 10]).expect("valid points");
+    check_euclidean(copies, &Points::new(1, vec![3.0, 2.0]).expect("valid points"), 4, 3, 2);
+}
+
+#[test]
+fn cover_tree_invariants_hold_after_every_batch_on_larger_data() {
+    let points = data::standard_normal_points(1500, 4, 7);
+    let metric = EuclideanMetric { points };
+    for traversal in [Traversal::Dense, Traversal::Sparse] {
+        build_checked(&metric, &BuildParams { batch_size: 256, traversal, scope_cap: 0, seed: 7 });
+    }
+    let model = residual_model(data::standard_normal_points(400, 3, 8), 64, ResidualParams::default(), 8);
+    let bounds = ResidualBounds::new(&model, 8);
+    let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
+    for traversal in [Traversal::Dense, Traversal::Sparse] {
+        build_checked(&metric, &BuildParams { batch_size: 64, traversal, scope_cap: 0, seed: 8 });
+    }
+}
+
+#[test]
+fn scope_cap_never_changes_the_tree() {
+    let metric = EuclideanMetric { points: data::standard_normal_points(600, 3, 11) };
+    let full = build::build(
+        &metric,
+        &BuildParams { batch_size: 100, scope_cap: 0, ..BuildParams::default() },
+        false,
+        |_, _| {},
+    );
+    let capped = build::build(
+        &metric,
+        &BuildParams { batch_size: 100, scope_cap: 1, ..BuildParams::default() },
+        false,
+        |_, _| {},
+    );
+    assert_eq!(full.tree.digest(), capped.tree.digest());
+    let saturated: usize = capped.batches.iter().map(|batch| batch.scope_chunk_saturated).sum();
+    let largest = full.batches.iter().map(|batch| batch.scope_size_max).max().unwrap_or(0);
+    assert_eq!(saturated > 0, largest > 1, "saturation is reported exactly when a scope exceeds the cap");
+}
+
+/// Runs `job` in a rayon pool of `threads` threads.
+fn in_pool<R: Send>(threads: usize, job: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool").install(job)
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let points = data::standard_normal_points(2000, 5, 21);
+    let queries = data::standard_normal_points(64, 5, 22);
+    let metric = EuclideanMetric { points };
+    let query_params = QueryParams::default();
+    let run = || {
+        let outcome =
+            build::build(&metric, &BuildParams { batch_size: 128, ..BuildParams::default() }, false, |_, _| {});
+        let (answer, stats) = query::knn(&metric, &outcome.tree, &euclidean_queries(&queries), &query_params);
+        (outcome.tree, outcome.counts, answer, stats)
+    };
+    let one = in_pool(1, run);
+    let three = in_pool(3, run);
+    assert_eq!(one.0, three.0, "trees differ");
+    assert_eq!(one.1, three.1, "build counts differ");
+    assert_eq!(one.2, three.2, "answers differ");
+    assert_eq!(one.3, three.3, "query counts differ");
+
+    let model = residual_model(data::standard_normal_points(700, 4, 23), 96, ResidualParams::default(), 23);
+    let residual_queries = data::uniform_indices(48, 700, 24);
+    let run = || {
+        let bounds = ResidualBounds::new(&model, 23);
+        let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
+        let params = BuildParams { batch_size: 64, traversal: Traversal::Dense, ..BuildParams::default() };
+        let outcome = build::build(&metric, &params, false, |_, _| {});
+        let (answer, stats) = query::knn(&metric, &outcome.tree, &residual_queries, &query_params);
+        let (brute, _) = brute::residual_brute_knn(Isa::detect(), &model, &residual_queries, &query_params);
+        (outcome.tree.digest(), answer, stats, brute, bounds.prefix)
+    };
+    let one = in_pool(1, run);
+    let two = in_pool(2, run);
+    assert_eq!(one.0, two.0, "residual trees differ");
+    assert_eq!(one.1, two.1, "residual answers differ");
+    assert_eq!(one.2, two.2, "residual query counts differ");
+    assert_eq!(one.3, two.3, "residual brute force differs");
+    let prefix_bits = |values: &[f64]| values.iter().map(|value| value.to_bits()).collect::<Vec<_>>();
+    assert_eq!(prefix_bits(&one.4), prefix_bits(&two.4), "bound tables differ");
+}
+
+#[test]
+fn instruction_sets_compute_the_same_bits() {
+    let detected = Isa::detect();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let left: Vec<f64> = (0..520).map(|_| rng.random::<f64>() - 0.5).collect();
+    let right: Vec<f64> = (0..520).map(|_| rng.random::<f64>() * 3.0).collect();
+    let portable = metric::dot_lanes::<{ metric::PORTABLE }>(&left, &right);
+    let values: [f64; LANES] = std::array::from_fn(|lane| left[lane]);
+    let limits: [f64; LANES] = std::array::from_fn(|lane| if lane % 3 == 0 { values[lane] } else { right[lane] - 1.5 });
+    let portable_mask = metric::lane_mask::<{ metric::PORTABLE }>(&values, &limits);
+    if detected != Isa::Portable {
+        assert_eq!(metric::dot_lanes::<{ metric::AVX2 }>(&left, &right), portable);
+        assert_eq!(metric::lane_mask::<{ metric::AVX2 }>(&values, &limits), portable_mask);
+    }
+    if detected == Isa::Avx512 {
+        assert_eq!(metric::dot_lanes::<{ metric::AVX512 }>(&left, &right), portable);
+        assert_eq!(metric::lane_mask::<{ metric::AVX512 }>(&values, &limits), portable_mask);
+    }
+    // Whole pipelines: every instruction set builds the same tree and answers alike.
+    let points = data::standard_normal_points(900, 6, 31);
+    let queries = data::standard_normal_points(40, 6, 32);
+    let metric = EuclideanMetric { points };
+    let params = BuildParams { batch_size: 100, ..BuildParams::default() };
+    let query_params = QueryParams::default();
+    let mut results = Vec::new();
+    for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
+        if isa == Isa::Avx512 && detected != Isa::Avx512 || isa == Isa::Avx2 && detected == Isa::Portable {
+            continue;
+        }
+        let outcome = build::build_with(isa, &metric, &params, false, |_, _| {});
+        let (answer, _) = query::knn_with(isa, &metric, &outcome.tree, &euclidean_queries(&queries), &query_params);
+        results.push((outcome.tree.digest(), answer));
+    }
+    assert!(results.windows(2).all(|pair| pair[0] == pair[1]), "instruction sets disagree");
+    let model = residual_model(data::standard_normal_points(300, 3, 33), 40, ResidualParams::default(), 33);
+    let residual_queries = data::uniform_indices(20, 300, 34);
+    let bounds = ResidualBounds::new(&model, 33);
+    let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
+    let mut results = Vec::new();
+    for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
+        if isa == Isa::Avx512 && detected != Isa::Avx512 || isa == Isa::Avx2 && detected == Isa::Portable {
+            continue;
+        }
+        let outcome = build::build_with(isa, &metric, &params, false, |_, _| {});
+        let (answer, _) = query::knn_with(isa, &metric, &outcome.tree, &residual_queries, &query_params);
+        let (brute, _) = brute::residual_brute_knn(isa, &model, &residual_queries, &query_params);
+        results.push((outcome.tree.digest(), answer, brute));
+    }
+    assert!(results.windows(2).all(|pair| pair[0] == pair[1]), "instruction sets disagree on the residual metric");
+}
+
+/// The residual distance straight from its definition, with an independent solver
+/// (Gaussian elimination with partial pivoting on `K_UU + 1e-6 s2 I`).
+fn direct_residual_distance(points: &Points, inducing: &[usize], params: &ResidualParams, i: usize, j: usize) -> f64 {
+    if i == j {
+        return 0.0;
+    }
+    let kernel = |a: &[f64], b: &[f64]| residual::covariance(params, metric::squared_euclidean(a, b));
+    let m = inducing.len();
+    let mut matrix: Vec<Vec<f64>> = (0..m)
+        .map(|row| {
+            let mut values: Vec<f64> =
+                (0..m).map(|column| kernel(points.row(inducing[row]), points.row(inducing[column]))).collect();
+            values[row] += 1e-6 * params.variance;
+            // Two right-hand sides: K_U,i and K_U,j.
+            values.push(kernel(points.row(inducing[row]), points.row(i)));
+            values.push(kernel(points.row(inducing[row]), points.row(j)));
+            values
+        })
+        .collect();
+    for pivot in 0..m {
+        let best = (pivot..m).max_by(|&a, &b| matrix[a][pivot].abs().total_cmp(&matrix[b][pivot].abs())).expect("rows");
+        matrix.swap(pivot, best);
+        for row in pivot + 1..m {
+            let factor = matrix[row][pivot] / matrix[pivot][pivot];
+            let pivot_row = matrix[pivot].clone();
+            for (value, pivot_value) in matrix[row].iter_mut().zip(&pivot_row).skip(pivot) {
+                *value -= factor * pivot_value;
+            }
+        }
+    }
+    let mut solution = vec![[0.0f64; 2]; m];
+    for row in (0..m).rev() {
+        for side in 0..2 {
+            let mut value = matrix[row][m + side];
+            for column in row + 1..m {
+                value -= matrix[row][column] * solution[column][side];
+            }
+            solution[row][side] = value / matrix[row][row];
+        }
+    }
+    // Q_ab = K_aU (K_UU + jitter)^-1 K_Ub.
+    let quadratic = |a: usize, side: usize| -> f64 {
+        (0..m).map(|row| kernel(points.row(a), points.row(inducing[row])) * solution[row][side]).sum()
+    };
+    let p_i = (params.variance - quadratic(i, 0)).max(1e-9);
+    let p_j = (params.variance - quadratic(j, 1)).max(1e-9);
+    let rho = (kernel(points.row(i), points.row(j)) - quadratic(i, 1)) / (p_i * p_j).max(1e-18).sqrt();
+    (1.0 - rho.clamp(-1.0, 1.0).abs()).max(0.0).sqrt()
+}
+
+#[test]
+fn residual_metric_matches_the_direct_formula() {
+    for (covariance, lengthscale) in [(CovarianceFunction::Rbf, 1.0), (CovarianceFunction::Matern52, 0.7)] {
+        let points = data::standard_normal_points(120, 3, 41);
+        let params = ResidualParams { variance: 1.7, lengthscale, inducing_count: 30, covariance };
+        let inducing = data::distinct_sorted_indices(30, 120, 42);
+        let model = ResidualModel::new(points.clone(), inducing.clone(), params).expect("model");
+        for i in (0..120).step_by(7) {
+            for j in (0..120).step_by(5) {
+                let direct = direct_residual_distance(&points, &inducing, &params, i, j);
+                let computed = model.distance(i, j);
+                // Away from the clamps the two solvers agree to rounding; p near the
+                // jitter (inducing points) amplifies it, so compare rho's scale there.
+                let tolerance = if inducing.contains(&i) || inducing.contains(&j) { 1e-3 } else { 1e-8 };
+                assert!(
+                    (direct - computed).abs() <= tolerance,
+                    "d({i}, {j}): direct {direct} vs model {computed} ({covariance:?})"
+                );
+                assert!((0.0..=1.0).contains(&computed));
+            }
+        }
+        assert_eq!(model.distance(3, 3), 0.0);
+        assert_eq!(model.distance(3, 11).to_bits(), model.distance(11, 3).to_bits(), "distance is symmetric");
+    }
+}
+
+#[test]
+fn residual_metric_obeys_the_triangle_inequality_on_samples() {
+    let model = residual_model(data::standard_normal_points(600, 4, 51), 64, ResidualParams::default(), 52);
+    let mut rng = ChaCha8Rng::seed_from_u64(53);
+    let mut worst: f64 = f64::NEG_INFINITY;
+    let mut sampled = 0;
+    // Random triples, and triples through inducing points, whose residual variances
+    // are at the jitter.
+    for step in 0..30_000 {
+        let a = if step % 3 == 0 {
+            model.inducing[rng.random_range(0..model.inducing.len())]
+        } else {
+            rng.random_range(0..600)
+        };
+        let b = rng.random_range(0..600);
+        let c = rng.random_range(0..600);
+        let excess = model.distance(a, c) - model.distance(a, b) - model.distance(b, c);
+        worst = worst.max(excess);
+        sampled += 1;
+    }
+    assert_eq!(sampled, 30_000);
+    // The largest violation must stay inside the slack the pruning allows for.
+    let metric = ResidualMetric { model: &model, bounds: None };
+    let slack = metric.triangle_slack(1.0, 1.0, model.largest_error_weight);
+    assert!(worst <= slack, "triangle inequality violated by {worst} (slack {slack})");
+}
+
+#[test]
+fn level_arithmetic_is_exact() {
+    assert_eq!(cover::ceil_log2(1.0), 0);
+    assert_eq!(cover::ceil_log2(1.0000000000000002), 1);
+    assert_eq!(cover::ceil_log2(0.5), -1);
+    assert_eq!(cover::ceil_log2(0.75), 0);
+    assert_eq!(cover::ceil_log2(3.0), 2);
+    assert_eq!(cover::ceil_log2(f64::from_bits(1)), -1074);
+    assert_eq!(cover::ceil_log2(f64::from_bits(3)), -1072);
+    for level in -1074..1024 {
+        let power = cover::power_of_two(level);
+        assert!(power > 0.0 && power.is_finite());
+        assert_eq!(cover::ceil_log2(power), level);
+        assert_eq!(cover::ceil_log2(power * 1.5), level + 1, "level {level}");
+    }
+    assert_eq!(cover::power_of_two(-1075), 0.0);
+    assert_eq!(cover::power_of_two(1024), f64::INFINITY);
+}
+
+#[test]
+fn fast_exp_is_accurate() {
+    let mut worst: f64 = 0.0;
+    for step in 0..200_000 {
+        let x = -(step as f64) * 3.5e-3;
+        let exact = x.exp();
+        if exact > 1e-300 {
+            worst = worst.max(((metric::exp_fast(x) - exact) / exact).abs());
+        }
+    }
+    assert!(worst < 1e-14, "relative error {worst}");
+}
+
+#[test]
+fn luby_mis_is_independent_and_maximal() {
+    let mut rng = ChaCha8Rng::seed_from_u64(61);
+    for _ in 0..50 {
+        let count = rng.random_range(1..60);
+        let mut adjacency = vec![Vec::new(); count];
+        for left in 0..count {
+            for right in left + 1..count {
+                if rng.random::<f64>() < 0.1 {
+                    adjacency[left].push(right as u32);
+                    adjacency[right].push(left as u32);
+                }
+            }
+        }
+        let mut mis_rng = ChaCha8Rng::seed_from_u64(rng.random());
+        let (set, iterations) = build::luby_mis(&adjacency, &mut mis_rng);
+        assert!(iterations >= 1);
+        for vertex in 0..count {
+            let neighbours_in = adjacency[vertex].iter().filter(|&&neighbour| set[neighbour as usize]).count();
+            if set[vertex] {
+                assert_eq!(neighbours_in, 0, "two adjacent leaders");
+            } else {
+                assert!(neighbours_in > 0, "vertex {vertex} could join the set: not maximal");
+            }
+        }
+    }
+}
+
+#[test]
+fn non_finite_and_ragged_input_is_refused() {
+    assert_eq!(Points::new(0, vec![]), Err(DataError::ZeroDimension));
+    assert_eq!(Points::new(2, vec![1.0, 2.0, 3.0]), Err(DataError::RaggedRows { length: 3, dimension: 2 }));
+    let error = Points::new(2, vec![1.0, 2.0, f64::NAN, 0.0]).expect_err("NaN must be refused");
+    assert!(matches!(error, DataError::NonFinite { row: 1, column: 0, .. }));
+    assert_eq!(error.to_string(), "point 1 has a non-finite coordinate (NaN) at position 0");
+    assert!(Points::new(1, vec![f64::INFINITY]).is_err());
+}
+
+/// A parameter set for the kernel, from the defaults with overrides.
+fn kernel_params(overrides: &[(&str, Value)]) -> Result<Params, String> {
+    let given: BTreeMap<String, Value> =
+        overrides.iter().map(|(name, value)| (name.to_string(), value.clone())).collect();
+    Params::validate(&Tree.params(), &given, false).map_err(|error| error.to_string())
+}
+
+fn check_error(overrides: &[(&str, Value)], expected: &str) {
+    let message = match kernel_params(overrides) {
+        Err(message) => message,
+        Ok(params) => Tree.check(&params).expect_err("parameters must be refused"),
+    };
+    assert!(message.contains(expected), "error `{message}` does not mention `{expected}`");
+}
+
+#[test]
+fn bad_parameters_are_clear_errors() {
+    check_error(
+        &[("points", Value::Int(5)), ("k", Value::Int(6))],
+        "k = 6 exceeds the 5 candidate neighbours of 5 points",
+    );
+    check_error(
+        &[
+            ("points", Value::Int(5)),
+            ("k", Value::Int(5)),
+            ("metric", Value::from("residual")),
+            ("self_match", Value::from("exclude")),
+        ],
+        "k = 5 exceeds the 4 candidate neighbours",
+    );
+    check_error(&[("dimension", Value::Int(0))], "parameter `dimension`: 0 is out of range");
+    check_error(
+        &[("algorithm", Value::from("kiddo")), ("metric", Value::from("residual"))],
+        "supports only the euclidean metric",
+    );
+    check_error(&[("algorithm", Value::from("kiddo")), ("dimension", Value::Int(5))], "compiled for dimensions");
+    check_error(
+        &[("points", Value::Int(1 << 24)), ("metric", Value::from("residual")), ("inducing", Value::Int(8192))],
+        "GiB",
+    );
+    check_error(&[("traversal", Value::from("both"))], "is not one of dense, sparse");
+    let typed = TreeParams { dimension: 0, ..TreeParams::default() };
+    assert_eq!(typed.validate(), Err("dimension must be at least 1".into()));
+    assert!(Tree.check(&kernel_params(&[]).expect("defaults are valid")).is_ok());
+}
+
+/// Runs the kernel like the harness does and returns the probe of the last run and the
+/// outputs.
+fn run_kernel(overrides: &[(&str, Value)], threads: usize) -> (Probe, Vec<crate::kernel::Output>) {
+    let params = kernel_params(overrides).expect("valid parameters");
+    Tree.check(&params).expect("parameters pass the check");
+    let context = RunContext {
+        seed: 99,
+        threads,
+        scratch_dir: std::env::temp_dir(),
+        timeout: std::time::Duration::from_secs(60),
+    };
+    in_pool(threads, || {
+        let mut instance = Tree.instantiate(&params, &context).expect("instance");
+        let mut probe = Probe::default();
+        instance.setup(&mut probe).expect("set-up");
+        for _ in 0..2 {
+            probe = Probe::default();
+            instance.run(&mut probe).expect("run");
+        }
+        (probe, instance.outputs())
+    })
+}
+
+fn output<'a>(outputs: &'a [crate::kernel::Output], name: &str) -> &'a OutputData {
+    &outputs.iter().find(|output| output.name == name).unwrap_or_else(|| panic!("output {name}")).data
+}
+
+#[test]
+fn kernel_runs_every_algorithm_exactly() {
+    let small = [
+        ("points", Value::Int(3000)),
+        ("queries", Value::Int(64)),
+        ("batch_size", Value::Int(256)),
+        ("seed", Value::Int(5)),
+    ];
+    let with = |extra: &[(&'static str, Value)]| -> Vec<(&'static str, Value)> {
+        small.iter().cloned().chain(extra.iter().cloned()).collect()
+    };
+    let (sparse_probe, sparse) = run_kernel(&with(&[]), 2);
+    let (_, dense) = run_kernel(&with(&[("traversal", Value::from("dense"))]), 1);
+    let (kiddo_probe, kiddo) = run_kernel(&with(&[("algorithm", Value::from("kiddo"))]), 2);
+    let (_, brute) = run_kernel(&with(&[("algorithm", Value::from("brute"))]), 2);
+    assert_eq!(sparse_probe.metric_value("recall"), Some(1.0));
+    assert_eq!(sparse_probe.metric_value("kth_distance_error"), Some(0.0));
+    assert_eq!(kiddo_probe.metric_value("recall"), Some(1.0));
+    assert!(sparse_probe.metric_value("build_s").is_some() && sparse_probe.metric_value("query_s").is_some());
+    assert!(sparse_probe.events().iter().any(|event| event.kind == "run"));
+    assert!(sparse_probe.events().iter().all(|event| event.kind != "batch"), "batch events only on the first run");
+    assert_eq!(output(&sparse, "tree_digest"), output(&dense, "tree_digest"));
+    for name in ["knn_indices", "knn_distances"] {
+        assert_eq!(output(&sparse, name), output(&dense, name));
+        assert_eq!(output(&sparse, name), output(&kiddo, name));
+        assert_eq!(output(&sparse, name), output(&brute, name));
+    }
+
+    let residual = [
+        ("metric", Value::from("residual")),
+        ("points", Value::Int(1200)),
+        ("inducing", Value::Int(128)),
+        ("queries", Value::Int(32)),
+        ("batch_size", Value::Int(128)),
+        ("traversal", Value::from("dense")),
+        ("seed", Value::Int(6)),
+    ];
+    let with = |extra: &[(&'static str, Value)]| -> Vec<(&'static str, Value)> {
+        residual.iter().cloned().chain(extra.iter().cloned()).collect()
+    };
+    let (probe, tree_outputs) = run_kernel(&with(&[]), 2);
+    let (_, brute_outputs) = run_kernel(&with(&[("algorithm", Value::from("brute"))]), 1);
+    assert_eq!(probe.metric_value("recall"), Some(1.0));
+    assert!(probe.metric_value("pruning_rate").is_some_and(|rate| (0.0..=1.0).contains(&rate)));
+    assert_eq!(output(&tree_outputs, "knn_indices"), output(&brute_outputs, "knn_indices"));
+    assert_eq!(output(&tree_outputs, "knn_distances"), output(&brute_outputs, "knn_distances"));
+}
+
+#[test]
+fn first_run_reports_batches_with_the_fields_names() {
+    let params =
+        kernel_params(&[("points", Value::Int(700)), ("queries", Value::Int(8)), ("batch_size", Value::Int(200))])
+            .expect("valid parameters");
+    let context = RunContext {
+        seed: 3,
+        threads: 1,
+        scratch_dir: std::env::temp_dir(),
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let mut instance = Tree.instantiate(&params, &context).expect("instance");
+    let mut probe = Probe::default();
+    instance.setup(&mut probe).expect("set-up");
+    instance.run(&mut probe).expect("run");
+    let batches: Vec<_> = probe.events().iter().filter(|event| event.kind == "batch").collect();
+    assert_eq!(batches.len(), 4, "699 points in batches of 200");
+    let names: Vec<&str> = batches[0].fields.iter().map(|(name, _)| name.as_str()).collect();
+    for expected in [
+        "batch_index",
+        "candidates",
+        "selected",
+        "dominated",
+        "edges",
+        "mis_iterations",
+        "traversal_ms",
+        "traversal_pairwise_ms",
+        "traversal_semisort_ms",
+        "conflict_graph_ms",
+        "mis_ms",
+        "traversal_scope_chunk_points",
+        "traversal_scope_chunk_saturated",
+        "traversal_scope_chunk_scans",
+        "scope_size_sum",
+        "scope_size_max",
+    ] {
+        assert!(names.contains(&expected), "batch event lacks {expected}");
+    }
+    let declared: Vec<&str> = Tree.metrics().iter().map(|spec| spec.name).collect();
+    for (name, _) in probe.metrics() {
+        assert!(declared.contains(&name.as_str()), "metric {name} is not declared");
+    }
+}
+
+#[test]
+fn compare_counts_missing_neighbours() {
+    let reference = Neighbours { k: 2, indices: vec![0, 1, 2, 3], distances: vec![0.0, 1.0, 0.5, 2.0] };
+    let answer = Neighbours { k: 2, indices: vec![0, 1, 2, 4], distances: vec![0.0, 1.0, 0.5, 2.5] };
+    assert_eq!(compare(&reference, &reference), (1.0, 0.0));
+    assert_eq!(compare(&answer, &reference), (0.75, 0.5));
+}
+
+#[test]
+fn tree_params_defaults_follow_the_declared_defaults() {
+    let params = kernel_params(&[]).expect("defaults are valid");
+    let typed = TreeParams::from_params(&params, 17);
+    assert_eq!(
+        typed,
+        TreeParams { seed: 17, build: BuildParams { seed: 17, ..BuildParams::default() }, ..TreeParams::default() }
+    );
+    assert_eq!(typed.metric, MetricChoice::Euclidean);
+    assert_eq!(typed.algorithm, Algorithm::Pcct);
+    let explicit = TreeParams::from_params(&kernel_params(&[("seed", Value::Int(4))]).expect("valid"), 17);
+    assert_eq!(explicit.seed, 4);
+}
