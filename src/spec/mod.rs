@@ -507,8 +507,10 @@ fn figment_error(document: &Document, error: figment::Error) -> SpecError {
     let table = if path.is_empty() { "the top level".to_owned() } else { format!("`{path}`") };
     match &error.kind {
         figment::error::Kind::UnknownField(field, expected) => {
-            let key = if path.is_empty() { field.clone() } else { format!("{path}.{field}") };
-            let mut spec_error = located(&key, format!("unknown key `{field}` in {table}"));
+            // The path of an unknown field already ends with the field.
+            let parent = error.path.split_last().map(|(_, parent)| parent.join(".")).unwrap_or_default();
+            let table = if parent.is_empty() { "the top level".to_owned() } else { format!("`{parent}`") };
+            let mut spec_error = located(&path, format!("unknown key `{field}` in {table}"));
             spec_error.hint = Some(match nearest(field, expected.iter().copied()) {
                 Some(close) => format!("did you mean `{close}`?"),
                 None => format!("valid keys: {}", expected.join(", ")),
