@@ -41,11 +41,19 @@ fn each_layer_overrides_the_one_below() {
     assert_eq!(source_of(&spec, "slow", "timeout"), ("9.5", "environment variable PHASEGATE_DEFAULTS__TIMEOUT"));
     assert_eq!(source_of(&spec, "slow", "warmup"), ("0", "profile `ci`"));
     let fast = &spec.phases[0].workloads[1];
-    assert_eq!(fast.params.iter().find(|(name, _)| name == "time_ms").unwrap().1, vec![phasegate::kernel::Value::Float(0.5)]);
+    assert_eq!(
+        fast.params.iter().find(|(name, _)| name == "time_ms").unwrap().1,
+        vec![phasegate::kernel::Value::Float(0.5)]
+    );
     let overridden: Vec<(String, String)> =
         spec.overrides().map(|source| (source.key.clone(), source.origin.clone())).collect();
-    assert!(overridden.contains(&("phase.a.workload.fast.params.time_ms".into(), "--set phase.a.workload.fast.params.time_ms=0.5".into())));
-    assert!(overridden.contains(&("defaults.timeout".into(), "environment variable PHASEGATE_DEFAULTS__TIMEOUT".into())));
+    assert!(overridden.contains(&(
+        "phase.a.workload.fast.params.time_ms".into(),
+        "--set phase.a.workload.fast.params.time_ms=0.5".into()
+    )));
+    assert!(
+        overridden.contains(&("defaults.timeout".into(), "environment variable PHASEGATE_DEFAULTS__TIMEOUT".into()))
+    );
 }
 
 #[test]
@@ -62,7 +70,8 @@ fn environment_beats_profile_and_file() {
 
 #[test]
 fn workload_and_phase_overrides_beat_defaults() {
-    let text = BASE.replace("title = \"Phase A\"", "title = \"Phase A\"\n[phase.defaults]\nwarmup = 2")
+    let text = BASE
+        .replace("title = \"Phase A\"", "title = \"Phase A\"\n[phase.defaults]\nwarmup = 2")
         .replace("id = \"fast\"", "id = \"fast\"\nrepeats = 9");
     let spec = load(&text).unwrap();
     assert_eq!(source_of(&spec, "fast", "repeats"), ("9", "spec file"));

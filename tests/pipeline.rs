@@ -95,7 +95,10 @@ fn parity_failure_fails_even_a_fast_result() {
                 "fast_and_right",
                 "expr = \"slow.warm.median / fast.warm.median >= 3\"\nparity = { of = \"fast\", against = \"slow\", output = \"values\", max_abs = 1e-6 }",
             ),
-            ("loose", "parity = { of = \"fast\", against = \"slow\", output = \"values\", max_abs = 1e-2, corr_min = 0.999, rtol = 0.01, atol = 1e-3 }"),
+            (
+                "loose",
+                "parity = { of = \"fast\", against = \"slow\", output = \"values\", max_abs = 1e-2, corr_min = 0.999, rtol = 0.01, atol = 1e-3 }",
+            ),
             ("sums", "parity = { of = \"fast\", against = \"slow\", output = \"values\", sum_ratio = 1e-9 }"),
         ],
     );
@@ -135,11 +138,17 @@ fn requirements_applicability_and_skips() {
 #[test]
 fn waivers_expire() {
     let waived = |until: &str, threshold: u32| {
-        format!("expr = \"slow.warm.median / fast.warm.median >= {threshold}\"\nxfail = {{ reason = \"known slow\", until = \"{until}\" }}")
+        format!(
+            "expr = \"slow.warm.median / fast.warm.median >= {threshold}\"\nxfail = {{ reason = \"known slow\", until = \"{until}\" }}"
+        )
     };
     let text = with_checks(
         BASE,
-        &[("waived_fail", &waived("2030-01-01", 9)), ("waived_pass", &waived("2030-01-01", 2)), ("expired", &waived("2020-01-01", 2))],
+        &[
+            ("waived_fail", &waived("2030-01-01", 9)),
+            ("waived_pass", &waived("2030-01-01", 2)),
+            ("expired", &waived("2020-01-01", 2)),
+        ],
     );
     let facts = Facts { today: "2026-11-21".into(), ..Facts::default() };
     let verdicts = verdicts(&text, &facts);
@@ -156,7 +165,8 @@ fn inconclusive_checks_are_rerun_within_budget() {
     let text = with_checks(&text, &[("straddles", "expr = \"slow.warm.median / fast.warm.median >= 4\"")]);
     let plan = expand(&text).unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let options = phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
+    let options =
+        phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
     let (results, verdicts, rounds) =
         phasegate::run::execute_with_reruns(&plan.phases[0], &options, &phasegate::execute::Silent, &Facts::default());
     assert_eq!(rounds, 3, "one round plus two re-runs");
@@ -166,7 +176,9 @@ fn inconclusive_checks_are_rerun_within_budget() {
 
 #[test]
 fn cold_mode_times_setup_and_first_step() {
-    let text = BASE.replace("time_ms = 4.0", "time_ms = 4.0\nsetup_ms = 10.0").replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\", \"warm\"]");
+    let text = BASE
+        .replace("time_ms = 4.0", "time_ms = 4.0\nsetup_ms = 10.0")
+        .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\", \"warm\"]");
     let plan = expand(&text).unwrap();
     let (results, _) = run_plan(&plan, &Facts::default()).remove(0);
     let cold: Vec<f64> = results[0].timed(phasegate::spec::Mode::Cold).map(|sample| sample.seconds).collect();

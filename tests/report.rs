@@ -33,7 +33,8 @@ fn fixed_environment() -> Environment {
 }
 
 fn fixed_report() -> PhaseReport {
-    let text = BASE.replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\", \"warm\"]")
+    let text = BASE
+        .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\", \"warm\"]")
         .replace("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]")
         .replace("time_ms = 4.0", "time_ms = 4.0\nsize = [8, 16]");
     let text = format!(

@@ -192,7 +192,8 @@ fn check_syntax_errors() {
 #[test]
 fn ambiguous_reference_needs_a_selector() {
     let spec = edit("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]");
-    let spec = format!("{spec}\n[[phase.check]]\nid = \"small\"\nexpr = \"fast.warm.median <= 1\"\nrationale = \"why\"\n");
+    let spec =
+        format!("{spec}\n[[phase.check]]\nid = \"small\"\nexpr = \"fast.warm.median <= 1\"\nrationale = \"why\"\n");
     // One point per size: fine.
     assert!(crate::support::expand(&spec).is_ok());
     let spec = edit("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]");

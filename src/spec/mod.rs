@@ -1133,8 +1133,12 @@ fn number_value(number: figment::value::Num) -> Result<Value, String> {
         Num::F32(float) => Ok(Value::Float(f64::from(float))),
         Num::F64(float) => Ok(Value::Float(float)),
         other => match (other.to_i128(), other.to_u128()) {
-            (Some(integer), _) => i64::try_from(integer).map(Value::Int).map_err(|_| format!("{integer} does not fit in 64 bits")),
-            (None, Some(integer)) => i64::try_from(integer).map(Value::Int).map_err(|_| format!("{integer} does not fit in 64 bits")),
+            (Some(integer), _) => {
+                i64::try_from(integer).map(Value::Int).map_err(|_| format!("{integer} does not fit in 64 bits"))
+            }
+            (None, Some(integer)) => {
+                i64::try_from(integer).map(Value::Int).map_err(|_| format!("{integer} does not fit in 64 bits"))
+            }
             _ => Err("unsupported number".into()),
         },
     }
