@@ -392,7 +392,9 @@ fn check_points(
     }
     // Each mention's candidate runs, indexed by the positions of their values on the
     // axes they set: one lookup per combination instead of a scan of every run.
-    let indexes: Vec<(Vec<usize>, HashMap<Vec<usize>, Vec<usize>>)> = references
+    // (the axes the mention's workload sets, value positions on them -> runs)
+    type RunIndex = (Vec<usize>, HashMap<Vec<usize>, Vec<usize>>);
+    let indexes: Vec<RunIndex> = references
         .iter()
         .map(|mention| {
             let candidates: Vec<&Run> = runs
