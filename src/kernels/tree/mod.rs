@@ -105,9 +105,9 @@ impl Default for TreeParams {
 const MAX_POINTS: i64 = 1 << 24;
 
 impl TreeParams {
-    /// Converts validated parameters; the seed is the explicit `seed` or, when that is
-    /// -1, the run's seed.
-    pub fn from_params(params: &Params, run_seed: u64) -> TreeParams {
+    /// Converts validated parameters; the data seed is the run's seed (the experiment's,
+    /// unless the workload sets its own).
+    pub fn from_params(params: &Params, seed: u64) -> TreeParams {
         let metric = match params.text("metric") {
             "residual" => MetricChoice::Residual(ResidualParams {
                 variance: params.float("variance"),
@@ -120,8 +120,6 @@ impl TreeParams {
             }),
             _ => MetricChoice::Euclidean,
         };
-        let explicit_seed = params.int("seed");
-        let seed = if explicit_seed >= 0 { explicit_seed as u64 } else { run_seed };
         TreeParams {
             points: params.usize("points"),
             dimension: params.usize("dimension"),
@@ -307,12 +305,6 @@ impl Kernel for Tree {
                 ParamKind::Int { min: 0, max: 1 << 30 },
                 Value::Int(0),
                 "most scope members kept per point (0 = all); never changes the tree",
-            ),
-            ParamSpec::new(
-                "seed",
-                ParamKind::Int { min: -1, max: i64::MAX },
-                Value::Int(-1),
-                "data seed; -1 takes the run's seed (give one to compare workloads on the same data)",
             ),
             ParamSpec::new(
                 "self_match",
