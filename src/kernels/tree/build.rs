@@ -61,6 +61,9 @@ pub use super::cover::{CoverTree, DUPLICATE_LEVEL, NO_PARENT, ceil_log2, power_o
 use super::metric::{DistanceCounts, Isa, LANES, Metric, multiversion, screen_list};
 use crate::clock;
 
+/// Points per block of the dense traversal.
+const DENSE_BLOCK: usize = 16;
+
 /// The root's level before anything is inserted: below every level a positive f64
 /// distance can produce (2^-1074 is the smallest).
 const INITIAL_ROOT_LEVEL: i32 = -2000;
@@ -176,7 +179,6 @@ struct Placement {
     scope_size: usize,
     counts: DistanceCounts,
     scans: usize,
-    pairwise_seconds: f64,
 }
 
 impl Placement {
@@ -191,7 +193,6 @@ impl Placement {
             scope_size: 0,
             counts: DistanceCounts::default(),
             scans: 0,
-            pairwise_seconds: 0.0,
         }
     }
 
@@ -295,24 +296,35 @@ fn insert_batch<M: Metric>(
 
     let tree_view: &CoverTree = tree;
     let mut placements: Vec<Placement> = batch
-        .par_iter()
+        .iter()
         .zip(&root_distances)
         .map(|(&point, &root_distance)| {
             let mut placement = Placement::new(point);
             placement.offer(root, root_distance);
+            placement
+        })
+        .collect();
+    // Blocks of points traverse together: a dense block screens every chunk for all of
+    // its points before moving on, so each chunk is loaded once per block.
+    let block_size = match params.traversal {
+        Traversal::Dense => DENSE_BLOCK,
+        Traversal::Sparse => 1,
+    };
+    let block_seconds: Vec<f64> = placements
+        .par_chunks_mut(block_size)
+        .map(|block| {
             let start = clock::now();
             match params.traversal {
-                Traversal::Dense => dense_traverse(isa, metric, tree_view, &mut placement),
-                Traversal::Sparse => sparse_traverse(isa, metric, tree_view, &mut placement),
+                Traversal::Dense => dense_traverse(isa, metric, tree_view, block),
+                Traversal::Sparse => sparse_traverse(isa, metric, tree_view, &mut block[0]),
             }
-            placement.pairwise_seconds += start.elapsed().as_secs_f64();
-            placement
+            start.elapsed().as_secs_f64()
         })
         .collect();
     let semisort_start = clock::now();
     placements.par_iter_mut().for_each(|placement| placement.finish_scope(params.scope_cap));
     report.traversal_semisort_ms = elapsed_ms(semisort_start);
-    let mut pairwise_seconds = 0.0;
+    let pairwise_seconds: f64 = block_seconds.iter().sum();
     for placement in &placements {
         report.counts.add(&placement.counts);
         report.scope_chunk_scans += placement.scans;
@@ -322,7 +334,6 @@ fn insert_batch<M: Metric>(
         if params.scope_cap > 0 && placement.scope_size > params.scope_cap {
             report.scope_chunk_saturated += 1;
         }
-        pairwise_seconds += placement.pairwise_seconds;
     }
     report.traversal_pairwise_ms = pairwise_seconds * 1e3 / rayon::current_num_threads() as f64;
     if let Some(scopes) = scopes {
@@ -399,27 +410,57 @@ multiversion! {
 }
 
 multiversion! {
-    /// Dense traversal: every chunk of the pool (every node but the root).
-    fn dense_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, placement: &mut Placement) -> () {
-        let query = metric.point(placement.point as usize);
+    /// Dense traversal of a block of points: every chunk of the pool (every node but
+    /// the root), chunk by chunk. The bounds run point by point; the exact distances
+    /// they leave pending run node by node, so each node's data is loaded once for the
+    /// whole block.
+    fn dense_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, block: &mut [Placement]) -> () {
         let chunks = &tree.chunks;
         let mut thresholds = [0.0; LANES];
-        let mut distances = [0.0; LANES];
+        let mut distances = vec![[0.0; LANES]; block.len()];
+        let mut pending = vec![0u32; block.len()];
         for chunk in 0..chunks.count() {
-            placement.scans += 1;
-            let limit = exponent_bound(placement.exponent);
-            let cover = &chunks.cover[chunk];
-            for lane in 0..LANES {
-                thresholds[lane] = cover[lane].min(limit);
-            }
             let view = chunks.view(chunk);
-            let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut placement.counts);
-            let mut remaining = mask;
-            while remaining != 0 {
-                let lane = remaining.trailing_zeros() as usize;
-                remaining &= remaining - 1;
-                if distances[lane] <= cover[lane] {
-                    placement.offer(view.ids[lane], distances[lane]);
+            let cover = &chunks.cover[chunk];
+            let mut any_pending = 0u32;
+            for (position, placement) in block.iter_mut().enumerate() {
+                placement.scans += 1;
+                let limit = exponent_bound(placement.exponent);
+                for lane in 0..LANES {
+                    thresholds[lane] = cover[lane].min(limit);
+                }
+                let query = metric.point(placement.point as usize);
+                let screen = metric.bound_chunk::<ISA>(
+                    query,
+                    view,
+                    &thresholds,
+                    &mut distances[position],
+                    &mut placement.counts,
+                );
+                pending[position] = screen.pending;
+                any_pending |= screen.pending;
+                let mut known = screen.known;
+                while known != 0 {
+                    let lane = known.trailing_zeros() as usize;
+                    known &= known - 1;
+                    if distances[position][lane] <= cover[lane] {
+                        placement.offer(view.ids[lane], distances[position][lane]);
+                    }
+                }
+            }
+            while any_pending != 0 {
+                let lane = any_pending.trailing_zeros() as usize;
+                any_pending &= any_pending - 1;
+                let node = view.ids[lane];
+                for (position, placement) in block.iter_mut().enumerate() {
+                    if (pending[position] >> lane) & 1 == 0 {
+                        continue;
+                    }
+                    let query = metric.point(placement.point as usize);
+                    let distance = metric.exact_distance::<ISA>(query, node as usize, &mut placement.counts);
+                    if distance <= cover[lane] {
+                        placement.offer(node, distance);
+                    }
                 }
             }
         }

@@ -112,39 +112,30 @@ pub fn euclidean(left: &[f64], right: &[f64]) -> f64 {
     squared_euclidean(left, right).sqrt()
 }
 
-/// `e^x` for `x <= 0`, vectorizable, relative error below 1e-15 (0 below -700).
-///
-/// Cody-Waite reduction `x = k ln 2 + r` with `|r| <= ln 2 / 2`, a degree-13 Taylor
-/// polynomial for `e^r` (truncation below 2e-17), and `2^k` assembled in the exponent
-/// bits. Only used for bounds, with a margin; exact distances use `f64::exp`.
+/// `e^x` for `x <= 0` to a relative error below [`EXP_BOUND_ERROR`], with a short
+/// dependency chain: Cody-Waite reduction to `|r| <= ln 2 / 2`, then a degree-7 Taylor
+/// polynomial in Estrin's scheme (truncation below 1.8e-8, rounding far below). For
+/// bounds, which add that error to their margin.
 #[inline(always)]
-pub fn exp_fast(x: f64) -> f64 {
+pub fn exp_bound(x: f64) -> f64 {
     const LOG2_E: f64 = std::f64::consts::LOG2_E;
     const LN2_HIGH: f64 = 0.693_147_180_369_123_8;
     const LN2_LOW: f64 = 1.908_214_929_270_587_7e-10;
-    // Adding 1.5 * 2^52 rounds to an integer held in the low mantissa bits.
     const ROUNDER: f64 = 6_755_399_441_055_744.0;
     let x = x.max(-700.0);
     let shifted = x * LOG2_E + ROUNDER;
     let k = shifted - ROUNDER;
     let r = (x - k * LN2_HIGH) - k * LN2_LOW;
-    let mut polynomial = 1.0 / 6_227_020_800.0;
-    polynomial = polynomial * r + 1.0 / 479_001_600.0;
-    polynomial = polynomial * r + 1.0 / 39_916_800.0;
-    polynomial = polynomial * r + 1.0 / 3_628_800.0;
-    polynomial = polynomial * r + 1.0 / 362_880.0;
-    polynomial = polynomial * r + 1.0 / 40_320.0;
-    polynomial = polynomial * r + 1.0 / 5_040.0;
-    polynomial = polynomial * r + 1.0 / 720.0;
-    polynomial = polynomial * r + 1.0 / 120.0;
-    polynomial = polynomial * r + 1.0 / 24.0;
-    polynomial = polynomial * r + 1.0 / 6.0;
-    polynomial = polynomial * r + 0.5;
-    polynomial = polynomial * r + 1.0;
-    polynomial = polynomial * r + 1.0;
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let low = (1.0 + r) + r2 * (0.5 + r * (1.0 / 6.0));
+    let high = (1.0 / 24.0 + r * (1.0 / 120.0)) + r2 * (1.0 / 720.0 + r * (1.0 / 5_040.0));
     let scale = f64::from_bits((shifted.to_bits().wrapping_add(1023)) << 52);
-    polynomial * scale
+    (low + r4 * high) * scale
 }
+
+/// Relative error bound of [`exp_bound`], with room to spare.
+pub const EXP_BOUND_ERROR: f64 = 1e-7;
 
 /// Instruction-set tags for the const parameter `ISA` of the vectorized kernels.
 pub const PORTABLE: u8 = 0;
@@ -225,6 +216,14 @@ pub struct ChunkView<'a> {
     pub payload: &'a [f64],
 }
 
+/// The outcome of [`Metric::bound_chunk`]: lanes with a known exact distance, and
+/// lanes that still need one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkScreen {
+    pub known: u32,
+    pub pending: u32,
+}
+
 /// What the tree needs from a metric space over n data points.
 ///
 /// A *query* is a data point (during the build, and residual queries) or an external
@@ -256,10 +255,24 @@ pub trait Metric: Sync {
     /// Writes the payload of point `index` into lane `lane` of a chunk payload.
     fn write_payload(&self, index: usize, lane: usize, payload: &mut [f64]);
 
-    /// Screens the used lanes of a chunk against per-lane thresholds. For every lane
-    /// whose bit is set in the returned mask, `distances[lane]` holds the exact
-    /// distance; every lane whose exact distance is at most its threshold has its bit
-    /// set (other lanes may have it set too; callers test the distance).
+    /// The cheap part of screening a chunk against per-lane thresholds. Lanes set in
+    /// `known` have their exact distance in `distances`; lanes set in `pending` need
+    /// [`Metric::distance`]; together they cover every used lane whose exact distance
+    /// is at most its threshold (other lanes may be included too; callers test the
+    /// distance).
+    fn bound_chunk<const ISA: u8>(
+        &self,
+        query: Self::Query<'_>,
+        chunk: ChunkView<'_>,
+        thresholds: &[f64; LANES],
+        distances: &mut [f64; LANES],
+        counts: &mut DistanceCounts,
+    ) -> ChunkScreen;
+
+    /// [`Metric::bound_chunk`], then the exact distances of the pending lanes: for every
+    /// lane set in the returned mask `distances[lane]` is exact, and every lane within
+    /// its threshold is set.
+    #[inline(always)]
     fn screen_chunk<const ISA: u8>(
         &self,
         query: Self::Query<'_>,
@@ -267,7 +280,24 @@ pub trait Metric: Sync {
         thresholds: &[f64; LANES],
         distances: &mut [f64; LANES],
         counts: &mut DistanceCounts,
-    ) -> u32;
+    ) -> u32 {
+        let screen = self.bound_chunk::<ISA>(query, chunk, thresholds, distances, counts);
+        let mut pending = screen.pending;
+        while pending != 0 {
+            let lane = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            distances[lane] = self.exact_distance::<ISA>(query, chunk.ids[lane] as usize, counts);
+        }
+        screen.known | screen.pending
+    }
+
+    /// [`Metric::distance`] compiled for an instruction set (same bits), counted.
+    #[inline(always)]
+    fn exact_distance<const ISA: u8>(&self, query: Self::Query<'_>, index: usize, counts: &mut DistanceCounts) -> f64 {
+        counts.exact += 1;
+        counts.dot_flops += self.exact_flops();
+        self.distance(query, index)
+    }
 
     /// Whether large expansions should start from a few promising candidates (see
     /// [`Metric::seed_scores`]); worth it when the screening depends strongly on the
@@ -471,14 +501,14 @@ impl Metric for EuclideanMetric {
 
     /// Every lane's exact distance: a bound would cost about as much.
     #[inline(always)]
-    fn screen_chunk<const ISA: u8>(
+    fn bound_chunk<const ISA: u8>(
         &self,
         query: EuclideanQuery<'_>,
         chunk: ChunkView<'_>,
         thresholds: &[f64; LANES],
         distances: &mut [f64; LANES],
         counts: &mut DistanceCounts,
-    ) -> u32 {
+    ) -> ChunkScreen {
         let mut sums = [0.0f64; LANES];
         for (coordinate, &value) in query.coordinates.iter().enumerate() {
             let row = lanes(chunk.payload, coordinate * LANES);
@@ -492,7 +522,7 @@ impl Metric for EuclideanMetric {
             distances[lane] = sums[lane].sqrt();
         }
         counts.exact += chunk.len as u64;
-        lane_mask::<ISA>(distances, thresholds) & ((1u32 << chunk.len) - 1)
+        ChunkScreen { known: lane_mask::<ISA>(distances, thresholds) & ((1u32 << chunk.len) - 1), pending: 0 }
     }
 
     fn query_error_weight(&self, _query: EuclideanQuery<'_>) -> f64 {

@@ -28,8 +28,8 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
-use super::cover::CoverTree;
-use super::metric::{DistanceCounts, Isa, LANES, Metric, multiversion};
+use super::cover::{Chunks, CoverTree};
+use super::metric::{ChunkScreen, DistanceCounts, Isa, LANES, Metric, multiversion};
 
 /// Whether a query that is a data point may be its own neighbour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +144,9 @@ const SEEDS_PER_NEIGHBOUR: usize = 4;
 /// A heap key: bounds are non-negative, so their bit patterns order like the values.
 type HeapEntry = Reverse<(u64, u32)>;
 
+/// Queries whose root expansions share a pass over the root's chunks.
+const QUERY_BLOCK: usize = 16;
+
 /// Exact kNN of every query.
 pub fn knn<M: Metric>(
     metric: &M,
@@ -165,11 +168,11 @@ pub fn knn_with<M: Metric>(
 ) -> (Neighbours, QueryStats) {
     assert!(params.k >= 1, "k must be at least 1");
     assert!(isa.is_available(), "instruction set {isa:?} is not available");
-    let results: Vec<(TopK, QueryStats)> =
-        queries.par_iter().map(|&query| knn_one(isa, metric, tree, query, params)).collect();
+    let results: Vec<Vec<(TopK, QueryStats)>> =
+        queries.par_chunks(QUERY_BLOCK).map(|block| knn_block(isa, metric, tree, block, params)).collect();
     let mut stats = QueryStats::default();
-    let mut rows = Vec::with_capacity(results.len());
-    for (row, row_stats) in results {
+    let mut rows = Vec::with_capacity(queries.len());
+    for (row, row_stats) in results.into_iter().flatten() {
         stats.counts.add(&row_stats.counts);
         stats.expansions += row_stats.expansions;
         stats.seeds += row_stats.seeds;
@@ -178,133 +181,287 @@ pub fn knn_with<M: Metric>(
     (Neighbours::from_rows(params.k, rows), stats)
 }
 
-multiversion! {
-    fn knn_one<'q, M: Metric>(
-        metric: &M,
-        tree: &CoverTree,
-        query: M::Query<'q>,
-        params: &QueryParams,
-    ) -> (TopK, QueryStats) {
-        let mut stats = QueryStats::default();
+/// The state of one query's search.
+struct Search<'q, M: Metric + 'q> {
+    query: M::Query<'q>,
+    excluded: Option<u32>,
+    query_weight: f64,
+    top: TopK,
+    heap: BinaryHeap<HeapEntry>,
+    stats: QueryStats,
+}
+
+impl<'q, M: Metric> Search<'q, M> {
+    /// Offers the root.
+    #[inline(always)]
+    fn start(metric: &M, tree: &CoverTree, query: M::Query<'q>, params: &QueryParams) -> Self {
         let excluded = match params.self_match {
             SelfMatch::Include => None,
             SelfMatch::Exclude => metric.query_index(query).map(|index| index as u32),
         };
-        let query_weight = metric.query_error_weight(query);
-        let chunks = &tree.chunks;
-        let mut top = TopK::new(params.k);
-        let mut heap: BinaryHeap<HeapEntry> = BinaryHeap::new();
-        let root = tree.root as usize;
-        let root_distance = metric.distance(query, root);
-        stats.counts.exact += 1;
-        stats.counts.dot_flops += metric.exact_flops();
+        let mut search = Search {
+            query,
+            excluded,
+            query_weight: metric.query_error_weight(query),
+            top: TopK::new(params.k),
+            heap: BinaryHeap::new(),
+            stats: QueryStats::default(),
+        };
+        let root_distance = metric.distance(query, tree.root as usize);
+        search.stats.counts.exact += 1;
+        search.stats.counts.dot_flops += metric.exact_flops();
         if excluded != Some(tree.root) {
-            top.offer(root_distance, tree.root);
+            search.top.offer(root_distance, tree.root);
         }
-        if tree.has_children(root) {
-            let slack = metric.triangle_slack(root_distance, tree.radius[root], query_weight);
-            let bound = (root_distance - tree.radius[root] - slack).max(0.0);
-            heap.push(Reverse((bound.to_bits(), tree.root)));
+        search
+    }
+
+    /// Evaluates the seeds exactly and offers them.
+    #[inline(always)]
+    fn offer_seeds(&mut self, metric: &M, seeds: &[(f64, u32)]) {
+        for &(_, candidate) in seeds {
+            let distance = metric.distance(self.query, candidate as usize);
+            self.stats.counts.exact += 1;
+            self.stats.counts.dot_flops += metric.exact_flops();
+            self.stats.seeds += 1;
+            if Some(candidate) != self.excluded {
+                self.top.offer(distance, candidate);
+            }
         }
-        let mut thresholds = [0.0; LANES];
+    }
+
+    /// Screens one chunk of children: offers them and pushes their subtrees.
+    #[inline(always)]
+    fn screen_chunk<const ISA: u8>(&mut self, metric: &M, chunks: &Chunks, chunk: usize) {
         let mut distances = [0.0; LANES];
-        let mut seeds: Vec<(f64, u32)> = Vec::new();
+        let (screen, unprunable) = self.bound_chunk::<ISA>(metric, chunks, chunk, &mut distances);
+        let view = chunks.view(chunk);
+        let mut pending = screen.pending;
+        while pending != 0 {
+            let lane = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            distances[lane] = metric.exact_distance::<ISA>(self.query, view.ids[lane] as usize, &mut self.stats.counts);
+        }
+        self.accept_chunk(metric, chunks, chunk, screen.known | screen.pending, unprunable, &distances);
+    }
+
+    /// The first half of [`Search::screen_chunk`]: thresholds from the current k-th
+    /// distance, unprunable subtrees pushed, and the metric's bounds. Returns the
+    /// screen and the lanes whose subtrees were pushed unconditionally.
+    #[inline(always)]
+    fn bound_chunk<const ISA: u8>(
+        &mut self,
+        metric: &M,
+        chunks: &Chunks,
+        chunk: usize,
+        distances: &mut [f64; LANES],
+    ) -> (ChunkScreen, u32) {
         let largest = metric.largest_distance();
-        while let Some(Reverse((bound_bits, node))) = heap.pop() {
-            if f64::from_bits(bound_bits) > top.kth() {
+        let kth = self.top.kth();
+        let radii = &chunks.radius[chunk];
+        let parents = chunks.has_children[chunk];
+        let mut thresholds = [0.0; LANES];
+        // Subtrees that no distance could prune are entered unconditionally; their
+        // roots are screened as plain candidates. (Only for metrics with a largest
+        // distance: elsewhere a subtree pushed with its true bound is popped in a
+        // better order.)
+        let mut unprunable = 0u32;
+        for lane in 0..LANES {
+            let reach = kth + radii[lane];
+            let reach = reach + 2.0 * metric.triangle_slack(reach, radii[lane], self.query_weight);
+            let has_children = (parents >> lane) & 1 == 1;
+            if has_children && largest.is_finite() && reach >= largest {
+                unprunable |= 1 << lane;
+            }
+            thresholds[lane] = if has_children && reach < largest { reach } else { kth };
+        }
+        let view = chunks.view(chunk);
+        let mut entered = unprunable & ((1u32 << view.len) - 1);
+        while entered != 0 {
+            let lane = entered.trailing_zeros() as usize;
+            entered &= entered - 1;
+            self.heap.push(Reverse((0, view.ids[lane])));
+        }
+        (metric.bound_chunk::<ISA>(self.query, view, &thresholds, distances, &mut self.stats.counts), unprunable)
+    }
+
+    /// The second half: offers the lanes of `mask` (exact distances in `distances`) and
+    /// pushes the subtrees not already pushed whose bound is within the k-th distance.
+    #[inline(always)]
+    fn accept_chunk(
+        &mut self,
+        metric: &M,
+        chunks: &Chunks,
+        chunk: usize,
+        mask: u32,
+        unprunable: u32,
+        distances: &[f64; LANES],
+    ) {
+        let radii = &chunks.radius[chunk];
+        let parents = chunks.has_children[chunk];
+        let view = chunks.view(chunk);
+        let mut remaining = mask;
+        while remaining != 0 {
+            let lane = remaining.trailing_zeros() as usize;
+            remaining &= remaining - 1;
+            let child = view.ids[lane];
+            let distance = distances[lane];
+            if Some(child) != self.excluded {
+                self.top.offer(distance, child);
+            }
+            if (parents >> lane) & 1 == 1 && (unprunable >> lane) & 1 == 0 {
+                let slack = metric.triangle_slack(distance, radii[lane], self.query_weight);
+                let bound = (distance - radii[lane] - slack).max(0.0);
+                if bound <= self.top.kth() {
+                    self.heap.push(Reverse((bound.to_bits(), child)));
+                }
+            }
+        }
+    }
+
+    /// Pops and expands subtrees until the smallest bound exceeds the k-th distance.
+    #[inline(always)]
+    fn run<const ISA: u8>(&mut self, metric: &M, tree: &CoverTree, params: &QueryParams) {
+        let chunks = &tree.chunks;
+        let mut seeds = Vec::new();
+        while let Some(Reverse((bound_bits, node))) = self.heap.pop() {
+            if f64::from_bits(bound_bits) > self.top.kth() {
                 break;
             }
-            stats.expansions += 1;
+            self.stats.expansions += 1;
             let node_chunks = &tree.child_chunks[node as usize];
             if metric.wants_seeds() && node_chunks.len() >= SEED_MIN_CHUNKS {
-                seed::<ISA, M>(metric, chunks, node_chunks, query, SEEDS_PER_NEIGHBOUR * params.k, &mut seeds);
-                for &(_, candidate) in &seeds {
-                    let distance = metric.distance(query, candidate as usize);
-                    stats.counts.exact += 1;
-                    stats.counts.dot_flops += metric.exact_flops();
-                    stats.seeds += 1;
-                    if Some(candidate) != excluded {
-                        top.offer(distance, candidate);
-                    }
-                }
+                let mut buffers = [SeedBuffer::new(SEEDS_PER_NEIGHBOUR * params.k)];
+                collect_seeds::<ISA, M>(metric, chunks, node_chunks, std::slice::from_ref(&self.query), &mut buffers);
+                seeds.clear();
+                seeds.extend_from_slice(&buffers[0].entries);
+                self.offer_seeds(metric, &seeds);
             }
             for &chunk in node_chunks {
-                let chunk = chunk as usize;
-                let kth = top.kth();
-                let radii = &chunks.radius[chunk];
-                let parents = chunks.has_children[chunk];
-                // Subtrees that no distance could prune are entered unconditionally;
-                // their roots are screened as plain candidates.
-                let mut unprunable = 0u32;
-                for lane in 0..LANES {
-                    let reach = kth + radii[lane];
-                    let reach = reach + 2.0 * metric.triangle_slack(reach, radii[lane], query_weight);
-                    let has_children = (parents >> lane) & 1 == 1;
-                    if has_children && reach >= largest {
-                        unprunable |= 1 << lane;
-                    }
-                    thresholds[lane] = if has_children && reach < largest { reach } else { kth };
-                }
-                let view = chunks.view(chunk);
-                let mut entered = unprunable & ((1u32 << view.len) - 1);
-                while entered != 0 {
-                    let lane = entered.trailing_zeros() as usize;
-                    entered &= entered - 1;
-                    heap.push(Reverse((0, view.ids[lane])));
-                }
-                let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut stats.counts);
-                let mut remaining = mask;
-                while remaining != 0 {
-                    let lane = remaining.trailing_zeros() as usize;
-                    remaining &= remaining - 1;
-                    let child = view.ids[lane];
-                    let distance = distances[lane];
-                    if Some(child) != excluded {
-                        top.offer(distance, child);
-                    }
-                    if (parents >> lane) & 1 == 1 && (unprunable >> lane) & 1 == 0 {
-                        let slack = metric.triangle_slack(distance, radii[lane], query_weight);
-                        let bound = (distance - radii[lane] - slack).max(0.0);
-                        if bound <= top.kth() {
-                            heap.push(Reverse((bound.to_bits(), child)));
-                        }
-                    }
-                }
+                self.screen_chunk::<ISA>(metric, chunks, chunk as usize);
             }
         }
-        (top, stats)
     }
 }
 
-/// The `count` children with the highest seed scores (ties to the smaller id), into
-/// `seeds` as (score, id), best first.
+multiversion! {
+    /// The searches of one block of queries: the root is expanded for all of them in
+    /// one pass over its chunks (each chunk then serves the whole block from cache);
+    /// then every query goes on alone. Each query sees the same operations in the same
+    /// order as alone.
+    fn knn_block<'q, M: Metric>(
+        metric: &M,
+        tree: &CoverTree,
+        queries: &[M::Query<'q>],
+        params: &QueryParams,
+    ) -> Vec<(TopK, QueryStats)> {
+        let chunks = &tree.chunks;
+        let root = tree.root as usize;
+        let mut searches: Vec<Search<'q, M>> =
+            queries.iter().map(|&query| Search::start(metric, tree, query, params)).collect();
+        if tree.has_children(root) {
+            let root_chunks = &tree.child_chunks[root];
+            if metric.wants_seeds() && root_chunks.len() >= SEED_MIN_CHUNKS {
+                let mut buffers: Vec<SeedBuffer> =
+                    queries.iter().map(|_| SeedBuffer::new(SEEDS_PER_NEIGHBOUR * params.k)).collect();
+                collect_seeds::<ISA, M>(metric, chunks, root_chunks, queries, &mut buffers);
+                for (search, buffer) in searches.iter_mut().zip(&buffers) {
+                    search.offer_seeds(metric, &buffer.entries);
+                }
+            }
+            for search in &mut searches {
+                search.stats.expansions += 1;
+            }
+            // Bounds query by query, then the pending exact distances node by node (so
+            // each node's data is loaded once per block), then each query takes its
+            // results in lane order, as alone.
+            let mut distances = vec![[0.0; LANES]; searches.len()];
+            let mut screens = vec![(ChunkScreen::default(), 0u32); searches.len()];
+            for &chunk in root_chunks {
+                let chunk = chunk as usize;
+                let mut any_pending = 0u32;
+                for ((search, lane_distances), screen) in searches.iter_mut().zip(&mut distances).zip(&mut screens) {
+                    *screen = search.bound_chunk::<ISA>(metric, chunks, chunk, lane_distances);
+                    any_pending |= screen.0.pending;
+                }
+                let view = chunks.view(chunk);
+                while any_pending != 0 {
+                    let lane = any_pending.trailing_zeros() as usize;
+                    any_pending &= any_pending - 1;
+                    for ((search, lane_distances), screen) in searches.iter_mut().zip(&mut distances).zip(&screens) {
+                        if (screen.0.pending >> lane) & 1 == 1 {
+                            lane_distances[lane] = metric.exact_distance::<ISA>(
+                                search.query,
+                                view.ids[lane] as usize,
+                                &mut search.stats.counts,
+                            );
+                        }
+                    }
+                }
+                for ((search, lane_distances), screen) in searches.iter_mut().zip(&distances).zip(&screens) {
+                    let mask = screen.0.known | screen.0.pending;
+                    search.accept_chunk(metric, chunks, chunk, mask, screen.1, lane_distances);
+                }
+            }
+        }
+        searches
+            .into_iter()
+            .map(|mut search| {
+                search.run::<ISA>(metric, tree, params);
+                (search.top, search.stats)
+            })
+            .collect()
+    }
+}
+
+/// The best seeds of one query: (score, id), best first, ties to the smaller id.
+struct SeedBuffer {
+    capacity: usize,
+    entries: Vec<(f64, u32)>,
+}
+
+impl SeedBuffer {
+    fn new(capacity: usize) -> SeedBuffer {
+        SeedBuffer { capacity, entries: Vec::with_capacity(capacity + 1) }
+    }
+
+    #[inline(always)]
+    fn offer(&mut self, score: f64, id: u32) {
+        if self.entries.len() == self.capacity {
+            let (worst, worst_id) = self.entries[self.capacity - 1];
+            if score < worst || (score == worst && id > worst_id) {
+                return;
+            }
+        }
+        let position =
+            self.entries.partition_point(|&(other, other_id)| other > score || (other == score && other_id < id));
+        self.entries.insert(position, (score, id));
+        self.entries.truncate(self.capacity);
+    }
+}
+
+/// The children (of the given chunks) with the highest seed scores, per query.
 #[inline(always)]
-fn seed<const ISA: u8, M: Metric>(
+fn collect_seeds<'q, const ISA: u8, M: Metric>(
     metric: &M,
-    chunks: &super::cover::Chunks,
+    chunks: &Chunks,
     node_chunks: &[u32],
-    query: M::Query<'_>,
-    count: usize,
-    seeds: &mut Vec<(f64, u32)>,
+    queries: &[M::Query<'q>],
+    buffers: &mut [SeedBuffer],
 ) {
-    seeds.clear();
-    let mut floor = f64::NEG_INFINITY;
     for &chunk in node_chunks {
         let view = chunks.view(chunk as usize);
-        let scores = metric.seed_scores::<ISA>(query, view);
-        for (lane, &score) in scores.iter().enumerate().take(view.len) {
-            if seeds.len() == count && score <= floor {
-                continue;
-            }
-            let id = view.ids[lane];
-            let position =
-                seeds.partition_point(|&(other, other_id)| other > score || (other == score && other_id < id));
-            seeds.insert(position, (score, id));
-            if seeds.len() > count {
-                seeds.pop();
-            }
-            if seeds.len() == count {
-                floor = seeds[count - 1].0;
+        for (&query, buffer) in queries.iter().zip(buffers.iter_mut()) {
+            let scores = metric.seed_scores::<ISA>(query, view);
+            let floor = if buffer.entries.len() == buffer.capacity {
+                buffer.entries[buffer.capacity - 1].0
+            } else {
+                f64::NEG_INFINITY
+            };
+            for (lane, &score) in scores.iter().enumerate().take(view.len) {
+                if score >= floor {
+                    buffer.offer(score, view.ids[lane]);
+                }
             }
         }
     }

@@ -44,9 +44,11 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::data::Points;
+#[cfg(target_arch = "x86_64")]
+use super::metric::AVX512;
 use super::metric::{
-    ChunkView, DistanceCounts, LANES, Metric, dot, dot_with, exp_fast, lane_mask, lanes, padded_length,
-    squared_euclidean,
+    ChunkScreen, ChunkView, DistanceCounts, EXP_BOUND_ERROR, LANES, Metric, dot, dot_with, exp_bound, lane_mask, lanes,
+    padded_length, squared_euclidean,
 };
 
 /// Which covariance function the residual metric uses.
@@ -123,6 +125,9 @@ pub struct ResidualModel {
     pub inverse_scale: Vec<f64>,
     /// `w_i = ||V_i|| / sqrt(p_i)`.
     pub norm: Vec<f64>,
+    /// For an inducing point i: `f_i = delta ||L^-1 e_r|| s_i` (see the module
+    /// documentation); NaN for the other points.
+    pub inducing_factor: Vec<f64>,
     /// The largest [`ResidualModel::error_weight`] over all points.
     pub largest_error_weight: f64,
 }
@@ -139,6 +144,7 @@ impl ResidualModel {
         let stride = padded_length(rank.max(1));
         let factor = cholesky(&inducing_covariance(&points, &inducing, &params))?;
         let v = solve_rows(&points, &inducing, &params, &factor, rank, stride);
+        let inverse_column_norms = inverse_column_norms(&factor, rank);
         let residual_variance: Vec<f64> = (0..n)
             .map(|row| {
                 let v_row = &v[row * stride..(row + 1) * stride];
@@ -152,6 +158,11 @@ impl ResidualModel {
                 dot(v_row, v_row).sqrt() * inverse_scale[row]
             })
             .collect();
+        let jitter = JITTER * params.variance;
+        let mut inducing_factor = vec![f64::NAN; n];
+        for (position, &point) in inducing.iter().enumerate() {
+            inducing_factor[point] = jitter * inverse_column_norms[position] * inverse_scale[point];
+        }
         let mut model = ResidualModel {
             params,
             points,
@@ -162,6 +173,7 @@ impl ResidualModel {
             residual_variance,
             inverse_scale,
             norm,
+            inducing_factor,
             largest_error_weight: 0.0,
         };
         model.largest_error_weight = (0..n).map(|row| model.error_weight(row)).fold(0.0, f64::max);
@@ -225,9 +237,33 @@ fn inducing_covariance(points: &Points, inducing: &[usize], params: &ResidualPar
         for (column, &right) in inducing.iter().enumerate() {
             matrix[row * rank + column] = covariance(params, squared_euclidean(points.row(left), points.row(right)));
         }
-        matrix[row * rank + row] += 1e-6 * params.variance;
+        matrix[row * rank + row] += JITTER * params.variance;
     }
     matrix
+}
+
+/// The jitter added to the inducing covariance, relative to the kernel variance.
+const JITTER: f64 = 1e-6;
+
+/// `||L^-1 e_r||` for every column r of the inverse of a lower-triangular factor (one
+/// forward substitution per column).
+fn inverse_column_norms(factor: &[f64], rank: usize) -> Vec<f64> {
+    (0..rank)
+        .into_par_iter()
+        .map(|column| {
+            let mut solution = vec![0.0; rank];
+            let mut sum_of_squares = 0.0;
+            for row in column..rank {
+                let mut value = if row == column { 1.0 } else { 0.0 };
+                for inner in column..row {
+                    value -= factor[row * rank + inner] * solution[inner];
+                }
+                solution[row] = value / factor[row * rank + row];
+                sum_of_squares += solution[row] * solution[row];
+            }
+            sum_of_squares.sqrt()
+        })
+        .collect()
 }
 
 /// The lower Cholesky factor of a symmetric positive definite row-major matrix.
@@ -302,6 +338,12 @@ fn solve_rows(
 
 /// Checkpoints (prefix lengths) at which the suffix bound is tested.
 const CHECKPOINTS: [usize; 5] = [0, 8, 16, 32, 64];
+
+/// Relative margin on the inducing bound, times `s_i`: the identity behind it holds for
+/// the exact V, and the computed V carries the forward-substitution error, at most
+/// about `kappa(L) m eps ||V||` with `kappa(L) <= sqrt(m s2 / jitter)`, below 1e-9 for
+/// m = 512; the margin is a hundred times that.
+pub const INDUCING_ERROR: f64 = 1e-7;
 
 /// Upper bound on the relative error of the computed correlation that the bounds and
 /// slacks allow for. A rigorous bound for the m-long dot product with eight lanes is
@@ -383,54 +425,19 @@ pub struct ResidualMetric<'a> {
 }
 
 impl ResidualMetric<'_> {
-    /// Whether the prefix stages prove that the exact distance of `(query, candidate)`
-    /// exceeds `threshold`. `kernel_term` is `K s_q s_c` (exact kernel value). Counts
-    /// the prefix work.
-    #[inline(always)]
-    fn prefix_rejects<const ISA: u8>(
-        &self,
-        bounds: &ResidualBounds,
-        query: usize,
-        candidate: usize,
-        kernel_term: f64,
-        threshold: f64,
-        counts: &mut DistanceCounts,
-    ) -> bool {
-        let needed = 1.0 - threshold * threshold - 1e-12;
-        if needed <= 0.0 {
-            return false;
-        }
-        let margin = CORRELATION_ERROR * (kernel_term + self.model.norm[query] * self.model.norm[candidate]) + 1e-15;
-        counts.prefix_pairs += 1;
-        let query_prefix = bounds.prefix_row(query);
-        let candidate_prefix = bounds.prefix_row(candidate);
-        let query_suffix = bounds.suffix_row(query);
-        let candidate_suffix = bounds.suffix_row(candidate);
-        let mut partial = 0.0;
-        let mut start = 0;
-        for slot in 1..bounds.checkpoint_count {
-            let end = CHECKPOINTS[slot];
-            partial += dot_with::<ISA>(&query_prefix[start..end], &candidate_prefix[start..end]);
-            counts.dot_flops += 2 * (end - start) as u64;
-            start = end;
-            let bound = (kernel_term - partial).abs() + query_suffix[slot] * candidate_suffix[slot];
-            if bound + margin < needed {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// The kernel value from the vectorizable `exp` (bounds only).
+    /// The kernel value from the short vectorizable `exp` (bounds only), within a
+    /// relative [`EXP_BOUND_ERROR`] of the exact one.
     #[inline(always)]
     fn covariance_fast(&self, squared_distance: f64) -> f64 {
         let params = &self.model.params;
         let lengthscale_squared = params.lengthscale * params.lengthscale;
         match params.covariance {
-            CovarianceFunction::Rbf => params.variance * exp_fast(-squared_distance / (2.0 * lengthscale_squared)),
+            // The short exp and the reciprocal (instead of the exact path's division)
+            // stay within EXP_BOUND_ERROR; the bounds' margin covers it.
+            CovarianceFunction::Rbf => params.variance * exp_bound(squared_distance * (-0.5 / lengthscale_squared)),
             CovarianceFunction::Matern52 => {
-                let a = (5.0 * squared_distance / lengthscale_squared).sqrt();
-                params.variance * (1.0 + a + a * a / 3.0) * exp_fast(-a)
+                let a = (squared_distance * (5.0 / lengthscale_squared)).sqrt();
+                params.variance * (1.0 + a + a * a * (1.0 / 3.0)) * exp_bound(-a)
             }
         }
     }
@@ -455,6 +462,27 @@ impl ResidualMetric<'_> {
             terms[lane] = self.covariance_fast(squared[lane]) * query_scale * scales[lane];
         }
         terms
+    }
+
+    /// Offsets of the payload fields (in rows of [`LANES`] values).
+    fn scale_row(&self) -> usize {
+        self.model.points.dimension
+    }
+
+    fn norm_row(&self) -> usize {
+        self.model.points.dimension + 1
+    }
+
+    fn factor_row(&self) -> usize {
+        self.model.points.dimension + 2
+    }
+
+    fn prefix_row_offset(&self) -> usize {
+        self.model.points.dimension + 3
+    }
+
+    fn suffix_row_offset(&self, bounds: &ResidualBounds) -> usize {
+        self.prefix_row_offset() + bounds.prefix_length
     }
 }
 
@@ -481,79 +509,141 @@ impl Metric for ResidualMetric<'_> {
         self.model.distance(query, index)
     }
 
-    /// Coordinates, then `s_i`, then `w_i`.
+    /// Coordinates, `s_i`, `w_i`, the inducing factor, and with bounds the rotated
+    /// prefix and the suffix norms.
     fn payload_width(&self) -> usize {
-        self.model.points.dimension + 2
+        let base = self.model.points.dimension + 3;
+        match self.bounds {
+            Some(bounds) => base + bounds.prefix_length + bounds.checkpoint_count,
+            None => base,
+        }
     }
 
     fn write_payload(&self, index: usize, lane: usize, payload: &mut [f64]) {
-        let dimension = self.model.points.dimension;
         for (coordinate, &value) in self.model.points.row(index).iter().enumerate() {
             payload[coordinate * LANES + lane] = value;
         }
-        payload[dimension * LANES + lane] = self.model.inverse_scale[index];
-        payload[(dimension + 1) * LANES + lane] = self.model.norm[index];
+        payload[self.scale_row() * LANES + lane] = self.model.inverse_scale[index];
+        payload[self.norm_row() * LANES + lane] = self.model.norm[index];
+        payload[self.factor_row() * LANES + lane] = self.model.inducing_factor[index];
+        if let Some(bounds) = self.bounds {
+            let prefix = self.prefix_row_offset();
+            for (column, &value) in bounds.prefix_row(index).iter().enumerate() {
+                payload[(prefix + column) * LANES + lane] = value;
+            }
+            let suffix = self.suffix_row_offset(bounds);
+            for (slot, &value) in bounds.suffix_row(index).iter().enumerate() {
+                payload[(suffix + slot) * LANES + lane] = value;
+            }
+        }
     }
 
-    /// With bounds: stage 0 on all lanes (vectorized), then per surviving lane the
-    /// exact kernel value, the prefix stages and, if still needed, the exact distance.
+    /// With bounds, all vectorized across the lanes: stage 0 and the inducing bound,
+    /// then (if a lane survives) the prefix stages. What survives is pending. Without
+    /// bounds every used lane is pending.
     #[inline(always)]
-    fn screen_chunk<const ISA: u8>(
+    fn bound_chunk<const ISA: u8>(
         &self,
         query: usize,
         chunk: ChunkView<'_>,
         thresholds: &[f64; LANES],
         distances: &mut [f64; LANES],
         counts: &mut DistanceCounts,
-    ) -> u32 {
+    ) -> ChunkScreen {
         let used = (1u32 << chunk.len) - 1;
-        let candidates = match self.bounds {
-            None => used,
-            Some(_) => {
-                let dimension = self.model.points.dimension;
-                let terms = self.kernel_terms(query, chunk);
-                let norms = lanes(chunk.payload, (dimension + 1) * LANES);
-                let query_norm = self.model.norm[query];
-                // A lane survives stage 0 when `needed <= bound`: the bound on |rho|
-                // (with its margin) reaches the correlation the threshold needs.
-                let mut needed = [0.0f64; LANES];
-                let mut bound = [0.0f64; LANES];
-                for lane in 0..LANES {
-                    needed[lane] = 1.0 - thresholds[lane] * thresholds[lane] - 1e-12;
-                    let magnitude = terms[lane] + query_norm * norms[lane];
-                    bound[lane] = magnitude + (CORRELATION_ERROR * magnitude + 1e-15);
-                }
-                counts.bounded += chunk.len as u64;
-                lane_mask::<ISA>(&needed, &bound) & used
-            }
+        let Some(bounds) = self.bounds else {
+            return ChunkScreen { known: 0, pending: used };
         };
         let model = self.model;
-        let mut mask = 0u32;
-        let mut remaining = candidates;
+        let terms = self.kernel_terms(query, chunk);
+        let scales = lanes(chunk.payload, self.scale_row() * LANES);
+        let norms = lanes(chunk.payload, self.norm_row() * LANES);
+        let factors = lanes(chunk.payload, self.factor_row() * LANES);
+        let query_scale = model.inverse_scale[query];
+        let query_norm = model.norm[query];
+        let query_factor = model.inducing_factor[query];
+        let query_inducing = !query_factor.is_nan();
+        // Stage 0 (Cauchy-Schwarz on the whole row) and the inducing bound, whichever is
+        // smaller: a pair survives when `needed <= bound`. `f64::min` ignores the NaN
+        // factor of points that are not inducing.
+        let mut needed = [0.0f64; LANES];
+        let mut bound = [0.0f64; LANES];
+        let mut margins = [0.0f64; LANES];
+        for lane in 0..LANES {
+            needed[lane] = 1.0 - thresholds[lane] * thresholds[lane] - 1e-12;
+            let magnitude = terms[lane] + query_norm * norms[lane];
+            margins[lane] = CORRELATION_ERROR * magnitude + EXP_BOUND_ERROR * terms[lane] + 1e-15;
+            let candidate_inducing =
+                factors[lane] * query_norm + INDUCING_ERROR * scales[lane] * (query_norm + query_scale);
+            bound[lane] = (magnitude + margins[lane]).min(candidate_inducing);
+            if query_inducing {
+                let inducing = query_factor * norms[lane] + INDUCING_ERROR * query_scale * (norms[lane] + scales[lane]);
+                bound[lane] = bound[lane].min(inducing);
+            }
+        }
+        counts.bounded += chunk.len as u64;
+        let mut survivors = lane_mask::<ISA>(&needed, &bound) & used;
+        // Stages 1-4: the rotated prefix, checkpoint by checkpoint, while a lane lives.
+        if survivors != 0 {
+            counts.prefix_pairs += u64::from(survivors.count_ones());
+            let query_prefix = bounds.prefix_row(query);
+            let query_suffix = bounds.suffix_row(query);
+            let prefix = self.prefix_row_offset();
+            let suffix = self.suffix_row_offset(bounds);
+            let mut partial = [0.0f64; LANES];
+            let mut start = 0;
+            for slot in 1..bounds.checkpoint_count {
+                let end = CHECKPOINTS[slot];
+                let segment = prefix_segment::<ISA>(
+                    &query_prefix[start..end],
+                    &chunk.payload[(prefix + start) * LANES..(prefix + end) * LANES],
+                );
+                for lane in 0..LANES {
+                    partial[lane] += segment[lane];
+                }
+                counts.dot_flops += 2 * ((end - start) * chunk.len) as u64;
+                start = end;
+                let suffix_norms = lanes(chunk.payload, (suffix + slot) * LANES);
+                for lane in 0..LANES {
+                    bound[lane] =
+                        (terms[lane] - partial[lane]).abs() + query_suffix[slot] * suffix_norms[lane] + margins[lane];
+                }
+                survivors &= lane_mask::<ISA>(&needed, &bound);
+                if survivors == 0 {
+                    break;
+                }
+            }
+        }
+        let mut screen = ChunkScreen { known: 0, pending: survivors };
+        // The query itself, when it is a surviving lane: distance 0 by definition.
+        let mut remaining = survivors;
         while remaining != 0 {
             let lane = remaining.trailing_zeros() as usize;
             remaining &= remaining - 1;
-            let candidate = chunk.ids[lane] as usize;
-            if candidate == query {
+            if chunk.ids[lane] as usize == query {
                 distances[lane] = 0.0;
-                mask |= 1 << lane;
-                continue;
+                screen.known |= 1 << lane;
+                screen.pending &= !(1 << lane);
             }
-            let kernel_value = model.kernel_value(query, candidate);
-            if let Some(bounds) = self.bounds {
-                let kernel_term = kernel_value.abs() * model.inverse_scale[query] * model.inverse_scale[candidate];
-                if self.prefix_rejects::<ISA>(bounds, query, candidate, kernel_term, thresholds[lane], counts) {
-                    continue;
-                }
-            }
-            counts.exact += 1;
-            counts.dot_flops += 2 * model.rank as u64;
-            let dot_product = dot_with::<ISA>(model.v_row(query), model.v_row(candidate));
-            distances[lane] =
-                distance_from_correlation(model.correlation_from_kernel(query, candidate, kernel_value, dot_product));
-            mask |= 1 << lane;
         }
-        mask
+        screen
+    }
+
+    #[inline(always)]
+    fn exact_distance<const ISA: u8>(&self, query: usize, index: usize, counts: &mut DistanceCounts) -> f64 {
+        counts.exact += 1;
+        counts.dot_flops += self.exact_flops();
+        let model = self.model;
+        if query == index {
+            return 0.0;
+        }
+        let dot_product = dot_with::<ISA>(model.v_row(query), model.v_row(index));
+        distance_from_correlation(model.correlation_from_kernel(
+            query,
+            index,
+            model.kernel_value(query, index),
+            dot_product,
+        ))
     }
 
     fn wants_seeds(&self) -> bool {
@@ -605,6 +695,55 @@ impl Metric for ResidualMetric<'_> {
     fn exact_flops(&self) -> u64 {
         2 * self.model.rank as u64
     }
+}
+
+/// `sum_c values[c] * rows[c * LANES + lane]` for every lane, over a segment of the
+/// rotated prefix (a multiple of 4 columns), in four independent accumulators so the
+/// adds do not wait on each other. The order of the sum only affects bounds, which
+/// carry a margin.
+#[inline(always)]
+fn prefix_segment<const ISA: u8>(values: &[f64], rows: &[f64]) -> [f64; LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if ISA == AVX512 {
+        // SAFETY: the AVX512 instantiation only runs on CPUs with these features.
+        return unsafe { prefix_segment_avx512(values, rows) };
+    }
+    prefix_segment_lanes(values, rows)
+}
+
+/// [`prefix_segment_lanes`] kept out of line for AVX-512: inlined into the screening
+/// loop, LLVM narrows it to 256-bit vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+#[inline(never)]
+fn prefix_segment_avx512(values: &[f64], rows: &[f64]) -> [f64; LANES] {
+    prefix_segment_lanes(values, rows)
+}
+
+#[inline(always)]
+fn prefix_segment_lanes(values: &[f64], rows: &[f64]) -> [f64; LANES] {
+    assert_eq!(rows.len(), values.len() * LANES, "one row of lanes per prefix column");
+    let mut sum_0 = [0.0f64; LANES];
+    let mut sum_1 = [0.0f64; LANES];
+    let mut sum_2 = [0.0f64; LANES];
+    let mut sum_3 = [0.0f64; LANES];
+    for (group, block) in values.chunks_exact(4).zip(rows.chunks_exact(4 * LANES)) {
+        let row_0 = lanes(block, 0);
+        let row_1 = lanes(block, LANES);
+        let row_2 = lanes(block, 2 * LANES);
+        let row_3 = lanes(block, 3 * LANES);
+        for lane in 0..LANES {
+            sum_0[lane] += group[0] * row_0[lane];
+            sum_1[lane] += group[1] * row_1[lane];
+            sum_2[lane] += group[2] * row_2[lane];
+            sum_3[lane] += group[3] * row_3[lane];
+        }
+    }
+    let mut total = [0.0f64; LANES];
+    for lane in 0..LANES {
+        total[lane] = (sum_0[lane] + sum_1[lane]) + (sum_2[lane] + sum_3[lane]);
+    }
+    total
 }
 
 /// An m x T matrix with orthonormal columns (column-major, columns of `stride`)

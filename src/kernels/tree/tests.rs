@@ -443,6 +443,47 @@ fn residual_metric_obeys_the_triangle_inequality_on_samples() {
 }
 
 #[test]
+fn inducing_bound_holds_when_the_inducing_covariance_is_ill_conditioned() {
+    // A long lengthscale over 2-d data makes K_UU nearly singular: the jitter carries
+    // the factorization and the residuals of inducing points are at its scale.
+    for (lengthscale, inducing) in [(3.0, 64), (1.0, 96), (0.2, 48)] {
+        let params = ResidualParams {
+            variance: 2.0,
+            lengthscale,
+            inducing_count: inducing,
+            covariance: CovarianceFunction::Rbf,
+        };
+        let model = residual_model(data::standard_normal_points(400, 2, 71), inducing, params, 72);
+        let mut checked = 0;
+        let mut tight = 0;
+        for &i in &model.inducing {
+            let factor = model.inducing_factor[i];
+            assert!(factor.is_finite() && factor >= 0.0);
+            for j in 0..model.len() {
+                if i == j {
+                    continue;
+                }
+                let dot_product = metric::dot(model.v_row(i), model.v_row(j));
+                let rho = model.correlation_from_kernel(i, j, model.kernel_value(i, j), dot_product).abs();
+                let bound = factor * model.norm[j]
+                    + residual::INDUCING_ERROR * model.inverse_scale[i] * (model.norm[j] + model.inverse_scale[j]);
+                assert!(rho <= bound, "|rho({i}, {j})| = {rho} above the inducing bound {bound} (l = {lengthscale})");
+                checked += 1;
+                tight += usize::from(bound < 0.5);
+            }
+        }
+        assert_eq!(checked, inducing * 399);
+        // With short lengthscales the inducing covariance is well conditioned and the
+        // bound is tight: most pairs are settled without a dot product.
+        if lengthscale < 0.5 {
+            assert!(tight * 2 > checked, "only {tight} of {checked} inducing pairs bounded below 0.5");
+        }
+        let non_inducing = (0..model.len()).filter(|index| !model.inducing.contains(index));
+        assert!(non_inducing.into_iter().all(|index| model.inducing_factor[index].is_nan()));
+    }
+}
+
+#[test]
 fn level_arithmetic_is_exact() {
     assert_eq!(cover::ceil_log2(1.0), 0);
     assert_eq!(cover::ceil_log2(1.0000000000000002), 1);
@@ -462,16 +503,17 @@ fn level_arithmetic_is_exact() {
 }
 
 #[test]
-fn fast_exp_is_accurate() {
+fn bound_exp_stays_within_its_error_bound() {
     let mut worst: f64 = 0.0;
     for step in 0..200_000 {
         let x = -(step as f64) * 3.5e-3;
         let exact = x.exp();
         if exact > 1e-300 {
-            worst = worst.max(((metric::exp_fast(x) - exact) / exact).abs());
+            worst = worst.max(((metric::exp_bound(x) - exact) / exact).abs());
         }
     }
-    assert!(worst < 1e-14, "relative error {worst}");
+    assert!(worst < metric::EXP_BOUND_ERROR / 4.0, "relative error {worst}");
+    assert!(worst > 0.0, "the bound exp is not the library exp");
 }
 
 #[test]
