@@ -62,7 +62,7 @@ use super::metric::{DistanceCounts, Isa, LANES, Metric, multiversion, screen_lis
 use crate::clock;
 
 /// Points per block of the dense traversal.
-const DENSE_BLOCK: usize = 16;
+const DENSE_BLOCK: usize = 64;
 
 /// The root's level before anything is inserted: below every level a positive f64
 /// distance can produce (2^-1074 is the smallest).

@@ -145,7 +145,7 @@ const SEEDS_PER_NEIGHBOUR: usize = 4;
 type HeapEntry = Reverse<(u64, u32)>;
 
 /// Queries whose root expansions share a pass over the root's chunks.
-const QUERY_BLOCK: usize = 16;
+const QUERY_BLOCK: usize = 32;
 
 /// Exact kNN of every query.
 pub fn knn<M: Metric>(
@@ -188,6 +188,8 @@ struct Search<'q, M: Metric + 'q> {
     query_weight: f64,
     top: TopK,
     heap: BinaryHeap<HeapEntry>,
+    /// Subtrees to expand whatever the k-th distance (see `bound_chunk`).
+    entered: Vec<u32>,
     stats: QueryStats,
 }
 
@@ -205,6 +207,7 @@ impl<'q, M: Metric> Search<'q, M> {
             query_weight: metric.query_error_weight(query),
             top: TopK::new(params.k),
             heap: BinaryHeap::new(),
+            entered: Vec::new(),
             stats: QueryStats::default(),
         };
         let root_distance = metric.distance(query, tree.root as usize);
@@ -280,7 +283,7 @@ impl<'q, M: Metric> Search<'q, M> {
         while entered != 0 {
             let lane = entered.trailing_zeros() as usize;
             entered &= entered - 1;
-            self.heap.push(Reverse((0, view.ids[lane])));
+            self.entered.push(view.ids[lane]);
         }
         (metric.bound_chunk::<ISA>(self.query, view, &thresholds, distances, &mut self.stats.counts), unprunable)
     }
@@ -319,15 +322,20 @@ impl<'q, M: Metric> Search<'q, M> {
         }
     }
 
-    /// Pops and expands subtrees until the smallest bound exceeds the k-th distance.
+    /// Expands the entered subtrees, then pops and expands subtrees until the smallest
+    /// bound exceeds the k-th distance.
     #[inline(always)]
     fn run<const ISA: u8>(&mut self, metric: &M, tree: &CoverTree, params: &QueryParams) {
         let chunks = &tree.chunks;
         let mut seeds = Vec::new();
-        while let Some(Reverse((bound_bits, node))) = self.heap.pop() {
-            if f64::from_bits(bound_bits) > self.top.kth() {
-                break;
-            }
+        loop {
+            let node = match self.entered.pop() {
+                Some(node) => node,
+                None => match self.heap.pop() {
+                    Some(Reverse((bound_bits, node))) if f64::from_bits(bound_bits) <= self.top.kth() => node,
+                    _ => break,
+                },
+            };
             self.stats.expansions += 1;
             let node_chunks = &tree.child_chunks[node as usize];
             if metric.wants_seeds() && node_chunks.len() >= SEED_MIN_CHUNKS {
@@ -344,63 +352,92 @@ impl<'q, M: Metric> Search<'q, M> {
     }
 }
 
+/// Expands `node` for the searches at `positions` together: seeds, then chunk by
+/// chunk the bounds query by query, the pending exact distances node by node (each
+/// node's data is loaded once for all of them), and each query's results in lane order.
+#[inline(always)]
+fn expand_together<'q, const ISA: u8, M: Metric>(
+    metric: &M,
+    tree: &CoverTree,
+    searches: &mut [Search<'q, M>],
+    positions: &[usize],
+    node: u32,
+    params: &QueryParams,
+) {
+    let chunks = &tree.chunks;
+    let node_chunks = &tree.child_chunks[node as usize];
+    for &position in positions {
+        searches[position].stats.expansions += 1;
+    }
+    if metric.wants_seeds() && node_chunks.len() >= SEED_MIN_CHUNKS {
+        let queries: Vec<M::Query<'q>> = positions.iter().map(|&position| searches[position].query).collect();
+        let mut buffers: Vec<SeedBuffer> =
+            positions.iter().map(|_| SeedBuffer::new(SEEDS_PER_NEIGHBOUR * params.k)).collect();
+        collect_seeds::<ISA, M>(metric, chunks, node_chunks, &queries, &mut buffers);
+        for (&position, buffer) in positions.iter().zip(&buffers) {
+            searches[position].offer_seeds(metric, &buffer.entries);
+        }
+    }
+    let mut distances = vec![[0.0; LANES]; positions.len()];
+    let mut screens = vec![(ChunkScreen::default(), 0u32); positions.len()];
+    for &chunk in node_chunks {
+        let chunk = chunk as usize;
+        let mut any_pending = 0u32;
+        for ((&position, lane_distances), screen) in positions.iter().zip(&mut distances).zip(&mut screens) {
+            *screen = searches[position].bound_chunk::<ISA>(metric, chunks, chunk, lane_distances);
+            any_pending |= screen.0.pending;
+        }
+        let view = chunks.view(chunk);
+        while any_pending != 0 {
+            let lane = any_pending.trailing_zeros() as usize;
+            any_pending &= any_pending - 1;
+            for ((&position, lane_distances), screen) in positions.iter().zip(&mut distances).zip(&screens) {
+                if (screen.0.pending >> lane) & 1 == 1 {
+                    let search = &mut searches[position];
+                    lane_distances[lane] =
+                        metric.exact_distance::<ISA>(search.query, view.ids[lane] as usize, &mut search.stats.counts);
+                }
+            }
+        }
+        for ((&position, lane_distances), screen) in positions.iter().zip(&distances).zip(&screens) {
+            let mask = screen.0.known | screen.0.pending;
+            searches[position].accept_chunk(metric, chunks, chunk, mask, screen.1, lane_distances);
+        }
+    }
+}
+
 multiversion! {
-    /// The searches of one block of queries: the root is expanded for all of them in
-    /// one pass over its chunks (each chunk then serves the whole block from cache);
-    /// then every query goes on alone. Each query sees the same operations in the same
-    /// order as alone.
+    /// The searches of one block of queries. The root is expanded for all of them
+    /// together, then the subtrees they entered unconditionally, node by node for the
+    /// queries that entered each (in flat trees, as under the residual metric, these
+    /// are most of the work); then every query goes on alone from its heap.
     fn knn_block<'q, M: Metric>(
         metric: &M,
         tree: &CoverTree,
         queries: &[M::Query<'q>],
         params: &QueryParams,
     ) -> Vec<(TopK, QueryStats)> {
-        let chunks = &tree.chunks;
-        let root = tree.root as usize;
+        let root = tree.root;
         let mut searches: Vec<Search<'q, M>> =
             queries.iter().map(|&query| Search::start(metric, tree, query, params)).collect();
-        if tree.has_children(root) {
-            let root_chunks = &tree.child_chunks[root];
-            if metric.wants_seeds() && root_chunks.len() >= SEED_MIN_CHUNKS {
-                let mut buffers: Vec<SeedBuffer> =
-                    queries.iter().map(|_| SeedBuffer::new(SEEDS_PER_NEIGHBOUR * params.k)).collect();
-                collect_seeds::<ISA, M>(metric, chunks, root_chunks, queries, &mut buffers);
-                for (search, buffer) in searches.iter_mut().zip(&buffers) {
-                    search.offer_seeds(metric, &buffer.entries);
+        if tree.has_children(root as usize) {
+            let everyone: Vec<usize> = (0..searches.len()).collect();
+            expand_together::<ISA, M>(metric, tree, &mut searches, &everyone, root, params);
+            let mut pairs: Vec<(u32, usize)> = Vec::new();
+            let mut positions: Vec<usize> = Vec::new();
+            loop {
+                pairs.clear();
+                for (position, search) in searches.iter_mut().enumerate() {
+                    pairs.extend(search.entered.drain(..).map(|node| (node, position)));
                 }
-            }
-            for search in &mut searches {
-                search.stats.expansions += 1;
-            }
-            // Bounds query by query, then the pending exact distances node by node (so
-            // each node's data is loaded once per block), then each query takes its
-            // results in lane order, as alone.
-            let mut distances = vec![[0.0; LANES]; searches.len()];
-            let mut screens = vec![(ChunkScreen::default(), 0u32); searches.len()];
-            for &chunk in root_chunks {
-                let chunk = chunk as usize;
-                let mut any_pending = 0u32;
-                for ((search, lane_distances), screen) in searches.iter_mut().zip(&mut distances).zip(&mut screens) {
-                    *screen = search.bound_chunk::<ISA>(metric, chunks, chunk, lane_distances);
-                    any_pending |= screen.0.pending;
+                if pairs.is_empty() {
+                    break;
                 }
-                let view = chunks.view(chunk);
-                while any_pending != 0 {
-                    let lane = any_pending.trailing_zeros() as usize;
-                    any_pending &= any_pending - 1;
-                    for ((search, lane_distances), screen) in searches.iter_mut().zip(&mut distances).zip(&screens) {
-                        if (screen.0.pending >> lane) & 1 == 1 {
-                            lane_distances[lane] = metric.exact_distance::<ISA>(
-                                search.query,
-                                view.ids[lane] as usize,
-                                &mut search.stats.counts,
-                            );
-                        }
-                    }
-                }
-                for ((search, lane_distances), screen) in searches.iter_mut().zip(&distances).zip(&screens) {
-                    let mask = screen.0.known | screen.0.pending;
-                    search.accept_chunk(metric, chunks, chunk, mask, screen.1, lane_distances);
+                pairs.sort_unstable();
+                for group in pairs.chunk_by(|left, right| left.0 == right.0) {
+                    positions.clear();
+                    positions.extend(group.iter().map(|&(_, position)| position));
+                    expand_together::<ISA, M>(metric, tree, &mut searches, &positions, group[0].0, params);
                 }
             }
         }

@@ -337,7 +337,7 @@ fn solve_rows(
 }
 
 /// Checkpoints (prefix lengths) at which the suffix bound is tested.
-const CHECKPOINTS: [usize; 5] = [0, 8, 16, 32, 64];
+const CHECKPOINTS: [usize; 6] = [0, 8, 16, 32, 64, 128];
 
 /// Relative margin on the inducing bound, times `s_i`: the identity behind it holds for
 /// the exact V, and the computed V carries the forward-substitution error, at most
@@ -758,7 +758,7 @@ fn dominant_basis(model: &ResidualModel, columns: usize, seed: u64) -> Vec<f64> 
     let rank = model.rank;
     let stride = model.stride;
     let n = model.len();
-    let block = (2 * columns).min(rank);
+    let block = (columns + columns / 2).min(rank);
     let sample_count = n.min(4096);
     let sample: Vec<usize> = (0..sample_count).map(|index| index * n / sample_count).collect();
     // Gram matrix G (rank x rank, row-major), accumulated in row blocks.
