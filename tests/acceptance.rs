@@ -36,11 +36,13 @@ fn main() {
 }
 
 type PhaseOutcome = Result<(PhaseReport, PathBuf), String>;
+/// One cell per (spec file, phase id).
+type PhaseCells = HashMap<(PathBuf, String), Arc<OnceLock<PhaseOutcome>>>;
 
 /// Phase results shared by the trials of one phase: run once, on first use.
 #[derive(Default)]
 struct Cache {
-    phases: Mutex<HashMap<(PathBuf, String), Arc<OnceLock<PhaseOutcome>>>>,
+    phases: Mutex<PhaseCells>,
 }
 
 impl Cache {
@@ -146,10 +148,10 @@ fn describe(verdict: &Verdict) -> String {
     let mut text = format!("{} is {}", verdict.name(), verdict.status.name());
     if let Some(measured) = &verdict.measured {
         text.push_str(&format!(
-            ": measured {} {} threshold {}",
+            ": measured {}, threshold {} {}",
             format_number(measured.observed),
-            if measured.status == Status::Pass { "meets" } else { "vs" },
-            format!("{} {}", measured.cmp, format_number(measured.threshold))
+            measured.cmp,
+            format_number(measured.threshold)
         ));
         if let Some((low, high)) = measured.interval {
             text.push_str(&format!(" (interval [{}, {}])", format_number(low), format_number(high)));
