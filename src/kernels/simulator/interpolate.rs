@@ -8,10 +8,11 @@
 //! polynomial of degree at most 3 in each of `h`, `k`, `l`.
 //!
 //! [`polin3`] is the reference form (the formula as written, with the node values as
-//! doubles). [`lagrange_weights`] is the fast form: with `t = x - floor(x)` the nodes
-//! sit at `t + 1, t, t - 1, t - 2` from `x`, so the four weights are
-//! `-t(t-1)(t-2)/6`, `(t+1)(t-1)(t-2)/2`, `-(t+1)t(t-2)/2`, `(t+1)t(t-1)/6`, the same
-//! numbers up to rounding.
+//! doubles). [`tricubic_weighted`] is the fast form: with `t = x - floor(x)` the nodes
+//! sit at `t + 1, t, t - 1, t - 2` from `x`, so the four weights
+//! ([`lagrange_weights`]) are `-t(t-1)(t-2)/6`, `(t+1)(t-1)(t-2)/2`, `-(t+1)t(t-2)/2`,
+//! `(t+1)t(t-1)/6`, and the interpolant is `sum_ijm w_h,i w_k,j w_l,m F_ijm`, summed
+//! along `k`, then `h`, then `l`: the same number up to rounding.
 
 use super::hkl::HklGrid;
 
@@ -85,8 +86,11 @@ pub fn lagrange_weights(t: f64) -> [f64; 4] {
 
 /// The fast interpolation: `values` is the grid's flat array, `corner` the position of
 /// `(floor(h)-1, floor(k)-1, floor(l)-1)` in it, and the weights come from
-/// [`lagrange_weights`]. The reduction order (along `l`, then `k`, then `h`) is the
-/// reference's.
+/// [`lagrange_weights`]. The runs of 4 contiguous values along `l` are reduced along
+/// `k` (four independent 4-vectors, one per `h` node), then along `h`, then weighted
+/// along `l`: the 4-vectors are SIMD registers, the dependency chains stay short, and
+/// only one horizontal sum remains. This is another summation order than the
+/// reference's, so results agree to rounding.
 #[inline(always)]
 pub fn tricubic_weighted(
     values: &[f64],
@@ -96,19 +100,21 @@ pub fn tricubic_weighted(
     weights: [[f64; 4]; 3],
 ) -> f64 {
     let [weights_h, weights_k, weights_l] = weights;
-    let mut along_h = [0.0; 4];
-    for (i_h, reduced_h) in along_h.iter_mut().enumerate() {
-        let mut along_k = [0.0; 4];
-        for (i_k, reduced_k) in along_k.iter_mut().enumerate() {
+    let mut along_k = [[0.0; 4]; 4];
+    for (i_h, reduced) in along_k.iter_mut().enumerate() {
+        for (i_k, weight_k) in weights_k.iter().enumerate() {
             let start = corner + i_h * h_stride + i_k * k_stride;
-            let line: &[f64; 4] = values[start..start + 4].try_into().expect("four contiguous values");
-            *reduced_k =
-                line[0] * weights_l[0] + line[1] * weights_l[1] + line[2] * weights_l[2] + line[3] * weights_l[3];
+            let run: &[f64; 4] = values[start..start + 4].try_into().expect("four contiguous values");
+            for (sum, value) in reduced.iter_mut().zip(run) {
+                *sum += weight_k * value;
+            }
         }
-        *reduced_h = along_k[0] * weights_k[0]
-            + along_k[1] * weights_k[1]
-            + along_k[2] * weights_k[2]
-            + along_k[3] * weights_k[3];
     }
-    along_h[0] * weights_h[0] + along_h[1] * weights_h[1] + along_h[2] * weights_h[2] + along_h[3] * weights_h[3]
+    let mut along_h = [0.0; 4];
+    for (reduced, weight_h) in along_k.iter().zip(weights_h) {
+        for (sum, value) in along_h.iter_mut().zip(reduced) {
+            *sum += weight_h * value;
+        }
+    }
+    along_h[0] * weights_l[0] + along_h[1] * weights_l[1] + along_h[2] * weights_l[2] + along_h[3] * weights_l[3]
 }

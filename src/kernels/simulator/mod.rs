@@ -404,7 +404,7 @@ impl Kernel for Simulator {
                 "instruction_set",
                 ParamKind::Choice(&["auto", "portable", "avx2", "avx512"]),
                 Value::from("auto"),
-                "compiled variant of the fast path; auto: the widest the CPU supports",
+                "compiled variant of the fast path; auto: the fastest the CPU supports for the configuration",
             ),
             ParamSpec::new(
                 "floatfile",
@@ -470,16 +470,20 @@ struct SimulatorInstance {
 
 impl Instance for SimulatorInstance {
     fn setup(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
-        let instruction_set = match self.params.instruction_set {
-            InstructionSetChoice::Auto => InstructionSet::detect(),
-            InstructionSetChoice::Fixed(set) if set.is_supported() => set,
-            InstructionSetChoice::Fixed(set) => anyhow::bail!("this CPU does not support the {} fast path", set.name()),
-        };
+        if let InstructionSetChoice::Fixed(set) = self.params.instruction_set
+            && !set.is_supported()
+        {
+            anyhow::bail!("this CPU does not support the {} fast path", set.name());
+        }
         let hkl = self.params.load_structure_factors()?;
         if let (Some(path), Some(grid)) = (&self.params.write_hkl, &hkl) {
             grid.write(path).with_context(|| format!("cannot write HKL file {}", path.display()))?;
         }
         let simulation = self.params.simulation(hkl);
+        let instruction_set = match self.params.instruction_set {
+            InstructionSetChoice::Fixed(set) => set,
+            InstructionSetChoice::Auto => InstructionSet::detect_for(&simulation),
+        };
         let detector = &simulation.detector;
         let mut fields = vec![
             ("path", Value::from(if self.params.path == RenderPath::Scalar { "scalar" } else { "fast" })),
