@@ -106,7 +106,8 @@ pub struct SimulatorParams {
     /// Sensor layers; 0 picks two.
     pub thicksteps: usize,
     pub misset_degrees: [f64; 3],
-    /// Photons per square meter.
+    /// Photons per square meter; kernel runs use [`model::DEFAULT_FLUENCE`], with which
+    /// `r_e^2 * fluence = 1`.
     pub fluence: f64,
     pub instruction_set: InstructionSetChoice,
     /// Raw float32 image written after every run.
@@ -192,7 +193,7 @@ impl SimulatorParams {
             attenuation_depth_um: Some(params.float("attenuation_depth_um")).filter(|depth| *depth > 0.0),
             thicksteps: params.usize("thicksteps"),
             misset_degrees,
-            fluence: params.float("fluence"),
+            fluence: model::DEFAULT_FLUENCE,
             instruction_set: match params.text("instruction_set") {
                 "portable" => InstructionSetChoice::Fixed(InstructionSet::Portable),
                 "avx2" => InstructionSetChoice::Fixed(InstructionSet::Avx2),
@@ -393,12 +394,6 @@ impl Kernel for Simulator {
                 ParamKind::FloatList { len: Some(3) },
                 floats(&[0.0, 0.0, 0.0]),
                 "crystal rotation about x, then y, then z, in degrees",
-            ),
-            ParamSpec::new(
-                "fluence",
-                float(0.0, 1e40),
-                Value::Float(model::DEFAULT_FLUENCE),
-                "incident photons per square meter (the default makes r_e^2 * fluence = 1)",
             ),
             ParamSpec::new(
                 "instruction_set",
