@@ -7,10 +7,11 @@ use crate::kernel::Kernel;
 
 pub mod command;
 pub mod mock;
+pub mod simulator;
 
 /// Every built-in kernel, in the order `list` shows them.
 pub fn all() -> Vec<&'static dyn Kernel> {
-    vec![&command::Command, &mock::Mock]
+    vec![&command::Command, &mock::Mock, &simulator::Simulator]
 }
 
 pub fn find(name: &str) -> Option<&'static dyn Kernel> {
