@@ -142,6 +142,9 @@ pub struct Facts {
     pub env_set: Vec<String>,
     /// Today, `YYYY-MM-DD` (UTC), for waivers.
     pub today: String,
+    /// Whether the harness and kernels were built optimized (opt-level 2 or 3, no
+    /// debug assertions), for `requires = ["build:optimized"]`.
+    pub optimized_build: bool,
 }
 
 /// Evaluates every check of `phase` against `results`.
@@ -287,6 +290,10 @@ fn unmet_requirement(requires: &[String], facts: &Facts) -> Option<String> {
         if let Some(feature) = requirement.strip_prefix("cpu:") {
             if !facts.cpu_features.iter().any(|have| normalize(have) == normalize(feature)) {
                 return Some(format!("requires CPU feature `{feature}`, which this machine lacks"));
+            }
+        } else if requirement == "build:optimized" {
+            if !facts.optimized_build {
+                return Some("requires an optimized build (as `cargo xtask` makes); this one is not".to_owned());
             }
         } else if let Some(variable) = requirement.strip_prefix("env:")
             && !facts.env_set.iter().any(|set| set == variable)

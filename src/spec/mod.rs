@@ -1030,15 +1030,18 @@ impl Resolver<'_> {
             ));
         }
         for requirement in &raw.requires {
-            let valid = requirement
-                .strip_prefix("cpu:")
-                .or_else(|| requirement.strip_prefix("env:"))
-                .is_some_and(|rest| !rest.is_empty());
+            let valid = requirement == "build:optimized"
+                || requirement
+                    .strip_prefix("cpu:")
+                    .or_else(|| requirement.strip_prefix("env:"))
+                    .is_some_and(|rest| !rest.is_empty());
             if !valid {
                 return Err(self
                     .locator()
                     .value_error(&format!("{base}.requires"), format!("invalid requirement `{requirement}`"))
-                    .with_hint("requirements are `cpu:FEATURE` (e.g. `cpu:avx2`) or `env:VARIABLE`"));
+                    .with_hint(
+                        "requirements are `cpu:FEATURE` (e.g. `cpu:avx2`), `env:VARIABLE` or `build:optimized`",
+                    ));
             }
         }
         if let Some(xfail) = &raw.xfail
