@@ -145,6 +145,8 @@ pub struct Totals {
     pub skipped: usize,
     pub xfail: usize,
     pub xpass: usize,
+    #[serde(default)]
+    pub new: usize,
     pub failed_runs: usize,
 }
 
@@ -160,6 +162,7 @@ impl Totals {
             skipped: count(Status::Skipped),
             xfail: count(Status::Xfail),
             xpass: count(Status::Xpass),
+            new: count(Status::New),
             failed_runs: runs.iter().filter(|run| matches!(run.status, RunStatus::Failed(_))).count(),
         }
     }

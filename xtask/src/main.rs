@@ -45,11 +45,33 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Review or accept pending snapshots (outputs that no longer match the stored ones).
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotAction,
+        /// Where the snapshots are (`snapshots/` beside the specs).
+        #[arg(long, global = true, default_value = "experiments/snapshots")]
+        dir: PathBuf,
+    },
     /// List the built-in kernels with their parameters and metrics.
     Kernels {
         /// Print the Markdown tables of the spec reference instead.
         #[arg(long)]
         markdown: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotAction {
+    /// Show what changed in every pending snapshot.
+    Review {
+        /// Only pending snapshots whose path contains this text.
+        filter: Option<String>,
+    },
+    /// Make the pending snapshots the stored ones.
+    Accept {
+        /// Only pending snapshots whose path contains this text.
+        filter: Option<String>,
     },
 }
 
@@ -122,6 +144,7 @@ fn main() -> ExitCode {
             Ok(Exit::Pass)
         }),
         Command::Plan { plans, all, check } => update_plans(plans, all, check),
+        Command::Snapshot { action, dir } => snapshots(action, &dir),
         Command::Kernels { markdown } => {
             let text = if markdown { phasegate::kernels::describe_markdown() } else { phasegate::kernels::describe() };
             print!("{text}");
@@ -204,6 +227,30 @@ fn update_plans(mut plans: Vec<PathBuf>, all: bool, check: bool) -> anyhow::Resu
         println!("{}: {state}", plan.display());
     }
     Ok(if stale > 0 { Exit::Failed } else { Exit::Pass })
+}
+
+fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
+    let filter = match &action {
+        SnapshotAction::Review { filter } | SnapshotAction::Accept { filter } => filter.clone(),
+    };
+    let pending: Vec<_> = phasegate::snapshot::pending(dir)
+        .into_iter()
+        .filter(|pending| filter.as_ref().is_none_or(|text| pending.base.display().to_string().contains(text.as_str())))
+        .collect();
+    if pending.is_empty() {
+        println!("no pending snapshots");
+        return Ok(Exit::Pass);
+    }
+    for snapshot in &pending {
+        match action {
+            SnapshotAction::Review { .. } => println!("{}", phasegate::snapshot::describe(snapshot)?),
+            SnapshotAction::Accept { .. } => {
+                phasegate::snapshot::accept(snapshot)?;
+                println!("accepted {}", snapshot.base.display());
+            }
+        }
+    }
+    Ok(Exit::Pass)
 }
 
 /// The phase reports of the experiment's latest run, if any.
