@@ -154,10 +154,10 @@ pub fn pending(root: &Path) -> Vec<Pending> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if let Some(name) = path.file_name().and_then(|name| name.to_str()) {
-                if let Some(output) = name.strip_suffix(".new.json") {
-                    found.push(Pending { base: path.with_file_name(output) });
-                }
+            } else if let Some(name) = path.file_name().and_then(|name| name.to_str())
+                && let Some(output) = name.strip_suffix(".new.json")
+            {
+                found.push(Pending { base: path.with_file_name(output) });
             }
         }
     }
