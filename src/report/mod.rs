@@ -6,6 +6,7 @@
 //! a report to text; the only file I/O of the crate's outputs is in [`files`].
 
 pub mod files;
+pub mod junit;
 pub mod markdown;
 
 use std::collections::BTreeMap;

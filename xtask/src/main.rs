@@ -114,6 +114,12 @@ struct RunArgs {
     /// committed reports. Regressions beyond `[baseline] tolerance` fail.
     #[arg(long, value_name = "RUN")]
     baseline: Option<String>,
+    /// Write a JUnit XML file with one test case per check.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Append the Markdown summary to this file (e.g. "$GITHUB_STEP_SUMMARY").
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -203,6 +209,12 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let observer = progress::Progress::new(fancy);
     let outcome = run::run(&plan, &options, &observer)?;
     observer.finish();
+    if let Some(path) = &args.junit {
+        report::files::write_atomic(path, report::junit::render(&outcome.reports).as_bytes())?;
+    }
+    if let Some(path) = &args.summary {
+        report::files::append(path, &report::markdown::render_summary(&outcome.reports))?;
+    }
     print!("{}", describe::outcome(&outcome));
     Ok(outcome.exit)
 }

@@ -371,3 +371,23 @@ fn baseline_comparison_flags_a_regression() {
     assert_eq!(code, 2);
     assert!(stderr.contains("neither `latest`, a report directory, nor a git ref"), "{stderr}");
 }
+
+#[test]
+fn junit_and_summary_outputs() {
+    let project = Project::new();
+    let checks = format!(
+        "{SPEEDUP}\n[[phase.check]]\nid = \"too_fast\"\nexpr = \"fast.warm.median <= 0.0001\"\nrationale = \"a <deliberately> failing check\"\n"
+    );
+    project.write("ci.toml", &spec(&checks, ""));
+    std::fs::write(project.path().join("summary.md"), "earlier step\n").unwrap();
+    let (code, _, _) = project.run("ci.toml", &["--junit", "junit.xml", "--summary", "summary.md"]);
+    assert_eq!(code, 1);
+    let junit = std::fs::read_to_string(project.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("<testsuite name=\"e2e.a\" tests=\"2\" failures=\"1\""), "{junit}");
+    assert!(junit.contains("<testcase classname=\"e2e.a\" name=\"speedup\">"), "{junit}");
+    assert!(junit.contains("<failure type=\"FAIL\" message=\"FAIL: observed"), "{junit}");
+    assert!(junit.contains("a &lt;deliberately&gt; failing check"), "{junit}");
+    let summary = std::fs::read_to_string(project.path().join("summary.md")).unwrap();
+    assert!(summary.starts_with("earlier step\n## phasegate: e2e"), "appended: {summary}");
+    assert!(summary.contains("| `a/too_fast` | **FAIL** |"), "{summary}");
+}
