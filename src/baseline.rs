@@ -152,6 +152,7 @@ fn judge(
         snapshot: None,
         reason: (status != Status::Pass || !differences.is_empty()).then_some(reason),
         waiver: None,
+        noise_floor: None,
     }
 }
 

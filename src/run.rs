@@ -15,6 +15,7 @@
 //!
 //! When several apply, the lowest row wins except that 3 beats 1 and 1 beats 4.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -26,6 +27,7 @@ use crate::execute::{self, ExecutionOptions, Observer, RunResult};
 use crate::plan::{PhasePlan, Plan};
 use crate::report::{self, PhaseReport, files, markdown};
 use crate::snapshot;
+use crate::spec::{Calibration, CalibrationMode, Mode};
 use crate::verdict::{self, Facts, Snapshots, Status, Verdict};
 
 /// The documented exit codes.
@@ -172,7 +174,10 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         let stamp = clock::now();
         observer.phase_started(phase, steps(phase));
         let snapshots = load_snapshots(phase, &store)?;
-        let (results, verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &options.facts, &snapshots);
+        let floors = calibrate(phase, &execution, &plan.spec.calibration);
+        let (results, mut verdicts, rounds) =
+            execute_with_reruns(phase, &execution, observer, &options.facts, &snapshots);
+        apply_noise_floors(phase, &mut verdicts, &floors, plan.spec.calibration.mode);
         record_snapshots(phase, &results, &verdicts, &store, &snapshots)?;
         let context = report::Context {
             spec: &plan.spec,
@@ -281,6 +286,84 @@ pub fn execute_with_reruns(
         execute::execute_groups(phase, execution, observer, &mut results, Some(&groups), round);
         verdicts = verdict::evaluate(phase, &results, facts, snapshots);
         round += 1;
+    }
+}
+
+/// A/A noise floors by (reference run, mode, quantity): see [`crate::spec::Calibration`].
+pub type Floors = HashMap<(usize, Mode, String), f64>;
+
+/// Runs the A/A calibration of the phase's paired-ratio checks.
+pub fn calibrate(phase: &PhasePlan, execution: &ExecutionOptions, calibration: &Calibration) -> Floors {
+    let mut floors = Floors::new();
+    if calibration.mode == CalibrationMode::Off {
+        return floors;
+    }
+    for check in &phase.checks {
+        let Some((_, denominator)) = check.check.condition.as_ref().and_then(|condition| condition.ratio()) else {
+            continue;
+        };
+        for (_, reference) in check.points.iter().filter_map(|point| point.paired) {
+            let key = (reference, denominator.mode, denominator.quantity.clone());
+            if floors.contains_key(&key) || phase.runs[reference].skip.is_some() {
+                continue;
+            }
+            let mut first = phase.runs[reference].clone();
+            first.index = 0;
+            first.settings.repeats = calibration.repeats;
+            first.settings.modes = vec![denominator.mode];
+            let mut second = first.clone();
+            second.index = 1;
+            let twin = PhasePlan {
+                phase: phase.phase.clone(),
+                runs: vec![first, second],
+                groups: vec![vec![0, 1]],
+                checks: Vec::new(),
+            };
+            let results = execute::execute_phase(&twin, execution, &execute::Silent);
+            let a = verdict::keyed_values(&results[0], denominator.mode, &denominator.quantity);
+            let b: HashMap<(u32, u32), f64> =
+                verdict::keyed_values(&results[1], denominator.mode, &denominator.quantity).into_iter().collect();
+            let ratios: Vec<f64> = a.iter().filter_map(|(key, value)| b.get(key).map(|other| value / other)).collect();
+            if let Some(summary) = crate::stats::Summary::of(&ratios) {
+                let floor = (1.0 - summary.ci_low).abs().max((summary.ci_high - 1.0).abs());
+                tracing::info!(target: "phasegate::calibration", run = %phase.runs[reference].name(), floor, "A/A noise floor");
+                floors.insert(key, floor);
+            }
+        }
+    }
+    floors
+}
+
+/// Flags (or fails) paired-ratio verdicts whose margin lies inside the noise floor.
+pub fn apply_noise_floors(phase: &PhasePlan, verdicts: &mut [Verdict], floors: &Floors, mode: CalibrationMode) {
+    if mode == CalibrationMode::Off {
+        return;
+    }
+    let points = phase.checks.iter().flat_map(|check| check.points.iter().map(move |point| (check, point)));
+    for ((check, point), verdict) in points.zip(verdicts.iter_mut()) {
+        let (Some((_, reference)), Some((_, denominator))) =
+            (point.paired, check.check.condition.as_ref().and_then(|condition| condition.ratio()))
+        else {
+            continue;
+        };
+        let Some(&floor) = floors.get(&(reference, denominator.mode, denominator.quantity.clone())) else { continue };
+        verdict.noise_floor = Some(floor);
+        let Some(margin) = verdict.measured.as_ref().and_then(|measured| measured.margin) else { continue };
+        if margin.abs() >= floor {
+            continue;
+        }
+        let note = format!(
+            "the margin {:+.1}% is inside this machine's A/A noise floor of ±{:.1}%: the threshold is tighter than the machine resolves",
+            100.0 * margin,
+            100.0 * floor
+        );
+        verdict.reason = Some(match verdict.reason.take() {
+            Some(reason) => format!("{reason}; {note}"),
+            None => note,
+        });
+        if mode == CalibrationMode::Fail && verdict.status != Status::Fail {
+            verdict.status = Status::Fail;
+        }
     }
 }
 

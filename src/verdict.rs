@@ -129,6 +129,9 @@ pub struct Verdict {
     /// Why the verdict is not a plain pass or fail.
     pub reason: Option<String>,
     pub waiver: Option<Xfail>,
+    /// The A/A noise floor of the compared runs (relative half-width), when calibrated.
+    #[serde(default)]
+    pub noise_floor: Option<f64>,
 }
 
 impl Verdict {
@@ -189,6 +192,7 @@ fn evaluate_point(
         snapshot: None,
         reason: None,
         waiver: check.xfail.clone(),
+        noise_floor: None,
     };
     if let Some(reason) = unmet_requirement(&check.requires, facts) {
         return finish(verdict, Status::NotApplicable, Some(reason), facts);

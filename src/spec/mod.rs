@@ -114,6 +114,33 @@ impl Settings {
     pub const KEYS: [&'static str; 7] = ["warmup", "repeats", "order", "threads", "timeout", "modes", "reruns"];
 }
 
+/// What an A/A calibration does with a check whose margin is inside the noise floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrationMode {
+    Off,
+    Warn,
+    Fail,
+}
+
+/// `[calibration]`: before each phase, the reference run of every paired-ratio check
+/// is run against a second instance of itself (A/A) for `repeats` interleaved pairs;
+/// the half-width of the interval of their median ratio is this machine's noise floor
+/// for that comparison. A check whose observed margin from its threshold is smaller
+/// than the floor is flagged (`warn`) or failed (`fail`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub mode: CalibrationMode,
+    pub repeats: u32,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Calibration { mode: CalibrationMode::Off, repeats: 10 }
+    }
+}
+
 /// Command-line and environment overrides.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -269,6 +296,8 @@ pub struct Spec {
     pub defaults: Settings,
     /// How runs compare with a baseline (`--baseline`).
     pub baseline: BaselineSettings,
+    /// The A/A noise-floor calibration of paired-ratio checks.
+    pub calibration: Calibration,
     pub phases: Vec<Phase>,
     /// The profiles the file declares.
     pub profiles: Vec<String>,
@@ -392,6 +421,9 @@ fn builtin_tree() -> Dict {
     let settings = settings.data().ok().and_then(|mut data| data.remove(&Profile::Default)).unwrap_or_default();
     tree.insert("defaults".into(), FigmentValue::from(settings));
     let baseline = BaselineSettings::default();
+    let calibration = Serialized::defaults(Calibration::default());
+    let calibration = calibration.data().ok().and_then(|mut data| data.remove(&Profile::Default)).unwrap_or_default();
+    tree.insert("calibration".into(), FigmentValue::from(calibration));
     let baseline = Serialized::defaults(RawBaseline { tolerance: baseline.tolerance, quantities: baseline.quantities });
     let baseline = baseline.data().ok().and_then(|mut data| data.remove(&Profile::Default)).unwrap_or_default();
     tree.insert("baseline".into(), FigmentValue::from(baseline));
@@ -572,6 +604,7 @@ struct RawSpec {
     experiment: RawExperiment,
     defaults: RawSettings,
     baseline: RawBaseline,
+    calibration: Calibration,
     #[serde(default)]
     phase: BTreeMap<String, RawPhase>,
 }
@@ -707,12 +740,16 @@ impl Resolver<'_> {
         }
         let phases = self.order_phases(phases)?;
         let baseline = self.baseline(raw.baseline, &phases)?;
+        if raw.calibration.repeats < 2 {
+            return Err(self.locator().value_error("calibration.repeats", "an A/A calibration needs at least 2 pairs"));
+        }
         Ok(Spec {
             file: self.path.to_owned(),
             hash: fnv1a_hex(text.as_bytes()),
             experiment,
             defaults,
             baseline,
+            calibration: raw.calibration,
             phases,
             profiles,
             profile: overrides.profile.clone(),
