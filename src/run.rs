@@ -201,7 +201,11 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         }
         let phase_dir = run_dir.join(&phase.phase.id);
         files::write_atomic(&phase_dir.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
-        files::write_atomic(&phase_dir.join("report.md"), markdown::render(&report).as_bytes())?;
+        let charts = report::charts::render(&report);
+        for chart in &charts {
+            files::write_atomic(&phase_dir.join(&chart.file), chart.svg.as_bytes())?;
+        }
+        files::write_atomic(&phase_dir.join("report.md"), markdown::render(&report, &charts).as_bytes())?;
         observer.phase_finished(phase);
         reports.push(report);
     }

@@ -10,12 +10,14 @@
 use std::fmt::Write;
 
 use crate::execute::RunStatus;
+use crate::report::charts::Chart;
 use crate::report::{PhaseReport, RunReport};
 use crate::spec::Mode;
 use crate::stats::format_seconds;
 use crate::verdict::{Measured, Method, ParityFigures, Status, Verdict, format_number};
 
-pub fn render(report: &PhaseReport) -> String {
+/// The phase report, linking the `charts` written beside it.
+pub fn render(report: &PhaseReport, charts: &[Chart]) -> String {
     let mut out = String::new();
     let phase = &report.phase;
     let _ = writeln!(out, "# {} — phase `{}`: {}\n", report.experiment.title, phase.id, phase.title);
@@ -24,6 +26,12 @@ pub fn render(report: &PhaseReport) -> String {
     }
     header(&mut out, report);
     checks(&mut out, &report.verdicts);
+    if !charts.is_empty() {
+        let _ = writeln!(out, "## Charts\n");
+        for chart in charts {
+            let _ = writeln!(out, "![{}]({})\n", chart.title, chart.file);
+        }
+    }
     results(&mut out, &report.runs);
     warnings(&mut out, &report.runs);
     failures(&mut out, &report.runs);

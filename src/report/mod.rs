@@ -5,6 +5,7 @@
 //! pull-request comments, and the plan regenerator. Renderers are pure functions from
 //! a report to text; the only file I/O of the crate's outputs is in [`files`].
 
+pub mod charts;
 pub mod files;
 pub mod junit;
 pub mod markdown;
