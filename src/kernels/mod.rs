@@ -6,11 +6,12 @@
 use crate::kernel::Kernel;
 
 pub mod command;
+pub mod io;
 pub mod mock;
 
 /// Every built-in kernel, in the order `list` shows them.
 pub fn all() -> Vec<&'static dyn Kernel> {
-    vec![&command::Command, &mock::Mock]
+    vec![&command::Command, &io::Io, &mock::Mock]
 }
 
 pub fn find(name: &str) -> Option<&'static dyn Kernel> {
