@@ -82,9 +82,32 @@ impl DateTime {
     }
 }
 
+/// Parses `YYYY-MM-DD` into `(year, month, day)`, checking the day exists.
+pub fn parse_date(text: &str) -> Option<(i64, u32, u32)> {
+    let mut parts = text.split('-');
+    let year: i64 = parts.next()?.parse().ok()?;
+    let month: u32 = parts.next()?.parse().ok()?;
+    let day: u32 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || text.len() != 10 || !(1..=12).contains(&month) {
+        return None;
+    }
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month as usize - 1];
+    (1..=days_in_month).contains(&day).then_some((year, month, day))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::DateTime;
+    use super::{DateTime, parse_date};
+
+    #[test]
+    fn dates_parse() {
+        assert_eq!(parse_date("2026-02-28"), Some((2026, 2, 28)));
+        assert_eq!(parse_date("2026-02-29"), None);
+        assert_eq!(parse_date("2024-02-29"), Some((2024, 2, 29)));
+        assert_eq!(parse_date("2026-13-01"), None);
+        assert_eq!(parse_date("26-1-1"), None);
+    }
 
     #[test]
     fn civil_dates() {

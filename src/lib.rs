@@ -9,5 +9,16 @@
 //! See `ARCHITECTURE.md` for the module map and its invariants.
 
 pub mod clock;
+pub mod describe;
+pub mod env;
+pub mod error;
+pub mod execute;
+pub mod expr;
 pub mod kernel;
 pub mod kernels;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod spec;
+pub mod stats;
+pub mod verdict;

@@ -50,6 +50,12 @@ impl Kernel for Mock {
                 Value::Float(1.0),
                 "factor applied to every sample (to inject regressions)",
             ),
+            ParamSpec::new(
+                "setup_ms",
+                ParamKind::Float { min: 0.0, max: 3.6e6 },
+                Value::Float(0.0),
+                "duration reported for the set-up in milliseconds",
+            ),
             ParamSpec::new("spin", ParamKind::Bool, Value::Bool(false), "busy-wait for real instead of faking"),
             ParamSpec::new(
                 "fail_at",
@@ -90,6 +96,7 @@ impl Kernel for Mock {
     fn instantiate(&self, params: &Params, context: &RunContext) -> anyhow::Result<Box<dyn Instance>> {
         Ok(Box::new(MockInstance {
             time_ms: params.float("time_ms"),
+            setup_ms: params.float("setup_ms"),
             jitter: params.float("jitter"),
             slowdown: params.float("slowdown"),
             spin: params.bool("spin"),
@@ -105,6 +112,7 @@ impl Kernel for Mock {
 
 struct MockInstance {
     time_ms: f64,
+    setup_ms: f64,
     jitter: f64,
     slowdown: f64,
     spin: bool,
@@ -116,11 +124,26 @@ struct MockInstance {
     calls: i64,
 }
 
+impl MockInstance {
+    /// Spends `duration`: for real when spinning, otherwise by reporting it.
+    fn wait(&self, probe: &mut Probe, duration: Duration) {
+        if self.spin {
+            let start = probe.start();
+            while start.elapsed() < duration {
+                std::hint::spin_loop();
+            }
+        } else {
+            probe.report_elapsed(duration);
+        }
+    }
+}
+
 impl Instance for MockInstance {
-    fn setup(&mut self, _probe: &mut Probe) -> anyhow::Result<()> {
+    fn setup(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
         if self.fail_at == 0 {
             anyhow::bail!("mock failure in set-up (fail_at = 0)");
         }
+        self.wait(probe, Duration::from_secs_f64(self.setup_ms * 1e-3));
         Ok(())
     }
 
@@ -131,15 +154,7 @@ impl Instance for MockInstance {
         }
         let noise: f64 = self.rng.random_range(-1.0..1.0);
         let seconds = self.time_ms * 1e-3 * self.slowdown * (1.0 + self.jitter * noise);
-        let duration = Duration::from_secs_f64(seconds.max(0.0));
-        if self.spin {
-            let start = probe.start();
-            while start.elapsed() < duration {
-                std::hint::spin_loop();
-            }
-        } else {
-            probe.report_elapsed(duration);
-        }
+        self.wait(probe, Duration::from_secs_f64(seconds.max(0.0)));
         probe.metric("items_per_s", ITEMS as f64 / seconds.max(1e-12));
         probe.metric("sample_index", (self.calls - 1) as f64);
         Ok(())

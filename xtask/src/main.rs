@@ -1,3 +1,181 @@
 //! The `cargo xtask` command line: a thin layer over the `phasegate` library.
+//!
+//! It parses flags, installs the tracing subscriber and the progress display, and
+//! dispatches to library functions. Exit codes are documented in `phasegate::run`.
 
-fn main() {}
+mod progress;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use phasegate::error::SpecError;
+use phasegate::plan::{self, Plan, Selection};
+use phasegate::run::{self, Exit, RunOptions};
+use phasegate::spec::{self, Overrides};
+use phasegate::{describe, report};
+
+/// Declarative performance experiments: TOML specs to phase reports and CI verdicts.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an experiment: execute its phases, write reports, exit with its verdict.
+    Run(RunArgs),
+    /// List an experiment's phases, workloads, matrix points and checks.
+    List(SpecArgs),
+    /// Validate a spec without running anything (exit 0 when valid, 2 otherwise).
+    Check(SpecArgs),
+    /// List the built-in kernels with their parameters and metrics.
+    Kernels,
+}
+
+#[derive(clap::Args)]
+struct SpecArgs {
+    /// The experiment spec (TOML).
+    spec: PathBuf,
+    /// Override a value: `key.path=value` (repeatable; later wins).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Apply the spec's `[profile.NAME]` overrides.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Only this phase.
+    #[arg(long)]
+    phase: Option<String>,
+    /// Only workloads whose id or `phase/id` matches this glob (`*`, `?`).
+    #[arg(long)]
+    filter: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Print the expanded matrix, the resolved settings with their sources and a time
+    /// estimate, and exit without running.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write JSON lines (one per sample and per telemetry event) to this file.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// Allow the spec's output root to lie outside the project.
+    #[arg(long)]
+    allow_outside: bool,
+    /// Plain progress lines even on a terminal.
+    #[arg(long)]
+    plain: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_file = match &cli.command {
+        Command::Run(args) => args.log_file.clone(),
+        _ => None,
+    };
+    if let Err(error) = progress::install_tracing(log_file.as_deref()) {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(Exit::Usage.code() as u8);
+    }
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::List(args) => load_plan(&args).map(|plan| {
+            print!("{}", describe::list(&plan));
+            Exit::Pass
+        }),
+        Command::Check(args) => load_plan(&args).and_then(|plan| {
+            let options = run_options(false)?;
+            run::preflight(&plan, &options)?;
+            println!(
+                "{}: valid ({} runs, {} checks)",
+                args.spec.display(),
+                plan.n_runs(),
+                plan.phases.iter().map(|phase| phase.checks.len()).sum::<usize>()
+            );
+            Ok(Exit::Pass)
+        }),
+        Command::Kernels => {
+            print!("{}", phasegate::kernels::describe());
+            Ok(Exit::Pass)
+        }
+    };
+    match result {
+        Ok(exit) => ExitCode::from(exit.code() as u8),
+        Err(error) => {
+            match error.downcast_ref::<SpecError>() {
+                Some(spec_error) => eprintln!("{spec_error}"),
+                None => eprintln!("error: {error:#}"),
+            }
+            ExitCode::from(Exit::Usage.code() as u8)
+        }
+    }
+}
+
+fn load_plan(args: &SpecArgs) -> anyhow::Result<Plan> {
+    let mut overrides = Overrides::from_env();
+    overrides.sets = args.sets.clone();
+    overrides.profile = args.profile.clone();
+    let spec = spec::load(&args.spec, &overrides)?;
+    let selection = Selection { phase: args.phase.clone(), filter: args.filter.clone() };
+    let env_set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    Ok(plan::expand(spec, selection, &env_set)?)
+}
+
+fn run_options(allow_outside: bool) -> anyhow::Result<RunOptions> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    Ok(RunOptions {
+        project_root: run::project_root(&cwd),
+        command: command_line(),
+        allow_outside,
+        facts: run::machine_facts(&vars),
+        keep_all_outputs: false,
+    })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<Exit> {
+    let plan = load_plan(&args.spec)?;
+    let options = run_options(args.allow_outside)?;
+    if args.dry_run {
+        let root = run::experiment_root(&plan, &options);
+        let earlier = latest_reports(&root);
+        print!("{}", describe::dry_run(&plan, &describe::estimate(&plan, &earlier)));
+        return Ok(Exit::Pass);
+    }
+    let fancy = std::io::stderr().is_terminal() && !args.plain;
+    let observer = progress::Progress::new(fancy);
+    let outcome = run::run(&plan, &options, &observer)?;
+    observer.finish();
+    print!("{}", describe::outcome(&outcome));
+    Ok(outcome.exit)
+}
+
+/// The phase reports of the experiment's latest run, if any.
+fn latest_reports(root: &Path) -> Vec<report::PhaseReport> {
+    let Some(dir) = report::files::latest_run_dir(root) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let mut reports: Vec<_> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| run::read_report(&entry.path().join("report.json")).ok())
+        .collect();
+    reports.sort_by(|a, b| a.phase.id.cmp(&b.phase.id));
+    reports
+}
+
+/// The command line as a user would type it, quoted where needed.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).map(|arg| quote(&arg)).collect();
+    format!("cargo xtask {}", args.join(" "))
+}
+
+fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain { arg.to_owned() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
+}

@@ -1,0 +1,204 @@
+//! Text for `list`, `check` and `run --dry-run`: what a spec expands to, where each
+//! setting comes from, and how long a run should take.
+//!
+//! The time estimate uses the latest report of the same experiment, when there is
+//! one: for each run with a recorded counterpart (same phase, workload and matrix
+//! point), the median cold and warm step times times the steps planned. Runs without
+//! a counterpart are counted as unknown rather than guessed.
+
+use std::fmt::Write;
+
+use crate::plan::Plan;
+use crate::report::PhaseReport;
+use crate::spec::{Mode, Spec};
+use crate::stats::format_seconds;
+
+/// An estimate of a plan's duration from earlier reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    pub seconds: f64,
+    pub known_runs: usize,
+    pub unknown_runs: usize,
+}
+
+pub fn estimate(plan: &Plan, earlier: &[PhaseReport]) -> Estimate {
+    let mut estimate = Estimate { seconds: 0.0, known_runs: 0, unknown_runs: 0 };
+    for phase in &plan.phases {
+        let report = earlier.iter().find(|report| report.phase.id == phase.phase.id);
+        for run in phase.runs.iter().filter(|run| run.skip.is_none()) {
+            let recorded = report.and_then(|report| {
+                report.runs.iter().find(|recorded| recorded.workload == run.workload && recorded.point == run.label)
+            });
+            let mut seconds = 0.0;
+            let mut known = true;
+            for mode in &run.settings.modes {
+                let steps = f64::from(run.settings.repeats)
+                    + if *mode == Mode::Warm { f64::from(run.settings.warmup) } else { 0.0 };
+                match recorded.and_then(|recorded| recorded.summary(*mode, "time")) {
+                    Some(summary) => seconds += steps * summary.median,
+                    None => known = false,
+                }
+            }
+            if known {
+                estimate.seconds += seconds;
+                estimate.known_runs += 1;
+            } else {
+                estimate.unknown_runs += 1;
+            }
+        }
+    }
+    estimate
+}
+
+/// `list`: phases, workloads with their matrix points, and checks.
+pub fn list(plan: &Plan) -> String {
+    let mut out = String::new();
+    let spec = &plan.spec;
+    let _ = writeln!(out, "{} ({}): {}", spec.experiment.name, spec.file.display(), spec.experiment.title);
+    if !spec.profiles.is_empty() {
+        let _ = writeln!(out, "profiles: {}", spec.profiles.join(", "));
+    }
+    for phase in &plan.phases {
+        let needs = if phase.phase.needs.is_empty() {
+            String::new()
+        } else {
+            format!(" (needs {})", phase.phase.needs.join(", "))
+        };
+        let _ = writeln!(out, "\nphase {}: {}{needs}", phase.phase.id, phase.phase.title);
+        for workload in &phase.phase.workloads {
+            let runs: Vec<_> = phase.runs.iter().filter(|run| run.workload == workload.id).collect();
+            let reference = workload
+                .reference
+                .as_ref()
+                .map(|reference| format!(", interleaved with {reference}"))
+                .unwrap_or_default();
+            let modes: Vec<&str> = workload.settings.modes.iter().map(|mode| mode.name()).collect();
+            let _ = writeln!(
+                out,
+                "  workload {} (kernel {}, {} run{}, {}, {} repeats{reference})",
+                workload.id,
+                workload.kernel,
+                runs.len(),
+                if runs.len() == 1 { "" } else { "s" },
+                modes.join("+"),
+                workload.settings.repeats
+            );
+            for run in runs {
+                let skip = run.skip.as_ref().map(|reason| format!("  [{reason}]")).unwrap_or_default();
+                let coords: Vec<String> = run.coords.iter().map(|(name, value)| format!("{name}={value}")).collect();
+                let _ = writeln!(out, "    {}  {}{skip}", run.name(), coords.join(" "));
+            }
+        }
+        for check in &phase.checks {
+            let what = match (&check.check.condition, &check.check.parity) {
+                (Some(condition), Some(parity)) => {
+                    format!("{} and parity {} vs {}", condition.text, parity.of, parity.against)
+                }
+                (Some(condition), None) => condition.text.clone(),
+                (None, Some(parity)) => format!("parity {} vs {} on `{}`", parity.of, parity.against, parity.output),
+                (None, None) => String::new(),
+            };
+            let points: Vec<&str> =
+                check.points.iter().map(|point| point.label.as_str()).filter(|label| !label.is_empty()).collect();
+            let at = if points.is_empty() { String::new() } else { format!(" at [{}]", points.join("], [")) };
+            let _ = writeln!(out, "  check {}: {what}{at}", check.check.id);
+        }
+    }
+    out
+}
+
+/// `run --dry-run`: the expanded matrix, the resolved configuration with the source
+/// of every value, and the time estimate.
+pub fn dry_run(plan: &Plan, estimate: &Estimate) -> String {
+    let mut out = list(plan);
+    let _ = writeln!(out, "\nresolved settings (value, source):");
+    for phase in &plan.phases {
+        for workload in &phase.phase.workloads {
+            let _ = writeln!(out, "  {}/{}:", phase.phase.id, workload.id);
+            for source in &workload.setting_sources {
+                let _ = writeln!(out, "    {:<8} = {:<16} ({})", source.key, source.value, source.origin);
+            }
+        }
+    }
+    overrides(&mut out, &plan.spec);
+    let _ = writeln!(out, "\n{} runs, {} timed steps (warm-up included)", plan.n_runs(), plan.n_steps());
+    if estimate.known_runs > 0 {
+        let _ = write!(
+            out,
+            "estimated time in steps: {} for {} runs from the latest report",
+            format_seconds(estimate.seconds),
+            estimate.known_runs
+        );
+        if estimate.unknown_runs > 0 {
+            let _ = write!(out, ", plus {} runs never measured", estimate.unknown_runs);
+        }
+        let _ = writeln!(out, " (set-up time excluded)");
+    } else {
+        let _ = writeln!(out, "estimated time: unknown (no earlier report of this experiment to estimate from)");
+    }
+    out
+}
+
+fn overrides(out: &mut String, spec: &Spec) {
+    let overrides: Vec<_> = spec.overrides().collect();
+    if overrides.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nvalues overriding the spec file:");
+    for source in overrides {
+        let _ = writeln!(out, "  {} = {} ({})", source.key, source.value, source.origin);
+    }
+}
+
+/// The text printed after a run: each phase's verdict, its non-passing checks and
+/// where its report is.
+pub fn outcome(outcome: &crate::run::Outcome) -> String {
+    use crate::verdict::{Status, format_number};
+    let mut out = String::new();
+    for report in &outcome.reports {
+        let totals = &report.totals;
+        let _ = writeln!(
+            out,
+            "phase {} ({}): {}  [{} pass, {} fail, {} inconclusive, {} other]  {}/{}/report.md",
+            report.phase.id,
+            report.phase.title,
+            totals.verdict().to_uppercase(),
+            totals.pass,
+            totals.fail + totals.not_measured,
+            totals.inconclusive,
+            totals.not_applicable + totals.skipped + totals.xfail + totals.xpass,
+            report.invocation.report_dir,
+            report.phase.id
+        );
+        for verdict in &report.verdicts {
+            let figures = verdict.measured.as_ref().map_or_else(String::new, |measured| {
+                format!(
+                    " observed {} {} {}",
+                    format_number(measured.observed),
+                    measured.cmp,
+                    format_number(measured.threshold)
+                )
+            });
+            let why = match (&verdict.reason, verdict.status) {
+                (Some(reason), _) => format!(": {reason}"),
+                (None, Status::Pass) => String::new(),
+                (None, _) => String::new(),
+            };
+            let _ = writeln!(out, "  {:<14} {}{figures}{why}", verdict.status.name(), verdict.name());
+        }
+        for run in &report.runs {
+            if let crate::execute::RunStatus::Failed(message) = &run.status {
+                let _ = writeln!(out, "  run {} failed: {}", run.name(), message.lines().next().unwrap_or_default());
+            }
+        }
+    }
+    let meaning = match outcome.exit {
+        crate::run::Exit::Pass => "all checks pass",
+        crate::run::Exit::Failed => "a check failed or could not be measured",
+        crate::run::Exit::Crashed => "a workload crashed",
+        crate::run::Exit::Inconclusive => "a check is inconclusive",
+        crate::run::Exit::Usage => "usage error",
+    };
+    let _ = writeln!(out, "reports: {}\nexit {}: {meaning}", outcome.run_dir.display(), outcome.exit.code());
+    out
+}

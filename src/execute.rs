@@ -1,0 +1,575 @@
+//! Execution: runs the plan's groups and collects raw samples.
+//!
+//! For every execution group (a workload and its interleaved partners, or a run on
+//! its own):
+//!
+//! 1. **Cold** (when a run lists the mode): `repeats` times, a fresh instance is
+//!    created and set up, and set-up plus the first step are timed together; the
+//!    set-up share is kept as the metric `setup_s`.
+//! 2. **Warm**: one instance per run is set up (untimed; its duration is kept as
+//!    `setup_s` of the first warm sample), then `warmup` untimed steps and `repeats`
+//!    timed steps. In a group of several runs the steps go round-robin (A B A B ...),
+//!    so sample i of every run in the group was taken at about the same time and the
+//!    samples pair up by index.
+//! 3. The outputs of the last step of each run whose outputs a check needs.
+//!
+//! Each run executes inside a rayon pool of its `threads`. A run fails, and stops
+//! sampling, when `setup` or `run` returns an error or panics, or when a sample takes
+//! longer than the timeout (in-process kernels cannot be interrupted: the sample is
+//! allowed to finish first). Scratch directories are removed after the group, and by
+//! the interrupt handler if the process is interrupted.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock;
+use crate::kernel::{Event, Instance, Output, Probe, RunContext};
+use crate::kernels;
+use crate::plan::{PhasePlan, Run};
+use crate::spec::Mode;
+
+/// One timed (or warm-up) step.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    pub mode: Mode,
+    /// Warm-up steps are kept but excluded from statistics.
+    pub warmup: bool,
+    /// The execution round: 0 for the first, then one more per re-run.
+    pub round: u32,
+    /// The index among the round's samples of this mode (warm-ups counted separately).
+    /// Interleaved partners' samples with equal round and index were taken together.
+    pub index: u32,
+    pub seconds: f64,
+    pub metrics: Vec<(String, f64)>,
+    /// Telemetry the kernel recorded during this step.
+    #[serde(skip)]
+    pub events: Vec<Event>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", content = "message", rename_all = "snake_case")]
+pub enum RunStatus {
+    Completed,
+    Skipped(String),
+    Failed(String),
+}
+
+/// Everything one run produced.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    pub run: usize,
+    pub status: RunStatus,
+    pub samples: Vec<Sample>,
+    /// Telemetry recorded during set-up (step telemetry is kept with its sample).
+    pub events: Vec<Event>,
+    pub warnings: Vec<String>,
+    pub outputs: Vec<Output>,
+}
+
+impl RunResult {
+    fn new(run: usize) -> RunResult {
+        RunResult {
+            run,
+            status: RunStatus::Completed,
+            samples: Vec::new(),
+            events: Vec::new(),
+            warnings: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// The timed (non-warm-up) samples of `mode`, in order.
+    pub fn timed(&self, mode: Mode) -> impl Iterator<Item = &Sample> {
+        self.samples.iter().filter(move |sample| sample.mode == mode && !sample.warmup)
+    }
+
+    pub fn failed(&self) -> Option<&str> {
+        match &self.status {
+            RunStatus::Failed(message) => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// Receives progress as execution goes; the command line draws it.
+pub trait Observer: Sync {
+    fn phase_started(&self, _phase: &PhasePlan, _steps: u64) {}
+    fn step_finished(&self, _phase: &PhasePlan, _run: &Run, _sample: &Sample) {}
+    fn run_failed(&self, _phase: &PhasePlan, _run: &Run, _message: &str) {}
+    fn phase_finished(&self, _phase: &PhasePlan) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Where scratch directories go, and whether outputs are kept for every run.
+#[derive(Clone, Debug)]
+pub struct ExecutionOptions {
+    pub scratch_root: PathBuf,
+    /// Keep the outputs of every run (for snapshots), not only those parity needs.
+    pub keep_all_outputs: bool,
+}
+
+/// Steps that finish faster than this get a "too short to time" warning.
+pub const TOO_SHORT_S: f64 = 10e-6;
+
+/// Executes every group of `phase`.
+pub fn execute_phase(phase: &PhasePlan, options: &ExecutionOptions, observer: &dyn Observer) -> Vec<RunResult> {
+    let mut results: Vec<RunResult> = phase.runs.iter().map(|run| RunResult::new(run.index)).collect();
+    execute_groups(phase, options, observer, &mut results, None, 0);
+    results
+}
+
+/// Executes the groups listed in `only` (all when `None`) as execution round `round`,
+/// appending to `results`. Runs that already failed stay failed.
+pub fn execute_groups(
+    phase: &PhasePlan,
+    options: &ExecutionOptions,
+    observer: &dyn Observer,
+    results: &mut [RunResult],
+    only: Option<&[usize]>,
+    round: u32,
+) {
+    install_interrupt_cleanup();
+    let mut pools = Pools::default();
+    let wanted = if options.keep_all_outputs { (0..phase.runs.len()).collect() } else { phase.runs_with_outputs() };
+    for (group_index, group) in phase.groups.iter().enumerate() {
+        if only.is_some_and(|only| !only.contains(&group_index)) {
+            continue;
+        }
+        let mut members = Vec::new();
+        for &run_index in group {
+            let run = &phase.runs[run_index];
+            match &run.skip {
+                Some(reason) => results[run_index].status = RunStatus::Skipped(reason.clone()),
+                None if results[run_index].failed().is_some() => {}
+                None => members.push(run_index),
+            }
+        }
+        if members.is_empty() {
+            continue;
+        }
+        let scratch = ScratchDirs::new(&options.scratch_root, &phase.phase.id);
+        let context = GroupContext { phase, observer, scratch: &scratch, round, wanted: &wanted };
+        let mut states: Vec<(usize, RunResult)> = members
+            .iter()
+            .map(|&index| (index, std::mem::replace(&mut results[index], RunResult::new(index))))
+            .collect();
+        context.execute(&mut states, &mut pools);
+        for (index, result) in states {
+            results[index] = result;
+        }
+    }
+}
+
+struct GroupContext<'a> {
+    phase: &'a PhasePlan,
+    observer: &'a dyn Observer,
+    scratch: &'a ScratchDirs,
+    round: u32,
+    wanted: &'a [usize],
+}
+
+/// One rayon pool per thread count, reused across runs.
+#[derive(Default)]
+struct Pools {
+    pools: HashMap<usize, rayon::ThreadPool>,
+}
+
+impl Pools {
+    fn get(&mut self, threads: usize) -> &rayon::ThreadPool {
+        self.pools.entry(threads).or_insert_with(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(move |index| format!("phasegate-{threads}-{index}"))
+                .build()
+                .expect("cannot start a thread pool")
+        })
+    }
+}
+
+/// The live part of a run during warm sampling.
+struct Live {
+    instance: Option<Box<dyn Instance>>,
+}
+
+impl GroupContext<'_> {
+    fn repeats(&self, run: &Run) -> u32 {
+        run.settings.repeats
+    }
+
+    fn context(&self, run: &Run) -> RunContext {
+        RunContext {
+            seed: run.seed,
+            threads: run.threads,
+            scratch_dir: self.scratch.dir(run.index),
+            timeout: Duration::from_secs_f64(run.settings.timeout_s),
+        }
+    }
+
+    fn fail(&self, run: &Run, result: &mut RunResult, message: String) {
+        tracing::warn!(target: "phasegate::run", run = %run.name(), "run failed: {message}");
+        self.observer.run_failed(self.phase, run, &message);
+        result.status = RunStatus::Failed(message);
+    }
+
+    fn execute(&self, states: &mut [(usize, RunResult)], pools: &mut Pools) {
+        let runs: Vec<&Run> = states.iter().map(|(index, _)| &self.phase.runs[*index]).collect();
+        // Cold samples, round-robin over the group.
+        let cold_rounds = runs
+            .iter()
+            .filter(|run| run.settings.modes.contains(&Mode::Cold))
+            .map(|run| self.repeats(run))
+            .max()
+            .unwrap_or(0);
+        for round in 0..cold_rounds {
+            for (slot, (_, result)) in states.iter_mut().enumerate() {
+                let run = runs[slot];
+                if result.failed().is_some() || !run.settings.modes.contains(&Mode::Cold) || round >= self.repeats(run)
+                {
+                    continue;
+                }
+                let keep_outputs = !run.settings.modes.contains(&Mode::Warm) && round + 1 == self.repeats(run);
+                let pool = pools.get(run.threads);
+                pool.install(|| self.cold_sample(run, result, round, keep_outputs));
+            }
+        }
+        // Warm samples: set up every instance, then warm-up and timed rounds.
+        let mut lives: Vec<Live> = Vec::with_capacity(states.len());
+        for (slot, (_, result)) in states.iter_mut().enumerate() {
+            let run = runs[slot];
+            let warm = run.settings.modes.contains(&Mode::Warm) && result.failed().is_none();
+            let instance = if warm { pools.get(run.threads).install(|| self.warm_setup(run, result)) } else { None };
+            lives.push(Live { instance });
+        }
+        if states.len() == 1 {
+            // A run on its own: one pool entry for the whole series keeps the
+            // per-sample overhead to the clock reads.
+            let run = runs[0];
+            let (_, result) = &mut states[0];
+            let live = &mut lives[0];
+            let warmup = run.settings.warmup;
+            let repeats = self.repeats(run);
+            pools.get(run.threads).install(|| {
+                for index in 0..warmup {
+                    self.warm_step(run, result, live, index, true);
+                }
+                for index in 0..repeats {
+                    self.warm_step(run, result, live, index, false);
+                }
+            });
+        } else {
+            let warmup_rounds = runs.iter().map(|run| run.settings.warmup).max().unwrap_or(0);
+            for round in 0..warmup_rounds {
+                for (slot, (_, result)) in states.iter_mut().enumerate() {
+                    let run = runs[slot];
+                    if round < run.settings.warmup {
+                        pools.get(run.threads).install(|| self.warm_step(run, result, &mut lives[slot], round, true));
+                    }
+                }
+            }
+            let rounds = runs.iter().map(|run| self.repeats(run)).max().unwrap_or(0);
+            for round in 0..rounds {
+                for (slot, (_, result)) in states.iter_mut().enumerate() {
+                    let run = runs[slot];
+                    if round < self.repeats(run) {
+                        pools.get(run.threads).install(|| self.warm_step(run, result, &mut lives[slot], round, false));
+                    }
+                }
+            }
+        }
+        for (slot, (_, result)) in states.iter_mut().enumerate() {
+            let run = runs[slot];
+            if let Some(instance) = lives[slot].instance.as_mut()
+                && self.wanted.contains(&run.index)
+                && result.failed().is_none()
+            {
+                let outputs = pools.get(run.threads).install(|| catch_unwind(AssertUnwindSafe(|| instance.outputs())));
+                match outputs {
+                    Ok(outputs) => result.outputs = outputs,
+                    Err(payload) => self.fail(
+                        run,
+                        result,
+                        format!("panicked while collecting outputs: {}", panic_message(&payload)),
+                    ),
+                }
+            }
+        }
+        drop(lives);
+        for (index, _) in states.iter() {
+            self.scratch.remove(*index);
+        }
+    }
+
+    fn cold_sample(&self, run: &Run, result: &mut RunResult, index: u32, keep_outputs: bool) {
+        let kernel = kernels::find(&run.kernel).expect("validated kernel");
+        self.scratch.create(run.index);
+        let mut probe = Probe::default();
+        let start = clock::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<Box<dyn Instance>> {
+            let mut instance = kernel.instantiate(&run.params, &self.context(run))?;
+            instance.setup(&mut probe)?;
+            Ok(instance)
+        }));
+        let setup_elapsed = start.elapsed();
+        let mut instance = match outcome {
+            Ok(Ok(instance)) => instance,
+            Ok(Err(error)) => return self.fail(run, result, format!("set-up failed: {error:#}")),
+            Err(payload) => return self.fail(run, result, format!("set-up panicked: {}", panic_message(&payload))),
+        };
+        // The set-up may have reported its own elapsed time (mock kernel); the step's
+        // report replaces only the step's share.
+        let setup_seconds = probe.elapsed_override.take().unwrap_or(setup_elapsed).as_secs_f64();
+        let step_start = clock::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| instance.run(&mut probe)));
+        let step_elapsed = step_start.elapsed();
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return self.fail(run, result, format!("cold step failed: {error:#}")),
+            Err(payload) => return self.fail(run, result, format!("cold step panicked: {}", panic_message(&payload))),
+        }
+        let step_seconds = probe.elapsed_override.unwrap_or(step_elapsed).as_secs_f64();
+        probe.metric("setup_s", setup_seconds);
+        self.record(run, result, probe, Mode::Cold, index, false, setup_seconds + step_seconds);
+        if keep_outputs && self.wanted.contains(&run.index) {
+            match catch_unwind(AssertUnwindSafe(|| instance.outputs())) {
+                Ok(outputs) => result.outputs = outputs,
+                Err(payload) => {
+                    self.fail(run, result, format!("panicked while collecting outputs: {}", panic_message(&payload)))
+                }
+            }
+        }
+    }
+
+    fn warm_setup(&self, run: &Run, result: &mut RunResult) -> Option<Box<dyn Instance>> {
+        let kernel = kernels::find(&run.kernel).expect("validated kernel");
+        self.scratch.create(run.index);
+        let mut probe = Probe::default();
+        let start = clock::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<Box<dyn Instance>> {
+            let mut instance = kernel.instantiate(&run.params, &self.context(run))?;
+            instance.setup(&mut probe)?;
+            Ok(instance)
+        }));
+        let elapsed = probe.elapsed_override.unwrap_or(start.elapsed());
+        match outcome {
+            Ok(Ok(instance)) => {
+                result.events.append(&mut probe.events);
+                for warning in probe.warnings.drain(..) {
+                    if !result.warnings.contains(&warning) {
+                        result.warnings.push(warning);
+                    }
+                }
+                result.events.push(Event {
+                    kind: "setup".into(),
+                    fields: vec![("setup_s".into(), crate::kernel::Value::Float(elapsed.as_secs_f64()))],
+                });
+                Some(instance)
+            }
+            Ok(Err(error)) => {
+                self.fail(run, result, format!("set-up failed: {error:#}"));
+                None
+            }
+            Err(payload) => {
+                self.fail(run, result, format!("set-up panicked: {}", panic_message(&payload)));
+                None
+            }
+        }
+    }
+
+    fn warm_step(&self, run: &Run, result: &mut RunResult, live: &mut Live, index: u32, warmup: bool) {
+        if result.failed().is_some() {
+            return;
+        }
+        let Some(instance) = live.instance.as_mut() else { return };
+        let mut probe = Probe::default();
+        let start = clock::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| instance.run(&mut probe)));
+        let elapsed = start.elapsed();
+        match outcome {
+            Ok(Ok(())) => {
+                let seconds = probe.elapsed_override.unwrap_or(elapsed).as_secs_f64();
+                self.record(run, result, probe, Mode::Warm, index, warmup, seconds);
+            }
+            Ok(Err(error)) => {
+                live.instance = None;
+                self.fail(run, result, format!("step failed: {error:#}"));
+            }
+            Err(payload) => {
+                live.instance = None;
+                self.fail(run, result, format!("step panicked: {}", panic_message(&payload)));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        run: &Run,
+        result: &mut RunResult,
+        mut probe: Probe,
+        mode: Mode,
+        index: u32,
+        warmup: bool,
+        seconds: f64,
+    ) {
+        let mut sample = Sample {
+            mode,
+            warmup,
+            round: self.round,
+            index,
+            seconds,
+            metrics: std::mem::take(&mut probe.metrics),
+            events: Vec::new(),
+        };
+        if tracing::enabled!(target: "phasegate::sample", tracing::Level::DEBUG) {
+            let metrics: serde_json::Map<String, serde_json::Value> =
+                sample.metrics.iter().map(|(name, value)| (name.clone(), serde_json::json!(value))).collect();
+            tracing::debug!(
+                target: "phasegate::sample",
+                phase = %self.phase.phase.id,
+                run = %run.name(),
+                mode = mode.name(),
+                warmup,
+                index,
+                seconds,
+                metrics = %serde_json::Value::Object(metrics),
+                "sample"
+            );
+        }
+        for event in &probe.events {
+            if tracing::enabled!(target: "phasegate::telemetry", tracing::Level::DEBUG) {
+                let fields: serde_json::Map<String, serde_json::Value> =
+                    event.fields.iter().map(|(name, value)| (name.clone(), value_json(value))).collect();
+                tracing::debug!(
+                    target: "phasegate::telemetry",
+                    phase = %self.phase.phase.id,
+                    run = %run.name(),
+                    kind = %event.kind,
+                    fields = %serde_json::Value::Object(fields),
+                    "telemetry"
+                );
+            }
+        }
+        sample.events = std::mem::take(&mut probe.events);
+        for warning in probe.warnings {
+            if !result.warnings.contains(&warning) {
+                result.warnings.push(warning);
+            }
+        }
+        self.observer.step_finished(self.phase, run, &sample);
+        result.samples.push(sample);
+        if seconds > run.settings.timeout_s {
+            self.fail(
+                run,
+                result,
+                format!(
+                    "a {} sample took {:.3} s, more than the timeout of {} s",
+                    mode.name(),
+                    seconds,
+                    run.settings.timeout_s
+                ),
+            );
+        }
+    }
+}
+
+/// A kernel value as JSON.
+pub fn value_json(value: &crate::kernel::Value) -> serde_json::Value {
+    use crate::kernel::Value;
+    match value {
+        Value::Bool(flag) => serde_json::json!(flag),
+        Value::Int(integer) => serde_json::json!(integer),
+        Value::Float(float) => serde_json::json!(float),
+        Value::Text(text) => serde_json::json!(text),
+        Value::List(items) => serde_json::Value::Array(items.iter().map(value_json).collect()),
+    }
+}
+
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// The scratch directories of one group: `<root>/<phase>/run-<index>`.
+struct ScratchDirs {
+    base: PathBuf,
+}
+
+impl ScratchDirs {
+    fn new(root: &Path, phase: &str) -> ScratchDirs {
+        ScratchDirs { base: root.join(phase) }
+    }
+
+    fn dir(&self, run: usize) -> PathBuf {
+        self.base.join(format!("run-{run}"))
+    }
+
+    fn create(&self, run: usize) {
+        let dir = self.dir(run);
+        // A stale directory from an earlier sample of this run is replaced.
+        let _ = std::fs::remove_dir_all(&dir);
+        if std::fs::create_dir_all(&dir).is_ok() {
+            active_scratch().lock().unwrap_or_else(|poison| poison.into_inner()).push(dir);
+        }
+    }
+
+    fn remove(&self, run: usize) {
+        let dir = self.dir(run);
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut active = active_scratch().lock().unwrap_or_else(|poison| poison.into_inner());
+        active.retain(|existing| existing != &dir);
+        // Remove the phase and root directories once empty; ignore failures (not empty).
+        let _ = std::fs::remove_dir(&self.base);
+        if let Some(root) = self.base.parent() {
+            let _ = std::fs::remove_dir(root);
+        }
+    }
+}
+
+impl Drop for ScratchDirs {
+    fn drop(&mut self) {
+        let mut active = active_scratch().lock().unwrap_or_else(|poison| poison.into_inner());
+        active.retain(|dir| {
+            if dir.starts_with(&self.base) {
+                let _ = std::fs::remove_dir_all(dir);
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+fn active_scratch() -> &'static Mutex<Vec<PathBuf>> {
+    static ACTIVE: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
+    ACTIVE.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Exit status after an interrupt (128 + SIGINT), as shells report it.
+pub const INTERRUPTED_EXIT: i32 = 130;
+
+/// On SIGINT or SIGTERM: remove live scratch directories and exit with 130. Reports
+/// written so far stay intact (they are written atomically).
+fn install_interrupt_cleanup() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let _ = ctrlc::try_set_handler(|| {
+            let active = active_scratch().lock().unwrap_or_else(|poison| poison.into_inner());
+            for dir in active.iter() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            eprintln!("\ninterrupted: scratch files removed; reports of finished phases are kept");
+            std::process::exit(INTERRUPTED_EXIT);
+        });
+    });
+}

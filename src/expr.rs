@@ -1,0 +1,513 @@
+//! Check expressions: `LHS CMP RHS` over statistics of the runs of one phase.
+//!
+//! Grammar (whitespace is free):
+//!
+//! ```text
+//! condition := sum CMP sum                      CMP: >= > <= < == !=
+//! sum       := product (("+" | "-") product)*
+//! product   := unary (("*" | "/") unary)*
+//! unary     := "-" unary | atom
+//! atom      := NUMBER | "(" sum ")" | reference
+//! reference := WORKLOAD selector? "." MODE "." [QUANTITY "."] STAT
+//! selector  := "[" NAME "=" LITERAL ("," NAME "=" LITERAL)* "]"
+//! ```
+//!
+//! `MODE` is `cold` or `warm`; `QUANTITY` is `time` (the default, in seconds) or a
+//! metric the workload's kernel declares; `STAT` is one of [`Stat`]. A condition whose
+//! left side is a quotient of two references to the same mode and statistic, and whose
+//! right side has no references, is a *paired ratio* when the two runs are interleaved
+//! partners: it is evaluated on the per-pair ratios (see `verdict`).
+
+use std::fmt;
+use std::ops::Range;
+
+use crate::kernel::Value;
+use crate::spec::Mode;
+
+/// A statistic of a run's samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stat {
+    Mean,
+    Median,
+    Min,
+    Max,
+    Stddev,
+    Mad,
+}
+
+impl Stat {
+    pub const ALL: [(&'static str, Stat); 6] = [
+        ("mean", Stat::Mean),
+        ("median", Stat::Median),
+        ("min", Stat::Min),
+        ("max", Stat::Max),
+        ("stddev", Stat::Stddev),
+        ("mad", Stat::Mad),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Stat::ALL.iter().find(|(_, stat)| *stat == self).map_or("?", |(name, _)| name)
+    }
+
+    fn parse(text: &str) -> Option<Stat> {
+        Stat::ALL.iter().find(|(name, _)| *name == text).map(|(_, stat)| *stat)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    Eq,
+    Ne,
+}
+
+impl Cmp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Cmp::Ge => ">=",
+            Cmp::Gt => ">",
+            Cmp::Le => "<=",
+            Cmp::Lt => "<",
+            Cmp::Eq => "==",
+            Cmp::Ne => "!=",
+        }
+    }
+
+    pub fn holds(self, left: f64, right: f64) -> bool {
+        match self {
+            Cmp::Ge => left >= right,
+            Cmp::Gt => left > right,
+            Cmp::Le => left <= right,
+            Cmp::Lt => left < right,
+            Cmp::Eq => left == right,
+            Cmp::Ne => left != right,
+        }
+    }
+}
+
+/// A reference to one statistic of one workload's runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reference {
+    pub workload: String,
+    pub selectors: Vec<(String, Value)>,
+    pub mode: Mode,
+    /// `time` or a metric name.
+    pub quantity: String,
+    pub stat: Stat,
+    /// Byte range of the reference in the expression text.
+    pub span: Range<usize>,
+}
+
+impl Reference {
+    pub fn is_time(&self) -> bool {
+        self.quantity == "time"
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.workload)?;
+        if !self.selectors.is_empty() {
+            let parts: Vec<String> = self.selectors.iter().map(|(name, value)| format!("{name}={value}")).collect();
+            write!(f, "[{}]", parts.join(","))?;
+        }
+        write!(f, ".{}.{}.{}", self.mode.name(), self.quantity, self.stat.name())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Node {
+    Number(f64),
+    Ref(Reference),
+    Neg(Box<Node>),
+    Binary(char, Box<Node>, Box<Node>),
+}
+
+impl Node {
+    /// Every reference in the expression, left to right.
+    pub fn references(&self) -> Vec<&Reference> {
+        let mut found = Vec::new();
+        self.collect(&mut found);
+        found
+    }
+
+    fn collect<'a>(&'a self, found: &mut Vec<&'a Reference>) {
+        match self {
+            Node::Number(_) => {}
+            Node::Ref(reference) => found.push(reference),
+            Node::Neg(inner) => inner.collect(found),
+            Node::Binary(_, left, right) => {
+                left.collect(found);
+                right.collect(found);
+            }
+        }
+    }
+
+    /// Evaluates with `lookup` giving each reference's value; `None` when any value is
+    /// missing.
+    pub fn eval(&self, lookup: &mut dyn FnMut(&Reference) -> Option<f64>) -> Option<f64> {
+        Some(match self {
+            Node::Number(value) => *value,
+            Node::Ref(reference) => lookup(reference)?,
+            Node::Neg(inner) => -inner.eval(lookup)?,
+            Node::Binary(op, left, right) => {
+                let (left, right) = (left.eval(lookup)?, right.eval(lookup)?);
+                match op {
+                    '+' => left + right,
+                    '-' => left - right,
+                    '*' => left * right,
+                    _ => left / right,
+                }
+            }
+        })
+    }
+}
+
+/// A parsed check condition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    pub text: String,
+    pub left: Node,
+    pub cmp: Cmp,
+    pub right: Node,
+}
+
+impl Condition {
+    pub fn references(&self) -> Vec<&Reference> {
+        let mut found = self.left.references();
+        found.extend(self.right.references());
+        found
+    }
+
+    /// `(numerator, denominator)` when the condition is a candidate paired ratio: the
+    /// left side is `A / B` with equal mode and statistic and the right side is
+    /// constant. Whether A and B really are interleaved partners is decided by the plan.
+    pub fn ratio(&self) -> Option<(&Reference, &Reference)> {
+        let Node::Binary('/', numerator, denominator) = &self.left else { return None };
+        let (Node::Ref(numerator), Node::Ref(denominator)) = (numerator.as_ref(), denominator.as_ref()) else {
+            return None;
+        };
+        let constant_right = self.right.references().is_empty();
+        (constant_right && numerator.mode == denominator.mode && numerator.stat == denominator.stat)
+            .then_some((numerator, denominator))
+    }
+}
+
+/// A parse error with its byte range in the expression.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExprError {
+    pub message: String,
+    pub span: Range<usize>,
+}
+
+pub fn parse(text: &str) -> Result<Condition, ExprError> {
+    let tokens = tokenize(text)?;
+    let mut parser = Parser { tokens, position: 0, end: text.len() };
+    let left = parser.sum()?;
+    let cmp = match parser.next() {
+        Some((Token::Cmp(cmp), _)) => cmp,
+        Some((token, span)) => {
+            return Err(ExprError { message: format!("expected a comparison (>=, <=, ...), found {token}"), span });
+        }
+        None => {
+            return Err(ExprError {
+                message: "expected a comparison such as `>= 4` at the end".into(),
+                span: text.len()..text.len(),
+            });
+        }
+    };
+    let right = parser.sum()?;
+    if let Some((token, span)) = parser.next() {
+        return Err(ExprError { message: format!("unexpected {token} after the condition"), span });
+    }
+    Ok(Condition { text: text.to_owned(), left, cmp, right })
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Token {
+    /// The value, and whether it was written as an integer.
+    Number(f64, bool),
+    Ident(String),
+    Text(String),
+    Symbol(char),
+    Cmp(Cmp),
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Token::Number(value, _) => write!(f, "number `{value}`"),
+            Token::Ident(name) => write!(f, "`{name}`"),
+            Token::Text(text) => write!(f, "string \"{text}\""),
+            Token::Symbol(symbol) => write!(f, "`{symbol}`"),
+            Token::Cmp(cmp) => write!(f, "`{}`", cmp.symbol()),
+        }
+    }
+}
+
+fn tokenize(text: &str) -> Result<Vec<(Token, Range<usize>)>, ExprError> {
+    let bytes = text.as_bytes();
+    let mut tokens = Vec::new();
+    let mut index = 0;
+    while index < bytes.len() {
+        let start = index;
+        let byte = bytes[index];
+        match byte {
+            b' ' | b'\t' | b'\n' | b'\r' => index += 1,
+            b'0'..=b'9' => {
+                while index < bytes.len()
+                    && (bytes[index].is_ascii_digit() || bytes[index] == b'.' || bytes[index] == b'_')
+                {
+                    index += 1;
+                }
+                if index < bytes.len() && (bytes[index] == b'e' || bytes[index] == b'E') {
+                    index += 1;
+                    if index < bytes.len() && (bytes[index] == b'-' || bytes[index] == b'+') {
+                        index += 1;
+                    }
+                    while index < bytes.len() && bytes[index].is_ascii_digit() {
+                        index += 1;
+                    }
+                }
+                let literal = text[start..index].replace('_', "");
+                let value = literal
+                    .parse::<f64>()
+                    .map_err(|_| ExprError { message: format!("invalid number `{literal}`"), span: start..index })?;
+                let integer = !literal.contains(['.', 'e', 'E']);
+                tokens.push((Token::Number(value, integer), start..index));
+            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                while index < bytes.len() && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_') {
+                    index += 1;
+                }
+                tokens.push((Token::Ident(text[start..index].to_owned()), start..index));
+            }
+            b'"' | b'\'' => {
+                let close = text[index + 1..]
+                    .find(byte as char)
+                    .ok_or(ExprError { message: "unterminated string".into(), span: start..text.len() })?;
+                index += close + 2;
+                tokens.push((Token::Text(text[start + 1..index - 1].to_owned()), start..index));
+            }
+            b'>' | b'<' | b'=' | b'!' => {
+                let two = text.get(index..index + 2).unwrap_or("");
+                let (cmp, width) = match (byte, two) {
+                    (_, ">=") => (Some(Cmp::Ge), 2),
+                    (_, "<=") => (Some(Cmp::Le), 2),
+                    (_, "==") => (Some(Cmp::Eq), 2),
+                    (_, "!=") => (Some(Cmp::Ne), 2),
+                    (b'>', _) => (Some(Cmp::Gt), 1),
+                    (b'<', _) => (Some(Cmp::Lt), 1),
+                    (b'=', _) => (None, 1),
+                    _ => {
+                        return Err(ExprError { message: "unexpected `!`".into(), span: start..start + 1 });
+                    }
+                };
+                index += width;
+                match cmp {
+                    Some(cmp) => tokens.push((Token::Cmp(cmp), start..index)),
+                    None => tokens.push((Token::Symbol('='), start..index)),
+                }
+            }
+            b'+' | b'-' | b'*' | b'/' | b'(' | b')' | b'[' | b']' | b'.' | b',' => {
+                index += 1;
+                tokens.push((Token::Symbol(byte as char), start..index));
+            }
+            _ => {
+                let character = text[index..].chars().next().unwrap_or('?');
+                return Err(ExprError {
+                    message: format!("unexpected character `{character}`"),
+                    span: start..start + character.len_utf8(),
+                });
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+struct Parser {
+    tokens: Vec<(Token, Range<usize>)>,
+    position: usize,
+    end: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.position).map(|(token, _)| token)
+    }
+
+    fn next(&mut self) -> Option<(Token, Range<usize>)> {
+        let token = self.tokens.get(self.position).cloned();
+        self.position += 1;
+        token
+    }
+
+    fn here(&self) -> Range<usize> {
+        self.tokens.get(self.position).map_or(self.end..self.end, |(_, span)| span.clone())
+    }
+
+    fn expect_symbol(&mut self, symbol: char, what: &str) -> Result<Range<usize>, ExprError> {
+        match self.next() {
+            Some((Token::Symbol(found), span)) if found == symbol => Ok(span),
+            Some((token, span)) => Err(ExprError { message: format!("expected {what}, found {token}"), span }),
+            None => Err(ExprError { message: format!("expected {what} at the end"), span: self.end..self.end }),
+        }
+    }
+
+    fn sum(&mut self) -> Result<Node, ExprError> {
+        let mut node = self.product()?;
+        while let Some(Token::Symbol(op @ ('+' | '-'))) = self.peek().cloned() {
+            self.position += 1;
+            node = Node::Binary(op, Box::new(node), Box::new(self.product()?));
+        }
+        Ok(node)
+    }
+
+    fn product(&mut self) -> Result<Node, ExprError> {
+        let mut node = self.unary()?;
+        while let Some(Token::Symbol(op @ ('*' | '/'))) = self.peek().cloned() {
+            self.position += 1;
+            node = Node::Binary(op, Box::new(node), Box::new(self.unary()?));
+        }
+        Ok(node)
+    }
+
+    fn unary(&mut self) -> Result<Node, ExprError> {
+        if self.peek() == Some(&Token::Symbol('-')) {
+            self.position += 1;
+            return Ok(Node::Neg(Box::new(self.unary()?)));
+        }
+        self.atom()
+    }
+
+    fn atom(&mut self) -> Result<Node, ExprError> {
+        let span = self.here();
+        match self.next() {
+            Some((Token::Number(value, _), _)) => Ok(Node::Number(value)),
+            Some((Token::Symbol('('), _)) => {
+                let inner = self.sum()?;
+                self.expect_symbol(')', "`)`")?;
+                Ok(inner)
+            }
+            Some((Token::Ident(workload), _)) => self.reference(workload, span.start),
+            Some((token, span)) => {
+                Err(ExprError { message: format!("expected a number or a reference, found {token}"), span })
+            }
+            None => Err(ExprError { message: "expression ends too early".into(), span }),
+        }
+    }
+
+    fn reference(&mut self, workload: String, start: usize) -> Result<Node, ExprError> {
+        let mut selectors = Vec::new();
+        if self.peek() == Some(&Token::Symbol('[')) {
+            self.position += 1;
+            loop {
+                let name = match self.next() {
+                    Some((Token::Ident(name), _)) => name,
+                    Some((token, span)) => {
+                        return Err(ExprError { message: format!("expected a parameter name, found {token}"), span });
+                    }
+                    None => return Err(ExprError { message: "unterminated selector".into(), span: start..self.end }),
+                };
+                self.expect_symbol('=', "`=` in the selector")?;
+                let value = match self.next() {
+                    Some((Token::Number(number, true), _)) if number.abs() < 9e15 => Value::Int(number as i64),
+                    Some((Token::Number(number, _), _)) => Value::Float(number),
+                    Some((Token::Ident(text), _)) if text == "true" || text == "false" => Value::Bool(text == "true"),
+                    Some((Token::Ident(text) | Token::Text(text), _)) => Value::Text(text),
+                    Some((token, span)) => {
+                        return Err(ExprError { message: format!("expected a value, found {token}"), span });
+                    }
+                    None => return Err(ExprError { message: "unterminated selector".into(), span: start..self.end }),
+                };
+                selectors.push((name, value));
+                match self.next() {
+                    Some((Token::Symbol(','), _)) => continue,
+                    Some((Token::Symbol(']'), _)) => break,
+                    Some((token, span)) => {
+                        return Err(ExprError { message: format!("expected `,` or `]`, found {token}"), span });
+                    }
+                    None => return Err(ExprError { message: "unterminated selector".into(), span: start..self.end }),
+                }
+            }
+        }
+        let mut parts = Vec::new();
+        let mut end = start + workload.len();
+        while self.peek() == Some(&Token::Symbol('.')) {
+            self.position += 1;
+            match self.next() {
+                Some((Token::Ident(part), span)) => {
+                    end = span.end;
+                    parts.push((part, span));
+                }
+                Some((token, span)) => {
+                    return Err(ExprError { message: format!("expected a name after `.`, found {token}"), span });
+                }
+                None => return Err(ExprError { message: "expected a name after `.`".into(), span: end..self.end }),
+            }
+        }
+        let span = start..end;
+        let usage = format!(
+            "expected `{workload}.warm.median` or `{workload}.warm.METRIC.median` (mode cold|warm; statistic one of {})",
+            Stat::ALL.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+        );
+        let (mode, quantity, stat) = match parts.as_slice() {
+            [(mode, _), (stat, stat_span)] => (mode, "time".to_owned(), (stat, stat_span)),
+            [(mode, _), (quantity, _), (stat, stat_span)] => (mode, quantity.clone(), (stat, stat_span)),
+            _ => return Err(ExprError { message: usage, span }),
+        };
+        let mode = match mode.as_str() {
+            "cold" => Mode::Cold,
+            "warm" => Mode::Warm,
+            _ => return Err(ExprError { message: usage, span }),
+        };
+        let stat = Stat::parse(stat.0).ok_or_else(|| ExprError {
+            message: format!("unknown statistic `{}`; {usage}", stat.0),
+            span: stat.1.clone(),
+        })?;
+        Ok(Node::Ref(Reference { workload, selectors, mode, quantity, stat, span }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cmp, Node, Stat, parse};
+    use crate::kernel::Value;
+
+    #[test]
+    fn parses_ratio_condition() {
+        let condition = parse("scalar[size=1024].warm.median / fast[size=1024].warm.median >= 4").unwrap();
+        assert_eq!(condition.cmp, Cmp::Ge);
+        assert_eq!(condition.right, Node::Number(4.0));
+        let (numerator, denominator) = condition.ratio().unwrap();
+        assert_eq!(numerator.workload, "scalar");
+        assert_eq!(numerator.selectors, vec![("size".to_owned(), Value::Int(1024))]);
+        assert_eq!(denominator.workload, "fast");
+        assert_eq!(denominator.stat, Stat::Median);
+        assert!(numerator.is_time());
+    }
+
+    #[test]
+    fn parses_metrics_and_arithmetic() {
+        let condition = parse("a.warm.bw_bytes.max <= 2 * (b.cold.mean + 1e-3) - -1").unwrap();
+        let references = condition.references();
+        assert_eq!(references.len(), 2);
+        assert_eq!(references[0].quantity, "bw_bytes");
+        assert!(condition.ratio().is_none());
+        let value = condition.right.eval(&mut |_| Some(1.0)).unwrap();
+        assert!((value - (2.0 * 1.001 + 1.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn reports_error_spans() {
+        let error = parse("a.warm.median >= ").unwrap_err();
+        assert_eq!(error.message, "expression ends too early");
+        let error = parse("a.warm.average >= 1").unwrap_err();
+        assert_eq!(error.span, 7..14);
+        let error = parse("a.hot.median >= 1").unwrap_err();
+        assert!(error.message.starts_with("expected `a.warm.median`"), "{}", error.message);
+    }
+}

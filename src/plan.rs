@@ -1,0 +1,504 @@
+//! The plan: a validated spec expanded into runs, execution groups and check points.
+//!
+//! A *run* is one workload at one point of its parameter matrix (the cartesian
+//! product of its list-valued parameters and thread counts, in file order). Two runs
+//! *match* when they agree on every parameter that both workloads set and that is an
+//! axis of either. A workload and its `reference` are *partners*: their matching runs
+//! form an *execution group* that runs interleaved, so their samples pair up by index.
+//! A check is evaluated at *points*: every combination of the axes of the workloads it
+//! references at which each reference resolves to exactly one run; a reference that
+//! would resolve to several runs is an error (add a selector), and a combination where
+//! some reference has no run is skipped.
+//!
+//! Everything here happens before anything runs, so every error is a spec error that
+//! points at the line responsible.
+
+use std::collections::BTreeMap;
+
+use crate::error::SpecError;
+use crate::expr::Reference;
+use crate::kernel::{Params, Resources, Value};
+use crate::kernels;
+use crate::spec::{Check, Order, Phase, Settings, Spec, Workload};
+
+/// Which parts of a spec to run.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Run only this phase (and report only it).
+    pub phase: Option<String>,
+    /// Run only workloads whose `phase/workload` or `workload` id matches this glob
+    /// (`*` and `?`).
+    pub filter: Option<String>,
+}
+
+/// One workload at one matrix point.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// Index of the run within its phase plan.
+    pub index: usize,
+    pub workload: String,
+    pub kernel: String,
+    /// The matrix coordinates: every parameter the spec sets, then `threads`.
+    pub coords: Vec<(String, Value)>,
+    /// The axis coordinates only, `name=value` joined by `,` (empty without axes).
+    pub label: String,
+    pub params: Params,
+    pub threads: usize,
+    pub settings: Settings,
+    pub seed: u64,
+    pub resources: Resources,
+    /// Why the run will not execute, if it will not.
+    pub skip: Option<String>,
+}
+
+impl Run {
+    pub fn name(&self) -> String {
+        if self.label.is_empty() { self.workload.clone() } else { format!("{}[{}]", self.workload, self.label) }
+    }
+
+    fn coord(&self, name: &str) -> Option<&Value> {
+        self.coords.iter().find(|(coord, _)| coord == name).map(|(_, value)| value)
+    }
+}
+
+/// A check resolved at one point.
+#[derive(Clone, Debug)]
+pub struct CheckPoint {
+    /// `size=1024` style label of the point (empty when the check has one point).
+    pub label: String,
+    /// The run each reference of the condition (left to right) resolves to.
+    pub condition_runs: Vec<usize>,
+    /// For a paired-ratio condition: the numerator's and denominator's runs, when they
+    /// are in the same execution group (or are the same run).
+    pub paired: Option<(usize, usize)>,
+    /// `(of, against)` runs of the parity comparison.
+    pub parity_runs: Option<(usize, usize)>,
+    /// The runs `applies_if` references.
+    pub applies_runs: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CheckPlan {
+    pub check: Check,
+    pub points: Vec<CheckPoint>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PhasePlan {
+    pub phase: Phase,
+    pub runs: Vec<Run>,
+    /// Execution groups, in execution order; each lists run indices.
+    pub groups: Vec<Vec<usize>>,
+    pub checks: Vec<CheckPlan>,
+}
+
+impl PhasePlan {
+    /// The group a run belongs to.
+    pub fn group_of(&self, run: usize) -> usize {
+        self.groups.iter().position(|group| group.contains(&run)).expect("every run is in a group")
+    }
+
+    /// Runs whose outputs some check needs.
+    pub fn runs_with_outputs(&self) -> Vec<usize> {
+        let mut runs: Vec<usize> = self
+            .checks
+            .iter()
+            .flat_map(|check| check.points.iter())
+            .filter_map(|point| point.parity_runs)
+            .flat_map(|(of, against)| [of, against])
+            .collect();
+        runs.sort_unstable();
+        runs.dedup();
+        runs
+    }
+}
+
+/// A spec expanded for execution.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub spec: Spec,
+    pub selection: Selection,
+    pub phases: Vec<PhasePlan>,
+}
+
+impl Plan {
+    pub fn n_runs(&self) -> usize {
+        self.phases.iter().map(|phase| phase.runs.iter().filter(|run| run.skip.is_none()).count()).sum()
+    }
+
+    /// Timed steps (warm-up included) the plan will execute.
+    pub fn n_steps(&self) -> u64 {
+        let mut steps = 0;
+        for phase in &self.phases {
+            for run in phase.runs.iter().filter(|run| run.skip.is_none()) {
+                for mode in &run.settings.modes {
+                    steps += u64::from(run.settings.repeats);
+                    if *mode == crate::spec::Mode::Warm {
+                        steps += u64::from(run.settings.warmup);
+                    }
+                }
+            }
+        }
+        steps
+    }
+}
+
+/// Expands `spec` into a plan. `env` answers whether an environment variable is set.
+pub fn expand(spec: Spec, selection: Selection, env: &dyn Fn(&str) -> bool) -> Result<Plan, SpecError> {
+    if let Some(phase) = &selection.phase
+        && spec.phase(phase).is_none()
+    {
+        let ids: Vec<&str> = spec.phases.iter().map(|phase| phase.id.as_str()).collect();
+        return Err(SpecError::new(&spec.file, format!("`--phase {phase}`: no such phase"))
+            .with_hint(format!("phases: {}", ids.join(", "))));
+    }
+    let mut phases = Vec::new();
+    for phase in &spec.phases {
+        if selection.phase.as_ref().is_some_and(|selected| selected != &phase.id) {
+            continue;
+        }
+        phases.push(expand_phase(&spec, phase, &selection, env)?);
+    }
+    if let Some(filter) = &selection.filter {
+        let any = phases.iter().any(|phase| phase.runs.iter().any(|run| run.skip.as_deref() != Some(FILTERED)));
+        if !any {
+            return Err(SpecError::new(&spec.file, format!("`--filter {filter}` matches no workload")));
+        }
+    }
+    Ok(Plan { spec, selection, phases })
+}
+
+const FILTERED: &str = "excluded by --filter";
+
+fn expand_phase(
+    spec: &Spec,
+    phase: &Phase,
+    selection: &Selection,
+    env: &dyn Fn(&str) -> bool,
+) -> Result<PhasePlan, SpecError> {
+    let locator = spec.locator();
+    let mut runs = Vec::new();
+    for workload in &phase.workloads {
+        let base = format!("phase.{}.workload.{}", phase.id, workload.id);
+        let kernel = kernels::find(&workload.kernel).expect("validated kernel");
+        let specs = kernel.params();
+        let skip = skip_reason(phase, workload, selection, env);
+        for coords in matrix(workload) {
+            let given: BTreeMap<String, Value> = coords.iter().filter(|(name, _)| name != "threads").cloned().collect();
+            let params = Params::validate(&specs, &given, kernel.accepts_extra_params())
+                .map_err(|error| locator.key_error(&format!("{base}.params"), error.to_string()))?;
+            let axes = workload.axes();
+            let label = coords
+                .iter()
+                .filter(|(name, _)| axes.contains(&name.as_str()))
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let point = if label.is_empty() { String::new() } else { format!(" at {label}") };
+            let resources = kernel.check(&params).map_err(|message| {
+                locator.key_error(&format!("{base}.params"), format!("workload `{}`{point}: {message}", workload.id))
+            })?;
+            let threads = match coords.iter().find(|(name, _)| name == "threads") {
+                Some((_, Value::Int(threads))) => *threads as usize,
+                _ => workload.settings.threads[0],
+            };
+            runs.push(Run {
+                index: runs.len(),
+                workload: workload.id.clone(),
+                kernel: workload.kernel.clone(),
+                coords,
+                label,
+                params,
+                threads,
+                settings: workload.settings.clone(),
+                seed: workload.seed,
+                resources,
+                skip: skip.clone(),
+            });
+        }
+    }
+    let groups = groups(phase, &runs);
+    let mut checks = Vec::new();
+    for check in &phase.checks {
+        checks.push(CheckPlan { check: check.clone(), points: check_points(spec, phase, check, &runs, &groups)? });
+    }
+    Ok(PhasePlan { phase: phase.clone(), runs, groups, checks })
+}
+
+fn skip_reason(
+    phase: &Phase,
+    workload: &Workload,
+    selection: &Selection,
+    env: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    if let Some(filter) = &selection.filter {
+        let qualified = format!("{}/{}", phase.id, workload.id);
+        if !glob_match(filter, &qualified) && !glob_match(filter, &workload.id) {
+            return Some(FILTERED.to_owned());
+        }
+    }
+    match &workload.requires_env {
+        Some(variable) if !env(variable) => Some(format!("skipped: {variable} is not set")),
+        _ => None,
+    }
+}
+
+/// The matrix points of a workload: every parameter the spec sets (axes expanded in
+/// file order, the last one varying fastest), then `threads`.
+fn matrix(workload: &Workload) -> Vec<Vec<(String, Value)>> {
+    let mut axes: Vec<(String, Vec<Value>)> = workload.params.clone();
+    axes.push(("threads".to_owned(), workload.settings.threads.iter().map(|&threads| Value::from(threads)).collect()));
+    let mut points: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    for (name, values) in &axes {
+        let mut next = Vec::with_capacity(points.len() * values.len());
+        for point in &points {
+            for value in values {
+                let mut extended = point.clone();
+                extended.push((name.clone(), value.clone()));
+                next.push(extended);
+            }
+        }
+        points = next;
+    }
+    points
+}
+
+/// Whether two runs of workloads `a` and `b` match (see the module doc).
+fn runs_match(a: &Run, a_axes: &[&str], b: &Run, b_axes: &[&str]) -> bool {
+    a.coords.iter().all(|(name, value)| {
+        let is_axis = a_axes.contains(&name.as_str()) || b_axes.contains(&name.as_str());
+        match b.coord(name) {
+            Some(other) if is_axis => other == value,
+            _ => true,
+        }
+    })
+}
+
+/// Execution groups: connected components of the partner relation, in the order of
+/// their first run.
+fn groups(phase: &Phase, runs: &[Run]) -> Vec<Vec<usize>> {
+    let axes: BTreeMap<&str, Vec<&str>> =
+        phase.workloads.iter().map(|workload| (workload.id.as_str(), workload.axes())).collect();
+    let mut parent: Vec<usize> = (0..runs.len()).collect();
+    fn root(parent: &mut [usize], mut index: usize) -> usize {
+        while parent[index] != index {
+            parent[index] = parent[parent[index]];
+            index = parent[index];
+        }
+        index
+    }
+    for workload in &phase.workloads {
+        let (Some(reference), false) = (&workload.reference, workload.settings.order == Order::Sequential) else {
+            continue;
+        };
+        for a in runs.iter().filter(|run| run.workload == workload.id && run.skip.is_none()) {
+            for b in runs.iter().filter(|run| &run.workload == reference && run.skip.is_none()) {
+                if runs_match(a, &axes[a.workload.as_str()], b, &axes[b.workload.as_str()]) {
+                    let (root_a, root_b) = (root(&mut parent, a.index), root(&mut parent, b.index));
+                    parent[root_a.max(root_b)] = root_a.min(root_b);
+                }
+            }
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of_root: BTreeMap<usize, usize> = BTreeMap::new();
+    for run in runs {
+        let group_root = root(&mut parent, run.index);
+        match group_of_root.get(&group_root) {
+            Some(&group) => groups[group].push(run.index),
+            None => {
+                group_of_root.insert(group_root, groups.len());
+                groups.push(vec![run.index]);
+            }
+        }
+    }
+    groups
+}
+
+fn check_points(
+    spec: &Spec,
+    phase: &Phase,
+    check: &Check,
+    runs: &[Run],
+    groups: &[Vec<usize>],
+) -> Result<Vec<CheckPoint>, SpecError> {
+    let locator = spec.locator();
+    let base = format!("phase.{}.check.{}", phase.id, check.id);
+    // Every reference of the check: workload, selectors, and the key it was written in.
+    struct Mention {
+        workload: String,
+        selectors: Vec<(String, Value)>,
+        key: &'static str,
+    }
+    let mut references: Vec<Mention> = Vec::new();
+    let condition_references: Vec<&Reference> =
+        check.condition.iter().flat_map(|condition| condition.references()).collect();
+    let applies_references: Vec<&Reference> =
+        check.applies_if.iter().flat_map(|condition| condition.references()).collect();
+    for reference in &condition_references {
+        references.push(Mention {
+            workload: reference.workload.clone(),
+            selectors: reference.selectors.clone(),
+            key: "expr",
+        });
+    }
+    for reference in &applies_references {
+        references.push(Mention {
+            workload: reference.workload.clone(),
+            selectors: reference.selectors.clone(),
+            key: "applies_if",
+        });
+    }
+    if let Some(parity) = &check.parity {
+        references.push(Mention { workload: parity.of.clone(), selectors: Vec::new(), key: "parity" });
+        references.push(Mention { workload: parity.against.clone(), selectors: Vec::new(), key: "parity" });
+    }
+    // The axes of the referenced workloads, in order of first appearance.
+    let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
+    for mention in &references {
+        let workload =
+            phase.workloads.iter().find(|workload| workload.id == mention.workload).expect("validated reference");
+        for axis in workload.axes() {
+            if mention.selectors.iter().any(|(name, _)| name == axis) {
+                continue;
+            }
+            let values: Vec<Value> = if axis == "threads" {
+                workload.settings.threads.iter().map(|&threads| Value::from(threads)).collect()
+            } else {
+                workload
+                    .params
+                    .iter()
+                    .find(|(name, _)| name == axis)
+                    .map(|(_, values)| values.clone())
+                    .unwrap_or_default()
+            };
+            match axes.iter_mut().find(|(name, _)| name == axis) {
+                Some((_, existing)) => {
+                    for value in values {
+                        if !existing.contains(&value) {
+                            existing.push(value);
+                        }
+                    }
+                }
+                None => axes.push((axis.to_owned(), values)),
+            }
+        }
+    }
+    let mut combinations: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    for (name, values) in &axes {
+        combinations = combinations
+            .into_iter()
+            .flat_map(|combination| {
+                values.iter().map(move |value| {
+                    let mut extended = combination.clone();
+                    extended.push((name.clone(), value.clone()));
+                    extended
+                })
+            })
+            .collect();
+    }
+    let resolve = |workload_id: &str, selectors: &[(String, Value)], combination: &[(String, Value)]| -> Vec<usize> {
+        runs.iter()
+            .filter(|run| run.workload == workload_id)
+            .filter(|run| selectors.iter().all(|(name, value)| run.coord(name).is_some_and(|coord| coord == value)))
+            .filter(|run| combination.iter().all(|(name, value)| run.coord(name).is_none_or(|coord| coord == value)))
+            .map(|run| run.index)
+            .collect()
+    };
+    let mut points = Vec::new();
+    for combination in &combinations {
+        let mut resolved = Vec::with_capacity(references.len());
+        let mut complete = true;
+        for mention in &references {
+            let (workload_id, place) = (&mention.workload, mention.key);
+            let matches = resolve(workload_id, &mention.selectors, combination);
+            match matches.len() {
+                0 => {
+                    complete = false;
+                    break;
+                }
+                1 => resolved.push(matches[0]),
+                _ => {
+                    let names: Vec<String> = matches.iter().map(|&index| runs[index].name()).collect();
+                    return Err(locator.value_error(
+                        &format!("{base}.{place}"),
+                        format!(
+                            "`{workload_id}` matches several runs here ({}); add a selector such as `{}`",
+                            names.join(", "),
+                            selector_hint(&runs[matches[0]], &runs[matches[1]])
+                        ),
+                    ));
+                }
+            }
+        }
+        if !complete {
+            continue;
+        }
+        let n_condition = condition_references.len();
+        let n_applies = applies_references.len();
+        let condition_runs = resolved[..n_condition].to_vec();
+        let applies_runs = resolved[n_condition..n_condition + n_applies].to_vec();
+        let parity_runs =
+            check.parity.as_ref().map(|_| (resolved[n_condition + n_applies], resolved[n_condition + n_applies + 1]));
+        let paired = check.condition.as_ref().and_then(|condition| condition.ratio()).and_then(|_| {
+            let (numerator, denominator) = (condition_runs[0], condition_runs[1]);
+            let same_group = groups.iter().any(|group| group.contains(&numerator) && group.contains(&denominator));
+            same_group.then_some((numerator, denominator))
+        });
+        let label = combination.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(",");
+        points.push(CheckPoint { label, condition_runs, paired, parity_runs, applies_runs });
+    }
+    if points.is_empty() {
+        return Err(locator
+            .key_error(&base, format!("check `{}` matches no combination of runs", check.id))
+            .with_hint("the selectors or the workloads' parameter values do not overlap"));
+    }
+    Ok(points)
+}
+
+/// A selector that tells two runs of one workload apart.
+fn selector_hint(a: &Run, b: &Run) -> String {
+    a.coords
+        .iter()
+        .find(|(name, value)| b.coord(name).is_some_and(|other| other != value))
+        .map_or_else(|| "[...]".to_owned(), |(name, value)| format!("{}[{name}={value}]", a.workload))
+}
+
+/// Matches `text` against a glob with `*` (any run of characters) and `?` (one).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (pattern, text): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut p, mut t) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            backtrack = Some((p, t));
+            p += 1;
+        } else if let Some((star, matched)) = backtrack {
+            p = star + 1;
+            t = matched + 1;
+            backtrack = Some((star, matched + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "a/b"));
+        assert!(glob_match("a/*", "a/fast"));
+        assert!(glob_match("f?st", "fast"));
+        assert!(glob_match("*st", "fast"));
+        assert!(glob_match("*a*t*", "fast"));
+        assert!(!glob_match("b/*", "a/fast"));
+        assert!(!glob_match("fas", "fast"));
+    }
+}

@@ -1,0 +1,115 @@
+//! All file output of a run: the report directory, atomic writes, the `latest`
+//! pointer and the run log.
+//!
+//! Layout under the experiment's output root:
+//!
+//! ```text
+//! reports/<experiment>/
+//!   <date>T<time>Z-<host>[-N]/     one directory per run, never reused
+//!     env.json
+//!     summary.md                   all phases, for pull-request comments
+//!     <phase>/report.md
+//!     <phase>/report.json
+//!   latest -> <date>T<time>Z-<host>   symlink, replaced atomically
+//!   run_log.txt                    one line appended per run
+//! ```
+//!
+//! Every file is written to a temporary name in the same directory, flushed and
+//! renamed over its final name, so an interrupted run never leaves a half-written
+//! report and never touches the reports of earlier runs.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Writes `bytes` to `path` atomically (temporary file + rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
+    let temporary = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut file = File::create(&temporary).with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    drop(file);
+    fs::rename(&temporary, path)
+        .with_context(|| format!("cannot move {} to {}", temporary.display(), path.display()))?;
+    Ok(())
+}
+
+/// Creates a fresh run directory `<root>/<stamp>-<host>`, adding `-2`, `-3`, ... when
+/// that name is taken: an earlier run is never overwritten.
+pub fn create_run_dir(experiment_root: &Path, stamp: &str, host: &str) -> Result<PathBuf> {
+    fs::create_dir_all(experiment_root).with_context(|| format!("cannot create {}", experiment_root.display()))?;
+    for attempt in 1..1000 {
+        let name = if attempt == 1 { format!("{stamp}-{host}") } else { format!("{stamp}-{host}-{attempt}") };
+        let dir = experiment_root.join(name);
+        match fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error).with_context(|| format!("cannot create {}", dir.display())),
+        }
+    }
+    anyhow::bail!("too many runs named {stamp}-{host} in {}", experiment_root.display())
+}
+
+/// Points `<root>/latest` at `run_dir` (a relative symlink, replaced atomically).
+pub fn update_latest(experiment_root: &Path, run_dir: &Path) -> Result<()> {
+    let target = run_dir.file_name().context("run directory has no name")?;
+    let temporary = experiment_root.join(format!(".latest.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&temporary);
+    std::os::unix::fs::symlink(target, &temporary).with_context(|| format!("cannot create {}", temporary.display()))?;
+    fs::rename(&temporary, experiment_root.join("latest")).context("cannot update the `latest` pointer")?;
+    Ok(())
+}
+
+/// Resolves `<root>/latest` to a run directory.
+pub fn latest_run_dir(experiment_root: &Path) -> Option<PathBuf> {
+    let target = fs::read_link(experiment_root.join("latest")).ok()?;
+    let dir = experiment_root.join(target);
+    dir.is_dir().then_some(dir)
+}
+
+/// Appends one line to `<root>/run_log.txt`.
+pub fn append_run_log(experiment_root: &Path, line: &str) -> Result<()> {
+    let path = experiment_root.join("run_log.txt");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    writeln!(file, "{line}").with_context(|| format!("cannot append to {}", path.display()))
+}
+
+/// Checks that `dir` can be created and written to, before anything runs.
+pub fn check_writable(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create the output directory {}", dir.display()))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    File::create(&probe).with_context(|| format!("the output directory {} is not writable", dir.display()))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{create_run_dir, latest_run_dir, update_latest, write_atomic};
+
+    #[test]
+    fn run_dirs_never_collide_and_latest_follows() {
+        let root = tempfile::tempdir().unwrap();
+        let first = create_run_dir(root.path(), "2026-01-01T000000Z", "host").unwrap();
+        let second = create_run_dir(root.path(), "2026-01-01T000000Z", "host").unwrap();
+        assert_ne!(first, second);
+        assert!(second.ends_with("2026-01-01T000000Z-host-2"));
+        update_latest(root.path(), &first).unwrap();
+        update_latest(root.path(), &second).unwrap();
+        assert_eq!(latest_run_dir(root.path()).unwrap().file_name(), second.file_name());
+        write_atomic(&second.join("a/b.txt"), b"x").unwrap();
+        assert_eq!(std::fs::read(second.join("a/b.txt")).unwrap(), b"x");
+        let leftovers: Vec<_> = std::fs::read_dir(second.join("a")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+}

@@ -1,0 +1,411 @@
+//! `report.md`: a phase report for people, rendered from [`PhaseReport`].
+//!
+//! Sections: a header table (verdict, command, revision, machine, build), the checks
+//! with their observed values, thresholds, margins and parity figures, one results
+//! table per workload (time statistics per matrix point and mode, then the medians of
+//! its metrics), warnings, failed runs, non-default configuration and the command to
+//! reproduce the phase. The output depends only on the report, so it is
+//! snapshot-tested.
+
+use std::fmt::Write;
+
+use crate::execute::RunStatus;
+use crate::report::{PhaseReport, RunReport};
+use crate::spec::Mode;
+use crate::stats::format_seconds;
+use crate::verdict::{Measured, Method, ParityFigures, Status, Verdict, format_number};
+
+pub fn render(report: &PhaseReport) -> String {
+    let mut out = String::new();
+    let phase = &report.phase;
+    let _ = writeln!(out, "# {} — phase `{}`: {}\n", report.experiment.title, phase.id, phase.title);
+    if !phase.goal.is_empty() {
+        let _ = writeln!(out, "{}\n", phase.goal);
+    }
+    header(&mut out, report);
+    checks(&mut out, &report.verdicts);
+    results(&mut out, &report.runs);
+    warnings(&mut out, &report.runs);
+    failures(&mut out, &report.runs);
+    configuration(&mut out, report);
+    let _ = writeln!(out, "## Reproduce\n");
+    let revision = report.environment.git_sha.as_deref().unwrap_or("(unknown revision)");
+    let _ = writeln!(out, "At revision `{revision}`:\n\n```sh\n{}\n```", report.invocation.reproduce);
+    out
+}
+
+/// `summary.md`: every phase's verdict and checks on one page, short enough for a
+/// pull-request comment or `$GITHUB_STEP_SUMMARY`.
+pub fn render_summary(reports: &[PhaseReport]) -> String {
+    let mut out = String::new();
+    let Some(first) = reports.first() else { return "No phases ran.\n".into() };
+    let _ = writeln!(out, "## phasegate: {}\n", first.experiment.title);
+    let _ = writeln!(
+        out,
+        "Revision `{}` on {} ({} cores); `{}`\n",
+        first.environment.revision(),
+        first.environment.cpu_model,
+        first.environment.cores,
+        first.invocation.command
+    );
+    let _ = writeln!(
+        out,
+        "| Phase | Verdict | Pass | Fail | Inconclusive | Other | Report |\n|---|---|---|---|---|---|---|"
+    );
+    for report in reports {
+        let totals = &report.totals;
+        let other = totals.not_measured + totals.not_applicable + totals.skipped + totals.xfail + totals.xpass;
+        let _ = writeln!(
+            out,
+            "| `{}` {} | **{}** | {} | {} | {} | {} | `{}/{}/report.md` |",
+            report.phase.id,
+            escape(&report.phase.title),
+            totals.verdict().to_uppercase(),
+            totals.pass,
+            totals.fail,
+            totals.inconclusive,
+            other,
+            report.invocation.report_dir,
+            report.phase.id
+        );
+    }
+    out.push('\n');
+    let notable: Vec<(&PhaseReport, &Verdict)> = reports
+        .iter()
+        .flat_map(|report| report.verdicts.iter().map(move |verdict| (report, verdict)))
+        .filter(|(_, verdict)| verdict.status != Status::Pass)
+        .collect();
+    if !notable.is_empty() {
+        let _ = writeln!(out, "| Check | Verdict | Observed | Threshold | Why |\n|---|---|---|---|---|");
+        for (report, verdict) in notable {
+            let (observed, threshold, _, _) = verdict
+                .measured
+                .as_ref()
+                .map_or_else(|| ("–".into(), "–".into(), String::new(), String::new()), measured_cells);
+            let _ = writeln!(
+                out,
+                "| `{}/{}` | **{}** | {observed} | {threshold} | {} |",
+                report.phase.id,
+                verdict.name(),
+                verdict.status.name(),
+                escape(verdict.reason.as_deref().unwrap_or(&verdict.rationale))
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn header(out: &mut String, report: &PhaseReport) {
+    let totals = &report.totals;
+    let environment = &report.environment;
+    let mut counts = vec![format!("{} pass", totals.pass)];
+    for (count, label) in [
+        (totals.fail, "fail"),
+        (totals.inconclusive, "inconclusive"),
+        (totals.not_measured, "not measured"),
+        (totals.not_applicable, "not applicable"),
+        (totals.skipped, "skipped"),
+        (totals.xfail, "xfail"),
+        (totals.xpass, "xpass"),
+        (totals.failed_runs, "failed runs"),
+    ] {
+        if count > 0 {
+            counts.push(format!("{count} {label}"));
+        }
+    }
+    let dirty = match environment.git_dirty {
+        Some(true) => " (uncommitted changes)",
+        _ => "",
+    };
+    let _ = writeln!(out, "| | |\n|---|---|");
+    let _ = writeln!(out, "| Verdict | **{}** ({}) |", totals.verdict().to_uppercase(), counts.join(", "));
+    let _ = writeln!(out, "| Command | `{}` |", report.invocation.command);
+    let _ = writeln!(out, "| Revision | `{}`{dirty} |", environment.revision());
+    let _ = writeln!(
+        out,
+        "| Machine | {}, {} cores, {}, {} ({}) |",
+        environment.cpu_model,
+        environment.cores,
+        format_bytes(environment.memory_bytes as f64),
+        environment.os,
+        environment.hostname
+    );
+    let _ = writeln!(
+        out,
+        "| Build | profile `{}`, opt-level {}, debug assertions {}, {} |",
+        environment.build_profile,
+        environment.opt_level,
+        if environment.debug_assertions { "**on** (figures are not measurements)" } else { "off" },
+        environment.rustc
+    );
+    let profile = report.spec.profile.as_deref().map(|profile| format!(", profile `{profile}`")).unwrap_or_default();
+    let _ = writeln!(out, "| Spec | `{}` (hash `{}`{profile}) |", report.spec.file, report.spec.hash);
+    let rounds =
+        if report.invocation.rounds > 1 { format!(", {} rounds", report.invocation.rounds) } else { String::new() };
+    let _ =
+        writeln!(out, "| Started | {} ({:.1} s{rounds}) |\n", report.invocation.started, report.invocation.duration_s);
+}
+
+fn checks(out: &mut String, verdicts: &[Verdict]) {
+    if verdicts.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Checks\n");
+    let _ = writeln!(out, "| Check | Verdict | Observed | Threshold | Margin | Interval | Parity | Rationale |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for verdict in verdicts {
+        let status = match verdict.status {
+            Status::Pass => "pass".to_owned(),
+            other => format!("**{}**", other.name()),
+        };
+        let (observed, threshold, margin, interval) = match &verdict.measured {
+            Some(measured) => measured_cells(measured),
+            None => ("–".into(), "–".into(), "–".into(), "–".into()),
+        };
+        let parity = verdict.parity.as_ref().map_or_else(|| "–".to_owned(), parity_cell);
+        let mut rationale = escape(&verdict.rationale);
+        if let Some(reason) = &verdict.reason {
+            rationale.push_str(&format!("<br>_{}_", escape(reason)));
+        }
+        let _ = writeln!(
+            out,
+            "| `{}` | {status} | {observed} | {threshold} | {margin} | {interval} | {parity} | {rationale} |",
+            verdict.name()
+        );
+    }
+    out.push('\n');
+    for verdict in verdicts.iter().filter(|verdict| verdict.expr.is_some()) {
+        let method = match verdict.measured.as_ref().map(|measured| measured.method) {
+            Some(Method::PairedRatio) => {
+                let pairs = verdict
+                    .measured
+                    .as_ref()
+                    .and_then(|measured| measured.ratios.as_ref())
+                    .map_or(0, |ratios| ratios.n);
+                format!(" (paired ratio over {pairs} interleaved pairs)")
+            }
+            Some(Method::MedianInterval) => " (median with its confidence interval)".into(),
+            Some(Method::Point) => " (point values)".into(),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "- `{}`: `{}`{method}", verdict.name(), verdict.expr.as_deref().unwrap_or_default());
+    }
+    out.push('\n');
+}
+
+fn measured_cells(measured: &Measured) -> (String, String, String, String) {
+    let observed = match (&measured.ratios, measured.method) {
+        (Some(ratios), Method::PairedRatio) => format!(
+            "{} (pairs min {}, max {})",
+            format_number(measured.observed),
+            format_number(ratios.min),
+            format_number(ratios.max)
+        ),
+        _ => format_number(measured.observed),
+    };
+    let threshold = format!("{} {}", measured.cmp, format_number(measured.threshold));
+    let margin = measured.margin.map_or_else(|| "–".to_owned(), |margin| format!("{:+.1}%", 100.0 * margin));
+    let interval = match (measured.interval, measured.coverage) {
+        (Some((low, high)), Some(coverage)) => {
+            format!("[{}, {}] ({:.1}%)", format_number(low), format_number(high), 100.0 * coverage)
+        }
+        _ => "–".into(),
+    };
+    (observed, threshold, margin, interval)
+}
+
+fn parity_cell(figures: &ParityFigures) -> String {
+    let mut parts = vec![format!("`{}` vs `{}` `{}`", figures.of, figures.against, figures.output)];
+    if figures.identical {
+        parts.push("identical".into());
+    } else {
+        if let Some(correlation) = figures.correlation {
+            parts.push(format!("corr {correlation:.7}"));
+        }
+        if let Some(deviation) = figures.sum_ratio_deviation {
+            parts.push(format!("sum ratio−1 {}", format_number(deviation)));
+        }
+        if let Some(max_abs) = figures.max_abs_diff {
+            parts.push(format!("max abs diff {}", format_number(max_abs)));
+        }
+        if let Some(violations) = figures.allclose_violations {
+            parts.push(format!("allclose violations {violations}"));
+        }
+    }
+    let status = if figures.status == Status::Pass { "ok" } else { "**FAIL**" };
+    format!("{status}: {}", parts.join(", "))
+}
+
+fn results(out: &mut String, runs: &[RunReport]) {
+    let _ = writeln!(out, "## Results\n");
+    let mut workloads: Vec<&str> = Vec::new();
+    for run in runs {
+        if !workloads.contains(&run.workload.as_str()) {
+            workloads.push(&run.workload);
+        }
+    }
+    for workload in workloads {
+        let runs: Vec<&RunReport> = runs.iter().filter(|run| run.workload == workload).collect();
+        let kernel = &runs[0].kernel;
+        let _ = writeln!(out, "### `{workload}` (kernel `{kernel}`)\n");
+        let axes: Vec<&str> = axis_names(&runs);
+        let mut head = axes.iter().map(|axis| (*axis).to_owned()).collect::<Vec<_>>();
+        head.extend(
+            ["mode", "median", "95% CI of median", "mean", "stddev", "min", "max", "MAD", "n"].map(str::to_owned),
+        );
+        let _ = writeln!(out, "| {} |", head.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
+        for run in &runs {
+            let coords: Vec<String> = axes.iter().map(|axis| coordinate(run, axis)).collect();
+            if let RunStatus::Skipped(reason) | RunStatus::Failed(reason) = &run.status
+                && run.summaries.is_empty()
+            {
+                let mut row = coords.clone();
+                row.push("–".into());
+                let what = if matches!(run.status, RunStatus::Skipped(_)) { "skipped" } else { "**failed**" };
+                row.push(format!("{what}: {}", escape(reason.lines().next().unwrap_or_default())));
+                row.extend(std::iter::repeat_n(String::new(), 7));
+                let _ = writeln!(out, "| {} |", row.join(" | "));
+                continue;
+            }
+            for mode in [Mode::Cold, Mode::Warm] {
+                let Some(time) = run.summary(mode, "time") else { continue };
+                let mut row = coords.clone();
+                row.push(mode.name().into());
+                row.push(format_seconds(time.median));
+                row.push(format!("[{}, {}]", format_seconds(time.ci_low), format_seconds(time.ci_high)));
+                for value in [time.mean, time.stddev, time.min, time.max, time.mad] {
+                    row.push(format_seconds(value));
+                }
+                row.push(time.n.to_string());
+                let _ = writeln!(out, "| {} |", row.join(" | "));
+            }
+        }
+        out.push('\n');
+        metrics_table(out, &runs, &axes);
+    }
+}
+
+fn metrics_table(out: &mut String, runs: &[&RunReport], axes: &[&str]) {
+    let mut names: Vec<&str> = Vec::new();
+    for run in runs {
+        for quantities in run.summaries.values() {
+            for name in quantities.keys() {
+                if name != "time" && !names.contains(&name.as_str()) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    if names.is_empty() {
+        return;
+    }
+    let mut head: Vec<String> = axes.iter().map(|axis| (*axis).to_owned()).collect();
+    head.push("mode".into());
+    head.extend(names.iter().map(|name| format!("{name} (median)")));
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
+    for run in runs {
+        for mode in [Mode::Cold, Mode::Warm] {
+            let Some(quantities) = run.summaries.get(&mode) else { continue };
+            let mut row: Vec<String> = axes.iter().map(|axis| coordinate(run, axis)).collect();
+            row.push(mode.name().into());
+            for name in &names {
+                row.push(quantities.get(*name).map_or_else(|| "–".to_owned(), |summary| format_number(summary.median)));
+            }
+            let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
+    }
+    out.push('\n');
+}
+
+/// The coordinates that vary between the runs of one workload.
+fn axis_names<'a>(runs: &[&'a RunReport]) -> Vec<&'a str> {
+    let mut names: Vec<&str> = Vec::new();
+    for run in runs {
+        for name in run.coords.keys() {
+            let varies = runs.iter().any(|other| other.coords.get(name) != run.coords.get(name));
+            if varies && !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+fn coordinate(run: &RunReport, axis: &str) -> String {
+    match run.coords.get(axis) {
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(value) => value.to_string(),
+        None => "–".into(),
+    }
+}
+
+fn warnings(out: &mut String, runs: &[RunReport]) {
+    let lines: Vec<String> = runs
+        .iter()
+        .flat_map(|run| run.warnings.iter().map(move |warning| format!("- `{}`: {}", run.name(), escape(warning))))
+        .collect();
+    if !lines.is_empty() {
+        let _ = writeln!(out, "## Warnings\n\n{}\n", lines.join("\n"));
+    }
+}
+
+fn failures(out: &mut String, runs: &[RunReport]) {
+    let failed: Vec<(&RunReport, &str)> = runs
+        .iter()
+        .filter_map(|run| match &run.status {
+            RunStatus::Failed(message) => Some((run, message.as_str())),
+            _ => None,
+        })
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Failed runs\n");
+    for (run, message) in failed {
+        let _ = writeln!(out, "### `{}`\n\n```text\n{}\n```\n", run.name(), message.trim_end());
+    }
+}
+
+fn configuration(out: &mut String, report: &PhaseReport) {
+    let overrides: Vec<_> = report.config.sources.iter().filter(|source| source.origin != "spec file").collect();
+    let _ = writeln!(out, "## Configuration\n");
+    let defaults = &report.config.defaults;
+    let _ = writeln!(
+        out,
+        "Defaults: warmup {}, repeats {}, order {}, threads {}, timeout {} s, modes {}, re-runs {}.\n",
+        defaults.warmup,
+        defaults.repeats,
+        defaults.order.name(),
+        defaults.threads.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        defaults.timeout_s,
+        defaults.modes.iter().map(|mode| mode.name()).collect::<Vec<_>>().join(", "),
+        defaults.reruns
+    );
+    if overrides.is_empty() {
+        let _ = writeln!(out, "Every value comes from the spec file or the built-in defaults.\n");
+    } else {
+        let _ = writeln!(out, "Values overriding the spec file:\n\n| Key | Value | Source |\n|---|---|---|");
+        for source in overrides {
+            let _ = writeln!(out, "| `{}` | `{}` | {} |", source.key, source.value, escape(&source.origin));
+        }
+        out.push('\n');
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn format_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{value:.0} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}

@@ -1,0 +1,327 @@
+//! Running a plan end to end: pre-flight checks, execution phase by phase, re-runs of
+//! inconclusive checks, verdicts, reports, the `latest` pointer, the run log and the
+//! exit code.
+//!
+//! Exit codes (also in the README):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | every check passed (or is not applicable, skipped or waived) |
+//! | 1 | a check failed, or could not be measured |
+//! | 2 | the spec or the command line is invalid; nothing ran |
+//! | 3 | a workload crashed (error, panic or timeout) |
+//! | 4 | a check stayed inconclusive after its re-runs |
+//! | 130 | interrupted (SIGINT or SIGTERM) |
+//!
+//! When several apply, the lowest row wins except that 3 beats 1 and 1 beats 4.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::clock::{self, DateTime};
+use crate::env::{self, Environment};
+use crate::error::SpecError;
+use crate::execute::{self, ExecutionOptions, Observer, RunResult};
+use crate::plan::{PhasePlan, Plan};
+use crate::report::{self, PhaseReport, files, markdown};
+use crate::verdict::{self, Facts, Status, Verdict};
+
+/// The documented exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Pass = 0,
+    Failed = 1,
+    Usage = 2,
+    Crashed = 3,
+    Inconclusive = 4,
+}
+
+impl Exit {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The exit status of a set of phase reports.
+    pub fn of(reports: &[PhaseReport]) -> Exit {
+        let totals = reports.iter().map(|report| &report.totals);
+        let mut exit = Exit::Pass;
+        for total in totals {
+            let this = if total.failed_runs > 0 {
+                Exit::Crashed
+            } else if total.fail + total.not_measured > 0 {
+                Exit::Failed
+            } else if total.inconclusive > 0 {
+                Exit::Inconclusive
+            } else {
+                Exit::Pass
+            };
+            exit = worst(exit, this);
+        }
+        exit
+    }
+}
+
+fn worst(a: Exit, b: Exit) -> Exit {
+    let rank = |exit: Exit| match exit {
+        Exit::Pass => 0,
+        Exit::Inconclusive => 1,
+        Exit::Failed => 2,
+        Exit::Crashed => 3,
+        Exit::Usage => 4,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Relative output paths resolve against it, and outputs must stay inside it.
+    pub project_root: PathBuf,
+    /// The command line, for the reports' "reproduce" section.
+    pub command: String,
+    /// Allow an output root outside the project.
+    pub allow_outside: bool,
+    pub facts: Facts,
+    /// Keep every run's outputs (snapshots need them).
+    pub keep_all_outputs: bool,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub run_dir: PathBuf,
+    pub reports: Vec<PhaseReport>,
+    pub exit: Exit,
+}
+
+/// The directory reports of `plan` go to: `<project>/<output>/<experiment>`.
+pub fn experiment_root(plan: &Plan, options: &RunOptions) -> PathBuf {
+    let output = &plan.spec.experiment.output;
+    let root = if output.is_absolute() { output.clone() } else { options.project_root.join(output) };
+    normalize(&root).join(&plan.spec.experiment.name)
+}
+
+/// Checks everything about the environment that can fail before running: the output
+/// location and the resources every group needs.
+pub fn preflight(plan: &Plan, options: &RunOptions) -> Result<PathBuf, SpecError> {
+    let spec = &plan.spec;
+    let root = experiment_root(plan, options);
+    let project = normalize(&options.project_root);
+    if !options.allow_outside && !root.starts_with(&project) {
+        return Err(spec
+            .locator()
+            .value_error(
+                "experiment.output",
+                format!("reports would be written outside the project, to {}", root.display()),
+            )
+            .with_hint("use a path inside the project, or pass --allow-outside to the command"));
+    }
+    files::check_writable(&root).map_err(|error| SpecError::new(&spec.file, format!("{error:#}")))?;
+    let available_memory = env::meminfo_bytes("MemAvailable:");
+    let free_disk = env::free_disk_bytes(&root);
+    for phase in &plan.phases {
+        for group in &phase.groups {
+            let runs: Vec<_> = group.iter().map(|&index| &phase.runs[index]).filter(|run| run.skip.is_none()).collect();
+            let memory: u64 = runs.iter().map(|run| run.resources.memory_bytes).sum();
+            let disk: u64 = runs.iter().map(|run| run.resources.disk_bytes).sum();
+            let names = runs.iter().map(|run| format!("`{}`", run.name())).collect::<Vec<_>>().join(", ");
+            if available_memory > 0 && memory > available_memory {
+                return Err(spec.locator().key_error(
+                    &format!("phase.{}.workload.{}.params", phase.phase.id, runs[0].workload),
+                    format!(
+                        "{names} would need {} of memory; this machine has {} available",
+                        markdown::format_bytes(memory as f64),
+                        markdown::format_bytes(available_memory as f64)
+                    ),
+                ));
+            }
+            if free_disk > 0 && disk > free_disk {
+                return Err(spec.locator().key_error(
+                    &format!("phase.{}.workload.{}.params", phase.phase.id, runs[0].workload),
+                    format!(
+                        "{names} would need {} of scratch disk; {} is free under {}",
+                        markdown::format_bytes(disk as f64),
+                        markdown::format_bytes(free_disk as f64),
+                        root.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(root)
+}
+
+/// Runs `plan`, writing reports as each phase finishes.
+pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result<Outcome> {
+    let root = preflight(plan, options).map_err(anyhow::Error::new)?;
+    let environment = Environment::probe(&options.project_root);
+    let started_at = DateTime::from_unix(clock::wall_time());
+    let run_dir = files::create_run_dir(&root, &started_at.compact(), &environment.hostname)?;
+    let relative_dir = run_dir.strip_prefix(&options.project_root).unwrap_or(&run_dir).display().to_string();
+    let execution =
+        ExecutionOptions { scratch_root: run_dir.join("scratch"), keep_all_outputs: options.keep_all_outputs };
+    files::write_atomic(&run_dir.join("env.json"), &serde_json::to_vec_pretty(&environment)?)?;
+    let mut reports = Vec::new();
+    for phase in &plan.phases {
+        let phase_started = DateTime::from_unix(clock::wall_time());
+        let stamp = clock::now();
+        observer.phase_started(phase, steps(phase));
+        let (results, verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &options.facts);
+        let context = report::Context {
+            spec: &plan.spec,
+            environment: &environment,
+            command: options.command.clone(),
+            started: phase_started.rfc3339(),
+            duration_s: stamp.elapsed().as_secs_f64(),
+            rounds,
+            report_dir: relative_dir.clone(),
+        };
+        let report = report::build(phase, &results, verdicts, &context);
+        let phase_dir = run_dir.join(&phase.phase.id);
+        files::write_atomic(&phase_dir.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
+        files::write_atomic(&phase_dir.join("report.md"), markdown::render(&report).as_bytes())?;
+        observer.phase_finished(phase);
+        reports.push(report);
+    }
+    let _ = std::fs::remove_dir(run_dir.join("scratch"));
+    files::write_atomic(&run_dir.join("summary.md"), markdown::render_summary(&reports).as_bytes())?;
+    files::update_latest(&root, &run_dir)?;
+    let exit = Exit::of(&reports);
+    let line = format!(
+        "{} exit={} {} {} rev={} :: {}",
+        started_at.rfc3339(),
+        exit.code(),
+        relative_dir,
+        reports
+            .iter()
+            .map(|report| format!("{}={}", report.phase.id, report.totals.verdict()))
+            .collect::<Vec<_>>()
+            .join(" "),
+        environment.revision(),
+        options.command
+    );
+    files::append_run_log(&root, &line)?;
+    Ok(Outcome { run_dir, reports, exit })
+}
+
+fn steps(phase: &PhasePlan) -> u64 {
+    phase
+        .runs
+        .iter()
+        .filter(|run| run.skip.is_none())
+        .map(|run| {
+            run.settings
+                .modes
+                .iter()
+                .map(|mode| {
+                    u64::from(run.settings.repeats)
+                        + if *mode == crate::spec::Mode::Warm { u64::from(run.settings.warmup) } else { 0 }
+                })
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// Executes a phase, then re-runs the groups behind inconclusive checks while their
+/// budget (`reruns`) lasts. Returns the results, the verdicts and the rounds used.
+pub fn execute_with_reruns(
+    phase: &PhasePlan,
+    execution: &ExecutionOptions,
+    observer: &dyn Observer,
+    facts: &Facts,
+) -> (Vec<RunResult>, Vec<Verdict>, u32) {
+    let mut results = execute::execute_phase(phase, execution, observer);
+    let mut verdicts = verdict::evaluate(phase, &results, facts);
+    let mut round = 1;
+    loop {
+        let mut groups: Vec<usize> = Vec::new();
+        for (check, point) in phase.checks.iter().flat_map(|check| check.points.iter().map(move |point| (check, point)))
+        {
+            let inconclusive = verdicts.iter().any(|verdict| {
+                verdict.check == check.check.id
+                    && verdict.point == point.label
+                    && verdict.status == Status::Inconclusive
+            });
+            if !inconclusive {
+                continue;
+            }
+            for &run in &point.condition_runs {
+                let budget = phase.runs[run].settings.reruns;
+                if round <= budget {
+                    let group = phase.group_of(run);
+                    if !groups.contains(&group) {
+                        groups.push(group);
+                    }
+                }
+            }
+        }
+        if groups.is_empty() {
+            return (results, verdicts, round);
+        }
+        groups.sort_unstable();
+        tracing::info!(target: "phasegate::run", phase = %phase.phase.id, round, groups = groups.len(), "re-running groups of inconclusive checks");
+        execute::execute_groups(phase, execution, observer, &mut results, Some(&groups), round);
+        verdicts = verdict::evaluate(phase, &results, facts);
+        round += 1;
+    }
+}
+
+/// Removes `.` and `..` components without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut normalized = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                normalized.pop();
+            }
+            Component::CurDir => {}
+            other => normalized.push(other),
+        }
+    }
+    normalized
+}
+
+/// The project root: the git top level of `start`, or `start` itself.
+pub fn project_root(start: &Path) -> PathBuf {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .current_dir(start)
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+        .unwrap_or_else(|| start.to_owned())
+}
+
+/// The facts of this machine and process, for verdicts.
+pub fn machine_facts(environment_vars: &[(String, String)]) -> Facts {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let features = cpuinfo
+        .lines()
+        .find(|line| line.starts_with("flags") || line.starts_with("Features"))
+        .and_then(|line| line.split_once(':'))
+        .map(|(_, flags)| flags.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    Facts {
+        cpu_features: features,
+        env_set: environment_vars.iter().filter(|(_, value)| !value.is_empty()).map(|(name, _)| name.clone()).collect(),
+        today: DateTime::from_unix(clock::wall_time()).date(),
+    }
+}
+
+/// Reads a phase report back.
+pub fn read_report(path: &Path) -> Result<PhaseReport> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let report: PhaseReport =
+        serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
+    if report.schema_version != report::SCHEMA_VERSION {
+        anyhow::bail!(
+            "{} has report schema {}, this phasegate reads schema {}",
+            path.display(),
+            report.schema_version,
+            report::SCHEMA_VERSION
+        );
+    }
+    Ok(report)
+}

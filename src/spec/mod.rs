@@ -1,0 +1,1142 @@
+//! Experiment specs: loading, layering and validation.
+//!
+//! A [`Spec`] can only be obtained from [`load`] (or [`load_str`]), which checks
+//! everything that can be checked before a run: TOML syntax, unknown keys (with the
+//! nearest valid one), value types, kernels and their parameters, references between
+//! workloads and phases, and the syntax of check expressions. Errors are
+//! [`SpecError`]s pointing at the line that caused them. Matrix expansion and the
+//! resolution of check references into runs happen in `plan`, which reports its errors
+//! through the same locator.
+//!
+//! # Layering
+//!
+//! Values come from four layers, merged with figment; a later layer wins:
+//!
+//! 1. built-in defaults (see [`Settings::builtin`]);
+//! 2. the spec file, then the selected `[profile.NAME]` of the spec file, if any;
+//! 3. environment variables `PHASEGATE_<PATH>`, where `__` separates path segments
+//!    (`PHASEGATE_DEFAULTS__REPEATS=3`, `PHASEGATE_PHASE__A__WORKLOAD__FAST__REPEATS=9`);
+//! 4. command-line `--set key.path=value`, in the order given.
+//!
+//! Override paths address phases, workloads and checks by id
+//! (`phase.a.workload.fast.params.size`), and values are TOML values (`[64, 128]`,
+//! `"text"`, `3`); a value that does not parse as TOML is taken as a string. Every value
+//! keeps the name of the layer it came from, and [`Spec::sources`] lists them for the
+//! report.
+
+mod document;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::Serialized;
+use figment::value::{Dict, Value as FigmentValue};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+pub use self::document::Locator;
+use self::document::{Document, FileOrder, valid_id};
+use crate::error::{SpecError, nearest};
+use crate::expr::{self, Condition};
+use crate::kernel::Value;
+use crate::kernels;
+
+/// Cold: a fresh instance, timed over set-up and its first step. Warm: repeated steps
+/// of one set-up instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Cold,
+    Warm,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Cold => "cold",
+            Mode::Warm => "warm",
+        }
+    }
+}
+
+/// How the runs of a group of compared workloads are ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// A B A B ...: one sample of each partner in turn, so drift hits both alike.
+    Interleaved,
+    /// All samples of A, then all of B.
+    Sequential,
+}
+
+impl Order {
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::Interleaved => "interleaved",
+            Order::Sequential => "sequential",
+        }
+    }
+}
+
+/// The measurement settings of a workload, resolved through the layers and the
+/// per-phase and per-workload overrides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Untimed steps before the warm samples.
+    pub warmup: u32,
+    /// Samples per mode.
+    pub repeats: u32,
+    pub order: Order,
+    /// Thread counts; more than one makes a matrix axis.
+    pub threads: Vec<usize>,
+    /// Per-sample timeout in seconds.
+    pub timeout_s: f64,
+    pub modes: Vec<Mode>,
+    /// Extra rounds of samples a check may request when its verdict is inconclusive.
+    pub reruns: u32,
+}
+
+impl Settings {
+    /// The built-in defaults: layer 1.
+    pub fn builtin() -> Settings {
+        Settings {
+            warmup: 1,
+            repeats: 5,
+            order: Order::Interleaved,
+            threads: vec![1],
+            timeout_s: 600.0,
+            modes: vec![Mode::Warm],
+            reruns: 0,
+        }
+    }
+
+    pub const KEYS: [&'static str; 7] = ["warmup", "repeats", "order", "threads", "timeout", "modes", "reruns"];
+}
+
+/// Command-line and environment overrides.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// Environment variables; only those starting with `PHASEGATE_` are used.
+    pub env: Vec<(String, String)>,
+    /// `key.path=value` assignments, in order.
+    pub sets: Vec<String>,
+    /// A `[profile.NAME]` of the spec to apply.
+    pub profile: Option<String>,
+}
+
+impl Overrides {
+    /// The overrides from this process's environment.
+    pub fn from_env() -> Overrides {
+        Overrides {
+            env: std::env::vars().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect(),
+            ..Overrides::default()
+        }
+    }
+}
+
+const ENV_PREFIX: &str = "PHASEGATE_";
+const BUILTIN: &str = "built-in default";
+const FILE: &str = "spec file";
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub key: String,
+    pub value: String,
+    pub origin: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub seed: u64,
+    /// The living plan document this experiment feeds, relative to the project root.
+    pub plan: Option<PathBuf>,
+    /// Output root for reports, relative to the project root.
+    pub output: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct Phase {
+    pub id: String,
+    pub title: String,
+    pub goal: String,
+    pub needs: Vec<String>,
+    pub workloads: Vec<Workload>,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub id: String,
+    pub title: String,
+    pub kernel: String,
+    /// Parameters in file order, each with its values: one value is a fixed parameter,
+    /// several make a matrix axis.
+    pub params: Vec<(String, Vec<Value>)>,
+    pub reference: Option<String>,
+    /// The workload runs only when this environment variable is set.
+    pub requires_env: Option<String>,
+    pub settings: Settings,
+    /// Where each setting came from (`Settings::KEYS` order).
+    pub setting_sources: Vec<Source>,
+    pub seed: u64,
+}
+
+impl Workload {
+    /// The names of the matrix axes: parameters with several values, then `threads`
+    /// when it has several.
+    pub fn axes(&self) -> Vec<&str> {
+        let mut axes: Vec<&str> =
+            self.params.iter().filter(|(_, values)| values.len() > 1).map(|(name, _)| name.as_str()).collect();
+        if self.settings.threads.len() > 1 {
+            axes.push("threads");
+        }
+        axes
+    }
+}
+
+/// Comparators of a parity check; every one given must hold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Comparators {
+    /// Every element (or the digest) equal.
+    #[serde(default)]
+    pub exact: bool,
+    /// Digests equal (the same as `exact`, for digest outputs).
+    #[serde(default)]
+    pub digest: bool,
+    pub max_abs: Option<f64>,
+    /// With `atol`: |a - b| <= atol + rtol |b| for every element (numpy's allclose).
+    pub rtol: Option<f64>,
+    pub atol: Option<f64>,
+    /// Pearson correlation at least this.
+    pub corr_min: Option<f64>,
+    /// |sum(a) / sum(b) - 1| at most this.
+    pub sum_ratio: Option<f64>,
+}
+
+impl Comparators {
+    pub fn is_empty(&self) -> bool {
+        *self == Comparators::default()
+    }
+}
+
+/// Compare an output of one workload with the same output of another, run by run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parity {
+    pub of: String,
+    pub against: String,
+    pub output: String,
+    pub comparators: Comparators,
+}
+
+/// A waived check: it runs and is reported, but its failure does not fail the run
+/// until `until`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Xfail {
+    pub reason: String,
+    /// `YYYY-MM-DD`; the waiver expires at the end of that day (UTC).
+    pub until: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub id: String,
+    pub rationale: String,
+    pub condition: Option<Condition>,
+    pub parity: Option<Parity>,
+    /// Conditions on the machine (`cpu:FEATURE`, `env:VAR`); unmet means not applicable.
+    pub requires: Vec<String>,
+    /// A condition on measured values; false means not applicable.
+    pub applies_if: Option<Condition>,
+    pub xfail: Option<Xfail>,
+}
+
+/// A validated experiment spec.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub file: PathBuf,
+    /// FNV-1a 64 of the file's bytes, hex.
+    pub hash: String,
+    pub experiment: Experiment,
+    pub defaults: Settings,
+    pub phases: Vec<Phase>,
+    /// The profiles the file declares.
+    pub profiles: Vec<String>,
+    /// The profile applied, if any.
+    pub profile: Option<String>,
+    /// Every value that does not come from the built-in defaults, with its layer.
+    pub sources: Vec<Source>,
+    pub(crate) locator: Locator,
+}
+
+impl Spec {
+    pub fn locator(&self) -> &Locator {
+        &self.locator
+    }
+
+    pub fn phase(&self, id: &str) -> Option<&Phase> {
+        self.phases.iter().find(|phase| phase.id == id)
+    }
+
+    /// The values set by layers above the spec file (profile, environment, `--set`).
+    pub fn overrides(&self) -> impl Iterator<Item = &Source> {
+        self.sources.iter().filter(|source| source.origin != FILE)
+    }
+}
+
+/// Loads and validates the spec at `path`.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Spec, SpecError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| SpecError::new(path, format!("cannot read the spec: {error}")))?;
+    load_str(path, &text, overrides)
+}
+
+/// Loads and validates a spec from `text`, reporting errors against `path`.
+pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, SpecError> {
+    let document = document::parse(path, text)?;
+    let mut figment = Figment::from(Layer::new(BUILTIN, builtin_tree())).merge(Layer::new(FILE, document.tree.clone()));
+    let profiles: Vec<String> = document.profiles.keys().cloned().collect();
+    if let Some(profile) = &overrides.profile {
+        let Some(entries) = document.profiles.get(profile) else {
+            let hint = if profiles.is_empty() {
+                "this spec declares no `[profile.NAME]` tables".to_owned()
+            } else {
+                format!("profiles in this spec: {}", profiles.join(", "))
+            };
+            return Err(SpecError::new(path, format!("unknown profile `{profile}`")).with_hint(hint));
+        };
+        let mut tree = Dict::new();
+        for (key, value) in entries {
+            let origin = format!("profile.{profile}.{key}");
+            check_override_path(&document, key).map_err(|message| document.locator.key_error(&origin, message))?;
+            insert_path(&mut tree, key, value.clone());
+        }
+        figment = figment.merge(Layer::new(&format!("profile `{profile}`"), tree));
+    }
+    let mut env: Vec<&(String, String)> =
+        overrides.env.iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
+    env.sort();
+    for (name, raw) in env {
+        let key = name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+        check_override_path(&document, &key)
+            .map_err(|message| SpecError::new(path, format!("environment variable {name}: {message}")))?;
+        let mut tree = Dict::new();
+        insert_path(&mut tree, &key, parse_override_value(raw));
+        figment = figment.merge(Layer::new(&format!("environment variable {name}"), tree));
+    }
+    for assignment in &overrides.sets {
+        let Some((key, raw)) = assignment.split_once('=') else {
+            return Err(SpecError::new(path, format!("`--set {assignment}` is not of the form key.path=value")));
+        };
+        let key = key.trim();
+        check_override_path(&document, key)
+            .map_err(|message| SpecError::new(path, format!("`--set {assignment}`: {message}")))?;
+        let mut tree = Dict::new();
+        insert_path(&mut tree, key, parse_override_value(raw.trim()));
+        figment = figment.merge(Layer::new(&format!("--set {assignment}"), tree));
+    }
+    let raw: RawSpec = figment.extract().map_err(|error| figment_error(&document, error))?;
+    let mut sources = Vec::new();
+    for key in ["experiment", "defaults", "phase"] {
+        if let Ok(value) = figment.find_value(key) {
+            collect_sources(&figment, key, &value, &mut sources);
+        }
+    }
+    Resolver { document: &document, figment: &figment, path }.resolve(raw, text, profiles, overrides, sources)
+}
+
+/// A figment provider for one layer of the normalized tree, named for provenance.
+struct Layer {
+    name: String,
+    tree: Dict,
+}
+
+impl Layer {
+    fn new(name: &str, tree: Dict) -> Layer {
+        Layer { name: name.to_owned(), tree }
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name.clone())
+    }
+
+    fn data(&self) -> Result<figment::value::Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.tree.clone()))
+    }
+}
+
+fn builtin_tree() -> Dict {
+    let defaults = Settings::builtin();
+    let mut tree = Dict::new();
+    let settings = Serialized::defaults(RawSettings {
+        warmup: Some(defaults.warmup),
+        repeats: Some(defaults.repeats),
+        order: Some(defaults.order),
+        threads: Some(OneOrMany::Many(defaults.threads)),
+        timeout: Some(defaults.timeout_s),
+        modes: Some(defaults.modes),
+        reruns: Some(defaults.reruns),
+    });
+    let settings = settings.data().ok().and_then(|mut data| data.remove(&Profile::Default)).unwrap_or_default();
+    tree.insert("defaults".into(), FigmentValue::from(settings));
+    let mut experiment = Dict::new();
+    experiment.insert("output".into(), FigmentValue::from("reports".to_owned()));
+    tree.insert("experiment".into(), FigmentValue::from(experiment));
+    tree
+}
+
+/// Checks that an override path names existing phases, workloads and checks.
+fn check_override_path(document: &Document, key: &str) -> Result<(), String> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|part| part.is_empty()) {
+        return Err(format!("`{key}` is not a valid key path"));
+    }
+    match parts.as_slice() {
+        ["profile", ..] => Err("profiles cannot be overridden".into()),
+        ["phase", phase, rest @ ..] => {
+            let phases = &document.order.phases;
+            if !phases.iter().any(|id| id == phase) {
+                return Err(unknown_id("phase", phase, phases));
+            }
+            match rest {
+                [kind @ ("workload" | "check"), id, ..] => {
+                    let ids = if *kind == "workload" {
+                        document.order.workloads.get(*phase)
+                    } else {
+                        document.order.checks.get(*phase)
+                    };
+                    let ids = ids.cloned().unwrap_or_default();
+                    if ids.iter().any(|existing| existing == id) { Ok(()) } else { Err(unknown_id(kind, id, &ids)) }
+                }
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn unknown_id(kind: &str, id: &str, ids: &[String]) -> String {
+    let mut message = format!("no {kind} with id `{id}`");
+    match nearest(id, ids.iter().map(String::as_str)) {
+        Some(close) => message.push_str(&format!(" (did you mean `{close}`?)")),
+        None if !ids.is_empty() => message.push_str(&format!(" (ids: {})", ids.join(", "))),
+        None => {}
+    }
+    message
+}
+
+fn insert_path(tree: &mut Dict, key: &str, value: FigmentValue) {
+    let mut parts = key.split('.').peekable();
+    let mut current = tree;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_owned(), value);
+            return;
+        }
+        let entry = current.entry(part.to_owned()).or_insert_with(|| FigmentValue::from(Dict::new()));
+        if !matches!(entry, FigmentValue::Dict(..)) {
+            *entry = FigmentValue::from(Dict::new());
+        }
+        let FigmentValue::Dict(_, next) = entry else { unreachable!("just made a dict") };
+        current = next;
+    }
+}
+
+/// Parses an override as a TOML value; anything that does not parse is a string.
+fn parse_override_value(raw: &str) -> FigmentValue {
+    let wrapped = format!("value = {raw}");
+    match document::parse(Path::new("<override>"), &wrapped) {
+        Ok(mut parsed) => parsed.tree.remove("value").unwrap_or_else(|| FigmentValue::from(raw.to_owned())),
+        Err(_) => FigmentValue::from(raw.to_owned()),
+    }
+}
+
+fn collect_sources(figment: &Figment, path: &str, value: &FigmentValue, sources: &mut Vec<Source>) {
+    if let FigmentValue::Dict(_, dict) = value {
+        for (key, child) in dict {
+            collect_sources(figment, &format!("{path}.{key}"), child, sources);
+        }
+        return;
+    }
+    let origin = figment.get_metadata(value.tag()).map_or_else(|| "unknown".to_owned(), |meta| meta.name.to_string());
+    if origin != BUILTIN {
+        sources.push(Source { key: path.to_owned(), value: display_value(value), origin });
+    }
+}
+
+fn display_value(value: &FigmentValue) -> String {
+    match value {
+        FigmentValue::String(_, text) => format!("{text:?}"),
+        FigmentValue::Array(_, items) => {
+            format!("[{}]", items.iter().map(display_value).collect::<Vec<_>>().join(", "))
+        }
+        FigmentValue::Dict(_, dict) => {
+            let parts: Vec<String> =
+                dict.iter().map(|(key, value)| format!("{key} = {}", display_value(value))).collect();
+            format!("{{ {} }}", parts.join(", "))
+        }
+        FigmentValue::Bool(_, flag) => flag.to_string(),
+        FigmentValue::Num(_, number) => match (number.to_i128(), number.to_f64()) {
+            (Some(integer), _) => integer.to_string(),
+            (None, Some(float)) => float.to_string(),
+            _ => "?".into(),
+        },
+        FigmentValue::Char(_, character) => character.to_string(),
+        FigmentValue::Empty(..) => "none".into(),
+    }
+}
+
+/// Turns a figment extraction error into a spec error at the offending key.
+fn figment_error(document: &Document, error: figment::Error) -> SpecError {
+    let error = error.into_iter().next().expect("a figment error has at least one entry");
+    let path = error.path.join(".");
+    let origin = error.metadata.as_ref().map(|meta| meta.name.to_string()).unwrap_or_default();
+    let located = |key: &str, message: String| {
+        if origin == FILE || origin.is_empty() || origin == BUILTIN {
+            document.locator.key_error(key, message)
+        } else {
+            SpecError::new(document.locator.file(), format!("{message} (from {origin})")).with_key(key)
+        }
+    };
+    let table = if path.is_empty() { "the top level".to_owned() } else { format!("`{path}`") };
+    match &error.kind {
+        figment::error::Kind::UnknownField(field, expected) => {
+            let key = if path.is_empty() { field.clone() } else { format!("{path}.{field}") };
+            let mut spec_error = located(&key, format!("unknown key `{field}` in {table}"));
+            spec_error.hint = Some(match nearest(field, expected.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => format!("valid keys: {}", expected.join(", ")),
+            });
+            spec_error
+        }
+        figment::error::Kind::MissingField(field) => located(&path, format!("missing key `{field}` in {table}")),
+        figment::error::Kind::InvalidType(actual, expected) => {
+            let mut spec_error = document
+                .locator
+                .value_error(&path, format!("`{path}` has the wrong type: found {actual}, expected {expected}"));
+            if origin != FILE && !origin.is_empty() {
+                spec_error = SpecError::new(
+                    document.locator.file(),
+                    format!("`{path}` has the wrong type: found {actual}, expected {expected} (from {origin})"),
+                )
+                .with_key(&path);
+            }
+            spec_error
+        }
+        figment::error::Kind::UnknownVariant(variant, expected) => {
+            let mut spec_error = document.locator.value_error(&path, format!("`{path}`: unknown value `{variant}`"));
+            spec_error.hint = Some(format!("expected one of {}", expected.join(", ")));
+            spec_error
+        }
+        _ => located(&path, format!("`{path}`: {}", error.kind)),
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(value) => vec![value],
+            OneOrMany::Many(values) => values,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // settings fields: see `RawSettings`
+struct RawSpec {
+    experiment: RawExperiment,
+    defaults: RawSettings,
+    #[serde(default)]
+    phase: BTreeMap<String, RawPhase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExperiment {
+    name: String,
+    title: Option<String>,
+    description: Option<String>,
+    seed: u64,
+    plan: Option<String>,
+    output: String,
+}
+
+/// Settings as written. Extraction checks their keys and types; the values themselves
+/// are read back through figment by [`Resolver::settings`], which also knows their
+/// layer.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RawSettings {
+    warmup: Option<u32>,
+    repeats: Option<u32>,
+    order: Option<Order>,
+    threads: Option<OneOrMany<usize>>,
+    timeout: Option<f64>,
+    modes: Option<Vec<Mode>>,
+    reruns: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // settings fields: see `RawSettings`
+struct RawPhase {
+    title: Option<String>,
+    goal: Option<String>,
+    #[serde(default)]
+    needs: Vec<String>,
+    #[serde(default)]
+    defaults: RawSettings,
+    #[serde(default)]
+    workload: BTreeMap<String, RawWorkload>,
+    #[serde(default)]
+    check: BTreeMap<String, RawCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // settings fields: see `RawSettings`
+struct RawWorkload {
+    kernel: String,
+    title: Option<String>,
+    reference: Option<String>,
+    requires_env: Option<String>,
+    seed: Option<u64>,
+    #[serde(default)]
+    params: BTreeMap<String, FigmentValue>,
+    warmup: Option<u32>,
+    repeats: Option<u32>,
+    order: Option<Order>,
+    threads: Option<OneOrMany<usize>>,
+    timeout: Option<f64>,
+    modes: Option<Vec<Mode>>,
+    reruns: Option<u32>,
+}
+
+/// Unknown keys are caught when `comparators` is converted (serde cannot deny unknown
+/// fields next to a flattened map).
+#[derive(Debug, Deserialize)]
+struct RawParity {
+    of: String,
+    against: String,
+    output: String,
+    #[serde(flatten)]
+    comparators: BTreeMap<String, FigmentValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    rationale: String,
+    expr: Option<String>,
+    parity: Option<RawParity>,
+    #[serde(default)]
+    requires: Vec<String>,
+    applies_if: Option<String>,
+    xfail: Option<Xfail>,
+}
+
+struct Resolver<'a> {
+    document: &'a Document,
+    figment: &'a Figment,
+    path: &'a Path,
+}
+
+impl Resolver<'_> {
+    fn locator(&self) -> &Locator {
+        &self.document.locator
+    }
+
+    fn order(&self) -> &FileOrder {
+        &self.document.order
+    }
+
+    fn resolve(
+        &self,
+        raw: RawSpec,
+        text: &str,
+        profiles: Vec<String>,
+        overrides: &Overrides,
+        sources: Vec<Source>,
+    ) -> Result<Spec, SpecError> {
+        let experiment = self.experiment(raw.experiment)?;
+        let defaults = self.settings(&["defaults"])?.0;
+        let mut phases = Vec::new();
+        let mut raw_phases = raw.phase;
+        for id in &self.order().phases {
+            let raw_phase = raw_phases.remove(id).expect("phase ids come from the file");
+            phases.push(self.phase(id, raw_phase, &experiment)?);
+        }
+        if phases.is_empty() {
+            return Err(SpecError::new(self.path, "the spec has no phases")
+                .with_hint("add a `[[phase]]` with an `id` and at least one `[[phase.workload]]`"));
+        }
+        let phases = self.order_phases(phases)?;
+        Ok(Spec {
+            file: self.path.to_owned(),
+            hash: fnv1a_hex(text.as_bytes()),
+            experiment,
+            defaults,
+            phases,
+            profiles,
+            profile: overrides.profile.clone(),
+            sources,
+            locator: self.document.locator.clone(),
+        })
+    }
+
+    fn experiment(&self, raw: RawExperiment) -> Result<Experiment, SpecError> {
+        if !valid_id(&raw.name) {
+            return Err(self
+                .locator()
+                .value_error("experiment.name", format!("invalid experiment name `{}`", raw.name))
+                .with_hint("names start with a lowercase letter and contain only a-z, 0-9 and `_`"));
+        }
+        let output = PathBuf::from(&raw.output);
+        if raw.output.trim().is_empty() {
+            return Err(self.locator().value_error("experiment.output", "`experiment.output` is empty"));
+        }
+        Ok(Experiment {
+            title: raw.title.unwrap_or_else(|| raw.name.clone()),
+            name: raw.name,
+            description: raw.description.unwrap_or_default(),
+            seed: raw.seed,
+            plan: raw.plan.map(PathBuf::from),
+            output,
+        })
+    }
+
+    /// Resolves the settings at the first of `paths` that has each key, with sources.
+    fn settings(&self, paths: &[&str]) -> Result<(Settings, Vec<Source>), SpecError> {
+        let mut settings = Settings::builtin();
+        let mut sources = Vec::new();
+        for key in Settings::KEYS {
+            let Some((path, value)) = paths
+                .iter()
+                .find_map(|path| self.figment.find_value(&format!("{path}.{key}")).ok().map(|value| (*path, value)))
+            else {
+                continue;
+            };
+            let full = format!("{path}.{key}");
+            let origin =
+                self.figment.get_metadata(value.tag()).map_or_else(|| BUILTIN.to_owned(), |meta| meta.name.to_string());
+            let invalid = |message: String| self.locator().value_error(&full, format!("`{full}`: {message}"));
+            match key {
+                "warmup" => settings.warmup = value.deserialize().map_err(|error| invalid(error.to_string()))?,
+                "repeats" => {
+                    settings.repeats = value.deserialize().map_err(|error| invalid(error.to_string()))?;
+                    if settings.repeats == 0 {
+                        return Err(invalid("must be at least 1".into()));
+                    }
+                }
+                "order" => settings.order = value.deserialize().map_err(|error| invalid(error.to_string()))?,
+                "threads" => {
+                    let threads: OneOrMany<usize> = value.deserialize().map_err(|error| invalid(error.to_string()))?;
+                    settings.threads = threads.into_vec();
+                    if settings.threads.is_empty() {
+                        return Err(invalid("empty list: give at least one thread count".into()));
+                    }
+                    if let Some(bad) = settings.threads.iter().find(|&&threads| threads == 0 || threads > 1024) {
+                        return Err(invalid(format!("{bad} threads is out of range 1..=1024")));
+                    }
+                }
+                "timeout" => {
+                    settings.timeout_s = value.deserialize().map_err(|error| invalid(error.to_string()))?;
+                    if !(settings.timeout_s > 0.0 && settings.timeout_s <= 86_400.0) {
+                        return Err(invalid("must be a number of seconds in (0, 86400]".into()));
+                    }
+                }
+                "modes" => {
+                    settings.modes = value.deserialize().map_err(|error| invalid(error.to_string()))?;
+                    settings.modes.sort();
+                    settings.modes.dedup();
+                    if settings.modes.is_empty() {
+                        return Err(invalid("give at least one of \"cold\", \"warm\"".into()));
+                    }
+                }
+                _ => settings.reruns = value.deserialize().map_err(|error| invalid(error.to_string()))?,
+            }
+            sources.push(Source { key: key.to_owned(), value: display_value(&value), origin });
+        }
+        Ok((settings, sources))
+    }
+
+    fn phase(&self, id: &str, raw: RawPhase, experiment: &Experiment) -> Result<Phase, SpecError> {
+        let base = format!("phase.{id}");
+        let mut workloads = Vec::new();
+        let mut raw_workloads = raw.workload;
+        let workload_ids = self.order().workloads.get(id).cloned().unwrap_or_default();
+        for workload_id in &workload_ids {
+            let raw_workload = raw_workloads.remove(workload_id).expect("workload ids come from the file");
+            workloads.push(self.workload(id, workload_id, raw_workload, experiment)?);
+        }
+        if workloads.is_empty() {
+            return Err(self
+                .locator()
+                .key_error(&base, format!("phase `{id}` has no workloads"))
+                .with_hint("add a `[[phase.workload]]` after this phase's `[[phase]]` header"));
+        }
+        for workload in &workloads {
+            if let Some(reference) = &workload.reference {
+                let key = format!("{base}.workload.{}.reference", workload.id);
+                if reference == &workload.id {
+                    return Err(self.locator().value_error(&key, "a workload cannot be its own reference"));
+                }
+                if !workload_ids.contains(reference) {
+                    return Err(self.locator().value_error(&key, unknown_id("workload", reference, &workload_ids)));
+                }
+            }
+        }
+        let mut checks = Vec::new();
+        let mut raw_checks = raw.check;
+        for check_id in self.order().checks.get(id).cloned().unwrap_or_default() {
+            let raw_check = raw_checks.remove(&check_id).expect("check ids come from the file");
+            checks.push(self.check(id, &check_id, raw_check, &workloads)?);
+        }
+        Ok(Phase {
+            id: id.to_owned(),
+            title: raw.title.unwrap_or_else(|| id.to_owned()),
+            goal: raw.goal.unwrap_or_default(),
+            needs: raw.needs,
+            workloads,
+            checks,
+        })
+    }
+
+    fn workload(
+        &self,
+        phase: &str,
+        id: &str,
+        raw: RawWorkload,
+        experiment: &Experiment,
+    ) -> Result<Workload, SpecError> {
+        let base = format!("phase.{phase}.workload.{id}");
+        let Some(kernel) = kernels::find(&raw.kernel) else {
+            let names = kernels::names();
+            let mut error =
+                self.locator().value_error(&format!("{base}.kernel"), format!("unknown kernel `{}`", raw.kernel));
+            error.hint = Some(match nearest(&raw.kernel, names.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`? kernels: {}", names.join(", ")),
+                None => format!("kernels: {}", names.join(", ")),
+            });
+            return Err(error);
+        };
+        let specs = kernel.params();
+        let mut names: Vec<String> = self.order().params.get(&base).cloned().unwrap_or_default();
+        names.retain(|name| raw.params.contains_key(name));
+        let mut extra: Vec<&String> = raw.params.keys().filter(|name| !names.contains(name)).collect();
+        extra.sort();
+        names.extend(extra.into_iter().cloned());
+        let mut params = Vec::new();
+        for name in names {
+            let key = format!("{base}.params.{name}");
+            let value =
+                convert_value(&raw.params[&name]).map_err(|message| self.locator().value_error(&key, message))?;
+            let spec = specs.iter().find(|spec| spec.name == name);
+            if spec.is_none() && !kernel.accepts_extra_params() {
+                let valid: Vec<&str> = specs.iter().map(|spec| spec.name).collect();
+                let mut error = self
+                    .locator()
+                    .key_error(&key, format!("unknown parameter `{name}` for kernel `{}`", kernel.name()));
+                error.hint = Some(match nearest(&name, valid.iter().copied()) {
+                    Some(close) => format!("did you mean `{close}`? valid parameters: {}", valid.join(", ")),
+                    None => format!("valid parameters: {}", valid.join(", ")),
+                });
+                return Err(error);
+            }
+            let single = spec.map_or(!matches!(value, Value::List(_)), |spec| spec.kind.is_single(&value));
+            let values = match (single, value) {
+                (true, value) => vec![value],
+                (false, Value::List(values)) => values,
+                (false, value) => vec![value],
+            };
+            if values.is_empty() {
+                return Err(self
+                    .locator()
+                    .value_error(&key, format!("parameter `{name}` has an empty list: the matrix would be empty")));
+            }
+            let mut checked = Vec::with_capacity(values.len());
+            for value in values {
+                let value = match spec {
+                    Some(spec) => spec.kind.check(&value),
+                    None if matches!(value, Value::List(_)) => Err("expected a single value".to_owned()),
+                    None => Ok(value),
+                }
+                .map_err(|message| self.locator().value_error(&key, format!("parameter `{name}`: {message}")))?;
+                if checked.contains(&value) {
+                    return Err(self.locator().value_error(&key, format!("parameter `{name}` lists {value} twice")));
+                }
+                checked.push(value);
+            }
+            params.push((name, checked));
+        }
+        for spec in &specs {
+            if spec.default.is_none() && !params.iter().any(|(name, _)| name == spec.name) {
+                return Err(self
+                    .locator()
+                    .key_error(&base, format!("workload `{id}` misses the required parameter `{}`", spec.name))
+                    .with_hint(format!("{}: {}", spec.name, spec.doc)));
+            }
+        }
+        if let Some(variable) = &raw.requires_env
+            && variable.is_empty()
+        {
+            return Err(self.locator().value_error(&format!("{base}.requires_env"), "empty variable name"));
+        }
+        let phase_path = format!("phase.{phase}.defaults");
+        let (settings, setting_sources) = self.settings(&[&base, &phase_path, "defaults"])?;
+        Ok(Workload {
+            id: id.to_owned(),
+            title: raw.title.unwrap_or_default(),
+            kernel: kernel.name().to_owned(),
+            params,
+            reference: raw.reference,
+            requires_env: raw.requires_env,
+            settings,
+            setting_sources,
+            seed: raw.seed.unwrap_or(experiment.seed),
+        })
+    }
+
+    fn check(&self, phase: &str, id: &str, raw: RawCheck, workloads: &[Workload]) -> Result<Check, SpecError> {
+        let base = format!("phase.{phase}.check.{id}");
+        let ids: Vec<String> = workloads.iter().map(|workload| workload.id.clone()).collect();
+        let parse_condition = |key: &str, text: &str| -> Result<Condition, SpecError> {
+            let path = format!("{base}.{key}");
+            let condition =
+                expr::parse(text).map_err(|error| self.locator().string_error(&path, error.span, error.message))?;
+            for reference in condition.references() {
+                let Some(workload) = workloads.iter().find(|workload| workload.id == reference.workload) else {
+                    return Err(self.locator().string_error(
+                        &path,
+                        reference.span.clone(),
+                        unknown_id("workload", &reference.workload, &ids),
+                    ));
+                };
+                if !workload.settings.modes.contains(&reference.mode) {
+                    return Err(self.locator().string_error(
+                        &path,
+                        reference.span.clone(),
+                        format!(
+                            "workload `{}` does not run in {} mode (modes: {})",
+                            workload.id,
+                            reference.mode.name(),
+                            workload.settings.modes.iter().map(|mode| mode.name()).collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                if !reference.is_time() {
+                    let kernel = kernels::find(&workload.kernel).expect("validated kernel");
+                    let metrics: Vec<&str> = kernel.metrics().iter().map(|metric| metric.name).collect();
+                    if !metrics.contains(&reference.quantity.as_str()) {
+                        let mut message = format!("kernel `{}` has no metric `{}`", kernel.name(), reference.quantity);
+                        match nearest(&reference.quantity, metrics.iter().copied()) {
+                            Some(close) => message.push_str(&format!(" (did you mean `{close}`?)")),
+                            None if metrics.is_empty() => message.push_str(" (it records only `time`)"),
+                            None => message.push_str(&format!(" (metrics: time, {})", metrics.join(", "))),
+                        }
+                        return Err(self.locator().string_error(&path, reference.span.clone(), message));
+                    }
+                }
+                for (name, _) in &reference.selectors {
+                    let known = name == "threads" || workload.params.iter().any(|(param, _)| param == name);
+                    if !known {
+                        let given: Vec<&str> = workload.params.iter().map(|(param, _)| param.as_str()).collect();
+                        return Err(self.locator().string_error(
+                            &path,
+                            reference.span.clone(),
+                            format!(
+                                "selector `{name}`: workload `{}` sets no parameter `{name}` (it sets: threads{}{})",
+                                workload.id,
+                                if given.is_empty() { "" } else { ", " },
+                                given.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            Ok(condition)
+        };
+        let condition = raw.expr.as_deref().map(|text| parse_condition("expr", text)).transpose()?;
+        let applies_if = raw.applies_if.as_deref().map(|text| parse_condition("applies_if", text)).transpose()?;
+        let parity = match raw.parity {
+            Some(raw_parity) => Some(self.parity(&base, raw_parity, workloads, &ids)?),
+            None => None,
+        };
+        if condition.is_none() && parity.is_none() {
+            return Err(self.locator().key_error(&base, format!("check `{id}` has neither `expr` nor `parity`"))
+                .with_hint("write `expr = \"a.warm.median / b.warm.median >= 2\"` or a `parity = { of, against, output, ... }`"));
+        }
+        if raw.rationale.trim().is_empty() {
+            return Err(self.locator().value_error(
+                &format!("{base}.rationale"),
+                "the rationale is empty: say in one line why this threshold",
+            ));
+        }
+        for requirement in &raw.requires {
+            let valid = requirement
+                .strip_prefix("cpu:")
+                .or_else(|| requirement.strip_prefix("env:"))
+                .is_some_and(|rest| !rest.is_empty());
+            if !valid {
+                return Err(self
+                    .locator()
+                    .value_error(&format!("{base}.requires"), format!("invalid requirement `{requirement}`"))
+                    .with_hint("requirements are `cpu:FEATURE` (e.g. `cpu:avx2`) or `env:VARIABLE`"));
+            }
+        }
+        if let Some(xfail) = &raw.xfail
+            && crate::clock::parse_date(&xfail.until).is_none()
+        {
+            return Err(self.locator().value_error(
+                &format!("{base}.xfail"),
+                format!("`until = \"{}\"` is not a date YYYY-MM-DD", xfail.until),
+            ));
+        }
+        Ok(Check {
+            id: id.to_owned(),
+            rationale: raw.rationale,
+            condition,
+            parity,
+            requires: raw.requires,
+            applies_if,
+            xfail: raw.xfail,
+        })
+    }
+
+    fn parity(&self, base: &str, raw: RawParity, workloads: &[Workload], ids: &[String]) -> Result<Parity, SpecError> {
+        let key = format!("{base}.parity");
+        for workload_id in [&raw.of, &raw.against] {
+            let Some(workload) = workloads.iter().find(|workload| &workload.id == workload_id) else {
+                return Err(self.locator().value_error(&key, unknown_id("workload", workload_id, ids)));
+            };
+            let kernel = kernels::find(&workload.kernel).expect("validated kernel");
+            let outputs: Vec<String> = if kernel.name() == "command" {
+                let name = workload
+                    .params
+                    .iter()
+                    .find(|(name, _)| name == "output_name")
+                    .map(|(_, values)| values[0].to_string());
+                vec![name.unwrap_or_else(|| "image".to_owned())]
+            } else {
+                kernel.output_names().iter().map(|name| (*name).to_owned()).collect()
+            };
+            if !outputs.contains(&raw.output) {
+                return Err(self.locator().value_error(
+                    &key,
+                    format!(
+                        "workload `{workload_id}` (kernel `{}`) has no output `{}`{}",
+                        kernel.name(),
+                        raw.output,
+                        if outputs.is_empty() { String::new() } else { format!("; outputs: {}", outputs.join(", ")) }
+                    ),
+                ));
+            }
+        }
+        if raw.of == raw.against {
+            return Err(self.locator().value_error(&key, "parity compares two different workloads"));
+        }
+        let mut dict = Dict::new();
+        for (name, value) in raw.comparators {
+            dict.insert(name, value);
+        }
+        let comparators: Comparators = FigmentValue::from(dict).deserialize().map_err(|error| {
+            let message = match &error.kind {
+                figment::error::Kind::UnknownField(field, _) => format!(
+                    "unknown parity key `{field}`; valid: of, against, output, exact, digest, max_abs, rtol, atol, corr_min, sum_ratio"
+                ),
+                other => format!("parity: {other}"),
+            };
+            self.locator().value_error(&key, message)
+        })?;
+        if comparators.is_empty() {
+            return Err(self
+                .locator()
+                .value_error(&key, "parity needs at least one comparator")
+                .with_hint("exact = true, digest = true, max_abs, rtol/atol, corr_min or sum_ratio"));
+        }
+        if comparators.atol.is_some() && comparators.rtol.is_none() {
+            return Err(self
+                .locator()
+                .value_error(&key, "`atol` needs `rtol` (write `rtol = 0` for an absolute tolerance)"));
+        }
+        Ok(Parity { of: raw.of, against: raw.against, output: raw.output, comparators })
+    }
+
+    /// Orders phases so that every phase comes after those it `needs`, keeping file
+    /// order otherwise; rejects unknown phases and cycles.
+    fn order_phases(&self, phases: Vec<Phase>) -> Result<Vec<Phase>, SpecError> {
+        let ids: Vec<String> = phases.iter().map(|phase| phase.id.clone()).collect();
+        for phase in &phases {
+            for need in &phase.needs {
+                if !ids.contains(need) {
+                    return Err(self
+                        .locator()
+                        .value_error(&format!("phase.{}.needs", phase.id), unknown_id("phase", need, &ids)));
+                }
+            }
+        }
+        let mut ordered: Vec<Phase> = Vec::with_capacity(phases.len());
+        let mut pending = phases;
+        while !pending.is_empty() {
+            let ready = pending
+                .iter()
+                .position(|phase| phase.needs.iter().all(|need| ordered.iter().any(|done| &done.id == need)));
+            match ready {
+                Some(index) => ordered.push(pending.remove(index)),
+                None => {
+                    let cycle: Vec<&str> = pending.iter().map(|phase| phase.id.as_str()).collect();
+                    return Err(self.locator().value_error(
+                        &format!("phase.{}.needs", pending[0].id),
+                        format!("phases {} need each other in a cycle", cycle.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(ordered)
+    }
+}
+
+/// Converts a figment value to a kernel parameter value.
+fn convert_value(value: &FigmentValue) -> Result<Value, String> {
+    Ok(match value {
+        FigmentValue::String(_, text) => Value::Text(text.clone()),
+        FigmentValue::Char(_, character) => Value::Text(character.to_string()),
+        FigmentValue::Bool(_, flag) => Value::Bool(*flag),
+        FigmentValue::Num(_, number) => match (number.to_i128(), number.to_f64()) {
+            (Some(integer), _) if !matches!(number, figment::value::Num::F32(_) | figment::value::Num::F64(_)) => {
+                Value::Int(i64::try_from(integer).map_err(|_| format!("{integer} does not fit in 64 bits"))?)
+            }
+            (_, Some(float)) => Value::Float(float),
+            _ => return Err("unsupported number".into()),
+        },
+        FigmentValue::Array(_, items) => Value::List(items.iter().map(convert_value).collect::<Result<_, _>>()?),
+        FigmentValue::Dict(..) => return Err("parameters cannot be tables".into()),
+        FigmentValue::Empty(..) => return Err("empty value".into()),
+    })
+}
+
+/// FNV-1a, 64 bits, as 16 hex digits: a stable content hash for reports.
+pub fn fnv1a_hex(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

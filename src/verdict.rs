@@ -1,0 +1,617 @@
+//! Verdicts: a pure function of the checks, the samples and a few facts about the
+//! machine.
+//!
+//! A check is evaluated at each of its points (see `plan`). How a condition decides:
+//!
+//! - **Paired ratio** (`A.warm.q.S / B.warm.q.S CMP c`, A and B interleaved partners
+//!   or the same run): the ratios r_i = A_i / B_i of the i-th samples are formed and
+//!   the statistic S is taken over them. For S = median the decision is tri-state on
+//!   the distribution-free confidence interval of the median ratio (`stats`): pass
+//!   when the whole interval satisfies the comparison, fail when none of it does,
+//!   otherwise inconclusive.
+//! - **Single median** (`A.warm.q.median CMP c`): the same tri-state rule on the
+//!   median's interval.
+//! - **Anything else**: the point value of each side (pass or fail).
+//!
+//! A parity comparison passes when every declared comparator holds. A check with both
+//! a condition and a parity comparison fails when either fails: a fast but wrong
+//! result is never a speedup. A check whose values could not be measured (a run
+//! failed, a metric was not recorded) is `not_measured`, never a pass. Unmet
+//! `requires` or a false `applies_if` make it `not_applicable`, skipped workloads
+//! make it `skipped`. A waiver (`xfail`) turns a failure into `xfail` and a pass
+//! into `xpass` until its date; after that the check fails.
+
+use serde::{Deserialize, Serialize};
+
+use crate::execute::{RunResult, RunStatus};
+use crate::expr::{Cmp, Condition, Node, Reference, Stat};
+use crate::kernel::{Output, OutputData};
+use crate::plan::{CheckPlan, CheckPoint, PhasePlan};
+use crate::spec::{Comparators, Mode, Parity, Xfail};
+use crate::stats::Summary;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Fail,
+    Inconclusive,
+    NotMeasured,
+    NotApplicable,
+    Skipped,
+    /// Failed, under an active waiver.
+    Xfail,
+    /// Passed, under an active waiver: the threshold or the waiver needs updating.
+    Xpass,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "FAIL",
+            Status::Inconclusive => "inconclusive",
+            Status::NotMeasured => "not measured",
+            Status::NotApplicable => "not applicable",
+            Status::Skipped => "skipped",
+            Status::Xfail => "xfail",
+            Status::Xpass => "XPASS",
+        }
+    }
+
+    /// Whether this verdict fails a gate.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Fail | Status::NotMeasured)
+    }
+}
+
+/// How a condition was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    PairedRatio,
+    MedianInterval,
+    Point,
+}
+
+/// The evaluated condition of a verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    pub method: Method,
+    pub observed: f64,
+    pub threshold: f64,
+    pub cmp: String,
+    /// Relative distance from the threshold, positive on the passing side
+    /// (`None` for `==` and `!=`).
+    pub margin: Option<f64>,
+    /// Confidence interval of the observed value, when the method has one.
+    pub interval: Option<(f64, f64)>,
+    pub coverage: Option<f64>,
+    /// For paired ratios: the summary of the per-pair ratios.
+    pub ratios: Option<Summary>,
+    pub status: Status,
+}
+
+/// Figures of a parity comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParityFigures {
+    pub of: String,
+    pub against: String,
+    pub output: String,
+    pub n: usize,
+    pub identical: bool,
+    pub max_abs_diff: Option<f64>,
+    pub correlation: Option<f64>,
+    /// sum(of) / sum(against) - 1.
+    pub sum_ratio_deviation: Option<f64>,
+    /// Elements outside allclose(rtol, atol).
+    pub allclose_violations: Option<usize>,
+    /// Comparators that failed, with their figures.
+    pub failures: Vec<String>,
+    pub status: Status,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub check: String,
+    /// Matrix point label (empty when the check has one point).
+    pub point: String,
+    pub status: Status,
+    pub rationale: String,
+    pub expr: Option<String>,
+    pub measured: Option<Measured>,
+    pub parity: Option<ParityFigures>,
+    /// Why the verdict is not a plain pass or fail.
+    pub reason: Option<String>,
+    pub waiver: Option<Xfail>,
+}
+
+impl Verdict {
+    pub fn name(&self) -> String {
+        if self.point.is_empty() { self.check.clone() } else { format!("{}[{}]", self.check, self.point) }
+    }
+}
+
+/// Facts about the machine that checks may depend on.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    /// CPU feature names, lowercase (as /proc/cpuinfo or `is_x86_feature_detected!`
+    /// spell them; underscores are ignored when comparing).
+    pub cpu_features: Vec<String>,
+    /// Environment variables that are set and non-empty.
+    pub env_set: Vec<String>,
+    /// Today, `YYYY-MM-DD` (UTC), for waivers.
+    pub today: String,
+}
+
+/// Evaluates every check of `phase` against `results`.
+pub fn evaluate(phase: &PhasePlan, results: &[RunResult], facts: &Facts) -> Vec<Verdict> {
+    let mut verdicts = Vec::new();
+    for check in &phase.checks {
+        for point in &check.points {
+            verdicts.push(evaluate_point(phase, check, point, results, facts));
+        }
+    }
+    verdicts
+}
+
+fn evaluate_point(
+    phase: &PhasePlan,
+    plan: &CheckPlan,
+    point: &CheckPoint,
+    results: &[RunResult],
+    facts: &Facts,
+) -> Verdict {
+    let check = &plan.check;
+    let mut verdict = Verdict {
+        check: check.id.clone(),
+        point: point.label.clone(),
+        status: Status::Pass,
+        rationale: check.rationale.clone(),
+        expr: check.condition.as_ref().map(|condition| condition.text.clone()),
+        measured: None,
+        parity: None,
+        reason: None,
+        waiver: check.xfail.clone(),
+    };
+    if let Some(reason) = unmet_requirement(&check.requires, facts) {
+        return finish(verdict, Status::NotApplicable, Some(reason), facts);
+    }
+    let mut all_runs: Vec<usize> = point.condition_runs.clone();
+    all_runs.extend(&point.applies_runs);
+    if let Some((of, against)) = point.parity_runs {
+        all_runs.extend([of, against]);
+    }
+    for &run in &all_runs {
+        if let RunStatus::Skipped(reason) = &results[run].status {
+            let reason = format!("{}: {reason}", phase.runs[run].name());
+            return finish(verdict, Status::Skipped, Some(reason), facts);
+        }
+    }
+    if let Some(condition) = &check.applies_if {
+        match point_value(condition, &point.applies_runs, results) {
+            Ok((left, right)) if !condition.cmp.holds(left, right) => {
+                let reason = format!(
+                    "applies only if `{}` (observed {} vs {})",
+                    condition.text,
+                    format_number(left),
+                    format_number(right)
+                );
+                return finish(verdict, Status::NotApplicable, Some(reason), facts);
+            }
+            Ok(_) => {}
+            Err(reason) => return finish(verdict, Status::NotMeasured, Some(reason), facts),
+        }
+    }
+    let mut statuses = Vec::new();
+    let mut reasons = Vec::new();
+    if let Some(condition) = &check.condition {
+        match measure(condition, point, results) {
+            Ok(measured) => {
+                statuses.push(measured.status);
+                if measured.status == Status::Inconclusive {
+                    let (low, high) = measured.interval.unwrap_or((f64::NAN, f64::NAN));
+                    reasons.push(format!(
+                        "the {:.0}% interval [{}, {}] straddles the threshold {}",
+                        100.0 * measured.coverage.unwrap_or(0.0),
+                        format_number(low),
+                        format_number(high),
+                        format_number(measured.threshold)
+                    ));
+                }
+                verdict.measured = Some(measured);
+            }
+            Err(reason) => {
+                statuses.push(Status::NotMeasured);
+                reasons.push(reason);
+            }
+        }
+    }
+    if let (Some(parity), Some((of, against))) = (&check.parity, point.parity_runs) {
+        match compare_outputs(parity, &results[of], &results[against]) {
+            Ok(figures) => {
+                statuses.push(figures.status);
+                if !figures.failures.is_empty() {
+                    reasons.push(format!("parity: {}", figures.failures.join("; ")));
+                }
+                verdict.parity = Some(figures);
+            }
+            Err(reason) => {
+                statuses.push(Status::NotMeasured);
+                reasons.push(reason);
+            }
+        }
+    }
+    let status = if statuses.contains(&Status::Fail) {
+        Status::Fail
+    } else if statuses.contains(&Status::NotMeasured) {
+        Status::NotMeasured
+    } else if statuses.contains(&Status::Inconclusive) {
+        Status::Inconclusive
+    } else {
+        Status::Pass
+    };
+    let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
+    finish(verdict, status, reason, facts)
+}
+
+/// Applies the waiver, if any, and sets status and reason.
+fn finish(mut verdict: Verdict, status: Status, reason: Option<String>, facts: &Facts) -> Verdict {
+    verdict.status = status;
+    verdict.reason = reason;
+    if let Some(waiver) = &verdict.waiver {
+        let expired = !facts.today.is_empty() && facts.today.as_str() > waiver.until.as_str();
+        if expired {
+            verdict.reason = Some(format!("waiver expired on {}: {}", waiver.until, waiver.reason));
+            verdict.status = Status::Fail;
+        } else {
+            match status {
+                Status::Fail => verdict.status = Status::Xfail,
+                Status::Pass => {
+                    verdict.status = Status::Xpass;
+                    verdict.reason = Some(format!(
+                        "passes although waived until {}: tighten the check or drop the waiver",
+                        waiver.until
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    verdict
+}
+
+fn unmet_requirement(requires: &[String], facts: &Facts) -> Option<String> {
+    let normalize = |name: &str| name.to_ascii_lowercase().replace(['_', '.', '-'], "");
+    for requirement in requires {
+        if let Some(feature) = requirement.strip_prefix("cpu:") {
+            if !facts.cpu_features.iter().any(|have| normalize(have) == normalize(feature)) {
+                return Some(format!("requires CPU feature `{feature}`, which this machine lacks"));
+            }
+        } else if let Some(variable) = requirement.strip_prefix("env:")
+            && !facts.env_set.iter().any(|set| set == variable)
+        {
+            return Some(format!("requires environment variable {variable}, which is not set"));
+        }
+    }
+    None
+}
+
+/// A sample's value with its `(round, index)`, the key that pairs partners' samples.
+pub type Keyed = ((u32, u32), f64);
+
+/// The per-sample values of a quantity (`time` or a metric) in `result`, with each
+/// sample's `(round, index)`.
+pub fn keyed_values(result: &RunResult, mode: Mode, quantity: &str) -> Vec<Keyed> {
+    result
+        .timed(mode)
+        .filter_map(|sample| {
+            let value = if quantity == "time" {
+                Some(sample.seconds)
+            } else {
+                sample.metrics.iter().find(|(name, _)| name == quantity).map(|(_, value)| *value)
+            };
+            value.map(|value| ((sample.round, sample.index), value))
+        })
+        .collect()
+}
+
+/// The per-sample values of a quantity in `result`, in order.
+pub fn quantity_values(result: &RunResult, mode: Mode, quantity: &str) -> Vec<f64> {
+    keyed_values(result, mode, quantity).into_iter().map(|(_, value)| value).collect()
+}
+
+fn values_of(reference: &Reference, run: usize, results: &[RunResult]) -> Result<Vec<Keyed>, String> {
+    let result = &results[run];
+    if let Some(message) = result.failed() {
+        return Err(format!("run `{}` failed: {}", reference.workload, first_line(message)));
+    }
+    let values = keyed_values(result, reference.mode, &reference.quantity);
+    if values.is_empty() {
+        return Err(format!(
+            "`{reference}` was not measured (no {} samples with `{}`)",
+            reference.mode.name(),
+            reference.quantity
+        ));
+    }
+    Ok(values)
+}
+
+fn plain(values: &[Keyed]) -> Vec<f64> {
+    values.iter().map(|(_, value)| *value).collect()
+}
+
+fn point_value(condition: &Condition, runs: &[usize], results: &[RunResult]) -> Result<(f64, f64), String> {
+    let references = condition.references();
+    let mut values = Vec::with_capacity(references.len());
+    for (reference, &run) in references.iter().zip(runs) {
+        let samples = values_of(reference, run, results)?;
+        let summary = Summary::of(&plain(&samples)).expect("non-empty");
+        values.push(summary.stat(reference.stat));
+    }
+    let mut left_values = values.into_iter();
+    let left = condition.left.eval(&mut |_| left_values.next()).ok_or("incomplete values")?;
+    let right = condition.right.eval(&mut |_| left_values.next()).ok_or("incomplete values")?;
+    Ok((left, right))
+}
+
+fn measure(condition: &Condition, point: &CheckPoint, results: &[RunResult]) -> Result<Measured, String> {
+    let cmp = condition.cmp;
+    if let (Some((numerator, denominator)), Some(_)) = (condition.ratio(), point.paired) {
+        let top = values_of(numerator, point.condition_runs[0], results)?;
+        let bottom = values_of(denominator, point.condition_runs[1], results)?;
+        // Pair samples taken together: equal round and index.
+        let bottom: std::collections::HashMap<(u32, u32), f64> = bottom.into_iter().collect();
+        let ratios: Vec<f64> = top.iter().filter_map(|(key, a)| bottom.get(key).map(|b| a / b)).collect();
+        let summary = Summary::of(&ratios)
+            .ok_or_else(|| format!("`{numerator}` and `{denominator}` have no samples taken together"))?;
+        let threshold = condition.right.eval(&mut |_| None).ok_or("the threshold is not a constant")?;
+        let observed = summary.stat(numerator.stat);
+        let interval = (numerator.stat == Stat::Median).then_some((summary.ci_low, summary.ci_high));
+        let coverage = interval.map(|_| summary.ci_coverage);
+        return Ok(decide(Method::PairedRatio, observed, threshold, cmp, interval, coverage, Some(summary)));
+    }
+    if let (Node::Ref(reference), true) = (&condition.left, condition.right.references().is_empty())
+        && reference.stat == Stat::Median
+    {
+        let values = values_of(reference, point.condition_runs[0], results)?;
+        let summary = Summary::of(&plain(&values)).expect("non-empty");
+        let threshold = condition.right.eval(&mut |_| None).ok_or("the threshold is not a constant")?;
+        return Ok(decide(
+            Method::MedianInterval,
+            summary.median,
+            threshold,
+            cmp,
+            Some((summary.ci_low, summary.ci_high)),
+            Some(summary.ci_coverage),
+            None,
+        ));
+    }
+    let (left, right) = point_value(condition, &point.condition_runs, results)?;
+    Ok(decide(Method::Point, left, right, cmp, None, None, None))
+}
+
+fn decide(
+    method: Method,
+    observed: f64,
+    threshold: f64,
+    cmp: Cmp,
+    interval: Option<(f64, f64)>,
+    coverage: Option<f64>,
+    ratios: Option<Summary>,
+) -> Measured {
+    let status = if !observed.is_finite() {
+        Status::Fail
+    } else {
+        match (interval, cmp) {
+            (Some((low, high)), Cmp::Ge | Cmp::Gt | Cmp::Le | Cmp::Lt) => {
+                match (cmp.holds(low, threshold), cmp.holds(high, threshold)) {
+                    (true, true) => Status::Pass,
+                    (false, false) => Status::Fail,
+                    _ => Status::Inconclusive,
+                }
+            }
+            _ if cmp.holds(observed, threshold) => Status::Pass,
+            _ => Status::Fail,
+        }
+    };
+    let margin = match cmp {
+        Cmp::Ge | Cmp::Gt if threshold != 0.0 => Some((observed - threshold) / threshold.abs()),
+        Cmp::Le | Cmp::Lt if threshold != 0.0 => Some((threshold - observed) / threshold.abs()),
+        _ => None,
+    };
+    Measured { method, observed, threshold, cmp: cmp.symbol().to_owned(), margin, interval, coverage, ratios, status }
+}
+
+fn output_named<'a>(result: &'a RunResult, name: &str) -> Option<&'a Output> {
+    result.outputs.iter().find(|output| output.name == name)
+}
+
+fn compare_outputs(parity: &Parity, of: &RunResult, against: &RunResult) -> Result<ParityFigures, String> {
+    for (id, result) in [(&parity.of, of), (&parity.against, against)] {
+        if let Some(message) = result.failed() {
+            return Err(format!("run `{id}` failed: {}", first_line(message)));
+        }
+    }
+    let a = output_named(of, &parity.output)
+        .ok_or_else(|| format!("`{}` produced no output `{}`", parity.of, parity.output))?;
+    let b = output_named(against, &parity.output)
+        .ok_or_else(|| format!("`{}` produced no output `{}`", parity.against, parity.output))?;
+    Ok(compare(parity, &a.data, &b.data))
+}
+
+/// Compares two outputs with the declared comparators.
+pub fn compare(parity: &Parity, a: &OutputData, b: &OutputData) -> ParityFigures {
+    let comparators = &parity.comparators;
+    let mut figures = ParityFigures {
+        of: parity.of.clone(),
+        against: parity.against.clone(),
+        output: parity.output.clone(),
+        n: a.len(),
+        identical: a == b,
+        max_abs_diff: None,
+        correlation: None,
+        sum_ratio_deviation: None,
+        allclose_violations: None,
+        failures: Vec::new(),
+        status: Status::Pass,
+    };
+    if (comparators.exact || comparators.digest) && !figures.identical {
+        figures.failures.push(match (a, b) {
+            (OutputData::Digest(x), OutputData::Digest(y)) => format!("digests differ ({x} vs {y})"),
+            _ => format!("not identical ({} elements differ)", count_different(a, b)),
+        });
+    }
+    let numeric = numeric_comparators(comparators);
+    if numeric {
+        match (a.to_f64(), b.to_f64()) {
+            (Some(x), Some(y)) if x.len() == y.len() => numeric_figures(comparators, &x, &y, &mut figures),
+            (Some(x), Some(y)) => figures.failures.push(format!("lengths differ ({} vs {})", x.len(), y.len())),
+            _ => figures.failures.push("numeric comparators need numeric outputs, not digests".into()),
+        }
+    }
+    figures.status = if figures.failures.is_empty() { Status::Pass } else { Status::Fail };
+    figures
+}
+
+fn numeric_comparators(comparators: &Comparators) -> bool {
+    comparators.max_abs.is_some()
+        || comparators.rtol.is_some()
+        || comparators.corr_min.is_some()
+        || comparators.sum_ratio.is_some()
+}
+
+fn count_different(a: &OutputData, b: &OutputData) -> usize {
+    match (a.to_f64(), b.to_f64()) {
+        (Some(x), Some(y)) => {
+            x.iter().zip(&y).filter(|(p, q)| p.to_bits() != q.to_bits()).count() + x.len().abs_diff(y.len())
+        }
+        _ => 1,
+    }
+}
+
+fn numeric_figures(comparators: &Comparators, x: &[f64], y: &[f64], figures: &mut ParityFigures) {
+    let max_abs = x
+        .iter()
+        .zip(y)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f64, |max, diff| if diff.is_nan() { f64::NAN } else { max.max(diff) });
+    figures.max_abs_diff = Some(max_abs);
+    if let Some(limit) = comparators.max_abs
+        && !(max_abs <= limit)
+    {
+        figures.failures.push(format!("max |diff| {} > {}", format_number(max_abs), format_number(limit)));
+    }
+    if let Some(rtol) = comparators.rtol {
+        let atol = comparators.atol.unwrap_or(0.0);
+        let violations = x.iter().zip(y).filter(|(a, b)| !((*a - *b).abs() <= atol + rtol * b.abs())).count();
+        figures.allclose_violations = Some(violations);
+        if violations > 0 {
+            figures
+                .failures
+                .push(format!("{violations} of {} elements outside allclose(rtol={rtol}, atol={atol})", x.len()));
+        }
+    }
+    let correlation = pearson(x, y);
+    figures.correlation = Some(correlation);
+    if let Some(minimum) = comparators.corr_min
+        && !(correlation >= minimum)
+    {
+        figures.failures.push(format!("correlation {} < {}", format_number(correlation), format_number(minimum)));
+    }
+    let (sum_x, sum_y) = (x.iter().sum::<f64>(), y.iter().sum::<f64>());
+    let deviation = if sum_y != 0.0 {
+        sum_x / sum_y - 1.0
+    } else if sum_x == 0.0 {
+        0.0
+    } else {
+        f64::INFINITY
+    };
+    figures.sum_ratio_deviation = Some(deviation);
+    if let Some(limit) = comparators.sum_ratio
+        && !(deviation.abs() <= limit)
+    {
+        figures.failures.push(format!(
+            "|sum ratio - 1| = {} > {}",
+            format_number(deviation.abs()),
+            format_number(limit)
+        ));
+    }
+}
+
+/// Pearson correlation; 1 for two identical constant vectors, 0 for one constant.
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    if x.is_empty() {
+        return f64::NAN;
+    }
+    let (mean_x, mean_y) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut covariance, mut variance_x, mut variance_y) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        let (dx, dy) = (a - mean_x, b - mean_y);
+        covariance += dx * dy;
+        variance_x += dx * dx;
+        variance_y += dy * dy;
+    }
+    if variance_x == 0.0 && variance_y == 0.0 {
+        return if x == y { 1.0 } else { 0.0 };
+    }
+    if variance_x == 0.0 || variance_y == 0.0 {
+        return 0.0;
+    }
+    covariance / (variance_x.sqrt() * variance_y.sqrt())
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// Formats a number with four significant digits, switching to exponents outside
+/// [1e-3, 1e6).
+pub fn format_number(value: f64) -> String {
+    let magnitude = value.abs();
+    if value == 0.0 || !value.is_finite() {
+        format!("{value}")
+    } else if !(1e-3..1e6).contains(&magnitude) {
+        format!("{value:.3e}")
+    } else {
+        let decimals = (3 - magnitude.log10().floor() as i32).max(0) as usize;
+        format!("{value:.decimals$}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Method, Status, decide, format_number, pearson};
+    use crate::expr::Cmp;
+
+    #[test]
+    fn tri_state_decisions() {
+        let pass = decide(Method::PairedRatio, 5.0, 4.0, Cmp::Ge, Some((4.5, 5.5)), Some(0.95), None);
+        assert_eq!(pass.status, Status::Pass);
+        assert!((pass.margin.unwrap() - 0.25).abs() < 1e-12);
+        let fail = decide(Method::PairedRatio, 3.0, 4.0, Cmp::Ge, Some((2.5, 3.5)), Some(0.95), None);
+        assert_eq!(fail.status, Status::Fail);
+        let unsure = decide(Method::PairedRatio, 4.1, 4.0, Cmp::Ge, Some((3.9, 4.3)), Some(0.95), None);
+        assert_eq!(unsure.status, Status::Inconclusive);
+        let below = decide(Method::Point, 0.9, 1.0, Cmp::Le, None, None, None);
+        assert_eq!(below.status, Status::Pass);
+        assert!((below.margin.unwrap() - 0.1).abs() < 1e-12);
+        assert_eq!(decide(Method::Point, f64::NAN, 1.0, Cmp::Le, None, None, None).status, Status::Fail);
+    }
+
+    #[test]
+    fn correlation() {
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]) - 1.0).abs() < 1e-12);
+        assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert_eq!(pearson(&[1.0, 1.0], &[1.0, 1.0]), 1.0);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(format_number(4.0), "4.000");
+        assert_eq!(format_number(123.456), "123.5");
+        assert_eq!(format_number(1e-6), "1.000e-6");
+        assert_eq!(format_number(0.0), "0");
+    }
+}

@@ -1,0 +1,121 @@
+//! Progress display and diagnostics: indicatif bars on a terminal, plain lines
+//! otherwise (CI logs), and the tracing subscriber (warnings on stderr, and JSON lines
+//! of every sample and telemetry event with `--log-file`).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use phasegate::execute::{Observer, Sample};
+use phasegate::plan::{PhasePlan, Run};
+use phasegate::spec::Mode;
+use phasegate::stats::format_seconds;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Installs the subscriber: human-readable warnings on stderr (`RUST_LOG` adjusts),
+/// and with `log_file` every `phasegate` event at debug level as JSON lines.
+pub fn install_tracing(log_file: Option<&Path>) -> anyhow::Result<()> {
+    let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let stderr =
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(stderr_filter);
+    let file = match log_file {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create the log file {}", path.display()))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(Mutex::new(file))
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_filter(EnvFilter::new("phasegate=debug")),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .try_init()
+        .context("cannot install the tracing subscriber")?;
+    Ok(())
+}
+
+use tracing_subscriber::Layer;
+
+/// Shows progress: a bar per phase on a terminal, one line per finished run otherwise.
+pub struct Progress {
+    fancy: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress {
+    pub fn new(fancy: bool) -> Progress {
+        Progress { fancy, bar: Mutex::new(None) }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|poison| poison.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn println(&self, line: &str) {
+        match self.bar.lock().unwrap_or_else(|poison| poison.into_inner()).as_ref() {
+            Some(bar) if self.fancy => bar.println(line),
+            _ => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn phase_started(&self, phase: &PhasePlan, steps: u64) {
+        let runs = phase.runs.iter().filter(|run| run.skip.is_none()).count();
+        let line = format!("phase {} ({}): {runs} runs, {steps} steps", phase.phase.id, phase.phase.title);
+        if self.fancy {
+            let bar = ProgressBar::new(steps);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>10} [{elapsed_precise}] {bar:30} {pos}/{len} steps, eta {eta} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_prefix(format!("phase {}", phase.phase.id));
+            bar.println(&line);
+            *self.bar.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(bar);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn step_finished(&self, _phase: &PhasePlan, run: &Run, sample: &Sample) {
+        if self.fancy {
+            if let Some(bar) = self.bar.lock().unwrap_or_else(|poison| poison.into_inner()).as_ref() {
+                bar.inc(1);
+                bar.set_message(run.name());
+            }
+            return;
+        }
+        let last_mode = run.settings.modes.last().copied().unwrap_or(Mode::Warm);
+        if !sample.warmup && sample.mode == last_mode && sample.index + 1 == run.settings.repeats {
+            eprintln!(
+                "  {} done ({} {} samples, last {})",
+                run.name(),
+                run.settings.repeats,
+                sample.mode.name(),
+                format_seconds(sample.seconds)
+            );
+        }
+    }
+
+    fn run_failed(&self, _phase: &PhasePlan, run: &Run, message: &str) {
+        self.println(&format!("  {} FAILED: {}", run.name(), message.lines().next().unwrap_or_default()));
+    }
+
+    fn phase_finished(&self, _phase: &PhasePlan) {
+        self.finish();
+    }
+}
