@@ -2,7 +2,7 @@
 //! and the in-run references it is judged against.
 //!
 //! Methods (one per workload; the timed step is listed phase by phase):
-//! - `mmap`: setup = create the file, preallocate it (`fallocate`, or `ftruncate` which
+//! - `mmap`: prepare = create the file, preallocate it (`fallocate`, or `ftruncate` which
 //!   leaves it sparse), map it shared, optionally `MADV_HUGEPAGE` and pre-fault it
 //!   writable (`MADV_POPULATE_WRITE`; `MAP_POPULATE` only pre-faults for reading on
 //!   shared file mappings; kernels before 5.14 lack the advice, so the fallback writes
@@ -11,9 +11,9 @@
 //! - `rewrite`: the file is created, mapped and filled in `setup`; transfer = copying
 //!   the source into the same mapping again (no page faults, only dirtying).
 //! - `memcpy_hot`: transfer = copy into an in-memory buffer pre-faulted in `setup`.
-//! - `memcpy_fresh`: setup = map a fresh anonymous region; transfer = copy into it, so
+//! - `memcpy_fresh`: prepare = map a fresh anonymous region; transfer = copy into it, so
 //!   every page is provisioned during the copy, as with a new file.
-//! - `pwrite`: setup = create the file; transfer = `pwrite` of every chunk at its
+//! - `pwrite`: prepare = create the file; transfer = `pwrite` of every chunk at its
 //!   offset. `pwrite_fsync` adds sync = `fsync`.
 //!
 //! Every copy and write is the same dynamic chunk loop (workers claim `chunk`-byte
@@ -335,7 +335,7 @@ impl ImportInstance {
         let usage_before = Usage::now();
         let start = probe.start();
         let (mut mapped, preparation) = map_new_file(&path, &self.params, probe)?;
-        let setup = probe.phase("setup", start);
+        let prepare = probe.phase("prepare", start);
         let transfer_start = probe.start();
         let run = copy_chunks(self.source(), &mut mapped.map, self.params.chunk);
         let transfer = probe.phase("transfer", transfer_start);
@@ -344,14 +344,14 @@ impl ImportInstance {
             mapped.map.flush().context("msync failed")?;
             mapped.file.sync_all().context("fsync failed")?;
             let sync = probe.phase("sync", sync_start);
-            probe.metric("durable_gbps", gbps(self.params.size, setup + transfer + sync));
+            probe.metric("durable_gbps", gbps(self.params.size, prepare + transfer + sync));
         }
         let elapsed = start.elapsed();
         let usage = Usage::now().since(usage_before);
         probe.report_elapsed(elapsed);
         record_step(probe, &self.environment, self.params.size as f64, elapsed, usage);
         record_latencies(probe, &run);
-        probe.metric("import_gbps", gbps(self.params.size, setup + transfer));
+        probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
         probe.metric("preallocate_code", preparation.preallocate_code);
         probe.metric("prefault_code", preparation.prefault_code);
@@ -401,7 +401,7 @@ impl ImportInstance {
         let start = probe.start();
         let (mut destination, advice) =
             AlignedBuffer::new(self.params.size, self.params.hugepage).context("cannot map anonymous memory")?;
-        let setup = probe.phase("setup", start);
+        let prepare = probe.phase("prepare", start);
         let transfer_start = probe.start();
         let run = copy_chunks(self.source(), destination.bytes_mut(), self.params.chunk);
         let transfer = probe.phase("transfer", transfer_start);
@@ -410,7 +410,7 @@ impl ImportInstance {
         probe.report_elapsed(elapsed);
         record_step(probe, &self.environment, self.params.size as f64, elapsed, usage);
         record_latencies(probe, &run);
-        probe.metric("import_gbps", gbps(self.params.size, setup + transfer));
+        probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
         record_advice(probe, advice);
         self.verify(destination.bytes(), probe)?;
@@ -425,7 +425,7 @@ impl ImportInstance {
         let usage_before = Usage::now();
         let start = probe.start();
         let (file, scratch) = create_file(&path)?;
-        let setup = probe.phase("setup", start);
+        let prepare = probe.phase("prepare", start);
         let transfer_start = probe.start();
         let run = pwrite_chunks(self.source(), &file, self.params.chunk)?;
         let transfer = probe.phase("transfer", transfer_start);
@@ -433,14 +433,14 @@ impl ImportInstance {
             let sync_start = probe.start();
             file.sync_all().context("fsync failed")?;
             let sync = probe.phase("sync", sync_start);
-            probe.metric("durable_gbps", gbps(self.params.size, setup + transfer + sync));
+            probe.metric("durable_gbps", gbps(self.params.size, prepare + transfer + sync));
         }
         let elapsed = start.elapsed();
         let usage = Usage::now().since(usage_before);
         probe.report_elapsed(elapsed);
         record_step(probe, &self.environment, self.params.size as f64, elapsed, usage);
         record_latencies(probe, &run);
-        probe.metric("import_gbps", gbps(self.params.size, setup + transfer));
+        probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
         if self.params.verify {
             // SAFETY: the file lives in the run's private scratch directory and nothing

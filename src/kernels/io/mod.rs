@@ -23,16 +23,19 @@
 //! operand bytes read per pass times the passes (`popcount_and` and the binary
 //! operations read two operands, pack reads `size` bool bytes, unpack `size / 8`
 //! packed bytes), and `gbool_per_s` counts bools for pack and unpack. Named phases add
-//! their own figures: `import_gbps = size / (setup + transfer)`, `durable_gbps = size /
-//! (setup + transfer + sync)`, `copy_phase_gbps = size / transfer`, `rewrite_gbps =
+//! their own figures: `import_gbps = size / (prepare + transfer)`, `durable_gbps = size /
+//! (prepare + transfer + sync)`, `copy_phase_gbps = size / transfer`, `rewrite_gbps =
 //! size / transfer` of a rewrite.
 //!
-//! **Timed step.** Import and read report their own step time to the harness (the sum
-//! of their timed phases), so removing last sample's file, unmapping, evicting the
-//! page cache and verifying the bytes happen in the same call but outside the figure;
-//! `teardown_s` records the first two. Untimed preparation (payload generation, the
-//! first copy of a rewrite, the file of a read) lives in `setup`: use warm mode. Cold
-//! reads are the `cache = "cold"` parameter, not the harness's cold mode.
+//! **Timed step.** Import and read report their own step time to the harness: the sum
+//! of their timed phases `prepare` (create, preallocate, map, advise), `transfer` and
+//! `sync`, each also recorded as `<phase>_s`. Work in the same call outside that figure:
+//! page-cache eviction before a cold read, byte verification after an import, and
+//! unmapping and file removal (`teardown_s`). The sub-phase is `prepare`, not `setup`,
+//! because the harness records an instance's set-up as `setup_s` in cold mode.
+//! Untimed preparation (payload generation, the first copy of a rewrite, the file of a
+//! read) lives in `Instance::setup`: use warm mode. Cold reads are the `cache = "cold"`
+//! parameter, not the harness's cold mode.
 //!
 //! **Environment.** Every sample records the CPU features (`cpu_*`), the filesystem and
 //! the device under the scratch directory (`device_nvme`, `device_rotational`,
@@ -270,12 +273,12 @@ impl Kernel for Io {
 const METRICS: &[MetricSpec] = &[
     MetricSpec::new("bw_bytes", "B/s", Better::Higher, "payload bytes per second of the timed step (fio)"),
     MetricSpec::new("bw_gbps", "GB/s", Better::Higher, "bw_bytes / 1e9"),
-    MetricSpec::new("setup_s", "s", Better::Lower, "import: create, preallocate, map, pre-fault; read: map, advise"),
+    MetricSpec::new("prepare_s", "s", Better::Lower, "import: create, preallocate, map, pre-fault; read: map, advise"),
     MetricSpec::new("transfer_s", "s", Better::Lower, "the copy, write or reduction phase"),
     MetricSpec::new("sync_s", "s", Better::Lower, "import: msync and fsync"),
     MetricSpec::new("teardown_s", "s", Better::Neither, "unmap and remove, outside the timed step"),
-    MetricSpec::new("import_gbps", "GB/s", Better::Higher, "size / (setup + transfer)"),
-    MetricSpec::new("durable_gbps", "GB/s", Better::Higher, "size / (setup + transfer + sync)"),
+    MetricSpec::new("import_gbps", "GB/s", Better::Higher, "size / (prepare + transfer)"),
+    MetricSpec::new("durable_gbps", "GB/s", Better::Higher, "size / (prepare + transfer + sync)"),
     MetricSpec::new("copy_phase_gbps", "GB/s", Better::Higher, "size / transfer"),
     MetricSpec::new("rewrite_gbps", "GB/s", Better::Higher, "size / transfer of a rewrite into a mapped file"),
     MetricSpec::new("verified", "", Better::Neither, "1 when the destination held exactly the source bytes"),

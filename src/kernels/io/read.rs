@@ -8,7 +8,7 @@
 //!   (possible because the pages are clean after the `fsync`; no root needed). Both
 //!   variants record `resident_before`, the cached fraction measured with `mincore`,
 //!   and a cold sample that still found more than 10 % cached is flagged.
-//! - setup phase: map the file read-only with `advice` (`populate` = `MAP_POPULATE`,
+//! - prepare phase: map the file read-only with `advice` (`populate` = `MAP_POPULATE`,
 //!   `sequential` / `willneed` / `hugepage` = `madvise`).
 //! - transfer phase: the chunked reduction ([`reduce_chunks`]), dynamic claiming.
 //! - the step ends; unmapping is timed separately as `teardown_s`.
@@ -194,11 +194,11 @@ impl ReadInstance {
         let usage_before = Usage::now();
         let start = probe.start();
         let map = map_with_advice(&payload.file, &self.params, probe)?;
-        let setup = probe.phase("setup", start);
+        let prepare = probe.phase("prepare", start);
         let transfer_start = probe.start();
         let (total, run) = reduce_chunks(f64_view(&map), self.params.chunk / 8);
         let transfer = probe.phase("transfer", transfer_start);
-        let elapsed = setup + transfer;
+        let elapsed = prepare + transfer;
         let usage = Usage::now().since(usage_before);
         probe.report_elapsed(elapsed);
         record_step(probe, &self.environment, self.params.size as f64, elapsed, usage);
