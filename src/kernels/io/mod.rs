@@ -220,10 +220,10 @@ impl Kernel for Io {
                 "sched stall: duration D in ms; 0 = 1.5x the calibrated single-thread time",
             ),
             ParamSpec::new(
-                "slow_factor",
-                ParamKind::Float { min: 0.0, max: 1000.0 },
-                Value::Float(2.0),
-                "sched slow_worker: sleep after each chunk, in calibrated chunk times",
+                "slow_us",
+                ParamKind::Float { min: 0.0, max: 1e6 },
+                Value::Float(0.0),
+                "sched slow_worker: sleep after each chunk in us; 0 = twice the calibrated chunk time",
             ),
             ParamSpec::new(
                 "op",

@@ -2,8 +2,8 @@
 //! reduction over a pre-faulted in-memory buffer (what NumPy's `a.sum()` measures).
 //!
 //! `setup` writes the payload to a scratch file in batches (so memory holds the page
-//! cache plus one batch, never a second full copy) and `fsync`s it, or fills the
-//! in-memory buffer. Each sample then:
+//! cache plus one batch, never a second full copy), `fsync`ing it for a cold read, or
+//! fills the in-memory buffer. Each sample then:
 //! - `cache = "cold"`: drops the file's pages with `posix_fadvise(POSIX_FADV_DONTNEED)`
 //!   (possible because the pages are clean after the `fsync`; no root needed). Both
 //!   variants record `resident_before`, the cached fraction measured with `mincore`,
@@ -117,8 +117,10 @@ pub fn reduce_chunks(values: &[f64], chunk_values: usize) -> (f64, ChunkRun<f64>
     (total, run)
 }
 
-/// Writes the seeded payload of `size` bytes to `path` in batches and syncs it.
-fn write_payload(path: &std::path::Path, size: usize, seed: u64) -> anyhow::Result<File> {
+/// Writes the seeded payload of `size` bytes to `path` in batches, and syncs it when
+/// `durable` (a cold read needs clean pages to evict; a hot read only cached ones, and
+/// its scratch file is deleted before the kernel would write it back).
+fn write_payload(path: &std::path::Path, size: usize, seed: u64, durable: bool) -> anyhow::Result<File> {
     let mut file = File::options()
         .read(true)
         .write(true)
@@ -135,7 +137,9 @@ fn write_payload(path: &std::path::Path, size: usize, seed: u64) -> anyhow::Resu
         file.write_all(data::f64_bytes(&batch[..count])).context("cannot write the payload")?;
         written += count;
     }
-    file.sync_all().context("cannot sync the payload")?;
+    if durable {
+        file.sync_all().context("cannot sync the payload")?;
+    }
     Ok(file)
 }
 
@@ -280,7 +284,8 @@ impl Instance for ReadInstance {
         match self.params.source {
             ReadSource::Mmap => {
                 let path = self.scratch_dir.join("read.bin");
-                let file = write_payload(&path, self.params.size, self.params.data_seed)
+                let durable = self.params.cache == CacheState::Cold;
+                let file = write_payload(&path, self.params.size, self.params.data_seed, durable)
                     .inspect_err(|_| drop(std::fs::remove_file(&path)))?;
                 self.payload = Some(PayloadFile { file, path });
             }

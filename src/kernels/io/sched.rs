@@ -6,7 +6,9 @@
 //! chunks`. The stall lasts `stall_ms`, or `1.5 * t_single` when it is 0, so that by
 //! default the other workers can finish everything else during the stall and the
 //! schedules are told apart (with a stall much longer than the work, every schedule
-//! is dominated by it). The slow worker sleeps `slow_factor * t_chunk` after each chunk.
+//! is dominated by it). The slow worker sleeps `slow_us` after each chunk, or `2 *
+//! t_chunk` when it is 0. Paired workloads should fix both durations in the spec, so
+//! that their delays do not differ by their calibrations' noise.
 //!
 //! The bound of a stalled pass, with `D` the stall worker 0 actually slept:
 //! `B = max(D + t_chunk, t_single)` for P >= 2 (worker 0's first chunk cannot finish
@@ -46,12 +48,14 @@ pub struct SchedParams {
     pub delay: DelayKind,
     /// The stall in milliseconds; 0 means 1.5 times the calibrated single-thread time.
     pub stall_ms: f64,
-    pub slow_factor: f64,
+    /// The slow worker's sleep per chunk in microseconds; 0 means twice the calibrated
+    /// chunk time.
+    pub slow_us: f64,
 }
 
 impl SchedParams {
     pub fn new(scheduler: Scheduler, delay: DelayKind, size: usize) -> SchedParams {
-        SchedParams { size, chunk: 1 << 20, data_seed: 1, scheduler, delay, stall_ms: 0.0, slow_factor: 2.0 }
+        SchedParams { size, chunk: 1 << 20, data_seed: 1, scheduler, delay, stall_ms: 0.0, slow_us: 0.0 }
     }
 
     pub(super) fn from_params(params: &Params, size: usize, chunk: usize, data_seed: u64) -> Result<Self, String> {
@@ -68,7 +72,7 @@ impl SchedParams {
             scheduler,
             delay,
             stall_ms: params.float("stall_ms"),
-            slow_factor: params.float("slow_factor"),
+            slow_us: params.float("slow_us"),
         })
     }
 
@@ -115,9 +119,10 @@ impl SchedInstance {
                 Delay::Stall(Duration::from_secs_f64(self.params.stall_ms / 1e3))
             }
             DelayKind::Stall => Delay::Stall(self.t_single.mul_f64(1.5)),
-            DelayKind::SlowWorker => {
-                Delay::SlowWorker((self.t_single / chunks as u32).mul_f64(self.params.slow_factor))
+            DelayKind::SlowWorker if self.params.slow_us > 0.0 => {
+                Delay::SlowWorker(Duration::from_secs_f64(self.params.slow_us / 1e6))
             }
+            DelayKind::SlowWorker => Delay::SlowWorker((self.t_single / chunks as u32) * 2),
         }
     }
 }

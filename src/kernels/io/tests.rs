@@ -546,3 +546,25 @@ fn resource_estimates_count_memory_and_disk() {
     let xor = estimate(&[("family", "bits".into()), ("op", "xor".into()), ("size", Value::Int(1024))]);
     assert_eq!(xor.memory_bytes, 3 * 1024);
 }
+
+#[test]
+fn the_experiment_spec_is_valid_with_and_without_its_ci_profile() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/io.toml");
+    for profile in [None, Some("ci".to_owned())] {
+        let overrides = crate::spec::Overrides { profile: profile.clone(), ..crate::spec::Overrides::default() };
+        let spec = crate::spec::load(&path, &overrides).unwrap_or_else(|error| panic!("{error}"));
+        let plan = crate::plan::expand(spec, crate::plan::Selection::default(), &|_| false)
+            .unwrap_or_else(|error| panic!("{error}"));
+        for phase in &plan.phases {
+            for check in &phase.checks {
+                assert!(!check.points.is_empty(), "check `{}` has no points under {profile:?}", check.check.id);
+            }
+            for run in &phase.runs {
+                let params = IoParams::from_params(&run.params).expect("every run's parameters are consistent");
+                if profile.is_some() {
+                    assert!(params.resources().memory_bytes <= 1 << 30, "{} is too big for the ci profile", run.name());
+                }
+            }
+        }
+    }
+}
