@@ -404,8 +404,7 @@ fn every_import_method_holds_the_source_bytes() {
             assert!(metric(probe, "clat_max_ns") >= metric(probe, "clat_p50_ns"));
         }
         assert_eq!(digest_output(&run.outputs, "digest"), expected, "{variant:?}");
-        let files: Vec<&String> = run.leftover_files.iter().filter(|name| *name != "rewrite.bin").collect();
-        assert!(files.is_empty(), "{variant:?} left {files:?} behind");
+        assert!(run.leftover_files.is_empty(), "{variant:?} left {:?} behind", run.leftover_files);
     }
 }
 
@@ -566,5 +565,20 @@ fn the_experiment_spec_is_valid_with_and_without_its_ci_profile() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn scratch_files_are_removed_when_an_instance_is_dropped_early() {
+    let variants: [Vec<(&str, Value)>; 2] = [
+        vec![("family", "import".into()), ("method", "rewrite".into())],
+        vec![("family", "read".into()), ("source", "mmap".into()), ("cache", "cold".into())],
+    ];
+    for mut pairs in variants {
+        pairs.push(("size", Value::Int(SMALL)));
+        // Set up, then dropped without a single sample (as after a failing partner).
+        let run = run_kernel(&pairs, 1, 0);
+        assert!(run.outputs.is_empty());
+        assert!(run.leftover_files.is_empty(), "{pairs:?} left {:?} behind", run.leftover_files);
     }
 }
