@@ -459,7 +459,8 @@ pub fn compare(parity: &Parity, a: &OutputData, b: &OutputData) -> ParityFigures
     if (comparators.exact || comparators.digest) && !figures.identical {
         figures.failures.push(match (a, b) {
             (OutputData::Digest(x), OutputData::Digest(y)) => format!("digests differ ({x} vs {y})"),
-            _ => format!("not identical ({} elements differ)", count_different(a, b)),
+            _ if a.len() != b.len() => format!("lengths differ ({} vs {})", a.len(), b.len()),
+            _ => format!("not identical ({} of {} elements differ)", count_different(a, b), a.len()),
         });
     }
     let numeric = numeric_comparators(comparators);
@@ -483,9 +484,7 @@ fn numeric_comparators(comparators: &Comparators) -> bool {
 
 fn count_different(a: &OutputData, b: &OutputData) -> usize {
     match (a.to_f64(), b.to_f64()) {
-        (Some(x), Some(y)) => {
-            x.iter().zip(&y).filter(|(p, q)| p.to_bits() != q.to_bits()).count() + x.len().abs_diff(y.len())
-        }
+        (Some(x), Some(y)) => x.iter().zip(&y).filter(|(p, q)| p.to_bits() != q.to_bits()).count(),
         _ => 1,
     }
 }

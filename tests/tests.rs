@@ -1,1 +1,11 @@
-//! Integration tests.
+//! Integration tests of the library, one module per boundary. The command line is
+//! tested end to end in `xtask/tests/cli.rs`; the experiments' own acceptance checks
+//! run through the `acceptance` harness.
+
+mod layering;
+mod matrix;
+mod pipeline;
+mod report;
+mod spec_errors;
+mod support;
+mod tidy;

@@ -239,6 +239,10 @@ fn parity_cell(figures: &ParityFigures) -> String {
 
 fn results(out: &mut String, runs: &[RunReport]) {
     let _ = writeln!(out, "## Results\n");
+    let _ = writeln!(
+        out,
+        "Times per step. The CI of the median is distribution-free at 95% (with fewer than 6 samples it is [min, max], covering 1 - 2^(1-n)).\n"
+    );
     let mut workloads: Vec<&str> = Vec::new();
     for run in runs {
         if !workloads.contains(&run.workload.as_str()) {

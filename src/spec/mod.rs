@@ -483,10 +483,9 @@ fn display_value(value: &FigmentValue) -> String {
             format!("{{ {} }}", parts.join(", "))
         }
         FigmentValue::Bool(_, flag) => flag.to_string(),
-        FigmentValue::Num(_, number) => match (number.to_i128(), number.to_f64()) {
-            (Some(integer), _) => integer.to_string(),
-            (None, Some(float)) => float.to_string(),
-            _ => "?".into(),
+        FigmentValue::Num(_, number) => match number_value(*number) {
+            Ok(value) => value.to_string(),
+            Err(message) => message,
         },
         FigmentValue::Char(_, character) => character.to_string(),
         FigmentValue::Empty(..) => "none".into(),
@@ -508,8 +507,10 @@ fn figment_error(document: &Document, error: figment::Error) -> SpecError {
     let table = if path.is_empty() { "the top level".to_owned() } else { format!("`{path}`") };
     match &error.kind {
         figment::error::Kind::UnknownField(field, expected) => {
-            let key = if path.is_empty() { field.clone() } else { format!("{path}.{field}") };
-            let mut spec_error = located(&key, format!("unknown key `{field}` in {table}"));
+            // The path of an unknown field already ends with the field.
+            let parent = error.path.split_last().map(|(_, parent)| parent.join(".")).unwrap_or_default();
+            let table = if parent.is_empty() { "the top level".to_owned() } else { format!("`{parent}`") };
+            let mut spec_error = located(&path, format!("unknown key `{field}` in {table}"));
             spec_error.hint = Some(match nearest(field, expected.iter().copied()) {
                 Some(close) => format!("did you mean `{close}`?"),
                 None => format!("valid keys: {}", expected.join(", ")),
@@ -1118,17 +1119,29 @@ fn convert_value(value: &FigmentValue) -> Result<Value, String> {
         FigmentValue::String(_, text) => Value::Text(text.clone()),
         FigmentValue::Char(_, character) => Value::Text(character.to_string()),
         FigmentValue::Bool(_, flag) => Value::Bool(*flag),
-        FigmentValue::Num(_, number) => match (number.to_i128(), number.to_f64()) {
-            (Some(integer), _) if !matches!(number, figment::value::Num::F32(_) | figment::value::Num::F64(_)) => {
-                Value::Int(i64::try_from(integer).map_err(|_| format!("{integer} does not fit in 64 bits"))?)
-            }
-            (_, Some(float)) => Value::Float(float),
-            _ => return Err("unsupported number".into()),
-        },
+        FigmentValue::Num(_, number) => number_value(*number)?,
         FigmentValue::Array(_, items) => Value::List(items.iter().map(convert_value).collect::<Result<_, _>>()?),
         FigmentValue::Dict(..) => return Err("parameters cannot be tables".into()),
         FigmentValue::Empty(..) => return Err("empty value".into()),
     })
+}
+
+/// A figment number as a kernel value: integers stay integers.
+fn number_value(number: figment::value::Num) -> Result<Value, String> {
+    use figment::value::Num;
+    match number {
+        Num::F32(float) => Ok(Value::Float(f64::from(float))),
+        Num::F64(float) => Ok(Value::Float(float)),
+        other => match (other.to_i128(), other.to_u128()) {
+            (Some(integer), _) => {
+                i64::try_from(integer).map(Value::Int).map_err(|_| format!("{integer} does not fit in 64 bits"))
+            }
+            (None, Some(integer)) => {
+                i64::try_from(integer).map(Value::Int).map_err(|_| format!("{integer} does not fit in 64 bits"))
+            }
+            _ => Err("unsupported number".into()),
+        },
+    }
 }
 
 /// FNV-1a, 64 bits, as 16 hex digits: a stable content hash for reports.

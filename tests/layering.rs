@@ -1,0 +1,100 @@
+//! Config layering: built-in defaults < spec file < profile < environment < `--set`,
+//! and the recorded source of every value.
+
+use phasegate::spec::{Overrides, Settings};
+
+use crate::support::{BASE, load, load_with};
+
+fn source_of<'a>(spec: &'a phasegate::spec::Spec, workload: &str, key: &str) -> (&'a str, &'a str) {
+    let workload = spec.phases[0].workloads.iter().find(|candidate| candidate.id == workload).unwrap();
+    let source = workload.setting_sources.iter().find(|source| source.key == key).unwrap();
+    (source.value.as_str(), source.origin.as_str())
+}
+
+#[test]
+fn builtin_defaults_apply_when_nothing_overrides() {
+    let spec = load(BASE).unwrap();
+    let builtin = Settings::builtin();
+    let slow = &spec.phases[0].workloads[0];
+    assert_eq!(slow.settings.warmup, builtin.warmup);
+    assert_eq!(slow.settings.threads, builtin.threads);
+    assert_eq!(slow.settings.repeats, 5, "the spec file sets repeats");
+    assert_eq!(source_of(&spec, "slow", "warmup"), ("1", "built-in default"));
+    assert_eq!(source_of(&spec, "slow", "repeats"), ("5", "spec file"));
+}
+
+#[test]
+fn each_layer_overrides_the_one_below() {
+    let text = format!("{BASE}\n[profile.ci]\n\"defaults.repeats\" = 3\n\"defaults.warmup\" = 0\n");
+    let env = vec![
+        ("PHASEGATE_DEFAULTS__REPEATS".to_owned(), "7".to_owned()),
+        ("PHASEGATE_DEFAULTS__TIMEOUT".to_owned(), "9.5".to_owned()),
+        ("UNRELATED".to_owned(), "1".to_owned()),
+    ];
+    let overrides = Overrides {
+        env,
+        sets: vec!["defaults.repeats=11".into(), "phase.a.workload.fast.params.time_ms=0.5".into()],
+        profile: Some("ci".into()),
+    };
+    let spec = load_with(&text, &overrides).unwrap();
+    assert_eq!(source_of(&spec, "slow", "repeats"), ("11", "--set defaults.repeats=11"));
+    assert_eq!(source_of(&spec, "slow", "timeout"), ("9.5", "environment variable PHASEGATE_DEFAULTS__TIMEOUT"));
+    assert_eq!(source_of(&spec, "slow", "warmup"), ("0", "profile `ci`"));
+    let fast = &spec.phases[0].workloads[1];
+    assert_eq!(
+        fast.params.iter().find(|(name, _)| name == "time_ms").unwrap().1,
+        vec![phasegate::kernel::Value::Float(0.5)]
+    );
+    let overridden: Vec<(String, String)> =
+        spec.overrides().map(|source| (source.key.clone(), source.origin.clone())).collect();
+    assert!(overridden.contains(&(
+        "phase.a.workload.fast.params.time_ms".into(),
+        "--set phase.a.workload.fast.params.time_ms=0.5".into()
+    )));
+    assert!(
+        overridden.contains(&("defaults.timeout".into(), "environment variable PHASEGATE_DEFAULTS__TIMEOUT".into()))
+    );
+}
+
+#[test]
+fn environment_beats_profile_and_file() {
+    let text = format!("{BASE}\n[profile.ci]\n\"defaults.repeats\" = 3\n");
+    let overrides = Overrides {
+        env: vec![("PHASEGATE_DEFAULTS__REPEATS".to_owned(), "4".to_owned())],
+        sets: Vec::new(),
+        profile: Some("ci".into()),
+    };
+    let spec = load_with(&text, &overrides).unwrap();
+    assert_eq!(source_of(&spec, "slow", "repeats"), ("4", "environment variable PHASEGATE_DEFAULTS__REPEATS"));
+}
+
+#[test]
+fn workload_and_phase_overrides_beat_defaults() {
+    let text = BASE
+        .replace("title = \"Phase A\"", "title = \"Phase A\"\n[phase.defaults]\nwarmup = 2")
+        .replace("id = \"fast\"", "id = \"fast\"\nrepeats = 9");
+    let spec = load(&text).unwrap();
+    assert_eq!(source_of(&spec, "fast", "repeats"), ("9", "spec file"));
+    assert_eq!(spec.phases[0].workloads[1].settings.repeats, 9);
+    assert_eq!(spec.phases[0].workloads[0].settings.repeats, 5);
+    assert_eq!(spec.phases[0].workloads[0].settings.warmup, 2);
+}
+
+#[test]
+fn overrides_naming_unknown_things_are_errors() {
+    let overrides = |set: &str| Overrides { sets: vec![set.to_owned()], ..Overrides::default() };
+    let error = load_with(BASE, &overrides("phase.b.repeats=3")).unwrap_err().to_string();
+    assert!(error.contains("`--set phase.b.repeats=3`: no phase with id `b`"), "{error}");
+    let error = load_with(BASE, &overrides("phase.a.workload.fsat.repeats=3")).unwrap_err().to_string();
+    assert!(error.contains("no workload with id `fsat` (did you mean `fast`?)"), "{error}");
+    let error = load_with(BASE, &overrides("defaults.repeets=3")).unwrap_err().to_string();
+    assert!(error.contains("unknown key `repeets`") && error.contains("--set defaults.repeets=3"), "{error}");
+    let error = load_with(BASE, &overrides("no-equals-sign")).unwrap_err().to_string();
+    assert!(error.contains("is not of the form key.path=value"), "{error}");
+    let env = Overrides { env: vec![("PHASEGATE_DEFAULTS__WARMUP".into(), "-1".into())], ..Overrides::default() };
+    let error = load_with(BASE, &env).unwrap_err().to_string();
+    assert!(error.contains("defaults.warmup"), "{error}");
+    let profile = Overrides { profile: Some("nightly".into()), ..Overrides::default() };
+    let error = load_with(BASE, &profile).unwrap_err().to_string();
+    assert!(error.contains("unknown profile `nightly`"), "{error}");
+}

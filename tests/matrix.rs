@@ -1,0 +1,96 @@
+//! Matrix expansion, pairing of interleaved partners and check points.
+
+use phasegate::kernel::Value;
+
+use crate::support::{BASE, expand};
+
+#[test]
+fn lists_expand_into_a_cartesian_matrix_in_file_order() {
+    let text = BASE
+        .replace("time_ms = 4.0", "time_ms = [4.0, 8.0]\nsize = [8, 16, 32]")
+        .replace("repeats = 5", "repeats = 5\nthreads = [1, 2]");
+    let plan = expand(&text).unwrap();
+    let phase = &plan.phases[0];
+    let slow: Vec<&str> =
+        phase.runs.iter().filter(|run| run.workload == "slow").map(|run| run.label.as_str()).collect();
+    assert_eq!(slow.len(), 2 * 3 * 2);
+    assert_eq!(slow[0], "time_ms=4,size=8,threads=1");
+    assert_eq!(slow[1], "time_ms=4,size=8,threads=2");
+    assert_eq!(slow[11], "time_ms=8,size=32,threads=2");
+    // `fast` has only the threads axis.
+    let fast: Vec<&str> =
+        phase.runs.iter().filter(|run| run.workload == "fast").map(|run| run.label.as_str()).collect();
+    assert_eq!(fast, ["threads=1", "threads=2"]);
+    let run = &phase.runs[0];
+    assert_eq!(run.params.get("jitter"), Some(&Value::Float(0.05)));
+    assert_eq!(run.params.get("slowdown"), Some(&Value::Float(1.0)), "defaults fill undeclared parameters");
+    assert_eq!(run.threads, 1);
+    assert_eq!(plan.n_runs(), 14);
+}
+
+#[test]
+fn partners_are_grouped_by_matching_axes() {
+    let text = BASE
+        .replace("time_ms = 4.0", "time_ms = 4.0\nsize = [8, 16]")
+        .replace("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16, 32]");
+    let plan = expand(&text).unwrap();
+    let phase = &plan.phases[0];
+    let names = |group: &Vec<usize>| group.iter().map(|&index| phase.runs[index].name()).collect::<Vec<_>>();
+    let groups: Vec<Vec<String>> = phase.groups.iter().map(names).collect();
+    assert_eq!(
+        groups,
+        vec![
+            vec!["slow[size=8]".to_owned(), "fast[size=8]".to_owned()],
+            vec!["slow[size=16]".to_owned(), "fast[size=16]".to_owned()],
+            vec!["fast[size=32]".to_owned()],
+        ]
+    );
+}
+
+#[test]
+fn a_fixed_reference_partners_every_point() {
+    let text = BASE.replace("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]");
+    let plan = expand(&text).unwrap();
+    assert_eq!(plan.phases[0].groups.len(), 1, "slow has no size axis, so it pairs with both fast runs");
+}
+
+#[test]
+fn check_points_follow_shared_axes() {
+    let text = BASE
+        .replace("time_ms = 4.0", "time_ms = 4.0\nsize = [8, 16]")
+        .replace("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16, 32]");
+    let text = format!(
+        "{text}\n[[phase.check]]\nid = \"speed\"\nexpr = \"slow.warm.median / fast.warm.median >= 2\"\nrationale = \"why\"\n"
+    );
+    let plan = expand(&text).unwrap();
+    let check = &plan.phases[0].checks[0];
+    let labels: Vec<&str> = check.points.iter().map(|point| point.label.as_str()).collect();
+    assert_eq!(labels, ["size=8", "size=16"], "size=32 has no slow run and is skipped");
+    assert!(check.points.iter().all(|point| point.paired.is_some()), "partners are paired");
+}
+
+#[test]
+fn sequential_order_disables_pairing() {
+    let text = BASE.replace("repeats = 5", "repeats = 5\norder = \"sequential\"");
+    let text = format!(
+        "{text}\n[[phase.check]]\nid = \"speed\"\nexpr = \"slow.warm.median / fast.warm.median >= 2\"\nrationale = \"why\"\n"
+    );
+    let plan = expand(&text).unwrap();
+    assert_eq!(plan.phases[0].groups.len(), 2);
+    assert!(plan.phases[0].checks[0].points[0].paired.is_none());
+}
+
+#[test]
+fn filters_and_phase_selection() {
+    use phasegate::plan::{Selection, expand as expand_with};
+    let spec = crate::support::load(BASE).unwrap();
+    let selection = Selection { phase: None, filter: Some("a/f*".into()) };
+    let plan = expand_with(spec.clone(), selection, &|_| false).unwrap();
+    let skipped: Vec<bool> = plan.phases[0].runs.iter().map(|run| run.skip.is_some()).collect();
+    assert_eq!(skipped, [true, false]);
+    let error =
+        expand_with(spec.clone(), Selection { phase: None, filter: Some("zzz".into()) }, &|_| false).unwrap_err();
+    assert!(error.to_string().contains("`--filter zzz` matches no workload"));
+    let error = expand_with(spec, Selection { phase: Some("b".into()), filter: None }, &|_| false).unwrap_err();
+    assert!(error.to_string().contains("`--phase b`: no such phase"));
+}

@@ -1,0 +1,192 @@
+//! The whole pipeline in process with the mock kernel: execution, interleaving,
+//! statistics, verdicts of every kind, parity, failures and re-runs.
+
+use phasegate::execute::RunStatus;
+use phasegate::verdict::{Facts, Method, Status, Verdict};
+
+use crate::support::{BASE, expand, run_plan};
+
+fn with_checks(base: &str, checks: &[(&str, &str)]) -> String {
+    let mut text = base.to_owned();
+    for (id, body) in checks {
+        text.push_str(&format!("\n[[phase.check]]\nid = \"{id}\"\n{body}\nrationale = \"test\"\n"));
+    }
+    text
+}
+
+fn verdicts(text: &str, facts: &Facts) -> Vec<Verdict> {
+    let plan = expand(text).unwrap();
+    run_plan(&plan, facts).remove(0).1
+}
+
+fn status_of(verdicts: &[Verdict], name: &str) -> Status {
+    verdicts.iter().find(|verdict| verdict.name() == name).unwrap_or_else(|| panic!("no verdict {name}")).status
+}
+
+#[test]
+fn interleaved_samples_pair_by_index() {
+    let plan = expand(BASE).unwrap();
+    let (results, _) = run_plan(&plan, &Facts::default()).remove(0);
+    for result in &results {
+        let indices: Vec<u32> = result.timed(phasegate::spec::Mode::Warm).map(|sample| sample.index).collect();
+        assert_eq!(indices, [0, 1, 2, 3, 4]);
+        assert_eq!(result.samples.iter().filter(|sample| sample.warmup).count(), 1);
+    }
+    // Mock times are deterministic: the seeded jitter gives the same sequence twice.
+    let again = run_plan(&plan, &Facts::default()).remove(0).0;
+    assert_eq!(results[0].samples, again[0].samples);
+}
+
+#[test]
+fn paired_ratio_verdicts_are_tri_state() {
+    let text = with_checks(
+        BASE,
+        &[
+            ("clears", "expr = \"slow.warm.median / fast.warm.median >= 3\""),
+            ("misses", "expr = \"slow.warm.median / fast.warm.median >= 5\""),
+            ("straddles", "expr = \"slow.warm.median / fast.warm.median >= 4\""),
+            ("point", "expr = \"slow.warm.mean - fast.warm.mean >= 0.002\""),
+        ],
+    );
+    // Different jitter for the two workloads, so their ratio varies around 4.
+    let text = text.replacen("jitter = 0.05", "jitter = 0.05\nslowdown = 1.0", 1).replace("seed = 7", "seed = 7\n");
+    let text = text.replacen("kernel = \"mock\"\nreference", "kernel = \"mock\"\nseed = 99\nreference", 1);
+    let verdicts = verdicts(&text, &Facts::default());
+    assert_eq!(status_of(&verdicts, "clears"), Status::Pass);
+    assert_eq!(status_of(&verdicts, "misses"), Status::Fail);
+    assert_eq!(status_of(&verdicts, "straddles"), Status::Inconclusive);
+    let straddles = verdicts.iter().find(|verdict| verdict.check == "straddles").unwrap();
+    let measured = straddles.measured.as_ref().unwrap();
+    assert_eq!(measured.method, Method::PairedRatio);
+    let (low, high) = measured.interval.unwrap();
+    assert!(low < 4.0 && high > 4.0, "{low} {high}");
+    assert_eq!(measured.ratios.as_ref().unwrap().n, 5);
+    assert!(straddles.reason.as_ref().unwrap().contains("straddles the threshold"));
+    let point = verdicts.iter().find(|verdict| verdict.check == "point").unwrap();
+    assert_eq!(point.measured.as_ref().unwrap().method, Method::Point);
+    assert_eq!(point.status, Status::Pass);
+}
+
+#[test]
+fn failed_runs_make_checks_not_measured() {
+    let text = BASE.replace("time_ms = 1.0", "time_ms = 1.0\nfail_at = 3");
+    let text = with_checks(&text, &[("speed", "expr = \"slow.warm.median / fast.warm.median >= 3\"")]);
+    let plan = expand(&text).unwrap();
+    let (results, verdicts) = run_plan(&plan, &Facts::default()).remove(0);
+    let fast = &results[1];
+    match &fast.status {
+        RunStatus::Failed(message) => assert!(message.contains("mock failure at sample 3"), "{message}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(status_of(&verdicts, "speed"), Status::NotMeasured);
+    assert!(verdicts[0].reason.as_ref().unwrap().contains("run `fast` failed"));
+    // The partner still ran to the end.
+    assert_eq!(results[0].status, RunStatus::Completed);
+    assert_eq!(results[0].timed(phasegate::spec::Mode::Warm).count(), 5);
+}
+
+#[test]
+fn parity_failure_fails_even_a_fast_result() {
+    let text = BASE.replace("time_ms = 1.0", "time_ms = 1.0\nperturb = 1e-3");
+    let text = with_checks(
+        &text,
+        &[
+            (
+                "fast_and_right",
+                "expr = \"slow.warm.median / fast.warm.median >= 3\"\nparity = { of = \"fast\", against = \"slow\", output = \"values\", max_abs = 1e-6 }",
+            ),
+            (
+                "loose",
+                "parity = { of = \"fast\", against = \"slow\", output = \"values\", max_abs = 1e-2, corr_min = 0.999, rtol = 0.01, atol = 1e-3 }",
+            ),
+            ("sums", "parity = { of = \"fast\", against = \"slow\", output = \"values\", sum_ratio = 1e-9 }"),
+        ],
+    );
+    let verdicts = verdicts(&text, &Facts::default());
+    let strict = verdicts.iter().find(|verdict| verdict.check == "fast_and_right").unwrap();
+    assert_eq!(strict.measured.as_ref().unwrap().status, Status::Pass, "the speedup alone passes");
+    assert_eq!(strict.status, Status::Fail, "but the output is wrong");
+    let figures = strict.parity.as_ref().unwrap();
+    assert!((figures.max_abs_diff.unwrap() - 1e-3).abs() < 1e-12);
+    assert!(figures.failures[0].starts_with("max |diff| 0.001000 > 1.000e-6"), "{:?}", figures.failures);
+    assert_eq!(status_of(&verdicts, "loose"), Status::Pass);
+    assert_eq!(status_of(&verdicts, "sums"), Status::Fail);
+}
+
+#[test]
+fn requirements_applicability_and_skips() {
+    let text = BASE.replace("id = \"fast\"", "id = \"fast\"\nrequires_env = \"PHASEGATE_TEST_UNSET\"");
+    let text = with_checks(
+        &text,
+        &[
+            ("needs_cpu", "expr = \"slow.warm.median <= 1\"\nrequires = [\"cpu:avx512_vpopcntdq\"]"),
+            ("only_if_fast", "expr = \"slow.warm.median <= 1\"\napplies_if = \"slow.warm.median < 0.001\""),
+            ("uses_skipped", "expr = \"slow.warm.median / fast.warm.median >= 3\""),
+        ],
+    );
+    let plan = expand(&text).unwrap();
+    let with_feature = Facts { cpu_features: vec!["avx512vpopcntdq".into()], ..Facts::default() };
+    let verdicts = run_plan(&plan, &Facts::default()).remove(0).1;
+    assert_eq!(status_of(&verdicts, "needs_cpu"), Status::NotApplicable);
+    assert!(verdicts[0].reason.as_ref().unwrap().contains("avx512_vpopcntdq"));
+    assert_eq!(status_of(&verdicts, "only_if_fast"), Status::NotApplicable);
+    assert_eq!(status_of(&verdicts, "uses_skipped"), Status::Skipped);
+    let verdicts = run_plan(&plan, &with_feature).remove(0).1;
+    assert_eq!(status_of(&verdicts, "needs_cpu"), Status::Pass, "underscores are ignored in feature names");
+}
+
+#[test]
+fn waivers_expire() {
+    let waived = |until: &str, threshold: u32| {
+        format!(
+            "expr = \"slow.warm.median / fast.warm.median >= {threshold}\"\nxfail = {{ reason = \"known slow\", until = \"{until}\" }}"
+        )
+    };
+    let text = with_checks(
+        BASE,
+        &[
+            ("waived_fail", &waived("2030-01-01", 9)),
+            ("waived_pass", &waived("2030-01-01", 2)),
+            ("expired", &waived("2020-01-01", 2)),
+        ],
+    );
+    let facts = Facts { today: "2026-11-21".into(), ..Facts::default() };
+    let verdicts = verdicts(&text, &facts);
+    assert_eq!(status_of(&verdicts, "waived_fail"), Status::Xfail);
+    assert_eq!(status_of(&verdicts, "waived_pass"), Status::Xpass);
+    assert_eq!(status_of(&verdicts, "expired"), Status::Fail);
+    assert!(verdicts[2].reason.as_ref().unwrap().contains("waiver expired on 2020-01-01"));
+}
+
+#[test]
+fn inconclusive_checks_are_rerun_within_budget() {
+    let text = BASE.replace("repeats = 5", "repeats = 5\nreruns = 2");
+    let text = text.replacen("kernel = \"mock\"\nreference", "kernel = \"mock\"\nseed = 99\nreference", 1);
+    let text = with_checks(&text, &[("straddles", "expr = \"slow.warm.median / fast.warm.median >= 4\"")]);
+    let plan = expand(&text).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let options =
+        phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
+    let (results, verdicts, rounds) =
+        phasegate::run::execute_with_reruns(&plan.phases[0], &options, &phasegate::execute::Silent, &Facts::default());
+    assert_eq!(rounds, 3, "one round plus two re-runs");
+    assert_eq!(results[0].timed(phasegate::spec::Mode::Warm).count(), 15);
+    assert_eq!(verdicts[0].measured.as_ref().unwrap().ratios.as_ref().unwrap().n, 15);
+}
+
+#[test]
+fn cold_mode_times_setup_and_first_step() {
+    let text = BASE
+        .replace("time_ms = 4.0", "time_ms = 4.0\nsetup_ms = 10.0")
+        .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\", \"warm\"]");
+    let plan = expand(&text).unwrap();
+    let (results, _) = run_plan(&plan, &Facts::default()).remove(0);
+    let cold: Vec<f64> = results[0].timed(phasegate::spec::Mode::Cold).map(|sample| sample.seconds).collect();
+    assert_eq!(cold.len(), 5);
+    for seconds in cold {
+        // 10 ms set-up plus the first step, 4 ms within 5% jitter.
+        assert!((seconds - 0.014).abs() <= 0.0002 + 1e-12, "{seconds}");
+    }
+    let setup = results[0].timed(phasegate::spec::Mode::Cold).next().unwrap();
+    assert_eq!(setup.metrics.iter().find(|(name, _)| name == "setup_s").unwrap().1, 0.010);
+}

@@ -1,0 +1,79 @@
+//! Report rendering from a fixed result: the mock kernel's timings are deterministic,
+//! and the environment and dates are fixed here, so the Markdown is snapshot-tested
+//! whole and the JSON must round-trip.
+
+use std::collections::BTreeMap;
+
+use phasegate::env::Environment;
+use phasegate::report::{self, PhaseReport, markdown};
+use phasegate::verdict::Facts;
+
+use crate::support::{BASE, expand, run_plan};
+
+fn fixed_environment() -> Environment {
+    Environment {
+        phasegate_version: "0.0.0".into(),
+        git_sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        git_dirty: Some(false),
+        rustc: "rustc 1.0.0".into(),
+        target: "x86_64-unknown-linux-gnu".into(),
+        build_profile: "measure".into(),
+        opt_level: "3".into(),
+        debug_assertions: false,
+        cpu_model: "Test CPU".into(),
+        cpu_features: vec!["avx2".into()],
+        cores: 2,
+        memory_bytes: 8 << 30,
+        memory_available_bytes: 6 << 30,
+        os: "Test OS".into(),
+        kernel: "6.0".into(),
+        hostname: "testhost".into(),
+        crate_versions: BTreeMap::new(),
+    }
+}
+
+fn fixed_report() -> PhaseReport {
+    let text = BASE
+        .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\", \"warm\"]")
+        .replace("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]")
+        .replace("time_ms = 4.0", "time_ms = 4.0\nsize = [8, 16]");
+    let text = format!(
+        "{text}\n[[phase.check]]\nid = \"speedup\"\nexpr = \"slow.warm.median / fast.warm.median >= 3\"\nparity = {{ of = \"fast\", against = \"slow\", output = \"values\", exact = true }}\nrationale = \"fast is at least 3x slow\"\n\n[[phase.check]]\nid = \"budget\"\nexpr = \"fast[size=8].warm.median <= 0.0009\"\nrationale = \"fast stays under 0.9 ms\"\n"
+    );
+    let plan = expand(&text).unwrap();
+    let (results, verdicts) = run_plan(&plan, &Facts::default()).remove(0);
+    let environment = fixed_environment();
+    let context = report::Context {
+        spec: &plan.spec,
+        environment: &environment,
+        command: "cargo xtask run spec.toml".into(),
+        started: "2026-01-01T00:00:00Z".into(),
+        duration_s: 1.5,
+        rounds: 1,
+        report_dir: "reports/demo/2026-01-01T000000Z-testhost".into(),
+    };
+    report::build(&plan.phases[0], &results, verdicts, &context)
+}
+
+#[test]
+fn markdown_report() {
+    insta::assert_snapshot!("report_md", markdown::render(&fixed_report()));
+}
+
+#[test]
+fn summary_for_pull_requests() {
+    insta::assert_snapshot!("summary_md", markdown::render_summary(&[fixed_report()]));
+}
+
+#[test]
+fn json_report_round_trips() {
+    let report = fixed_report();
+    let json = serde_json::to_string_pretty(&report).unwrap();
+    let back: PhaseReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, report);
+    assert_eq!(back.schema_version, report::SCHEMA_VERSION);
+    // Raw samples are kept, warm-ups included.
+    let slow = &back.runs[0];
+    assert_eq!(slow.samples.len(), 5 + 1 + 5);
+    assert!(slow.samples.iter().any(|sample| sample.warmup));
+}

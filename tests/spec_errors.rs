@@ -1,0 +1,258 @@
+//! Every kind of bad spec gets one clear error pointing at its line: a data-driven
+//! table of broken specs and their rendered errors.
+
+use crate::support::{BASE, spec_error};
+
+/// `BASE` with `old` replaced by `new` (which must occur).
+fn edit(old: &str, new: &str) -> String {
+    assert!(BASE.contains(old), "`{old}` is not in the base spec");
+    BASE.replacen(old, new, 1)
+}
+
+#[test]
+fn malformed_toml_points_at_line_and_column() {
+    insta::assert_snapshot!(spec_error(&edit("repeats = 5", "repeats = = 5")), @"
+    error: invalid TOML: extra `=`, expected nothing
+     --> spec.toml:8:11
+      |
+    8 | repeats = = 5
+      |           ^
+    ");
+}
+
+#[test]
+fn unknown_key_suggests_the_nearest() {
+    insta::assert_snapshot!(spec_error(&edit("repeats = 5", "repeat = 5")), @"
+    error: unknown key `repeat` in `defaults`
+     --> spec.toml:8:1
+      |
+    8 | repeat = 5
+      | ^^^^^^
+      = help: did you mean `repeats`?
+    ");
+}
+
+#[test]
+fn unknown_top_level_table() {
+    insta::assert_snapshot!(spec_error(&format!("{BASE}\n[defualts]\nwarmup = 1\n")), @"
+    error: unknown key `defualts` in the top level
+      --> spec.toml:29:2
+       |
+    29 | [defualts]
+       |  ^^^^^^^^
+       = help: did you mean `defaults`?
+    ");
+}
+
+#[test]
+fn wrong_type() {
+    insta::assert_snapshot!(spec_error(&edit("repeats = 5", "repeats = \"five\"")), @r#"
+    error: `defaults.repeats` has the wrong type: found string "five", expected u32
+     --> spec.toml:8:11
+      |
+    8 | repeats = "five"
+      |           ^^^^^^
+    "#);
+}
+
+#[test]
+fn missing_required_key() {
+    insta::assert_snapshot!(spec_error(&edit("seed = 7\n", "")), @r"
+    error: missing key `seed` in `experiment`
+     --> spec.toml:2:2
+      |
+    2 | [experiment]
+      |  ^^^^^^^^^^
+    ");
+}
+
+#[test]
+fn unknown_kernel() {
+    insta::assert_snapshot!(spec_error(&edit("kernel = \"mock\"", "kernel = \"mok\"")), @r#"
+    error: unknown kernel `mok`
+      --> spec.toml:16:10
+       |
+    16 | kernel = "mok"
+       |          ^^^^^
+       = help: did you mean `mock`? kernels: command, mock
+    "#);
+}
+
+#[test]
+fn unknown_parameter_names_the_valid_ones() {
+    insta::assert_snapshot!(spec_error(&edit("time_ms = 4.0", "time_sm = 4.0")), @r"
+    error: unknown parameter `time_sm` for kernel `mock`
+      --> spec.toml:18:1
+       |
+    18 | time_sm = 4.0
+       | ^^^^^^^
+       = help: did you mean `time_ms`? valid parameters: time_ms, jitter, slowdown, setup_ms, spin, fail_at, size, perturb
+    ");
+}
+
+#[test]
+fn negative_size_is_out_of_range() {
+    insta::assert_snapshot!(spec_error(&edit("time_ms = 4.0", "time_ms = 4.0\nsize = [16, -3]")), @r"
+    error: parameter `size`: -3 is out of range: expected an integer in 1..=1099511627776
+      --> spec.toml:19:8
+       |
+    19 | size = [16, -3]
+       |        ^^^^^^^^
+    ");
+}
+
+#[test]
+fn empty_matrix_axis() {
+    insta::assert_snapshot!(spec_error(&edit("time_ms = 4.0", "time_ms = 4.0\nsize = []")), @r"
+    error: parameter `size` has an empty list: the matrix would be empty
+      --> spec.toml:19:8
+       |
+    19 | size = []
+       |        ^^
+    ");
+}
+
+#[test]
+fn duplicate_and_missing_ids() {
+    insta::assert_snapshot!(spec_error(&edit("id = \"fast\"", "id = \"slow\"")), @r#"
+    error: duplicate id `slow` in `phase.workload`
+      --> spec.toml:22:6
+       |
+    22 | id = "slow"
+       |      ^^^^^^
+    "#);
+    insta::assert_snapshot!(spec_error(&edit("id = \"fast\"\n", "")), @r#"
+    error: this `[[phase.workload]]` has no `id`
+      --> spec.toml:21:1
+       |
+    21 | [[phase.workload]]
+       | ^^^^^^^^^^^^^^^^^^
+       = help: every phase, workload and check needs an `id` such as `id = "baseline"`
+    "#);
+}
+
+#[test]
+fn unknown_reference_workload() {
+    insta::assert_snapshot!(spec_error(&edit("reference = \"slow\"", "reference = \"slwo\"")), @r#"
+    error: no workload with id `slwo` (did you mean `slow`?)
+      --> spec.toml:24:13
+       |
+    24 | reference = "slwo"
+       |             ^^^^^^
+    "#);
+}
+
+fn with_check(expr: &str) -> String {
+    format!("{BASE}\n[[phase.check]]\nid = \"speed\"\nexpr = \"{expr}\"\nrationale = \"why\"\n")
+}
+
+#[test]
+fn check_refers_to_missing_workload_or_metric() {
+    insta::assert_snapshot!(spec_error(&with_check("slow.warm.median / quick.warm.median >= 2")), @r#"
+    error: no workload with id `quick` (ids: slow, fast)
+      --> spec.toml:31:28
+       |
+    31 | expr = "slow.warm.median / quick.warm.median >= 2"
+       |                            ^^^^^^^^^^^^^^^^^
+    "#);
+    insta::assert_snapshot!(spec_error(&with_check("fast.warm.item_per_s.median >= 2")), @r#"
+    error: kernel `mock` has no metric `item_per_s` (did you mean `items_per_s`?)
+      --> spec.toml:31:9
+       |
+    31 | expr = "fast.warm.item_per_s.median >= 2"
+       |         ^^^^^^^^^^^^^^^^^^^^^^^^^^^
+    "#);
+    insta::assert_snapshot!(spec_error(&with_check("fast.cold.median >= 2")), @r#"
+    error: workload `fast` does not run in cold mode (modes: warm)
+      --> spec.toml:31:9
+       |
+    31 | expr = "fast.cold.median >= 2"
+       |         ^^^^^^^^^^^^^^^^
+    "#);
+}
+
+#[test]
+fn check_syntax_errors() {
+    insta::assert_snapshot!(spec_error(&with_check("slow.warm.average >= 2")), @r#"
+    error: unknown statistic `average`; expected `slow.warm.median` or `slow.warm.METRIC.median` (mode cold|warm; statistic one of mean, median, min, max, stddev, mad)
+      --> spec.toml:31:19
+       |
+    31 | expr = "slow.warm.average >= 2"
+       |                   ^^^^^^^
+    "#);
+    insta::assert_snapshot!(spec_error(&with_check("slow.warm.median 2")), @r#"
+    error: expected a comparison (>=, <=, ...), found number `2`
+      --> spec.toml:31:26
+       |
+    31 | expr = "slow.warm.median 2"
+       |                          ^
+    "#);
+}
+
+#[test]
+fn ambiguous_reference_needs_a_selector() {
+    let spec = edit("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]");
+    let spec =
+        format!("{spec}\n[[phase.check]]\nid = \"small\"\nexpr = \"fast.warm.median <= 1\"\nrationale = \"why\"\n");
+    // One point per size: fine.
+    assert!(crate::support::expand(&spec).is_ok());
+    let spec = edit("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]");
+    let spec = format!(
+        "{spec}\n[[phase.check]]\nid = \"pinned\"\nexpr = \"fast[size=32].warm.median <= 1\"\nrationale = \"why\"\n"
+    );
+    insta::assert_snapshot!(spec_error(&spec), @r#"
+    error: check `pinned` matches no combination of runs
+      --> spec.toml:31:6
+       |
+    31 | id = "pinned"
+       |      ^^^^^^^^
+       = help: the selectors or the workloads' parameter values do not overlap
+    "#);
+}
+
+#[test]
+fn phase_needs_unknown_or_cyclic() {
+    let spec = edit("title = \"Phase A\"", "title = \"Phase A\"\nneeds = [\"b\"]");
+    insta::assert_snapshot!(spec_error(&spec), @r#"
+    error: no phase with id `b` (did you mean `a`?)
+      --> spec.toml:13:9
+       |
+    13 | needs = ["b"]
+       |         ^^^^^
+    "#);
+}
+
+#[test]
+fn parity_on_unknown_output() {
+    let spec = format!(
+        "{BASE}\n[[phase.check]]\nid = \"same\"\nparity = {{ of = \"fast\", against = \"slow\", output = \"image\", exact = true }}\nrationale = \"why\"\n"
+    );
+    insta::assert_snapshot!(spec_error(&spec), @r#"
+    error: workload `fast` (kernel `mock`) has no output `image`; outputs: values
+      --> spec.toml:31:10
+       |
+    31 | parity = { of = "fast", against = "slow", output = "image", exact = true }
+       |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+    "#);
+}
+
+#[test]
+fn check_without_condition_or_rationale() {
+    let spec = format!("{BASE}\n[[phase.check]]\nid = \"nothing\"\nrationale = \"why\"\n");
+    insta::assert_snapshot!(spec_error(&spec), @r#"
+    error: check `nothing` has neither `expr` nor `parity`
+      --> spec.toml:30:6
+       |
+    30 | id = "nothing"
+       |      ^^^^^^^^^
+       = help: write `expr = "a.warm.median / b.warm.median >= 2"` or a `parity = { of, against, output, ... }`
+    "#);
+    let spec = format!("{BASE}\n[[phase.check]]\nid = \"terse\"\nexpr = \"fast.warm.median <= 1\"\n");
+    insta::assert_snapshot!(spec_error(&spec), @r#"
+    error: missing key `rationale` in `phase.a.check.terse`
+      --> spec.toml:30:6
+       |
+    30 | id = "terse"
+       |      ^^^^^^^
+    "#);
+}

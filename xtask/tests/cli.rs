@@ -1,0 +1,306 @@
+//! End-to-end runs of the `cargo xtask` binary on specs written to a temporary
+//! project: exit codes, report files, errors, dry runs and logs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary project directory with a spec in it.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Project {
+        Project { dir: tempfile::tempdir().expect("temporary directory") }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, text).expect("write spec");
+        path
+    }
+
+    fn xtask(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run xtask")
+    }
+
+    fn run(&self, spec: &str, extra: &[&str]) -> (i32, String, String) {
+        let mut args = vec!["run", spec, "--plain"];
+        args.extend_from_slice(extra);
+        let output = self.xtask(&args);
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+fn spec(checks: &str, slow_params: &str) -> String {
+    format!(
+        r#"
+[experiment]
+name = "e2e"
+seed = 3
+
+[defaults]
+repeats = 5
+
+[[phase]]
+id = "a"
+title = "Phase A"
+
+[[phase.workload]]
+id = "slow"
+kernel = "mock"
+[phase.workload.params]
+time_ms = 4.0
+{slow_params}
+
+[[phase.workload]]
+id = "fast"
+kernel = "mock"
+reference = "slow"
+seed = 11
+[phase.workload.params]
+time_ms = 1.0
+jitter = 0.02
+{checks}
+"#
+    )
+}
+
+const SPEEDUP: &str = r#"
+[[phase.check]]
+id = "speedup"
+expr = "slow.warm.median / fast.warm.median >= 3"
+rationale = "fast is at least 3x slow"
+"#;
+
+#[test]
+fn passing_spec_writes_reports_and_exits_0() {
+    let project = Project::new();
+    project.write("pass.toml", &spec(SPEEDUP, ""));
+    let (code, stdout, stderr) = project.run("pass.toml", &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("phase a (Phase A): PASS"), "{stdout}");
+    assert!(stderr.contains("slow done (5 warm samples"), "plain progress lines: {stderr}");
+    let root = project.path().join("reports/e2e");
+    let latest = root.join("latest");
+    for file in ["env.json", "summary.md", "a/report.md", "a/report.json"] {
+        assert!(latest.join(file).is_file(), "missing {file}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(latest.join("a/report.json")).unwrap()).unwrap();
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["verdicts"][0]["status"], "pass");
+    assert_eq!(report["environment"]["debug_assertions"], cfg!(debug_assertions));
+    let log = std::fs::read_to_string(root.join("run_log.txt")).unwrap();
+    assert_eq!(log.lines().count(), 1);
+    assert!(log.contains("exit=0") && log.contains("a=pass"), "{log}");
+    // A second run gets its own directory; `latest` moves, the first stays.
+    let first = std::fs::read_link(&latest).unwrap();
+    let (code, _, _) = project.run("pass.toml", &[]);
+    assert_eq!(code, 0);
+    let second = std::fs::read_link(&latest).unwrap();
+    assert_ne!(first, second);
+    assert!(root.join(&first).join("a/report.json").is_file());
+    assert_eq!(std::fs::read_to_string(root.join("run_log.txt")).unwrap().lines().count(), 2);
+}
+
+#[test]
+fn failing_check_exits_1() {
+    let project = Project::new();
+    project.write("fail.toml", &spec(&SPEEDUP.replace(">= 3", ">= 6"), ""));
+    let (code, stdout, _) = project.run("fail.toml", &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL") && stdout.contains("speedup observed 4.0"), "{stdout}");
+}
+
+#[test]
+fn broken_spec_exits_2_and_points_at_the_line() {
+    let project = Project::new();
+    project.write("broken.toml", &spec(SPEEDUP, "").replace("repeats = 5", "repeats = 5\nwarmpu = 1"));
+    let (code, stdout, stderr) = project.run("broken.toml", &[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("unknown key `warmpu` in `defaults`"), "{stderr}");
+    assert!(stderr.contains("--> broken.toml:8:1"), "{stderr}");
+    assert!(stderr.contains("did you mean `warmup`?"), "{stderr}");
+    assert!(!project.path().join("reports").exists(), "nothing ran");
+    let (code, _, stderr) = project.run("missing.toml", &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot read the spec"), "{stderr}");
+}
+
+#[test]
+fn crashed_workload_exits_3() {
+    let project = Project::new();
+    project.write("crash.toml", &spec(SPEEDUP, "fail_at = 2"));
+    let (code, stdout, stderr) = project.run("crash.toml", &[]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(stdout.contains("run slow failed: step failed: mock failure at sample 2"), "{stdout}");
+    assert!(stdout.contains("not measured"), "the check is not measured, not passed: {stdout}");
+}
+
+#[test]
+fn inconclusive_check_exits_4() {
+    let project = Project::new();
+    project.write("unsure.toml", &spec(&SPEEDUP.replace(">= 3", ">= 4"), "jitter = 0.05"));
+    let (code, stdout, _) = project.run("unsure.toml", &[]);
+    assert_eq!(code, 4, "{stdout}");
+    assert!(stdout.contains("straddles the threshold"), "{stdout}");
+}
+
+#[test]
+fn command_kernel_failure_reports_stderr() {
+    let project = Project::new();
+    let text = r#"
+[experiment]
+name = "cmd"
+seed = 1
+
+[defaults]
+repeats = 3
+timeout = 5
+
+[[phase]]
+id = "a"
+
+[[phase.workload]]
+id = "ok"
+kernel = "command"
+[phase.workload.params]
+program = "true"
+
+[[phase.workload]]
+id = "bad"
+kernel = "command"
+[phase.workload.params]
+program = "sh"
+args = ["-c", "echo something broke >&2; exit {code}"]
+code = 3
+"#;
+    project.write("cmd.toml", text);
+    let (code, stdout, stderr) = project.run("cmd.toml", &[]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    let report = std::fs::read_to_string(project.path().join("reports/cmd/latest/a/report.md")).unwrap();
+    assert!(report.contains("exited with exit status: 3"), "{report}");
+    assert!(report.contains("something broke"), "stderr is in the report: {report}");
+    assert!(report.contains("### `ok` (kernel `command`)"), "{report}");
+}
+
+#[test]
+fn command_kernel_timeout_fails_the_run() {
+    let project = Project::new();
+    let text = r#"
+[experiment]
+name = "slowcmd"
+seed = 1
+
+[defaults]
+repeats = 1
+warmup = 0
+timeout = 0.2
+
+[[phase]]
+id = "a"
+
+[[phase.workload]]
+id = "sleepy"
+kernel = "command"
+[phase.workload.params]
+program = "sleep"
+args = ["{seconds}"]
+seconds = 5
+"#;
+    project.write("slow.toml", text);
+    let (code, stdout, _) = project.run("slow.toml", &[]);
+    assert_eq!(code, 3, "{stdout}");
+    assert!(stdout.contains("timed out after 0.200 s"), "{stdout}");
+}
+
+#[test]
+fn outputs_outside_the_project_and_absurd_sizes_are_refused() {
+    let project = Project::new();
+    project.write("outside.toml", &spec(SPEEDUP, "").replace("seed = 3", "seed = 3\noutput = \"../elsewhere\""));
+    let (code, _, stderr) = project.run("outside.toml", &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("reports would be written outside the project"), "{stderr}");
+    assert!(stderr.contains("--allow-outside"), "{stderr}");
+    project.write("huge.toml", &spec(SPEEDUP, "size = 1099511627776"));
+    let (code, _, stderr) = project.run("huge.toml", &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("would need 8.0 TiB of memory"), "{stderr}");
+}
+
+#[test]
+fn unwritable_output_directory_is_refused() {
+    let project = Project::new();
+    std::fs::write(project.path().join("reports"), "a file where the directory should be").unwrap();
+    project.write("spec.toml", &spec(SPEEDUP, ""));
+    let (code, _, stderr) = project.run("spec.toml", &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot create the output directory"), "{stderr}");
+}
+
+#[test]
+fn dry_run_list_and_check_run_nothing() {
+    let project = Project::new();
+    project.write("spec.toml", &spec(SPEEDUP, "size = [8, 16]"));
+    let output = project.xtask(&["run", "spec.toml", "--dry-run", "--set", "defaults.repeats=9"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout.contains("slow[size=8]") && stdout.contains("slow[size=16]"), "{stdout}");
+    assert!(stdout.contains("repeats  = 9                (--set defaults.repeats=9)"), "{stdout}");
+    assert!(stdout.contains("estimated time: unknown"), "{stdout}");
+    assert!(!project.path().join("reports").exists());
+    let output = project.xtask(&["list", "spec.toml"]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("check speedup: slow.warm.median / fast.warm.median >= 3 at [size=8], [size=16]")
+    );
+    let output = project.xtask(&["check", "spec.toml"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("valid (3 runs, 1 checks)"));
+    // After a run, the dry run estimates from the latest report.
+    let (code, _, _) = project.run("spec.toml", &[]);
+    assert_eq!(code, 0);
+    let output = project.xtask(&["run", "spec.toml", "--dry-run"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("for 3 runs from the latest report"));
+}
+
+#[test]
+fn log_file_has_one_json_line_per_sample() {
+    let project = Project::new();
+    project.write("spec.toml", &spec(SPEEDUP, ""));
+    let (code, _, _) = project.run("spec.toml", &["--log-file", "log.jsonl"]);
+    assert_eq!(code, 0);
+    let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
+    let samples: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["target"] == "phasegate::sample")
+        .collect();
+    // Two workloads, one warm-up and five samples each.
+    assert_eq!(samples.len(), 12, "{log}");
+    assert!(samples[0]["fields"]["seconds"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn help_documents_every_command() {
+    let project = Project::new();
+    for command in [&["--help"][..], &["run", "--help"], &["list", "--help"], &["check", "--help"]] {
+        let output = project.xtask(command);
+        assert_eq!(output.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"));
+    }
+}
