@@ -134,7 +134,8 @@ pub enum ParamKind {
 }
 
 impl ParamKind {
-    fn describe(&self) -> String {
+    /// The kind in words, for errors and the spec reference.
+    pub fn describe(&self) -> String {
         match self {
             ParamKind::Bool => "a boolean".into(),
             ParamKind::Int { min, max } => format!("an integer in {min}..={max}"),

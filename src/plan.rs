@@ -13,7 +13,7 @@
 //! Everything here happens before anything runs, so every error is a spec error that
 //! points at the line responsible.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::error::SpecError;
 use crate::expr::Reference;
@@ -248,19 +248,25 @@ fn skip_reason(
 fn matrix(workload: &Workload) -> Vec<Vec<(String, Value)>> {
     let mut axes: Vec<(String, Vec<Value>)> = workload.params.clone();
     axes.push(("threads".to_owned(), workload.settings.threads.iter().map(|&threads| Value::from(threads)).collect()));
-    let mut points: Vec<Vec<(String, Value)>> = vec![Vec::new()];
-    for (name, values) in &axes {
-        let mut next = Vec::with_capacity(points.len() * values.len());
-        for point in &points {
-            for value in values {
-                let mut extended = point.clone();
-                extended.push((name.clone(), value.clone()));
-                next.push(extended);
-            }
+    let lengths: Vec<usize> = axes.iter().map(|(_, values)| values.len()).collect();
+    cartesian(&lengths)
+        .map(|indices| {
+            axes.iter().zip(&indices).map(|((name, values), &index)| (name.clone(), values[index].clone())).collect()
+        })
+        .collect()
+}
+
+/// Every index combination of axes with `lengths` values, the last axis fastest.
+fn cartesian(lengths: &[usize]) -> impl Iterator<Item = Vec<usize>> + '_ {
+    let total: usize = lengths.iter().product();
+    (0..total).map(move |mut flat| {
+        let mut indices = vec![0; lengths.len()];
+        for (slot, &length) in indices.iter_mut().zip(lengths).rev() {
+            *slot = flat % length;
+            flat /= length;
         }
-        points = next;
-    }
-    points
+        indices
+    })
 }
 
 /// Whether two runs of workloads `a` and `b` match (see the module doc).
@@ -384,34 +390,51 @@ fn check_points(
             }
         }
     }
-    let mut combinations: Vec<Vec<(String, Value)>> = vec![Vec::new()];
-    for (name, values) in &axes {
-        combinations = combinations
-            .into_iter()
-            .flat_map(|combination| {
-                values.iter().map(move |value| {
-                    let mut extended = combination.clone();
-                    extended.push((name.clone(), value.clone()));
-                    extended
+    // Each mention's candidate runs, indexed by the positions of their values on the
+    // axes they set: one lookup per combination instead of a scan of every run.
+    // (the axes the mention's workload sets, value positions on them -> runs)
+    type RunIndex = (Vec<usize>, HashMap<Vec<usize>, Vec<usize>>);
+    let indexes: Vec<RunIndex> = references
+        .iter()
+        .map(|mention| {
+            let candidates: Vec<&Run> = runs
+                .iter()
+                .filter(|run| run.workload == mention.workload)
+                .filter(|run| {
+                    mention.selectors.iter().all(|(name, value)| run.coord(name).is_some_and(|coord| coord == value))
                 })
-            })
-            .collect();
-    }
-    let resolve = |workload_id: &str, selectors: &[(String, Value)], combination: &[(String, Value)]| -> Vec<usize> {
-        runs.iter()
-            .filter(|run| run.workload == workload_id)
-            .filter(|run| selectors.iter().all(|(name, value)| run.coord(name).is_some_and(|coord| coord == value)))
-            .filter(|run| combination.iter().all(|(name, value)| run.coord(name).is_none_or(|coord| coord == value)))
-            .map(|run| run.index)
-            .collect()
-    };
+                .collect();
+            let set: Vec<usize> = (0..axes.len())
+                .filter(|&axis| candidates.first().is_some_and(|run| run.coord(&axes[axis].0).is_some()))
+                .collect();
+            let mut index: HashMap<Vec<usize>, Vec<usize>> = HashMap::new();
+            for run in candidates {
+                let key: Option<Vec<usize>> = set
+                    .iter()
+                    .map(|&axis| {
+                        let value = run.coord(&axes[axis].0)?;
+                        axes[axis].1.iter().position(|candidate| candidate == value)
+                    })
+                    .collect();
+                if let Some(key) = key {
+                    index.entry(key).or_default().push(run.index);
+                }
+            }
+            (set, index)
+        })
+        .collect();
+    let value_names: Vec<Vec<String>> =
+        axes.iter().map(|(name, values)| values.iter().map(|value| format!("{name}={value}")).collect()).collect();
+    let lengths: Vec<usize> = axes.iter().map(|(_, values)| values.len()).collect();
+    let no_runs = Vec::new();
     let mut points = Vec::new();
-    for combination in &combinations {
+    for combination in cartesian(&lengths) {
         let mut resolved = Vec::with_capacity(references.len());
         let mut complete = true;
-        for mention in &references {
+        for (mention, (set, index)) in references.iter().zip(&indexes) {
             let (workload_id, place) = (&mention.workload, mention.key);
-            let matches = resolve(workload_id, &mention.selectors, combination);
+            let key: Vec<usize> = set.iter().map(|&axis| combination[axis]).collect();
+            let matches = index.get(&key).unwrap_or(&no_runs);
             match matches.len() {
                 0 => {
                     complete = false;
@@ -445,7 +468,12 @@ fn check_points(
             let same_group = groups.iter().any(|group| group.contains(&numerator) && group.contains(&denominator));
             same_group.then_some((numerator, denominator))
         });
-        let label = combination.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(",");
+        let label = combination
+            .iter()
+            .enumerate()
+            .map(|(axis, &value)| value_names[axis][value].as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         points.push(CheckPoint { label, condition_runs, paired, parity_runs, applies_runs });
     }
     if points.is_empty() {

@@ -22,6 +22,58 @@ pub fn names() -> Vec<&'static str> {
     all().iter().map(|kernel| kernel.name()).collect()
 }
 
+/// The kernels section of `docs/spec.md`: a table of parameters, metrics and outputs
+/// per kernel.
+pub fn describe_markdown() -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for kernel in all() {
+        let _ = writeln!(out, "\n### `{}`\n\n{}.\n", kernel.name(), kernel.summary());
+        let _ = writeln!(out, "| parameter | type | default | meaning |\n|---|---|---|---|");
+        for param in kernel.params() {
+            let default = match &param.default {
+                None => "required".to_owned(),
+                Some(crate::kernel::Value::Text(text)) => format!("`\"{text}\"`"),
+                Some(value) => format!("`{value}`"),
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {default} | {} |",
+                param.name,
+                param.kind.describe(),
+                param.doc.replace('|', "\\|")
+            );
+        }
+        if kernel.accepts_extra_params() {
+            let _ = writeln!(out, "| any other | a single value | | a variable for `{{name}}` placeholders |");
+        }
+        let metrics = kernel.metrics();
+        if !metrics.is_empty() {
+            let _ = writeln!(out, "\n| metric | unit | better | meaning |\n|---|---|---|---|");
+            for metric in metrics {
+                let better = match metric.better {
+                    crate::kernel::Better::Higher => "higher",
+                    crate::kernel::Better::Lower => "lower",
+                    crate::kernel::Better::Neither => "",
+                };
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {better} | {} |",
+                    metric.name,
+                    metric.unit,
+                    metric.doc.replace('|', "\\|")
+                );
+            }
+        }
+        let outputs = kernel.output_names();
+        if !outputs.is_empty() {
+            let names: Vec<String> = outputs.iter().map(|name| format!("`{name}`")).collect();
+            let _ = writeln!(out, "\nOutputs: {}.", names.join(", "));
+        }
+    }
+    out
+}
+
 /// `cargo xtask kernels`: every kernel with its parameters, metrics and outputs.
 pub fn describe() -> String {
     use std::fmt::Write;

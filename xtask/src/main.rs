@@ -34,7 +34,11 @@ enum Command {
     /// Validate a spec without running anything (exit 0 when valid, 2 otherwise).
     Check(SpecArgs),
     /// List the built-in kernels with their parameters and metrics.
-    Kernels,
+    Kernels {
+        /// Print the Markdown tables of the spec reference instead.
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -101,8 +105,9 @@ fn main() -> ExitCode {
             );
             Ok(Exit::Pass)
         }),
-        Command::Kernels => {
-            print!("{}", phasegate::kernels::describe());
+        Command::Kernels { markdown } => {
+            let text = if markdown { phasegate::kernels::describe_markdown() } else { phasegate::kernels::describe() };
+            print!("{text}");
             Ok(Exit::Pass)
         }
     };
