@@ -16,7 +16,7 @@
 //! - `portable`: build-default code without target features: the compiler's
 //!   vectorization of plain loops, an 8-bools-per-multiply SWAR pack (see
 //!   [`portable::pack`]) and a 256-entry table unpack.
-//! - `avx2` (needs avx2, bmi2 and popcnt): nibble-table popcount (`vpshufb` counts per
+//! - `avx2` (needs avx2 and popcnt): nibble-table popcount (`vpshufb` counts per
 //!   nibble, `vpsadbw` sums the bytes), 256-bit logic, `vpmovmskb` pack and a
 //!   shuffle-and-compare unpack.
 //! - `avx512` (needs avx512f, avx512bw and avx512vpopcntdq): `vpopcntq` with four
@@ -68,7 +68,7 @@ impl BitsPath {
     pub fn is_available(self, features: &CpuFeatures) -> bool {
         match self {
             BitsPath::Scalar | BitsPath::Portable => true,
-            BitsPath::Avx2 => cfg!(target_arch = "x86_64") && features.avx2 && features.bmi2 && features.popcnt,
+            BitsPath::Avx2 => cfg!(target_arch = "x86_64") && features.avx2 && features.popcnt,
             BitsPath::Avx512 => {
                 cfg!(target_arch = "x86_64") && features.avx512f && features.avx512bw && features.avx512vpopcntdq
             }
@@ -105,7 +105,7 @@ pub fn popcount(path: BitsPath, words: &[u64]) -> u64 {
         #[cfg(target_arch = "x86_64")]
         BitsPath::Avx2 => {
             assert_available(path);
-            // SAFETY: the CPU has avx2, bmi2 and popcnt (checked above).
+            // SAFETY: the CPU has avx2 and popcnt (checked above).
             unsafe { x86::popcount_avx2(words) }
         }
         #[cfg(target_arch = "x86_64")]
@@ -128,7 +128,7 @@ pub fn popcount_and(path: BitsPath, a: &[u64], b: &[u64]) -> u64 {
         #[cfg(target_arch = "x86_64")]
         BitsPath::Avx2 => {
             assert_available(path);
-            // SAFETY: the CPU has avx2, bmi2 and popcnt (checked above).
+            // SAFETY: the CPU has avx2 and popcnt (checked above).
             unsafe { x86::popcount_and_avx2(a, b) }
         }
         #[cfg(target_arch = "x86_64")]
@@ -151,7 +151,7 @@ pub fn binary(path: BitsPath, op: BinaryOp, a: &[u64], b: &[u64], out: &mut [u64
         #[cfg(target_arch = "x86_64")]
         BitsPath::Avx2 => {
             assert_available(path);
-            // SAFETY: the CPU has avx2, bmi2 and popcnt (checked above).
+            // SAFETY: the CPU has avx2 and popcnt (checked above).
             unsafe { x86::binary_avx2(op, a, b, out) }
         }
         #[cfg(target_arch = "x86_64")]
@@ -174,7 +174,7 @@ pub fn not(path: BitsPath, a: &[u64], out: &mut [u64]) {
         #[cfg(target_arch = "x86_64")]
         BitsPath::Avx2 => {
             assert_available(path);
-            // SAFETY: the CPU has avx2, bmi2 and popcnt (checked above).
+            // SAFETY: the CPU has avx2 and popcnt (checked above).
             unsafe { x86::not_avx2(a, out) }
         }
         #[cfg(target_arch = "x86_64")]
@@ -197,7 +197,7 @@ pub fn pack(path: BitsPath, bools: &[u8], packed: &mut [u8]) {
         #[cfg(target_arch = "x86_64")]
         BitsPath::Avx2 => {
             assert_available(path);
-            // SAFETY: the CPU has avx2, bmi2 and popcnt (checked above).
+            // SAFETY: the CPU has avx2 and popcnt (checked above).
             unsafe { x86::pack_avx2(bools, packed) }
         }
         #[cfg(target_arch = "x86_64")]
@@ -221,7 +221,7 @@ pub fn unpack(path: BitsPath, packed: &[u8], bools: &mut [u8]) {
         #[cfg(target_arch = "x86_64")]
         BitsPath::Avx2 => {
             assert_available(path);
-            // SAFETY: the CPU has avx2, bmi2 and popcnt (checked above).
+            // SAFETY: the CPU has avx2 and popcnt (checked above).
             unsafe { x86::unpack_avx2(packed, bools) }
         }
         #[cfg(target_arch = "x86_64")]
