@@ -85,6 +85,8 @@ pub struct RunOptions {
     pub facts: Facts,
     /// Keep every run's outputs (snapshots need them).
     pub keep_all_outputs: bool,
+    /// Reports to compare with (`--baseline`).
+    pub baseline: Option<crate::baseline::Loaded>,
 }
 
 /// What a run produced.
@@ -177,7 +179,17 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
             rounds,
             report_dir: relative_dir.clone(),
         };
-        let report = report::build(phase, &results, verdicts, &context);
+        let mut report = report::build(phase, &results, verdicts, &context);
+        if let Some(baseline) = &options.baseline {
+            match baseline.reports.iter().find(|old| old.phase.id == report.phase.id) {
+                Some(old) => {
+                    let compared = crate::baseline::compare(&report, old, &plan.spec.baseline, &baseline.label);
+                    report.verdicts.extend(compared);
+                    report.totals = report::Totals::of(&report.verdicts, &report.runs);
+                }
+                None => tracing::warn!("the baseline {} has no phase `{}`", baseline.label, report.phase.id),
+            }
+        }
         let phase_dir = run_dir.join(&phase.phase.id);
         files::write_atomic(&phase_dir.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
         files::write_atomic(&phase_dir.join("report.md"), markdown::render(&report).as_bytes())?;

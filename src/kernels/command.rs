@@ -4,7 +4,8 @@
 //! stdout connected to `/dev/null` and stderr kept in a file, so a failing run reports
 //! its stderr. Arguments may contain `{name}` placeholders, filled from the run's other
 //! parameters (every extra parameter must be used by some argument), from `{threads}`,
-//! `{seed}` and `{workdir}`, and from `{env:VAR}`. The timed region is the interval from
+//! `{seed}` and `{workdir}`, and from `{env:VAR}`. The child sees `OMP_NUM_THREADS` and
+//! `RAYON_NUM_THREADS` set to the run's thread count. The timed region is the interval from
 //! spawning the child to reaping it, the same interval `hyperfine -N` measures.
 //! `workdir = "fresh"` gives every run its own empty directory (programs that cache
 //! files in the current directory otherwise measure their cache); `output_file` names a
@@ -203,7 +204,8 @@ impl Instance for CommandInstance {
             File::create(&self.stderr_path).with_context(|| format!("cannot create {}", self.stderr_path.display()))?;
         let mut process = Process::new(&self.program);
         process.args(&self.args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
-        process.env("PHASEGATE_THREADS", self.threads.to_string());
+        // Parallel runtimes in the child use the run's thread count.
+        process.env("OMP_NUM_THREADS", self.threads.to_string()).env("RAYON_NUM_THREADS", self.threads.to_string());
         if let Some(workdir) = &self.workdir {
             process.current_dir(workdir);
         }

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::document::Locator;
 use self::document::{Document, FileOrder, valid_id};
+use crate::baseline::BaselineSettings;
 use crate::error::{SpecError, nearest};
 use crate::expr::{self, Condition};
 use crate::kernel::Value;
@@ -264,6 +265,8 @@ pub struct Spec {
     pub hash: String,
     pub experiment: Experiment,
     pub defaults: Settings,
+    /// How runs compare with a baseline (`--baseline`).
+    pub baseline: BaselineSettings,
     pub phases: Vec<Phase>,
     /// The profiles the file declares.
     pub profiles: Vec<String>,
@@ -386,6 +389,10 @@ fn builtin_tree() -> Dict {
     });
     let settings = settings.data().ok().and_then(|mut data| data.remove(&Profile::Default)).unwrap_or_default();
     tree.insert("defaults".into(), FigmentValue::from(settings));
+    let baseline = BaselineSettings::default();
+    let baseline = Serialized::defaults(RawBaseline { tolerance: baseline.tolerance, quantities: baseline.quantities });
+    let baseline = baseline.data().ok().and_then(|mut data| data.remove(&Profile::Default)).unwrap_or_default();
+    tree.insert("baseline".into(), FigmentValue::from(baseline));
     let mut experiment = Dict::new();
     experiment.insert("output".into(), FigmentValue::from("reports".to_owned()));
     tree.insert("experiment".into(), FigmentValue::from(experiment));
@@ -562,8 +569,16 @@ impl<T> OneOrMany<T> {
 struct RawSpec {
     experiment: RawExperiment,
     defaults: RawSettings,
+    baseline: RawBaseline,
     #[serde(default)]
     phase: BTreeMap<String, RawPhase>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawBaseline {
+    tolerance: f64,
+    quantities: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -688,17 +703,42 @@ impl Resolver<'_> {
                 .with_hint("add a `[[phase]]` with an `id` and at least one `[[phase.workload]]`"));
         }
         let phases = self.order_phases(phases)?;
+        let baseline = self.baseline(raw.baseline, &phases)?;
         Ok(Spec {
             file: self.path.to_owned(),
             hash: fnv1a_hex(text.as_bytes()),
             experiment,
             defaults,
+            baseline,
             phases,
             profiles,
             profile: overrides.profile.clone(),
             sources,
             locator: self.document.locator.clone(),
         })
+    }
+
+    fn baseline(&self, raw: RawBaseline, phases: &[Phase]) -> Result<BaselineSettings, SpecError> {
+        if !(0.0..=10.0).contains(&raw.tolerance) {
+            return Err(self.locator().value_error(
+                "baseline.tolerance",
+                format!("tolerance {} is outside 0..=10 (a relative change)", raw.tolerance),
+            ));
+        }
+        for quantity in &raw.quantities {
+            let known = quantity == "time"
+                || phases.iter().flat_map(|phase| &phase.workloads).any(|workload| {
+                    kernels::find(&workload.kernel)
+                        .is_some_and(|kernel| kernel.metrics().iter().any(|metric| metric.name == quantity))
+                });
+            if !known {
+                return Err(self.locator().value_error(
+                    "baseline.quantities",
+                    format!("`{quantity}` is neither `time` nor a metric of this spec's kernels"),
+                ));
+            }
+        }
+        Ok(BaselineSettings { tolerance: raw.tolerance, quantities: raw.quantities })
     }
 
     fn experiment(&self, raw: RawExperiment) -> Result<Experiment, SpecError> {

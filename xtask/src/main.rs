@@ -33,6 +33,18 @@ enum Command {
     List(SpecArgs),
     /// Validate a spec without running anything (exit 0 when valid, 2 otherwise).
     Check(SpecArgs),
+    /// Regenerate the marked results regions of living plan documents from the latest
+    /// reports.
+    Plan {
+        /// Plan documents to regenerate.
+        plans: Vec<PathBuf>,
+        /// Every Markdown file in plans/.
+        #[arg(long)]
+        all: bool,
+        /// Change nothing; exit 1 if a plan is out of date.
+        #[arg(long)]
+        check: bool,
+    },
     /// List the built-in kernels with their parameters and metrics.
     Kernels {
         /// Print the Markdown tables of the spec reference instead.
@@ -76,6 +88,10 @@ struct RunArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     plain: bool,
+    /// Compare with an earlier run: `latest`, a run directory, or a git ref with
+    /// committed reports. Regressions beyond `[baseline] tolerance` fail.
+    #[arg(long, value_name = "RUN")]
+    baseline: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -105,6 +121,7 @@ fn main() -> ExitCode {
             );
             Ok(Exit::Pass)
         }),
+        Command::Plan { plans, all, check } => update_plans(plans, all, check),
         Command::Kernels { markdown } => {
             let text = if markdown { phasegate::kernels::describe_markdown() } else { phasegate::kernels::describe() };
             print!("{text}");
@@ -142,12 +159,17 @@ fn run_options(allow_outside: bool) -> anyhow::Result<RunOptions> {
         allow_outside,
         facts: run::machine_facts(&vars),
         keep_all_outputs: false,
+        baseline: None,
     })
 }
 
 fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let plan = load_plan(&args.spec)?;
-    let options = run_options(args.allow_outside)?;
+    let mut options = run_options(args.allow_outside)?;
+    if let Some(baseline) = &args.baseline {
+        let root = run::experiment_root(&plan, &options);
+        options.baseline = Some(phasegate::baseline::load(baseline, &root, &options.project_root)?);
+    }
     if args.dry_run {
         let root = run::experiment_root(&plan, &options);
         let earlier = latest_reports(&root);
@@ -160,6 +182,28 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     observer.finish();
     print!("{}", describe::outcome(&outcome));
     Ok(outcome.exit)
+}
+
+fn update_plans(mut plans: Vec<PathBuf>, all: bool, check: bool) -> anyhow::Result<Exit> {
+    let root = run::project_root(&std::env::current_dir().context("cannot read the current directory")?);
+    if all {
+        plans.extend(phasegate::living::all_plans(&root));
+    }
+    if plans.is_empty() {
+        anyhow::bail!("name plan documents, or pass --all for every Markdown file in plans/");
+    }
+    let mut stale = 0;
+    for plan in &plans {
+        let changed = phasegate::living::update_file(&root, plan, check)?;
+        let state = match (changed, check) {
+            (false, _) => "up to date",
+            (true, false) => "regenerated",
+            (true, true) => "OUT OF DATE",
+        };
+        stale += usize::from(changed && check);
+        println!("{}: {state}", plan.display());
+    }
+    Ok(if stale > 0 { Exit::Failed } else { Exit::Pass })
 }
 
 /// The phase reports of the experiment's latest run, if any.
