@@ -19,7 +19,8 @@
 //! (1 GB = 1e9 bytes), over the interval it names: `bw_bytes` (fio's name, bytes per
 //! second) and `bw_gbps` divide the bytes by the sample's timed step. For import and
 //! read the bytes are `size` (each source byte written or read once; reads of the
-//! source and page-table work are not counted again). For bits they are the input
+//! source and page-table work are not counted again), for sched `size` per makespan.
+//! For bits they are the input
 //! operand bytes read per pass times the passes (`popcount_and` and the binary
 //! operations read two operands, pack reads `size` bool bytes, unpack `size / 8`
 //! packed bytes), and `gbool_per_s` counts bools for pack and unpack. Named phases add
