@@ -149,6 +149,7 @@ fn judge(
             status,
         }),
         parity: None,
+        snapshot: None,
         reason: (status != Status::Pass || !differences.is_empty()).then_some(reason),
         waiver: None,
     }

@@ -166,7 +166,7 @@ pub fn outcome(outcome: &crate::run::Outcome) -> String {
             totals.pass,
             totals.fail + totals.not_measured,
             totals.inconclusive,
-            totals.not_applicable + totals.skipped + totals.xfail + totals.xpass,
+            totals.not_applicable + totals.skipped + totals.xfail + totals.xpass + totals.new,
             report.invocation.report_dir,
             report.phase.id
         );

@@ -131,6 +131,12 @@ impl Environment {
     }
 }
 
+/// Whether this code was compiled optimized: opt-level 2 or 3 without debug
+/// assertions. Timings of other builds are not measurements.
+pub fn optimized_build() -> bool {
+    matches!(env!("BUILD_INFO_OPT_LEVEL"), "2" | "3") && !cfg!(debug_assertions)
+}
+
 /// A `/proc/meminfo` field (`MemTotal:`, `MemAvailable:`) in bytes; 0 when unknown.
 pub fn meminfo_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/meminfo")

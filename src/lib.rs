@@ -21,6 +21,7 @@ pub mod living;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod snapshot;
 pub mod spec;
 pub mod stats;
 pub mod verdict;

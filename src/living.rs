@@ -107,7 +107,7 @@ pub fn render_region(report: &PhaseReport, path: &str) -> String {
         totals.pass,
         totals.fail + totals.not_measured,
         totals.inconclusive,
-        totals.not_applicable + totals.skipped + totals.xfail + totals.xpass
+        totals.not_applicable + totals.skipped + totals.xfail + totals.xpass + totals.new
     );
     for verdict in &report.verdicts {
         let mark = if verdict.status == Status::Pass { "x" } else { " " };

@@ -25,7 +25,8 @@ use crate::error::SpecError;
 use crate::execute::{self, ExecutionOptions, Observer, RunResult};
 use crate::plan::{PhasePlan, Plan};
 use crate::report::{self, PhaseReport, files, markdown};
-use crate::verdict::{self, Facts, Status, Verdict};
+use crate::snapshot;
+use crate::verdict::{self, Facts, Snapshots, Status, Verdict};
 
 /// The documented exit codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,11 +166,14 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         ExecutionOptions { scratch_root: run_dir.join("scratch"), keep_all_outputs: options.keep_all_outputs };
     files::write_atomic(&run_dir.join("env.json"), &serde_json::to_vec_pretty(&environment)?)?;
     let mut reports = Vec::new();
+    let store = snapshot::Store::for_spec(&plan.spec);
     for phase in &plan.phases {
         let phase_started = DateTime::from_unix(clock::wall_time());
         let stamp = clock::now();
         observer.phase_started(phase, steps(phase));
-        let (results, verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &options.facts);
+        let snapshots = load_snapshots(phase, &store)?;
+        let (results, verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &options.facts, &snapshots);
+        record_snapshots(phase, &results, &verdicts, &store, &snapshots)?;
         let context = report::Context {
             spec: &plan.spec,
             environment: &environment,
@@ -242,9 +246,10 @@ pub fn execute_with_reruns(
     execution: &ExecutionOptions,
     observer: &dyn Observer,
     facts: &Facts,
+    snapshots: &Snapshots,
 ) -> (Vec<RunResult>, Vec<Verdict>, u32) {
     let mut results = execute::execute_phase(phase, execution, observer);
-    let mut verdicts = verdict::evaluate(phase, &results, facts);
+    let mut verdicts = verdict::evaluate(phase, &results, facts, snapshots);
     let mut round = 1;
     loop {
         let mut groups: Vec<usize> = Vec::new();
@@ -274,9 +279,51 @@ pub fn execute_with_reruns(
         groups.sort_unstable();
         tracing::info!(target: "phasegate::run", phase = %phase.phase.id, round, groups = groups.len(), "re-running groups of inconclusive checks");
         execute::execute_groups(phase, execution, observer, &mut results, Some(&groups), round);
-        verdicts = verdict::evaluate(phase, &results, facts);
+        verdicts = verdict::evaluate(phase, &results, facts, snapshots);
         round += 1;
     }
+}
+
+/// The stored snapshots the phase's snapshot checks compare with.
+fn load_snapshots(phase: &PhasePlan, store: &snapshot::Store) -> Result<Snapshots> {
+    let mut snapshots = Snapshots::new();
+    for check in &phase.checks {
+        let Some(wanted) = &check.check.snapshot else { continue };
+        for run in check.points.iter().filter_map(|point| point.snapshot_run) {
+            let stored = store.load(&phase.phase.id, &phase.runs[run].name(), &wanted.output)?;
+            snapshots.insert((run, wanted.output.clone()), stored);
+        }
+    }
+    Ok(snapshots)
+}
+
+/// Records new snapshots, and the outputs that no longer match as pending ones.
+fn record_snapshots(
+    phase: &PhasePlan,
+    results: &[RunResult],
+    verdicts: &[Verdict],
+    store: &snapshot::Store,
+    snapshots: &Snapshots,
+) -> Result<()> {
+    let points = phase.checks.iter().flat_map(|check| check.points.iter().map(move |point| (check, point)));
+    for ((check, point), verdict) in points.zip(verdicts) {
+        let (Some(wanted), Some(run)) = (&check.check.snapshot, point.snapshot_run) else { continue };
+        let Some(output) = results[run].outputs.iter().find(|output| output.name == wanted.output) else { continue };
+        let name = phase.runs[run].name();
+        let stored = snapshots.get(&(run, wanted.output.clone())).is_some_and(Option::is_some);
+        if !stored && verdict.status == Status::New {
+            let path = store.save(&phase.phase.id, &name, output, false)?;
+            tracing::info!(target: "phasegate::snapshot", "recorded a new snapshot {}", path.display());
+        } else if verdict.snapshot.as_ref().is_some_and(|figures| figures.status == Status::Fail) {
+            let path = store.save(&phase.phase.id, &name, output, true)?;
+            tracing::warn!(
+                "snapshot mismatch for {name} `{}`: the new output is pending at {}",
+                wanted.output,
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Removes `.` and `..` components without touching the file system.
@@ -319,6 +366,8 @@ pub fn machine_facts(environment_vars: &[(String, String)]) -> Facts {
         cpu_features: features,
         env_set: environment_vars.iter().filter(|(_, value)| !value.is_empty()).map(|(name, _)| name.clone()).collect(),
         today: DateTime::from_unix(clock::wall_time()).date(),
+        optimized_build: crate::env::optimized_build(),
+        ci: environment_vars.iter().any(|(name, value)| name == "CI" && (value == "true" || value == "1")),
     }
 }
 

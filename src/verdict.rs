@@ -43,6 +43,8 @@ pub enum Status {
     Xfail,
     /// Passed, under an active waiver: the threshold or the waiver needs updating.
     Xpass,
+    /// A snapshot check without a stored snapshot: it was recorded for review.
+    New,
 }
 
 impl Status {
@@ -56,6 +58,7 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Xfail => "xfail",
             Status::Xpass => "XPASS",
+            Status::New => "new snapshot",
         }
     }
 
@@ -121,6 +124,8 @@ pub struct Verdict {
     pub expr: Option<String>,
     pub measured: Option<Measured>,
     pub parity: Option<ParityFigures>,
+    /// The comparison with the stored snapshot (`against` is `snapshot`).
+    pub snapshot: Option<ParityFigures>,
     /// Why the verdict is not a plain pass or fail.
     pub reason: Option<String>,
     pub waiver: Option<Xfail>,
@@ -142,14 +147,23 @@ pub struct Facts {
     pub env_set: Vec<String>,
     /// Today, `YYYY-MM-DD` (UTC), for waivers.
     pub today: String,
+    /// Whether the harness and kernels were built optimized (opt-level 2 or 3, no
+    /// debug assertions), for `requires = ["build:optimized"]`.
+    pub optimized_build: bool,
+    /// Running under CI (`CI=true`): a missing snapshot fails instead of being recorded.
+    pub ci: bool,
 }
 
-/// Evaluates every check of `phase` against `results`.
-pub fn evaluate(phase: &PhasePlan, results: &[RunResult], facts: &Facts) -> Vec<Verdict> {
+/// Stored snapshots by (run index, output name); `None` when none is stored.
+pub type Snapshots = std::collections::HashMap<(usize, String), Option<OutputData>>;
+
+/// Evaluates every check of `phase` against `results` (and the stored `snapshots`), in
+/// check order, then point order.
+pub fn evaluate(phase: &PhasePlan, results: &[RunResult], facts: &Facts, snapshots: &Snapshots) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
     for check in &phase.checks {
         for point in &check.points {
-            verdicts.push(evaluate_point(phase, check, point, results, facts));
+            verdicts.push(evaluate_point(phase, check, point, results, facts, snapshots));
         }
     }
     verdicts
@@ -161,6 +175,7 @@ fn evaluate_point(
     point: &CheckPoint,
     results: &[RunResult],
     facts: &Facts,
+    snapshots: &Snapshots,
 ) -> Verdict {
     let check = &plan.check;
     let mut verdict = Verdict {
@@ -171,6 +186,7 @@ fn evaluate_point(
         expr: check.condition.as_ref().map(|condition| condition.text.clone()),
         measured: None,
         parity: None,
+        snapshot: None,
         reason: None,
         waiver: check.xfail.clone(),
     };
@@ -182,6 +198,7 @@ fn evaluate_point(
     if let Some((of, against)) = point.parity_runs {
         all_runs.extend([of, against]);
     }
+    all_runs.extend(point.snapshot_run);
     for &run in &all_runs {
         if let RunStatus::Skipped(reason) = &results[run].status {
             let reason = format!("{}: {reason}", phase.runs[run].name());
@@ -242,12 +259,43 @@ fn evaluate_point(
             }
         }
     }
+    if let (Some(snapshot), Some(run)) = (&check.snapshot, point.snapshot_run) {
+        let stored = snapshots.get(&(run, snapshot.output.clone())).cloned().flatten();
+        match (output_of(&results[run], &snapshot.of, &snapshot.output), stored) {
+            (Err(reason), _) => {
+                statuses.push(Status::NotMeasured);
+                reasons.push(reason);
+            }
+            (Ok(_), None) if facts.ci => {
+                statuses.push(Status::Fail);
+                reasons.push("no stored snapshot, and CI=true: record it outside CI and review it".to_owned());
+            }
+            (Ok(_), None) => {
+                statuses.push(Status::New);
+                reasons.push("no stored snapshot: this output was recorded as the snapshot".to_owned());
+            }
+            (Ok(output), Some(stored)) => {
+                let mut figures = compare(snapshot, &output.data, &stored);
+                figures.against = "snapshot".to_owned();
+                statuses.push(figures.status);
+                if !figures.failures.is_empty() {
+                    reasons.push(format!(
+                        "snapshot: {} (the new output is pending: `cargo xtask snapshot review`)",
+                        figures.failures.join("; ")
+                    ));
+                }
+                verdict.snapshot = Some(figures);
+            }
+        }
+    }
     let status = if statuses.contains(&Status::Fail) {
         Status::Fail
     } else if statuses.contains(&Status::NotMeasured) {
         Status::NotMeasured
     } else if statuses.contains(&Status::Inconclusive) {
         Status::Inconclusive
+    } else if statuses.contains(&Status::New) {
+        Status::New
     } else {
         Status::Pass
     };
@@ -287,6 +335,10 @@ fn unmet_requirement(requires: &[String], facts: &Facts) -> Option<String> {
         if let Some(feature) = requirement.strip_prefix("cpu:") {
             if !facts.cpu_features.iter().any(|have| normalize(have) == normalize(feature)) {
                 return Some(format!("requires CPU feature `{feature}`, which this machine lacks"));
+            }
+        } else if requirement == "build:optimized" {
+            if !facts.optimized_build {
+                return Some("requires an optimized build (as `cargo xtask` makes); this one is not".to_owned());
             }
         } else if let Some(variable) = requirement.strip_prefix("env:")
             && !facts.env_set.iter().any(|set| set == variable)
@@ -427,16 +479,17 @@ fn output_named<'a>(result: &'a RunResult, name: &str) -> Option<&'a Output> {
     result.outputs.iter().find(|output| output.name == name)
 }
 
-fn compare_outputs(parity: &Parity, of: &RunResult, against: &RunResult) -> Result<ParityFigures, String> {
-    for (id, result) in [(&parity.of, of), (&parity.against, against)] {
-        if let Some(message) = result.failed() {
-            return Err(format!("run `{id}` failed: {}", first_line(message)));
-        }
+/// The output `name` of a run of workload `id`, or why there is none.
+fn output_of<'a>(result: &'a RunResult, id: &str, name: &str) -> Result<&'a Output, String> {
+    if let Some(message) = result.failed() {
+        return Err(format!("run `{id}` failed: {}", first_line(message)));
     }
-    let a = output_named(of, &parity.output)
-        .ok_or_else(|| format!("`{}` produced no output `{}`", parity.of, parity.output))?;
-    let b = output_named(against, &parity.output)
-        .ok_or_else(|| format!("`{}` produced no output `{}`", parity.against, parity.output))?;
+    output_named(result, name).ok_or_else(|| format!("`{id}` produced no output `{name}`"))
+}
+
+fn compare_outputs(parity: &Parity, of: &RunResult, against: &RunResult) -> Result<ParityFigures, String> {
+    let a = output_of(of, &parity.of, &parity.output)?;
+    let b = output_of(against, &parity.against, &parity.output)?;
     Ok(compare(parity, &a.data, &b.data))
 }
 

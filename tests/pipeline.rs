@@ -167,8 +167,13 @@ fn inconclusive_checks_are_rerun_within_budget() {
     let scratch = tempfile::tempdir().unwrap();
     let options =
         phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
-    let (results, verdicts, rounds) =
-        phasegate::run::execute_with_reruns(&plan.phases[0], &options, &phasegate::execute::Silent, &Facts::default());
+    let (results, verdicts, rounds) = phasegate::run::execute_with_reruns(
+        &plan.phases[0],
+        &options,
+        &phasegate::execute::Silent,
+        &Facts::default(),
+        &phasegate::verdict::Snapshots::new(),
+    );
     assert_eq!(rounds, 3, "one round plus two re-runs");
     assert_eq!(results[0].timed(phasegate::spec::Mode::Warm).count(), 15);
     assert_eq!(verdicts[0].measured.as_ref().unwrap().ratios.as_ref().unwrap().n, 15);

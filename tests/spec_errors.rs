@@ -240,12 +240,12 @@ fn parity_on_unknown_output() {
 fn check_without_condition_or_rationale() {
     let spec = format!("{BASE}\n[[phase.check]]\nid = \"nothing\"\nrationale = \"why\"\n");
     insta::assert_snapshot!(spec_error(&spec), @r#"
-    error: check `nothing` has neither `expr` nor `parity`
+    error: check `nothing` has no `expr`, `parity` or `snapshot`
       --> spec.toml:30:6
        |
     30 | id = "nothing"
        |      ^^^^^^^^^
-       = help: write `expr = "a.warm.median / b.warm.median >= 2"` or a `parity = { of, against, output, ... }`
+       = help: write `expr = "a.warm.median / b.warm.median >= 2"`, `parity = { of, against, output, ... }` or `snapshot = { of, output, ... }`
     "#);
     let spec = format!("{BASE}\n[[phase.check]]\nid = \"terse\"\nexpr = \"fast.warm.median <= 1\"\n");
     insta::assert_snapshot!(spec_error(&spec), @r#"

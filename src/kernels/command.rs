@@ -4,7 +4,8 @@
 //! stdout connected to `/dev/null` and stderr kept in a file, so a failing run reports
 //! its stderr. Arguments may contain `{name}` placeholders, filled from the run's other
 //! parameters (every extra parameter must be used by some argument), from `{threads}`,
-//! `{seed}` and `{workdir}`, and from `{env:VAR}`. The child sees `OMP_NUM_THREADS` and
+//! `{seed}`, `{workdir}` (the run's working directory) and `{cwd}` (the directory
+//! phasegate was started in), and from `{env:VAR}`. The child sees `OMP_NUM_THREADS` and
 //! `RAYON_NUM_THREADS` set to the run's thread count. The timed region is the interval from
 //! spawning the child to reaping it, the same interval `hyperfine -N` measures.
 //! `workdir = "fresh"` gives every run its own empty directory (programs that cache
@@ -26,7 +27,7 @@ use crate::kernel::{
 
 pub struct Command;
 
-const RESERVED: [&str; 3] = ["threads", "seed", "workdir"];
+const RESERVED: [&str; 4] = ["threads", "seed", "workdir", "cwd"];
 
 impl Kernel for Command {
     fn name(&self) -> &'static str {
@@ -117,6 +118,9 @@ impl Kernel for Command {
                         "threads" => context.threads.to_string(),
                         "seed" => context.seed.to_string(),
                         "workdir" => workdir_text.clone(),
+                        "cwd" => {
+                            std::env::current_dir().context("cannot read the current directory")?.display().to_string()
+                        }
                         name => params.get(name).map(ToString::to_string).unwrap_or_default(),
                     }
                 };

@@ -84,6 +84,16 @@ pub fn append_run_log(experiment_root: &Path, line: &str) -> Result<()> {
     writeln!(file, "{line}").with_context(|| format!("cannot append to {}", path.display()))
 }
 
+/// Appends `text` to `path` (the CI summary file, which other steps share).
+pub fn append(path: &Path, text: &str) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot append to {}", path.display()))
+}
+
 /// Checks that `dir` can be created and written to, before anything runs.
 pub fn check_writable(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create the output directory {}", dir.display()))?;

@@ -108,6 +108,7 @@ fn header(out: &mut String, report: &PhaseReport) {
         (totals.skipped, "skipped"),
         (totals.xfail, "xfail"),
         (totals.xpass, "xpass"),
+        (totals.new, "new snapshots"),
         (totals.failed_runs, "failed runs"),
     ] {
         if count > 0 {
@@ -163,7 +164,8 @@ fn checks(out: &mut String, verdicts: &[Verdict]) {
             Some(measured) => measured_cells(measured),
             None => ("–".into(), "–".into(), "–".into(), "–".into()),
         };
-        let parity = verdict.parity.as_ref().map_or_else(|| "–".to_owned(), parity_cell);
+        let comparisons: Vec<String> = verdict.parity.iter().chain(&verdict.snapshot).map(parity_cell).collect();
+        let parity = if comparisons.is_empty() { "–".to_owned() } else { comparisons.join("<br>") };
         let mut rationale = escape(&verdict.rationale);
         if let Some(reason) = &verdict.reason {
             rationale.push_str(&format!("<br>_{}_", escape(reason)));
@@ -216,7 +218,9 @@ fn measured_cells(measured: &Measured) -> (String, String, String, String) {
 }
 
 fn parity_cell(figures: &ParityFigures) -> String {
-    let mut parts = vec![format!("`{}` vs `{}` `{}`", figures.of, figures.against, figures.output)];
+    let against =
+        if figures.against == "snapshot" { "its snapshot".to_owned() } else { format!("`{}`", figures.against) };
+    let mut parts = vec![format!("`{}` vs {against} `{}`", figures.of, figures.output)];
     if figures.identical {
         parts.push("identical".into());
     } else {

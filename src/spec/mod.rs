@@ -250,6 +250,8 @@ pub struct Check {
     pub rationale: String,
     pub condition: Option<Condition>,
     pub parity: Option<Parity>,
+    /// Compare an output with its stored snapshot (`against` is empty).
+    pub snapshot: Option<Parity>,
     /// Conditions on the machine (`cpu:FEATURE`, `env:VAR`); unmet means not applicable.
     pub requires: Vec<String>,
     /// A condition on measured values; false means not applicable.
@@ -649,7 +651,7 @@ struct RawWorkload {
 #[derive(Debug, Deserialize)]
 struct RawParity {
     of: String,
-    against: String,
+    against: Option<String>,
     output: String,
     #[serde(flatten)]
     comparators: BTreeMap<String, FigmentValue>,
@@ -661,6 +663,7 @@ struct RawCheck {
     rationale: String,
     expr: Option<String>,
     parity: Option<RawParity>,
+    snapshot: Option<RawParity>,
     #[serde(default)]
     requires: Vec<String>,
     applies_if: Option<String>,
@@ -1016,12 +1019,16 @@ impl Resolver<'_> {
         let condition = raw.expr.as_deref().map(|text| parse_condition("expr", text)).transpose()?;
         let applies_if = raw.applies_if.as_deref().map(|text| parse_condition("applies_if", text)).transpose()?;
         let parity = match raw.parity {
-            Some(raw_parity) => Some(self.parity(&base, raw_parity, workloads, &ids)?),
+            Some(raw_parity) => Some(self.comparison(&base, "parity", raw_parity, workloads, &ids)?),
             None => None,
         };
-        if condition.is_none() && parity.is_none() {
-            return Err(self.locator().key_error(&base, format!("check `{id}` has neither `expr` nor `parity`"))
-                .with_hint("write `expr = \"a.warm.median / b.warm.median >= 2\"` or a `parity = { of, against, output, ... }`"));
+        let snapshot = match raw.snapshot {
+            Some(raw_snapshot) => Some(self.comparison(&base, "snapshot", raw_snapshot, workloads, &ids)?),
+            None => None,
+        };
+        if condition.is_none() && parity.is_none() && snapshot.is_none() {
+            return Err(self.locator().key_error(&base, format!("check `{id}` has no `expr`, `parity` or `snapshot`"))
+                .with_hint("write `expr = \"a.warm.median / b.warm.median >= 2\"`, `parity = { of, against, output, ... }` or `snapshot = { of, output, ... }`"));
         }
         if raw.rationale.trim().is_empty() {
             return Err(self.locator().value_error(
@@ -1030,15 +1037,18 @@ impl Resolver<'_> {
             ));
         }
         for requirement in &raw.requires {
-            let valid = requirement
-                .strip_prefix("cpu:")
-                .or_else(|| requirement.strip_prefix("env:"))
-                .is_some_and(|rest| !rest.is_empty());
+            let valid = requirement == "build:optimized"
+                || requirement
+                    .strip_prefix("cpu:")
+                    .or_else(|| requirement.strip_prefix("env:"))
+                    .is_some_and(|rest| !rest.is_empty());
             if !valid {
                 return Err(self
                     .locator()
                     .value_error(&format!("{base}.requires"), format!("invalid requirement `{requirement}`"))
-                    .with_hint("requirements are `cpu:FEATURE` (e.g. `cpu:avx2`) or `env:VARIABLE`"));
+                    .with_hint(
+                        "requirements are `cpu:FEATURE` (e.g. `cpu:avx2`), `env:VARIABLE` or `build:optimized`",
+                    ));
             }
         }
         if let Some(xfail) = &raw.xfail
@@ -1054,15 +1064,38 @@ impl Resolver<'_> {
             rationale: raw.rationale,
             condition,
             parity,
+            snapshot,
             requires: raw.requires,
             applies_if,
             xfail: raw.xfail,
         })
     }
 
-    fn parity(&self, base: &str, raw: RawParity, workloads: &[Workload], ids: &[String]) -> Result<Parity, SpecError> {
-        let key = format!("{base}.parity");
-        for workload_id in [&raw.of, &raw.against] {
+    /// A `parity` (two workloads) or `snapshot` (one workload and its stored output)
+    /// comparison.
+    fn comparison(
+        &self,
+        base: &str,
+        name: &str,
+        raw: RawParity,
+        workloads: &[Workload],
+        ids: &[String],
+    ) -> Result<Parity, SpecError> {
+        let key = format!("{base}.{name}");
+        let against = match (name, raw.against) {
+            ("parity", Some(against)) => against,
+            ("parity", None) => {
+                return Err(self.locator().value_error(&key, "parity needs `against`, the workload to compare with"));
+            }
+            (_, Some(_)) => {
+                return Err(self
+                    .locator()
+                    .value_error(&key, "a snapshot compares with the stored output: drop `against`"));
+            }
+            (_, None) => String::new(),
+        };
+        let compared: Vec<&String> = if against.is_empty() { vec![&raw.of] } else { vec![&raw.of, &against] };
+        for workload_id in compared {
             let Some(workload) = workloads.iter().find(|workload| &workload.id == workload_id) else {
                 return Err(self.locator().value_error(&key, unknown_id("workload", workload_id, ids)));
             };
@@ -1089,26 +1122,27 @@ impl Resolver<'_> {
                 ));
             }
         }
-        if raw.of == raw.against {
+        if raw.of == against {
             return Err(self.locator().value_error(&key, "parity compares two different workloads"));
         }
         let mut dict = Dict::new();
-        for (name, value) in raw.comparators {
-            dict.insert(name, value);
+        for (comparator, value) in raw.comparators {
+            dict.insert(comparator, value);
         }
         let comparators: Comparators = FigmentValue::from(dict).deserialize().map_err(|error| {
             let message = match &error.kind {
                 figment::error::Kind::UnknownField(field, _) => format!(
-                    "unknown parity key `{field}`; valid: of, against, output, exact, digest, max_abs, rtol, atol, corr_min, sum_ratio"
+                    "unknown {name} key `{field}`; valid: of, {}output, exact, digest, max_abs, rtol, atol, corr_min, sum_ratio",
+                    if name == "parity" { "against, " } else { "" }
                 ),
-                other => format!("parity: {other}"),
+                other => format!("{name}: {other}"),
             };
             self.locator().value_error(&key, message)
         })?;
         if comparators.is_empty() {
             return Err(self
                 .locator()
-                .value_error(&key, "parity needs at least one comparator")
+                .value_error(&key, format!("{name} needs at least one comparator"))
                 .with_hint("exact = true, digest = true, max_abs, rtol/atol, corr_min or sum_ratio"));
         }
         if comparators.atol.is_some() && comparators.rtol.is_none() {
@@ -1116,7 +1150,7 @@ impl Resolver<'_> {
                 .locator()
                 .value_error(&key, "`atol` needs `rtol` (write `rtol = 0` for an absolute tolerance)"));
         }
-        Ok(Parity { of: raw.of, against: raw.against, output: raw.output, comparators })
+        Ok(Parity { of: raw.of, against, output: raw.output, comparators })
     }
 
     /// Orders phases so that every phase comes after those it `needs`, keeping file

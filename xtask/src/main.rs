@@ -45,11 +45,33 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Review or accept pending snapshots (outputs that no longer match the stored ones).
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotAction,
+        /// Where the snapshots are (`snapshots/` beside the specs).
+        #[arg(long, global = true, default_value = "experiments/snapshots")]
+        dir: PathBuf,
+    },
     /// List the built-in kernels with their parameters and metrics.
     Kernels {
         /// Print the Markdown tables of the spec reference instead.
         #[arg(long)]
         markdown: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotAction {
+    /// Show what changed in every pending snapshot.
+    Review {
+        /// Only pending snapshots whose path contains this text.
+        filter: Option<String>,
+    },
+    /// Make the pending snapshots the stored ones.
+    Accept {
+        /// Only pending snapshots whose path contains this text.
+        filter: Option<String>,
     },
 }
 
@@ -92,6 +114,12 @@ struct RunArgs {
     /// committed reports. Regressions beyond `[baseline] tolerance` fail.
     #[arg(long, value_name = "RUN")]
     baseline: Option<String>,
+    /// Write a JUnit XML file with one test case per check.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Append the Markdown summary to this file (e.g. "$GITHUB_STEP_SUMMARY").
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -122,6 +150,7 @@ fn main() -> ExitCode {
             Ok(Exit::Pass)
         }),
         Command::Plan { plans, all, check } => update_plans(plans, all, check),
+        Command::Snapshot { action, dir } => snapshots(action, &dir),
         Command::Kernels { markdown } => {
             let text = if markdown { phasegate::kernels::describe_markdown() } else { phasegate::kernels::describe() };
             print!("{text}");
@@ -180,6 +209,12 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let observer = progress::Progress::new(fancy);
     let outcome = run::run(&plan, &options, &observer)?;
     observer.finish();
+    if let Some(path) = &args.junit {
+        report::files::write_atomic(path, report::junit::render(&outcome.reports).as_bytes())?;
+    }
+    if let Some(path) = &args.summary {
+        report::files::append(path, &report::markdown::render_summary(&outcome.reports))?;
+    }
     print!("{}", describe::outcome(&outcome));
     Ok(outcome.exit)
 }
@@ -204,6 +239,30 @@ fn update_plans(mut plans: Vec<PathBuf>, all: bool, check: bool) -> anyhow::Resu
         println!("{}: {state}", plan.display());
     }
     Ok(if stale > 0 { Exit::Failed } else { Exit::Pass })
+}
+
+fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
+    let filter = match &action {
+        SnapshotAction::Review { filter } | SnapshotAction::Accept { filter } => filter.clone(),
+    };
+    let pending: Vec<_> = phasegate::snapshot::pending(dir)
+        .into_iter()
+        .filter(|pending| filter.as_ref().is_none_or(|text| pending.base.display().to_string().contains(text.as_str())))
+        .collect();
+    if pending.is_empty() {
+        println!("no pending snapshots");
+        return Ok(Exit::Pass);
+    }
+    for snapshot in &pending {
+        match action {
+            SnapshotAction::Review { .. } => println!("{}", phasegate::snapshot::describe(snapshot)?),
+            SnapshotAction::Accept { .. } => {
+                phasegate::snapshot::accept(snapshot)?;
+                println!("accepted {}", snapshot.base.display());
+            }
+        }
+    }
+    Ok(Exit::Pass)
 }
 
 /// The phase reports of the experiment's latest run, if any.

@@ -304,3 +304,90 @@ fn help_documents_every_command() {
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"));
     }
 }
+
+#[test]
+fn snapshots_are_recorded_checked_reviewed_and_accepted() {
+    let project = Project::new();
+    let check = r#"
+[[phase.check]]
+id = "stable"
+snapshot = { of = "fast", output = "values", max_abs = 1e-12 }
+rationale = "the output does not drift"
+"#;
+    project.write("snap.toml", &spec(check, ""));
+    let stored = project.path().join("snapshots/e2e/default/a/fast/values.json");
+    // Under CI a missing snapshot fails and nothing is recorded.
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["run", "snap.toml", "--plain"])
+        .current_dir(project.path())
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(!stored.exists());
+    // Outside CI it is recorded and reported as new.
+    let (code, stdout, _) = project.run("snap.toml", &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("new snapshot"), "{stdout}");
+    assert!(stored.is_file());
+    let (code, stdout, _) = project.run("snap.toml", &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("pass           stable"), "{stdout}");
+    // A changed output fails, leaves the stored snapshot alone and is pending review.
+    project.write("snap.toml", &spec(check, "").replace("jitter = 0.02", "jitter = 0.02\nperturb = 0.5"));
+    let (code, stdout, _) = project.run("snap.toml", &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("max |diff| 0.5000 > 1.000e-12"), "{stdout}");
+    let review = project.xtask(&["snapshot", "review", "--dir", "snapshots"]);
+    let review = String::from_utf8_lossy(&review.stdout);
+    assert!(review.contains("16 of 16 elements changed, max |diff| 0.5000"), "{review}");
+    let accept = project.xtask(&["snapshot", "accept", "--dir", "snapshots"]);
+    assert!(String::from_utf8_lossy(&accept.stdout).contains("accepted"));
+    let (code, stdout, _) = project.run("snap.toml", &[]);
+    assert_eq!(code, 0, "{stdout}");
+    let review = project.xtask(&["snapshot", "review", "--dir", "snapshots"]);
+    assert!(String::from_utf8_lossy(&review.stdout).contains("no pending snapshots"));
+}
+
+#[test]
+fn baseline_comparison_flags_a_regression() {
+    let project = Project::new();
+    let text = spec(SPEEDUP, "").replace("repeats = 5", "repeats = 9");
+    project.write("base.toml", &text);
+    let (code, _, _) = project.run("base.toml", &[]);
+    assert_eq!(code, 0);
+    // The same run compared with itself: no regression.
+    let (code, stdout, _) = project.run("base.toml", &["--baseline", "latest"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("pass           baseline[fast warm time]"), "{stdout}");
+    // 15% slower than the baseline: a regression beyond the 5% tolerance.
+    let slower = text.replace("time_ms = 1.0", "time_ms = 1.0\nslowdown = 1.15");
+    project.write("base.toml", &slower);
+    let (code, stdout, _) = project.run("base.toml", &["--baseline", "latest"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL           baseline[fast warm time]"), "{stdout}");
+    assert!(stdout.contains("+15.0%"), "{stdout}");
+    let (code, _, stderr) = project.run("base.toml", &["--baseline", "no-such-ref"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("neither `latest`, a report directory, nor a git ref"), "{stderr}");
+}
+
+#[test]
+fn junit_and_summary_outputs() {
+    let project = Project::new();
+    let checks = format!(
+        "{SPEEDUP}\n[[phase.check]]\nid = \"too_fast\"\nexpr = \"fast.warm.median <= 0.0001\"\nrationale = \"a <deliberately> failing check\"\n"
+    );
+    project.write("ci.toml", &spec(&checks, ""));
+    std::fs::write(project.path().join("summary.md"), "earlier step\n").unwrap();
+    let (code, _, _) = project.run("ci.toml", &["--junit", "junit.xml", "--summary", "summary.md"]);
+    assert_eq!(code, 1);
+    let junit = std::fs::read_to_string(project.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("<testsuite name=\"e2e.a\" tests=\"2\" failures=\"1\""), "{junit}");
+    assert!(junit.contains("<testcase classname=\"e2e.a\" name=\"speedup\">"), "{junit}");
+    assert!(junit.contains("<failure type=\"FAIL\" message=\"FAIL: observed"), "{junit}");
+    assert!(junit.contains("a &lt;deliberately&gt; failing check"), "{junit}");
+    let summary = std::fs::read_to_string(project.path().join("summary.md")).unwrap();
+    assert!(summary.starts_with("earlier step\n## phasegate: e2e"), "appended: {summary}");
+    assert!(summary.contains("| `a/too_fast` | **FAIL** |"), "{summary}");
+}
