@@ -6,12 +6,13 @@
 use crate::kernel::Kernel;
 
 pub mod command;
+pub mod io;
 pub mod mock;
 pub mod simulator;
 
 /// Every built-in kernel, in the order `list` shows them.
 pub fn all() -> Vec<&'static dyn Kernel> {
-    vec![&command::Command, &mock::Mock, &simulator::Simulator]
+    vec![&command::Command, &io::Io, &mock::Mock, &simulator::Simulator]
 }
 
 pub fn find(name: &str) -> Option<&'static dyn Kernel> {
