@@ -108,7 +108,11 @@ pub fn check_writable(dir: &Path) -> Result<()> {
         }
     }
     if !existing.is_dir() {
-        anyhow::bail!("cannot create the output directory {}: {} is not a directory", dir.display(), existing.display());
+        anyhow::bail!(
+            "cannot create the output directory {}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        );
     }
     let probe = existing.join(format!(".phasegate-write-test-{}", std::process::id()));
     File::create(&probe).with_context(|| format!("the output directory {} is not writable", existing.display()))?;
