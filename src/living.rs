@@ -24,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use crate::report::PhaseReport;
 use crate::spec::Mode;
 use crate::stats::format_seconds;
-use crate::verdict::{Status, format_number};
+use crate::verdict::{Status, format_pair};
 
 const BEGIN: &str = "<!-- phasegate:begin ";
 const END: &str = "<!-- phasegate:end -->";
@@ -112,7 +112,12 @@ pub fn render_region(report: &PhaseReport, path: &str) -> String {
     for verdict in &report.verdicts {
         let mark = if verdict.status == Status::Pass { "x" } else { " " };
         let figures = verdict.measured.as_ref().map_or_else(String::new, |measured| {
-            format!(": {} {} {}", format_number(measured.observed), measured.cmp, format_number(measured.threshold))
+            format!(
+                ": {} {} {}",
+                format_pair(measured.observed, measured.threshold).0,
+                measured.cmp,
+                format_pair(measured.observed, measured.threshold).1
+            )
         });
         let parity = verdict.parity.as_ref().map_or_else(String::new, |parity| {
             if parity.status == Status::Pass {

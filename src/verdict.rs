@@ -625,13 +625,31 @@ fn first_line(text: &str) -> &str {
 /// Formats a number with four significant digits, switching to exponents outside
 /// [1e-3, 1e6).
 pub fn format_number(value: f64) -> String {
+    format_digits(value, 4)
+}
+
+/// Formats an observed value and its threshold with four significant digits, or more
+/// when four would print two different numbers the same way (up to 12).
+pub fn format_pair(observed: f64, threshold: f64) -> (String, String) {
+    let mut digits = 4;
+    loop {
+        let pair = (format_digits(observed, digits), format_digits(threshold, digits));
+        if pair.0 != pair.1 || observed == threshold || digits >= 12 {
+            return pair;
+        }
+        digits += 1;
+    }
+}
+
+fn format_digits(value: f64, digits: usize) -> String {
     let magnitude = value.abs();
     if value == 0.0 || !value.is_finite() {
         format!("{value}")
     } else if !(1e-3..1e6).contains(&magnitude) {
-        format!("{value:.3e}")
+        let decimals = digits - 1;
+        format!("{value:.decimals$e}")
     } else {
-        let decimals = (3 - magnitude.log10().floor() as i32).max(0) as usize;
+        let decimals = (digits as i32 - 1 - magnitude.log10().floor() as i32).max(0) as usize;
         format!("{value:.decimals$}")
     }
 }
@@ -661,6 +679,13 @@ mod tests {
         assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]) - 1.0).abs() < 1e-12);
         assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
         assert_eq!(pearson(&[1.0, 1.0], &[1.0, 1.0]), 1.0);
+    }
+
+    #[test]
+    fn pairs_get_enough_digits_to_differ() {
+        assert_eq!(super::format_pair(154.652466, 154.65246), ("154.65247".to_owned(), "154.65246".to_owned()));
+        assert_eq!(super::format_pair(5.0, 4.0), ("5.000".to_owned(), "4.000".to_owned()));
+        assert_eq!(super::format_pair(1.0, 1.0), ("1.000".to_owned(), "1.000".to_owned()));
     }
 
     #[test]

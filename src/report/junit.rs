@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::report::PhaseReport;
-use crate::verdict::{Status, Verdict, format_number};
+use crate::verdict::{Status, Verdict, format_pair};
 
 pub fn render(reports: &[PhaseReport]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -62,9 +62,9 @@ fn detail(verdict: &Verdict) -> String {
     if let Some(measured) = &verdict.measured {
         text.push_str(&format!(
             ": observed {} {} {}",
-            format_number(measured.observed),
+            format_pair(measured.observed, measured.threshold).0,
             measured.cmp,
-            format_number(measured.threshold)
+            format_pair(measured.observed, measured.threshold).1
         ));
     }
     if let Some(reason) = &verdict.reason {

@@ -14,7 +14,7 @@ use crate::report::charts::Chart;
 use crate::report::{PhaseReport, RunReport};
 use crate::spec::Mode;
 use crate::stats::format_seconds;
-use crate::verdict::{Measured, Method, ParityFigures, Status, Verdict, format_number};
+use crate::verdict::{Measured, Method, ParityFigures, Status, Verdict, format_number, format_pair};
 
 /// The phase report, linking the `charts` written beside it.
 pub fn render(report: &PhaseReport, charts: &[Chart]) -> String {
@@ -212,9 +212,10 @@ fn measured_cells(measured: &Measured) -> (String, String, String, String) {
             format_number(ratios.min),
             format_number(ratios.max)
         ),
-        _ => format_number(measured.observed),
+        _ => format_pair(measured.observed, measured.threshold).0,
     };
-    let threshold = format!("{} {}", measured.cmp, format_number(measured.threshold));
+    let (_, threshold_text) = format_pair(measured.observed, measured.threshold);
+    let threshold = format!("{} {threshold_text}", measured.cmp);
     let margin = measured.margin.map_or_else(|| "–".to_owned(), |margin| format!("{:+.1}%", 100.0 * margin));
     let interval = match (measured.interval, measured.coverage) {
         (Some((low, high)), Some(coverage)) => {
