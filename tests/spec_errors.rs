@@ -80,13 +80,13 @@ fn unknown_kernel() {
 
 #[test]
 fn unknown_parameter_names_the_valid_ones() {
-    insta::assert_snapshot!(spec_error(&edit("time_ms = 4.0", "time_sm = 4.0")), @r"
+    insta::assert_snapshot!(spec_error(&edit("time_ms = 4.0", "time_sm = 4.0")), @"
     error: unknown parameter `time_sm` for kernel `mock`
       --> spec.toml:18:1
        |
     18 | time_sm = 4.0
        | ^^^^^^^
-       = help: did you mean `time_ms`? valid parameters: time_ms, jitter, slowdown, setup_ms, spin, fail_at, size, perturb
+       = help: did you mean `time_ms`? valid parameters: time_ms, jitter, slowdown, setup_ms, spin, work, fail_at, size, perturb
     ");
 }
 
