@@ -168,16 +168,20 @@ fn status_word(status: &crate::execute::RunStatus) -> String {
     }
 }
 
-/// Finds the latest report of `experiment/phase` under `project_root`, reading the
-/// experiment's output root from `experiments/<experiment>.toml` when it has one.
-pub fn latest_report(project_root: &Path, experiment: &str, phase: &str) -> Found {
+/// Where plans read an experiment's reports: `<output>/<experiment>` under the project,
+/// with the output root of `experiments/<experiment>.toml` (default `reports`).
+pub fn experiment_root(project_root: &Path, experiment: &str) -> PathBuf {
     let output = std::fs::read_to_string(project_root.join("experiments").join(format!("{experiment}.toml")))
         .ok()
         .and_then(|text| text.parse::<toml::Table>().ok())
         .and_then(|table| table.get("experiment")?.get("output")?.as_str().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("reports"));
-    let experiment_root = project_root.join(output).join(experiment);
-    let run_dir = crate::report::files::latest_run_dir(&experiment_root)?;
+    project_root.join(output).join(experiment)
+}
+
+/// Finds the latest report of `experiment/phase` (see [`experiment_root`]).
+pub fn latest_report(project_root: &Path, experiment: &str, phase: &str) -> Found {
+    let run_dir = crate::report::files::latest_run_dir(&experiment_root(project_root, experiment))?;
     let path = run_dir.join(phase).join("report.json");
     let report = crate::run::read_report(&path).ok()?;
     let relative = path.strip_prefix(project_root).unwrap_or(&path).display().to_string();

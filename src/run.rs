@@ -90,6 +90,8 @@ pub struct RunOptions {
     pub keep_all_outputs: bool,
     /// Reports to compare with (`--baseline`).
     pub baseline: Option<crate::baseline::Loaded>,
+    /// Regenerate the experiment's living plan (`experiment.plan`) from this run.
+    pub update_plan: bool,
 }
 
 /// What a run produced.
@@ -227,6 +229,9 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         options.command
     );
     files::append_run_log(&root, &line)?;
+    if options.update_plan {
+        update_plan(plan, options, &root)?;
+    }
     Ok(Outcome { run_dir, reports, exit })
 }
 
@@ -291,6 +296,25 @@ pub fn execute_with_reruns(
         verdicts = verdict::evaluate(phase, &results, facts, snapshots);
         round += 1;
     }
+}
+
+/// Regenerates the experiment's plan document, when it has one and this run's reports
+/// are where the plan reads them from.
+fn update_plan(plan: &Plan, options: &RunOptions, root: &Path) -> Result<()> {
+    let Some(document) = &plan.spec.experiment.plan else { return Ok(()) };
+    let path = options.project_root.join(document);
+    if !path.is_file() {
+        tracing::warn!("the plan document {} does not exist", path.display());
+        return Ok(());
+    }
+    let name = &plan.spec.experiment.name;
+    let read_from = crate::living::experiment_root(&options.project_root, name);
+    if normalize(&read_from) != normalize(root) {
+        tracing::info!("not regenerating {}: this run's reports are not under {}", path.display(), read_from.display());
+        return Ok(());
+    }
+    crate::living::update_file(&options.project_root, &path, false)?;
+    Ok(())
 }
 
 /// A/A noise floors by (reference run, mode, quantity): see [`crate::spec::Calibration`].

@@ -71,6 +71,7 @@ fn run_phase(spec: &Spec, phase: &str, root: &Path) -> PhaseOutcome {
         facts: run::machine_facts(&vars),
         keep_all_outputs: false,
         baseline: None,
+        update_plan: false,
     };
     let outcome = run::run(&plan, &options, &Silent).map_err(|error| format!("{error:#}"))?;
     let report = outcome.reports.into_iter().next().ok_or("the phase produced no report")?;

@@ -189,6 +189,7 @@ fn run_options(allow_outside: bool) -> anyhow::Result<RunOptions> {
         facts: run::machine_facts(&vars),
         keep_all_outputs: false,
         baseline: None,
+        update_plan: true,
     })
 }
 
