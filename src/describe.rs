@@ -153,7 +153,7 @@ fn overrides(out: &mut String, spec: &Spec) {
 /// The text printed after a run: each phase's verdict, its non-passing checks and
 /// where its report is.
 pub fn outcome(outcome: &crate::run::Outcome) -> String {
-    use crate::verdict::{Status, format_number};
+    use crate::verdict::{Status, format_pair};
     let mut out = String::new();
     for report in &outcome.reports {
         let totals = &report.totals;
@@ -166,18 +166,14 @@ pub fn outcome(outcome: &crate::run::Outcome) -> String {
             totals.pass,
             totals.fail + totals.not_measured,
             totals.inconclusive,
-            totals.not_applicable + totals.skipped + totals.xfail + totals.xpass,
+            totals.not_applicable + totals.skipped + totals.xfail + totals.xpass + totals.new,
             report.invocation.report_dir,
             report.phase.id
         );
         for verdict in &report.verdicts {
             let figures = verdict.measured.as_ref().map_or_else(String::new, |measured| {
-                format!(
-                    " observed {} {} {}",
-                    format_number(measured.observed),
-                    measured.cmp,
-                    format_number(measured.threshold)
-                )
+                let (observed, threshold) = format_pair(measured.observed, measured.threshold);
+                format!(" observed {observed} {} {threshold}", measured.cmp)
             });
             let why = match (&verdict.reason, verdict.status) {
                 (Some(reason), _) => format!(": {reason}"),

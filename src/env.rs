@@ -85,7 +85,7 @@ impl Environment {
             .as_ref()
             .and_then(|_| git(&["status", "--porcelain", "--untracked-files=no"]))
             .map(|status| !status.is_empty());
-        let crate_versions = env!("PHASEGATE_CRATE_VERSIONS")
+        let crate_versions = env!("BUILD_INFO_CRATE_VERSIONS")
             .split(',')
             .filter_map(|pair| pair.split_once('='))
             .map(|(name, version)| (name.to_owned(), version.to_owned()))
@@ -94,10 +94,10 @@ impl Environment {
             phasegate_version: env!("CARGO_PKG_VERSION").to_owned(),
             git_sha,
             git_dirty,
-            rustc: env!("PHASEGATE_RUSTC").to_owned(),
-            target: env!("PHASEGATE_TARGET").to_owned(),
-            build_profile: env!("PHASEGATE_PROFILE").to_owned(),
-            opt_level: env!("PHASEGATE_OPT_LEVEL").to_owned(),
+            rustc: env!("BUILD_INFO_RUSTC").to_owned(),
+            target: env!("BUILD_INFO_TARGET").to_owned(),
+            build_profile: env!("BUILD_INFO_PROFILE").to_owned(),
+            opt_level: env!("BUILD_INFO_OPT_LEVEL").to_owned(),
             debug_assertions: cfg!(debug_assertions),
             cpu_model,
             cpu_features,
@@ -129,6 +129,12 @@ impl Environment {
             _ => "unknown".to_owned(),
         }
     }
+}
+
+/// Whether this code was compiled optimized: opt-level 2 or 3 without debug
+/// assertions. Timings of other builds are not measurements.
+pub fn optimized_build() -> bool {
+    matches!(env!("BUILD_INFO_OPT_LEVEL"), "2" | "3") && !cfg!(debug_assertions)
 }
 
 /// A `/proc/meminfo` field (`MemTotal:`, `MemAvailable:`) in bytes; 0 when unknown.

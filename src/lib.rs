@@ -8,6 +8,7 @@
 //!
 //! See `ARCHITECTURE.md` for the module map and its invariants.
 
+pub mod baseline;
 pub mod clock;
 pub mod describe;
 pub mod env;
@@ -16,9 +17,11 @@ pub mod execute;
 pub mod expr;
 pub mod kernel;
 pub mod kernels;
+pub mod living;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod snapshot;
 pub mod spec;
 pub mod stats;
 pub mod verdict;

@@ -73,6 +73,8 @@ pub struct CheckPoint {
     pub paired: Option<(usize, usize)>,
     /// `(of, against)` runs of the parity comparison.
     pub parity_runs: Option<(usize, usize)>,
+    /// The run whose output is compared with its stored snapshot.
+    pub snapshot_run: Option<usize>,
     /// The runs `applies_if` references.
     pub applies_runs: Vec<usize>,
 }
@@ -104,8 +106,10 @@ impl PhasePlan {
             .checks
             .iter()
             .flat_map(|check| check.points.iter())
-            .filter_map(|point| point.parity_runs)
-            .flat_map(|(of, against)| [of, against])
+            .flat_map(|point| {
+                let parity = point.parity_runs.map(|(of, against)| [of, against]).into_iter().flatten();
+                parity.chain(point.snapshot_run)
+            })
             .collect();
         runs.sort_unstable();
         runs.dedup();
@@ -359,6 +363,9 @@ fn check_points(
         references.push(Mention { workload: parity.of.clone(), selectors: Vec::new(), key: "parity" });
         references.push(Mention { workload: parity.against.clone(), selectors: Vec::new(), key: "parity" });
     }
+    if let Some(snapshot) = &check.snapshot {
+        references.push(Mention { workload: snapshot.of.clone(), selectors: Vec::new(), key: "snapshot" });
+    }
     // The axes of the referenced workloads, in order of first appearance.
     let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
     for mention in &references {
@@ -463,6 +470,8 @@ fn check_points(
         let applies_runs = resolved[n_condition..n_condition + n_applies].to_vec();
         let parity_runs =
             check.parity.as_ref().map(|_| (resolved[n_condition + n_applies], resolved[n_condition + n_applies + 1]));
+        let n_parity = if check.parity.is_some() { 2 } else { 0 };
+        let snapshot_run = check.snapshot.as_ref().map(|_| resolved[n_condition + n_applies + n_parity]);
         let paired = check.condition.as_ref().and_then(|condition| condition.ratio()).and_then(|_| {
             let (numerator, denominator) = (condition_runs[0], condition_runs[1]);
             let same_group = groups.iter().any(|group| group.contains(&numerator) && group.contains(&denominator));
@@ -474,7 +483,7 @@ fn check_points(
             .map(|(axis, &value)| value_names[axis][value].as_str())
             .collect::<Vec<_>>()
             .join(",");
-        points.push(CheckPoint { label, condition_runs, paired, parity_runs, applies_runs });
+        points.push(CheckPoint { label, condition_runs, paired, parity_runs, snapshot_run, applies_runs });
     }
     if points.is_empty() {
         return Err(locator

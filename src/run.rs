@@ -15,6 +15,7 @@
 //!
 //! When several apply, the lowest row wins except that 3 beats 1 and 1 beats 4.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -25,7 +26,9 @@ use crate::error::SpecError;
 use crate::execute::{self, ExecutionOptions, Observer, RunResult};
 use crate::plan::{PhasePlan, Plan};
 use crate::report::{self, PhaseReport, files, markdown};
-use crate::verdict::{self, Facts, Status, Verdict};
+use crate::snapshot;
+use crate::spec::{Calibration, CalibrationMode, Mode};
+use crate::verdict::{self, Facts, Snapshots, Status, Verdict};
 
 /// The documented exit codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +88,10 @@ pub struct RunOptions {
     pub facts: Facts,
     /// Keep every run's outputs (snapshots need them).
     pub keep_all_outputs: bool,
+    /// Reports to compare with (`--baseline`).
+    pub baseline: Option<crate::baseline::Loaded>,
+    /// Regenerate the experiment's living plan (`experiment.plan`) from this run.
+    pub update_plan: bool,
 }
 
 /// What a run produced.
@@ -163,11 +170,17 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         ExecutionOptions { scratch_root: run_dir.join("scratch"), keep_all_outputs: options.keep_all_outputs };
     files::write_atomic(&run_dir.join("env.json"), &serde_json::to_vec_pretty(&environment)?)?;
     let mut reports = Vec::new();
+    let store = snapshot::Store::for_spec(&plan.spec);
     for phase in &plan.phases {
         let phase_started = DateTime::from_unix(clock::wall_time());
         let stamp = clock::now();
         observer.phase_started(phase, steps(phase));
-        let (results, verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &options.facts);
+        let snapshots = load_snapshots(phase, &store)?;
+        let floors = calibrate(phase, &execution, &plan.spec.calibration);
+        let (results, mut verdicts, rounds) =
+            execute_with_reruns(phase, &execution, observer, &options.facts, &snapshots);
+        apply_noise_floors(phase, &mut verdicts, &floors, plan.spec.calibration.mode);
+        record_snapshots(phase, &results, &verdicts, &store, &snapshots)?;
         let context = report::Context {
             spec: &plan.spec,
             environment: &environment,
@@ -177,10 +190,24 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
             rounds,
             report_dir: relative_dir.clone(),
         };
-        let report = report::build(phase, &results, verdicts, &context);
+        let mut report = report::build(phase, &results, verdicts, &context);
+        if let Some(baseline) = &options.baseline {
+            match baseline.reports.iter().find(|old| old.phase.id == report.phase.id) {
+                Some(old) => {
+                    let compared = crate::baseline::compare(&report, old, &plan.spec.baseline, &baseline.label);
+                    report.verdicts.extend(compared);
+                    report.totals = report::Totals::of(&report.verdicts, &report.runs);
+                }
+                None => tracing::warn!("the baseline {} has no phase `{}`", baseline.label, report.phase.id),
+            }
+        }
         let phase_dir = run_dir.join(&phase.phase.id);
         files::write_atomic(&phase_dir.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
-        files::write_atomic(&phase_dir.join("report.md"), markdown::render(&report).as_bytes())?;
+        let charts = report::charts::render(&report);
+        for chart in &charts {
+            files::write_atomic(&phase_dir.join(&chart.file), chart.svg.as_bytes())?;
+        }
+        files::write_atomic(&phase_dir.join("report.md"), markdown::render(&report, &charts).as_bytes())?;
         observer.phase_finished(phase);
         reports.push(report);
     }
@@ -202,6 +229,9 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         options.command
     );
     files::append_run_log(&root, &line)?;
+    if options.update_plan {
+        update_plan(plan, options, &root)?;
+    }
     Ok(Outcome { run_dir, reports, exit })
 }
 
@@ -230,9 +260,10 @@ pub fn execute_with_reruns(
     execution: &ExecutionOptions,
     observer: &dyn Observer,
     facts: &Facts,
+    snapshots: &Snapshots,
 ) -> (Vec<RunResult>, Vec<Verdict>, u32) {
     let mut results = execute::execute_phase(phase, execution, observer);
-    let mut verdicts = verdict::evaluate(phase, &results, facts);
+    let mut verdicts = verdict::evaluate(phase, &results, facts, snapshots);
     let mut round = 1;
     loop {
         let mut groups: Vec<usize> = Vec::new();
@@ -262,9 +293,148 @@ pub fn execute_with_reruns(
         groups.sort_unstable();
         tracing::info!(target: "phasegate::run", phase = %phase.phase.id, round, groups = groups.len(), "re-running groups of inconclusive checks");
         execute::execute_groups(phase, execution, observer, &mut results, Some(&groups), round);
-        verdicts = verdict::evaluate(phase, &results, facts);
+        verdicts = verdict::evaluate(phase, &results, facts, snapshots);
         round += 1;
     }
+}
+
+/// Regenerates the experiment's plan document, when it has one and this run's reports
+/// are where the plan reads them from.
+fn update_plan(plan: &Plan, options: &RunOptions, root: &Path) -> Result<()> {
+    let Some(document) = &plan.spec.experiment.plan else { return Ok(()) };
+    let path = options.project_root.join(document);
+    if !path.is_file() {
+        tracing::warn!("the plan document {} does not exist", path.display());
+        return Ok(());
+    }
+    let name = &plan.spec.experiment.name;
+    let read_from = crate::living::experiment_root(&options.project_root, name);
+    if normalize(&read_from) != normalize(root) {
+        tracing::info!("not regenerating {}: this run's reports are not under {}", path.display(), read_from.display());
+        return Ok(());
+    }
+    crate::living::update_file(&options.project_root, &path, false)?;
+    Ok(())
+}
+
+/// A/A noise floors by (reference run, mode, quantity): see [`crate::spec::Calibration`].
+pub type Floors = HashMap<(usize, Mode, String), f64>;
+
+/// Runs the A/A calibration of the phase's paired-ratio checks.
+pub fn calibrate(phase: &PhasePlan, execution: &ExecutionOptions, calibration: &Calibration) -> Floors {
+    let mut floors = Floors::new();
+    if calibration.mode == CalibrationMode::Off {
+        return floors;
+    }
+    for check in &phase.checks {
+        let Some((_, denominator)) = check.check.condition.as_ref().and_then(|condition| condition.ratio()) else {
+            continue;
+        };
+        for (_, reference) in check.points.iter().filter_map(|point| point.paired) {
+            let key = (reference, denominator.mode, denominator.quantity.clone());
+            if floors.contains_key(&key) || phase.runs[reference].skip.is_some() {
+                continue;
+            }
+            let mut first = phase.runs[reference].clone();
+            first.index = 0;
+            first.settings.repeats = calibration.repeats;
+            first.settings.modes = vec![denominator.mode];
+            let mut second = first.clone();
+            second.index = 1;
+            let twin = PhasePlan {
+                phase: phase.phase.clone(),
+                runs: vec![first, second],
+                groups: vec![vec![0, 1]],
+                checks: Vec::new(),
+            };
+            let results = execute::execute_phase(&twin, execution, &execute::Silent);
+            let a = verdict::keyed_values(&results[0], denominator.mode, &denominator.quantity);
+            let b: HashMap<(u32, u32), f64> =
+                verdict::keyed_values(&results[1], denominator.mode, &denominator.quantity).into_iter().collect();
+            let ratios: Vec<f64> = a.iter().filter_map(|(key, value)| b.get(key).map(|other| value / other)).collect();
+            if let Some(summary) = crate::stats::Summary::of(&ratios) {
+                let floor = (1.0 - summary.ci_low).abs().max((summary.ci_high - 1.0).abs());
+                tracing::info!(target: "phasegate::calibration", run = %phase.runs[reference].name(), floor, "A/A noise floor");
+                floors.insert(key, floor);
+            }
+        }
+    }
+    floors
+}
+
+/// Flags (or fails) paired-ratio verdicts whose margin lies inside the noise floor.
+pub fn apply_noise_floors(phase: &PhasePlan, verdicts: &mut [Verdict], floors: &Floors, mode: CalibrationMode) {
+    if mode == CalibrationMode::Off {
+        return;
+    }
+    let points = phase.checks.iter().flat_map(|check| check.points.iter().map(move |point| (check, point)));
+    for ((check, point), verdict) in points.zip(verdicts.iter_mut()) {
+        let (Some((_, reference)), Some((_, denominator))) =
+            (point.paired, check.check.condition.as_ref().and_then(|condition| condition.ratio()))
+        else {
+            continue;
+        };
+        let Some(&floor) = floors.get(&(reference, denominator.mode, denominator.quantity.clone())) else { continue };
+        verdict.noise_floor = Some(floor);
+        let Some(margin) = verdict.measured.as_ref().and_then(|measured| measured.margin) else { continue };
+        if margin.abs() >= floor {
+            continue;
+        }
+        let note = format!(
+            "the margin {:+.1}% is inside this machine's A/A noise floor of ±{:.1}%: the threshold is tighter than the machine resolves",
+            100.0 * margin,
+            100.0 * floor
+        );
+        verdict.reason = Some(match verdict.reason.take() {
+            Some(reason) => format!("{reason}; {note}"),
+            None => note,
+        });
+        if mode == CalibrationMode::Fail && verdict.status != Status::Fail {
+            verdict.status = Status::Fail;
+        }
+    }
+}
+
+/// The stored snapshots the phase's snapshot checks compare with.
+fn load_snapshots(phase: &PhasePlan, store: &snapshot::Store) -> Result<Snapshots> {
+    let mut snapshots = Snapshots::new();
+    for check in &phase.checks {
+        let Some(wanted) = &check.check.snapshot else { continue };
+        for run in check.points.iter().filter_map(|point| point.snapshot_run) {
+            let stored = store.load(&phase.phase.id, &phase.runs[run].name(), &wanted.output)?;
+            snapshots.insert((run, wanted.output.clone()), stored);
+        }
+    }
+    Ok(snapshots)
+}
+
+/// Records new snapshots, and the outputs that no longer match as pending ones.
+fn record_snapshots(
+    phase: &PhasePlan,
+    results: &[RunResult],
+    verdicts: &[Verdict],
+    store: &snapshot::Store,
+    snapshots: &Snapshots,
+) -> Result<()> {
+    let points = phase.checks.iter().flat_map(|check| check.points.iter().map(move |point| (check, point)));
+    for ((check, point), verdict) in points.zip(verdicts) {
+        let (Some(wanted), Some(run)) = (&check.check.snapshot, point.snapshot_run) else { continue };
+        let Some(output) = results[run].outputs.iter().find(|output| output.name == wanted.output) else { continue };
+        let name = phase.runs[run].name();
+        let stored = snapshots.get(&(run, wanted.output.clone())).is_some_and(Option::is_some);
+        if !stored && verdict.status == Status::New {
+            let path = store.save(&phase.phase.id, &name, output, false)?;
+            tracing::info!(target: "phasegate::snapshot", "recorded a new snapshot {}", path.display());
+        } else if verdict.snapshot.as_ref().is_some_and(|figures| figures.status == Status::Fail) {
+            let path = store.save(&phase.phase.id, &name, output, true)?;
+            tracing::warn!(
+                "snapshot mismatch for {name} `{}`: the new output is pending at {}",
+                wanted.output,
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Removes `.` and `..` components without touching the file system.
@@ -307,6 +477,8 @@ pub fn machine_facts(environment_vars: &[(String, String)]) -> Facts {
         cpu_features: features,
         env_set: environment_vars.iter().filter(|(_, value)| !value.is_empty()).map(|(name, _)| name.clone()).collect(),
         today: DateTime::from_unix(clock::wall_time()).date(),
+        optimized_build: crate::env::optimized_build(),
+        ci: environment_vars.iter().any(|(name, value)| name == "CI" && (value == "true" || value == "1")),
     }
 }
 

@@ -43,6 +43,8 @@ pub enum Status {
     Xfail,
     /// Passed, under an active waiver: the threshold or the waiver needs updating.
     Xpass,
+    /// A snapshot check without a stored snapshot: it was recorded for review.
+    New,
 }
 
 impl Status {
@@ -56,6 +58,7 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Xfail => "xfail",
             Status::Xpass => "XPASS",
+            Status::New => "new snapshot",
         }
     }
 
@@ -121,9 +124,14 @@ pub struct Verdict {
     pub expr: Option<String>,
     pub measured: Option<Measured>,
     pub parity: Option<ParityFigures>,
+    /// The comparison with the stored snapshot (`against` is `snapshot`).
+    pub snapshot: Option<ParityFigures>,
     /// Why the verdict is not a plain pass or fail.
     pub reason: Option<String>,
     pub waiver: Option<Xfail>,
+    /// The A/A noise floor of the compared runs (relative half-width), when calibrated.
+    #[serde(default)]
+    pub noise_floor: Option<f64>,
 }
 
 impl Verdict {
@@ -142,14 +150,23 @@ pub struct Facts {
     pub env_set: Vec<String>,
     /// Today, `YYYY-MM-DD` (UTC), for waivers.
     pub today: String,
+    /// Whether the harness and kernels were built optimized (opt-level 2 or 3, no
+    /// debug assertions), for `requires = ["build:optimized"]`.
+    pub optimized_build: bool,
+    /// Running under CI (`CI=true`): a missing snapshot fails instead of being recorded.
+    pub ci: bool,
 }
 
-/// Evaluates every check of `phase` against `results`.
-pub fn evaluate(phase: &PhasePlan, results: &[RunResult], facts: &Facts) -> Vec<Verdict> {
+/// Stored snapshots by (run index, output name); `None` when none is stored.
+pub type Snapshots = std::collections::HashMap<(usize, String), Option<OutputData>>;
+
+/// Evaluates every check of `phase` against `results` (and the stored `snapshots`), in
+/// check order, then point order.
+pub fn evaluate(phase: &PhasePlan, results: &[RunResult], facts: &Facts, snapshots: &Snapshots) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
     for check in &phase.checks {
         for point in &check.points {
-            verdicts.push(evaluate_point(phase, check, point, results, facts));
+            verdicts.push(evaluate_point(phase, check, point, results, facts, snapshots));
         }
     }
     verdicts
@@ -161,6 +178,7 @@ fn evaluate_point(
     point: &CheckPoint,
     results: &[RunResult],
     facts: &Facts,
+    snapshots: &Snapshots,
 ) -> Verdict {
     let check = &plan.check;
     let mut verdict = Verdict {
@@ -171,8 +189,10 @@ fn evaluate_point(
         expr: check.condition.as_ref().map(|condition| condition.text.clone()),
         measured: None,
         parity: None,
+        snapshot: None,
         reason: None,
         waiver: check.xfail.clone(),
+        noise_floor: None,
     };
     if let Some(reason) = unmet_requirement(&check.requires, facts) {
         return finish(verdict, Status::NotApplicable, Some(reason), facts);
@@ -182,6 +202,7 @@ fn evaluate_point(
     if let Some((of, against)) = point.parity_runs {
         all_runs.extend([of, against]);
     }
+    all_runs.extend(point.snapshot_run);
     for &run in &all_runs {
         if let RunStatus::Skipped(reason) = &results[run].status {
             let reason = format!("{}: {reason}", phase.runs[run].name());
@@ -242,12 +263,43 @@ fn evaluate_point(
             }
         }
     }
+    if let (Some(snapshot), Some(run)) = (&check.snapshot, point.snapshot_run) {
+        let stored = snapshots.get(&(run, snapshot.output.clone())).cloned().flatten();
+        match (output_of(&results[run], &snapshot.of, &snapshot.output), stored) {
+            (Err(reason), _) => {
+                statuses.push(Status::NotMeasured);
+                reasons.push(reason);
+            }
+            (Ok(_), None) if facts.ci => {
+                statuses.push(Status::Fail);
+                reasons.push("no stored snapshot, and CI=true: record it outside CI and review it".to_owned());
+            }
+            (Ok(_), None) => {
+                statuses.push(Status::New);
+                reasons.push("no stored snapshot: this output was recorded as the snapshot".to_owned());
+            }
+            (Ok(output), Some(stored)) => {
+                let mut figures = compare(snapshot, &output.data, &stored);
+                figures.against = "snapshot".to_owned();
+                statuses.push(figures.status);
+                if !figures.failures.is_empty() {
+                    reasons.push(format!(
+                        "snapshot: {} (the new output is pending: `cargo xtask snapshot review`)",
+                        figures.failures.join("; ")
+                    ));
+                }
+                verdict.snapshot = Some(figures);
+            }
+        }
+    }
     let status = if statuses.contains(&Status::Fail) {
         Status::Fail
     } else if statuses.contains(&Status::NotMeasured) {
         Status::NotMeasured
     } else if statuses.contains(&Status::Inconclusive) {
         Status::Inconclusive
+    } else if statuses.contains(&Status::New) {
+        Status::New
     } else {
         Status::Pass
     };
@@ -287,6 +339,10 @@ fn unmet_requirement(requires: &[String], facts: &Facts) -> Option<String> {
         if let Some(feature) = requirement.strip_prefix("cpu:") {
             if !facts.cpu_features.iter().any(|have| normalize(have) == normalize(feature)) {
                 return Some(format!("requires CPU feature `{feature}`, which this machine lacks"));
+            }
+        } else if requirement == "build:optimized" {
+            if !facts.optimized_build {
+                return Some("requires an optimized build (as `cargo xtask` makes); this one is not".to_owned());
             }
         } else if let Some(variable) = requirement.strip_prefix("env:")
             && !facts.env_set.iter().any(|set| set == variable)
@@ -427,16 +483,17 @@ fn output_named<'a>(result: &'a RunResult, name: &str) -> Option<&'a Output> {
     result.outputs.iter().find(|output| output.name == name)
 }
 
-fn compare_outputs(parity: &Parity, of: &RunResult, against: &RunResult) -> Result<ParityFigures, String> {
-    for (id, result) in [(&parity.of, of), (&parity.against, against)] {
-        if let Some(message) = result.failed() {
-            return Err(format!("run `{id}` failed: {}", first_line(message)));
-        }
+/// The output `name` of a run of workload `id`, or why there is none.
+fn output_of<'a>(result: &'a RunResult, id: &str, name: &str) -> Result<&'a Output, String> {
+    if let Some(message) = result.failed() {
+        return Err(format!("run `{id}` failed: {}", first_line(message)));
     }
-    let a = output_named(of, &parity.output)
-        .ok_or_else(|| format!("`{}` produced no output `{}`", parity.of, parity.output))?;
-    let b = output_named(against, &parity.output)
-        .ok_or_else(|| format!("`{}` produced no output `{}`", parity.against, parity.output))?;
+    output_named(result, name).ok_or_else(|| format!("`{id}` produced no output `{name}`"))
+}
+
+fn compare_outputs(parity: &Parity, of: &RunResult, against: &RunResult) -> Result<ParityFigures, String> {
+    let a = output_of(of, &parity.of, &parity.output)?;
+    let b = output_of(against, &parity.against, &parity.output)?;
     Ok(compare(parity, &a.data, &b.data))
 }
 
@@ -568,13 +625,31 @@ fn first_line(text: &str) -> &str {
 /// Formats a number with four significant digits, switching to exponents outside
 /// [1e-3, 1e6).
 pub fn format_number(value: f64) -> String {
+    format_digits(value, 4)
+}
+
+/// Formats an observed value and its threshold with four significant digits, or more
+/// when four would print two different numbers the same way (up to 12).
+pub fn format_pair(observed: f64, threshold: f64) -> (String, String) {
+    let mut digits = 4;
+    loop {
+        let pair = (format_digits(observed, digits), format_digits(threshold, digits));
+        if pair.0 != pair.1 || observed == threshold || digits >= 12 {
+            return pair;
+        }
+        digits += 1;
+    }
+}
+
+fn format_digits(value: f64, digits: usize) -> String {
     let magnitude = value.abs();
     if value == 0.0 || !value.is_finite() {
         format!("{value}")
     } else if !(1e-3..1e6).contains(&magnitude) {
-        format!("{value:.3e}")
+        let decimals = digits - 1;
+        format!("{value:.decimals$e}")
     } else {
-        let decimals = (3 - magnitude.log10().floor() as i32).max(0) as usize;
+        let decimals = (digits as i32 - 1 - magnitude.log10().floor() as i32).max(0) as usize;
         format!("{value:.decimals$}")
     }
 }
@@ -604,6 +679,13 @@ mod tests {
         assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]) - 1.0).abs() < 1e-12);
         assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
         assert_eq!(pearson(&[1.0, 1.0], &[1.0, 1.0]), 1.0);
+    }
+
+    #[test]
+    fn pairs_get_enough_digits_to_differ() {
+        assert_eq!(super::format_pair(154.652466, 154.65246), ("154.65247".to_owned(), "154.65246".to_owned()));
+        assert_eq!(super::format_pair(5.0, 4.0), ("5.000".to_owned(), "4.000".to_owned()));
+        assert_eq!(super::format_pair(1.0, 1.0), ("1.000".to_owned(), "1.000".to_owned()));
     }
 
     #[test]

@@ -17,7 +17,7 @@ fn ensure_region(path: &Path, begin: &str, end: &str, expected: &str) {
     }
     if std::env::var_os("UPDATE_DOCS").is_some() {
         let updated = format!("{}{wanted}{}", &text[..start], &text[stop..]);
-        std::fs::write(path, updated).unwrap();
+        phasegate::report::files::write_atomic(path, updated.as_bytes()).unwrap();
         return;
     }
     panic!("{} is out of date; run `UPDATE_DOCS=1 cargo test --test tests docs` to regenerate it", path.display());

@@ -167,8 +167,13 @@ fn inconclusive_checks_are_rerun_within_budget() {
     let scratch = tempfile::tempdir().unwrap();
     let options =
         phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
-    let (results, verdicts, rounds) =
-        phasegate::run::execute_with_reruns(&plan.phases[0], &options, &phasegate::execute::Silent, &Facts::default());
+    let (results, verdicts, rounds) = phasegate::run::execute_with_reruns(
+        &plan.phases[0],
+        &options,
+        &phasegate::execute::Silent,
+        &Facts::default(),
+        &phasegate::verdict::Snapshots::new(),
+    );
     assert_eq!(rounds, 3, "one round plus two re-runs");
     assert_eq!(results[0].timed(phasegate::spec::Mode::Warm).count(), 15);
     assert_eq!(verdicts[0].measured.as_ref().unwrap().ratios.as_ref().unwrap().n, 15);
@@ -189,4 +194,35 @@ fn cold_mode_times_setup_and_first_step() {
     }
     let setup = results[0].timed(phasegate::spec::Mode::Cold).next().unwrap();
     assert_eq!(setup.metrics.iter().find(|(name, _)| name == "setup_s").unwrap().1, 0.010);
+}
+
+#[test]
+fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
+    use phasegate::spec::{Calibration, CalibrationMode};
+    // Real busy-waiting, so the A/A pairs carry this machine's noise.
+    let text = BASE
+        .replace("time_ms = 4.0", "time_ms = 0.4\nspin = true")
+        .replace("time_ms = 1.0", "time_ms = 0.2\nspin = true");
+    let text = with_checks(&text, &[("tight", "expr = \"slow.warm.median / fast.warm.median >= 2\"")]);
+    let plan = expand(&text).unwrap();
+    let phase = &plan.phases[0];
+    let scratch = tempfile::tempdir().unwrap();
+    let options =
+        phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
+    let calibration = Calibration { mode: CalibrationMode::Fail, repeats: 6 };
+    let floors = phasegate::run::calibrate(phase, &options, &calibration);
+    assert_eq!(floors.len(), 1, "one reference run, one quantity");
+    let floor = *floors.values().next().unwrap();
+    assert!(floor > 0.0 && floor < 0.5, "A/A noise floor {floor}");
+    // A margin inside the floor fails in `fail` mode and is only noted in `warn` mode.
+    let (_, mut verdicts) = run_plan(&plan, &Facts::default()).remove(0);
+    let margin = verdicts[0].measured.as_ref().unwrap().margin.unwrap();
+    let wide: phasegate::run::Floors = floors.keys().map(|key| (key.clone(), margin.abs() + 0.01)).collect();
+    let mut warned = verdicts.clone();
+    phasegate::run::apply_noise_floors(phase, &mut warned, &wide, CalibrationMode::Warn);
+    assert_eq!(warned[0].status, verdicts[0].status);
+    assert!(warned[0].reason.as_ref().unwrap().contains("inside this machine's A/A noise floor"));
+    phasegate::run::apply_noise_floors(phase, &mut verdicts, &wide, CalibrationMode::Fail);
+    assert_eq!(verdicts[0].status, Status::Fail);
+    assert_eq!(verdicts[0].noise_floor, Some(margin.abs() + 0.01));
 }

@@ -57,7 +57,26 @@ fn fixed_report() -> PhaseReport {
 
 #[test]
 fn markdown_report() {
-    insta::assert_snapshot!("report_md", markdown::render(&fixed_report()));
+    let report = fixed_report();
+    let charts = report::charts::render(&report);
+    insta::assert_snapshot!("report_md", markdown::render(&report, &charts));
+}
+
+#[test]
+fn charts_of_times_and_checks() {
+    let report = fixed_report();
+    let charts = report::charts::render(&report);
+    let files: Vec<&str> = charts.iter().map(|chart| chart.file.as_str()).collect();
+    assert_eq!(files, ["time_size.svg", "check_speedup.svg"]);
+    for chart in &charts {
+        assert!(chart.svg.starts_with("<svg") && chart.svg.trim_end().ends_with("</svg>"), "{}", chart.file);
+    }
+    assert!(charts[0].svg.contains("\nslow\n") && charts[0].svg.contains("\nfast\n"), "the legend names the workloads");
+    assert!(
+        charts[1].svg.contains("\nsize=8\n") && charts[1].svg.contains("\nsize=16\n"),
+        "the bars are labelled by point"
+    );
+    assert_eq!(report::charts::render(&report), charts, "deterministic");
 }
 
 #[test]

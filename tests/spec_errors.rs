@@ -74,19 +74,19 @@ fn unknown_kernel() {
        |
     16 | kernel = "mok"
        |          ^^^^^
-       = help: did you mean `mock`? kernels: command, mock
+       = help: did you mean `mock`? kernels: command, io, mock, simulator
     "#);
 }
 
 #[test]
 fn unknown_parameter_names_the_valid_ones() {
-    insta::assert_snapshot!(spec_error(&edit("time_ms = 4.0", "time_sm = 4.0")), @r"
+    insta::assert_snapshot!(spec_error(&edit("time_ms = 4.0", "time_sm = 4.0")), @"
     error: unknown parameter `time_sm` for kernel `mock`
       --> spec.toml:18:1
        |
     18 | time_sm = 4.0
        | ^^^^^^^
-       = help: did you mean `time_ms`? valid parameters: time_ms, jitter, slowdown, setup_ms, spin, fail_at, size, perturb
+       = help: did you mean `time_ms`? valid parameters: time_ms, jitter, slowdown, setup_ms, spin, work, fail_at, size, perturb
     ");
 }
 
@@ -240,12 +240,12 @@ fn parity_on_unknown_output() {
 fn check_without_condition_or_rationale() {
     let spec = format!("{BASE}\n[[phase.check]]\nid = \"nothing\"\nrationale = \"why\"\n");
     insta::assert_snapshot!(spec_error(&spec), @r#"
-    error: check `nothing` has neither `expr` nor `parity`
+    error: check `nothing` has no `expr`, `parity` or `snapshot`
       --> spec.toml:30:6
        |
     30 | id = "nothing"
        |      ^^^^^^^^^
-       = help: write `expr = "a.warm.median / b.warm.median >= 2"` or a `parity = { of, against, output, ... }`
+       = help: write `expr = "a.warm.median / b.warm.median >= 2"`, `parity = { of, against, output, ... }` or `snapshot = { of, output, ... }`
     "#);
     let spec = format!("{BASE}\n[[phase.check]]\nid = \"terse\"\nexpr = \"fast.warm.median <= 1\"\n");
     insta::assert_snapshot!(spec_error(&spec), @r#"

@@ -67,7 +67,7 @@ pub fn run_plan(plan: &Plan, facts: &Facts) -> Vec<(Vec<RunResult>, Vec<Verdict>
         .iter()
         .map(|phase| {
             let results = phasegate::execute::execute_phase(phase, &options, &Silent);
-            let verdicts = verdict::evaluate(phase, &results, facts);
+            let verdicts = verdict::evaluate(phase, &results, facts, &verdict::Snapshots::new());
             (results, verdicts)
         })
         .collect()

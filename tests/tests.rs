@@ -6,6 +6,7 @@ mod docs;
 mod layering;
 mod matrix;
 mod pipeline;
+mod plans;
 mod report;
 mod spec_errors;
 mod support;

@@ -4,7 +4,9 @@
 //! stdout connected to `/dev/null` and stderr kept in a file, so a failing run reports
 //! its stderr. Arguments may contain `{name}` placeholders, filled from the run's other
 //! parameters (every extra parameter must be used by some argument), from `{threads}`,
-//! `{seed}` and `{workdir}`, and from `{env:VAR}`. The timed region is the interval from
+//! `{seed}`, `{workdir}` (the run's working directory) and `{cwd}` (the directory
+//! phasegate was started in), and from `{env:VAR}`. The child sees `OMP_NUM_THREADS` and
+//! `RAYON_NUM_THREADS` set to the run's thread count. The timed region is the interval from
 //! spawning the child to reaping it, the same interval `hyperfine -N` measures.
 //! `workdir = "fresh"` gives every run its own empty directory (programs that cache
 //! files in the current directory otherwise measure their cache); `output_file` names a
@@ -25,7 +27,7 @@ use crate::kernel::{
 
 pub struct Command;
 
-const RESERVED: [&str; 3] = ["threads", "seed", "workdir"];
+const RESERVED: [&str; 4] = ["threads", "seed", "workdir", "cwd"];
 
 impl Kernel for Command {
     fn name(&self) -> &'static str {
@@ -116,6 +118,9 @@ impl Kernel for Command {
                         "threads" => context.threads.to_string(),
                         "seed" => context.seed.to_string(),
                         "workdir" => workdir_text.clone(),
+                        "cwd" => {
+                            std::env::current_dir().context("cannot read the current directory")?.display().to_string()
+                        }
                         name => params.get(name).map(ToString::to_string).unwrap_or_default(),
                     }
                 };
@@ -203,7 +208,8 @@ impl Instance for CommandInstance {
             File::create(&self.stderr_path).with_context(|| format!("cannot create {}", self.stderr_path.display()))?;
         let mut process = Process::new(&self.program);
         process.args(&self.args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
-        process.env("PHASEGATE_THREADS", self.threads.to_string());
+        // Parallel runtimes in the child use the run's thread count.
+        process.env("OMP_NUM_THREADS", self.threads.to_string()).env("RAYON_NUM_THREADS", self.threads.to_string());
         if let Some(workdir) = &self.workdir {
             process.current_dir(workdir);
         }

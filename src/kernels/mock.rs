@@ -3,9 +3,12 @@
 //! Each sample reports `time_ms * slowdown * (1 + jitter * u)` as its duration, with
 //! `u` in [-1, 1) drawn from a ChaCha8 generator seeded by the run's seed, so the
 //! statistics, verdicts and reports of a mock run are reproducible bit for bit. With
-//! `spin = true` the kernel really busy-waits for that long instead, which gives the
-//! noise of a real machine (used by the baseline-detection experiment). Its output
-//! `values` is a seeded vector, shifted by `perturb`, for parity tests.
+//! `spin = true` the kernel really busy-waits for that long instead. With `work = N`
+//! it does real arithmetic instead: `N * slowdown` steps of a dependent integer chain,
+//! timed by the harness, so its times carry this machine's noise (frequency, caches,
+//! preemption) and `slowdown` injects a true regression (the baseline-detection
+//! experiment uses it). Its output `values` is a seeded vector, shifted by `perturb`,
+//! for parity tests.
 
 use std::time::Duration;
 
@@ -58,6 +61,12 @@ impl Kernel for Mock {
             ),
             ParamSpec::new("spin", ParamKind::Bool, Value::Bool(false), "busy-wait for real instead of faking"),
             ParamSpec::new(
+                "work",
+                ParamKind::Int { min: 0, max: 1 << 40 },
+                Value::Int(0),
+                "steps of real arithmetic per sample (times `slowdown`) instead of a fake time; 0 = off",
+            ),
+            ParamSpec::new(
                 "fail_at",
                 ParamKind::Int { min: -1, max: i64::MAX },
                 Value::Int(-1),
@@ -100,6 +109,7 @@ impl Kernel for Mock {
             jitter: params.float("jitter"),
             slowdown: params.float("slowdown"),
             spin: params.bool("spin"),
+            work: params.usize("work") as u64,
             fail_at: params.int("fail_at"),
             size: params.usize("size"),
             perturb: params.float("perturb"),
@@ -116,12 +126,24 @@ struct MockInstance {
     jitter: f64,
     slowdown: f64,
     spin: bool,
+    work: u64,
     fail_at: i64,
     size: usize,
     perturb: f64,
     rng: ChaCha8Rng,
     seed: u64,
     calls: i64,
+}
+
+/// `steps` iterations of a 64-bit linear congruential step: each depends on the last,
+/// and `black_box` keeps the compiler from folding the chain into a closed form.
+fn arithmetic_chain(steps: u64, seed: u64) -> u64 {
+    let mut state = seed | 1;
+    for _ in 0..steps {
+        state =
+            std::hint::black_box(state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407));
+    }
+    state
 }
 
 impl MockInstance {
@@ -151,6 +173,16 @@ impl Instance for MockInstance {
         self.calls += 1;
         if self.calls == self.fail_at {
             anyhow::bail!("mock failure at sample {} (fail_at = {})", self.calls, self.fail_at);
+        }
+        if self.work > 0 {
+            let steps = (self.work as f64 * self.slowdown).round() as u64;
+            let start = probe.start();
+            let value = arithmetic_chain(steps, self.seed);
+            std::hint::black_box(value);
+            let seconds = start.elapsed().as_secs_f64();
+            probe.metric("items_per_s", ITEMS as f64 / seconds.max(1e-12));
+            probe.metric("sample_index", (self.calls - 1) as f64);
+            return Ok(());
         }
         let noise: f64 = self.rng.random_range(-1.0..1.0);
         let seconds = self.time_ms * 1e-3 * self.slowdown * (1.0 + self.jitter * noise);

@@ -6,12 +6,14 @@
 use crate::kernel::Kernel;
 
 pub mod command;
+pub mod io;
 pub mod mock;
+pub mod simulator;
 pub mod tree;
 
 /// Every built-in kernel, in the order `list` shows them.
 pub fn all() -> Vec<&'static dyn Kernel> {
-    vec![&command::Command, &mock::Mock, &tree::Tree]
+    vec![&command::Command, &io::Io, &mock::Mock, &simulator::Simulator, &tree::Tree]
 }
 
 pub fn find(name: &str) -> Option<&'static dyn Kernel> {

@@ -84,11 +84,38 @@ pub fn append_run_log(experiment_root: &Path, line: &str) -> Result<()> {
     writeln!(file, "{line}").with_context(|| format!("cannot append to {}", path.display()))
 }
 
-/// Checks that `dir` can be created and written to, before anything runs.
+/// Appends `text` to `path` (the CI summary file, which other steps share).
+pub fn append(path: &Path, text: &str) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot append to {}", path.display()))
+}
+
+/// Checks that `dir` can be created and written to, before anything runs, without
+/// creating it: the nearest existing ancestor must be a writable directory.
 pub fn check_writable(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create the output directory {}", dir.display()))?;
-    let probe = dir.join(format!(".write-test-{}", std::process::id()));
-    File::create(&probe).with_context(|| format!("the output directory {} is not writable", dir.display()))?;
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+            _ => {
+                existing = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !existing.is_dir() {
+        anyhow::bail!(
+            "cannot create the output directory {}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        );
+    }
+    let probe = existing.join(format!(".phasegate-write-test-{}", std::process::id()));
+    File::create(&probe).with_context(|| format!("the output directory {} is not writable", existing.display()))?;
     let _ = fs::remove_file(&probe);
     Ok(())
 }

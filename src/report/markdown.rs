@@ -10,12 +10,14 @@
 use std::fmt::Write;
 
 use crate::execute::RunStatus;
+use crate::report::charts::Chart;
 use crate::report::{PhaseReport, RunReport};
 use crate::spec::Mode;
 use crate::stats::format_seconds;
-use crate::verdict::{Measured, Method, ParityFigures, Status, Verdict, format_number};
+use crate::verdict::{Measured, Method, ParityFigures, Status, Verdict, format_number, format_pair};
 
-pub fn render(report: &PhaseReport) -> String {
+/// The phase report, linking the `charts` written beside it.
+pub fn render(report: &PhaseReport, charts: &[Chart]) -> String {
     let mut out = String::new();
     let phase = &report.phase;
     let _ = writeln!(out, "# {} — phase `{}`: {}\n", report.experiment.title, phase.id, phase.title);
@@ -24,6 +26,12 @@ pub fn render(report: &PhaseReport) -> String {
     }
     header(&mut out, report);
     checks(&mut out, &report.verdicts);
+    if !charts.is_empty() {
+        let _ = writeln!(out, "## Charts\n");
+        for chart in charts {
+            let _ = writeln!(out, "![{}]({})\n", chart.title, chart.file);
+        }
+    }
     results(&mut out, &report.runs);
     warnings(&mut out, &report.runs);
     failures(&mut out, &report.runs);
@@ -108,6 +116,7 @@ fn header(out: &mut String, report: &PhaseReport) {
         (totals.skipped, "skipped"),
         (totals.xfail, "xfail"),
         (totals.xpass, "xpass"),
+        (totals.new, "new snapshots"),
         (totals.failed_runs, "failed runs"),
     ] {
         if count > 0 {
@@ -163,7 +172,8 @@ fn checks(out: &mut String, verdicts: &[Verdict]) {
             Some(measured) => measured_cells(measured),
             None => ("–".into(), "–".into(), "–".into(), "–".into()),
         };
-        let parity = verdict.parity.as_ref().map_or_else(|| "–".to_owned(), parity_cell);
+        let comparisons: Vec<String> = verdict.parity.iter().chain(&verdict.snapshot).map(parity_cell).collect();
+        let parity = if comparisons.is_empty() { "–".to_owned() } else { comparisons.join("<br>") };
         let mut rationale = escape(&verdict.rationale);
         if let Some(reason) = &verdict.reason {
             rationale.push_str(&format!("<br>_{}_", escape(reason)));
@@ -202,9 +212,10 @@ fn measured_cells(measured: &Measured) -> (String, String, String, String) {
             format_number(ratios.min),
             format_number(ratios.max)
         ),
-        _ => format_number(measured.observed),
+        _ => format_pair(measured.observed, measured.threshold).0,
     };
-    let threshold = format!("{} {}", measured.cmp, format_number(measured.threshold));
+    let (_, threshold_text) = format_pair(measured.observed, measured.threshold);
+    let threshold = format!("{} {threshold_text}", measured.cmp);
     let margin = measured.margin.map_or_else(|| "–".to_owned(), |margin| format!("{:+.1}%", 100.0 * margin));
     let interval = match (measured.interval, measured.coverage) {
         (Some((low, high)), Some(coverage)) => {
@@ -216,7 +227,9 @@ fn measured_cells(measured: &Measured) -> (String, String, String, String) {
 }
 
 fn parity_cell(figures: &ParityFigures) -> String {
-    let mut parts = vec![format!("`{}` vs `{}` `{}`", figures.of, figures.against, figures.output)];
+    let against =
+        if figures.against == "snapshot" { "its snapshot".to_owned() } else { format!("`{}`", figures.against) };
+    let mut parts = vec![format!("`{}` vs {against} `{}`", figures.of, figures.output)];
     if figures.identical {
         parts.push("identical".into());
     } else {

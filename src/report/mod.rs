@@ -5,7 +5,9 @@
 //! pull-request comments, and the plan regenerator. Renderers are pure functions from
 //! a report to text; the only file I/O of the crate's outputs is in [`files`].
 
+pub mod charts;
 pub mod files;
+pub mod junit;
 pub mod markdown;
 
 use std::collections::BTreeMap;
@@ -145,6 +147,8 @@ pub struct Totals {
     pub skipped: usize,
     pub xfail: usize,
     pub xpass: usize,
+    #[serde(default)]
+    pub new: usize,
     pub failed_runs: usize,
 }
 
@@ -160,6 +164,7 @@ impl Totals {
             skipped: count(Status::Skipped),
             xfail: count(Status::Xfail),
             xpass: count(Status::Xpass),
+            new: count(Status::New),
             failed_runs: runs.iter().filter(|run| matches!(run.status, RunStatus::Failed(_))).count(),
         }
     }

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::document::Locator;
 use self::document::{Document, FileOrder, valid_id};
+use crate::baseline::BaselineSettings;
 use crate::error::{SpecError, nearest};
 use crate::expr::{self, Condition};
 use crate::kernel::Value;
@@ -111,6 +112,33 @@ impl Settings {
     }
 
     pub const KEYS: [&'static str; 7] = ["warmup", "repeats", "order", "threads", "timeout", "modes", "reruns"];
+}
+
+/// What an A/A calibration does with a check whose margin is inside the noise floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrationMode {
+    Off,
+    Warn,
+    Fail,
+}
+
+/// `[calibration]`: before each phase, the reference run of every paired-ratio check
+/// is run against a second instance of itself (A/A) for `repeats` interleaved pairs;
+/// the half-width of the interval of their median ratio is this machine's noise floor
+/// for that comparison. A check whose observed margin from its threshold is smaller
+/// than the floor is flagged (`warn`) or failed (`fail`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub mode: CalibrationMode,
+    pub repeats: u32,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Calibration { mode: CalibrationMode::Off, repeats: 10 }
+    }
 }
 
 /// Command-line and environment overrides.
@@ -249,6 +277,8 @@ pub struct Check {
     pub rationale: String,
     pub condition: Option<Condition>,
     pub parity: Option<Parity>,
+    /// Compare an output with its stored snapshot (`against` is empty).
+    pub snapshot: Option<Parity>,
     /// Conditions on the machine (`cpu:FEATURE`, `env:VAR`); unmet means not applicable.
     pub requires: Vec<String>,
     /// A condition on measured values; false means not applicable.
@@ -264,6 +294,10 @@ pub struct Spec {
     pub hash: String,
     pub experiment: Experiment,
     pub defaults: Settings,
+    /// How runs compare with a baseline (`--baseline`).
+    pub baseline: BaselineSettings,
+    /// The A/A noise-floor calibration of paired-ratio checks.
+    pub calibration: Calibration,
     pub phases: Vec<Phase>,
     /// The profiles the file declares.
     pub profiles: Vec<String>,
@@ -386,6 +420,13 @@ fn builtin_tree() -> Dict {
     });
     let settings = settings.data().ok().and_then(|mut data| data.remove(&Profile::Default)).unwrap_or_default();
     tree.insert("defaults".into(), FigmentValue::from(settings));
+    let baseline = BaselineSettings::default();
+    let calibration = Serialized::defaults(Calibration::default());
+    let calibration = calibration.data().ok().and_then(|mut data| data.remove(&Profile::Default)).unwrap_or_default();
+    tree.insert("calibration".into(), FigmentValue::from(calibration));
+    let baseline = Serialized::defaults(RawBaseline { tolerance: baseline.tolerance, quantities: baseline.quantities });
+    let baseline = baseline.data().ok().and_then(|mut data| data.remove(&Profile::Default)).unwrap_or_default();
+    tree.insert("baseline".into(), FigmentValue::from(baseline));
     let mut experiment = Dict::new();
     experiment.insert("output".into(), FigmentValue::from("reports".to_owned()));
     tree.insert("experiment".into(), FigmentValue::from(experiment));
@@ -562,8 +603,17 @@ impl<T> OneOrMany<T> {
 struct RawSpec {
     experiment: RawExperiment,
     defaults: RawSettings,
+    baseline: RawBaseline,
+    calibration: Calibration,
     #[serde(default)]
     phase: BTreeMap<String, RawPhase>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawBaseline {
+    tolerance: f64,
+    quantities: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -634,7 +684,7 @@ struct RawWorkload {
 #[derive(Debug, Deserialize)]
 struct RawParity {
     of: String,
-    against: String,
+    against: Option<String>,
     output: String,
     #[serde(flatten)]
     comparators: BTreeMap<String, FigmentValue>,
@@ -646,6 +696,7 @@ struct RawCheck {
     rationale: String,
     expr: Option<String>,
     parity: Option<RawParity>,
+    snapshot: Option<RawParity>,
     #[serde(default)]
     requires: Vec<String>,
     applies_if: Option<String>,
@@ -688,17 +739,46 @@ impl Resolver<'_> {
                 .with_hint("add a `[[phase]]` with an `id` and at least one `[[phase.workload]]`"));
         }
         let phases = self.order_phases(phases)?;
+        let baseline = self.baseline(raw.baseline, &phases)?;
+        if raw.calibration.repeats < 2 {
+            return Err(self.locator().value_error("calibration.repeats", "an A/A calibration needs at least 2 pairs"));
+        }
         Ok(Spec {
             file: self.path.to_owned(),
             hash: fnv1a_hex(text.as_bytes()),
             experiment,
             defaults,
+            baseline,
+            calibration: raw.calibration,
             phases,
             profiles,
             profile: overrides.profile.clone(),
             sources,
             locator: self.document.locator.clone(),
         })
+    }
+
+    fn baseline(&self, raw: RawBaseline, phases: &[Phase]) -> Result<BaselineSettings, SpecError> {
+        if !(0.0..=10.0).contains(&raw.tolerance) {
+            return Err(self.locator().value_error(
+                "baseline.tolerance",
+                format!("tolerance {} is outside 0..=10 (a relative change)", raw.tolerance),
+            ));
+        }
+        for quantity in &raw.quantities {
+            let known = quantity == "time"
+                || phases.iter().flat_map(|phase| &phase.workloads).any(|workload| {
+                    kernels::find(&workload.kernel)
+                        .is_some_and(|kernel| kernel.metrics().iter().any(|metric| metric.name == quantity))
+                });
+            if !known {
+                return Err(self.locator().value_error(
+                    "baseline.quantities",
+                    format!("`{quantity}` is neither `time` nor a metric of this spec's kernels"),
+                ));
+            }
+        }
+        Ok(BaselineSettings { tolerance: raw.tolerance, quantities: raw.quantities })
     }
 
     fn experiment(&self, raw: RawExperiment) -> Result<Experiment, SpecError> {
@@ -976,12 +1056,16 @@ impl Resolver<'_> {
         let condition = raw.expr.as_deref().map(|text| parse_condition("expr", text)).transpose()?;
         let applies_if = raw.applies_if.as_deref().map(|text| parse_condition("applies_if", text)).transpose()?;
         let parity = match raw.parity {
-            Some(raw_parity) => Some(self.parity(&base, raw_parity, workloads, &ids)?),
+            Some(raw_parity) => Some(self.comparison(&base, "parity", raw_parity, workloads, &ids)?),
             None => None,
         };
-        if condition.is_none() && parity.is_none() {
-            return Err(self.locator().key_error(&base, format!("check `{id}` has neither `expr` nor `parity`"))
-                .with_hint("write `expr = \"a.warm.median / b.warm.median >= 2\"` or a `parity = { of, against, output, ... }`"));
+        let snapshot = match raw.snapshot {
+            Some(raw_snapshot) => Some(self.comparison(&base, "snapshot", raw_snapshot, workloads, &ids)?),
+            None => None,
+        };
+        if condition.is_none() && parity.is_none() && snapshot.is_none() {
+            return Err(self.locator().key_error(&base, format!("check `{id}` has no `expr`, `parity` or `snapshot`"))
+                .with_hint("write `expr = \"a.warm.median / b.warm.median >= 2\"`, `parity = { of, against, output, ... }` or `snapshot = { of, output, ... }`"));
         }
         if raw.rationale.trim().is_empty() {
             return Err(self.locator().value_error(
@@ -990,15 +1074,18 @@ impl Resolver<'_> {
             ));
         }
         for requirement in &raw.requires {
-            let valid = requirement
-                .strip_prefix("cpu:")
-                .or_else(|| requirement.strip_prefix("env:"))
-                .is_some_and(|rest| !rest.is_empty());
+            let valid = requirement == "build:optimized"
+                || requirement
+                    .strip_prefix("cpu:")
+                    .or_else(|| requirement.strip_prefix("env:"))
+                    .is_some_and(|rest| !rest.is_empty());
             if !valid {
                 return Err(self
                     .locator()
                     .value_error(&format!("{base}.requires"), format!("invalid requirement `{requirement}`"))
-                    .with_hint("requirements are `cpu:FEATURE` (e.g. `cpu:avx2`) or `env:VARIABLE`"));
+                    .with_hint(
+                        "requirements are `cpu:FEATURE` (e.g. `cpu:avx2`), `env:VARIABLE` or `build:optimized`",
+                    ));
             }
         }
         if let Some(xfail) = &raw.xfail
@@ -1014,15 +1101,38 @@ impl Resolver<'_> {
             rationale: raw.rationale,
             condition,
             parity,
+            snapshot,
             requires: raw.requires,
             applies_if,
             xfail: raw.xfail,
         })
     }
 
-    fn parity(&self, base: &str, raw: RawParity, workloads: &[Workload], ids: &[String]) -> Result<Parity, SpecError> {
-        let key = format!("{base}.parity");
-        for workload_id in [&raw.of, &raw.against] {
+    /// A `parity` (two workloads) or `snapshot` (one workload and its stored output)
+    /// comparison.
+    fn comparison(
+        &self,
+        base: &str,
+        name: &str,
+        raw: RawParity,
+        workloads: &[Workload],
+        ids: &[String],
+    ) -> Result<Parity, SpecError> {
+        let key = format!("{base}.{name}");
+        let against = match (name, raw.against) {
+            ("parity", Some(against)) => against,
+            ("parity", None) => {
+                return Err(self.locator().value_error(&key, "parity needs `against`, the workload to compare with"));
+            }
+            (_, Some(_)) => {
+                return Err(self
+                    .locator()
+                    .value_error(&key, "a snapshot compares with the stored output: drop `against`"));
+            }
+            (_, None) => String::new(),
+        };
+        let compared: Vec<&String> = if against.is_empty() { vec![&raw.of] } else { vec![&raw.of, &against] };
+        for workload_id in compared {
             let Some(workload) = workloads.iter().find(|workload| &workload.id == workload_id) else {
                 return Err(self.locator().value_error(&key, unknown_id("workload", workload_id, ids)));
             };
@@ -1049,26 +1159,27 @@ impl Resolver<'_> {
                 ));
             }
         }
-        if raw.of == raw.against {
+        if raw.of == against {
             return Err(self.locator().value_error(&key, "parity compares two different workloads"));
         }
         let mut dict = Dict::new();
-        for (name, value) in raw.comparators {
-            dict.insert(name, value);
+        for (comparator, value) in raw.comparators {
+            dict.insert(comparator, value);
         }
         let comparators: Comparators = FigmentValue::from(dict).deserialize().map_err(|error| {
             let message = match &error.kind {
                 figment::error::Kind::UnknownField(field, _) => format!(
-                    "unknown parity key `{field}`; valid: of, against, output, exact, digest, max_abs, rtol, atol, corr_min, sum_ratio"
+                    "unknown {name} key `{field}`; valid: of, {}output, exact, digest, max_abs, rtol, atol, corr_min, sum_ratio",
+                    if name == "parity" { "against, " } else { "" }
                 ),
-                other => format!("parity: {other}"),
+                other => format!("{name}: {other}"),
             };
             self.locator().value_error(&key, message)
         })?;
         if comparators.is_empty() {
             return Err(self
                 .locator()
-                .value_error(&key, "parity needs at least one comparator")
+                .value_error(&key, format!("{name} needs at least one comparator"))
                 .with_hint("exact = true, digest = true, max_abs, rtol/atol, corr_min or sum_ratio"));
         }
         if comparators.atol.is_some() && comparators.rtol.is_none() {
@@ -1076,7 +1187,7 @@ impl Resolver<'_> {
                 .locator()
                 .value_error(&key, "`atol` needs `rtol` (write `rtol = 0` for an absolute tolerance)"));
         }
-        Ok(Parity { of: raw.of, against: raw.against, output: raw.output, comparators })
+        Ok(Parity { of: raw.of, against, output: raw.output, comparators })
     }
 
     /// Orders phases so that every phase comes after those it `needs`, keeping file

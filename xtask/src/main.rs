@@ -33,11 +33,45 @@ enum Command {
     List(SpecArgs),
     /// Validate a spec without running anything (exit 0 when valid, 2 otherwise).
     Check(SpecArgs),
+    /// Regenerate the marked results regions of living plan documents from the latest
+    /// reports.
+    Plan {
+        /// Plan documents to regenerate.
+        plans: Vec<PathBuf>,
+        /// Every Markdown file in plans/.
+        #[arg(long)]
+        all: bool,
+        /// Change nothing; exit 1 if a plan is out of date.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Review or accept pending snapshots (outputs that no longer match the stored ones).
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotAction,
+        /// Where the snapshots are (`snapshots/` beside the specs).
+        #[arg(long, global = true, default_value = "experiments/snapshots")]
+        dir: PathBuf,
+    },
     /// List the built-in kernels with their parameters and metrics.
     Kernels {
         /// Print the Markdown tables of the spec reference instead.
         #[arg(long)]
         markdown: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotAction {
+    /// Show what changed in every pending snapshot.
+    Review {
+        /// Only pending snapshots whose path contains this text.
+        filter: Option<String>,
+    },
+    /// Make the pending snapshots the stored ones.
+    Accept {
+        /// Only pending snapshots whose path contains this text.
+        filter: Option<String>,
     },
 }
 
@@ -76,6 +110,16 @@ struct RunArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     plain: bool,
+    /// Compare with an earlier run: `latest`, a run directory, or a git ref with
+    /// committed reports. Regressions beyond `[baseline] tolerance` fail.
+    #[arg(long, value_name = "RUN")]
+    baseline: Option<String>,
+    /// Write a JUnit XML file with one test case per check.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Append the Markdown summary to this file (e.g. "$GITHUB_STEP_SUMMARY").
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -105,6 +149,8 @@ fn main() -> ExitCode {
             );
             Ok(Exit::Pass)
         }),
+        Command::Plan { plans, all, check } => update_plans(plans, all, check),
+        Command::Snapshot { action, dir } => snapshots(action, &dir),
         Command::Kernels { markdown } => {
             let text = if markdown { phasegate::kernels::describe_markdown() } else { phasegate::kernels::describe() };
             print!("{text}");
@@ -142,12 +188,18 @@ fn run_options(allow_outside: bool) -> anyhow::Result<RunOptions> {
         allow_outside,
         facts: run::machine_facts(&vars),
         keep_all_outputs: false,
+        baseline: None,
+        update_plan: true,
     })
 }
 
 fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let plan = load_plan(&args.spec)?;
-    let options = run_options(args.allow_outside)?;
+    let mut options = run_options(args.allow_outside)?;
+    if let Some(baseline) = &args.baseline {
+        let root = run::experiment_root(&plan, &options);
+        options.baseline = Some(phasegate::baseline::load(baseline, &root, &options.project_root)?);
+    }
     if args.dry_run {
         let root = run::experiment_root(&plan, &options);
         let earlier = latest_reports(&root);
@@ -158,8 +210,60 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let observer = progress::Progress::new(fancy);
     let outcome = run::run(&plan, &options, &observer)?;
     observer.finish();
+    if let Some(path) = &args.junit {
+        report::files::write_atomic(path, report::junit::render(&outcome.reports).as_bytes())?;
+    }
+    if let Some(path) = &args.summary {
+        report::files::append(path, &report::markdown::render_summary(&outcome.reports))?;
+    }
     print!("{}", describe::outcome(&outcome));
     Ok(outcome.exit)
+}
+
+fn update_plans(mut plans: Vec<PathBuf>, all: bool, check: bool) -> anyhow::Result<Exit> {
+    let root = run::project_root(&std::env::current_dir().context("cannot read the current directory")?);
+    if all {
+        plans.extend(phasegate::living::all_plans(&root));
+    }
+    if plans.is_empty() {
+        anyhow::bail!("name plan documents, or pass --all for every Markdown file in plans/");
+    }
+    let mut stale = 0;
+    for plan in &plans {
+        let changed = phasegate::living::update_file(&root, plan, check)?;
+        let state = match (changed, check) {
+            (false, _) => "up to date",
+            (true, false) => "regenerated",
+            (true, true) => "OUT OF DATE",
+        };
+        stale += usize::from(changed && check);
+        println!("{}: {state}", plan.display());
+    }
+    Ok(if stale > 0 { Exit::Failed } else { Exit::Pass })
+}
+
+fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
+    let filter = match &action {
+        SnapshotAction::Review { filter } | SnapshotAction::Accept { filter } => filter.clone(),
+    };
+    let pending: Vec<_> = phasegate::snapshot::pending(dir)
+        .into_iter()
+        .filter(|pending| filter.as_ref().is_none_or(|text| pending.base.display().to_string().contains(text.as_str())))
+        .collect();
+    if pending.is_empty() {
+        println!("no pending snapshots");
+        return Ok(Exit::Pass);
+    }
+    for snapshot in &pending {
+        match action {
+            SnapshotAction::Review { .. } => println!("{}", phasegate::snapshot::describe(snapshot)?),
+            SnapshotAction::Accept { .. } => {
+                phasegate::snapshot::accept(snapshot)?;
+                println!("accepted {}", snapshot.base.display());
+            }
+        }
+    }
+    Ok(Exit::Pass)
 }
 
 /// The phase reports of the experiment's latest run, if any.

@@ -24,13 +24,21 @@ impl Project {
         path
     }
 
+    /// The binary in this project, with none of the caller's settings that
+    /// change a run: `CI`, `RUST_LOG` and `PHASEGATE_*` are removed.
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        command.current_dir(self.path()).env_remove("RUST_LOG").env_remove("CI");
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("PHASEGATE_") {
+                command.env_remove(name);
+            }
+        }
+        command
+    }
+
     fn xtask(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run xtask")
+        self.command().args(args).output().expect("run xtask")
     }
 
     fn run(&self, spec: &str, extra: &[&str]) -> (i32, String, String) {
@@ -303,4 +311,119 @@ fn help_documents_every_command() {
         assert_eq!(output.status.code(), Some(0));
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"));
     }
+}
+
+#[test]
+fn snapshots_are_recorded_checked_reviewed_and_accepted() {
+    let project = Project::new();
+    let check = r#"
+[[phase.check]]
+id = "stable"
+snapshot = { of = "fast", output = "values", max_abs = 1e-12 }
+rationale = "the output does not drift"
+"#;
+    project.write("snap.toml", &spec(check, ""));
+    let stored = project.path().join("snapshots/e2e/default/a/fast/values.json");
+    // Under CI a missing snapshot fails and nothing is recorded.
+    let output = project.command().args(["run", "snap.toml", "--plain"]).env("CI", "true").output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(!stored.exists());
+    // Outside CI it is recorded and reported as new.
+    let (code, stdout, _) = project.run("snap.toml", &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("new snapshot"), "{stdout}");
+    assert!(stored.is_file());
+    let (code, stdout, _) = project.run("snap.toml", &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("pass           stable"), "{stdout}");
+    // A changed output fails, leaves the stored snapshot alone and is pending review.
+    project.write("snap.toml", &spec(check, "").replace("jitter = 0.02", "jitter = 0.02\nperturb = 0.5"));
+    let (code, stdout, _) = project.run("snap.toml", &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("max |diff| 0.5000 > 1.000e-12"), "{stdout}");
+    let review = project.xtask(&["snapshot", "review", "--dir", "snapshots"]);
+    let review = String::from_utf8_lossy(&review.stdout);
+    assert!(review.contains("16 of 16 elements changed, max |diff| 0.5000"), "{review}");
+    let accept = project.xtask(&["snapshot", "accept", "--dir", "snapshots"]);
+    assert!(String::from_utf8_lossy(&accept.stdout).contains("accepted"));
+    let (code, stdout, _) = project.run("snap.toml", &[]);
+    assert_eq!(code, 0, "{stdout}");
+    let review = project.xtask(&["snapshot", "review", "--dir", "snapshots"]);
+    assert!(String::from_utf8_lossy(&review.stdout).contains("no pending snapshots"));
+}
+
+#[test]
+fn baseline_comparison_flags_a_regression() {
+    let project = Project::new();
+    let text = spec(SPEEDUP, "").replace("repeats = 5", "repeats = 9");
+    project.write("base.toml", &text);
+    let (code, _, _) = project.run("base.toml", &[]);
+    assert_eq!(code, 0);
+    // The same run compared with itself: no regression.
+    let (code, stdout, _) = project.run("base.toml", &["--baseline", "latest"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("pass           baseline[fast warm time]"), "{stdout}");
+    // 15% slower than the baseline: a regression beyond the 5% tolerance.
+    let slower = text.replace("time_ms = 1.0", "time_ms = 1.0\nslowdown = 1.15");
+    project.write("base.toml", &slower);
+    let (code, stdout, _) = project.run("base.toml", &["--baseline", "latest"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL           baseline[fast warm time]"), "{stdout}");
+    assert!(stdout.contains("+15.0%"), "{stdout}");
+    let (code, _, stderr) = project.run("base.toml", &["--baseline", "no-such-ref"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("neither `latest`, a report directory, nor a git ref"), "{stderr}");
+}
+
+#[test]
+fn junit_and_summary_outputs() {
+    let project = Project::new();
+    let checks = format!(
+        "{SPEEDUP}\n[[phase.check]]\nid = \"too_fast\"\nexpr = \"fast.warm.median <= 0.0001\"\nrationale = \"a <deliberately> failing check\"\n"
+    );
+    project.write("ci.toml", &spec(&checks, ""));
+    std::fs::write(project.path().join("summary.md"), "earlier step\n").unwrap();
+    let (code, _, _) = project.run("ci.toml", &["--junit", "junit.xml", "--summary", "summary.md"]);
+    assert_eq!(code, 1);
+    let junit = std::fs::read_to_string(project.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("<testsuite name=\"e2e.a\" tests=\"2\" failures=\"1\""), "{junit}");
+    assert!(junit.contains("<testcase classname=\"e2e.a\" name=\"speedup\">"), "{junit}");
+    assert!(junit.contains("<failure type=\"FAIL\" message=\"FAIL: observed"), "{junit}");
+    assert!(junit.contains("a &lt;deliberately&gt; failing check"), "{junit}");
+    let summary = std::fs::read_to_string(project.path().join("summary.md")).unwrap();
+    assert!(summary.starts_with("earlier step\n## phasegate: e2e"), "appended: {summary}");
+    assert!(summary.contains("| `a/too_fast` | **FAIL** |"), "{summary}");
+}
+
+#[test]
+fn living_plan_is_regenerated_by_run_and_by_plan() {
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("experiments")).unwrap();
+    std::fs::create_dir_all(project.path().join("plans")).unwrap();
+    let text = spec(SPEEDUP, "").replace("seed = 3", "seed = 3\nplan = \"plans/e2e.md\"");
+    project.write("experiments/e2e.toml", &text);
+    let plan =
+        "# Plan\n\nHand-written text [ ] stays.\n\n<!-- phasegate:begin e2e/a -->\n<!-- phasegate:end -->\n\nTail.\n";
+    project.write("plans/e2e.md", plan);
+    let (code, _, _) = project.run("experiments/e2e.toml", &[]);
+    assert_eq!(code, 0);
+    let regenerated = std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap();
+    assert!(
+        regenerated
+            .starts_with("# Plan\n\nHand-written text [ ] stays.\n\n<!-- phasegate:begin e2e/a -->\n_Generated by"),
+        "{regenerated}"
+    );
+    assert!(regenerated.contains("- [x] `speedup`: 4.0"), "{regenerated}");
+    assert!(regenerated.ends_with("<!-- phasegate:end -->\n\nTail.\n"), "{regenerated}");
+    // Regenerating again changes nothing.
+    let output = project.xtask(&["plan", "--all", "--check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    // A hand edit inside the markers is out of date until `plan` rewrites it.
+    std::fs::write(project.path().join("plans/e2e.md"), regenerated.replace("- [x]", "- [ ]")).unwrap();
+    let output = project.xtask(&["plan", "--all", "--check"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("OUT OF DATE"));
+    let output = project.xtask(&["plan", "plans/e2e.md"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap(), regenerated);
 }

@@ -1,0 +1,313 @@
+//! Baselines: comparing a run with an earlier report of the same experiment.
+//!
+//! For every run (workload and matrix point) and mode present in both reports, and for
+//! every compared quantity (`time` and the metrics listed in `[baseline] quantities`),
+//! the change is the ratio of medians, current / baseline, with a 95% percentile
+//! bootstrap interval (2000 resamples of each side, ChaCha8 seeded from the names, so
+//! the interval is reproducible). With tolerance `t` and a quantity where lower is
+//! better (time), the verdict is:
+//!
+//! - **fail** (a regression) when the whole interval lies above `1 + t`;
+//! - **inconclusive** when the ratio itself is above `1 + t` but the interval is not;
+//! - **pass** otherwise: no evidence of a regression beyond the tolerance.
+//!
+//! For higher-is-better metrics the same rule applies to `baseline / current`. When the
+//! two environments' fingerprints differ (CPU model, core count, build profile, debug
+//! assertions, compiler), the comparison is computed and shown but not trusted: its
+//! verdict is `not_applicable` with the differences as the reason.
+
+use anyhow::{Context, Result};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::Better;
+use crate::kernels;
+use crate::report::{PhaseReport, RunReport};
+use crate::spec::{Mode, fnv1a_hex};
+use crate::stats::Summary;
+use crate::verdict::{Measured, Method, Status, Verdict};
+
+/// `[baseline]` settings of a spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaselineSettings {
+    /// Relative change tolerated before a regression fails.
+    pub tolerance: f64,
+    /// Quantities compared: `time` and metric names.
+    pub quantities: Vec<String>,
+}
+
+impl Default for BaselineSettings {
+    fn default() -> Self {
+        BaselineSettings { tolerance: 0.05, quantities: vec!["time".to_owned()] }
+    }
+}
+
+/// The check id of baseline verdicts.
+pub const CHECK: &str = "baseline";
+
+const RESAMPLES: usize = 2000;
+
+/// Compares `current` with `baseline`; one verdict per run, mode and quantity found in
+/// both.
+pub fn compare(
+    current: &PhaseReport,
+    baseline: &PhaseReport,
+    settings: &BaselineSettings,
+    label: &str,
+) -> Vec<Verdict> {
+    let differences = fingerprint_differences(current, baseline);
+    let mut verdicts = Vec::new();
+    for run in &current.runs {
+        let Some(old) = baseline.runs.iter().find(|old| old.workload == run.workload && old.point == run.point) else {
+            continue;
+        };
+        for mode in [Mode::Cold, Mode::Warm] {
+            for quantity in &settings.quantities {
+                let (Some(now), Some(before)) = (values(run, mode, quantity), values(old, mode, quantity)) else {
+                    continue;
+                };
+                let better = better_of(&run.kernel, quantity);
+                if better == Better::Neither {
+                    continue;
+                }
+                verdicts.push(judge(
+                    run,
+                    mode,
+                    quantity,
+                    &now,
+                    &before,
+                    better,
+                    settings.tolerance,
+                    label,
+                    &differences,
+                ));
+            }
+        }
+    }
+    verdicts
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    run: &RunReport,
+    mode: Mode,
+    quantity: &str,
+    now: &[f64],
+    before: &[f64],
+    better: Better,
+    tolerance: f64,
+    label: &str,
+    differences: &[String],
+) -> Verdict {
+    let point = format!("{} {} {}", run.name(), mode.name(), quantity);
+    let seed_text = format!("{point}/{label}");
+    let seed = u64::from_str_radix(&fnv1a_hex(seed_text.as_bytes()), 16).unwrap_or(0);
+    // The ratio that grows with a regression.
+    let (top, bottom) = if better == Better::Lower { (now, before) } else { (before, now) };
+    let median = |values: &[f64]| Summary::of(values).map_or(f64::NAN, |summary| summary.median);
+    let ratio = median(top) / median(bottom);
+    let (low, high) = bootstrap_ratio_interval(top, bottom, seed);
+    let limit = 1.0 + tolerance;
+    let status = if low > limit {
+        Status::Fail
+    } else if ratio > limit {
+        Status::Inconclusive
+    } else {
+        Status::Pass
+    };
+    let change = median(now) / median(before) - 1.0;
+    let direction = if better == Better::Lower { "lower is better" } else { "higher is better" };
+    let mut reason = format!(
+        "vs {label}: {:+.1}% ({direction}); regression ratio {:.3} [{:.3}, {:.3}], tolerance {:.0}%",
+        100.0 * change,
+        ratio,
+        low,
+        high,
+        100.0 * tolerance
+    );
+    let mut final_status = status;
+    if !differences.is_empty() {
+        reason = format!("not trusted, environments differ ({}); {reason}", differences.join("; "));
+        final_status = Status::NotApplicable;
+    }
+    Verdict {
+        check: CHECK.to_owned(),
+        point,
+        status: final_status,
+        rationale: format!("no regression beyond {:.0}% against the baseline", 100.0 * tolerance),
+        expr: None,
+        measured: Some(Measured {
+            method: Method::MedianInterval,
+            observed: ratio,
+            threshold: limit,
+            cmp: "<=".to_owned(),
+            margin: Some((limit - ratio) / limit),
+            interval: Some((low, high)),
+            coverage: Some(0.95),
+            ratios: None,
+            status,
+        }),
+        parity: None,
+        snapshot: None,
+        reason: (status != Status::Pass || !differences.is_empty()).then_some(reason),
+        waiver: None,
+        noise_floor: None,
+    }
+}
+
+fn values(run: &RunReport, mode: Mode, quantity: &str) -> Option<Vec<f64>> {
+    let values: Vec<f64> = run
+        .samples
+        .iter()
+        .filter(|sample| sample.mode == mode && !sample.warmup)
+        .filter_map(
+            |sample| if quantity == "time" { Some(sample.seconds) } else { sample.metrics.get(quantity)?.as_f64() },
+        )
+        .collect();
+    (!values.is_empty()).then_some(values)
+}
+
+fn better_of(kernel: &str, quantity: &str) -> Better {
+    if quantity == "time" {
+        return Better::Lower;
+    }
+    kernels::find(kernel)
+        .and_then(|kernel| kernel.metrics().into_iter().find(|metric| metric.name == quantity))
+        .map_or(Better::Neither, |metric| metric.better)
+}
+
+/// The 95% percentile bootstrap interval of median(top) / median(bottom).
+pub fn bootstrap_ratio_interval(top: &[f64], bottom: &[f64], seed: u64) -> (f64, f64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut scratch_top = vec![0.0; top.len()];
+    let mut scratch_bottom = vec![0.0; bottom.len()];
+    let mut ratios = Vec::with_capacity(RESAMPLES);
+    for _ in 0..RESAMPLES {
+        for slot in scratch_top.iter_mut() {
+            *slot = top[rng.random_range(0..top.len())];
+        }
+        for slot in scratch_bottom.iter_mut() {
+            *slot = bottom[rng.random_range(0..bottom.len())];
+        }
+        ratios.push(median_in_place(&mut scratch_top) / median_in_place(&mut scratch_bottom));
+    }
+    ratios.sort_by(f64::total_cmp);
+    let at = |quantile: f64| ratios[((quantile * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
+    (at(0.025), at(0.975))
+}
+
+fn median_in_place(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 { values[n / 2] } else { 0.5 * (values[n / 2 - 1] + values[n / 2]) }
+}
+
+fn fingerprint_differences(current: &PhaseReport, baseline: &PhaseReport) -> Vec<String> {
+    let (now, before) = (current.environment.fingerprint(), baseline.environment.fingerprint());
+    let mut differences = Vec::new();
+    if now.cpu_model != before.cpu_model {
+        differences.push(format!("CPU {} vs {}", now.cpu_model, before.cpu_model));
+    }
+    if now.cores != before.cores {
+        differences.push(format!("{} vs {} cores", now.cores, before.cores));
+    }
+    if now.build_profile != before.build_profile || now.debug_assertions != before.debug_assertions {
+        differences.push(format!(
+            "build {}{} vs {}{}",
+            now.build_profile,
+            if now.debug_assertions { " with debug assertions" } else { "" },
+            before.build_profile,
+            if before.debug_assertions { " with debug assertions" } else { "" }
+        ));
+    }
+    if now.rustc != before.rustc {
+        differences.push(format!("{} vs {}", now.rustc, before.rustc));
+    }
+    differences
+}
+
+/// Where a baseline comes from: a run directory, `latest`, or a git ref.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub label: String,
+    pub reports: Vec<PhaseReport>,
+}
+
+/// Loads the baseline named by `spec`: `latest` (the experiment's latest run), a
+/// directory holding `<phase>/report.json` files, or a git ref whose committed
+/// `latest` run is read with `git show`.
+pub fn load(spec: &str, experiment_root: &std::path::Path, project_root: &std::path::Path) -> Result<Loaded> {
+    let read_dir = |dir: &std::path::Path| -> Result<Vec<PhaseReport>> {
+        let mut reports = Vec::new();
+        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+            let path = entry?.path().join("report.json");
+            if path.is_file() {
+                reports.push(crate::run::read_report(&path)?);
+            }
+        }
+        if reports.is_empty() {
+            anyhow::bail!("{} holds no <phase>/report.json", dir.display());
+        }
+        Ok(reports)
+    };
+    if spec == "latest" {
+        let dir = crate::report::files::latest_run_dir(experiment_root)
+            .with_context(|| format!("no earlier run under {} to use as the baseline", experiment_root.display()))?;
+        let label = dir.strip_prefix(project_root).unwrap_or(&dir).display().to_string();
+        return Ok(Loaded { label, reports: read_dir(&dir)? });
+    }
+    let path = std::path::Path::new(spec);
+    if path.is_dir() {
+        return Ok(Loaded { label: spec.to_owned(), reports: read_dir(path)? });
+    }
+    // A git ref: the committed `latest` link names the run directory.
+    let relative = experiment_root.strip_prefix(project_root).unwrap_or(experiment_root).display().to_string();
+    let git_show = |object: &str| -> Result<String> {
+        let output = std::process::Command::new("git")
+            .args(["show", object])
+            .current_dir(project_root)
+            .output()
+            .context("cannot run git")?;
+        if !output.status.success() {
+            anyhow::bail!("`git show {object}` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let target = git_show(&format!("{spec}:{relative}/latest")).with_context(|| {
+        format!("`{spec}` is neither `latest`, a report directory, nor a git ref with committed reports")
+    })?;
+    let run = format!("{relative}/{}", target.trim());
+    let listing = std::process::Command::new("git")
+        .args(["ls-tree", "--name-only", &format!("{spec}:{run}")])
+        .current_dir(project_root)
+        .output()
+        .context("cannot run git")?;
+    let mut reports = Vec::new();
+    for phase in String::from_utf8_lossy(&listing.stdout).lines() {
+        if let Ok(text) = git_show(&format!("{spec}:{run}/{phase}/report.json")) {
+            reports.push(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("cannot parse {run}/{phase}/report.json at {spec}"))?,
+            );
+        }
+    }
+    if reports.is_empty() {
+        anyhow::bail!("{run} at {spec} holds no phase reports");
+    }
+    Ok(Loaded { label: format!("{spec}:{run}"), reports })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bootstrap_ratio_interval;
+
+    #[test]
+    fn bootstrap_interval_brackets_the_ratio_and_is_reproducible() {
+        let top: Vec<f64> = (0..15).map(|index| 1.15 + 0.01 * f64::from(index % 5)).collect();
+        let bottom: Vec<f64> = (0..15).map(|index| 1.0 + 0.01 * f64::from(index % 5)).collect();
+        let (low, high) = bootstrap_ratio_interval(&top, &bottom, 7);
+        assert!(low > 1.1 && high < 1.2 && low < high, "{low} {high}");
+        assert_eq!(bootstrap_ratio_interval(&top, &bottom, 7), (low, high));
+    }
+}

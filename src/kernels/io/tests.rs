@@ -1,0 +1,584 @@
+//! Tests of the `io` kernel: every fast path against its plain reference, every
+//! reduction against a plain sum, every import against the source bytes, and the
+//! kernel interface end to end on small sizes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::bits::{self, BinaryOp, BitsPath};
+use super::data::{self, LANES, sum_f64};
+use super::import::{copy_chunks, pwrite_chunks};
+use super::read::reduce_chunks;
+use super::sched::{scheduled_sum, stall_bound};
+use super::schedule::{ChunkPlan, Delay, LatencySummary, Scheduler, run_chunks};
+use super::sys::CpuFeatures;
+use super::{Io, IoParams};
+use crate::kernel::{Kernel, Output, OutputData, Params, Probe, RunContext, Value};
+
+const ALL_SCHEDULERS: [Scheduler; 4] =
+    [Scheduler::Static, Scheduler::Dynamic, Scheduler::Rayon, Scheduler::RayonDefault];
+
+fn available_paths() -> Vec<BitsPath> {
+    let features = CpuFeatures::detect();
+    BitsPath::ALL.into_iter().filter(|path| path.is_available(&features)).collect()
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a rayon pool")
+}
+
+/// The reduction's definition written out plainly: lane `j` sums `x[j], x[j + L], ...`
+/// in order, then the lanes combine pairwise.
+fn sum_reference(values: &[f64]) -> f64 {
+    let mut lanes = [0.0_f64; LANES];
+    for (index, value) in values.iter().enumerate() {
+        let lane =
+            if index < values.len() / LANES * LANES { index % LANES } else { index - values.len() / LANES * LANES };
+        lanes[lane] += value;
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for index in 0..width {
+            lanes[index] += lanes[index + width];
+        }
+    }
+    lanes[0]
+}
+
+/// Chunk sums added in chunk order, sequentially.
+fn chunked_sum_reference(values: &[f64], chunk_values: usize) -> f64 {
+    values.chunks(chunk_values).map(sum_reference).fold(0.0, |total, partial| total + partial)
+}
+
+fn popcount_bits(words: &[u64]) -> u64 {
+    words.iter().map(|word| (0..64).map(|bit| (word >> bit) & 1).sum::<u64>()).sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn popcounts_agree_with_the_scalar_loop(words in prop::collection::vec(any::<u64>(), 0..300),
+                                            others in prop::collection::vec(any::<u64>(), 300)) {
+        let others = &others[..words.len()];
+        let expected = popcount_bits(&words);
+        let expected_and: u64 = popcount_bits(&words.iter().zip(others).map(|(a, b)| a & b).collect::<Vec<_>>());
+        prop_assert_eq!(bits::popcount(BitsPath::Scalar, &words), expected);
+        for path in available_paths() {
+            prop_assert_eq!(bits::popcount(path, &words), expected, "popcount on {}", path.name());
+            prop_assert_eq!(bits::popcount_and(path, &words, others), expected_and, "popcount_and on {}", path.name());
+        }
+    }
+
+    #[test]
+    fn logic_agrees_with_the_scalar_loop(words in prop::collection::vec(any::<u64>(), 0..300),
+                                         others in prop::collection::vec(any::<u64>(), 300)) {
+        let others = &others[..words.len()];
+        for op in [BinaryOp::And, BinaryOp::Or, BinaryOp::Xor] {
+            let mut expected = vec![0; words.len()];
+            bits::binary(BitsPath::Scalar, op, &words, others, &mut expected);
+            let plain: Vec<u64> = words.iter().zip(others).map(|(&a, &b)| match op {
+                BinaryOp::And => a & b,
+                BinaryOp::Or => a | b,
+                BinaryOp::Xor => a ^ b,
+            }).collect();
+            prop_assert_eq!(&expected, &plain);
+            for path in available_paths() {
+                let mut out = vec![0x5555; words.len()];
+                bits::binary(path, op, &words, others, &mut out);
+                prop_assert_eq!(&out, &expected, "{:?} on {}", op, path.name());
+            }
+        }
+        let expected: Vec<u64> = words.iter().map(|word| !word).collect();
+        for path in available_paths() {
+            let mut out = vec![0; words.len()];
+            bits::not(path, &words, &mut out);
+            prop_assert_eq!(&out, &expected, "not on {}", path.name());
+        }
+    }
+
+    #[test]
+    fn pack_agrees_with_the_scalar_loop(bools in prop::collection::vec(prop_oneof![Just(0_u8), Just(1_u8), any::<u8>()], 0..700)) {
+        let mut expected = vec![0; bools.len().div_ceil(8)];
+        bits::pack(BitsPath::Scalar, &bools, &mut expected);
+        for (index, value) in bools.iter().enumerate() {
+            prop_assert_eq!((expected[index / 8] >> (index % 8)) & 1 == 1, *value != 0);
+        }
+        for path in available_paths() {
+            let mut packed = vec![0xAA; bools.len().div_ceil(8)];
+            bits::pack(path, &bools, &mut packed);
+            prop_assert_eq!(&packed, &expected, "pack on {}", path.name());
+        }
+    }
+
+    #[test]
+    fn unpack_agrees_with_the_scalar_loop(packed in prop::collection::vec(any::<u8>(), 0..90), cut in 0_usize..8) {
+        let len = (packed.len() * 8).saturating_sub(cut);
+        let packed = &packed[..len.div_ceil(8)];
+        let mut expected = vec![0; len];
+        bits::unpack(BitsPath::Scalar, packed, &mut expected);
+        for path in available_paths() {
+            let mut bools = vec![7; len];
+            bits::unpack(path, packed, &mut bools);
+            prop_assert_eq!(&bools, &expected, "unpack on {}", path.name());
+            let mut repacked = vec![0; len.div_ceil(8)];
+            bits::pack(path, &bools, &mut repacked);
+            let mut masked = packed.to_vec();
+            if len % 8 != 0 && let Some(last) = masked.last_mut() {
+                *last &= (1_u8 << (len % 8)) - 1;
+            }
+            prop_assert_eq!(&repacked, &masked, "pack(unpack) on {}", path.name());
+        }
+    }
+
+    #[test]
+    fn the_reduction_is_its_definition(values in prop::collection::vec(-1e6_f64..1e6, 0..200)) {
+        prop_assert_eq!(sum_f64(&values).to_bits(), sum_reference(&values).to_bits());
+    }
+}
+
+#[test]
+fn pack_uses_little_bit_order_like_numpy() {
+    // np.packbits([1,0,0,0,0,0,0,0, 0,1,1], bitorder="little") == [1, 6]
+    let bools = [1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1];
+    for path in available_paths() {
+        let mut packed = [0; 2];
+        bits::pack(path, &bools, &mut packed);
+        assert_eq!(packed, [1, 6], "{}", path.name());
+    }
+}
+
+#[test]
+fn paths_resolve_downwards() {
+    let none = CpuFeatures::default();
+    assert_eq!(BitsPath::Avx512.resolve(&none), BitsPath::Portable);
+    assert_eq!(BitsPath::Scalar.resolve(&none), BitsPath::Scalar);
+    let avx2_only = CpuFeatures { popcnt: true, avx2: true, ..CpuFeatures::default() };
+    let expected = if cfg!(target_arch = "x86_64") { BitsPath::Avx2 } else { BitsPath::Portable };
+    assert_eq!(BitsPath::Avx512.resolve(&avx2_only), expected);
+}
+
+#[test]
+fn the_reduction_of_integers_is_exact() {
+    let values: Vec<f64> = (0..10_007).map(|index| f64::from(index % 1000)).collect();
+    let exact: i64 = (0..10_007_i64).map(|index| index % 1000).sum();
+    assert_eq!(sum_f64(&values), exact as f64);
+    assert_eq!(pool(2).install(|| reduce_chunks(&values, 333).0), exact as f64);
+}
+
+#[test]
+fn batched_generation_equals_whole_generation() {
+    let blocks = 5;
+    let mut whole = vec![0.0; blocks * data::GENERATION_BLOCK - 17];
+    data::fill_values(&mut whole, 7);
+    let mut batched = vec![0.0; whole.len()];
+    for (batch, values) in batched.chunks_mut(2 * data::GENERATION_BLOCK).enumerate() {
+        data::fill_values_from(values, 7, 2 * batch);
+    }
+    assert_eq!(whole, batched);
+    let mut other_seed = vec![0.0; whole.len()];
+    data::fill_values(&mut other_seed, 8);
+    assert_ne!(whole, other_seed);
+    assert!(whole.iter().all(|value| (0.0..1.0).contains(value)));
+}
+
+#[test]
+fn the_digest_sees_every_byte_and_the_length() {
+    let bytes: Vec<u8> = (0..3 * data::DIGEST_BLOCK + 13).map(|index| (index * 7 % 251) as u8).collect();
+    let reference = data::digest(&bytes);
+    assert_eq!(pool(3).install(|| data::digest(&bytes)), reference);
+    for position in [0, 5, data::DIGEST_BLOCK + 1, bytes.len() - 1] {
+        let mut changed = bytes.clone();
+        changed[position] ^= 1;
+        assert_ne!(data::digest(&changed), reference, "a flip at {position} went unnoticed");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_ne!(data::digest(&longer), reference);
+}
+
+#[test]
+fn every_scheduler_runs_every_chunk_once_in_order() {
+    for threads in [1, 2, 3] {
+        for scheduler in ALL_SCHEDULERS {
+            let run = pool(threads).install(|| run_chunks(37, scheduler, Delay::None, |index| index * 10));
+            assert_eq!(run.results, (0..37).map(|index| index * 10).collect::<Vec<_>>());
+            assert_eq!(run.latencies_ns.len(), 37);
+        }
+    }
+}
+
+#[test]
+fn schedulers_compute_identical_sums() {
+    let mut values = vec![0.0; 200_003];
+    data::fill_values(&mut values, 3);
+    let expected = chunked_sum_reference(&values, 4096);
+    let delays = [Delay::None, Delay::Stall(Duration::from_millis(2)), Delay::SlowWorker(Duration::from_micros(20))];
+    for threads in [1, 2, 3] {
+        for scheduler in ALL_SCHEDULERS {
+            for delay in delays {
+                let sum = pool(threads).install(|| scheduled_sum(&values, 4096, scheduler, delay));
+                assert_eq!(sum.to_bits(), expected.to_bits(), "{scheduler:?} {delay:?} on {threads} threads");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_stall_delays_worker_zero_once() {
+    let stall = Duration::from_millis(20);
+    for scheduler in ALL_SCHEDULERS {
+        // Other workers wait (up to a second) until worker 0 has done a chunk, so it
+        // cannot miss the pass by waking up after the others finished everything.
+        let worker_zero_arrived = std::sync::atomic::AtomicBool::new(false);
+        let work = |_index: usize| {
+            if rayon::current_thread_index() == Some(0) {
+                worker_zero_arrived.store(true, std::sync::atomic::Ordering::Release);
+            } else {
+                let start = crate::clock::now();
+                while !worker_zero_arrived.load(std::sync::atomic::Ordering::Acquire)
+                    && start.elapsed() < Duration::from_secs(1)
+                {
+                    std::hint::spin_loop();
+                }
+            }
+            rayon::current_thread_index()
+        };
+        let run = pool(2).install(|| run_chunks(64, scheduler, Delay::Stall(stall), work));
+        assert!(run.stall >= stall, "{scheduler:?} slept {:?}", run.stall);
+        let stalled_on_worker_zero = run
+            .results
+            .iter()
+            .zip(&run.latencies_ns)
+            .filter(|&(worker, &latency)| *worker == Some(0) && latency >= stall.as_nanos() as u64)
+            .count();
+        assert_eq!(stalled_on_worker_zero, 1, "{scheduler:?}: exactly one chunk of worker 0 carries the stall");
+    }
+}
+
+#[test]
+fn the_stall_bound_follows_the_model() {
+    let milliseconds = Duration::from_millis;
+    assert_eq!(stall_bound(milliseconds(50), milliseconds(40), 4, 2), milliseconds(60));
+    assert_eq!(stall_bound(milliseconds(10), milliseconds(40), 4, 2), milliseconds(40));
+    assert_eq!(stall_bound(milliseconds(10), milliseconds(40), 4, 1), milliseconds(50));
+}
+
+#[test]
+fn latency_percentiles_use_nearest_rank() {
+    let latencies: Vec<u64> = (1..=200).rev().collect();
+    let summary = LatencySummary::of(&latencies);
+    assert_eq!((summary.p50_ns, summary.p99_ns, summary.max_ns), (100, 198, 200));
+    assert_eq!(LatencySummary::of(&[]), LatencySummary::default());
+    assert_eq!(LatencySummary::of(&[5]).p99_ns, 5);
+}
+
+#[test]
+fn chunk_plans_cover_the_length() {
+    let plan = ChunkPlan::new(10, 4);
+    assert_eq!(plan.count(), 3);
+    assert_eq!([plan.range(0), plan.range(1), plan.range(2)], [0..4, 4..8, 8..10]);
+    assert_eq!(ChunkPlan::new(0, 4).count(), 0);
+}
+
+fn source_bytes(len: usize) -> Vec<u8> {
+    let mut values = vec![0.0; len / 8];
+    data::fill_values(&mut values, 11);
+    data::f64_bytes(&values).to_vec()
+}
+
+#[test]
+fn copies_and_writes_hold_exactly_the_source_bytes() {
+    let source = source_bytes(300_016);
+    let mut destination = vec![0_u8; source.len()];
+    pool(2).install(|| copy_chunks(&source, &mut destination, 4096));
+    assert!(destination == source);
+
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let path = directory.path().join("written.bin");
+    let file = std::fs::File::create(&path).expect("a file");
+    pool(2).install(|| pwrite_chunks(&source, &file, 65_536)).expect("pwrite");
+    drop(file);
+    assert!(std::fs::read(&path).expect("the file") == source);
+}
+
+// The kernel interface, end to end on small sizes.
+
+struct KernelRun {
+    probes: Vec<Probe>,
+    outputs: Vec<Output>,
+    leftover_files: Vec<String>,
+}
+
+fn given(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+    pairs.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect()
+}
+
+fn validated(pairs: &[(&str, Value)]) -> Params {
+    Params::validate(&Io.params(), &given(pairs), false).expect("valid parameters")
+}
+
+fn run_kernel(pairs: &[(&str, Value)], threads: usize, samples: usize) -> KernelRun {
+    let params = validated(pairs);
+    let resources = Io.check(&params).expect("the check passes");
+    assert!(resources.memory_bytes >= params.int("size") as u64 / 8);
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let context =
+        RunContext { seed: 1, threads, scratch_dir: directory.path().to_path_buf(), timeout: Duration::from_secs(60) };
+    let declared: Vec<&str> = Io.metrics().iter().map(|metric| metric.name).collect();
+    let (probes, outputs) = pool(threads).install(|| {
+        let mut instance = Io.instantiate(&params, &context).expect("an instance");
+        let mut setup_probe = Probe::default();
+        instance.setup(&mut setup_probe).expect("set-up");
+        let mut probes = Vec::new();
+        for _ in 0..samples {
+            let mut probe = Probe::default();
+            instance.run(&mut probe).expect("a sample");
+            probes.push(probe);
+        }
+        (probes, instance.outputs())
+    });
+    for probe in &probes {
+        for (name, value) in probe.metrics() {
+            assert!(declared.contains(&name.as_str()), "metric `{name}` is not declared");
+            assert!(value.is_finite(), "metric `{name}` is {value}");
+        }
+    }
+    let leftover_files = std::fs::read_dir(directory.path())
+        .expect("the scratch directory")
+        .map(|entry| entry.expect("an entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    KernelRun { probes, outputs, leftover_files }
+}
+
+fn metric(probe: &Probe, name: &str) -> f64 {
+    probe.metric_value(name).unwrap_or_else(|| panic!("metric `{name}` was not recorded"))
+}
+
+fn digest_output(outputs: &[Output], name: &str) -> String {
+    match outputs.iter().find(|output| output.name == name).map(|output| &output.data) {
+        Some(OutputData::Digest(text)) => text.clone(),
+        other => panic!("output `{name}` is {other:?}"),
+    }
+}
+
+fn sum_output(outputs: &[Output]) -> f64 {
+    match outputs.iter().find(|output| output.name == "sum").map(|output| &output.data) {
+        Some(OutputData::F64(values)) if values.len() == 1 => values[0],
+        other => panic!("output `sum` is {other:?}"),
+    }
+}
+
+const SMALL: i64 = 1 << 20;
+
+#[test]
+fn every_import_method_holds_the_source_bytes() {
+    let size = SMALL + 24;
+    let expected = format!("{:016x}", data::digest(&source_bytes(size as usize)));
+    let variants: Vec<Vec<(&str, Value)>> = vec![
+        vec![("method", "mmap".into())],
+        vec![("method", "mmap".into()), ("preallocate", "ftruncate".into()), ("durable", true.into())],
+        vec![("method", "mmap".into()), ("prefault", true.into()), ("hugepage", true.into())],
+        vec![("method", "rewrite".into())],
+        vec![("method", "memcpy_hot".into())],
+        vec![("method", "memcpy_fresh".into())],
+        vec![("method", "pwrite".into())],
+        vec![("method", "pwrite_fsync".into())],
+    ];
+    for variant in variants {
+        let mut pairs = vec![
+            ("family", Value::from("import")),
+            ("size", Value::Int(size)),
+            ("chunk", Value::Int(65_536)),
+            ("data_seed", Value::Int(11)),
+        ];
+        pairs.extend(variant.iter().cloned());
+        let run = run_kernel(&pairs, 2, 2);
+        for probe in &run.probes {
+            assert_eq!(metric(probe, "verified"), 1.0, "{variant:?}");
+            assert!(metric(probe, "bw_gbps") > 0.0);
+            assert!(metric(probe, "transfer_s") > 0.0);
+            assert!(metric(probe, "clat_max_ns") >= metric(probe, "clat_p50_ns"));
+        }
+        assert_eq!(digest_output(&run.outputs, "digest"), expected, "{variant:?}");
+        assert!(run.leftover_files.is_empty(), "{variant:?} left {:?} behind", run.leftover_files);
+    }
+}
+
+#[test]
+fn durable_imports_time_the_sync() {
+    let run = run_kernel(
+        &[
+            ("family", "import".into()),
+            ("size", Value::Int(SMALL)),
+            ("method", "mmap".into()),
+            ("durable", true.into()),
+        ],
+        1,
+        1,
+    );
+    let probe = &run.probes[0];
+    assert!(metric(probe, "sync_s") > 0.0);
+    assert!(metric(probe, "durable_gbps") <= metric(probe, "import_gbps"));
+    assert_eq!(metric(probe, "preallocate_code"), 1.0);
+}
+
+#[test]
+fn reads_from_a_file_and_from_memory_give_the_same_sum() {
+    let size = SMALL + 8 * 1000;
+    let mut values = vec![0.0; size as usize / 8];
+    data::fill_values(&mut values, 5);
+    let expected = chunked_sum_reference(&values, 65_536 / 8);
+    let variants: Vec<(Vec<(&str, Value)>, usize)> = vec![
+        (vec![("source", "memory".into())], 1),
+        (vec![("source", "memory".into()), ("advice", "hugepage".into())], 2),
+        (vec![("source", "mmap".into())], 2),
+        (vec![("source", "mmap".into()), ("cache", "cold".into())], 2),
+        (vec![("source", "mmap".into()), ("advice", "populate".into())], 1),
+        (vec![("source", "mmap".into()), ("advice", "sequential".into())], 3),
+        (vec![("source", "mmap".into()), ("advice", "willneed".into())], 2),
+    ];
+    for (variant, threads) in variants {
+        let mut pairs = vec![
+            ("family", Value::from("read")),
+            ("size", Value::Int(size)),
+            ("chunk", Value::Int(65_536)),
+            ("data_seed", Value::Int(5)),
+        ];
+        pairs.extend(variant.iter().cloned());
+        let run = run_kernel(&pairs, threads, 2);
+        assert_eq!(sum_output(&run.outputs).to_bits(), expected.to_bits(), "{variant:?}");
+        for probe in &run.probes {
+            assert!(metric(probe, "bw_gbps") > 0.0);
+            if let Some(fraction) = probe.metric_value("resident_before") {
+                assert!((0.0..=1.0).contains(&fraction));
+            }
+        }
+        assert!(run.leftover_files.is_empty(), "{variant:?} left {:?} behind", run.leftover_files);
+    }
+}
+
+#[test]
+fn every_scheduler_and_delay_gives_the_same_sum() {
+    let size = 2 * SMALL;
+    let mut values = vec![0.0; size as usize / 8];
+    data::fill_values(&mut values, 1);
+    let expected = chunked_sum_reference(&values, 32_768 / 8);
+    for scheduler in Scheduler::NAMES {
+        for delay in ["none", "stall", "slow_worker"] {
+            let pairs = [
+                ("family", Value::from("sched")),
+                ("size", Value::Int(size)),
+                ("chunk", Value::Int(32_768)),
+                ("scheduler", Value::from(*scheduler)),
+                ("delay", Value::from(delay)),
+                ("stall_ms", Value::Float(if delay == "stall" { 3.0 } else { 0.0 })),
+            ];
+            let run = run_kernel(&pairs, 2, 1);
+            assert_eq!(sum_output(&run.outputs).to_bits(), expected.to_bits(), "{scheduler} {delay}");
+            let probe = &run.probes[0];
+            assert!(metric(probe, "makespan_s") > 0.0);
+            if delay == "stall" {
+                // Only the static schedule guarantees worker 0 a chunk; with the others a
+                // late-waking worker 0 may find none left on such a small pass.
+                let stall = metric(probe, "stall_s");
+                if *scheduler == "static" || stall > 0.0 {
+                    assert!(stall >= 0.003, "{scheduler}: stall {stall}");
+                    // No schedule can beat worker 0's stalled first chunk.
+                    assert!(metric(probe, "makespan_s") >= stall);
+                }
+                assert!(metric(probe, "makespan_over_bound") > 0.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_bits_path_gives_the_same_result() {
+    for op in super::bits::workload::BitsOp::NAMES {
+        let mut results = Vec::new();
+        for path in ["scalar", "portable", "avx2", "avx512", "simd"] {
+            let pairs = [
+                ("family", Value::from("bits")),
+                ("size", Value::Int(4096 + 40)),
+                ("op", Value::from(*op)),
+                ("path", Value::from(path)),
+                ("pass_bytes", Value::Int(20_000)),
+            ];
+            let run = run_kernel(&pairs, 1, 1);
+            let probe = &run.probes[0];
+            assert_eq!(metric(probe, "passes"), 5.0);
+            let ran = metric(probe, "path_code");
+            if path == "scalar" {
+                assert_eq!(ran, 0.0);
+            }
+            results.push(digest_output(&run.outputs, "result"));
+        }
+        assert!(results.windows(2).all(|pair| pair[0] == pair[1]), "{op}: {results:?}");
+    }
+}
+
+#[test]
+fn contradictory_parameters_are_refused() {
+    let refused = |pairs: &[(&str, Value)], fragment: &str| {
+        let message = Io.check(&validated(pairs)).expect_err("refused");
+        assert!(message.contains(fragment), "`{message}` does not mention `{fragment}`");
+    };
+    refused(&[("family", "read".into()), ("source", "memory".into()), ("cache", "cold".into())], "cold");
+    refused(&[("family", "import".into()), ("method", "pwrite".into()), ("durable", true.into())], "pwrite_fsync");
+    refused(&[("family", "import".into()), ("method", "rewrite".into()), ("prefault", true.into())], "prefault");
+    refused(&[("family", "import".into()), ("size", Value::Int(1001))], "8-byte");
+    refused(&[("family", "sched".into()), ("chunk", Value::Int(100))], "8-byte");
+}
+
+#[test]
+fn resource_estimates_count_memory_and_disk() {
+    let estimate = |pairs: &[(&str, Value)]| IoParams::from_params(&validated(pairs)).expect("valid").resources();
+    let gib = 1_u64 << 30;
+    let import = estimate(&[("family", "import".into())]);
+    assert_eq!((import.memory_bytes, import.disk_bytes), (2 * gib, gib));
+    let hot = estimate(&[("family", "import".into()), ("method", "memcpy_hot".into())]);
+    assert_eq!(hot.disk_bytes, 0);
+    let xor = estimate(&[("family", "bits".into()), ("op", "xor".into()), ("size", Value::Int(1024))]);
+    assert_eq!(xor.memory_bytes, 3 * 1024);
+}
+
+#[test]
+fn the_experiment_spec_is_valid_with_and_without_its_ci_profile() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/io.toml");
+    for profile in [None, Some("ci".to_owned())] {
+        let overrides = crate::spec::Overrides { profile: profile.clone(), ..crate::spec::Overrides::default() };
+        let spec = crate::spec::load(&path, &overrides).unwrap_or_else(|error| panic!("{error}"));
+        let plan = crate::plan::expand(spec, crate::plan::Selection::default(), &|_| false)
+            .unwrap_or_else(|error| panic!("{error}"));
+        for phase in &plan.phases {
+            for check in &phase.checks {
+                assert!(!check.points.is_empty(), "check `{}` has no points under {profile:?}", check.check.id);
+            }
+            for run in &phase.runs {
+                let params = IoParams::from_params(&run.params).expect("every run's parameters are consistent");
+                if profile.is_some() {
+                    assert!(params.resources().memory_bytes <= 1 << 30, "{} is too big for the ci profile", run.name());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scratch_files_are_removed_when_an_instance_is_dropped_early() {
+    let variants: [Vec<(&str, Value)>; 2] = [
+        vec![("family", "import".into()), ("method", "rewrite".into())],
+        vec![("family", "read".into()), ("source", "mmap".into()), ("cache", "cold".into())],
+    ];
+    for mut pairs in variants {
+        pairs.push(("size", Value::Int(SMALL)));
+        // Set up, then dropped without a single sample (as after a failing partner).
+        let run = run_kernel(&pairs, 1, 0);
+        assert!(run.outputs.is_empty());
+        assert!(run.leftover_files.is_empty(), "{pairs:?} left {:?} behind", run.leftover_files);
+    }
+}

@@ -1,0 +1,578 @@
+//! Tests of the simulator kernel: geometry check values, lattice identities, the
+//! interpolator, the documented image statistics, fast-versus-scalar parity, thread
+//! independence, the single interpolation warning, HKL errors and the kernel API.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::crystal::{Cell, Crystal};
+use super::fast::{self, InstructionSet};
+use super::geometry::{Detector, DetectorConfig, Sensor, Vec3};
+use super::hkl::{HklError, HklGrid};
+use super::interpolate;
+use super::model::{RenderOutcome, Simulation};
+use super::scalar;
+use super::vector_math;
+use super::*;
+use crate::kernel::{Kernel, Params, Probe, RunContext, Value};
+
+fn benchmark(pixels: usize) -> SimulatorParams {
+    SimulatorParams { detector_pixels: pixels, ..SimulatorParams::default() }
+}
+
+fn tricubic(pixels: usize) -> SimulatorParams {
+    SimulatorParams { detector_pixels: pixels, cells: [2; 3], hkl: HklSource::Synthetic, ..SimulatorParams::default() }
+}
+
+fn absorption(pixels: usize) -> SimulatorParams {
+    SimulatorParams {
+        detector_pixels: pixels,
+        thickness_um: 450.0,
+        attenuation_depth_um: Some(500.0),
+        thicksteps: 5,
+        ..SimulatorParams::default()
+    }
+}
+
+/// A configuration that exercises what the benchmark ones do not: a triclinic cell with
+/// a misset, unequal cell counts, oversampling, a Kahn factor and an off-center beam.
+fn everything(pixels: usize) -> SimulatorParams {
+    SimulatorParams {
+        detector_pixels: pixels,
+        pixel_mm: 0.4,
+        distance_mm: 80.0,
+        beam_center_mm: Some([10.0, 14.0]),
+        wavelength_angstrom: 1.5,
+        cell: Cell { a: 40.0, b: 52.0, c: 61.0, alpha: 81.0, beta: 97.0, gamma: 104.0 },
+        cells: [3, 7, 20],
+        oversample: 2,
+        kahn_factor: 0.7,
+        thickness_um: 300.0,
+        thicksteps: 3,
+        misset_degrees: [12.0, -31.0, 47.0],
+        ..SimulatorParams::default()
+    }
+}
+
+/// A small HKL grid, so interpolation runs out of range inside the image: with the
+/// benchmark geometry at 160 pixels, k reaches about -1.3 in the bottom rows, and the
+/// grid interpolates only down to k = -1.
+fn small_grid() -> HklGrid {
+    let mut reflections = Vec::new();
+    for h in -4..=4 {
+        for k in -3..=6 {
+            for l in -5..=5 {
+                reflections.push(([h, k, l], hkl::synthetic_amplitude(h, k, l)));
+            }
+        }
+    }
+    HklGrid::from_reflections(&reflections, 100.0).unwrap()
+}
+
+fn simulation_of(params: &SimulatorParams) -> Simulation {
+    params.simulation(params.load_structure_factors().unwrap())
+}
+
+fn render_scalar(simulation: &Simulation) -> (Vec<f32>, RenderOutcome) {
+    let mut image = vec![0.0; simulation.detector.pixels()];
+    let outcome = scalar::render(simulation, &mut image);
+    (image, outcome)
+}
+
+fn render_fast(simulation: &Simulation, threads: usize) -> (Vec<f32>, RenderOutcome) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let mut image = vec![0.0; simulation.detector.pixels()];
+    let outcome = pool.install(|| fast::render(simulation, &mut image));
+    (image, outcome)
+}
+
+/// The exact parity tier: correlation >= 0.99999, |sum ratio - 1| <= 1e-5 and
+/// allclose(rtol 1e-5, atol 1e-6 * max).
+fn assert_exact_tier(candidate: &[f32], reference: &[f32]) {
+    assert_eq!(candidate.len(), reference.len());
+    let count = reference.len() as f64;
+    let (candidate, reference): (Vec<f64>, Vec<f64>) =
+        candidate.iter().zip(reference).map(|(&a, &b)| (f64::from(a), f64::from(b))).unzip();
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / count;
+    let (mean_candidate, mean_reference) = (mean(&candidate), mean(&reference));
+    let mut covariance = 0.0;
+    let mut variance_candidate = 0.0;
+    let mut variance_reference = 0.0;
+    for (a, b) in candidate.iter().zip(&reference) {
+        covariance += (a - mean_candidate) * (b - mean_reference);
+        variance_candidate += (a - mean_candidate).powi(2);
+        variance_reference += (b - mean_reference).powi(2);
+    }
+    let correlation = covariance / (variance_candidate * variance_reference).sqrt();
+    assert!(correlation >= 0.99999, "correlation {correlation}");
+    let sum_ratio = candidate.iter().sum::<f64>() / reference.iter().sum::<f64>();
+    assert!((sum_ratio - 1.0).abs() <= 1e-5, "sum ratio {sum_ratio}");
+    let maximum = reference.iter().copied().fold(0.0, f64::max);
+    for (index, (a, b)) in candidate.iter().zip(&reference).enumerate() {
+        assert!((a - b).abs() <= 1e-6 * maximum + 1e-5 * b.abs(), "pixel {index}: {a} vs {b}");
+    }
+}
+
+fn assert_close(actual: f64, expected: f64, relative: f64) {
+    assert!((actual - expected).abs() <= relative * expected.abs(), "{actual} vs {expected} (relative {relative})");
+}
+
+#[test]
+fn pix0_check_value() {
+    let detector = Detector::new(&DetectorConfig {
+        pixels: 1024,
+        pixel_size: 0.1e-3,
+        distance: 100.0e-3,
+        beam_center: Some((51.2e-3, 51.2e-3)),
+        sensor: Sensor::new(0.0, 0, None),
+    });
+    let expected = Vec3::new(0.1, 0.05125, -0.05125);
+    for (actual, expected) in
+        [(detector.pix0.x, expected.x), (detector.pix0.y, expected.y), (detector.pix0.z, expected.z)]
+    {
+        assert!((actual - expected).abs() < 1e-15, "pix0 {:?}", detector.pix0);
+    }
+    assert!((detector.close_distance - 0.1).abs() < 1e-15);
+
+    // The default beam center is half a pixel past the detector's middle.
+    let centered = benchmark(1024).simulation(None).detector;
+    assert!((centered.x_beam - 51.25e-3).abs() < 1e-15 && (centered.y_beam - 51.25e-3).abs() < 1e-15);
+}
+
+#[test]
+fn sensor_layers_follow_the_reference_rules() {
+    let sensor = Sensor::new(450e-6, 5, Some(500e-6));
+    assert_eq!(sensor.layers, 5);
+    assert!((sensor.layer_step - 112.5e-6).abs() < 1e-18);
+    assert!((sensor.attenuation - 2000.0).abs() < 1e-9);
+    let automatic = Sensor::new(450e-6, 0, None);
+    assert_eq!(automatic.layers, 2);
+    assert!((automatic.layer_step - 225e-6).abs() < 1e-18);
+    assert!((automatic.attenuation - 1.0 / 450e-6).abs() < 1e-9);
+    let one_layer = Sensor::new(450e-6, 1, None);
+    assert_eq!((one_layer.layers, one_layer.layer_step), (2, 450e-6));
+    let no_sensor = Sensor::new(0.0, 5, Some(500e-6));
+    assert_eq!((no_sensor.layers, no_sensor.thickness), (1, 0.0));
+}
+
+fn angle_degrees(first: Vec3, second: Vec3) -> f64 {
+    (first.dot(second) / (first.magnitude() * second.magnitude())).clamp(-1.0, 1.0).acos().to_degrees()
+}
+
+/// Real and reciprocal vectors are dual (`a . a* = 1`, `a . b* = 0`, ...) and the real
+/// vectors have the input lengths; returns the simulated angles alpha, beta, gamma.
+fn check_lattice_identities(cell: Cell, misset: [f64; 3]) -> [f64; 3] {
+    let crystal = Crystal::new(&cell, misset);
+    let real = [crystal.a_angstrom, crystal.b_angstrom, crystal.c_angstrom];
+    let reciprocal = [crystal.a_star, crystal.b_star, crystal.c_star];
+    for (i, real_vector) in real.iter().enumerate() {
+        for (j, reciprocal_vector) in reciprocal.iter().enumerate() {
+            let expected = if i == j { 1.0 } else { 0.0 };
+            let product = real_vector.dot(*reciprocal_vector);
+            assert!((product - expected).abs() < 1e-12, "{cell:?} {misset:?}: real {i} . reciprocal {j} = {product}");
+        }
+    }
+    for (vector, length) in real.iter().zip([cell.a, cell.b, cell.c]) {
+        assert_close(vector.magnitude(), length, 1e-12);
+    }
+    assert_close(real[0].dot(real[1].cross(real[2])), crystal.volume, 1e-12);
+    // The pixel loop's vectors are the same in meters.
+    assert!((crystal.a.magnitude() - cell.a * 1e-10).abs() < 1e-22);
+    [angle_degrees(real[1], real[2]), angle_degrees(real[0], real[2]), angle_degrees(real[0], real[1])]
+}
+
+#[test]
+fn reciprocal_vectors_satisfy_a_dot_a_star_identities() {
+    let orthogonal = Cell { a: 100.0, b: 100.0, c: 100.0, alpha: 90.0, beta: 90.0, gamma: 90.0 };
+    let crystal = Crystal::new(&orthogonal, [0.0; 3]);
+    assert!((crystal.a_star.x - 0.01).abs() < 1e-15 && crystal.a_star.y.abs() < 1e-15);
+    assert_close(crystal.volume, 1e6, 1e-12);
+    // Cells with sin(gamma) = sin(gamma*) keep their angles and volume exactly.
+    let exact_cells = [
+        orthogonal,
+        Cell { a: 61.0, b: 75.0, c: 82.0, alpha: 90.0, beta: 104.5, gamma: 90.0 },
+        Cell { a: 80.0, b: 80.0, c: 120.0, alpha: 90.0, beta: 90.0, gamma: 120.0 },
+    ];
+    for cell in exact_cells {
+        for misset in [[0.0; 3], [10.0, 20.0, 30.0]] {
+            let angles = check_lattice_identities(cell, misset);
+            for (angle, expected) in angles.into_iter().zip([cell.alpha, cell.beta, cell.gamma]) {
+                assert!((angle - expected).abs() < 1e-9, "{cell:?}: {angles:?}");
+            }
+            assert_close(Crystal::new(&cell, misset).volume, cell.volume(), 1e-12);
+        }
+    }
+    // A triclinic cell is simulated as the reference builds it: input lengths, angles
+    // slightly off (see the crystal module).
+    let triclinic = Cell { a: 70.0, b: 80.0, c: 90.0, alpha: 75.0, beta: 85.0, gamma: 95.0 };
+    for misset in [[0.0; 3], [10.0, 20.0, 30.0]] {
+        let angles = check_lattice_identities(triclinic, misset);
+        for (angle, expected) in angles.into_iter().zip([75.03906, 85.01356, 95.00808]) {
+            assert!((angle - expected).abs() < 1e-5, "{angles:?}");
+        }
+        assert_close(Crystal::new(&triclinic, misset).volume / triclinic.volume(), 1.000203116, 1e-9);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn lattice_identities_hold_for_random_cells(
+        lengths in prop::array::uniform3(5.0f64..300.0),
+        angles in prop::array::uniform3(60.0f64..120.0),
+        misset in prop::array::uniform3(-180.0f64..180.0),
+    ) {
+        let cell = Cell { a: lengths[0], b: lengths[1], c: lengths[2], alpha: angles[0], beta: angles[1], gamma: angles[2] };
+        prop_assume!(cell.volume() > 0.1 * lengths.iter().product::<f64>());
+        check_lattice_identities(cell, misset);
+        // A misset only rotates: the simulated cell does not depend on it.
+        let unrotated = Crystal::new(&cell, [0.0; 3]);
+        let rotated = Crystal::new(&cell, misset);
+        prop_assert!((rotated.volume - unrotated.volume).abs() <= 1e-10 * unrotated.volume);
+    }
+
+    #[test]
+    fn tricubic_reproduces_cubic_polynomials(
+        coefficients in prop::collection::vec(-2.0f64..2.0, 64),
+        point in prop::array::uniform3(-3.0f64..3.0),
+    ) {
+        let polynomial = |h: f64, k: f64, l: f64| {
+            let mut value = 0.0;
+            for i in 0..4 {
+                for j in 0..4 {
+                    for m in 0..4 {
+                        value += coefficients[i * 16 + j * 4 + m] * h.powi(i as i32) * k.powi(j as i32) * l.powi(m as i32);
+                    }
+                }
+            }
+            value
+        };
+        let mut reflections = Vec::new();
+        for h in -6..=6 {
+            for k in -6..=6 {
+                for l in -6..=6 {
+                    reflections.push(([h, k, l], polynomial(f64::from(h), f64::from(k), f64::from(l))));
+                }
+            }
+        }
+        let grid = HklGrid::from_reflections(&reflections, 0.0).unwrap();
+        let [h, k, l] = point;
+        prop_assert!(interpolate::in_range(&grid, h, k, l));
+        let expected = polynomial(h, k, l);
+        let scale = 1.0 + grid.values.iter().fold(0.0f64, |largest, value| largest.max(value.abs()));
+        let reference = interpolate::tricubic_reference(&grid, h, k, l);
+        prop_assert!((reference - expected).abs() <= 1e-11 * scale, "reference {} vs {}", reference, expected);
+        let floors = [h.floor(), k.floor(), l.floor()];
+        let corner = grid.index(floors[0] as i32 - 1, floors[1] as i32 - 1, floors[2] as i32 - 1);
+        let weights = [h, k, l].map(|x| interpolate::lagrange_weights(x - x.floor()));
+        let weighted = interpolate::tricubic_weighted(
+            &grid.values, corner, grid.l_range(), grid.k_range() * grid.l_range(), weights);
+        prop_assert!((weighted - expected).abs() <= 1e-11 * scale, "weighted {} vs {}", weighted, expected);
+    }
+
+    #[test]
+    fn lattice_transform_matches_the_sine_ratio(h in -60.0f64..60.0, cells in 2u32..40) {
+        // Reference: both sines of the reduced argument, in the library's precision.
+        let fraction = h - h.round();
+        let expected = if fraction == 0.0 {
+            f64::from(cells)
+        } else {
+            ((f64::from(cells) * std::f64::consts::PI * fraction).sin() / (std::f64::consts::PI * fraction).sin()).abs()
+        };
+        let actual = vector_math::lattice_transform(h, cells);
+        prop_assert!((actual - expected).abs() <= 1e-12 * f64::from(cells), "{} vs {}", actual, expected);
+        // And the unreduced form of the model agrees to the precision of its argument.
+        let model = model::sincg(std::f64::consts::PI * h, f64::from(cells)).abs();
+        prop_assert!((actual - model).abs() <= 1e-9 * f64::from(cells), "{} vs {}", actual, model);
+    }
+
+    #[test]
+    fn vector_functions_match_the_library(x in -0.5f64..0.5, y in -700.0f64..700.0) {
+        let pi_x = std::f64::consts::PI * x;
+        prop_assert!((vector_math::cos_pi(x) - pi_x.cos()).abs() <= 4e-16);
+        prop_assert!((vector_math::sin_pi(x) - pi_x.sin()).abs() <= 4e-16);
+        prop_assert!((vector_math::exp(y) - y.exp()).abs() <= 1e-15 * y.exp());
+        for value in [x * 1e6, y, y + 0.5, -y - 0.5] {
+            prop_assert_eq!(vector_math::floor(value), value.floor());
+            prop_assert_eq!(vector_math::ceil(value), value.ceil());
+        }
+    }
+}
+
+#[test]
+fn vector_exp_handles_the_ends_of_its_range() {
+    assert_eq!(vector_math::exp(0.0), 1.0);
+    assert_eq!(vector_math::exp(-1000.0), 0.0);
+    assert_eq!(vector_math::exp(1000.0), f64::INFINITY);
+    assert_close(vector_math::exp(-708.0), (-708.0f64).exp(), 1e-15);
+}
+
+#[test]
+fn benchmark_config_matches_the_documented_statistics() {
+    let simulation = simulation_of(&benchmark(512));
+    assert_eq!(simulation.oversample, 1);
+    assert!(!simulation.interpolate);
+    let (image, outcome) = render_fast(&simulation, 2);
+    assert_close(outcome.max, 154.652466, 3e-9);
+    assert_close(outcome.sum, 2.486487e5, 2e-7);
+    let (scalar_image, scalar_outcome) = render_scalar(&simulation);
+    assert_close(scalar_outcome.max, 154.652466, 3e-9);
+    assert_close(scalar_outcome.sum, 2.486487e5, 2e-7);
+    assert_exact_tier(&image, &scalar_image);
+}
+
+#[test]
+fn absorption_config_matches_the_documented_maximum() {
+    let (_, outcome) = render_fast(&simulation_of(&absorption(256)), 2);
+    assert_close(outcome.max, 63.3464, 1e-6);
+}
+
+#[test]
+fn fast_path_matches_the_scalar_path_at_the_exact_tier() {
+    for params in [benchmark(160), tricubic(160), absorption(96), everything(48)] {
+        let simulation = simulation_of(&params);
+        let (scalar_image, scalar_outcome) = render_scalar(&simulation);
+        let (fast_image, fast_outcome) = render_fast(&simulation, 2);
+        assert!(scalar_outcome.max > 0.0, "{params:?} renders an empty image");
+        assert_exact_tier(&fast_image, &scalar_image);
+        assert_eq!(fast_outcome.fallback, scalar_outcome.fallback);
+    }
+}
+
+#[test]
+fn configurations_exercise_their_features() {
+    let simulation = simulation_of(&tricubic(64));
+    assert!(simulation.interpolate, "N = 2 with HKL data enables interpolation");
+    let simulation = simulation_of(&everything(16));
+    assert_eq!((simulation.oversample, simulation.detector.sensor.layers), (2, 3));
+    let automatic = SimulatorParams { oversample: 0, ..everything(16) }.simulation(None);
+    assert!(automatic.oversample >= 2, "a 20-cell crystal at 1.5 A needs oversampling");
+}
+
+#[test]
+fn every_instruction_set_gives_identical_bits() {
+    for params in [benchmark(64), tricubic(64), everything(24)] {
+        let simulation = simulation_of(&params);
+        let mut reference = vec![0.0f32; simulation.detector.pixels()];
+        fast::render_with(&simulation, &mut reference, InstructionSet::Portable);
+        for instruction_set in InstructionSet::ALL.into_iter().filter(|set| set.is_supported()) {
+            let mut image = vec![0.0f32; simulation.detector.pixels()];
+            fast::render_with(&simulation, &mut image, instruction_set);
+            assert!(image.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()), "{instruction_set:?}");
+        }
+    }
+}
+
+#[test]
+fn one_and_many_threads_give_identical_images() {
+    let fallback = {
+        let mut simulation = simulation_of(&SimulatorParams { cells: [2; 3], ..benchmark(160) });
+        simulation.hkl = Some(small_grid());
+        simulation.interpolate = true;
+        simulation
+    };
+    for simulation in [simulation_of(&benchmark(96)), simulation_of(&everything(40)), fallback] {
+        let (one, one_outcome) = render_fast(&simulation, 1);
+        for threads in [2, 3, 5] {
+            let (many, many_outcome) = render_fast(&simulation, threads);
+            assert!(one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads");
+            assert_eq!(one_outcome, many_outcome);
+        }
+    }
+}
+
+#[test]
+fn interpolation_fallback_follows_the_serial_order() {
+    let mut simulation = simulation_of(&SimulatorParams { cells: [2; 3], ..benchmark(160) });
+    simulation.hkl = Some(small_grid());
+    simulation.interpolate = true;
+    let (scalar_image, scalar_outcome) = render_scalar(&simulation);
+    let fallback = scalar_outcome.fallback.expect("the small grid runs out of range in the bottom rows");
+    // The fallback happens inside the image, so both modes are exercised.
+    assert!(fallback.slow_pixel > 100 && fallback.slow_pixel < 159, "{fallback:?}");
+    for threads in [1, 4] {
+        let (fast_image, fast_outcome) = render_fast(&simulation, threads);
+        assert_eq!(fast_outcome.fallback, scalar_outcome.fallback);
+        assert_exact_tier(&fast_image, &scalar_image);
+    }
+    // Without the hint every row below the fallback is rendered interpolating first and
+    // then corrected: the result must not change.
+    let (hinted, hinted_outcome) = render_fast(&simulation, 2);
+    let mut corrected = vec![0.0f32; hinted.len()];
+    let corrected_outcome =
+        fast::render_rows(&simulation, &mut corrected, InstructionSet::detect(), fast::FallbackHint::Ignore);
+    assert!(hinted.iter().zip(&corrected).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert_eq!(hinted_outcome, corrected_outcome);
+    // Rows below the switch are nearest-neighbour images; rows above are interpolated.
+    let mut nearest_only = simulation.clone();
+    nearest_only.interpolate = false;
+    let (nearest_image, _) = render_fast(&nearest_only, 2);
+    let width = simulation.detector.fast_pixels;
+    let rows_equal = |rows: std::ops::Range<usize>| {
+        rows.flat_map(|row| row * width..(row + 1) * width).all(|index| hinted[index] == nearest_image[index])
+    };
+    assert!(rows_equal(fallback.slow_pixel + 1..simulation.detector.slow_pixels));
+    assert!(!rows_equal(0..fallback.slow_pixel));
+}
+
+fn kernel_params(pairs: &[(&str, Value)]) -> Params {
+    let given: BTreeMap<String, Value> = pairs.iter().map(|(name, value)| (name.to_string(), value.clone())).collect();
+    Params::validate(&Simulator.params(), &given, false).unwrap()
+}
+
+fn context() -> RunContext {
+    RunContext { seed: 1, threads: 2, scratch_dir: std::env::temp_dir(), timeout: std::time::Duration::from_secs(60) }
+}
+
+/// Runs the kernel through its public interface: set-up and `samples` runs.
+fn run_kernel(params: &Params, samples: usize) -> (Vec<Probe>, Vec<crate::kernel::Output>) {
+    Simulator.check(params).unwrap();
+    let mut instance = Simulator.instantiate(params, &context()).unwrap();
+    let mut setup_probe = Probe::default();
+    instance.setup(&mut setup_probe).unwrap();
+    let probes = (0..samples)
+        .map(|_| {
+            let mut probe = Probe::default();
+            instance.run(&mut probe).unwrap();
+            probe
+        })
+        .collect();
+    (probes, instance.outputs())
+}
+
+#[test]
+fn out_of_range_warning_fires_exactly_once() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("small.hkl");
+    small_grid().write(&path).unwrap();
+    for render_path in ["fast", "scalar"] {
+        let params = kernel_params(&[
+            ("path", Value::from(render_path)),
+            ("detpixels", Value::Int(160)),
+            ("n_cells", Value::Int(2)),
+            ("hkl", Value::from(path.to_str().unwrap())),
+        ]);
+        let (probes, _) = run_kernel(&params, 2);
+        for probe in probes {
+            assert_eq!(probe.warnings().len(), 1, "{render_path}: {:?}", probe.warnings());
+            assert!(probe.warnings()[0].contains("out of range"), "{}", probe.warnings()[0]);
+            assert_eq!(probe.metric_value("interpolation_warnings"), Some(1.0));
+        }
+    }
+    // The tricubic configuration stays in range: no warning.
+    let params =
+        kernel_params(&[("detpixels", Value::Int(64)), ("n_cells", Value::Int(2)), ("hkl", Value::from("synthetic"))]);
+    let (probes, _) = run_kernel(&params, 1);
+    assert!(probes[0].warnings().is_empty());
+    assert_eq!(probes[0].metric_value("interpolation_warnings"), Some(0.0));
+}
+
+#[test]
+fn kernel_reports_metrics_outputs_and_the_float_file() {
+    let directory = tempfile::tempdir().unwrap();
+    let float_path = directory.path().join("image.bin");
+    let params =
+        kernel_params(&[("detpixels", Value::Int(512)), ("floatfile", Value::from(float_path.to_str().unwrap()))]);
+    let (probes, outputs) = run_kernel(&params, 1);
+    let probe = &probes[0];
+    assert_close(probe.metric_value("max_i").unwrap(), 154.652466, 3e-9);
+    assert_close(probe.metric_value("sum_i").unwrap(), 2.486487e5, 2e-7);
+    assert_close(probe.metric_value("mean_i").unwrap(), 2.486487e5 / (512.0 * 512.0), 2e-7);
+    assert!(probe.metric_value("pixels_per_s").unwrap() > 0.0);
+    assert!(probe.metric_value("render_s").unwrap() > 0.0);
+    let declared: Vec<&str> = Simulator.metrics().iter().map(|metric| metric.name).collect();
+    for (name, _) in probe.metrics() {
+        assert!(declared.contains(&name.as_str()), "undeclared metric {name}");
+    }
+    assert_eq!(outputs.len(), 1);
+    assert_eq!((outputs[0].name.as_str(), outputs[0].shape.as_slice()), ("image", [512, 512].as_slice()));
+    let OutputData::F32(image) = &outputs[0].data else { panic!("the image is f32") };
+    let bytes = std::fs::read(&float_path).unwrap();
+    assert_eq!(bytes.len(), 4 * 512 * 512);
+    let from_file: Vec<f32> =
+        bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes(chunk.try_into().unwrap())).collect();
+    assert_eq!(&from_file, image);
+}
+
+#[test]
+fn kernel_check_refuses_inconsistent_parameters() {
+    let given = |pairs: &[(&str, Value)]| {
+        let map: BTreeMap<String, Value> =
+            pairs.iter().map(|(name, value)| (name.to_string(), value.clone())).collect();
+        Params::validate(&Simulator.params(), &map, false)
+            .map_err(|error| error.to_string())
+            .and_then(|params| Simulator.check(&params).map(|_| ()))
+    };
+    assert!(given(&[]).is_ok(), "the defaults are the benchmark configuration");
+    let floats = |values: &[f64]| Value::List(values.iter().map(|&value| Value::Float(value)).collect());
+    let error = given(&[("cell", floats(&[100.0, 100.0, 100.0, 90.0, 90.0, 200.0]))]).unwrap_err();
+    assert!(error.contains("angles"), "{error}");
+    let error = given(&[("cell", floats(&[100.0, 100.0, 100.0, 10.0, 10.0, 170.0]))]).unwrap_err();
+    assert!(error.contains("no volume"), "{error}");
+    let error = given(&[("beam_center_mm", floats(&[51.2]))]).unwrap_err();
+    assert!(error.contains("beam_center_mm"), "{error}");
+    let error = given(&[("interpolate", Value::from("on"))]).unwrap_err();
+    assert!(error.contains("needs structure factors"), "{error}");
+    let error = given(&[("detpixels", Value::Int(1 << 20))]).unwrap_err();
+    assert!(error.contains("out of range"), "{error}");
+    let resources = Simulator.check(&kernel_params(&[("detpixels", Value::Int(4096))])).unwrap();
+    assert!(resources.memory_bytes >= 2 * 4 * 4096 * 4096);
+}
+
+fn hkl_error(text: &str) -> String {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("broken.hkl");
+    std::fs::write(&path, text).unwrap();
+    let error = HklGrid::load(&path, 0.0).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains(path.to_str().unwrap()), "{message}");
+    message
+}
+
+#[test]
+fn hkl_errors_name_the_file_and_the_line() {
+    let missing = Path::new("no/such/file.hkl");
+    let error = HklGrid::load(missing, 0.0).unwrap_err();
+    assert!(matches!(error, HklError::Read { .. }));
+    assert!(error.to_string().starts_with("cannot read HKL file no/such/file.hkl: "), "{error}");
+
+    let message = hkl_error("0 0 0 10\n# comment\n\n1 2 3\n");
+    assert!(message.ends_with("broken.hkl:4: expected 4 fields `h k l F`, found 3"), "{message}");
+    let message = hkl_error("0 0 0 10\n1 x 3 4.5\n");
+    assert!(message.ends_with("broken.hkl:2: k = `x` is not a number"), "{message}");
+    let message = hkl_error("0 0 0 10\n1 2 3 4.5\n2 2 2 nan\n");
+    assert!(message.ends_with("broken.hkl:3: F = `nan` is not a number"), "{message}");
+    let message = hkl_error("0 0 0.5 10\n");
+    assert!(message.ends_with("broken.hkl:1: l = `0.5` is not an integer index"), "{message}");
+    let message = hkl_error("# nothing here\n");
+    assert!(message.ends_with("broken.hkl holds no reflections"), "{message}");
+}
+
+#[test]
+fn hkl_files_round_trip_and_fill_missing_entries() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("grid.hkl");
+    std::fs::write(&path, "# h k l F\n-1 0 2 5.5\n1\t1 0 7\n-1 0 2 6.5\n").unwrap();
+    let grid = HklGrid::load(&path, 3.0).unwrap();
+    assert_eq!((grid.h_min, grid.h_max, grid.k_min, grid.k_max, grid.l_min, grid.l_max), (-1, 1, 0, 1, 0, 2));
+    assert_eq!(grid.get(-1, 0, 2), 6.5, "a repeated index keeps its last value");
+    assert_eq!(grid.get(1, 1, 0), 7.0);
+    assert_eq!(grid.get(0, 0, 0), 3.0, "absent entries hold default_F");
+
+    let synthetic = HklGrid::synthetic();
+    assert_eq!(synthetic.values.len(), 41 * 41 * 41);
+    assert_eq!(synthetic.get(0, 0, 0), 110.0);
+    synthetic.write(&path).unwrap();
+    assert_eq!(HklGrid::load(&path, 0.0).unwrap(), synthetic, "written amplitudes read back exactly");
+}
+
+#[test]
+fn kernel_setup_fails_clearly_on_a_missing_hkl_file() {
+    let params = kernel_params(&[("hkl", Value::from("no/such/file.hkl"))]);
+    let mut instance = Simulator.instantiate(&params, &context()).unwrap();
+    let error = instance.setup(&mut Probe::default()).unwrap_err();
+    assert!(format!("{error:#}").contains("cannot read HKL file no/such/file.hkl"), "{error:#}");
+}

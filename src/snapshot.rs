@@ -1,0 +1,236 @@
+//! Stored snapshots of kernel outputs, for `snapshot` checks, and their review flow.
+//!
+//! A snapshot lives next to the spec, per experiment and profile:
+//!
+//! ```text
+//! <spec dir>/snapshots/<experiment>/<profile or "default">/<phase>/<run>/<output>.json   header
+//! <spec dir>/snapshots/<experiment>/<profile or "default">/<phase>/<run>/<output>.bin    data (little endian)
+//! ```
+//!
+//! The header records the shape, element type, length and an FNV-1a digest of the data
+//! (digest outputs keep their digest in the header and have no data file). A missing
+//! snapshot is written on the first run and reported as `new` (with `CI=true` it is a
+//! failure instead, so CI never passes on a snapshot nobody reviewed). A snapshot that
+//! no longer matches is left alone; the new output is written beside it as
+//! `<output>.new.json`/`.new.bin` for `cargo xtask snapshot review` and `accept`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::{Output, OutputData};
+use crate::report::files::write_atomic;
+use crate::spec::{Spec, fnv1a_hex};
+
+/// The header file of a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub schema_version: u32,
+    pub output: String,
+    pub shape: Vec<usize>,
+    /// `f32`, `f64`, `i64` or `digest`.
+    pub dtype: String,
+    pub len: usize,
+    /// FNV-1a 64 of the data bytes, or the output's own digest.
+    pub digest: String,
+}
+
+/// Where the snapshots of one spec (and profile) live.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+impl Store {
+    pub fn for_spec(spec: &Spec) -> Store {
+        let dir = spec.file.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let profile = spec.profile.as_deref().unwrap_or("default");
+        Store { root: dir.join("snapshots").join(&spec.experiment.name).join(profile) }
+    }
+
+    fn base(&self, phase: &str, run: &str, output: &str) -> PathBuf {
+        self.root.join(phase).join(run).join(output)
+    }
+
+    /// The stored snapshot, if there is one.
+    pub fn load(&self, phase: &str, run: &str, output: &str) -> Result<Option<OutputData>> {
+        read(&self.base(phase, run, output))
+    }
+
+    /// Writes `output` as the stored snapshot, or as the pending one beside it.
+    pub fn save(&self, phase: &str, run: &str, output: &Output, pending: bool) -> Result<PathBuf> {
+        let base = self.base(phase, run, &output.name);
+        let base = if pending { with_suffix(&base, ".new") } else { base };
+        write(&base, output)?;
+        Ok(with_suffix(&base, ".json"))
+    }
+}
+
+fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+    let mut text = base.as_os_str().to_owned();
+    text.push(suffix);
+    PathBuf::from(text)
+}
+
+fn bytes_of(data: &OutputData) -> Vec<u8> {
+    match data {
+        OutputData::F32(values) => values.iter().flat_map(|value| value.to_le_bytes()).collect(),
+        OutputData::F64(values) => values.iter().flat_map(|value| value.to_le_bytes()).collect(),
+        OutputData::I64(values) => values.iter().flat_map(|value| value.to_le_bytes()).collect(),
+        OutputData::Digest(_) => Vec::new(),
+    }
+}
+
+fn write(base: &Path, output: &Output) -> Result<()> {
+    let (dtype, digest) = match &output.data {
+        OutputData::F32(_) => ("f32", None),
+        OutputData::F64(_) => ("f64", None),
+        OutputData::I64(_) => ("i64", None),
+        OutputData::Digest(digest) => ("digest", Some(digest.clone())),
+    };
+    let bytes = bytes_of(&output.data);
+    let header = Header {
+        schema_version: 1,
+        output: output.name.clone(),
+        shape: output.shape.clone(),
+        dtype: dtype.to_owned(),
+        len: output.data.len(),
+        digest: digest.unwrap_or_else(|| fnv1a_hex(&bytes)),
+    };
+    if dtype != "digest" {
+        write_atomic(&with_suffix(base, ".bin"), &bytes)?;
+    }
+    write_atomic(&with_suffix(base, ".json"), &serde_json::to_vec_pretty(&header)?)?;
+    Ok(())
+}
+
+/// Reads the snapshot at `base` (`.json` and `.bin`); `None` when there is none.
+pub fn read(base: &Path) -> Result<Option<OutputData>> {
+    let header_path = with_suffix(base, ".json");
+    let Ok(text) = std::fs::read_to_string(&header_path) else { return Ok(None) };
+    let header: Header =
+        serde_json::from_str(&text).with_context(|| format!("cannot parse {}", header_path.display()))?;
+    if header.dtype == "digest" {
+        return Ok(Some(OutputData::Digest(header.digest)));
+    }
+    let data_path = with_suffix(base, ".bin");
+    let bytes = std::fs::read(&data_path).with_context(|| format!("cannot read {}", data_path.display()))?;
+    if fnv1a_hex(&bytes) != header.digest {
+        bail!("{} does not match the digest in its header", data_path.display());
+    }
+    let data = match header.dtype.as_str() {
+        "f32" => {
+            OutputData::F32(bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes(chunk.try_into().unwrap())).collect())
+        }
+        "f64" => {
+            OutputData::F64(bytes.chunks_exact(8).map(|chunk| f64::from_le_bytes(chunk.try_into().unwrap())).collect())
+        }
+        "i64" => {
+            OutputData::I64(bytes.chunks_exact(8).map(|chunk| i64::from_le_bytes(chunk.try_into().unwrap())).collect())
+        }
+        other => bail!("{}: unknown element type `{other}`", header_path.display()),
+    };
+    if data.len() != header.len {
+        bail!("{} holds {} elements, its header says {}", data_path.display(), data.len(), header.len);
+    }
+    Ok(Some(data))
+}
+
+/// A pending snapshot: the new output waiting for review.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    /// The stored snapshot's base path (without extension).
+    pub base: PathBuf,
+}
+
+/// Every pending snapshot under `root` (recursively), sorted.
+pub fn pending(root: &Path) -> Vec<Pending> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Some(name) = path.file_name().and_then(|name| name.to_str())
+                && let Some(output) = name.strip_suffix(".new.json")
+            {
+                found.push(Pending { base: path.with_file_name(output) });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.base.cmp(&b.base));
+    found
+}
+
+/// A description of what changed between the stored and the pending snapshot.
+pub fn describe(pending: &Pending) -> Result<String> {
+    let new = read(&with_suffix(&pending.base, ".new"))?.context("the pending snapshot is unreadable")?;
+    let Some(old) = read(&pending.base)? else {
+        return Ok(format!("{}: new snapshot, {} elements", pending.base.display(), new.len()));
+    };
+    if old.len() != new.len() {
+        return Ok(format!("{}: length {} -> {}", pending.base.display(), old.len(), new.len()));
+    }
+    match (old.to_f64(), new.to_f64()) {
+        (Some(before), Some(after)) => {
+            let differing = before.iter().zip(&after).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            let max_abs = before.iter().zip(&after).map(|(a, b)| (a - b).abs()).fold(0.0f64, f64::max);
+            let (sum_before, sum_after) = (before.iter().sum::<f64>(), after.iter().sum::<f64>());
+            Ok(format!(
+                "{}: {differing} of {} elements changed, max |diff| {}, correlation {:.9}, sum {} -> {}",
+                pending.base.display(),
+                before.len(),
+                crate::verdict::format_number(max_abs),
+                crate::verdict::pearson(&before, &after),
+                crate::verdict::format_number(sum_before),
+                crate::verdict::format_number(sum_after)
+            ))
+        }
+        _ => Ok(format!("{}: digest {:?} -> {:?}", pending.base.display(), old, new)),
+    }
+}
+
+/// Makes the pending snapshot the stored one.
+pub fn accept(pending: &Pending) -> Result<()> {
+    let new_header = with_suffix(&pending.base, ".new.json");
+    let new_data = with_suffix(&pending.base, ".new.bin");
+    if new_data.exists() {
+        std::fs::rename(&new_data, with_suffix(&pending.base, ".bin"))
+            .with_context(|| format!("cannot accept {}", new_data.display()))?;
+    }
+    std::fs::rename(&new_header, with_suffix(&pending.base, ".json"))
+        .with_context(|| format!("cannot accept {}", new_header.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Pending, Store, accept, pending, read};
+    use crate::kernel::{Output, OutputData};
+
+    #[test]
+    fn save_load_review_accept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store { root: dir.path().to_owned() };
+        let output =
+            Output { name: "image".into(), shape: vec![2, 2], data: OutputData::F32(vec![1.0, 2.0, 3.0, 4.5]) };
+        assert_eq!(store.load("a", "fast[size=2]", "image").unwrap(), None);
+        store.save("a", "fast[size=2]", &output, false).unwrap();
+        assert_eq!(store.load("a", "fast[size=2]", "image").unwrap(), Some(output.data.clone()));
+        let changed = Output { data: OutputData::F32(vec![1.0, 2.0, 3.0, 5.0]), ..output.clone() };
+        store.save("a", "fast[size=2]", &changed, true).unwrap();
+        let found = pending(dir.path());
+        assert_eq!(found, vec![Pending { base: dir.path().join("a/fast[size=2]/image") }]);
+        let description = super::describe(&found[0]).unwrap();
+        assert!(description.contains("1 of 4 elements changed, max |diff| 0.5000"), "{description}");
+        accept(&found[0]).unwrap();
+        assert!(pending(dir.path()).is_empty());
+        assert_eq!(read(&found[0].base).unwrap(), Some(changed.data));
+        let digest = Output { name: "digest".into(), shape: vec![1], data: OutputData::Digest("abc".into()) };
+        store.save("a", "tree", &digest, false).unwrap();
+        assert_eq!(store.load("a", "tree", "digest").unwrap(), Some(OutputData::Digest("abc".into())));
+    }
+}
