@@ -74,7 +74,7 @@ fn unknown_kernel() {
        |
     16 | kernel = "mok"
        |          ^^^^^
-       = help: did you mean `mock`? kernels: command, io, mock, simulator
+       = help: did you mean `mock`? kernels: command, io, mock, simulator, tree
     "#);
 }
 
