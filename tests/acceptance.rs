@@ -21,7 +21,7 @@ use phasegate::plan::{self, Selection};
 use phasegate::report::PhaseReport;
 use phasegate::run::{self, RunOptions};
 use phasegate::spec::{self, Overrides, Spec};
-use phasegate::verdict::{Status, Verdict, format_number};
+use phasegate::verdict::{Status, Verdict, format_number, format_pair};
 
 /// The profile experiments run with under `cargo test`.
 const PROFILE: &str = "ci";
@@ -149,12 +149,8 @@ fn judge(report: &PhaseReport, check: &str, file: &Path) -> Result<Completion, F
 fn describe(verdict: &Verdict) -> String {
     let mut text = format!("{} is {}", verdict.name(), verdict.status.name());
     if let Some(measured) = &verdict.measured {
-        text.push_str(&format!(
-            ": measured {}, threshold {} {}",
-            format_number(measured.observed),
-            measured.cmp,
-            format_number(measured.threshold)
-        ));
+        let (observed, threshold) = format_pair(measured.observed, measured.threshold);
+        text.push_str(&format!(": measured {observed}, threshold {} {threshold}", measured.cmp));
         if let Some((low, high)) = measured.interval {
             text.push_str(&format!(" (interval [{}, {}])", format_number(low), format_number(high)));
         }
