@@ -58,7 +58,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 pub use super::cover::{CoverTree, DUPLICATE_LEVEL, NO_PARENT, ceil_log2, power_of_two};
-use super::metric::{DistanceCounts, Isa, LANES, Metric, multiversion, screen_list};
+use super::metric::{ChunkView, DistanceCounts, Isa, LANES, Metric, multiversion, screen_list};
 use crate::clock;
 
 /// Points per block of the dense traversal.
@@ -525,10 +525,26 @@ multiversion! {
 }
 
 /// Adjacency lists (sorted, by position in `active`) of the conflict graph.
+///
+/// The active points are packed into chunks once (in position order); every point then
+/// screens the chunks from its own position on.
 fn conflict_graph<M: Metric>(isa: Isa, metric: &M, active: &[Placement]) -> (Vec<Vec<u32>>, DistanceCounts) {
     let count = active.len();
+    let width = metric.payload_width();
+    let chunk_count = count.div_ceil(LANES);
+    let mut payload = vec![0.0; chunk_count * width * LANES];
+    let mut ids = vec![[0u32; LANES]; chunk_count];
+    payload.par_chunks_mut(width * LANES).zip(ids.par_iter_mut()).enumerate().for_each(
+        |(chunk, (chunk_payload, chunk_ids))| {
+            for (lane, placement) in active[chunk * LANES..count.min((chunk + 1) * LANES)].iter().enumerate() {
+                chunk_ids[lane] = placement.point;
+                metric.write_payload(placement.point as usize, lane, chunk_payload);
+            }
+        },
+    );
+    let packed = PackedActive { payload: &payload, ids: &ids, width, count };
     let rows: Vec<(Vec<u32>, DistanceCounts)> =
-        (0..count).into_par_iter().map(|left| conflict_row(isa, metric, active, left)).collect();
+        (0..count).into_par_iter().map(|left| conflict_row(isa, metric, active, &packed, left)).collect();
     let mut adjacency: Vec<Vec<u32>> = vec![Vec::new(); count];
     let mut counts = DistanceCounts::default();
     for (left, (neighbours, row_counts)) in rows.into_iter().enumerate() {
@@ -544,37 +560,64 @@ fn conflict_graph<M: Metric>(isa: Isa, metric: &M, active: &[Placement]) -> (Vec
     (adjacency, counts)
 }
 
+/// The active points of a round, packed into chunks in position order.
+struct PackedActive<'a> {
+    payload: &'a [f64],
+    ids: &'a [[u32; LANES]],
+    width: usize,
+    count: usize,
+}
+
 multiversion! {
-    /// The neighbours after `left` of one active point: `d <= 2^min(l_p, l_q)`.
-    fn conflict_row<'a, M: Metric>(metric: &M, active: &[Placement], left: usize) -> (Vec<u32>, DistanceCounts) {
+    /// The neighbours after `left` of one active point: `d <= 2^min(l_p, l_q)`. Lanes
+    /// at or before `left`, and duplicates, get a threshold of 0 (cheap to reject) and
+    /// are dropped afterwards.
+    fn conflict_row<'a, M: Metric>(
+        metric: &M,
+        active: &[Placement],
+        packed: &PackedActive<'_>,
+        left: usize,
+    ) -> (Vec<u32>, DistanceCounts) {
         let mut counts = DistanceCounts::default();
         let mut neighbours = Vec::new();
         let left_placement = &active[left];
-        if left_placement.exponent == DUPLICATE_LEVEL {
+        if left_placement.exponent == DUPLICATE_LEVEL || left + 1 >= packed.count {
             return (neighbours, counts);
         }
-        let mut candidates = Vec::new();
-        let mut thresholds = Vec::new();
-        let mut positions = Vec::new();
-        for (right, right_placement) in active.iter().enumerate().skip(left + 1) {
-            if right_placement.exponent == DUPLICATE_LEVEL {
-                continue;
-            }
-            candidates.push(right_placement.point);
-            thresholds.push(power_of_two(left_placement.level().min(right_placement.level())));
-            positions.push(right as u32);
-        }
-        let mut found = Vec::new();
         let query = metric.point(left_placement.point as usize);
-        screen_list::<ISA, M>(metric, query, &candidates, &thresholds, &mut found, &mut counts);
-        // `found` follows `candidates`, so a merge walk recovers the positions.
-        let mut cursor = 0;
-        for (point, _) in found {
-            while candidates[cursor] != point {
-                cursor += 1;
+        let chunk_size = packed.width * LANES;
+        let mut thresholds = [0.0; LANES];
+        let mut distances = [0.0; LANES];
+        for chunk in (left + 1) / LANES..packed.count.div_ceil(LANES) {
+            let first = chunk * LANES;
+            let len = LANES.min(packed.count - first);
+            for (lane, threshold) in thresholds.iter_mut().enumerate() {
+                let position = first + lane;
+                *threshold = if position <= left
+                    || position >= packed.count
+                    || active[position].exponent == DUPLICATE_LEVEL
+                {
+                    0.0
+                } else {
+                    power_of_two(left_placement.level().min(active[position].level()))
+                };
             }
-            neighbours.push(positions[cursor]);
-            cursor += 1;
+            let view = ChunkView {
+                ids: &packed.ids[chunk],
+                len,
+                payload: &packed.payload[chunk * chunk_size..(chunk + 1) * chunk_size],
+            };
+            let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut counts);
+            for lane in 0..len {
+                let position = first + lane;
+                if position > left
+                    && mask & (1 << lane) != 0
+                    && active[position].exponent != DUPLICATE_LEVEL
+                    && distances[lane] <= thresholds[lane]
+                {
+                    neighbours.push(position as u32);
+                }
+            }
         }
         (neighbours, counts)
     }
