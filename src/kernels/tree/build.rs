@@ -64,6 +64,10 @@ use crate::clock;
 /// Points per block of the dense traversal.
 const DENSE_BLOCK: usize = 64;
 
+/// Points per block of the sparse traversal (which share the pass over the root's
+/// children).
+const SPARSE_BLOCK: usize = 64;
+
 /// The root's level before anything is inserted: below every level a positive f64
 /// distance can produce (2^-1074 is the smallest).
 const INITIAL_ROOT_LEVEL: i32 = -2000;
@@ -308,7 +312,7 @@ fn insert_batch<M: Metric>(
     // its points before moving on, so each chunk is loaded once per block.
     let block_size = match params.traversal {
         Traversal::Dense => DENSE_BLOCK,
-        Traversal::Sparse => 1,
+        Traversal::Sparse => SPARSE_BLOCK,
     };
     let block_seconds: Vec<f64> = placements
         .par_chunks_mut(block_size)
@@ -316,7 +320,7 @@ fn insert_batch<M: Metric>(
             let start = clock::now();
             match params.traversal {
                 Traversal::Dense => dense_traverse(isa, metric, tree_view, block),
-                Traversal::Sparse => sparse_traverse(isa, metric, tree_view, &mut block[0]),
+                Traversal::Sparse => sparse_traverse(isa, metric, tree_view, block),
             }
             start.elapsed().as_secs_f64()
         })
@@ -468,57 +472,78 @@ multiversion! {
 }
 
 multiversion! {
-    /// Sparse traversal: best-first by `d - R - slack`, entering only subtrees that may
-    /// hold a qualifying node within `2^E`.
-    fn sparse_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, placement: &mut Placement) -> () {
-        let query = metric.point(placement.point as usize);
-        let query_weight = metric.query_error_weight(query);
-        let chunks = &tree.chunks;
-        let mut heap: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::new();
-        if tree.has_children(tree.root as usize) {
-            heap.push(Reverse((0, tree.root)));
-        }
-        let mut thresholds = [0.0; LANES];
-        let mut distances = [0.0; LANES];
-        let mut reach = [0.0; LANES];
-        let mut slacks = [0.0; LANES];
-        while let Some(Reverse((bound_bits, node))) = heap.pop() {
-            if f64::from_bits(bound_bits) > exponent_bound(placement.exponent) {
-                break;
+    /// Sparse traversal of a block of points: best-first by `d - R - slack`, entering
+    /// only subtrees that may hold a qualifying node within `2^E`. Every point enters
+    /// the root, so the root's children are screened for the whole block chunk by
+    /// chunk (each chunk loaded once per block); the descent below them runs point by
+    /// point.
+    fn sparse_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, block: &mut [Placement]) -> () {
+        let mut heaps: Vec<BinaryHeap<Reverse<(u64, u32)>>> = vec![BinaryHeap::new(); block.len()];
+        let weights: Vec<f64> =
+            block.iter().map(|placement| metric.query_error_weight(metric.point(placement.point as usize))).collect();
+        for &chunk in &tree.child_chunks[tree.root as usize] {
+            for ((placement, heap), &weight) in block.iter_mut().zip(&mut heaps).zip(&weights) {
+                sparse_scan_chunk::<ISA, M>(metric, tree, chunk as usize, placement, heap, weight);
             }
-            for &chunk in &tree.child_chunks[node as usize] {
-                let chunk = chunk as usize;
-                placement.scans += 1;
-                let limit = exponent_bound(placement.exponent);
-                let cover = &chunks.cover[chunk];
-                let half_cover = &chunks.half_cover[chunk];
-                let radii = &chunks.radius[chunk];
-                let parents = chunks.has_children[chunk];
-                for lane in 0..LANES {
-                    // A lane without children gets a reach of minus infinity.
-                    let has_children = (parents >> lane) & 1 == 1;
-                    let base = half_cover[lane].min(limit) + radii[lane];
-                    slacks[lane] = metric.triangle_slack(base, radii[lane], query_weight);
-                    reach[lane] = if has_children { base + 2.0 * slacks[lane] } else { f64::NEG_INFINITY };
-                    thresholds[lane] = cover[lane].min(limit).max(reach[lane]);
+        }
+        for ((placement, heap), &weight) in block.iter_mut().zip(&mut heaps).zip(&weights) {
+            while let Some(Reverse((bound_bits, node))) = heap.pop() {
+                if f64::from_bits(bound_bits) > exponent_bound(placement.exponent) {
+                    break;
                 }
-                let view = chunks.view(chunk);
-                let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut placement.counts);
-                let mut remaining = mask;
-                while remaining != 0 {
-                    let lane = remaining.trailing_zeros() as usize;
-                    remaining &= remaining - 1;
-                    let distance = distances[lane];
-                    if distance <= cover[lane] {
-                        placement.offer(view.ids[lane], distance);
-                    }
-                    if distance <= reach[lane] {
-                        let lower = (distance - radii[lane] - 2.0 * slacks[lane]).max(0.0);
-                        if lower <= half_cover[lane].min(exponent_bound(placement.exponent)) {
-                            heap.push(Reverse((lower.to_bits(), view.ids[lane])));
-                        }
-                    }
+                for &chunk in &tree.child_chunks[node as usize] {
+                    sparse_scan_chunk::<ISA, M>(metric, tree, chunk as usize, placement, heap, weight);
                 }
+            }
+        }
+    }
+}
+
+/// One chunk of a node's children against one point of the sparse traversal: offers
+/// the qualifying lanes and pushes the subtrees worth entering.
+#[inline(always)]
+fn sparse_scan_chunk<const ISA: u8, M: Metric>(
+    metric: &M,
+    tree: &CoverTree,
+    chunk: usize,
+    placement: &mut Placement,
+    heap: &mut BinaryHeap<Reverse<(u64, u32)>>,
+    query_weight: f64,
+) {
+    let chunks = &tree.chunks;
+    let query = metric.point(placement.point as usize);
+    let mut thresholds = [0.0; LANES];
+    let mut distances = [0.0; LANES];
+    let mut reach = [0.0; LANES];
+    let mut slacks = [0.0; LANES];
+    placement.scans += 1;
+    let limit = exponent_bound(placement.exponent);
+    let cover = &chunks.cover[chunk];
+    let half_cover = &chunks.half_cover[chunk];
+    let radii = &chunks.radius[chunk];
+    let parents = chunks.has_children[chunk];
+    for lane in 0..LANES {
+        // A lane without children gets a reach of minus infinity.
+        let has_children = (parents >> lane) & 1 == 1;
+        let base = half_cover[lane].min(limit) + radii[lane];
+        slacks[lane] = metric.triangle_slack(base, radii[lane], query_weight);
+        reach[lane] = if has_children { base + 2.0 * slacks[lane] } else { f64::NEG_INFINITY };
+        thresholds[lane] = cover[lane].min(limit).max(reach[lane]);
+    }
+    let view = chunks.view(chunk);
+    let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut placement.counts);
+    let mut remaining = mask;
+    while remaining != 0 {
+        let lane = remaining.trailing_zeros() as usize;
+        remaining &= remaining - 1;
+        let distance = distances[lane];
+        if distance <= cover[lane] {
+            placement.offer(view.ids[lane], distance);
+        }
+        if distance <= reach[lane] {
+            let lower = (distance - radii[lane] - 2.0 * slacks[lane]).max(0.0);
+            if lower <= half_cover[lane].min(exponent_bound(placement.exponent)) {
+                heap.push(Reverse((lower.to_bits(), view.ids[lane])));
             }
         }
     }
