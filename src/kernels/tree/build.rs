@@ -34,7 +34,10 @@
 //!    the root by `d(p, u) - R(u)`, entering a node u only when that bound is at most
 //!    `min(2^(l(u) - 1), 2^E)` for the E found so far (a descendant w can only matter
 //!    when `d(p, w) <= 2^l(w) <= 2^(l(u) - 1)` and `d(p, w) <= 2^E`), with a slack for
-//!    rounding. Both reach every qualifying node within `2^E` of the final E, so they
+//!    rounding; every point enters the root, so the root's children are screened for
+//!    a block of points chunk by chunk (in flat trees, as under the residual metric,
+//!    that is most of the work) before each point descends alone. Both traversals
+//!    reach every qualifying node within `2^E` of the final E, so they
 //!    agree bit for bit: E and the parent are a minimum over that set under a total
 //!    order, and the scope is that set.
 //! 2. *Conflict graph*: two batch points conflict when inserting both would break
