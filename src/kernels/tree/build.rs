@@ -34,7 +34,10 @@
 //!    the root by `d(p, u) - R(u)`, entering a node u only when that bound is at most
 //!    `min(2^(l(u) - 1), 2^E)` for the E found so far (a descendant w can only matter
 //!    when `d(p, w) <= 2^l(w) <= 2^(l(u) - 1)` and `d(p, w) <= 2^E`), with a slack for
-//!    rounding. Both reach every qualifying node within `2^E` of the final E, so they
+//!    rounding; every point enters the root, so the root's children are screened for
+//!    a block of points chunk by chunk (in flat trees, as under the residual metric,
+//!    that is most of the work) before each point descends alone. Both traversals
+//!    reach every qualifying node within `2^E` of the final E, so they
 //!    agree bit for bit: E and the parent are a minimum over that set under a total
 //!    order, and the scope is that set.
 //! 2. *Conflict graph*: two batch points conflict when inserting both would break
@@ -58,11 +61,15 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 pub use super::cover::{CoverTree, DUPLICATE_LEVEL, NO_PARENT, ceil_log2, power_of_two};
-use super::metric::{DistanceCounts, Isa, LANES, Metric, multiversion, screen_list};
+use super::metric::{ChunkView, DistanceCounts, Isa, LANES, Metric, multiversion, screen_list};
 use crate::clock;
 
 /// Points per block of the dense traversal.
 const DENSE_BLOCK: usize = 64;
+
+/// Points per block of the sparse traversal (which share the pass over the root's
+/// children).
+const SPARSE_BLOCK: usize = 64;
 
 /// The root's level before anything is inserted: below every level a positive f64
 /// distance can produce (2^-1074 is the smallest).
@@ -308,7 +315,7 @@ fn insert_batch<M: Metric>(
     // its points before moving on, so each chunk is loaded once per block.
     let block_size = match params.traversal {
         Traversal::Dense => DENSE_BLOCK,
-        Traversal::Sparse => 1,
+        Traversal::Sparse => SPARSE_BLOCK,
     };
     let block_seconds: Vec<f64> = placements
         .par_chunks_mut(block_size)
@@ -316,7 +323,7 @@ fn insert_batch<M: Metric>(
             let start = clock::now();
             match params.traversal {
                 Traversal::Dense => dense_traverse(isa, metric, tree_view, block),
-                Traversal::Sparse => sparse_traverse(isa, metric, tree_view, &mut block[0]),
+                Traversal::Sparse => sparse_traverse(isa, metric, tree_view, block),
             }
             start.elapsed().as_secs_f64()
         })
@@ -468,67 +475,104 @@ multiversion! {
 }
 
 multiversion! {
-    /// Sparse traversal: best-first by `d - R - slack`, entering only subtrees that may
-    /// hold a qualifying node within `2^E`.
-    fn sparse_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, placement: &mut Placement) -> () {
-        let query = metric.point(placement.point as usize);
-        let query_weight = metric.query_error_weight(query);
-        let chunks = &tree.chunks;
-        let mut heap: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::new();
-        if tree.has_children(tree.root as usize) {
-            heap.push(Reverse((0, tree.root)));
-        }
-        let mut thresholds = [0.0; LANES];
-        let mut distances = [0.0; LANES];
-        let mut reach = [0.0; LANES];
-        let mut slacks = [0.0; LANES];
-        while let Some(Reverse((bound_bits, node))) = heap.pop() {
-            if f64::from_bits(bound_bits) > exponent_bound(placement.exponent) {
-                break;
+    /// Sparse traversal of a block of points: best-first by `d - R - slack`, entering
+    /// only subtrees that may hold a qualifying node within `2^E`. Every point enters
+    /// the root, so the root's children are screened for the whole block chunk by
+    /// chunk (each chunk loaded once per block); the descent below them runs point by
+    /// point.
+    fn sparse_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, block: &mut [Placement]) -> () {
+        let mut heaps: Vec<BinaryHeap<Reverse<(u64, u32)>>> = vec![BinaryHeap::new(); block.len()];
+        let weights: Vec<f64> =
+            block.iter().map(|placement| metric.query_error_weight(metric.point(placement.point as usize))).collect();
+        for &chunk in &tree.child_chunks[tree.root as usize] {
+            for ((placement, heap), &weight) in block.iter_mut().zip(&mut heaps).zip(&weights) {
+                sparse_scan_chunk::<ISA, M>(metric, tree, chunk as usize, placement, heap, weight);
             }
-            for &chunk in &tree.child_chunks[node as usize] {
-                let chunk = chunk as usize;
-                placement.scans += 1;
-                let limit = exponent_bound(placement.exponent);
-                let cover = &chunks.cover[chunk];
-                let half_cover = &chunks.half_cover[chunk];
-                let radii = &chunks.radius[chunk];
-                let parents = chunks.has_children[chunk];
-                for lane in 0..LANES {
-                    // A lane without children gets a reach of minus infinity.
-                    let has_children = (parents >> lane) & 1 == 1;
-                    let base = half_cover[lane].min(limit) + radii[lane];
-                    slacks[lane] = metric.triangle_slack(base, radii[lane], query_weight);
-                    reach[lane] = if has_children { base + 2.0 * slacks[lane] } else { f64::NEG_INFINITY };
-                    thresholds[lane] = cover[lane].min(limit).max(reach[lane]);
+        }
+        for ((placement, heap), &weight) in block.iter_mut().zip(&mut heaps).zip(&weights) {
+            while let Some(Reverse((bound_bits, node))) = heap.pop() {
+                if f64::from_bits(bound_bits) > exponent_bound(placement.exponent) {
+                    break;
                 }
-                let view = chunks.view(chunk);
-                let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut placement.counts);
-                let mut remaining = mask;
-                while remaining != 0 {
-                    let lane = remaining.trailing_zeros() as usize;
-                    remaining &= remaining - 1;
-                    let distance = distances[lane];
-                    if distance <= cover[lane] {
-                        placement.offer(view.ids[lane], distance);
-                    }
-                    if distance <= reach[lane] {
-                        let lower = (distance - radii[lane] - 2.0 * slacks[lane]).max(0.0);
-                        if lower <= half_cover[lane].min(exponent_bound(placement.exponent)) {
-                            heap.push(Reverse((lower.to_bits(), view.ids[lane])));
-                        }
-                    }
+                for &chunk in &tree.child_chunks[node as usize] {
+                    sparse_scan_chunk::<ISA, M>(metric, tree, chunk as usize, placement, heap, weight);
                 }
             }
         }
     }
 }
 
+/// One chunk of a node's children against one point of the sparse traversal: offers
+/// the qualifying lanes and pushes the subtrees worth entering.
+#[inline(always)]
+fn sparse_scan_chunk<const ISA: u8, M: Metric>(
+    metric: &M,
+    tree: &CoverTree,
+    chunk: usize,
+    placement: &mut Placement,
+    heap: &mut BinaryHeap<Reverse<(u64, u32)>>,
+    query_weight: f64,
+) {
+    let chunks = &tree.chunks;
+    let query = metric.point(placement.point as usize);
+    let mut thresholds = [0.0; LANES];
+    let mut distances = [0.0; LANES];
+    let mut reach = [0.0; LANES];
+    let mut slacks = [0.0; LANES];
+    placement.scans += 1;
+    let limit = exponent_bound(placement.exponent);
+    let cover = &chunks.cover[chunk];
+    let half_cover = &chunks.half_cover[chunk];
+    let radii = &chunks.radius[chunk];
+    let parents = chunks.has_children[chunk];
+    for lane in 0..LANES {
+        // A lane without children gets a reach of minus infinity.
+        let has_children = (parents >> lane) & 1 == 1;
+        let base = half_cover[lane].min(limit) + radii[lane];
+        slacks[lane] = metric.triangle_slack(base, radii[lane], query_weight);
+        reach[lane] = if has_children { base + 2.0 * slacks[lane] } else { f64::NEG_INFINITY };
+        thresholds[lane] = cover[lane].min(limit).max(reach[lane]);
+    }
+    let view = chunks.view(chunk);
+    let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut placement.counts);
+    let mut remaining = mask;
+    while remaining != 0 {
+        let lane = remaining.trailing_zeros() as usize;
+        remaining &= remaining - 1;
+        let distance = distances[lane];
+        if distance <= cover[lane] {
+            placement.offer(view.ids[lane], distance);
+        }
+        if distance <= reach[lane] {
+            let lower = (distance - radii[lane] - 2.0 * slacks[lane]).max(0.0);
+            if lower <= half_cover[lane].min(exponent_bound(placement.exponent)) {
+                heap.push(Reverse((lower.to_bits(), view.ids[lane])));
+            }
+        }
+    }
+}
+
 /// Adjacency lists (sorted, by position in `active`) of the conflict graph.
+///
+/// The active points are packed into chunks once (in position order); every point then
+/// screens the chunks from its own position on.
 fn conflict_graph<M: Metric>(isa: Isa, metric: &M, active: &[Placement]) -> (Vec<Vec<u32>>, DistanceCounts) {
     let count = active.len();
+    let width = metric.payload_width();
+    let chunk_count = count.div_ceil(LANES);
+    let mut payload = vec![0.0; chunk_count * width * LANES];
+    let mut ids = vec![[0u32; LANES]; chunk_count];
+    payload.par_chunks_mut(width * LANES).zip(ids.par_iter_mut()).enumerate().for_each(
+        |(chunk, (chunk_payload, chunk_ids))| {
+            for (lane, placement) in active[chunk * LANES..count.min((chunk + 1) * LANES)].iter().enumerate() {
+                chunk_ids[lane] = placement.point;
+                metric.write_payload(placement.point as usize, lane, chunk_payload);
+            }
+        },
+    );
+    let packed = PackedActive { payload: &payload, ids: &ids, width, count };
     let rows: Vec<(Vec<u32>, DistanceCounts)> =
-        (0..count).into_par_iter().map(|left| conflict_row(isa, metric, active, left)).collect();
+        (0..count).into_par_iter().map(|left| conflict_row(isa, metric, active, &packed, left)).collect();
     let mut adjacency: Vec<Vec<u32>> = vec![Vec::new(); count];
     let mut counts = DistanceCounts::default();
     for (left, (neighbours, row_counts)) in rows.into_iter().enumerate() {
@@ -544,37 +588,64 @@ fn conflict_graph<M: Metric>(isa: Isa, metric: &M, active: &[Placement]) -> (Vec
     (adjacency, counts)
 }
 
+/// The active points of a round, packed into chunks in position order.
+struct PackedActive<'a> {
+    payload: &'a [f64],
+    ids: &'a [[u32; LANES]],
+    width: usize,
+    count: usize,
+}
+
 multiversion! {
-    /// The neighbours after `left` of one active point: `d <= 2^min(l_p, l_q)`.
-    fn conflict_row<'a, M: Metric>(metric: &M, active: &[Placement], left: usize) -> (Vec<u32>, DistanceCounts) {
+    /// The neighbours after `left` of one active point: `d <= 2^min(l_p, l_q)`. Lanes
+    /// at or before `left`, and duplicates, get a threshold of 0 (cheap to reject) and
+    /// are dropped afterwards.
+    fn conflict_row<'a, M: Metric>(
+        metric: &M,
+        active: &[Placement],
+        packed: &PackedActive<'_>,
+        left: usize,
+    ) -> (Vec<u32>, DistanceCounts) {
         let mut counts = DistanceCounts::default();
         let mut neighbours = Vec::new();
         let left_placement = &active[left];
-        if left_placement.exponent == DUPLICATE_LEVEL {
+        if left_placement.exponent == DUPLICATE_LEVEL || left + 1 >= packed.count {
             return (neighbours, counts);
         }
-        let mut candidates = Vec::new();
-        let mut thresholds = Vec::new();
-        let mut positions = Vec::new();
-        for (right, right_placement) in active.iter().enumerate().skip(left + 1) {
-            if right_placement.exponent == DUPLICATE_LEVEL {
-                continue;
-            }
-            candidates.push(right_placement.point);
-            thresholds.push(power_of_two(left_placement.level().min(right_placement.level())));
-            positions.push(right as u32);
-        }
-        let mut found = Vec::new();
         let query = metric.point(left_placement.point as usize);
-        screen_list::<ISA, M>(metric, query, &candidates, &thresholds, &mut found, &mut counts);
-        // `found` follows `candidates`, so a merge walk recovers the positions.
-        let mut cursor = 0;
-        for (point, _) in found {
-            while candidates[cursor] != point {
-                cursor += 1;
+        let chunk_size = packed.width * LANES;
+        let mut thresholds = [0.0; LANES];
+        let mut distances = [0.0; LANES];
+        for chunk in (left + 1) / LANES..packed.count.div_ceil(LANES) {
+            let first = chunk * LANES;
+            let len = LANES.min(packed.count - first);
+            for (lane, threshold) in thresholds.iter_mut().enumerate() {
+                let position = first + lane;
+                *threshold = if position <= left
+                    || position >= packed.count
+                    || active[position].exponent == DUPLICATE_LEVEL
+                {
+                    0.0
+                } else {
+                    power_of_two(left_placement.level().min(active[position].level()))
+                };
             }
-            neighbours.push(positions[cursor]);
-            cursor += 1;
+            let view = ChunkView {
+                ids: &packed.ids[chunk],
+                len,
+                payload: &packed.payload[chunk * chunk_size..(chunk + 1) * chunk_size],
+            };
+            let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut counts);
+            for lane in 0..len {
+                let position = first + lane;
+                if position > left
+                    && mask & (1 << lane) != 0
+                    && active[position].exponent != DUPLICATE_LEVEL
+                    && distances[lane] <= thresholds[lane]
+                {
+                    neighbours.push(position as u32);
+                }
+            }
         }
         (neighbours, counts)
     }

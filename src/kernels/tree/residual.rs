@@ -47,8 +47,8 @@ use super::data::Points;
 #[cfg(target_arch = "x86_64")]
 use super::metric::AVX512;
 use super::metric::{
-    ChunkScreen, ChunkView, DistanceCounts, EXP_BOUND_ERROR, LANES, Metric, dot, dot_with, exp_bound, lane_mask, lanes,
-    padded_length, squared_euclidean,
+    AVX2, ChunkScreen, ChunkView, DistanceCounts, EXP_BOUND_ERROR, Isa, LANES, Metric, PORTABLE, dot, dot_with,
+    exp_bound, lane_mask, lanes, padded_length, squared_euclidean,
 };
 
 /// Which covariance function the residual metric uses.
@@ -381,12 +381,9 @@ impl ResidualBounds {
         let basis = dominant_basis(model, prefix_length, seed);
         let orthogonality_error = orthogonality_error(&basis, model.stride, prefix_length);
         let mut prefix = vec![0.0; n * prefix_length];
-        prefix.par_chunks_mut(prefix_length).enumerate().for_each(|(row, output)| {
-            let v_row = model.v_row(row);
-            let scale = model.inverse_scale[row];
-            for (column, value) in output.iter_mut().enumerate() {
-                *value = dot(v_row, &basis[column * model.stride..(column + 1) * model.stride]) * scale;
-            }
+        let isa = Isa::detect();
+        prefix.par_chunks_mut(prefix_length * PREFIX_ROWS).enumerate().for_each(|(block, output)| {
+            rotate_rows(isa, model, &basis, block * PREFIX_ROWS, output);
         });
         // Parseval with inflation: the norm is inflated and the prefix deflated by a
         // relative 1e-9, far above the rounding and the orthogonality error of W.
@@ -746,6 +743,96 @@ fn prefix_segment_lanes(values: &[f64], rows: &[f64]) -> [f64; LANES] {
     total
 }
 
+/// Data rows per task of the rotation `u'_i = s_i V_i W`.
+const PREFIX_ROWS: usize = 64;
+
+/// Rotated, scaled prefixes of the rows from `first` on (as many as `output` holds),
+/// with the fixed-order dot product compiled for the CPU (the same bits on every
+/// instruction set).
+fn rotate_rows(isa: Isa, model: &ResidualModel, basis: &[f64], first: usize, output: &mut [f64]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` only returns `Avx512` when the CPU has these features.
+        Isa::Avx512 => unsafe { rotate_rows_avx512(model, basis, first, output) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` only returns `Avx2` when the CPU has these features.
+        Isa::Avx2 => unsafe { rotate_rows_avx2(model, basis, first, output) },
+        _ => rotate_rows_generic::<PORTABLE>(model, basis, first, output),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+fn rotate_rows_avx512(model: &ResidualModel, basis: &[f64], first: usize, output: &mut [f64]) {
+    rotate_rows_generic::<AVX512>(model, basis, first, output)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn rotate_rows_avx2(model: &ResidualModel, basis: &[f64], first: usize, output: &mut [f64]) {
+    rotate_rows_generic::<AVX2>(model, basis, first, output)
+}
+
+/// Column by column over a block of rows, so each basis column is loaded once per block.
+#[inline(always)]
+fn rotate_rows_generic<const ISA: u8>(model: &ResidualModel, basis: &[f64], first: usize, output: &mut [f64]) {
+    let stride = model.stride;
+    let columns = basis.len() / stride;
+    let rows = output.len() / columns;
+    for column in 0..columns {
+        let basis_column = &basis[column * stride..(column + 1) * stride];
+        for row in 0..rows {
+            let index = first + row;
+            output[row * columns + column] =
+                dot_with::<ISA>(model.v_row(index), basis_column) * model.inverse_scale[index];
+        }
+    }
+}
+
+/// `sum V_i V_i^T` over some rows, `rank` rows of `stride` (zero padded). Every entry
+/// is a sum in row order, so the bits do not depend on the instruction set.
+fn gram_partial(isa: Isa, model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` only returns `Avx512` when the CPU has these features.
+        Isa::Avx512 => unsafe { gram_partial_avx512(model, rows) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` only returns `Avx2` when the CPU has these features.
+        Isa::Avx2 => unsafe { gram_partial_avx2(model, rows) },
+        _ => gram_partial_generic(model, rows),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+fn gram_partial_avx512(model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
+    gram_partial_generic(model, rows)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn gram_partial_avx2(model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
+    gram_partial_generic(model, rows)
+}
+
+#[inline(always)]
+fn gram_partial_generic(model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
+    let rank = model.rank;
+    let stride = model.stride;
+    let mut partial = vec![0.0; rank * stride];
+    for &row in rows {
+        let v_row = model.v_row(row);
+        for a in 0..rank {
+            let factor = v_row[a];
+            let target = &mut partial[a * stride..(a + 1) * stride];
+            for (slot, &value) in target.iter_mut().zip(v_row) {
+                *slot += factor * value;
+            }
+        }
+    }
+    partial
+}
+
 /// An m x T matrix with orthonormal columns (column-major, columns of `stride`)
 /// approximating the dominant subspace of the rows of V.
 ///
@@ -761,32 +848,17 @@ fn dominant_basis(model: &ResidualModel, columns: usize, seed: u64) -> Vec<f64> 
     let block = (columns + columns / 2).min(rank);
     let sample_count = n.min(4096);
     let sample: Vec<usize> = (0..sample_count).map(|index| index * n / sample_count).collect();
-    // Gram matrix G (rank x rank, row-major), accumulated in row blocks.
-    let gram = sample
-        .par_chunks(256)
-        .map(|rows| {
-            let mut partial = vec![0.0; rank * rank];
-            for &row in rows {
-                let v_row = &model.v_row(row)[..rank];
-                for a in 0..rank {
-                    let factor = v_row[a];
-                    let target = &mut partial[a * rank..(a + 1) * rank];
-                    for (slot, &value) in target.iter_mut().zip(v_row) {
-                        *slot += factor * value;
-                    }
-                }
+    // Gram matrix G (rank rows of `stride`, zero padded), accumulated in row blocks.
+    let isa = Isa::detect();
+    let gram = sample.par_chunks(256).map(|rows| gram_partial(isa, model, rows)).reduce(
+        || vec![0.0; rank * stride],
+        |mut left, right| {
+            for (slot, value) in left.iter_mut().zip(&right) {
+                *slot += value;
             }
-            partial
-        })
-        .reduce(
-            || vec![0.0; rank * rank],
-            |mut left, right| {
-                for (slot, value) in left.iter_mut().zip(&right) {
-                    *slot += value;
-                }
-                left
-            },
-        );
+            left
+        },
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut basis = vec![0.0; block * stride];
     for column in 0..block {
@@ -798,10 +870,9 @@ fn dominant_basis(model: &ResidualModel, columns: usize, seed: u64) -> Vec<f64> 
     let multiply = |basis: &[f64]| {
         let mut product = vec![0.0; block * stride];
         product.par_chunks_mut(stride).enumerate().for_each(|(column, output)| {
-            let vector = &basis[column * stride..column * stride + rank];
+            let vector = &basis[column * stride..(column + 1) * stride];
             for a in 0..rank {
-                let row = &gram[a * rank..(a + 1) * rank];
-                output[a] = row.iter().zip(vector).map(|(g, x)| g * x).sum();
+                output[a] = dot(&gram[a * stride..(a + 1) * stride], vector);
             }
         });
         product
