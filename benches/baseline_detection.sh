@@ -19,7 +19,7 @@ summary() {
     python3 - "$out/$1" <<'PY'
 import glob, json, sys
 ratios = []
-for path in sorted(glob.glob(sys.argv[1] + "/baseline_detection/*/detect/report.json")):
+for path in sorted(glob.glob(sys.argv[1] + "/baseline_detection/*Z-*/detect/report.json")):
     for verdict in json.load(open(path))["verdicts"]:
         if verdict["check"] == "baseline":
             low, high = verdict["measured"]["interval"]
