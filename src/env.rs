@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 pub struct Environment {
     pub phasegate_version: String,
     pub git_sha: Option<String>,
-    /// Whether tracked files had uncommitted changes.
+    /// Whether tracked files had uncommitted changes, apart from `reports/` and `plans/`
+    /// (what runs themselves write).
     pub git_dirty: Option<bool>,
     pub rustc: String,
     pub target: String,
@@ -83,7 +84,16 @@ impl Environment {
         let git_sha = git(&["rev-parse", "HEAD"]);
         let git_dirty = git_sha
             .as_ref()
-            .and_then(|_| git(&["status", "--porcelain", "--untracked-files=no"]))
+            .and_then(|_| {
+                git(&[
+                    "status",
+                    "--porcelain",
+                    "--untracked-files=no",
+                    "--",
+                    ":(top,exclude)reports",
+                    ":(top,exclude)plans",
+                ])
+            })
             .map(|status| !status.is_empty());
         let crate_versions = env!("BUILD_INFO_CRATE_VERSIONS")
             .split(',')
