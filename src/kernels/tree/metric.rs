@@ -183,6 +183,22 @@ pub fn lanes(values: &[f64], start: usize) -> &[f64; LANES] {
     values[start..start + LANES].try_into().expect("eight lanes")
 }
 
+/// Squared Euclidean distances from `point` to the eight lanes of a chunk payload
+/// whose first `point.len()` rows hold coordinates; per lane, the same operations in
+/// the same order as `squared_euclidean`.
+#[inline(always)]
+pub fn lane_squared_distances(point: &[f64], payload: &[f64]) -> [f64; LANES] {
+    let mut sums = [0.0f64; LANES];
+    for (coordinate, &value) in point.iter().enumerate() {
+        let row = lanes(payload, coordinate * LANES);
+        for lane in 0..LANES {
+            let difference = value - row[lane];
+            sums[lane] += difference * difference;
+        }
+    }
+    sums
+}
+
 /// Counts of the work the distance functions did, summed per task and then over tasks
 /// (so the totals do not depend on the thread count).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -509,15 +525,7 @@ impl Metric for EuclideanMetric {
         distances: &mut [f64; LANES],
         counts: &mut DistanceCounts,
     ) -> ChunkScreen {
-        let mut sums = [0.0f64; LANES];
-        for (coordinate, &value) in query.coordinates.iter().enumerate() {
-            let row = lanes(chunk.payload, coordinate * LANES);
-            for lane in 0..LANES {
-                // `value - row[lane]`, as in `squared_euclidean(query, point)`.
-                let difference = value - row[lane];
-                sums[lane] += difference * difference;
-            }
-        }
+        let sums = lane_squared_distances(query.coordinates, chunk.payload);
         for lane in 0..LANES {
             distances[lane] = sums[lane].sqrt();
         }

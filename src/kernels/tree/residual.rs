@@ -48,7 +48,7 @@ use super::data::Points;
 use super::metric::AVX512;
 use super::metric::{
     AVX2, ChunkScreen, ChunkView, DistanceCounts, EXP_BOUND_ERROR, Isa, LANES, Metric, PORTABLE, dot, dot_with,
-    exp_bound, lane_mask, lanes, padded_length, squared_euclidean,
+    exp_bound, lane_mask, lane_squared_distances, lanes, padded_length, squared_euclidean,
 };
 
 /// Which covariance function the residual metric uses.
@@ -444,14 +444,7 @@ impl ResidualMetric<'_> {
     fn kernel_terms(&self, query: usize, chunk: ChunkView<'_>) -> [f64; LANES] {
         let dimension = self.model.points.dimension;
         let query_point = self.model.points.row(query);
-        let mut squared = [0.0f64; LANES];
-        for (coordinate, &value) in query_point.iter().enumerate() {
-            let row = lanes(chunk.payload, coordinate * LANES);
-            for lane in 0..LANES {
-                let difference = value - row[lane];
-                squared[lane] += difference * difference;
-            }
-        }
+        let squared = lane_squared_distances(query_point, chunk.payload);
         let scales = lanes(chunk.payload, dimension * LANES);
         let query_scale = self.model.inverse_scale[query];
         let mut terms = [0.0f64; LANES];
@@ -653,14 +646,7 @@ impl Metric for ResidualMetric<'_> {
     #[inline(always)]
     fn seed_scores<const ISA: u8>(&self, query: usize, chunk: ChunkView<'_>) -> [f64; LANES] {
         let query_point = self.model.points.row(query);
-        let mut squared = [0.0f64; LANES];
-        for (coordinate, &value) in query_point.iter().enumerate() {
-            let row = lanes(chunk.payload, coordinate * LANES);
-            for lane in 0..LANES {
-                let difference = value - row[lane];
-                squared[lane] += difference * difference;
-            }
-        }
+        let squared = lane_squared_distances(query_point, chunk.payload);
         let mut scores = [0.0f64; LANES];
         for lane in 0..LANES {
             scores[lane] = -squared[lane];
