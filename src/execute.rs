@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
-use crate::kernel::{Event, Instance, Output, Probe, RunContext};
+use crate::kernel::{Event, Instance, Kernel, Output, Probe, RunContext};
 use crate::kernels;
 use crate::plan::{PhasePlan, Run};
 use crate::spec::Mode;
@@ -307,16 +307,26 @@ impl GroupContext<'_> {
         }
     }
 
+    /// Instantiates the run's kernel and runs the set-up, catching panics.
+    fn instantiate(
+        &self,
+        kernel: &dyn Kernel,
+        run: &Run,
+        probe: &mut Probe,
+    ) -> std::thread::Result<anyhow::Result<Box<dyn Instance>>> {
+        catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<Box<dyn Instance>> {
+            let mut instance = kernel.instantiate(&run.params, &self.context(run))?;
+            instance.setup(probe)?;
+            Ok(instance)
+        }))
+    }
+
     fn cold_sample(&self, run: &Run, result: &mut RunResult, index: u32, keep_outputs: bool) {
         let kernel = kernels::find(&run.kernel).expect("validated kernel");
         self.scratch.create(run.index);
         let mut probe = Probe::default();
         let start = clock::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<Box<dyn Instance>> {
-            let mut instance = kernel.instantiate(&run.params, &self.context(run))?;
-            instance.setup(&mut probe)?;
-            Ok(instance)
-        }));
+        let outcome = self.instantiate(kernel, run, &mut probe);
         let setup_elapsed = start.elapsed();
         let mut instance = match outcome {
             Ok(Ok(instance)) => instance,
@@ -352,11 +362,7 @@ impl GroupContext<'_> {
         self.scratch.create(run.index);
         let mut probe = Probe::default();
         let start = clock::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<Box<dyn Instance>> {
-            let mut instance = kernel.instantiate(&run.params, &self.context(run))?;
-            instance.setup(&mut probe)?;
-            Ok(instance)
-        }));
+        let outcome = self.instantiate(kernel, run, &mut probe);
         let elapsed = probe.elapsed_override.unwrap_or(start.elapsed());
         match outcome {
             Ok(Ok(instance)) => {

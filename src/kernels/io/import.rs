@@ -26,6 +26,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use memmap2::{MmapMut, MmapOptions};
@@ -330,6 +331,15 @@ impl ImportInstance {
         Ok(())
     }
 
+    /// Reports what every import method records once its data is in place: the step's
+    /// time, its bandwidth and CPU figures over `size` bytes, and the chunk latencies.
+    fn record_import_step<R>(&self, probe: &mut Probe, elapsed: Duration, usage_before: Usage, run: &ChunkRun<R>) {
+        let usage = Usage::now().since(usage_before);
+        probe.report_elapsed(elapsed);
+        record_step(probe, &self.environment, self.params.size as f64, elapsed, usage);
+        record_latencies(probe, run);
+    }
+
     fn run_mmap(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
         let path = self.scratch_dir.join("import.bin");
         let usage_before = Usage::now();
@@ -347,10 +357,7 @@ impl ImportInstance {
             probe.metric("durable_gbps", gbps(self.params.size, prepare + transfer + sync));
         }
         let elapsed = start.elapsed();
-        let usage = Usage::now().since(usage_before);
-        probe.report_elapsed(elapsed);
-        record_step(probe, &self.environment, self.params.size as f64, elapsed, usage);
-        record_latencies(probe, &run);
+        self.record_import_step(probe, elapsed, usage_before, &run);
         probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
         probe.metric("preallocate_code", preparation.preallocate_code);
@@ -369,10 +376,7 @@ impl ImportInstance {
         let start = probe.start();
         let run = copy_chunks(self.source(), &mut target.map, self.params.chunk);
         let transfer = probe.phase("transfer", start);
-        let usage = Usage::now().since(usage_before);
-        probe.report_elapsed(transfer);
-        record_step(probe, &self.environment, self.params.size as f64, transfer, usage);
-        record_latencies(probe, &run);
+        self.record_import_step(probe, transfer, usage_before, &run);
         probe.metric("rewrite_gbps", gbps(self.params.size, transfer));
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
         let verified = self.verify(&target.map, probe);
@@ -386,10 +390,7 @@ impl ImportInstance {
         let start = probe.start();
         let run = copy_chunks(self.source(), destination.bytes_mut(), self.params.chunk);
         let transfer = probe.phase("transfer", start);
-        let usage = Usage::now().since(usage_before);
-        probe.report_elapsed(transfer);
-        record_step(probe, &self.environment, self.params.size as f64, transfer, usage);
-        record_latencies(probe, &run);
+        self.record_import_step(probe, transfer, usage_before, &run);
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
         let verified = self.verify(destination.bytes(), probe);
         self.hot_destination = Some(destination);
@@ -406,10 +407,7 @@ impl ImportInstance {
         let run = copy_chunks(self.source(), destination.bytes_mut(), self.params.chunk);
         let transfer = probe.phase("transfer", transfer_start);
         let elapsed = start.elapsed();
-        let usage = Usage::now().since(usage_before);
-        probe.report_elapsed(elapsed);
-        record_step(probe, &self.environment, self.params.size as f64, elapsed, usage);
-        record_latencies(probe, &run);
+        self.record_import_step(probe, elapsed, usage_before, &run);
         probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
         record_advice(probe, advice);
@@ -436,10 +434,7 @@ impl ImportInstance {
             probe.metric("durable_gbps", gbps(self.params.size, prepare + transfer + sync));
         }
         let elapsed = start.elapsed();
-        let usage = Usage::now().since(usage_before);
-        probe.report_elapsed(elapsed);
-        record_step(probe, &self.environment, self.params.size as f64, elapsed, usage);
-        record_latencies(probe, &run);
+        self.record_import_step(probe, elapsed, usage_before, &run);
         probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
         if self.params.verify {
