@@ -53,19 +53,16 @@
 //! Every step is either a parallel map over independent items or a sequential,
 //! index-ordered reduction, so the tree does not depend on the thread count.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 pub use super::cover::{CoverTree, DUPLICATE_LEVEL, NO_PARENT, ceil_log2, power_of_two};
-use super::metric::{ChunkView, DistanceCounts, Isa, LANES, Metric, multiversion, screen_list};
+use super::metric::{ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, multiversion, screen_list};
 use crate::clock;
 
 /// Points per block of the dense traversal.
-const DENSE_BLOCK: usize = 64;
+const DENSE_BLOCK: usize = 256;
 
 /// Points per block of the sparse traversal (which share the pass over the root's
 /// children).
@@ -269,6 +266,7 @@ pub fn build_with<M: Metric>(
         observe(&tree, &report);
         batches.push(report);
     }
+    tree.finish(metric);
     BuildOutcome { tree, batches, counts, scopes }
 }
 
@@ -423,28 +421,27 @@ multiversion! {
     /// whole block.
     fn dense_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, block: &mut [Placement]) -> () {
         let chunks = &tree.chunks;
-        let mut thresholds = [0.0; LANES];
+        let queries: Vec<M::Query<'_>> =
+            block.iter().map(|placement| metric.point(placement.point as usize)).collect();
+        let mut thresholds = vec![[0.0; LANES]; block.len()];
         let mut distances = vec![[0.0; LANES]; block.len()];
-        let mut pending = vec![0u32; block.len()];
+        let mut screens = vec![ChunkScreen::default(); block.len()];
+        // Counts are only ever summed over the block's points.
+        let mut counts = DistanceCounts::default();
         for chunk in 0..chunks.count() {
             let view = chunks.view(chunk);
             let cover = &chunks.cover[chunk];
-            let mut any_pending = 0u32;
-            for (position, placement) in block.iter_mut().enumerate() {
+            for (placement, point_thresholds) in block.iter_mut().zip(&mut thresholds) {
                 placement.scans += 1;
                 let limit = exponent_bound(placement.exponent);
                 for lane in 0..LANES {
-                    thresholds[lane] = cover[lane].min(limit);
+                    point_thresholds[lane] = cover[lane].min(limit);
                 }
-                let query = metric.point(placement.point as usize);
-                let screen = metric.bound_chunk::<ISA>(
-                    query,
-                    view,
-                    &thresholds,
-                    &mut distances[position],
-                    &mut placement.counts,
-                );
-                pending[position] = screen.pending;
+            }
+            metric.bound_chunk_many::<ISA>(&queries, view, &thresholds, &mut distances, &mut screens, &mut counts);
+            let mut any_pending = 0u32;
+            for (position, placement) in block.iter_mut().enumerate() {
+                let screen = screens[position];
                 any_pending |= screen.pending;
                 let mut known = screen.known;
                 while known != 0 {
@@ -460,7 +457,7 @@ multiversion! {
                 any_pending &= any_pending - 1;
                 let node = view.ids[lane];
                 for (position, placement) in block.iter_mut().enumerate() {
-                    if (pending[position] >> lane) & 1 == 0 {
+                    if (screens[position].pending >> lane) & 1 == 0 {
                         continue;
                     }
                     let query = metric.point(placement.point as usize);
@@ -471,46 +468,64 @@ multiversion! {
                 }
             }
         }
+        if let Some(first) = block.first_mut() {
+            first.counts.add(&counts);
+        }
     }
 }
 
+/// A subtree a point of a block has entered: (node, position in the block, bits of the
+/// lower bound it was entered with).
+type Entered = (u32, u32, u64);
+
 multiversion! {
-    /// Sparse traversal of a block of points: best-first by `d - R - slack`, entering
-    /// only subtrees that may hold a qualifying node within `2^E`. Every point enters
-    /// the root, so the root's children are screened for the whole block chunk by
-    /// chunk (each chunk loaded once per block); the descent below them runs point by
-    /// point.
+    /// Sparse traversal of a block of points, in waves down the tree: every wave takes
+    /// the subtrees the block's points entered, grouped by node, and screens each
+    /// node's chunks for all the points that entered it (so each chunk is loaded once
+    /// per wave and block). A point screens a node's children only while the bound it
+    /// entered with is within `2^E` for its current E; the children whose subtrees may
+    /// hold a qualifying node within `2^E` form the next wave.
     fn sparse_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, block: &mut [Placement]) -> () {
-        let mut heaps: Vec<BinaryHeap<Reverse<(u64, u32)>>> = vec![BinaryHeap::new(); block.len()];
         let weights: Vec<f64> =
             block.iter().map(|placement| metric.query_error_weight(metric.point(placement.point as usize))).collect();
-        for &chunk in &tree.child_chunks[tree.root as usize] {
-            for ((placement, heap), &weight) in block.iter_mut().zip(&mut heaps).zip(&weights) {
-                sparse_scan_chunk::<ISA, M>(metric, tree, chunk as usize, placement, heap, weight);
-            }
-        }
-        for ((placement, heap), &weight) in block.iter_mut().zip(&mut heaps).zip(&weights) {
-            while let Some(Reverse((bound_bits, node))) = heap.pop() {
-                if f64::from_bits(bound_bits) > exponent_bound(placement.exponent) {
-                    break;
+        let mut wave: Vec<Entered> = (0..block.len() as u32).map(|position| (tree.root, position, 0)).collect();
+        let mut next: Vec<Entered> = Vec::new();
+        let mut by_lane: [Vec<(u32, u64)>; LANES] = Default::default();
+        while !wave.is_empty() {
+            // Entries of one node are contiguous: each wave is emitted chunk by chunk
+            // and lane by lane, and every node sits in one lane of one chunk.
+            for group in wave.chunk_by(|left, right| left.0 == right.0) {
+                for &chunk in &tree.child_chunks[group[0].0 as usize] {
+                    for &(_, position, bound_bits) in group {
+                        let placement = &mut block[position as usize];
+                        if f64::from_bits(bound_bits) > exponent_bound(placement.exponent) {
+                            continue;
+                        }
+                        let weight = weights[position as usize];
+                        sparse_scan_chunk::<ISA, M>(metric, tree, chunk as usize, placement, position, &mut by_lane, weight);
+                    }
+                    let ids = &tree.chunks.ids[chunk as usize];
+                    for (lane, entries) in by_lane.iter_mut().enumerate() {
+                        next.extend(entries.drain(..).map(|(position, bound_bits)| (ids[lane], position, bound_bits)));
+                    }
                 }
-                for &chunk in &tree.child_chunks[node as usize] {
-                    sparse_scan_chunk::<ISA, M>(metric, tree, chunk as usize, placement, heap, weight);
-                }
             }
+            std::mem::swap(&mut wave, &mut next);
+            next.clear();
         }
     }
 }
 
 /// One chunk of a node's children against one point of the sparse traversal: offers
-/// the qualifying lanes and pushes the subtrees worth entering.
+/// the qualifying lanes and queues the subtrees worth entering.
 #[inline(always)]
 fn sparse_scan_chunk<const ISA: u8, M: Metric>(
     metric: &M,
     tree: &CoverTree,
     chunk: usize,
     placement: &mut Placement,
-    heap: &mut BinaryHeap<Reverse<(u64, u32)>>,
+    position: u32,
+    by_lane: &mut [Vec<(u32, u64)>; LANES],
     query_weight: f64,
 ) {
     let chunks = &tree.chunks;
@@ -546,7 +561,7 @@ fn sparse_scan_chunk<const ISA: u8, M: Metric>(
         if distance <= reach[lane] {
             let lower = (distance - radii[lane] - 2.0 * slacks[lane]).max(0.0);
             if lower <= half_cover[lane].min(exponent_bound(placement.exponent)) {
-                heap.push(Reverse((lower.to_bits(), view.ids[lane])));
+                by_lane[lane].push((position, lower.to_bits()));
             }
         }
     }

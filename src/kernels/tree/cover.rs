@@ -107,6 +107,8 @@ pub struct CoverTree {
     /// Where each non-root node sits in its parent's chunks.
     pub slot: Vec<(u32, u8)>,
     pub chunks: Chunks,
+    /// Every subtree as one contiguous range (built by [`CoverTree::finish`]).
+    pub layout: SubtreeLayout,
 }
 
 impl CoverTree {
@@ -123,7 +125,14 @@ impl CoverTree {
             child_chunks: vec![Vec::new(); n],
             slot: vec![(u32::MAX, 0); n],
             chunks: Chunks { payload_width: metric.payload_width(), ..Chunks::default() },
+            layout: SubtreeLayout::default(),
         }
+    }
+
+    /// Lays the finished tree out in depth-first order (see [`SubtreeLayout`]); the
+    /// layout is not part of the digest, it only serves the queries.
+    pub fn finish<M: Metric>(&mut self, metric: &M) {
+        self.layout = SubtreeLayout::new(metric, self);
     }
 
     pub fn len(&self) -> usize {
@@ -298,15 +307,103 @@ impl CoverTree {
         }
         for &node in &nodes {
             let mut stack: Vec<u32> = self.children(node).collect();
+            let mut descendants = Vec::new();
             while let Some(descendant) = stack.pop() {
                 let distance = metric.distance(metric.point(node), descendant as usize);
                 if distance > self.radius[node] {
                     return Err(format!("radius: d({node}, {descendant}) = {distance} > R = {}", self.radius[node]));
                 }
+                descendants.push(descendant);
                 stack.extend(self.children(descendant as usize));
+            }
+            if self.layout.is_ready() {
+                descendants.sort_unstable();
+                let mut laid_out: Vec<u32> = self
+                    .layout
+                    .descendants(node as u32)
+                    .map(|position| self.layout.ids[position / LANES][position % LANES])
+                    .collect();
+                laid_out.sort_unstable();
+                if laid_out != descendants {
+                    return Err(format!("layout: the range of node {node} is not its subtree"));
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// The nodes in depth-first preorder (children in insertion order), packed into chunks
+/// of [`LANES`] with the metric payload, so that the descendants of a node are the
+/// contiguous positions `start[v] + 1 .. end[v]`. A query that cannot prune a subtree
+/// screens that range in full chunks instead of walking it node by node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SubtreeLayout {
+    /// Position of every node in the order.
+    pub start: Vec<u32>,
+    /// One past the position of every node's last descendant.
+    pub end: Vec<u32>,
+    /// The order, in chunks.
+    pub ids: Vec<[u32; LANES]>,
+    pub len: Vec<u8>,
+    /// `payload_width * LANES` values per chunk.
+    pub payload: Vec<f64>,
+    pub payload_width: usize,
+}
+
+impl SubtreeLayout {
+    fn new<M: Metric>(metric: &M, tree: &CoverTree) -> SubtreeLayout {
+        let n = tree.len();
+        let width = metric.payload_width();
+        let mut order = Vec::with_capacity(n);
+        let mut start = vec![u32::MAX; n];
+        let mut end = vec![u32::MAX; n];
+        // Preorder with an explicit stack: (node, whether its children were pushed).
+        let mut stack = vec![(tree.root, false)];
+        while let Some((node, expanded)) = stack.pop() {
+            if expanded {
+                end[node as usize] = order.len() as u32;
+                continue;
+            }
+            start[node as usize] = order.len() as u32;
+            order.push(node);
+            stack.push((node, true));
+            let children: Vec<u32> = tree.children(node as usize).collect();
+            stack.extend(children.into_iter().rev().map(|child| (child, false)));
+        }
+        let chunk_count = order.len().div_ceil(LANES);
+        let mut ids = vec![[0u32; LANES]; chunk_count];
+        let mut len = vec![0u8; chunk_count];
+        let mut payload = vec![0.0; chunk_count * width * LANES];
+        for (chunk, members) in order.chunks(LANES).enumerate() {
+            len[chunk] = members.len() as u8;
+            let chunk_payload = &mut payload[chunk * width * LANES..(chunk + 1) * width * LANES];
+            for (lane, &node) in members.iter().enumerate() {
+                ids[chunk][lane] = node;
+                metric.write_payload(node as usize, lane, chunk_payload);
+            }
+        }
+        SubtreeLayout { start, end, ids, len, payload, payload_width: width }
+    }
+
+    /// Whether the layout covers the tree (it is built once the tree is finished).
+    pub fn is_ready(&self) -> bool {
+        !self.ids.is_empty()
+    }
+
+    #[inline(always)]
+    pub fn view(&self, chunk: usize) -> ChunkView<'_> {
+        let width = self.payload_width * LANES;
+        ChunkView {
+            ids: &self.ids[chunk],
+            len: self.len[chunk] as usize,
+            payload: &self.payload[chunk * width..(chunk + 1) * width],
+        }
+    }
+
+    /// The positions of the descendants of `node`.
+    pub fn descendants(&self, node: u32) -> std::ops::Range<usize> {
+        self.start[node as usize] as usize + 1..self.end[node as usize] as usize
     }
 }
 

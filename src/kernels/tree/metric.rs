@@ -285,6 +285,25 @@ pub trait Metric: Sync {
         counts: &mut DistanceCounts,
     ) -> ChunkScreen;
 
+    /// [`Metric::bound_chunk`] for several queries against one chunk, query by query
+    /// in the outputs. Metrics whose bounds run in stages override it to share each
+    /// stage's loads of the chunk across the queries; the screens obey the same
+    /// contract. The counts of all the queries go to `counts`.
+    #[inline(always)]
+    fn bound_chunk_many<const ISA: u8>(
+        &self,
+        queries: &[Self::Query<'_>],
+        chunk: ChunkView<'_>,
+        thresholds: &[[f64; LANES]],
+        distances: &mut [[f64; LANES]],
+        screens: &mut [ChunkScreen],
+        counts: &mut DistanceCounts,
+    ) {
+        for (index, &query) in queries.iter().enumerate() {
+            screens[index] = self.bound_chunk::<ISA>(query, chunk, &thresholds[index], &mut distances[index], counts);
+        }
+    }
+
     /// [`Metric::bound_chunk`], then the exact distances of the pending lanes: for every
     /// lane set in the returned mask `distances[lane]` is exact, and every lane within
     /// its threshold is set.

@@ -29,7 +29,7 @@ use std::collections::BinaryHeap;
 use rayon::prelude::*;
 
 use super::cover::{Chunks, CoverTree};
-use super::metric::{ChunkScreen, DistanceCounts, Isa, LANES, Metric, multiversion};
+use super::metric::{ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, multiversion};
 
 /// Whether a query that is a data point may be its own neighbour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,6 +219,21 @@ impl<'q, M: Metric> Search<'q, M> {
         search
     }
 
+    /// Whether this search can prune nothing below `node`: the k-th distance plus the
+    /// subtree radius (with slack) reaches the metric's largest distance, so every
+    /// descendant must be screened. Only metrics with a largest distance, and trees
+    /// with a layout, take this path.
+    #[inline(always)]
+    fn cannot_prune(&self, metric: &M, tree: &CoverTree, node: u32) -> bool {
+        let largest = metric.largest_distance();
+        if !largest.is_finite() || !tree.layout.is_ready() {
+            return false;
+        }
+        let radius = tree.radius[node as usize];
+        let reach = self.top.kth() + radius;
+        reach + 2.0 * metric.triangle_slack(reach, radius, self.query_weight) >= largest
+    }
+
     /// Evaluates the seeds exactly and offers them.
     #[inline(always)]
     fn offer_seeds(&mut self, metric: &M, seeds: &[(f64, u32)]) {
@@ -259,11 +274,20 @@ impl<'q, M: Metric> Search<'q, M> {
         chunk: usize,
         distances: &mut [f64; LANES],
     ) -> (ChunkScreen, u32) {
+        let mut thresholds = [0.0; LANES];
+        let unprunable = self.chunk_thresholds(metric, chunks, chunk, &mut thresholds);
+        let view = chunks.view(chunk);
+        (metric.bound_chunk::<ISA>(self.query, view, &thresholds, distances, &mut self.stats.counts), unprunable)
+    }
+
+    /// The thresholds of a chunk's lanes from the current k-th distance; pushes the
+    /// subtrees that no distance could prune and returns their lanes.
+    #[inline(always)]
+    fn chunk_thresholds(&mut self, metric: &M, chunks: &Chunks, chunk: usize, thresholds: &mut [f64; LANES]) -> u32 {
         let largest = metric.largest_distance();
         let kth = self.top.kth();
         let radii = &chunks.radius[chunk];
         let parents = chunks.has_children[chunk];
-        let mut thresholds = [0.0; LANES];
         // Subtrees that no distance could prune are entered unconditionally; their
         // roots are screened as plain candidates. (Only for metrics with a largest
         // distance: elsewhere a subtree pushed with its true bound is popped in a
@@ -285,7 +309,7 @@ impl<'q, M: Metric> Search<'q, M> {
             entered &= entered - 1;
             self.entered.push(view.ids[lane]);
         }
-        (metric.bound_chunk::<ISA>(self.query, view, &thresholds, distances, &mut self.stats.counts), unprunable)
+        unprunable
     }
 
     /// The second half: offers the lanes of `mask` (exact distances in `distances`) and
@@ -337,10 +361,15 @@ impl<'q, M: Metric> Search<'q, M> {
                 },
             };
             self.stats.expansions += 1;
+            if self.cannot_prune(metric, tree, node) {
+                screen_descendants::<ISA, M>(metric, tree, std::slice::from_mut(self), &[0], node, params);
+                continue;
+            }
             let node_chunks = &tree.child_chunks[node as usize];
             if metric.wants_seeds() && node_chunks.len() >= SEED_MIN_CHUNKS {
                 let mut buffers = [SeedBuffer::new(SEEDS_PER_NEIGHBOUR * params.k)];
-                collect_seeds::<ISA, M>(metric, chunks, node_chunks, std::slice::from_ref(&self.query), &mut buffers);
+                let views = node_chunks.iter().map(|&chunk| full_view(chunks, chunk as usize));
+                collect_seeds::<ISA, M>(metric, views, std::slice::from_ref(&self.query), &mut buffers);
                 seeds.clear();
                 seeds.extend_from_slice(&buffers[0].entries);
                 self.offer_seeds(metric, &seeds);
@@ -369,40 +398,61 @@ fn expand_together<'q, const ISA: u8, M: Metric>(
     for &position in positions {
         searches[position].stats.expansions += 1;
     }
+    let (flat, walking): (Vec<usize>, Vec<usize>) =
+        positions.iter().partition(|&&position| searches[position].cannot_prune(metric, tree, node));
+    if !flat.is_empty() {
+        screen_descendants::<ISA, M>(metric, tree, searches, &flat, node, params);
+    }
+    let positions = &walking[..];
+    if positions.is_empty() {
+        return;
+    }
     if metric.wants_seeds() && node_chunks.len() >= SEED_MIN_CHUNKS {
         let queries: Vec<M::Query<'q>> = positions.iter().map(|&position| searches[position].query).collect();
         let mut buffers: Vec<SeedBuffer> =
             positions.iter().map(|_| SeedBuffer::new(SEEDS_PER_NEIGHBOUR * params.k)).collect();
-        collect_seeds::<ISA, M>(metric, chunks, node_chunks, &queries, &mut buffers);
+        let views = node_chunks.iter().map(|&chunk| full_view(chunks, chunk as usize));
+        collect_seeds::<ISA, M>(metric, views, &queries, &mut buffers);
         for (&position, buffer) in positions.iter().zip(&buffers) {
             searches[position].offer_seeds(metric, &buffer.entries);
         }
     }
+    let queries: Vec<M::Query<'q>> = positions.iter().map(|&position| searches[position].query).collect();
+    let mut thresholds = vec![[0.0; LANES]; positions.len()];
     let mut distances = vec![[0.0; LANES]; positions.len()];
-    let mut screens = vec![(ChunkScreen::default(), 0u32); positions.len()];
+    let mut screens = vec![ChunkScreen::default(); positions.len()];
+    let mut unprunable = vec![0u32; positions.len()];
+    // Counts are only ever summed over the queries.
+    let mut counts = DistanceCounts::default();
     for &chunk in node_chunks {
         let chunk = chunk as usize;
-        let mut any_pending = 0u32;
-        for ((&position, lane_distances), screen) in positions.iter().zip(&mut distances).zip(&mut screens) {
-            *screen = searches[position].bound_chunk::<ISA>(metric, chunks, chunk, lane_distances);
-            any_pending |= screen.0.pending;
+        for ((&position, lane_thresholds), lanes_entered) in positions.iter().zip(&mut thresholds).zip(&mut unprunable)
+        {
+            *lanes_entered = searches[position].chunk_thresholds(metric, chunks, chunk, lane_thresholds);
         }
         let view = chunks.view(chunk);
+        metric.bound_chunk_many::<ISA>(&queries, view, &thresholds, &mut distances, &mut screens, &mut counts);
+        let mut any_pending = screens.iter().fold(0u32, |pending, screen| pending | screen.pending);
         while any_pending != 0 {
             let lane = any_pending.trailing_zeros() as usize;
             any_pending &= any_pending - 1;
             for ((&position, lane_distances), screen) in positions.iter().zip(&mut distances).zip(&screens) {
-                if (screen.0.pending >> lane) & 1 == 1 {
+                if (screen.pending >> lane) & 1 == 1 {
                     let search = &mut searches[position];
                     lane_distances[lane] =
                         metric.exact_distance::<ISA>(search.query, view.ids[lane] as usize, &mut search.stats.counts);
                 }
             }
         }
-        for ((&position, lane_distances), screen) in positions.iter().zip(&distances).zip(&screens) {
-            let mask = screen.0.known | screen.0.pending;
-            searches[position].accept_chunk(metric, chunks, chunk, mask, screen.1, lane_distances);
+        for (((&position, lane_distances), screen), &lanes_entered) in
+            positions.iter().zip(&distances).zip(&screens).zip(&unprunable)
+        {
+            let mask = screen.known | screen.pending;
+            searches[position].accept_chunk(metric, chunks, chunk, mask, lanes_entered, lane_distances);
         }
+    }
+    if let Some(&first) = positions.first() {
+        searches[first].stats.counts.add(&counts);
     }
 }
 
@@ -477,17 +527,23 @@ impl SeedBuffer {
     }
 }
 
-/// The children (of the given chunks) with the highest seed scores, per query.
+/// A chunk of the tree's pool with all of its used lanes.
 #[inline(always)]
-fn collect_seeds<'q, const ISA: u8, M: Metric>(
+fn full_view(chunks: &Chunks, chunk: usize) -> (ChunkView<'_>, u32) {
+    let view = chunks.view(chunk);
+    (view, (1u32 << view.len) - 1)
+}
+
+/// The candidates (the lanes of `mask` in each chunk) with the highest seed scores, per
+/// query.
+#[inline(always)]
+fn collect_seeds<'c, 'q, const ISA: u8, M: Metric>(
     metric: &M,
-    chunks: &Chunks,
-    node_chunks: &[u32],
+    views: impl Iterator<Item = (ChunkView<'c>, u32)>,
     queries: &[M::Query<'q>],
     buffers: &mut [SeedBuffer],
 ) {
-    for &chunk in node_chunks {
-        let view = chunks.view(chunk as usize);
+    for (view, mask) in views {
         for (&query, buffer) in queries.iter().zip(buffers.iter_mut()) {
             let scores = metric.seed_scores::<ISA>(query, view);
             let floor = if buffer.entries.len() == buffer.capacity {
@@ -496,10 +552,97 @@ fn collect_seeds<'q, const ISA: u8, M: Metric>(
                 f64::NEG_INFINITY
             };
             for (lane, &score) in scores.iter().enumerate().take(view.len) {
-                if score >= floor {
+                if (mask >> lane) & 1 == 1 && score >= floor {
                     buffer.offer(score, view.ids[lane]);
                 }
             }
         }
+    }
+}
+
+/// The lanes of layout chunk `chunk` that lie in `range`.
+#[inline(always)]
+fn range_mask(chunk: usize, range: &std::ops::Range<usize>) -> u32 {
+    let first = chunk * LANES;
+    let low = range.start.saturating_sub(first).min(LANES);
+    let high = range.end.saturating_sub(first).min(LANES);
+    if high <= low { 0 } else { (((1u64 << high) - 1) & !((1u64 << low) - 1)) as u32 }
+}
+
+/// Screens every descendant of `node` for the searches at `positions`, which cannot
+/// prune below it: seeds first (when the range is long), then the node's range of the
+/// depth-first layout chunk by chunk against each search's k-th distance, offering what
+/// is within it. Nothing is pushed: the range is the whole subtree.
+#[inline(always)]
+fn screen_descendants<'q, const ISA: u8, M: Metric>(
+    metric: &M,
+    tree: &CoverTree,
+    searches: &mut [Search<'q, M>],
+    positions: &[usize],
+    node: u32,
+    params: &QueryParams,
+) {
+    let layout = &tree.layout;
+    let range = layout.descendants(node);
+    if range.is_empty() {
+        return;
+    }
+    let chunk_range = range.start / LANES..(range.end - 1) / LANES + 1;
+    let views = || chunk_range.clone().map(|chunk| (layout.view(chunk), range_mask(chunk, &range)));
+    let queries: Vec<M::Query<'q>> = positions.iter().map(|&position| searches[position].query).collect();
+    if metric.wants_seeds() && chunk_range.len() >= SEED_MIN_CHUNKS {
+        let mut buffers: Vec<SeedBuffer> =
+            positions.iter().map(|_| SeedBuffer::new(SEEDS_PER_NEIGHBOUR * params.k)).collect();
+        collect_seeds::<ISA, M>(metric, views(), &queries, &mut buffers);
+        for (&position, buffer) in positions.iter().zip(&buffers) {
+            searches[position].offer_seeds(metric, &buffer.entries);
+        }
+    }
+    let mut thresholds = vec![[0.0; LANES]; positions.len()];
+    let mut distances = vec![[0.0; LANES]; positions.len()];
+    let mut screens = vec![ChunkScreen::default(); positions.len()];
+    // Counts are only ever summed over the queries.
+    let mut counts = DistanceCounts::default();
+    for (view, mask) in views() {
+        for (&position, lane_thresholds) in positions.iter().zip(&mut thresholds) {
+            // Lanes outside the range get 0, cheap to reject; they are masked off below.
+            let kth = searches[position].top.kth();
+            for (lane, threshold) in lane_thresholds.iter_mut().enumerate() {
+                *threshold = if (mask >> lane) & 1 == 1 { kth } else { 0.0 };
+            }
+        }
+        metric.bound_chunk_many::<ISA>(&queries, view, &thresholds, &mut distances, &mut screens, &mut counts);
+        let mut any_pending = 0u32;
+        for screen in &mut screens {
+            screen.known &= mask;
+            screen.pending &= mask;
+            any_pending |= screen.pending;
+        }
+        while any_pending != 0 {
+            let lane = any_pending.trailing_zeros() as usize;
+            any_pending &= any_pending - 1;
+            for ((&position, lane_distances), screen) in positions.iter().zip(&mut distances).zip(&screens) {
+                if (screen.pending >> lane) & 1 == 1 {
+                    let search = &mut searches[position];
+                    lane_distances[lane] =
+                        metric.exact_distance::<ISA>(search.query, view.ids[lane] as usize, &mut search.stats.counts);
+                }
+            }
+        }
+        for ((&position, lane_distances), screen) in positions.iter().zip(&distances).zip(&screens) {
+            let search = &mut searches[position];
+            let mut remaining = screen.known | screen.pending;
+            while remaining != 0 {
+                let lane = remaining.trailing_zeros() as usize;
+                remaining &= remaining - 1;
+                let candidate = view.ids[lane];
+                if Some(candidate) != search.excluded {
+                    search.top.offer(lane_distances[lane], candidate);
+                }
+            }
+        }
+    }
+    if let Some(&first) = positions.first() {
+        searches[first].stats.counts.add(&counts);
     }
 }

@@ -422,24 +422,28 @@ pub struct ResidualMetric<'a> {
 }
 
 impl ResidualMetric<'_> {
-    /// The kernel value from the short vectorizable `exp` (bounds only), within a
-    /// relative [`EXP_BOUND_ERROR`] of the exact one.
+    /// The RBF kernel value from the short vectorizable `exp` (bounds only), within a
+    /// relative [`EXP_BOUND_ERROR`] of the exact one: the short exp and the reciprocal
+    /// (instead of the exact path's division) stay within it, and the bounds' margin
+    /// covers it.
     #[inline(always)]
-    fn covariance_fast(&self, squared_distance: f64) -> f64 {
+    fn covariance_fast_rbf(&self, squared_distance: f64) -> f64 {
         let params = &self.model.params;
         let lengthscale_squared = params.lengthscale * params.lengthscale;
-        match params.covariance {
-            // The short exp and the reciprocal (instead of the exact path's division)
-            // stay within EXP_BOUND_ERROR; the bounds' margin covers it.
-            CovarianceFunction::Rbf => params.variance * exp_bound(squared_distance * (-0.5 / lengthscale_squared)),
-            CovarianceFunction::Matern52 => {
-                let a = (squared_distance * (5.0 / lengthscale_squared)).sqrt();
-                params.variance * (1.0 + a + a * a * (1.0 / 3.0)) * exp_bound(-a)
-            }
-        }
+        params.variance * exp_bound(squared_distance * (-0.5 / lengthscale_squared))
     }
 
-    /// Stage-0 kernel terms `K s_q s_j` (fast exp) of a chunk's lanes.
+    /// [`ResidualMetric::covariance_fast_rbf`] for Matern 5/2.
+    #[inline(always)]
+    fn covariance_fast_matern(&self, squared_distance: f64) -> f64 {
+        let params = &self.model.params;
+        let lengthscale_squared = params.lengthscale * params.lengthscale;
+        let a = (squared_distance * (5.0 / lengthscale_squared)).sqrt();
+        params.variance * (1.0 + a + a * a * (1.0 / 3.0)) * exp_bound(-a)
+    }
+
+    /// Stage-0 kernel terms `K s_q s_j` (fast exp) of a chunk's lanes. The covariance
+    /// is chosen outside the lane loops so they vectorize.
     #[inline(always)]
     fn kernel_terms(&self, query: usize, chunk: ChunkView<'_>) -> [f64; LANES] {
         let dimension = self.model.points.dimension;
@@ -448,10 +452,88 @@ impl ResidualMetric<'_> {
         let scales = lanes(chunk.payload, dimension * LANES);
         let query_scale = self.model.inverse_scale[query];
         let mut terms = [0.0f64; LANES];
-        for lane in 0..LANES {
-            terms[lane] = self.covariance_fast(squared[lane]) * query_scale * scales[lane];
+        match self.model.params.covariance {
+            CovarianceFunction::Rbf => {
+                for lane in 0..LANES {
+                    terms[lane] = self.covariance_fast_rbf(squared[lane]) * query_scale * scales[lane];
+                }
+            }
+            CovarianceFunction::Matern52 => {
+                for lane in 0..LANES {
+                    terms[lane] = self.covariance_fast_matern(squared[lane]) * query_scale * scales[lane];
+                }
+            }
         }
         terms
+    }
+
+    /// Stage 0 of one query against a chunk: Cauchy-Schwarz on the whole row and the
+    /// inducing bound, whichever is smaller; a lane survives when `needed <= bound`.
+    #[inline(always)]
+    fn stage_zero<const ISA: u8>(
+        &self,
+        query: usize,
+        chunk: ChunkView<'_>,
+        thresholds: &[f64; LANES],
+        counts: &mut DistanceCounts,
+    ) -> StageZero {
+        let model = self.model;
+        let terms = self.kernel_terms(query, chunk);
+        let scales = lanes(chunk.payload, self.scale_row() * LANES);
+        let norms = lanes(chunk.payload, self.norm_row() * LANES);
+        let factors = lanes(chunk.payload, self.factor_row() * LANES);
+        let query_scale = model.inverse_scale[query];
+        let query_norm = model.norm[query];
+        let query_factor = model.inducing_factor[query];
+        let query_inducing = !query_factor.is_nan();
+        // The inducing factor is NaN for points that are not inducing: the comparisons
+        // are false for it and keep the other bound (and compile to vector minimums).
+        let mut stage = StageZero { terms, ..StageZero::default() };
+        let mut bound = [0.0f64; LANES];
+        for lane in 0..LANES {
+            stage.needed[lane] = 1.0 - thresholds[lane] * thresholds[lane] - 1e-12;
+            let magnitude = terms[lane] + query_norm * norms[lane];
+            stage.margins[lane] = CORRELATION_ERROR * magnitude + EXP_BOUND_ERROR * terms[lane] + 1e-15;
+            let whole = magnitude + stage.margins[lane];
+            let candidate_inducing =
+                factors[lane] * query_norm + INDUCING_ERROR * scales[lane] * (query_norm + query_scale);
+            bound[lane] = if candidate_inducing < whole { candidate_inducing } else { whole };
+        }
+        if query_inducing {
+            for lane in 0..LANES {
+                let inducing = query_factor * norms[lane] + INDUCING_ERROR * query_scale * (norms[lane] + scales[lane]);
+                bound[lane] = if inducing < bound[lane] { inducing } else { bound[lane] };
+            }
+        }
+        counts.bounded += chunk.len as u64;
+        stage.survivors = lane_mask::<ISA>(&stage.needed, &bound) & ((1u32 << chunk.len) - 1);
+        counts.prefix_pairs += u64::from(stage.survivors.count_ones());
+        stage
+    }
+
+    /// Adds the prefix segment ending at checkpoint `slot` to the partial dot products
+    /// and tests the suffix bound; returns whether a lane survives.
+    #[inline(always)]
+    fn prefix_stage<const ISA: u8>(
+        &self,
+        bounds: &ResidualBounds,
+        query: usize,
+        chunk: ChunkView<'_>,
+        slot: usize,
+        segment: &[f64; LANES],
+        stage: &mut StageZero,
+    ) -> bool {
+        let query_suffix = bounds.suffix_row(query)[slot];
+        let suffix_norms = lanes(chunk.payload, (self.suffix_row_offset(bounds) + slot) * LANES);
+        let mut bound = [0.0f64; LANES];
+        for lane in 0..LANES {
+            stage.partial[lane] += segment[lane];
+            bound[lane] = (stage.terms[lane] - stage.partial[lane]).abs()
+                + query_suffix * suffix_norms[lane]
+                + stage.margins[lane];
+        }
+        stage.survivors &= lane_mask::<ISA>(&stage.needed, &bound);
+        stage.survivors != 0
     }
 
     /// Offsets of the payload fields (in rows of [`LANES`] values).
@@ -540,83 +622,94 @@ impl Metric for ResidualMetric<'_> {
         distances: &mut [f64; LANES],
         counts: &mut DistanceCounts,
     ) -> ChunkScreen {
-        let used = (1u32 << chunk.len) - 1;
         let Some(bounds) = self.bounds else {
-            return ChunkScreen { known: 0, pending: used };
+            return ChunkScreen { known: 0, pending: (1u32 << chunk.len) - 1 };
         };
-        let model = self.model;
-        let terms = self.kernel_terms(query, chunk);
-        let scales = lanes(chunk.payload, self.scale_row() * LANES);
-        let norms = lanes(chunk.payload, self.norm_row() * LANES);
-        let factors = lanes(chunk.payload, self.factor_row() * LANES);
-        let query_scale = model.inverse_scale[query];
-        let query_norm = model.norm[query];
-        let query_factor = model.inducing_factor[query];
-        let query_inducing = !query_factor.is_nan();
-        // Stage 0 (Cauchy-Schwarz on the whole row) and the inducing bound, whichever is
-        // smaller: a pair survives when `needed <= bound`. `f64::min` ignores the NaN
-        // factor of points that are not inducing.
-        let mut needed = [0.0f64; LANES];
-        let mut bound = [0.0f64; LANES];
-        let mut margins = [0.0f64; LANES];
-        for lane in 0..LANES {
-            needed[lane] = 1.0 - thresholds[lane] * thresholds[lane] - 1e-12;
-            let magnitude = terms[lane] + query_norm * norms[lane];
-            margins[lane] = CORRELATION_ERROR * magnitude + EXP_BOUND_ERROR * terms[lane] + 1e-15;
-            let candidate_inducing =
-                factors[lane] * query_norm + INDUCING_ERROR * scales[lane] * (query_norm + query_scale);
-            bound[lane] = (magnitude + margins[lane]).min(candidate_inducing);
-            if query_inducing {
-                let inducing = query_factor * norms[lane] + INDUCING_ERROR * query_scale * (norms[lane] + scales[lane]);
-                bound[lane] = bound[lane].min(inducing);
-            }
-        }
-        counts.bounded += chunk.len as u64;
-        let mut survivors = lane_mask::<ISA>(&needed, &bound) & used;
-        // Stages 1-4: the rotated prefix, checkpoint by checkpoint, while a lane lives.
-        if survivors != 0 {
-            counts.prefix_pairs += u64::from(survivors.count_ones());
+        let mut stage = self.stage_zero::<ISA>(query, chunk, thresholds, counts);
+        if stage.survivors != 0 {
             let query_prefix = bounds.prefix_row(query);
-            let query_suffix = bounds.suffix_row(query);
             let prefix = self.prefix_row_offset();
-            let suffix = self.suffix_row_offset(bounds);
-            let mut partial = [0.0f64; LANES];
             let mut start = 0;
-            for slot in 1..bounds.checkpoint_count {
-                let end = CHECKPOINTS[slot];
+            for (slot, &end) in CHECKPOINTS.iter().enumerate().take(bounds.checkpoint_count).skip(1) {
                 let segment = prefix_segment::<ISA>(
                     &query_prefix[start..end],
                     &chunk.payload[(prefix + start) * LANES..(prefix + end) * LANES],
                 );
-                for lane in 0..LANES {
-                    partial[lane] += segment[lane];
-                }
                 counts.dot_flops += 2 * ((end - start) * chunk.len) as u64;
                 start = end;
-                let suffix_norms = lanes(chunk.payload, (suffix + slot) * LANES);
-                for lane in 0..LANES {
-                    bound[lane] =
-                        (terms[lane] - partial[lane]).abs() + query_suffix[slot] * suffix_norms[lane] + margins[lane];
-                }
-                survivors &= lane_mask::<ISA>(&needed, &bound);
-                if survivors == 0 {
+                if !self.prefix_stage::<ISA>(bounds, query, chunk, slot, &segment, &mut stage) {
                     break;
                 }
             }
         }
-        let mut screen = ChunkScreen { known: 0, pending: survivors };
-        // The query itself, when it is a surviving lane: distance 0 by definition.
-        let mut remaining = survivors;
-        while remaining != 0 {
-            let lane = remaining.trailing_zeros() as usize;
-            remaining &= remaining - 1;
-            if chunk.ids[lane] as usize == query {
-                distances[lane] = 0.0;
-                screen.known |= 1 << lane;
-                screen.pending &= !(1 << lane);
+        screen_of(query, chunk, stage.survivors, distances)
+    }
+
+    /// [`Metric::bound_chunk`] for a block of queries: stage 0 query by query, then
+    /// every prefix stage for the queries with surviving lanes in tiles of
+    /// [`PREFIX_TILE`] queries, so each column of the chunk's prefix is loaded once per
+    /// tile.
+    #[inline(always)]
+    fn bound_chunk_many<const ISA: u8>(
+        &self,
+        queries: &[usize],
+        chunk: ChunkView<'_>,
+        thresholds: &[[f64; LANES]],
+        distances: &mut [[f64; LANES]],
+        screens: &mut [ChunkScreen],
+        counts: &mut DistanceCounts,
+    ) {
+        let Some(bounds) = self.bounds else {
+            screens[..queries.len()].fill(ChunkScreen { known: 0, pending: (1u32 << chunk.len) - 1 });
+            return;
+        };
+        let prefix = self.prefix_row_offset();
+        for group_start in (0..queries.len()).step_by(PREFIX_GROUP) {
+            let group = &queries[group_start..queries.len().min(group_start + PREFIX_GROUP)];
+            let mut stages = [StageZero::default(); PREFIX_GROUP];
+            for (member, &query) in group.iter().enumerate() {
+                stages[member] = self.stage_zero::<ISA>(query, chunk, &thresholds[group_start + member], counts);
+            }
+            let mut active = [0usize; PREFIX_GROUP];
+            let mut start = 0;
+            for (slot, &end) in CHECKPOINTS.iter().enumerate().take(bounds.checkpoint_count).skip(1) {
+                let mut active_count = 0;
+                for (member, stage) in stages[..group.len()].iter().enumerate() {
+                    if stage.survivors != 0 {
+                        active[active_count] = member;
+                        active_count += 1;
+                    }
+                }
+                if active_count == 0 {
+                    break;
+                }
+                let rows = &chunk.payload[(prefix + start) * LANES..(prefix + end) * LANES];
+                for tile in active[..active_count].chunks(PREFIX_TILE) {
+                    // A short tile repeats its last query; the repeats are discarded.
+                    let values: [&[f64]; PREFIX_TILE] = std::array::from_fn(|position| {
+                        let member = tile[position.min(tile.len() - 1)];
+                        &bounds.prefix_row(group[member])[start..end]
+                    });
+                    let segments = prefix_tile::<ISA>(values, rows);
+                    counts.dot_flops += 2 * ((end - start) * chunk.len * tile.len()) as u64;
+                    for (position, &member) in tile.iter().enumerate() {
+                        self.prefix_stage::<ISA>(
+                            bounds,
+                            group[member],
+                            chunk,
+                            slot,
+                            &segments[position],
+                            &mut stages[member],
+                        );
+                    }
+                }
+                start = end;
+            }
+            for (member, &query) in group.iter().enumerate() {
+                screens[group_start + member] =
+                    screen_of(query, chunk, stages[member].survivors, &mut distances[group_start + member]);
             }
         }
-        screen
     }
 
     #[inline(always)]
@@ -727,6 +820,100 @@ fn prefix_segment_lanes(values: &[f64], rows: &[f64]) -> [f64; LANES] {
         total[lane] = (sum_0[lane] + sum_1[lane]) + (sum_2[lane] + sum_3[lane]);
     }
     total
+}
+
+/// The state of one query's screening of a chunk: per lane the correlation a pair
+/// needs, the kernel term, the bound's margin, the partial dot product of the rotated
+/// prefix so far, and the lanes still alive.
+#[derive(Clone, Copy, Debug, Default)]
+struct StageZero {
+    needed: [f64; LANES],
+    terms: [f64; LANES],
+    margins: [f64; LANES],
+    partial: [f64; LANES],
+    survivors: u32,
+}
+
+/// The screen of the surviving lanes: all pending, except the query itself (distance
+/// 0 by definition).
+#[inline(always)]
+fn screen_of(query: usize, chunk: ChunkView<'_>, survivors: u32, distances: &mut [f64; LANES]) -> ChunkScreen {
+    let mut screen = ChunkScreen { known: 0, pending: survivors };
+    let mut remaining = survivors;
+    while remaining != 0 {
+        let lane = remaining.trailing_zeros() as usize;
+        remaining &= remaining - 1;
+        if chunk.ids[lane] as usize == query {
+            distances[lane] = 0.0;
+            screen.known |= 1 << lane;
+            screen.pending &= !(1 << lane);
+        }
+    }
+    screen
+}
+
+/// Queries whose stage-0 states [`ResidualMetric::bound_chunk_many`] holds at once.
+const PREFIX_GROUP: usize = 16;
+
+/// Queries per tile of the prefix stages.
+const PREFIX_TILE: usize = 8;
+
+/// `sum_c values[t][c] * rows[c * LANES + lane]` for the [`PREFIX_TILE`] queries of a
+/// tile and every lane: each row of the chunk is loaded once for the tile, and the
+/// tile's accumulators are independent. The vector instantiations fuse the multiply
+/// and the add; the order and the rounding of the sum only affect bounds, which carry
+/// a margin.
+#[inline(always)]
+fn prefix_tile<const ISA: u8>(values: [&[f64]; PREFIX_TILE], rows: &[f64]) -> [[f64; LANES]; PREFIX_TILE] {
+    #[cfg(target_arch = "x86_64")]
+    if ISA == AVX512 {
+        // SAFETY: the AVX512 instantiation only runs on CPUs with these features.
+        return unsafe { prefix_tile_avx512(values, rows) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if ISA == AVX2 {
+        // SAFETY: the AVX2 instantiation only runs on CPUs with AVX2 and FMA.
+        return unsafe { prefix_tile_avx2(values, rows) };
+    }
+    prefix_tile_lanes::<false>(values, rows)
+}
+
+/// [`prefix_tile_lanes`] kept out of line for AVX-512, as [`prefix_segment_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+#[inline(never)]
+fn prefix_tile_avx512(values: [&[f64]; PREFIX_TILE], rows: &[f64]) -> [[f64; LANES]; PREFIX_TILE] {
+    prefix_tile_lanes::<true>(values, rows)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+fn prefix_tile_avx2(values: [&[f64]; PREFIX_TILE], rows: &[f64]) -> [[f64; LANES]; PREFIX_TILE] {
+    prefix_tile_lanes::<true>(values, rows)
+}
+
+/// The tile's sums; `FUSED` only where the CPU has fused multiply-add instructions
+/// (elsewhere `mul_add` is a slow library call).
+#[inline(always)]
+fn prefix_tile_lanes<const FUSED: bool>(values: [&[f64]; PREFIX_TILE], rows: &[f64]) -> [[f64; LANES]; PREFIX_TILE] {
+    let columns = values[0].len();
+    assert!(values.iter().all(|row| row.len() == columns), "tile rows of equal length");
+    assert_eq!(rows.len(), columns * LANES, "one row of lanes per prefix column");
+    let mut sums = [[0.0f64; LANES]; PREFIX_TILE];
+    for (column, row) in rows.chunks_exact(LANES).enumerate() {
+        for (query, query_values) in values.iter().enumerate() {
+            let value = query_values[column];
+            for lane in 0..LANES {
+                sums[query][lane] = if FUSED {
+                    value.mul_add(row[lane], sums[query][lane])
+                } else {
+                    sums[query][lane] + value * row[lane]
+                };
+            }
+        }
+    }
+    sums
 }
 
 /// Data rows per task of the rotation `u'_i = s_i V_i W`.

@@ -12,7 +12,9 @@ use rand_chacha::ChaCha8Rng;
 use super::build::{self, BuildParams, Traversal};
 use super::cover;
 use super::data::{self, DataError, Points};
-use super::metric::{self, DistanceCounts, EuclideanMetric, EuclideanQuery, Isa, LANES, Metric};
+use super::metric::{
+    self, ChunkScreen, ChunkView, DistanceCounts, EuclideanMetric, EuclideanQuery, Isa, LANES, Metric,
+};
 use super::query::{self, Neighbours, QueryParams, SelfMatch};
 use super::residual::{self, CovarianceFunction, ResidualBounds, ResidualMetric, ResidualModel, ResidualParams};
 use super::{Algorithm, MetricChoice, Tree, TreeParams, brute, compare};
@@ -61,6 +63,11 @@ fn build_checked<M: Metric>(metric: &M, params: &BuildParams) -> build::BuildOut
     });
     if let Some(message) = failure {
         panic!("cover-tree invariant broken {message}");
+    }
+    // The finished tree, with its depth-first layout.
+    assert!(outcome.tree.layout.is_ready(), "a finished tree has its layout");
+    if let Err(message) = outcome.tree.check_invariants(metric, &vec![true; n]) {
+        panic!("finished cover tree broken: {message}");
     }
     outcome
 }
@@ -195,6 +202,94 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// The block screening of the residual metric (stage 0 query by query, the prefix
+/// stages in tiles of queries) keeps every pair within its threshold, on every
+/// instruction set, for more queries than a group holds.
+#[test]
+fn block_screening_keeps_every_pair_within_its_threshold() {
+    for (seed, count, inducing) in [(1u64, 70usize, 20usize), (2, 45, 7), (3, 90, 30)] {
+        let model =
+            residual_model(data::standard_normal_points(count, 3, seed), inducing, ResidualParams::default(), seed);
+        let bounds = ResidualBounds::new(&model, seed);
+        let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
+        let queries: Vec<usize> = (0..count.min(37)).collect();
+        let width = metric.payload_width();
+        let mut checked = 0;
+        for first in (0..count).step_by(LANES) {
+            let members: Vec<u32> = (first as u32..(first + LANES).min(count) as u32).collect();
+            let mut payload = vec![0.0; width * LANES];
+            let mut ids = [0u32; LANES];
+            for (lane, &member) in members.iter().enumerate() {
+                ids[lane] = member;
+                metric.write_payload(member as usize, lane, &mut payload);
+            }
+            let view = ChunkView { ids: &ids, len: members.len(), payload: &payload };
+            for slack in [-1e-3, 0.0, 0.05, 0.3] {
+                let thresholds: Vec<[f64; LANES]> = queries
+                    .iter()
+                    .map(|&query| {
+                        std::array::from_fn(|lane| {
+                            members.get(lane).map_or(0.0, |&member| model.distance(query, member as usize) + slack)
+                        })
+                    })
+                    .collect();
+                for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
+                    if !isa.is_available() {
+                        continue;
+                    }
+                    let mut distances = vec![[0.0; LANES]; queries.len()];
+                    let mut screens = vec![ChunkScreen::default(); queries.len()];
+                    let mut counts = DistanceCounts::default();
+                    let (queries, thresholds) = (&queries[..], &thresholds[..]);
+                    match isa {
+                        Isa::Portable => metric.bound_chunk_many::<{ metric::PORTABLE }>(
+                            queries,
+                            view,
+                            thresholds,
+                            &mut distances,
+                            &mut screens,
+                            &mut counts,
+                        ),
+                        Isa::Avx2 => metric.bound_chunk_many::<{ metric::AVX2 }>(
+                            queries,
+                            view,
+                            thresholds,
+                            &mut distances,
+                            &mut screens,
+                            &mut counts,
+                        ),
+                        Isa::Avx512 => metric.bound_chunk_many::<{ metric::AVX512 }>(
+                            queries,
+                            view,
+                            thresholds,
+                            &mut distances,
+                            &mut screens,
+                            &mut counts,
+                        ),
+                    }
+                    for (position, &query) in queries.iter().enumerate() {
+                        let screen = screens[position];
+                        for (lane, &member) in members.iter().enumerate() {
+                            let exact = model.distance(query, member as usize);
+                            if exact <= thresholds[position][lane] {
+                                checked += 1;
+                                let pending = (screen.pending >> lane) & 1 == 1;
+                                let known = (screen.known >> lane) & 1 == 1 && distances[position][lane] == exact;
+                                assert!(
+                                    pending || known,
+                                    "{isa:?}: pair ({query}, {member}) at {exact} dropped with threshold {}",
+                                    thresholds[position][lane]
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 0, "some pairs were within their thresholds");
     }
 }
 
