@@ -30,13 +30,14 @@
 //! 1. *Traverse* the tree as it was before the batch, for every batch point in
 //!    parallel, to find E, the parent and the *conflict scope*: the qualifying nodes
 //!    with `d(p, v) <= 2^E` (the nodes that could be the parent). *Dense*: screen every
-//!    tree node against the point (a batch x tree matrix). *Sparse*: best-first from
-//!    the root by `d(p, u) - R(u)`, entering a node u only when that bound is at most
+//!    tree node against the point (a batch x tree matrix). *Sparse*: a descent from
+//!    the root in waves, entering a node u only when `d(p, u) - R(u)` is at most
 //!    `min(2^(l(u) - 1), 2^E)` for the E found so far (a descendant w can only matter
 //!    when `d(p, w) <= 2^l(w) <= 2^(l(u) - 1)` and `d(p, w) <= 2^E`), with a slack for
-//!    rounding; every point enters the root, so the root's children are screened for
-//!    a block of points chunk by chunk (in flat trees, as under the residual metric,
-//!    that is most of the work) before each point descends alone. Both traversals
+//!    rounding. A block of points descends together: each wave screens every entered
+//!    node's children for all the block's points that entered it, chunk by chunk, so
+//!    a chunk is loaded once per wave (in flat trees, as under the residual metric,
+//!    the root's children are most of the work). Both traversals
 //!    reach every qualifying node within `2^E` of the final E, so they
 //!    agree bit for bit: E and the parent are a minimum over that set under a total
 //!    order, and the scope is that set.
@@ -77,7 +78,7 @@ const INITIAL_ROOT_LEVEL: i32 = -2000;
 pub enum Traversal {
     /// Screen every tree node (a batch x tree matrix).
     Dense,
-    /// Best-first descent from the root, pruning with the subtree radii.
+    /// Descent from the root in waves, pruning with the subtree radii.
     Sparse,
 }
 

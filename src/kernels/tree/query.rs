@@ -11,8 +11,17 @@
 //! exceeds the k-th distance. When `kth + R(child)` already reaches the metric's
 //! largest possible distance (residual distances are at most 1), no distance could
 //! prune the child's subtree: it is entered without computing the child's exact
-//! distance, and the child is screened against the k-th distance like a leaf. Bounds are compared with `<=`, so a candidate tied with
-//! the k-th distance but of smaller index is never pruned.
+//! distance, and the child is screened against the k-th distance like a leaf. Bounds
+//! are compared with `<=`, so a candidate tied with the k-th distance but of smaller
+//! index is never pruned.
+//!
+//! A node whose own subtree cannot be pruned that way (`kth + R(node)` reaches the
+//! largest distance when it is expanded) is not walked node by node: its descendants
+//! are one contiguous range of the tree's depth-first layout, screened in full chunks
+//! against the k-th distance and offered, with nothing pushed. Under the residual
+//! metric this is the root (R is about 1), so a query is its seeds and one screening
+//! pass over the layout: the tree prunes nothing there, and the speed comes from the
+//! cheap bounds.
 //!
 //! Before screening a node with many children, a metric that asks for it (the
 //! residual one, whose screening cost depends strongly on the threshold) gets a
