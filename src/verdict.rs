@@ -18,8 +18,9 @@
 //! result is never a speedup. A check whose values could not be measured (a run
 //! failed, a metric was not recorded) is `not_measured`, never a pass. Unmet
 //! `requires` or a false `applies_if` make it `not_applicable`, skipped workloads
-//! make it `skipped`. A waiver (`xfail`) turns a failure into `xfail` and a pass
-//! into `xpass` until its date; after that the check fails.
+//! make it `skipped`. A waiver (`xfail`) turns a failure or an inconclusive result
+//! into `xfail` (the target is known not to be met yet, and the run did not show
+//! otherwise) and a pass into `xpass` until its date; after that the check fails.
 
 use serde::{Deserialize, Serialize};
 
@@ -319,6 +320,14 @@ fn finish(mut verdict: Verdict, status: Status, reason: Option<String>, facts: &
         } else {
             match status {
                 Status::Fail => verdict.status = Status::Xfail,
+                Status::Inconclusive => {
+                    verdict.status = Status::Xfail;
+                    verdict.reason = Some(format!(
+                        "inconclusive ({}), waived until {}",
+                        verdict.reason.as_deref().unwrap_or("the interval straddles the threshold"),
+                        waiver.until
+                    ));
+                }
                 Status::Pass => {
                     verdict.status = Status::Xpass;
                     verdict.reason = Some(format!(

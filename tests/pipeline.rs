@@ -159,6 +159,19 @@ fn waivers_expire() {
 }
 
 #[test]
+fn a_waiver_covers_an_inconclusive_result() {
+    let text = BASE.replacen("kernel = \"mock\"\nreference", "kernel = \"mock\"\nseed = 99\nreference", 1);
+    let check = "expr = \"slow.warm.median / fast.warm.median >= 4\"";
+    let waived = format!("{check}\nxfail = {{ reason = \"known slow\", until = \"2030-01-01\" }}");
+    let text = with_checks(&text, &[("straddles", check), ("waived", &waived)]);
+    let facts = Facts { today: "2026-11-21".into(), ..Facts::default() };
+    let verdicts = verdicts(&text, &facts);
+    assert_eq!(status_of(&verdicts, "straddles"), Status::Inconclusive);
+    assert_eq!(status_of(&verdicts, "waived"), Status::Xfail);
+    assert!(verdicts[1].reason.as_ref().unwrap().starts_with("inconclusive ("), "{:?}", verdicts[1].reason);
+}
+
+#[test]
 fn inconclusive_checks_are_rerun_within_budget() {
     let text = BASE.replace("repeats = 5", "repeats = 5\nreruns = 2");
     let text = text.replacen("kernel = \"mock\"\nreference", "kernel = \"mock\"\nseed = 99\nreference", 1);
