@@ -45,6 +45,20 @@ pub fn power_of_two(level: i32) -> f64 {
     }
 }
 
+/// Chunk `chunk` of parallel chunk arrays whose payload holds `payload_width * LANES`
+/// values per chunk.
+#[inline(always)]
+fn chunk_view<'a>(
+    ids: &'a [[u32; LANES]],
+    len: &[u8],
+    payload: &'a [f64],
+    payload_width: usize,
+    chunk: usize,
+) -> ChunkView<'a> {
+    let width = payload_width * LANES;
+    ChunkView { ids: &ids[chunk], len: len[chunk] as usize, payload: &payload[chunk * width..(chunk + 1) * width] }
+}
+
 /// The chunk pool: per chunk, per lane mirrors of the children's fields. Unused lanes
 /// and duplicates have covers of minus infinity, so no threshold test passes them.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -72,12 +86,7 @@ impl Chunks {
 
     #[inline(always)]
     pub fn view(&self, chunk: usize) -> ChunkView<'_> {
-        let width = self.payload_width * LANES;
-        ChunkView {
-            ids: &self.ids[chunk],
-            len: self.len[chunk] as usize,
-            payload: &self.payload[chunk * width..(chunk + 1) * width],
-        }
+        chunk_view(&self.ids, &self.len, &self.payload, self.payload_width, chunk)
     }
 
     fn allocate(&mut self) -> u32 {
@@ -393,12 +402,7 @@ impl SubtreeLayout {
 
     #[inline(always)]
     pub fn view(&self, chunk: usize) -> ChunkView<'_> {
-        let width = self.payload_width * LANES;
-        ChunkView {
-            ids: &self.ids[chunk],
-            len: self.len[chunk] as usize,
-            payload: &self.payload[chunk * width..(chunk + 1) * width],
-        }
+        chunk_view(&self.ids, &self.len, &self.payload, self.payload_width, chunk)
     }
 
     /// The positions of the descendants of `node`.

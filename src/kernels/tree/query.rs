@@ -417,14 +417,8 @@ fn expand_together<'q, const ISA: u8, M: Metric>(
         return;
     }
     if metric.wants_seeds() && node_chunks.len() >= SEED_MIN_CHUNKS {
-        let queries: Vec<M::Query<'q>> = positions.iter().map(|&position| searches[position].query).collect();
-        let mut buffers: Vec<SeedBuffer> =
-            positions.iter().map(|_| SeedBuffer::new(SEEDS_PER_NEIGHBOUR * params.k)).collect();
         let views = node_chunks.iter().map(|&chunk| full_view(chunks, chunk as usize));
-        collect_seeds::<ISA, M>(metric, views, &queries, &mut buffers);
-        for (&position, buffer) in positions.iter().zip(&buffers) {
-            searches[position].offer_seeds(metric, &buffer.entries);
-        }
+        offer_seeds_together::<ISA, M>(metric, views, searches, positions, params);
     }
     let queries: Vec<M::Query<'q>> = positions.iter().map(|&position| searches[position].query).collect();
     let mut thresholds = vec![[0.0; LANES]; positions.len()];
@@ -441,18 +435,7 @@ fn expand_together<'q, const ISA: u8, M: Metric>(
         }
         let view = chunks.view(chunk);
         metric.bound_chunk_many::<ISA>(&queries, view, &thresholds, &mut distances, &mut screens, &mut counts);
-        let mut any_pending = screens.iter().fold(0u32, |pending, screen| pending | screen.pending);
-        while any_pending != 0 {
-            let lane = any_pending.trailing_zeros() as usize;
-            any_pending &= any_pending - 1;
-            for ((&position, lane_distances), screen) in positions.iter().zip(&mut distances).zip(&screens) {
-                if (screen.pending >> lane) & 1 == 1 {
-                    let search = &mut searches[position];
-                    lane_distances[lane] =
-                        metric.exact_distance::<ISA>(search.query, view.ids[lane] as usize, &mut search.stats.counts);
-                }
-            }
-        }
+        exact_pending::<ISA, M>(metric, view, searches, positions, &screens, &mut distances);
         for (((&position, lane_distances), screen), &lanes_entered) in
             positions.iter().zip(&distances).zip(&screens).zip(&unprunable)
         {
@@ -536,6 +519,50 @@ impl SeedBuffer {
     }
 }
 
+/// Seeds for the searches at `positions` from the candidates of `views`, evaluated
+/// exactly and offered.
+#[inline(always)]
+fn offer_seeds_together<'c, 'q, const ISA: u8, M: Metric>(
+    metric: &M,
+    views: impl Iterator<Item = (ChunkView<'c>, u32)>,
+    searches: &mut [Search<'q, M>],
+    positions: &[usize],
+    params: &QueryParams,
+) {
+    let queries: Vec<M::Query<'q>> = positions.iter().map(|&position| searches[position].query).collect();
+    let mut buffers: Vec<SeedBuffer> =
+        positions.iter().map(|_| SeedBuffer::new(SEEDS_PER_NEIGHBOUR * params.k)).collect();
+    collect_seeds::<ISA, M>(metric, views, &queries, &mut buffers);
+    for (&position, buffer) in positions.iter().zip(&buffers) {
+        searches[position].offer_seeds(metric, &buffer.entries);
+    }
+}
+
+/// The exact distances the screens left pending, lane by lane (each candidate's data
+/// is loaded once for all the searches at `positions`).
+#[inline(always)]
+fn exact_pending<'q, const ISA: u8, M: Metric>(
+    metric: &M,
+    view: ChunkView<'_>,
+    searches: &mut [Search<'q, M>],
+    positions: &[usize],
+    screens: &[ChunkScreen],
+    distances: &mut [[f64; LANES]],
+) {
+    let mut any_pending = screens.iter().fold(0u32, |pending, screen| pending | screen.pending);
+    while any_pending != 0 {
+        let lane = any_pending.trailing_zeros() as usize;
+        any_pending &= any_pending - 1;
+        for ((&position, lane_distances), screen) in positions.iter().zip(distances.iter_mut()).zip(screens) {
+            if (screen.pending >> lane) & 1 == 1 {
+                let search = &mut searches[position];
+                lane_distances[lane] =
+                    metric.exact_distance::<ISA>(search.query, view.ids[lane] as usize, &mut search.stats.counts);
+            }
+        }
+    }
+}
+
 /// A chunk of the tree's pool with all of its used lanes.
 #[inline(always)]
 fn full_view(chunks: &Chunks, chunk: usize) -> (ChunkView<'_>, u32) {
@@ -598,15 +625,10 @@ fn screen_descendants<'q, const ISA: u8, M: Metric>(
     }
     let chunk_range = range.start / LANES..(range.end - 1) / LANES + 1;
     let views = || chunk_range.clone().map(|chunk| (layout.view(chunk), range_mask(chunk, &range)));
-    let queries: Vec<M::Query<'q>> = positions.iter().map(|&position| searches[position].query).collect();
     if metric.wants_seeds() && chunk_range.len() >= SEED_MIN_CHUNKS {
-        let mut buffers: Vec<SeedBuffer> =
-            positions.iter().map(|_| SeedBuffer::new(SEEDS_PER_NEIGHBOUR * params.k)).collect();
-        collect_seeds::<ISA, M>(metric, views(), &queries, &mut buffers);
-        for (&position, buffer) in positions.iter().zip(&buffers) {
-            searches[position].offer_seeds(metric, &buffer.entries);
-        }
+        offer_seeds_together::<ISA, M>(metric, views(), searches, positions, params);
     }
+    let queries: Vec<M::Query<'q>> = positions.iter().map(|&position| searches[position].query).collect();
     let mut thresholds = vec![[0.0; LANES]; positions.len()];
     let mut distances = vec![[0.0; LANES]; positions.len()];
     let mut screens = vec![ChunkScreen::default(); positions.len()];
@@ -621,23 +643,11 @@ fn screen_descendants<'q, const ISA: u8, M: Metric>(
             }
         }
         metric.bound_chunk_many::<ISA>(&queries, view, &thresholds, &mut distances, &mut screens, &mut counts);
-        let mut any_pending = 0u32;
         for screen in &mut screens {
             screen.known &= mask;
             screen.pending &= mask;
-            any_pending |= screen.pending;
         }
-        while any_pending != 0 {
-            let lane = any_pending.trailing_zeros() as usize;
-            any_pending &= any_pending - 1;
-            for ((&position, lane_distances), screen) in positions.iter().zip(&mut distances).zip(&screens) {
-                if (screen.pending >> lane) & 1 == 1 {
-                    let search = &mut searches[position];
-                    lane_distances[lane] =
-                        metric.exact_distance::<ISA>(search.query, view.ids[lane] as usize, &mut search.stats.counts);
-                }
-            }
-        }
+        exact_pending::<ISA, M>(metric, view, searches, positions, &screens, &mut distances);
         for ((&position, lane_distances), screen) in positions.iter().zip(&distances).zip(&screens) {
             let search = &mut searches[position];
             let mut remaining = screen.known | screen.pending;
