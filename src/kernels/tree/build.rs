@@ -63,10 +63,10 @@ use super::metric::{ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, 
 use crate::clock;
 
 /// Points per block of the dense traversal.
-const DENSE_BLOCK: usize = 256;
+const DENSE_BLOCK: usize = 64;
 
-/// Points per block of the sparse traversal (which share the pass over the root's
-/// children).
+/// Points per block of the sparse traversal (which descend the tree together, wave by
+/// wave).
 const SPARSE_BLOCK: usize = 64;
 
 /// The root's level before anything is inserted: below every level a positive f64
@@ -417,9 +417,9 @@ multiversion! {
 
 multiversion! {
     /// Dense traversal of a block of points: every chunk of the pool (every node but
-    /// the root), chunk by chunk. The bounds run point by point; the exact distances
-    /// they leave pending run node by node, so each node's data is loaded once for the
-    /// whole block.
+    /// the root), chunk by chunk. The bounds run for the whole block at once (a metric
+    /// may share a chunk's loads across the points); the exact distances they leave
+    /// pending run node by node, so each node's data is loaded once for the block.
     fn dense_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, block: &mut [Placement]) -> () {
         let chunks = &tree.chunks;
         let queries: Vec<M::Query<'_>> =

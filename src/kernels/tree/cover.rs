@@ -377,8 +377,10 @@ impl SubtreeLayout {
             start[node as usize] = order.len() as u32;
             order.push(node);
             stack.push((node, true));
-            let children: Vec<u32> = tree.children(node as usize).collect();
-            stack.extend(children.into_iter().rev().map(|child| (child, false)));
+            // Pushed in order, then reversed, so the first child is popped first.
+            let first = stack.len();
+            stack.extend(tree.children(node as usize).map(|child| (child, false)));
+            stack[first..].reverse();
         }
         let chunk_count = order.len().div_ceil(LANES);
         let mut ids = vec![[0u32; LANES]; chunk_count];

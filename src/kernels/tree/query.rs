@@ -360,7 +360,6 @@ impl<'q, M: Metric> Search<'q, M> {
     #[inline(always)]
     fn run<const ISA: u8>(&mut self, metric: &M, tree: &CoverTree, params: &QueryParams) {
         let chunks = &tree.chunks;
-        let mut seeds = Vec::new();
         loop {
             let node = match self.entered.pop() {
                 Some(node) => node,
@@ -376,12 +375,8 @@ impl<'q, M: Metric> Search<'q, M> {
             }
             let node_chunks = &tree.child_chunks[node as usize];
             if metric.wants_seeds() && node_chunks.len() >= SEED_MIN_CHUNKS {
-                let mut buffers = [SeedBuffer::new(SEEDS_PER_NEIGHBOUR * params.k)];
                 let views = node_chunks.iter().map(|&chunk| full_view(chunks, chunk as usize));
-                collect_seeds::<ISA, M>(metric, views, std::slice::from_ref(&self.query), &mut buffers);
-                seeds.clear();
-                seeds.extend_from_slice(&buffers[0].entries);
-                self.offer_seeds(metric, &seeds);
+                offer_seeds_together::<ISA, M>(metric, views, std::slice::from_mut(self), &[0], params);
             }
             for &chunk in node_chunks {
                 self.screen_chunk::<ISA>(metric, chunks, chunk as usize);

@@ -476,7 +476,7 @@ impl ResidualMetric<'_> {
         chunk: ChunkView<'_>,
         thresholds: &[f64; LANES],
         counts: &mut DistanceCounts,
-    ) -> StageZero {
+    ) -> ScreenState {
         let model = self.model;
         let terms = self.kernel_terms(query, chunk);
         let scales = lanes(chunk.payload, self.scale_row() * LANES);
@@ -488,7 +488,7 @@ impl ResidualMetric<'_> {
         let query_inducing = !query_factor.is_nan();
         // The inducing factor is NaN for points that are not inducing: the comparisons
         // are false for it and keep the other bound (and compile to vector minimums).
-        let mut stage = StageZero { terms, ..StageZero::default() };
+        let mut stage = ScreenState { terms, ..ScreenState::default() };
         let mut bound = [0.0f64; LANES];
         for lane in 0..LANES {
             stage.needed[lane] = 1.0 - thresholds[lane] * thresholds[lane] - 1e-12;
@@ -521,7 +521,7 @@ impl ResidualMetric<'_> {
         chunk: ChunkView<'_>,
         slot: usize,
         segment: &[f64; LANES],
-        stage: &mut StageZero,
+        stage: &mut ScreenState,
     ) -> bool {
         let query_suffix = bounds.suffix_row(query)[slot];
         let suffix_norms = lanes(chunk.payload, (self.suffix_row_offset(bounds) + slot) * LANES);
@@ -666,7 +666,7 @@ impl Metric for ResidualMetric<'_> {
         let prefix = self.prefix_row_offset();
         for group_start in (0..queries.len()).step_by(PREFIX_GROUP) {
             let group = &queries[group_start..queries.len().min(group_start + PREFIX_GROUP)];
-            let mut stages = [StageZero::default(); PREFIX_GROUP];
+            let mut stages = [ScreenState::default(); PREFIX_GROUP];
             for (member, &query) in group.iter().enumerate() {
                 stages[member] = self.stage_zero::<ISA>(query, chunk, &thresholds[group_start + member], counts);
             }
@@ -822,11 +822,11 @@ fn prefix_segment_lanes(values: &[f64], rows: &[f64]) -> [f64; LANES] {
     total
 }
 
-/// The state of one query's screening of a chunk: per lane the correlation a pair
+/// The state of one query's screening of a chunk through the stages: per lane the correlation a pair
 /// needs, the kernel term, the bound's margin, the partial dot product of the rotated
 /// prefix so far, and the lanes still alive.
 #[derive(Clone, Copy, Debug, Default)]
-struct StageZero {
+struct ScreenState {
     needed: [f64; LANES],
     terms: [f64; LANES],
     margins: [f64; LANES],
