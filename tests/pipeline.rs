@@ -226,7 +226,9 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     let floors = phasegate::run::calibrate(phase, &options, &calibration);
     assert_eq!(floors.len(), 1, "one reference run, one quantity");
     let floor = *floors.values().next().unwrap();
-    assert!(floor > 0.0 && floor < 0.5, "A/A noise floor {floor}");
+    // Its size is this machine's noise under the load of the other tests (0.7 seen on
+    // a busy 2-core machine); the verdicts below use floors derived from the margin.
+    assert!(floor > 0.0 && floor.is_finite(), "A/A noise floor {floor}");
     // A margin inside the floor fails in `fail` mode and is only noted in `warn` mode.
     let (_, mut verdicts) = run_plan(&plan, &Facts::default()).remove(0);
     let margin = verdicts[0].measured.as_ref().unwrap().margin.unwrap();

@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::metric::{DistanceCounts, Isa, LANES, Metric, dot_with, lanes, multiversion, reduce_lanes};
+use super::metric::{DistanceCounts, Isa, LANES, Metric, dot_with, lanes, multiversion, reduce_lanes, task_size};
 use super::query::{Neighbours, QueryParams, SelfMatch, TopK};
 use super::residual::{ResidualModel, distance_from_correlation};
 
@@ -47,8 +47,9 @@ pub fn brute_knn<M: Metric>(
     (neighbours, counts)
 }
 
-/// Queries per block of the tiled residual brute force (one block per task).
-const QUERY_BLOCK: usize = 32;
+/// Smallest and largest blocks of queries of the tiled residual brute force (one block
+/// per task, see [`task_size`]): each block streams all of V once.
+const QUERY_BLOCK: (usize, usize) = (32, 256);
 /// Points per block: the rows of V that stay in cache while a query block passes.
 const POINT_BLOCK: usize = 256;
 
@@ -65,8 +66,10 @@ pub fn residual_brute_knn(
     params: &QueryParams,
 ) -> (Neighbours, DistanceCounts) {
     assert!(isa.is_available(), "instruction set {isa:?} is not available");
-    let rows: Vec<Vec<Vec<(f64, u32)>>> =
-        queries.par_chunks(QUERY_BLOCK).map(|block| residual_block(isa, model, block, params)).collect();
+    let rows: Vec<Vec<Vec<(f64, u32)>>> = queries
+        .par_chunks(task_size(queries.len(), QUERY_BLOCK.0, QUERY_BLOCK.1))
+        .map(|block| residual_block(isa, model, block, params))
+        .collect();
     let n = model.len();
     let counts = DistanceCounts {
         exact: (queries.len() * n) as u64,

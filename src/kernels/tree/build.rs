@@ -58,16 +58,14 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::cover::Chunks;
 pub use super::cover::{CoverTree, DUPLICATE_LEVEL, NO_PARENT, ceil_log2, power_of_two};
-use super::metric::{ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, multiversion, screen_list};
+use super::metric::{ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, multiversion, screen_list, task_size};
 use crate::clock;
 
-/// Points per block of the dense traversal.
-const DENSE_BLOCK: usize = 64;
-
-/// Points per block of the sparse traversal (which descend the tree together, wave by
-/// wave).
-const SPARSE_BLOCK: usize = 64;
+/// Smallest and largest blocks of batch points that traverse together (see
+/// [`task_size`]).
+const TRAVERSAL_BLOCK: (usize, usize) = (64, 256);
 
 /// The root's level before anything is inserted: below every level a positive f64
 /// distance can produce (2^-1074 is the smallest).
@@ -311,11 +309,9 @@ fn insert_batch<M: Metric>(
         })
         .collect();
     // Blocks of points traverse together: a dense block screens every chunk for all of
-    // its points before moving on, so each chunk is loaded once per block.
-    let block_size = match params.traversal {
-        Traversal::Dense => DENSE_BLOCK,
-        Traversal::Sparse => SPARSE_BLOCK,
-    };
+    // its points before moving on, so each chunk is loaded once per block; a sparse
+    // block descends wave by wave.
+    let block_size = task_size(batch.len(), TRAVERSAL_BLOCK.0, TRAVERSAL_BLOCK.1);
     let block_seconds: Vec<f64> = placements
         .par_chunks_mut(block_size)
         .map(|block| {
@@ -482,87 +478,160 @@ type Entered = (u32, u32, u64);
 multiversion! {
     /// Sparse traversal of a block of points, in waves down the tree: every wave takes
     /// the subtrees the block's points entered, grouped by node, and screens each
-    /// node's chunks for all the points that entered it (so each chunk is loaded once
-    /// per wave and block). A point screens a node's children only while the bound it
-    /// entered with is within `2^E` for its current E; the children whose subtrees may
-    /// hold a qualifying node within `2^E` form the next wave.
+    /// node's chunks for all the points that entered it at once (so each chunk is
+    /// loaded once per wave and block, and a metric may share its loads across the
+    /// points). A point screens a node's children only while the bound it entered
+    /// with is within `2^E` for its current E; the children whose subtrees may hold a
+    /// qualifying node within `2^E` form the next wave.
     fn sparse_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, block: &mut [Placement]) -> () {
-        let weights: Vec<f64> =
-            block.iter().map(|placement| metric.query_error_weight(metric.point(placement.point as usize))).collect();
+        let chunks = &tree.chunks;
+        let points: Vec<M::Query<'_>> =
+            block.iter().map(|placement| metric.point(placement.point as usize)).collect();
+        let weights: Vec<f64> = points.iter().map(|&point| metric.query_error_weight(point)).collect();
         let mut wave: Vec<Entered> = (0..block.len() as u32).map(|position| (tree.root, position, 0)).collect();
         let mut next: Vec<Entered> = Vec::new();
         let mut by_lane: [Vec<(u32, u64)>; LANES] = Default::default();
+        // Per live point of a chunk: its position, query, lane thresholds, reaches and
+        // slacks, the screen and the distances.
+        let mut live: Vec<u32> = Vec::with_capacity(block.len());
+        let mut queries: Vec<M::Query<'_>> = Vec::with_capacity(block.len());
+        let mut lanes = vec![SparseLanes::default(); block.len()];
+        let mut thresholds = vec![[0.0; LANES]; block.len()];
+        let mut distances = vec![[0.0; LANES]; block.len()];
+        let mut screens = vec![ChunkScreen::default(); block.len()];
+        // Counts are only ever summed over the block's points.
+        let mut counts = DistanceCounts::default();
         while !wave.is_empty() {
             // Entries of one node are contiguous: each wave is emitted chunk by chunk
             // and lane by lane, and every node sits in one lane of one chunk.
             for group in wave.chunk_by(|left, right| left.0 == right.0) {
                 for &chunk in &tree.child_chunks[group[0].0 as usize] {
+                    let chunk = chunk as usize;
+                    live.clear();
+                    queries.clear();
                     for &(_, position, bound_bits) in group {
                         let placement = &mut block[position as usize];
                         if f64::from_bits(bound_bits) > exponent_bound(placement.exponent) {
                             continue;
                         }
+                        placement.scans += 1;
+                        let slot = live.len();
                         let weight = weights[position as usize];
-                        sparse_scan_chunk::<ISA, M>(metric, tree, chunk as usize, placement, position, &mut by_lane, weight);
+                        thresholds[slot] = lanes[slot].prepare(metric, chunks, chunk, placement.exponent, weight);
+                        live.push(position);
+                        queries.push(points[position as usize]);
                     }
-                    let ids = &tree.chunks.ids[chunk as usize];
+                    if live.is_empty() {
+                        continue;
+                    }
+                    let count = live.len();
+                    let view = chunks.view(chunk);
+                    metric.bound_chunk_many::<ISA>(
+                        &queries,
+                        view,
+                        &thresholds[..count],
+                        &mut distances[..count],
+                        &mut screens[..count],
+                        &mut counts,
+                    );
+                    for slot in 0..count {
+                        let placement = &mut block[live[slot] as usize];
+                        let mut pending = screens[slot].pending;
+                        while pending != 0 {
+                            let lane = pending.trailing_zeros() as usize;
+                            pending &= pending - 1;
+                            distances[slot][lane] =
+                                metric.exact_distance::<ISA>(queries[slot], view.ids[lane] as usize, &mut counts);
+                        }
+                        let mask = screens[slot].known | screens[slot].pending;
+                        lanes[slot].accept(chunks, chunk, mask, &distances[slot], placement, live[slot], &mut by_lane);
+                    }
+                    let ids = &chunks.ids[chunk];
                     for (lane, entries) in by_lane.iter_mut().enumerate() {
-                        next.extend(entries.drain(..).map(|(position, bound_bits)| (ids[lane], position, bound_bits)));
+                        if !entries.is_empty() {
+                            next.extend(entries.drain(..).map(|(position, bound_bits)| (ids[lane], position, bound_bits)));
+                        }
                     }
                 }
             }
             std::mem::swap(&mut wave, &mut next);
             next.clear();
         }
+        if let Some(first) = block.first_mut() {
+            first.counts.add(&counts);
+        }
     }
 }
 
-/// One chunk of a node's children against one point of the sparse traversal: offers
-/// the qualifying lanes and queues the subtrees worth entering.
-#[inline(always)]
-fn sparse_scan_chunk<const ISA: u8, M: Metric>(
-    metric: &M,
-    tree: &CoverTree,
-    chunk: usize,
-    placement: &mut Placement,
-    position: u32,
-    by_lane: &mut [Vec<(u32, u64)>; LANES],
-    query_weight: f64,
-) {
-    let chunks = &tree.chunks;
-    let query = metric.point(placement.point as usize);
-    let mut thresholds = [0.0; LANES];
-    let mut distances = [0.0; LANES];
-    let mut reach = [0.0; LANES];
-    let mut slacks = [0.0; LANES];
-    placement.scans += 1;
-    let limit = exponent_bound(placement.exponent);
-    let cover = &chunks.cover[chunk];
-    let half_cover = &chunks.half_cover[chunk];
-    let radii = &chunks.radius[chunk];
-    let parents = chunks.has_children[chunk];
-    for lane in 0..LANES {
-        // A lane without children gets a reach of minus infinity.
-        let has_children = (parents >> lane) & 1 == 1;
-        let base = half_cover[lane].min(limit) + radii[lane];
-        slacks[lane] = metric.triangle_slack(base, radii[lane], query_weight);
-        reach[lane] = if has_children { base + 2.0 * slacks[lane] } else { f64::NEG_INFINITY };
-        thresholds[lane] = cover[lane].min(limit).max(reach[lane]);
-    }
-    let view = chunks.view(chunk);
-    let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut placement.counts);
-    let mut remaining = mask;
-    while remaining != 0 {
-        let lane = remaining.trailing_zeros() as usize;
-        remaining &= remaining - 1;
-        let distance = distances[lane];
-        if distance <= cover[lane] {
-            placement.offer(view.ids[lane], distance);
+/// One point's view of one chunk in the sparse traversal: how far each lane's subtree
+/// reaches (minus infinity for a lane without children) and the rounding slack of its
+/// bound.
+#[derive(Clone, Copy, Debug, Default)]
+struct SparseLanes {
+    reach: [f64; LANES],
+    slacks: [f64; LANES],
+}
+
+impl SparseLanes {
+    /// Fills the reaches and slacks of `chunk` for a point whose exponent is `exponent`
+    /// and returns the lanes' screening thresholds: a lane is needed when it qualifies
+    /// (within its cover and `2^E`) or when its subtree may hold a node that does.
+    #[inline(always)]
+    fn prepare<M: Metric>(
+        &mut self,
+        metric: &M,
+        chunks: &Chunks,
+        chunk: usize,
+        exponent: i32,
+        query_weight: f64,
+    ) -> [f64; LANES] {
+        let limit = exponent_bound(exponent);
+        let cover = &chunks.cover[chunk];
+        let half_cover = &chunks.half_cover[chunk];
+        let radii = &chunks.radius[chunk];
+        let parents = chunks.has_children[chunk];
+        let mut thresholds = [0.0; LANES];
+        for lane in 0..LANES {
+            let has_children = (parents >> lane) & 1 == 1;
+            let base = half_cover[lane].min(limit) + radii[lane];
+            self.slacks[lane] = metric.triangle_slack(base, radii[lane], query_weight);
+            self.reach[lane] = if has_children { base + 2.0 * self.slacks[lane] } else { f64::NEG_INFINITY };
+            thresholds[lane] = cover[lane].min(limit).max(self.reach[lane]);
         }
-        if distance <= reach[lane] {
-            let lower = (distance - radii[lane] - 2.0 * slacks[lane]).max(0.0);
-            if lower <= half_cover[lane].min(exponent_bound(placement.exponent)) {
-                by_lane[lane].push((position, lower.to_bits()));
+        thresholds
+    }
+
+    /// Offers the qualifying lanes of `mask` (exact distances in `distances`) and queues
+    /// the subtrees worth entering, by lane.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn accept(
+        &self,
+        chunks: &Chunks,
+        chunk: usize,
+        mask: u32,
+        distances: &[f64; LANES],
+        placement: &mut Placement,
+        position: u32,
+        by_lane: &mut [Vec<(u32, u64)>; LANES],
+    ) {
+        let cover = &chunks.cover[chunk];
+        let half_cover = &chunks.half_cover[chunk];
+        let radii = &chunks.radius[chunk];
+        let ids = &chunks.ids[chunk];
+        let mut remaining = mask;
+        while remaining != 0 {
+            let lane = remaining.trailing_zeros() as usize;
+            remaining &= remaining - 1;
+            let distance = distances[lane];
+            if distance <= cover[lane] {
+                placement.offer(ids[lane], distance);
+            }
+            if distance <= self.reach[lane] {
+                let lower = (distance - radii[lane] - 2.0 * self.slacks[lane]).max(0.0);
+                if lower <= half_cover[lane].min(exponent_bound(placement.exponent)) {
+                    by_lane[lane].push((position, lower.to_bits()));
+                }
             }
         }
     }

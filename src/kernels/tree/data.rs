@@ -61,6 +61,7 @@ impl Points {
         self.coordinates.is_empty()
     }
 
+    #[inline]
     pub fn row(&self, index: usize) -> &[f64] {
         &self.coordinates[index * self.dimension..(index + 1) * self.dimension]
     }

@@ -188,15 +188,37 @@ pub fn lanes(values: &[f64], start: usize) -> &[f64; LANES] {
 /// the same order as `squared_euclidean`.
 #[inline(always)]
 pub fn lane_squared_distances(point: &[f64], payload: &[f64]) -> [f64; LANES] {
-    let mut sums = [0.0f64; LANES];
-    for (coordinate, &value) in point.iter().enumerate() {
-        let row = lanes(payload, coordinate * LANES);
-        for lane in 0..LANES {
-            let difference = value - row[lane];
-            sums[lane] += difference * difference;
+    let [sums] = tile_squared_distances([point], payload);
+    sums
+}
+
+/// [`lane_squared_distances`] for a tile of points of one dimension at once: each row
+/// of the payload is loaded once for the tile, and the tile's sums are independent
+/// dependency chains (one point's chain is as long as the dimension, and its adds
+/// cannot be reordered without changing the bits).
+#[inline(always)]
+pub fn tile_squared_distances<const TILE: usize>(points: [&[f64]; TILE], payload: &[f64]) -> [[f64; LANES]; TILE] {
+    let dimension = points[0].len();
+    let points = points.map(|point| &point[..dimension]);
+    let mut sums = [[0.0f64; LANES]; TILE];
+    for (coordinate, row) in payload[..dimension * LANES].chunks_exact(LANES).enumerate() {
+        for (point, point_sums) in points.iter().zip(&mut sums) {
+            let value = point[coordinate];
+            for lane in 0..LANES {
+                let difference = value - row[lane];
+                point_sums[lane] += difference * difference;
+            }
         }
     }
     sums
+}
+
+/// Items per parallel task: an even share of `items` per thread, within
+/// `smallest..=largest`. A task's items share its loads (a chunk of the tree, a block
+/// of V), so larger tasks stream less memory per item; the share keeps every thread
+/// busy. No result depends on it.
+pub fn task_size(items: usize, smallest: usize, largest: usize) -> usize {
+    items.div_ceil(rayon::current_num_threads()).clamp(smallest, largest)
 }
 
 /// Counts of the work the distance functions did, summed per task and then over tasks
@@ -504,6 +526,26 @@ pub struct EuclideanQuery<'a> {
     pub index: Option<usize>,
 }
 
+/// Queries per tile of [`EuclideanMetric::bound_chunk_many`].
+const EUCLIDEAN_TILE: usize = 4;
+
+/// The exact distances of a chunk's lanes from their squared sums, and the lanes
+/// within their thresholds.
+#[inline(always)]
+fn euclidean_screen<const ISA: u8>(
+    sums: &[f64; LANES],
+    chunk: ChunkView<'_>,
+    thresholds: &[f64; LANES],
+    distances: &mut [f64; LANES],
+    counts: &mut DistanceCounts,
+) -> ChunkScreen {
+    for lane in 0..LANES {
+        distances[lane] = sums[lane].sqrt();
+    }
+    counts.exact += chunk.len as u64;
+    ChunkScreen { known: lane_mask::<ISA>(distances, thresholds) & ((1u32 << chunk.len) - 1), pending: 0 }
+}
+
 impl Metric for EuclideanMetric {
     type Query<'a> = EuclideanQuery<'a>;
 
@@ -511,6 +553,7 @@ impl Metric for EuclideanMetric {
         self.points.len()
     }
 
+    #[inline(always)]
     fn point(&self, index: usize) -> EuclideanQuery<'_> {
         EuclideanQuery { coordinates: self.points.row(index), index: Some(index) }
     }
@@ -545,11 +588,32 @@ impl Metric for EuclideanMetric {
         counts: &mut DistanceCounts,
     ) -> ChunkScreen {
         let sums = lane_squared_distances(query.coordinates, chunk.payload);
-        for lane in 0..LANES {
-            distances[lane] = sums[lane].sqrt();
+        euclidean_screen::<ISA>(&sums, chunk, thresholds, distances, counts)
+    }
+
+    /// The queries in tiles of [`EUCLIDEAN_TILE`], which hide the latency of each
+    /// query's chain of adds behind the others'.
+    #[inline(always)]
+    fn bound_chunk_many<const ISA: u8>(
+        &self,
+        queries: &[EuclideanQuery<'_>],
+        chunk: ChunkView<'_>,
+        thresholds: &[[f64; LANES]],
+        distances: &mut [[f64; LANES]],
+        screens: &mut [ChunkScreen],
+        counts: &mut DistanceCounts,
+    ) {
+        for start in (0..queries.len()).step_by(EUCLIDEAN_TILE) {
+            let tile = &queries[start..queries.len().min(start + EUCLIDEAN_TILE)];
+            // A short tile repeats its last query; the repeats are discarded.
+            let points = std::array::from_fn(|position| tile[position.min(tile.len() - 1)].coordinates);
+            let sums = tile_squared_distances::<EUCLIDEAN_TILE>(points, chunk.payload);
+            for (position, tile_sums) in sums.iter().enumerate().take(tile.len()) {
+                let index = start + position;
+                screens[index] =
+                    euclidean_screen::<ISA>(tile_sums, chunk, &thresholds[index], &mut distances[index], counts);
+            }
         }
-        counts.exact += chunk.len as u64;
-        ChunkScreen { known: lane_mask::<ISA>(distances, thresholds) & ((1u32 << chunk.len) - 1), pending: 0 }
     }
 
     fn query_error_weight(&self, _query: EuclideanQuery<'_>) -> f64 {

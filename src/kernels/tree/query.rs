@@ -38,7 +38,7 @@ use std::collections::BinaryHeap;
 use rayon::prelude::*;
 
 use super::cover::{Chunks, CoverTree};
-use super::metric::{ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, multiversion};
+use super::metric::{ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, multiversion, task_size};
 
 /// Whether a query that is a data point may be its own neighbour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,8 +153,10 @@ const SEEDS_PER_NEIGHBOUR: usize = 4;
 /// A heap key: bounds are non-negative, so their bit patterns order like the values.
 type HeapEntry = Reverse<(u64, u32)>;
 
-/// Queries whose root expansions share a pass over the root's chunks.
-const QUERY_BLOCK: usize = 32;
+/// Smallest and largest blocks of queries whose root expansions share a pass over the
+/// root's chunks (see [`task_size`]; under the residual metric that pass streams the
+/// whole layout, so larger blocks load it less often).
+const QUERY_BLOCK: (usize, usize) = (32, 256);
 
 /// Exact kNN of every query.
 pub fn knn<M: Metric>(
@@ -177,8 +179,10 @@ pub fn knn_with<M: Metric>(
 ) -> (Neighbours, QueryStats) {
     assert!(params.k >= 1, "k must be at least 1");
     assert!(isa.is_available(), "instruction set {isa:?} is not available");
-    let results: Vec<Vec<(TopK, QueryStats)>> =
-        queries.par_chunks(QUERY_BLOCK).map(|block| knn_block(isa, metric, tree, block, params)).collect();
+    let results: Vec<Vec<(TopK, QueryStats)>> = queries
+        .par_chunks(task_size(queries.len(), QUERY_BLOCK.0, QUERY_BLOCK.1))
+        .map(|block| knn_block(isa, metric, tree, block, params))
+        .collect();
     let mut stats = QueryStats::default();
     let mut rows = Vec::with_capacity(queries.len());
     for (row, row_stats) in results.into_iter().flatten() {

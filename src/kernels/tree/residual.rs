@@ -48,7 +48,7 @@ use super::data::Points;
 use super::metric::AVX512;
 use super::metric::{
     AVX2, ChunkScreen, ChunkView, DistanceCounts, EXP_BOUND_ERROR, Isa, LANES, Metric, PORTABLE, dot, dot_with,
-    exp_bound, lane_mask, lane_squared_distances, lanes, padded_length, squared_euclidean,
+    exp_bound, lane_mask, lane_squared_distances, lanes, padded_length, squared_euclidean, tile_squared_distances,
 };
 
 /// Which covariance function the residual metric uses.
@@ -191,10 +191,12 @@ impl ResidualModel {
     /// How strongly rounding errors grow in the distances of point i: the computed
     /// correlation of (i, j) is within `2 CORRELATION_ERROR E_i E_j` of the exact one,
     /// `E_i = max(s_i sqrt(s2), w_i)` (both terms of rho scale with these).
+    #[inline]
     pub fn error_weight(&self, index: usize) -> f64 {
         (self.inverse_scale[index] * self.params.variance.sqrt()).max(self.norm[index])
     }
 
+    #[inline]
     pub fn v_row(&self, index: usize) -> &[f64] {
         &self.v[index * self.stride..(index + 1) * self.stride]
     }
@@ -404,10 +406,12 @@ impl ResidualBounds {
         ResidualBounds { prefix_length, prefix, suffix, checkpoint_count, orthogonality_error }
     }
 
+    #[inline(always)]
     fn prefix_row(&self, index: usize) -> &[f64] {
         &self.prefix[index * self.prefix_length..(index + 1) * self.prefix_length]
     }
 
+    #[inline(always)]
     fn suffix_row(&self, index: usize) -> &[f64] {
         &self.suffix[index * self.checkpoint_count..(index + 1) * self.checkpoint_count]
     }
@@ -442,13 +446,12 @@ impl ResidualMetric<'_> {
         params.variance * (1.0 + a + a * a * (1.0 / 3.0)) * exp_bound(-a)
     }
 
-    /// Stage-0 kernel terms `K s_q s_j` (fast exp) of a chunk's lanes. The covariance
-    /// is chosen outside the lane loops so they vectorize.
+    /// Stage-0 kernel terms `K s_q s_j` (fast exp) of a chunk's lanes, from their
+    /// squared distances to the query in space. The covariance is chosen outside the
+    /// lane loops so they vectorize.
     #[inline(always)]
-    fn kernel_terms(&self, query: usize, chunk: ChunkView<'_>) -> [f64; LANES] {
+    fn kernel_terms(&self, query: usize, squared: &[f64; LANES], chunk: ChunkView<'_>) -> [f64; LANES] {
         let dimension = self.model.points.dimension;
-        let query_point = self.model.points.row(query);
-        let squared = lane_squared_distances(query_point, chunk.payload);
         let scales = lanes(chunk.payload, dimension * LANES);
         let query_scale = self.model.inverse_scale[query];
         let mut terms = [0.0f64; LANES];
@@ -467,18 +470,20 @@ impl ResidualMetric<'_> {
         terms
     }
 
-    /// Stage 0 of one query against a chunk: Cauchy-Schwarz on the whole row and the
-    /// inducing bound, whichever is smaller; a lane survives when `needed <= bound`.
+    /// Stage 0 of one query against a chunk, given the lanes' squared distances to it
+    /// in space: Cauchy-Schwarz on the whole row and the inducing bound, whichever is
+    /// smaller; a lane survives when `needed <= bound`.
     #[inline(always)]
     fn stage_zero<const ISA: u8>(
         &self,
         query: usize,
+        squared: &[f64; LANES],
         chunk: ChunkView<'_>,
         thresholds: &[f64; LANES],
         counts: &mut DistanceCounts,
     ) -> ScreenState {
         let model = self.model;
-        let terms = self.kernel_terms(query, chunk);
+        let terms = self.kernel_terms(query, squared, chunk);
         let scales = lanes(chunk.payload, self.scale_row() * LANES);
         let norms = lanes(chunk.payload, self.norm_row() * LANES);
         let factors = lanes(chunk.payload, self.factor_row() * LANES);
@@ -625,7 +630,8 @@ impl Metric for ResidualMetric<'_> {
         let Some(bounds) = self.bounds else {
             return ChunkScreen { known: 0, pending: (1u32 << chunk.len) - 1 };
         };
-        let mut stage = self.stage_zero::<ISA>(query, chunk, thresholds, counts);
+        let squared = lane_squared_distances(self.model.points.row(query), chunk.payload);
+        let mut stage = self.stage_zero::<ISA>(query, &squared, chunk, thresholds, counts);
         if stage.survivors != 0 {
             let query_prefix = bounds.prefix_row(query);
             let prefix = self.prefix_row_offset();
@@ -667,8 +673,18 @@ impl Metric for ResidualMetric<'_> {
         for group_start in (0..queries.len()).step_by(PREFIX_GROUP) {
             let group = &queries[group_start..queries.len().min(group_start + PREFIX_GROUP)];
             let mut stages = [ScreenState::default(); PREFIX_GROUP];
-            for (member, &query) in group.iter().enumerate() {
-                stages[member] = self.stage_zero::<ISA>(query, chunk, &thresholds[group_start + member], counts);
+            for (tile_start, tile) in (0..group.len())
+                .step_by(SPACE_TILE)
+                .map(|start| (start, &group[start..group.len().min(start + SPACE_TILE)]))
+            {
+                // A short tile repeats its last query; the repeats are discarded.
+                let points = std::array::from_fn(|position| self.model.points.row(tile[position.min(tile.len() - 1)]));
+                let squared = tile_squared_distances::<SPACE_TILE>(points, chunk.payload);
+                for (position, &query) in tile.iter().enumerate() {
+                    let member = tile_start + position;
+                    let query_thresholds = &thresholds[group_start + member];
+                    stages[member] = self.stage_zero::<ISA>(query, &squared[position], chunk, query_thresholds, counts);
+                }
             }
             let mut active = [0usize; PREFIX_GROUP];
             let mut start = 0;
@@ -851,6 +867,9 @@ fn screen_of(query: usize, chunk: ChunkView<'_>, survivors: u32, distances: &mut
     }
     screen
 }
+
+/// Queries per tile of the squared distances in space of stage 0.
+const SPACE_TILE: usize = 4;
 
 /// Queries whose stage-0 states [`ResidualMetric::bound_chunk_many`] holds at once.
 const PREFIX_GROUP: usize = 16;

@@ -293,6 +293,85 @@ fn block_screening_keeps_every_pair_within_its_threshold() {
     }
 }
 
+/// The Euclidean screening of several queries at once, compiled for `ISA`.
+fn euclidean_screens<const ISA: u8>(
+    metric: &EuclideanMetric,
+    queries: &[EuclideanQuery<'_>],
+    view: ChunkView<'_>,
+    thresholds: &[[f64; LANES]],
+) -> (Vec<[f64; LANES]>, Vec<ChunkScreen>) {
+    let mut distances = vec![[0.0; LANES]; queries.len()];
+    let mut screens = vec![ChunkScreen::default(); queries.len()];
+    metric.bound_chunk_many::<ISA>(
+        queries,
+        view,
+        thresholds,
+        &mut distances,
+        &mut screens,
+        &mut DistanceCounts::default(),
+    );
+    (distances, screens)
+}
+
+#[test]
+fn euclidean_block_screening_gives_the_exact_distances() {
+    // Query counts around the tile size, chunks of every length.
+    let points = data::standard_normal_points(61, 6, 31);
+    let query_points = data::standard_normal_points(11, 6, 32);
+    let metric = EuclideanMetric { points: points.clone() };
+    let mut kept = 0;
+    for query_count in [1, 3, 4, 5, 11] {
+        let queries: Vec<EuclideanQuery<'_>> =
+            (0..query_count).map(|row| EuclideanQuery { coordinates: query_points.row(row), index: None }).collect();
+        for first in (0..points.len()).step_by(LANES - 1) {
+            let members: Vec<u32> = (first as u32..(first + LANES - 1).min(points.len()) as u32).collect();
+            let mut payload = vec![0.0; metric.payload_width() * LANES];
+            let mut ids = [0u32; LANES];
+            for (lane, &member) in members.iter().enumerate() {
+                ids[lane] = member;
+                metric.write_payload(member as usize, lane, &mut payload);
+            }
+            let view = ChunkView { ids: &ids, len: members.len(), payload: &payload };
+            // Thresholds at the exact distance of every other lane and below the rest.
+            let exact = |query: &EuclideanQuery<'_>, member: u32| {
+                metric::euclidean(query.coordinates, points.row(member as usize))
+            };
+            let thresholds: Vec<[f64; LANES]> = queries
+                .iter()
+                .map(|query| {
+                    std::array::from_fn(|lane| match members.get(lane) {
+                        Some(&member) if lane % 2 == 0 => exact(query, member),
+                        Some(&member) => exact(query, member) * (1.0 - 1e-15),
+                        None => f64::INFINITY,
+                    })
+                })
+                .collect();
+            for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
+                let (distances, screens) = match isa {
+                    _ if !isa.is_available() => continue,
+                    Isa::Portable => euclidean_screens::<{ metric::PORTABLE }>(&metric, &queries, view, &thresholds),
+                    Isa::Avx2 => euclidean_screens::<{ metric::AVX2 }>(&metric, &queries, view, &thresholds),
+                    Isa::Avx512 => euclidean_screens::<{ metric::AVX512 }>(&metric, &queries, view, &thresholds),
+                };
+                for (position, query) in queries.iter().enumerate() {
+                    assert_eq!(screens[position].pending, 0, "{isa:?}: every Euclidean distance is known");
+                    let mut expected = 0u32;
+                    for (lane, &member) in members.iter().enumerate() {
+                        let distance = exact(query, member);
+                        assert_eq!(distances[position][lane].to_bits(), distance.to_bits(), "{isa:?}: lane {lane}");
+                        if distance <= thresholds[position][lane] {
+                            expected |= 1 << lane;
+                        }
+                    }
+                    assert_eq!(screens[position].known, expected, "{isa:?}: query {position}, chunk at {first}");
+                    kept += expected.count_ones();
+                }
+            }
+        }
+    }
+    assert!(kept > 0, "some lanes were within their thresholds");
+}
+
 #[test]
 fn tiny_inputs_build_and_answer() {
     // One point, and every point a duplicate of the root.
