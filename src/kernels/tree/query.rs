@@ -482,13 +482,14 @@ multiversion! {
                 }
             }
         }
-        searches
-            .into_iter()
-            .map(|mut search| {
-                search.run::<ISA>(metric, tree, params);
-                (search.top, search.stats)
-            })
-            .collect()
+        // A plain loop, not a closure: a closure's body is compiled without the
+        // instruction set of this function, and the searches are most of the work.
+        let mut results = Vec::with_capacity(searches.len());
+        for mut search in searches {
+            search.run::<ISA>(metric, tree, params);
+            results.push((search.top, search.stats));
+        }
+        results
     }
 }
 
