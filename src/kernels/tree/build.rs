@@ -71,6 +71,12 @@ const TRAVERSAL_BLOCK: (usize, usize) = (64, 256);
 /// distance can produce (2^-1074 is the smallest).
 const INITIAL_ROOT_LEVEL: i32 = -2000;
 
+/// Points per leaf bucket by default: buckets then hold the level-2 subtrees of N(0,1)
+/// data in 8 dimensions (a few hundred points each). Measured at 8192-65536 points,
+/// Euclidean queries took 1.2-1.5x kiddo's time with 2048, 1.4-1.6x with 1024 and
+/// 2.7-3.1x without buckets.
+pub const DEFAULT_BUCKET_SIZE: usize = 2048;
+
 /// How the batch traversal finds scopes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Traversal {
@@ -98,11 +104,20 @@ pub struct BuildParams {
     /// cross-check between traversals; levels and parents never depend on the cap.
     pub scope_cap: usize,
     pub seed: u64,
+    /// Most points of a leaf bucket built for the queries (0 = none; see
+    /// `bucket::LeafBuckets`). Never changes the tree.
+    pub bucket_size: usize,
 }
 
 impl Default for BuildParams {
     fn default() -> Self {
-        BuildParams { batch_size: 512, traversal: Traversal::Sparse, scope_cap: 0, seed: 0 }
+        BuildParams {
+            batch_size: 512,
+            traversal: Traversal::Sparse,
+            scope_cap: 0,
+            seed: 0,
+            bucket_size: DEFAULT_BUCKET_SIZE,
+        }
     }
 }
 
@@ -265,7 +280,7 @@ pub fn build_with<M: Metric>(
         observe(&tree, &report);
         batches.push(report);
     }
-    tree.finish(metric);
+    tree.finish(metric, params.bucket_size);
     BuildOutcome { tree, batches, counts, scopes }
 }
 

@@ -7,6 +7,7 @@
 //! and without chasing pointers. Chunks are allocated from one pool as children
 //! arrive; R is written to both the node and its lane.
 
+use super::bucket::LeafBuckets;
 use super::metric::{ChunkView, LANES, Metric};
 
 /// The level of an exact duplicate: minus infinity.
@@ -48,7 +49,7 @@ pub fn power_of_two(level: i32) -> f64 {
 /// Chunk `chunk` of parallel chunk arrays whose payload holds `payload_width * LANES`
 /// values per chunk.
 #[inline(always)]
-fn chunk_view<'a>(
+pub(super) fn chunk_view<'a>(
     ids: &'a [[u32; LANES]],
     len: &[u8],
     payload: &'a [f64],
@@ -118,6 +119,8 @@ pub struct CoverTree {
     pub chunks: Chunks,
     /// Every subtree as one contiguous range (built by [`CoverTree::finish`]).
     pub layout: SubtreeLayout,
+    /// The small subtrees packed for box screening (built by [`CoverTree::finish`]).
+    pub buckets: LeafBuckets,
 }
 
 impl CoverTree {
@@ -135,13 +138,17 @@ impl CoverTree {
             slot: vec![(u32::MAX, 0); n],
             chunks: Chunks { payload_width: metric.payload_width(), ..Chunks::default() },
             layout: SubtreeLayout::default(),
+            buckets: LeafBuckets::default(),
         }
     }
 
-    /// Lays the finished tree out in depth-first order (see [`SubtreeLayout`]); the
-    /// layout is not part of the digest, it only serves the queries.
-    pub fn finish<M: Metric>(&mut self, metric: &M) {
+    /// Lays the finished tree out in depth-first order (see [`SubtreeLayout`]) and
+    /// packs its subtrees of at most `bucket_size` points into buckets (see
+    /// [`LeafBuckets`]; 0: none). Neither is part of the digest: they only serve the
+    /// queries.
+    pub fn finish<M: Metric>(&mut self, metric: &M, bucket_size: usize) {
         self.layout = SubtreeLayout::new(metric, self);
+        self.buckets = LeafBuckets::new(metric, self, bucket_size);
     }
 
     pub fn len(&self) -> usize {

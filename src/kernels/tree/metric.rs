@@ -227,7 +227,8 @@ pub fn task_size(items: usize, smallest: usize, largest: usize) -> usize {
 pub struct DistanceCounts {
     /// Exact distance evaluations.
     pub exact: u64,
-    /// Pairs examined with a cheap whole-row bound (residual metric only).
+    /// Pairs examined with a cheap bound: the whole-row bound of the residual metric,
+    /// or the bounding box of a leaf-bucket chunk (Euclidean queries).
     pub bounded: u64,
     /// Pairs that needed at least one prefix dot product (residual metric only).
     pub prefix_pairs: u64,
@@ -292,6 +293,15 @@ pub trait Metric: Sync {
 
     /// Writes the payload of point `index` into lane `lane` of a chunk payload.
     fn write_payload(&self, index: usize, lane: usize, payload: &mut [f64]);
+
+    /// The coordinates of a query, for metrics whose distance is the Euclidean one in
+    /// these coordinates (they get box-screened leaf buckets); `None` otherwise.
+    fn coordinates<'a>(&self, _query: Self::Query<'a>) -> Option<&'a [f64]>
+    where
+        Self: 'a,
+    {
+        None
+    }
 
     /// The cheap part of screening a chunk against per-lane thresholds. Lanes set in
     /// `known` have their exact distance in `distances`; lanes set in `pending` need
@@ -575,6 +585,14 @@ impl Metric for EuclideanMetric {
         for (coordinate, &value) in self.points.row(index).iter().enumerate() {
             payload[coordinate * LANES + lane] = value;
         }
+    }
+
+    #[inline(always)]
+    fn coordinates<'a>(&self, query: EuclideanQuery<'a>) -> Option<&'a [f64]>
+    where
+        Self: 'a,
+    {
+        Some(query.coordinates)
     }
 
     /// Every lane's exact distance: a bound would cost about as much.

@@ -23,6 +23,13 @@
 //! pass over the layout: the tree prunes nothing there, and the speed comes from the
 //! cheap bounds.
 //!
+//! Under the Euclidean metric the subtrees of at most `bucket_size` points are leaf
+//! buckets (see [`super::bucket`]): when the search pops a bucket's root it does not
+//! walk the subtree, it screens the bucket's chunks, skipping every chunk whose
+//! bounding box lies beyond the k-th distance and offering the points of the others
+//! within it. In 8 dimensions the ball bounds of those small subtrees are loose, and
+//! the boxes of compact chunks prune far more.
+//!
 //! Before screening a node with many children, a metric that asks for it (the
 //! residual one, whose screening cost depends strongly on the threshold) gets a
 //! *seed*: the 4k children with the highest cheap scores are evaluated exactly and
@@ -37,8 +44,9 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
+use super::bucket::BOX_SLACK;
 use super::cover::{Chunks, CoverTree};
-use super::metric::{ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, multiversion, task_size};
+use super::metric::{ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, lane_mask, multiversion, task_size};
 
 /// Whether a query that is a data point may be its own neighbour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -359,6 +367,40 @@ impl<'q, M: Metric> Search<'q, M> {
         }
     }
 
+    /// Screens the descendants of a bucket's root: group by group the chunks whose boxes
+    /// may hold a point within the k-th distance (see [`super::bucket::LeafBuckets`]), then their exact
+    /// distances, offering what is within the k-th distance.
+    #[inline(always)]
+    fn screen_bucket<const ISA: u8>(&mut self, metric: &M, tree: &CoverTree, bucket: usize) {
+        let buckets = &tree.buckets;
+        let point = metric.coordinates(self.query).expect("buckets exist only for metrics with coordinates");
+        let mut distances = [0.0; LANES];
+        for group in buckets.groups(bucket) {
+            let kth = self.top.kth();
+            let limit = kth * kth * (1.0 + BOX_SLACK);
+            let bounds = buckets.group_bounds(point, group);
+            self.stats.counts.bounded += buckets.group_points(group);
+            let mut lanes = lane_mask::<ISA>(&bounds, &[limit; LANES]) & buckets.group_lanes(group);
+            while lanes != 0 {
+                let lane = lanes.trailing_zeros() as usize;
+                lanes &= lanes - 1;
+                let view = buckets.view(buckets.group_chunk(group, lane));
+                let thresholds = [self.top.kth(); LANES];
+                let mask =
+                    metric.screen_chunk::<ISA>(self.query, view, &thresholds, &mut distances, &mut self.stats.counts);
+                let mut remaining = mask;
+                while remaining != 0 {
+                    let member = remaining.trailing_zeros() as usize;
+                    remaining &= remaining - 1;
+                    let candidate = view.ids[member];
+                    if Some(candidate) != self.excluded {
+                        self.top.offer(distances[member], candidate);
+                    }
+                }
+            }
+        }
+    }
+
     /// Expands the entered subtrees, then pops and expands subtrees until the smallest
     /// bound exceeds the k-th distance.
     #[inline(always)]
@@ -375,6 +417,10 @@ impl<'q, M: Metric> Search<'q, M> {
             self.stats.expansions += 1;
             if self.cannot_prune(metric, tree, node) {
                 screen_descendants::<ISA, M>(metric, tree, std::slice::from_mut(self), &[0], node, params);
+                continue;
+            }
+            if let Some(bucket) = tree.buckets.bucket_of(node) {
+                self.screen_bucket::<ISA>(metric, tree, bucket);
                 continue;
             }
             let node_chunks = &tree.child_chunks[node as usize];

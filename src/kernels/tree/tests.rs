@@ -64,10 +64,13 @@ fn build_checked<M: Metric>(metric: &M, params: &BuildParams) -> build::BuildOut
     if let Some(message) = failure {
         panic!("cover-tree invariant broken {message}");
     }
-    // The finished tree, with its depth-first layout.
+    // The finished tree, with its depth-first layout and its buckets.
     assert!(outcome.tree.layout.is_ready(), "a finished tree has its layout");
     if let Err(message) = outcome.tree.check_invariants(metric, &vec![true; n]) {
         panic!("finished cover tree broken: {message}");
+    }
+    if let Err(message) = outcome.tree.buckets.check(metric, &outcome.tree, params.bucket_size) {
+        panic!("leaf buckets broken: {message}");
     }
     outcome
 }
@@ -79,7 +82,11 @@ fn check_equal(answer: &Neighbours, reference: &Neighbours) {
     assert_eq!(answer_bits, reference_bits, "neighbour distances differ from brute force");
 }
 
-/// Euclidean: tree (both traversals, invariants after every batch) equals brute force.
+/// Leaf buckets small enough that the test trees have some.
+const TEST_BUCKET_SIZE: usize = 12;
+
+/// Euclidean: tree (both traversals, invariants after every batch; without and with
+/// leaf buckets) equals brute force.
 fn check_euclidean(points: Points, queries: &Points, k: usize, batch_size: usize, seed: u64) {
     let metric = EuclideanMetric { points };
     let query_params = QueryParams { k, self_match: SelfMatch::Include };
@@ -87,15 +94,15 @@ fn check_euclidean(points: Points, queries: &Points, k: usize, batch_size: usize
     let (reference, _) = brute::brute_knn(&metric, &queries, &query_params);
     let mut digests = Vec::new();
     let mut scopes = Vec::new();
-    for traversal in [Traversal::Dense, Traversal::Sparse] {
-        let params = BuildParams { batch_size, traversal, scope_cap: 0, seed };
+    for (traversal, bucket_size) in [(Traversal::Dense, 0), (Traversal::Sparse, TEST_BUCKET_SIZE)] {
+        let params = BuildParams { batch_size, traversal, scope_cap: 0, seed, bucket_size };
         let outcome = build_checked(&metric, &params);
         let (answer, _) = query::knn(&metric, &outcome.tree, &queries, &query_params);
         check_equal(&answer, &reference);
         digests.push(outcome.tree.digest());
         scopes.push(outcome.scopes);
     }
-    assert_eq!(digests[0], digests[1], "dense and sparse traversals built different trees");
+    assert_eq!(digests[0], digests[1], "dense and sparse traversals (and buckets) built different trees");
     assert_eq!(scopes[0], scopes[1], "dense and sparse traversals found different scopes");
 }
 
@@ -121,7 +128,7 @@ fn check_residual(model: &ResidualModel, queries: &[usize], k: usize, batch_size
         check_equal(&tiled, &reference);
         let mut digests = Vec::new();
         for traversal in [Traversal::Dense, Traversal::Sparse] {
-            let params = BuildParams { batch_size, traversal, scope_cap: 0, seed };
+            let params = BuildParams { batch_size, traversal, scope_cap: 0, seed, bucket_size: 0 };
             let outcome = build_checked(&metric, &params);
             let (answer, _) = query::knn(&metric, &outcome.tree, queries, &query_params);
             check_equal(&answer, &reference);
@@ -386,14 +393,46 @@ fn cover_tree_invariants_hold_after_every_batch_on_larger_data() {
     let points = data::standard_normal_points(1500, 4, 7);
     let metric = EuclideanMetric { points };
     for traversal in [Traversal::Dense, Traversal::Sparse] {
-        build_checked(&metric, &BuildParams { batch_size: 256, traversal, scope_cap: 0, seed: 7 });
+        build_checked(&metric, &BuildParams { batch_size: 256, traversal, scope_cap: 0, seed: 7, bucket_size: 64 });
     }
     let model = residual_model(data::standard_normal_points(400, 3, 8), 64, ResidualParams::default(), 8);
     let bounds = ResidualBounds::new(&model, 8);
     let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
     for traversal in [Traversal::Dense, Traversal::Sparse] {
-        build_checked(&metric, &BuildParams { batch_size: 64, traversal, scope_cap: 0, seed: 8 });
+        build_checked(&metric, &BuildParams { batch_size: 64, traversal, scope_cap: 0, seed: 8, bucket_size: 64 });
     }
+}
+
+#[test]
+fn bucket_boxes_never_exceed_a_member_distance() {
+    // Grid points: many exact ties and duplicates; queries on and off the data.
+    let points = test_points(1200, 3, 31, 40, true);
+    let mut queries = test_points(40, 3, 32, 0, true);
+    queries.coordinates[..3].copy_from_slice(points.row(5));
+    let metric = EuclideanMetric { points };
+    let params = BuildParams { bucket_size: 40, ..BuildParams::default() };
+    let tree = build::build(&metric, &params, false, |_, _| {}).tree;
+    let buckets = &tree.buckets;
+    let bucket_roots: Vec<u32> = (0..tree.len() as u32).filter(|&node| buckets.bucket_of(node).is_some()).collect();
+    assert!(bucket_roots.len() > 5, "the test tree has buckets ({})", bucket_roots.len());
+    let mut pairs = 0;
+    for query in 0..queries.len() {
+        let point = queries.row(query);
+        for &root in &bucket_roots {
+            for group in buckets.groups(buckets.bucket_of(root).expect("a bucket root")) {
+                let bounds = buckets.group_bounds(point, group);
+                for lane in (0..LANES).filter(|&lane| (buckets.group_lanes(group) >> lane) & 1 == 1) {
+                    let view = buckets.view(buckets.group_chunk(group, lane));
+                    for &member in &view.ids[..view.len] {
+                        let squared = metric::squared_euclidean(point, metric.points.row(member as usize));
+                        assert!(bounds[lane] <= squared, "box bound {} above a member's {squared}", bounds[lane]);
+                        pairs += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(pairs > 10_000, "only {pairs} pairs checked");
 }
 
 #[test]
