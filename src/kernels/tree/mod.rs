@@ -216,6 +216,10 @@ impl TreeParams {
         if self.algorithm == Algorithm::Pcct {
             // Per node and per chunk lane (payload of up to d + 2 values).
             bytes += n * (64 + 16 * (dimension + 2));
+            if self.metric == MetricChoice::Euclidean && self.build.bucket_size > 0 {
+                // The leaf buckets: another copy of the points, and a box per chunk.
+                bytes += n * (8 * dimension + 4 + 2 * dimension);
+            }
         }
         if self.algorithm == Algorithm::Kiddo {
             bytes += 2 * n * (dimension * 8 + 4);
