@@ -53,11 +53,11 @@ pub struct LeafBuckets {
     lower: Vec<f64>,
     upper: Vec<f64>,
     dimension: usize,
-    /// The bucket chunks: ids, used lanes and the metric payload.
+    /// The bucket chunks: ids, used lanes and the coordinates (`dimension * LANES`
+    /// values per chunk, `[coordinate][lane]`; unused lanes are zero).
     ids: Vec<[u32; LANES]>,
     len: Vec<u8>,
-    payload: Vec<f64>,
-    payload_width: usize,
+    coordinates: Vec<f64>,
 }
 
 impl LeafBuckets {
@@ -74,14 +74,8 @@ impl LeafBuckets {
             |node: u32| metric.coordinates(metric.point(node as usize)).expect("a metric with coordinates");
         let layout = &tree.layout;
         let descendant_count = |node: u32| layout.descendants(node).len();
-        let width = metric.payload_width();
-        let mut buckets = LeafBuckets {
-            of_node: vec![NO_BUCKET; n],
-            group_start: vec![0],
-            dimension,
-            payload_width: width,
-            ..LeafBuckets::default()
-        };
+        let mut buckets =
+            LeafBuckets { of_node: vec![NO_BUCKET; n], group_start: vec![0], dimension, ..LeafBuckets::default() };
         let mut members = Vec::new();
         // Nodes in depth-first order, so buckets (and their chunks) follow the layout.
         for position in 0..n {
@@ -96,7 +90,7 @@ impl LeafBuckets {
             order_for_boxes(&mut members, &coordinates, dimension);
             buckets.of_node[node as usize] = (buckets.group_start.len() - 1) as u32;
             for group_members in members.chunks(LANES * LANES) {
-                buckets.push_group(metric, group_members, &coordinates);
+                buckets.push_group(group_members, &coordinates);
             }
             buckets.group_start.push(buckets.group_first_chunk.len() as u32);
         }
@@ -104,9 +98,9 @@ impl LeafBuckets {
     }
 
     /// Appends one group of up to `LANES * LANES` points, in chunks of [`LANES`].
-    fn push_group<'a, M: Metric>(&mut self, metric: &M, members: &[u32], coordinates: &impl Fn(u32) -> &'a [f64]) {
+    fn push_group<'a>(&mut self, members: &[u32], coordinates: &impl Fn(u32) -> &'a [f64]) {
         let dimension = self.dimension;
-        let width = self.payload_width * LANES;
+        let width = dimension * LANES;
         self.group_first_chunk.push(self.ids.len() as u32);
         self.group_points.push(members.len() as u32);
         let mut lower = vec![f64::INFINITY; dimension * LANES];
@@ -115,12 +109,12 @@ impl LeafBuckets {
         for (group_lane, chunk_members) in members.chunks(LANES).enumerate() {
             lanes |= 1 << group_lane;
             let mut ids = [0u32; LANES];
-            let start = self.payload.len();
-            self.payload.resize(start + width, 0.0);
+            let start = self.coordinates.len();
+            self.coordinates.resize(start + width, 0.0);
             for (lane, &member) in chunk_members.iter().enumerate() {
                 ids[lane] = member;
-                metric.write_payload(member as usize, lane, &mut self.payload[start..start + width]);
                 for (coordinate, &value) in coordinates(member).iter().enumerate() {
+                    self.coordinates[start + coordinate * LANES + lane] = value;
                     let slot = coordinate * LANES + group_lane;
                     lower[slot] = lower[slot].min(value);
                     upper[slot] = upper[slot].max(value);
@@ -172,9 +166,10 @@ impl LeafBuckets {
         u64::from(self.group_points[group])
     }
 
+    /// Chunk `chunk`, whose payload is the coordinates.
     #[inline(always)]
     pub fn view(&self, chunk: usize) -> ChunkView<'_> {
-        chunk_view(&self.ids, &self.len, &self.payload, self.payload_width, chunk)
+        chunk_view(&self.ids, &self.len, &self.coordinates, self.dimension, chunk)
     }
 
     /// Squared lower bounds on the distance from `point` to every point of each chunk

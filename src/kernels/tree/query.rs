@@ -46,7 +46,10 @@ use rayon::prelude::*;
 
 use super::bucket::BOX_SLACK;
 use super::cover::{Chunks, CoverTree};
-use super::metric::{ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, lane_mask, multiversion, task_size};
+use super::metric::{
+    ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, lane_mask, lane_squared_distances, multiversion,
+    task_size,
+};
 
 /// Whether a query that is a data point may be its own neighbour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +168,13 @@ type HeapEntry = Reverse<(u64, u32)>;
 /// root's chunks (see [`task_size`]; under the residual metric that pass streams the
 /// whole layout, so larger blocks load it less often).
 const QUERY_BLOCK: (usize, usize) = (32, 256);
+
+/// The largest squared box bound that may still hold a point within `kth` (see
+/// [`BOX_SLACK`]).
+#[inline(always)]
+fn box_limit(kth: f64) -> f64 {
+    kth * kth * (1.0 + BOX_SLACK)
+}
 
 /// Exact kNN of every query.
 pub fn knn<M: Metric>(
@@ -368,33 +378,30 @@ impl<'q, M: Metric> Search<'q, M> {
     }
 
     /// Screens the descendants of a bucket's root: group by group the chunks whose boxes
-    /// may hold a point within the k-th distance (see [`super::bucket::LeafBuckets`]), then their exact
-    /// distances, offering what is within the k-th distance.
+    /// may hold a point within the k-th distance (see [`super::bucket::LeafBuckets`]),
+    /// offering what is within the k-th distance. The distances are Euclidean in the
+    /// coordinates, computed as [`Metric::distance`] computes them.
     #[inline(always)]
     fn screen_bucket<const ISA: u8>(&mut self, metric: &M, tree: &CoverTree, bucket: usize) {
         let buckets = &tree.buckets;
         let point = metric.coordinates(self.query).expect("buckets exist only for metrics with coordinates");
-        let mut distances = [0.0; LANES];
         for group in buckets.groups(bucket) {
-            let kth = self.top.kth();
-            let limit = kth * kth * (1.0 + BOX_SLACK);
+            let limit = box_limit(self.top.kth());
             let bounds = buckets.group_bounds(point, group);
             self.stats.counts.bounded += buckets.group_points(group);
             let mut lanes = lane_mask::<ISA>(&bounds, &[limit; LANES]) & buckets.group_lanes(group);
             while lanes != 0 {
-                let lane = lanes.trailing_zeros() as usize;
+                let view = buckets.view(buckets.group_chunk(group, lanes.trailing_zeros() as usize));
                 lanes &= lanes - 1;
-                let view = buckets.view(buckets.group_chunk(group, lane));
-                let thresholds = [self.top.kth(); LANES];
-                let mask =
-                    metric.screen_chunk::<ISA>(self.query, view, &thresholds, &mut distances, &mut self.stats.counts);
-                let mut remaining = mask;
-                while remaining != 0 {
-                    let member = remaining.trailing_zeros() as usize;
-                    remaining &= remaining - 1;
-                    let candidate = view.ids[member];
+                let distances = lane_squared_distances(point, view.payload).map(f64::sqrt);
+                self.stats.counts.exact += view.len as u64;
+                let mut within = lane_mask::<ISA>(&distances, &[self.top.kth(); LANES]) & ((1u32 << view.len) - 1);
+                while within != 0 {
+                    let lane = within.trailing_zeros() as usize;
+                    within &= within - 1;
+                    let candidate = view.ids[lane];
                     if Some(candidate) != self.excluded {
-                        self.top.offer(distances[member], candidate);
+                        self.top.offer(distances[lane], candidate);
                     }
                 }
             }
