@@ -395,15 +395,23 @@ impl<'q, M: Metric> Search<'q, M> {
                 lanes &= lanes - 1;
                 let distances = lane_squared_distances(point, view.payload).map(f64::sqrt);
                 self.stats.counts.exact += view.len as u64;
-                let mut within = lane_mask::<ISA>(&distances, &[self.top.kth(); LANES]) & ((1u32 << view.len) - 1);
-                while within != 0 {
-                    let lane = within.trailing_zeros() as usize;
-                    within &= within - 1;
-                    let candidate = view.ids[lane];
-                    if Some(candidate) != self.excluded {
-                        self.top.offer(distances[lane], candidate);
-                    }
-                }
+                let within = lane_mask::<ISA>(&distances, &[self.top.kth(); LANES]) & ((1u32 << view.len) - 1);
+                self.offer_lanes(view, within, &distances);
+            }
+        }
+    }
+
+    /// Offers the candidates in the lanes of `mask` (exact distances in `distances`),
+    /// but the excluded self-match.
+    #[inline(always)]
+    fn offer_lanes(&mut self, view: ChunkView<'_>, mask: u32, distances: &[f64; LANES]) {
+        let mut remaining = mask;
+        while remaining != 0 {
+            let lane = remaining.trailing_zeros() as usize;
+            remaining &= remaining - 1;
+            let candidate = view.ids[lane];
+            if Some(candidate) != self.excluded {
+                self.top.offer(distances[lane], candidate);
             }
         }
     }
@@ -702,16 +710,7 @@ fn screen_descendants<'q, const ISA: u8, M: Metric>(
         }
         exact_pending::<ISA, M>(metric, view, searches, positions, &screens, &mut distances);
         for ((&position, lane_distances), screen) in positions.iter().zip(&distances).zip(&screens) {
-            let search = &mut searches[position];
-            let mut remaining = screen.known | screen.pending;
-            while remaining != 0 {
-                let lane = remaining.trailing_zeros() as usize;
-                remaining &= remaining - 1;
-                let candidate = view.ids[lane];
-                if Some(candidate) != search.excluded {
-                    search.top.offer(lane_distances[lane], candidate);
-                }
-            }
+            searches[position].offer_lanes(view, screen.known | screen.pending, lane_distances);
         }
     }
     if let Some(&first) = positions.first() {
