@@ -167,6 +167,20 @@ pub struct BatchReport {
     pub scope_size_sum: usize,
     pub scope_size_max: usize,
     pub counts: DistanceCounts,
+    /// Distances the sparse traversal evaluated screening the children of nodes of
+    /// each level, as (level, distances) by level from the top (empty for the dense
+    /// traversal): where the traversal's cost goes.
+    pub screened_by_level: Vec<(i32, u64)>,
+}
+
+/// Adds `(level, count)` pairs to a list kept sorted by level from the top.
+pub fn add_by_level(into: &mut Vec<(i32, u64)>, from: &[(i32, u64)]) {
+    for &(level, count) in from {
+        match into.binary_search_by(|&(known, _)| level.cmp(&known)) {
+            Ok(position) => into[position].1 += count,
+            Err(position) => into.insert(position, (level, count)),
+        }
+    }
 }
 
 /// The first-round scopes of each batch as (point, sorted scope) lists, for
@@ -197,6 +211,8 @@ struct Placement {
     scope_size: usize,
     counts: DistanceCounts,
     scans: usize,
+    /// See [`BatchReport::screened_by_level`] (kept on the first point of a block).
+    screened_by_level: Vec<(i32, u64)>,
 }
 
 impl Placement {
@@ -211,6 +227,7 @@ impl Placement {
             scope_size: 0,
             counts: DistanceCounts::default(),
             scans: 0,
+            screened_by_level: Vec::new(),
         }
     }
 
@@ -344,6 +361,7 @@ fn insert_batch<M: Metric>(
     let pairwise_seconds: f64 = block_seconds.iter().sum();
     for placement in &placements {
         report.counts.add(&placement.counts);
+        add_by_level(&mut report.screened_by_level, &placement.screened_by_level);
         report.scope_chunk_scans += placement.scans;
         report.scope_chunk_points += placement.scope.len();
         report.scope_size_sum += placement.scope_size;
@@ -516,10 +534,12 @@ multiversion! {
         let mut screens = vec![ChunkScreen::default(); block.len()];
         // Counts are only ever summed over the block's points.
         let mut counts = DistanceCounts::default();
+        let mut screened_by_level = Vec::new();
         while !wave.is_empty() {
             // Entries of one node are contiguous: each wave is emitted chunk by chunk
             // and lane by lane, and every node sits in one lane of one chunk.
             for group in wave.chunk_by(|left, right| left.0 == right.0) {
+                let screened_before = counts.exact;
                 for &chunk in &tree.child_chunks[group[0].0 as usize] {
                     let chunk = chunk as usize;
                     live.clear();
@@ -568,12 +588,17 @@ multiversion! {
                         }
                     }
                 }
+                let screened = counts.exact - screened_before;
+                if screened > 0 {
+                    add_by_level(&mut screened_by_level, &[(tree.level[group[0].0 as usize], screened)]);
+                }
             }
             std::mem::swap(&mut wave, &mut next);
             next.clear();
         }
         if let Some(first) = block.first_mut() {
             first.counts.add(&counts);
+            first.screened_by_level = screened_by_level;
         }
     }
 }

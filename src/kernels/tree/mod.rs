@@ -611,6 +611,11 @@ impl TreeInstance {
             )
             .collect::<Vec<_>>()
             .join(",");
+        let mut screened = Vec::new();
+        for batch in &outcome.batches {
+            build::add_by_level(&mut screened, &batch.screened_by_level);
+        }
+        let screened = screened.iter().map(|(level, count)| format!("{level}:{count}")).collect::<Vec<_>>().join(",");
         probe.event(
             "run",
             vec![
@@ -621,6 +626,7 @@ impl TreeInstance {
                 ("distance_evals_query", Value::from(stats.counts.exact)),
                 ("tree_depth", Value::from(depth)),
                 ("level_histogram", Value::Text(histogram)),
+                ("distance_evals_build_by_level", Value::Text(screened)),
                 ("root_level", Value::Int(i64::from(root_level))),
                 ("radius_mean", Value::Float(radius_mean)),
                 ("radius_max", Value::Float(radius_max)),

@@ -920,9 +920,36 @@ fn first_run_reports_batches_with_the_fields_names() {
     ] {
         assert!(names.contains(&expected), "batch event lacks {expected}");
     }
+    let run = probe.events().iter().find(|event| event.kind == "run").expect("a run event");
+    for expected in ["level_histogram", "distance_evals_build_by_level"] {
+        assert!(run.fields.iter().any(|(name, _)| name == expected), "run event lacks {expected}");
+    }
     let declared: Vec<&str> = Tree.metrics().iter().map(|spec| spec.name).collect();
     for (name, _) in probe.metrics() {
         assert!(declared.contains(&name.as_str()), "metric {name} is not declared");
+    }
+}
+
+#[test]
+fn sparse_traversal_counts_its_distances_by_level() {
+    let metric = EuclideanMetric { points: test_points(600, 3, 5, 0, false) };
+    for traversal in [Traversal::Dense, Traversal::Sparse] {
+        let params = BuildParams { batch_size: 100, traversal, ..BuildParams::default() };
+        let outcome = build::build(&metric, &params, false, |_, _| {});
+        for batch in &outcome.batches {
+            let levels: Vec<i32> = batch.screened_by_level.iter().map(|&(level, _)| level).collect();
+            assert!(levels.windows(2).all(|pair| pair[0] > pair[1]), "levels from the top, once each: {levels:?}");
+            let screened: u64 = batch.screened_by_level.iter().map(|&(_, count)| count).sum();
+            match traversal {
+                Traversal::Dense => assert_eq!(screened, 0, "the dense traversal screens no children"),
+                // The batch's other distances are the root's, the conflict graph's and
+                // the insertion's; the first batch meets a tree without children.
+                Traversal::Sparse if batch.batch_index > 0 => {
+                    assert!(screened > 0 && screened < batch.counts.exact, "batch {batch:?}")
+                }
+                Traversal::Sparse => assert_eq!(screened, 0, "the first batch's tree is the root alone"),
+            }
+        }
     }
 }
 
