@@ -60,7 +60,10 @@ use rayon::prelude::*;
 
 use super::cover::Chunks;
 pub use super::cover::{CoverTree, DUPLICATE_LEVEL, NO_PARENT, ceil_log2, power_of_two};
-use super::metric::{ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, multiversion, screen_list, task_size};
+use super::metric::{
+    ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, lane_mask, multiversion, screen_list, task_size,
+    tile_squared_distances,
+};
 use crate::clock;
 
 /// Smallest and largest blocks of batch points that traverse together (see
@@ -521,6 +524,7 @@ multiversion! {
         let points: Vec<M::Query<'_>> =
             block.iter().map(|placement| metric.point(placement.point as usize)).collect();
         let weights: Vec<f64> = points.iter().map(|&point| metric.query_error_weight(point)).collect();
+        let squared = metric.payload_is_coordinates();
         let mut wave: Vec<Entered> = (0..block.len() as u32).map(|position| (tree.root, position, 0)).collect();
         let mut next: Vec<Entered> = Vec::new();
         let mut by_lane: [Vec<(u32, u64)>; LANES] = Default::default();
@@ -542,6 +546,11 @@ multiversion! {
                 let screened_before = counts.exact;
                 for &chunk in &tree.child_chunks[group[0].0 as usize] {
                     let chunk = chunk as usize;
+                    if squared {
+                        screen_squared::<ISA, M>(metric, chunks, chunk, group, block, &weights, &mut by_lane, &mut counts);
+                        drain_by_lane(&chunks.ids[chunk], &mut by_lane, &mut next);
+                        continue;
+                    }
                     live.clear();
                     queries.clear();
                     for &(_, position, bound_bits) in group {
@@ -581,12 +590,7 @@ multiversion! {
                         let mask = screens[slot].known | screens[slot].pending;
                         lanes[slot].accept(chunks, chunk, mask, &distances[slot], placement, live[slot], &mut by_lane);
                     }
-                    let ids = &chunks.ids[chunk];
-                    for (lane, entries) in by_lane.iter_mut().enumerate() {
-                        if !entries.is_empty() {
-                            next.extend(entries.drain(..).map(|(position, bound_bits)| (ids[lane], position, bound_bits)));
-                        }
-                    }
+                    drain_by_lane(&chunks.ids[chunk], &mut by_lane, &mut next);
                 }
                 let screened = counts.exact - screened_before;
                 if screened > 0 {
@@ -599,6 +603,104 @@ multiversion! {
         if let Some(first) = block.first_mut() {
             first.counts.add(&counts);
             first.screened_by_level = screened_by_level;
+        }
+    }
+}
+
+/// Appends the subtrees queued by lane for one chunk to the next wave, lane by lane.
+#[inline(always)]
+fn drain_by_lane(ids: &[u32; LANES], by_lane: &mut [Vec<(u32, u64)>; LANES], next: &mut Vec<Entered>) {
+    for (lane, entries) in by_lane.iter_mut().enumerate() {
+        if !entries.is_empty() {
+            next.extend(entries.drain(..).map(|(position, bound_bits)| (ids[lane], position, bound_bits)));
+        }
+    }
+}
+
+/// Relative slack of squared screening: a correctly rounded root `sqrt(s) <= t` implies
+/// `s <= t^2 (1 + 2^-51)`, and the rounding of `t^2 (1 + SQUARE_SLACK)` is far smaller
+/// than the slack.
+const SQUARE_SLACK: f64 = 1e-12;
+
+/// Points per tile of [`screen_squared`].
+const SQUARED_TILE: usize = 4;
+
+/// The sparse traversal's screening of one chunk for the points of `group` that are
+/// still live, for metrics whose payload is the coordinates
+/// ([`Metric::payload_is_coordinates`]).
+///
+/// Most points are far from every lane (at 32,768 points in 8 dimensions, 88% of the
+/// screened point-chunk pairs have no lane within its threshold), so the squared sums
+/// are first compared with the squares of the largest thresholds any point can have
+/// (those of an unbounded E and the largest error weight among the points), slackened
+/// by [`SQUARE_SLACK`]: `sqrt(s) <= t` implies `s <= t^2 (1 + 2^-51)`. Only a point
+/// with a lane left gets its own thresholds, the roots and [`SparseLanes::accept`]. The
+/// extra lanes it may pass are harmless: a lane beyond the point's threshold is beyond
+/// both its cover (or `2^E`, where offering changes nothing) and its reach, so accept
+/// offers and queues exactly what the general path does.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn screen_squared<const ISA: u8, M: Metric>(
+    metric: &M,
+    chunks: &Chunks,
+    chunk: usize,
+    group: &[Entered],
+    block: &mut [Placement],
+    weights: &[f64],
+    by_lane: &mut [Vec<(u32, u64)>; LANES],
+    counts: &mut DistanceCounts,
+) {
+    let largest_weight = group.iter().map(|&(_, position, _)| weights[position as usize]).fold(0.0, f64::max);
+    let upper = SparseLanes::upper_squares(metric, chunks, chunk, largest_weight);
+    let view = chunks.view(chunk);
+    let used = (1u32 << view.len) - 1;
+    let mut live = [0u32; SQUARED_TILE];
+    let mut entries = group.iter();
+    loop {
+        // Fill a tile with live points.
+        let mut count = 0;
+        for &(_, position, bound_bits) in entries.by_ref() {
+            let placement = &mut block[position as usize];
+            if f64::from_bits(bound_bits) > exponent_bound(placement.exponent) {
+                continue;
+            }
+            placement.scans += 1;
+            live[count] = position;
+            count += 1;
+            if count == SQUARED_TILE {
+                break;
+            }
+        }
+        if count == 0 {
+            return;
+        }
+        // A short tile repeats its last point; the repeats are discarded.
+        let coordinates: [&[f64]; SQUARED_TILE] = std::array::from_fn(|slot| {
+            let position = live[slot.min(count - 1)] as usize;
+            metric.coordinates(metric.point(block[position].point as usize)).expect("a payload of coordinates")
+        });
+        let sums = tile_squared_distances::<SQUARED_TILE>(coordinates, view.payload);
+        counts.exact += (count * view.len) as u64;
+        for slot in 0..count {
+            let mask = lane_mask::<ISA>(&sums[slot], &upper) & used;
+            if mask == 0 {
+                continue;
+            }
+            let position = live[slot];
+            let placement = &mut block[position as usize];
+            let mut lanes = SparseLanes::default();
+            lanes.prepare(metric, chunks, chunk, placement.exponent, weights[position as usize]);
+            let mut distances = [0.0; LANES];
+            let mut remaining = mask;
+            while remaining != 0 {
+                let lane = remaining.trailing_zeros() as usize;
+                remaining &= remaining - 1;
+                distances[lane] = sums[slot][lane].sqrt();
+            }
+            lanes.accept(chunks, chunk, mask, &distances, placement, position, by_lane);
+        }
+        if count < SQUARED_TILE {
+            return;
         }
     }
 }
@@ -639,6 +741,17 @@ impl SparseLanes {
             thresholds[lane] = cover[lane].min(limit).max(self.reach[lane]);
         }
         thresholds
+    }
+
+    /// The squares of the largest thresholds [`SparseLanes::prepare`] can return for
+    /// `chunk` (any E, error weights up to `largest_weight`; the thresholds grow with
+    /// both, as the slacks grow with the distance and the weight), slackened by
+    /// [`SQUARE_SLACK`]; -1 for a negative threshold.
+    #[inline(always)]
+    fn upper_squares<M: Metric>(metric: &M, chunks: &Chunks, chunk: usize, largest_weight: f64) -> [f64; LANES] {
+        let mut lanes = SparseLanes::default();
+        let thresholds = lanes.prepare(metric, chunks, chunk, i32::MAX, largest_weight);
+        thresholds.map(|threshold| if threshold >= 0.0 { threshold * threshold * (1.0 + SQUARE_SLACK) } else { -1.0 })
     }
 
     /// Offers the qualifying lanes of `mask` (exact distances in `distances`) and queues

@@ -294,6 +294,15 @@ pub trait Metric: Sync {
     /// Writes the payload of point `index` into lane `lane` of a chunk payload.
     fn write_payload(&self, index: usize, lane: usize, payload: &mut [f64]);
 
+    /// Whether a chunk payload holds the points' coordinates (`[coordinate][lane]`) and
+    /// [`Metric::distance`] is their Euclidean distance, computed bit for bit as
+    /// [`tile_squared_distances`] and a square root compute it (then
+    /// [`Metric::coordinates`] gives every point's coordinates). Callers may then screen
+    /// squared sums before taking any root.
+    fn payload_is_coordinates(&self) -> bool {
+        false
+    }
+
     /// The coordinates of a query, for metrics whose distance is the Euclidean one in
     /// these coordinates (they get box-screened leaf buckets); `None` otherwise.
     fn coordinates<'a>(&self, _query: Self::Query<'a>) -> Option<&'a [f64]>
@@ -585,6 +594,10 @@ impl Metric for EuclideanMetric {
         for (coordinate, &value) in self.points.row(index).iter().enumerate() {
             payload[coordinate * LANES + lane] = value;
         }
+    }
+
+    fn payload_is_coordinates(&self) -> bool {
+        true
     }
 
     #[inline(always)]
