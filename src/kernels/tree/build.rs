@@ -61,7 +61,7 @@ use rayon::prelude::*;
 use super::cover::Chunks;
 pub use super::cover::{CoverTree, DUPLICATE_LEVEL, NO_PARENT, ceil_log2, power_of_two};
 use super::metric::{
-    ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, lane_mask, multiversion, screen_list, task_size,
+    ChunkScreen, DistanceCounts, Isa, LANES, Metric, PackedPoints, lane_mask, multiversion, screen_packed, task_size,
     tile_squared_distances,
 };
 use crate::clock;
@@ -414,9 +414,10 @@ fn insert_batch<M: Metric>(
             .map(|placement| placement.point)
             .collect();
         let tree_view: &CoverTree = tree;
+        let packed = PackedPoints::new(metric, &new_nodes);
         dominated.par_iter_mut().for_each(|placement| {
             placement.counts = DistanceCounts::default();
-            meet_new_nodes(isa, metric, tree_view, &new_nodes, placement);
+            meet_new_nodes(isa, metric, tree_view, &new_nodes, &packed, placement);
             placement.finish_scope(params.scope_cap);
         });
         for placement in &dominated {
@@ -429,8 +430,14 @@ fn insert_batch<M: Metric>(
 }
 
 multiversion! {
-    /// Screens the new leaves against a dominated point.
-    fn meet_new_nodes<'a, M: Metric>(metric: &M, tree: &CoverTree, nodes: &[u32], placement: &mut Placement) -> () {
+    /// Screens the new leaves (packed in `packed`) against a dominated point.
+    fn meet_new_nodes<'a, M: Metric>(
+        metric: &M,
+        tree: &CoverTree,
+        nodes: &[u32],
+        packed: &PackedPoints,
+        placement: &mut Placement,
+    ) -> () {
         if nodes.is_empty() {
             return;
         }
@@ -438,7 +445,7 @@ multiversion! {
         let thresholds: Vec<f64> =
             nodes.iter().map(|&node| power_of_two(tree.level[node as usize]).min(bound)).collect();
         let mut found = Vec::new();
-        screen_list::<ISA, M>(metric, metric.point(placement.point as usize), nodes, &thresholds, &mut found, &mut placement.counts);
+        screen_packed::<ISA, M>(metric, metric.point(placement.point as usize), packed, &thresholds, &mut found, &mut placement.counts);
         for (node, distance) in found {
             if distance <= power_of_two(tree.level[node as usize]) {
                 placement.offer(node, distance);
@@ -796,19 +803,8 @@ impl SparseLanes {
 /// screens the chunks from its own position on.
 fn conflict_graph<M: Metric>(isa: Isa, metric: &M, active: &[Placement]) -> (Vec<Vec<u32>>, DistanceCounts) {
     let count = active.len();
-    let width = metric.payload_width();
-    let chunk_count = count.div_ceil(LANES);
-    let mut payload = vec![0.0; chunk_count * width * LANES];
-    let mut ids = vec![[0u32; LANES]; chunk_count];
-    payload.par_chunks_mut(width * LANES).zip(ids.par_iter_mut()).enumerate().for_each(
-        |(chunk, (chunk_payload, chunk_ids))| {
-            for (lane, placement) in active[chunk * LANES..count.min((chunk + 1) * LANES)].iter().enumerate() {
-                chunk_ids[lane] = placement.point;
-                metric.write_payload(placement.point as usize, lane, chunk_payload);
-            }
-        },
-    );
-    let packed = PackedActive { payload: &payload, ids: &ids, width, count };
+    let points: Vec<u32> = active.iter().map(|placement| placement.point).collect();
+    let packed = PackedPoints::new(metric, &points);
     let rows: Vec<(Vec<u32>, DistanceCounts)> =
         (0..count).into_par_iter().map(|left| conflict_row(isa, metric, active, &packed, left)).collect();
     let mut adjacency: Vec<Vec<u32>> = vec![Vec::new(); count];
@@ -826,14 +822,6 @@ fn conflict_graph<M: Metric>(isa: Isa, metric: &M, active: &[Placement]) -> (Vec
     (adjacency, counts)
 }
 
-/// The active points of a round, packed into chunks in position order.
-struct PackedActive<'a> {
-    payload: &'a [f64],
-    ids: &'a [[u32; LANES]],
-    width: usize,
-    count: usize,
-}
-
 multiversion! {
     /// The neighbours after `left` of one active point: `d <= 2^min(l_p, l_q)`. Lanes
     /// at or before `left`, and duplicates, get a threshold of 0 (cheap to reject) and
@@ -841,26 +829,26 @@ multiversion! {
     fn conflict_row<'a, M: Metric>(
         metric: &M,
         active: &[Placement],
-        packed: &PackedActive<'_>,
+        packed: &PackedPoints,
         left: usize,
     ) -> (Vec<u32>, DistanceCounts) {
         let mut counts = DistanceCounts::default();
         let mut neighbours = Vec::new();
         let left_placement = &active[left];
-        if left_placement.exponent == DUPLICATE_LEVEL || left + 1 >= packed.count {
+        if left_placement.exponent == DUPLICATE_LEVEL || left + 1 >= packed.len() {
             return (neighbours, counts);
         }
         let query = metric.point(left_placement.point as usize);
-        let chunk_size = packed.width * LANES;
         let mut thresholds = [0.0; LANES];
         let mut distances = [0.0; LANES];
-        for chunk in (left + 1) / LANES..packed.count.div_ceil(LANES) {
+        for chunk in (left + 1) / LANES..packed.chunk_count() {
             let first = chunk * LANES;
-            let len = LANES.min(packed.count - first);
+            let view = packed.view(chunk);
+            let len = view.len;
             for (lane, threshold) in thresholds.iter_mut().enumerate() {
                 let position = first + lane;
                 *threshold = if position <= left
-                    || position >= packed.count
+                    || position >= packed.len()
                     || active[position].exponent == DUPLICATE_LEVEL
                 {
                     0.0
@@ -868,11 +856,6 @@ multiversion! {
                     power_of_two(left_placement.level().min(active[position].level()))
                 };
             }
-            let view = ChunkView {
-                ids: &packed.ids[chunk],
-                len,
-                payload: &packed.payload[chunk * chunk_size..(chunk + 1) * chunk_size],
-            };
             let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut counts);
             for lane in 0..len {
                 let position = first + lane;

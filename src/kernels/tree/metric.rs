@@ -18,6 +18,8 @@
 //! **Instruction sets.** Hot loops are compiled three times (AVX-512, AVX2, portable)
 //! and chosen at run time by [`Isa::detect`]; results are identical across them.
 
+use rayon::prelude::*;
+
 /// Number of lanes of a chunk and of the fixed-order dot product.
 pub const LANES: usize = 8;
 
@@ -407,35 +409,78 @@ pub trait Metric: Sync {
     fn exact_flops(&self) -> u64;
 }
 
-/// Screens an arbitrary list of candidates by packing them into temporary chunks.
-/// Appends `(candidate, exact distance)` in input order for every candidate the
-/// screening keeps whose distance is at most its threshold.
+/// Points packed into chunks once, in the given order, for screening by many queries
+/// (the conflict graph's active points, the leaves a round of insertion added).
+#[derive(Clone, Debug)]
+pub struct PackedPoints {
+    ids: Vec<[u32; LANES]>,
+    payload: Vec<f64>,
+    width: usize,
+    count: usize,
+}
+
+impl PackedPoints {
+    pub fn new<M: Metric>(metric: &M, points: &[u32]) -> PackedPoints {
+        let width = metric.payload_width();
+        let chunk_count = points.len().div_ceil(LANES);
+        let mut payload = vec![0.0; chunk_count * width * LANES];
+        let mut ids = vec![[0u32; LANES]; chunk_count];
+        payload.par_chunks_mut(width * LANES).zip(ids.par_iter_mut()).zip(points.par_chunks(LANES)).for_each(
+            |((chunk_payload, chunk_ids), chunk_points)| {
+                for (lane, &point) in chunk_points.iter().enumerate() {
+                    chunk_ids[lane] = point;
+                    metric.write_payload(point as usize, lane, chunk_payload);
+                }
+            },
+        );
+        PackedPoints { ids, payload, width, count: points.len() }
+    }
+
+    /// Points packed.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.ids.len()
+    }
+
+    #[inline(always)]
+    pub fn view(&self, chunk: usize) -> ChunkView<'_> {
+        let size = self.width * LANES;
+        ChunkView {
+            ids: &self.ids[chunk],
+            len: LANES.min(self.count - chunk * LANES),
+            payload: &self.payload[chunk * size..(chunk + 1) * size],
+        }
+    }
+}
+
+/// Screens packed candidates against one threshold each (in packing order). Appends
+/// `(candidate, exact distance)` in that order for every candidate the screening keeps
+/// whose distance is at most its threshold.
 #[inline(always)]
-pub fn screen_list<const ISA: u8, M: Metric>(
+pub fn screen_packed<const ISA: u8, M: Metric>(
     metric: &M,
     query: M::Query<'_>,
-    candidates: &[u32],
+    candidates: &PackedPoints,
     thresholds: &[f64],
     found: &mut Vec<(u32, f64)>,
     counts: &mut DistanceCounts,
 ) {
-    let width = metric.payload_width();
-    let mut payload = vec![0.0; width * LANES];
-    let mut ids = [0u32; LANES];
-    let mut lane_thresholds = [0.0; LANES];
     let mut distances = [0.0; LANES];
-    for (chunk_candidates, chunk_thresholds) in candidates.chunks(LANES).zip(thresholds.chunks(LANES)) {
-        payload.fill(0.0);
-        for (lane, &candidate) in chunk_candidates.iter().enumerate() {
-            ids[lane] = candidate;
-            lane_thresholds[lane] = chunk_thresholds[lane];
-            metric.write_payload(candidate as usize, lane, &mut payload);
-        }
-        let chunk = ChunkView { ids: &ids, len: chunk_candidates.len(), payload: &payload };
-        let mask = metric.screen_chunk::<ISA>(query, chunk, &lane_thresholds, &mut distances, counts);
-        for lane in 0..chunk_candidates.len() {
+    for (chunk, chunk_thresholds) in thresholds.chunks(LANES).enumerate().take(candidates.chunk_count()) {
+        let view = candidates.view(chunk);
+        let mut lane_thresholds = [0.0; LANES];
+        lane_thresholds[..view.len].copy_from_slice(&chunk_thresholds[..view.len]);
+        let mask = metric.screen_chunk::<ISA>(query, view, &lane_thresholds, &mut distances, counts);
+        for lane in 0..view.len {
             if mask & (1 << lane) != 0 && distances[lane] <= lane_thresholds[lane] {
-                found.push((ids[lane], distances[lane]));
+                found.push((view.ids[lane], distances[lane]));
             }
         }
     }

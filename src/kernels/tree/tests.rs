@@ -194,11 +194,12 @@ proptest! {
         let bounds = ResidualBounds::new(&model, seed);
         let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
         let candidates: Vec<u32> = (0..count as u32).collect();
+        let candidates = metric::PackedPoints::new(&metric, &candidates);
         for query in 0..count.min(8) {
             let thresholds: Vec<f64> = (0..count).map(|index| model.distance(query, index) + slack).collect();
             let mut found = Vec::new();
             let mut counts = DistanceCounts::default();
-            metric::screen_list::<{ metric::PORTABLE }, _>(&metric, query, &candidates, &thresholds, &mut found, &mut counts);
+            metric::screen_packed::<{ metric::PORTABLE }, _>(&metric, query, &candidates, &thresholds, &mut found, &mut counts);
             for (index, &threshold) in thresholds.iter().enumerate() {
                 let exact = model.distance(query, index);
                 if exact <= threshold {
