@@ -37,7 +37,10 @@
 //!    rounding. A block of points descends together: each wave screens every entered
 //!    node's children for all the block's points that entered it, chunk by chunk, so
 //!    a chunk is loaded once per wave (in flat trees, as under the residual metric,
-//!    the root's children are most of the work). Both traversals
+//!    the root's children are most of the work). Under the Euclidean metric most
+//!    point-chunk pairs have no lane within its threshold, and squared sums against
+//!    the chunk's largest thresholds tell so before any root (`screen_squared`).
+//!    Both traversals
 //!    reach every qualifying node within `2^E` of the final E, so they
 //!    agree bit for bit: E and the parent are a minimum over that set under a total
 //!    order, and the scope is that set.
