@@ -135,7 +135,7 @@ impl TreeParams {
                 },
                 scope_cap: params.usize("scope_chunk_target"),
                 seed,
-                bucket_size: params.usize("bucket_size"),
+                bucket_size: build::bucket_cap(params.usize("points"), params.usize("bucket_size")),
             },
             self_match: match params.text("self_match") {
                 "exclude" => SelfMatch::Exclude,
@@ -316,7 +316,7 @@ impl Kernel for Tree {
                 "bucket_size",
                 ParamKind::Int { min: 0, max: 1 << 20 },
                 Value::from(defaults.build.bucket_size),
-                "Euclidean queries: most points of a box-screened leaf bucket (0 = none); never changes a result",
+                "Euclidean queries: box-screened leaf buckets hold up to the larger of this and a quarter of the points (0 = none); never changes a result",
             ),
             ParamSpec::new(
                 "self_match",

@@ -963,6 +963,16 @@ fn compare_counts_missing_neighbours() {
 }
 
 #[test]
+fn bucket_cap_is_the_floor_or_a_quarter_of_the_points() {
+    assert_eq!(build::bucket_cap(8192, 2048), 2048);
+    assert_eq!(build::bucket_cap(32768, 2048), 8192);
+    assert_eq!(build::bucket_cap(100, 12), 25);
+    assert_eq!(build::bucket_cap(32768, 0), 0, "0 switches the buckets off");
+    let params = kernel_params(&[("points", Value::Int(40_000))]).expect("valid parameters");
+    assert_eq!(TreeParams::from_params(&params, 0).build.bucket_size, 10_000);
+}
+
+#[test]
 fn tree_params_defaults_follow_the_declared_defaults() {
     let params = kernel_params(&[]).expect("defaults are valid");
     let typed = TreeParams::from_params(&params, 17);
