@@ -472,8 +472,9 @@ pub fn screen_packed<const ISA: u8, M: Metric>(
     found: &mut Vec<(u32, f64)>,
     counts: &mut DistanceCounts,
 ) {
+    assert_eq!(thresholds.len(), candidates.len(), "one threshold per candidate");
     let mut distances = [0.0; LANES];
-    for (chunk, chunk_thresholds) in thresholds.chunks(LANES).enumerate().take(candidates.chunk_count()) {
+    for (chunk, chunk_thresholds) in thresholds.chunks(LANES).enumerate() {
         let view = candidates.view(chunk);
         let mut lane_thresholds = [0.0; LANES];
         lane_thresholds[..view.len].copy_from_slice(&chunk_thresholds[..view.len]);
