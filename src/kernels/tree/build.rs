@@ -565,10 +565,25 @@ multiversion! {
             // and lane by lane, and every node sits in one lane of one chunk.
             for group in wave.chunk_by(|left, right| left.0 == right.0) {
                 let screened_before = counts.exact;
+                let largest_weight = if squared {
+                    group.iter().map(|&(_, position, _)| weights[position as usize]).fold(0.0, f64::max)
+                } else {
+                    0.0
+                };
                 for &chunk in &tree.child_chunks[group[0].0 as usize] {
                     let chunk = chunk as usize;
                     if squared {
-                        screen_squared::<ISA, M>(metric, chunks, chunk, group, block, &weights, &mut by_lane, &mut counts);
+                        screen_squared::<ISA, M>(
+                            metric,
+                            chunks,
+                            chunk,
+                            group,
+                            &weights,
+                            largest_weight,
+                            block,
+                            &mut by_lane,
+                            &mut counts,
+                        );
                         drain_by_lane(&chunks.ids[chunk], &mut by_lane, &mut next);
                         continue;
                     }
@@ -648,7 +663,8 @@ const SQUARED_TILE: usize = 4;
 
 /// The sparse traversal's screening of one chunk for the points of `group` that are
 /// still live, for metrics whose payload is the coordinates
-/// ([`Metric::payload_is_coordinates`]).
+/// ([`Metric::payload_is_coordinates`]); `weights` are the block's error weights, and
+/// the largest of the group's is computed once per group.
 ///
 /// Most points are far from every lane (at 32,768 points in 8 dimensions, 88% of the
 /// screened point-chunk pairs have no lane within its threshold), so the squared sums
@@ -666,12 +682,12 @@ fn screen_squared<const ISA: u8, M: Metric>(
     chunks: &Chunks,
     chunk: usize,
     group: &[Entered],
-    block: &mut [Placement],
     weights: &[f64],
+    largest_weight: f64,
+    block: &mut [Placement],
     by_lane: &mut [Vec<(u32, u64)>; LANES],
     counts: &mut DistanceCounts,
 ) {
-    let largest_weight = group.iter().map(|&(_, position, _)| weights[position as usize]).fold(0.0, f64::max);
     let upper = SparseLanes::upper_squares(metric, chunks, chunk, largest_weight);
     let view = chunks.view(chunk);
     let used = (1u32 << view.len) - 1;
