@@ -18,8 +18,8 @@
 //! q, `t_c = max(lower_c - q_c, q_c - upper_c, 0) <= |x_c - q_c|` holds for the
 //! computed differences too (rounding is monotone), so the box's squared bound is at
 //! most x's computed squared distance up to the rounding of the sums, which
-//! [`BOX_SLACK`] covers many times over. A chunk is skipped only when its bound
-//! exceeds `kth^2 (1 + BOX_SLACK)`: then each of its points is strictly farther than
+//! [`SQUARE_SLACK`] covers many times over. A chunk is skipped only when its bound
+//! exceeds `kth^2 (1 + SQUARE_SLACK)` ([`squared_limit`]): then each of its points is strictly farther than
 //! the k-th distance and cannot enter the top k, not even as a tie of smaller index.
 //!
 //! Buckets, like the layout, are derived from the finished tree and are not part of
@@ -27,9 +27,8 @@
 
 use super::cover::{CoverTree, chunk_view};
 use super::metric::{ChunkView, LANES, Metric};
-
-/// Relative slack of the box test: far above the rounding of a sum of squares.
-pub const BOX_SLACK: f64 = 1e-12;
+#[cfg(doc)]
+use super::metric::{SQUARE_SLACK, squared_limit};
 
 /// No bucket: the node is walked with ball bounds (or lies inside a bucket).
 const NO_BUCKET: u32 = u32::MAX;

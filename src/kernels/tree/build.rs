@@ -64,8 +64,8 @@ use rayon::prelude::*;
 use super::cover::Chunks;
 pub use super::cover::{CoverTree, DUPLICATE_LEVEL, NO_PARENT, ceil_log2, power_of_two};
 use super::metric::{
-    ChunkScreen, DistanceCounts, Isa, LANES, Metric, PackedPoints, lane_mask, multiversion, screen_packed, task_size,
-    tile_squared_distances,
+    ChunkScreen, DistanceCounts, Isa, LANES, Metric, PackedPoints, lane_mask, multiversion, screen_packed,
+    squared_limit, task_size, tile_squared_distances,
 };
 use crate::clock;
 
@@ -265,6 +265,18 @@ impl Placement {
         if distance <= exponent_bound(self.exponent) {
             self.qualifying.push((node, distance));
         }
+    }
+
+    /// Whether the point, having entered a subtree with the lower bound whose bits are
+    /// `bound_bits`, still screens its children's chunks (the bound is within `2^E` for
+    /// its current E); counts the scan when it does.
+    #[inline(always)]
+    fn screens(&mut self, bound_bits: u64) -> bool {
+        if f64::from_bits(bound_bits) > exponent_bound(self.exponent) {
+            return false;
+        }
+        self.scans += 1;
+        true
     }
 
     /// Keeps the qualifying nodes within `2^E` as the scope (sorted, capped).
@@ -591,10 +603,9 @@ multiversion! {
                     queries.clear();
                     for &(_, position, bound_bits) in group {
                         let placement = &mut block[position as usize];
-                        if f64::from_bits(bound_bits) > exponent_bound(placement.exponent) {
+                        if !placement.screens(bound_bits) {
                             continue;
                         }
-                        placement.scans += 1;
                         let slot = live.len();
                         let weight = weights[position as usize];
                         thresholds[slot] = lanes[slot].prepare(metric, chunks, chunk, placement.exponent, weight);
@@ -653,11 +664,6 @@ fn drain_by_lane(ids: &[u32; LANES], by_lane: &mut [Vec<(u32, u64)>; LANES], nex
     }
 }
 
-/// Relative slack of squared screening: a correctly rounded root `sqrt(s) <= t` implies
-/// `s <= t^2 (1 + 2^-51)`, and the rounding of `t^2 (1 + SQUARE_SLACK)` is far smaller
-/// than the slack.
-const SQUARE_SLACK: f64 = 1e-12;
-
 /// Points per tile of [`screen_squared`].
 const SQUARED_TILE: usize = 4;
 
@@ -670,7 +676,7 @@ const SQUARED_TILE: usize = 4;
 /// screened point-chunk pairs have no lane within its threshold), so the squared sums
 /// are first compared with the squares of the largest thresholds any point can have
 /// (those of an unbounded E and the largest error weight among the points), slackened
-/// by [`SQUARE_SLACK`]: `sqrt(s) <= t` implies `s <= t^2 (1 + 2^-51)`. Only a point
+/// by [`squared_limit`]: `sqrt(s) <= t` implies `s <= t^2 (1 + 2^-51)`. Only a point
 /// with a lane left gets its own thresholds, the roots and [`SparseLanes::accept`]. The
 /// extra lanes it may pass are harmless: a lane beyond the point's threshold is beyond
 /// both its cover (or `2^E`, where offering changes nothing) and its reach, so accept
@@ -697,11 +703,9 @@ fn screen_squared<const ISA: u8, M: Metric>(
         // Fill a tile with live points.
         let mut count = 0;
         for &(_, position, bound_bits) in entries.by_ref() {
-            let placement = &mut block[position as usize];
-            if f64::from_bits(bound_bits) > exponent_bound(placement.exponent) {
+            if !block[position as usize].screens(bound_bits) {
                 continue;
             }
-            placement.scans += 1;
             live[count] = position;
             count += 1;
             if count == SQUARED_TILE {
@@ -782,13 +786,13 @@ impl SparseLanes {
 
     /// The squares of the largest thresholds [`SparseLanes::prepare`] can return for
     /// `chunk` (any E, error weights up to `largest_weight`; the thresholds grow with
-    /// both, as the slacks grow with the distance and the weight), slackened by
-    /// [`SQUARE_SLACK`]; -1 for a negative threshold.
+    /// both, as the slacks grow with the distance and the weight), as
+    /// [`squared_limit`] makes them.
     #[inline(always)]
     fn upper_squares<M: Metric>(metric: &M, chunks: &Chunks, chunk: usize, largest_weight: f64) -> [f64; LANES] {
         let mut lanes = SparseLanes::default();
         let thresholds = lanes.prepare(metric, chunks, chunk, i32::MAX, largest_weight);
-        thresholds.map(|threshold| if threshold >= 0.0 { threshold * threshold * (1.0 + SQUARE_SLACK) } else { -1.0 })
+        thresholds.map(squared_limit)
     }
 
     /// Offers the qualifying lanes of `mask` (exact distances in `distances`) and queues

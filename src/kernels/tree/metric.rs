@@ -179,6 +179,19 @@ unsafe fn lane_mask_avx2(values: &[f64; LANES], limits: &[f64; LANES]) -> u32 {
     }
 }
 
+/// Relative slack of comparisons of squared sums with squared distance limits: far
+/// above the rounding of a sum of squares, of a correctly rounded root (`sqrt(s) <= t`
+/// implies `s <= t^2 (1 + 2^-51)`) and of the limit itself.
+pub const SQUARE_SLACK: f64 = 1e-12;
+
+/// The limit to compare squared sums with for a distance limit: its square slackened
+/// by [`SQUARE_SLACK`], so every sum whose root (or whose box bound's root) is within
+/// `limit` passes; -1 for a negative limit, which nothing is within.
+#[inline(always)]
+pub fn squared_limit(limit: f64) -> f64 {
+    if limit >= 0.0 { limit * limit * (1.0 + SQUARE_SLACK) } else { -1.0 }
+}
+
 /// Eight consecutive values of a slice as an array (for vectorizable lane loops).
 #[inline(always)]
 pub fn lanes(values: &[f64], start: usize) -> &[f64; LANES] {

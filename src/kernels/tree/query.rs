@@ -44,11 +44,10 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
-use super::bucket::BOX_SLACK;
 use super::cover::{Chunks, CoverTree};
 use super::metric::{
     ChunkScreen, ChunkView, DistanceCounts, Isa, LANES, Metric, lane_mask, lane_squared_distances, multiversion,
-    task_size,
+    squared_limit, task_size,
 };
 
 /// Whether a query that is a data point may be its own neighbour.
@@ -168,13 +167,6 @@ type HeapEntry = Reverse<(u64, u32)>;
 /// root's chunks (see [`task_size`]; under the residual metric that pass streams the
 /// whole layout, so larger blocks load it less often).
 const QUERY_BLOCK: (usize, usize) = (32, 256);
-
-/// The largest squared box bound that may still hold a point within `kth` (see
-/// [`BOX_SLACK`]).
-#[inline(always)]
-fn box_limit(kth: f64) -> f64 {
-    kth * kth * (1.0 + BOX_SLACK)
-}
 
 /// Exact kNN of every query.
 pub fn knn<M: Metric>(
@@ -386,7 +378,7 @@ impl<'q, M: Metric> Search<'q, M> {
         let buckets = &tree.buckets;
         let point = metric.coordinates(self.query).expect("buckets exist only for metrics with coordinates");
         for group in buckets.groups(bucket) {
-            let limit = box_limit(self.top.kth());
+            let limit = squared_limit(self.top.kth());
             let bounds = buckets.group_bounds(point, group);
             self.stats.counts.bounded += buckets.group_points(group);
             let mut lanes = lane_mask::<ISA>(&bounds, &[limit; LANES]) & buckets.group_lanes(group);
