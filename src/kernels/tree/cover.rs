@@ -5,10 +5,24 @@
 //! the child's id, level (and `2^level`, `2^(level - 1)`), R, whether it has children,
 //! and the metric payload, so a node's children are screened with vector instructions
 //! and without chasing pointers. Chunks are allocated from one pool as children
-//! arrive; R is written to both the node and its lane.
+//! arrive; R is written to both the node and its lane. Each lane also keeps its
+//! subtree's *level profile*: R split by the levels of the descendants (see
+//! [`Chunks::profile`]), which tells the sparse traversal how far the subtree can hold
+//! a node that qualifies.
 
 use super::bucket::LeafBuckets;
 use super::metric::{ChunkView, LANES, Metric};
+
+/// Buckets of a lane's level profile: one for each of the levels `l - 1 .. l - 3`
+/// below the node's level l, and one for all the lower levels.
+pub const PROFILE_BUCKETS: usize = 4;
+
+/// The profile bucket of a descendant at `level` under a node at `node_level`.
+#[inline]
+pub fn profile_bucket(node_level: i32, level: i32) -> usize {
+    debug_assert!(level < node_level);
+    ((node_level - 1).abs_diff(level) as usize).min(PROFILE_BUCKETS - 1)
+}
 
 /// The level of an exact duplicate: minus infinity.
 pub const DUPLICATE_LEVEL: i32 = i32::MIN;
@@ -73,6 +87,13 @@ pub struct Chunks {
     /// (plus R) of it.
     pub half_cover: Vec<[f64; LANES]>,
     pub radius: Vec<[f64; LANES]>,
+    /// The level profile, `profile[chunk][b][lane]`: the largest computed distance from
+    /// the child to a descendant in bucket b (see [`profile_bucket`]), minus infinity
+    /// while the bucket is empty. Duplicates are left out (they never qualify). A
+    /// descendant w at level j qualifies for a point p within `2^E` only when
+    /// `d(p, w) <= min(2^j, 2^E)`, and then `d(p, child) <= profile[b] + min(2^j, 2^E)`,
+    /// where `2^j <= 2^(l - 1 - b)` for the child's level l.
+    pub profile: Vec<[[f64; LANES]; PROFILE_BUCKETS]>,
     /// Bit `lane` set when that child has children.
     pub has_children: Vec<u32>,
     /// `payload_width * LANES` values per chunk.
@@ -98,6 +119,7 @@ impl Chunks {
         self.cover.push([f64::NEG_INFINITY; LANES]);
         self.half_cover.push([f64::NEG_INFINITY; LANES]);
         self.radius.push([0.0; LANES]);
+        self.profile.push([[f64::NEG_INFINITY; LANES]; PROFILE_BUCKETS]);
         self.has_children.push(0);
         self.payload.resize(self.payload.len() + self.payload_width * LANES, 0.0);
         chunk
@@ -209,15 +231,23 @@ impl CoverTree {
         self.slot[child_index] = (chunk, lane as u8);
     }
 
-    /// Raises R of `node` to at least `distance` (node and lane mirror).
-    pub fn widen(&mut self, node: u32, distance: f64) {
+    /// Raises R of `node` to at least `distance`, the distance to a new descendant at
+    /// `level` (node and lane mirror), and the bucket of `level` in the lane's profile.
+    /// The root has no lane, and so no profile (its level is raised between batches).
+    pub fn widen(&mut self, node: u32, distance: f64, level: i32) {
         let index = node as usize;
         if distance > self.radius[index] {
             self.radius[index] = distance;
-            if node != self.root {
-                let (chunk, lane) = self.slot[index];
-                self.chunks.radius[chunk as usize][lane as usize] = distance;
-            }
+        }
+        if node == self.root {
+            return;
+        }
+        let (chunk, lane) = self.slot[index];
+        let (chunk, lane) = (chunk as usize, lane as usize);
+        self.chunks.radius[chunk][lane] = self.radius[index];
+        if level != DUPLICATE_LEVEL {
+            let bucket = &mut self.chunks.profile[chunk][profile_bucket(self.level[index], level)][lane];
+            *bucket = bucket.max(distance);
         }
     }
 
@@ -324,13 +354,37 @@ impl CoverTree {
         for &node in &nodes {
             let mut stack: Vec<u32> = self.children(node).collect();
             let mut descendants = Vec::new();
+            // The profile's buckets must bound their descendants and stay within R.
+            let mut profile = [f64::NEG_INFINITY; PROFILE_BUCKETS];
+            let (chunk, lane) = self.slot[node];
             while let Some(descendant) = stack.pop() {
                 let distance = metric.distance(metric.point(node), descendant as usize);
                 if distance > self.radius[node] {
                     return Err(format!("radius: d({node}, {descendant}) = {distance} > R = {}", self.radius[node]));
                 }
+                let level = self.level[descendant as usize];
+                if node != self.root as usize && level != DUPLICATE_LEVEL {
+                    let bucket = profile_bucket(self.level[node], level);
+                    profile[bucket] = profile[bucket].max(distance);
+                    let kept = self.chunks.profile[chunk as usize][bucket][lane as usize];
+                    if distance > kept {
+                        return Err(format!(
+                            "profile: d({node}, {descendant}) = {distance} > bucket {bucket} = {kept}"
+                        ));
+                    }
+                }
                 descendants.push(descendant);
                 stack.extend(self.children(descendant as usize));
+            }
+            if node != self.root as usize {
+                for (bucket, &largest) in profile.iter().enumerate() {
+                    let kept = self.chunks.profile[chunk as usize][bucket][lane as usize];
+                    if kept > self.radius[node] || (largest == f64::NEG_INFINITY) != (kept == f64::NEG_INFINITY) {
+                        return Err(format!(
+                            "profile: bucket {bucket} of node {node} is {kept}, its largest distance {largest}"
+                        ));
+                    }
+                }
             }
             if self.layout.is_ready() {
                 descendants.sort_unstable();
