@@ -234,18 +234,19 @@ impl CoverTree {
     /// Raises R of `node` to at least `distance`, the distance to a new descendant at
     /// `level` (node and lane mirror), and the bucket of `level` in the lane's profile.
     /// The root has no lane, and so no profile (its level is raised between batches).
+    #[inline]
     pub fn widen(&mut self, node: u32, distance: f64, level: i32) {
         let index = node as usize;
-        if distance > self.radius[index] {
-            self.radius[index] = distance;
-        }
-        if node == self.root {
-            return;
-        }
+        let is_root = node == self.root;
         let (chunk, lane) = self.slot[index];
         let (chunk, lane) = (chunk as usize, lane as usize);
-        self.chunks.radius[chunk][lane] = self.radius[index];
-        if level != DUPLICATE_LEVEL {
+        if distance > self.radius[index] {
+            self.radius[index] = distance;
+            if !is_root {
+                self.chunks.radius[chunk][lane] = distance;
+            }
+        }
+        if !is_root && level != DUPLICATE_LEVEL {
             let bucket = &mut self.chunks.profile[chunk][profile_bucket(self.level[index], level)][lane];
             *bucket = bucket.max(distance);
         }
