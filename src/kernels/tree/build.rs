@@ -68,7 +68,7 @@ use rayon::prelude::*;
 use super::cover::Chunks;
 pub use super::cover::{CoverTree, DUPLICATE_LEVEL, NO_PARENT, ceil_log2, power_of_two};
 use super::metric::{
-    ChunkScreen, DistanceCounts, Isa, LANES, Metric, PackedPoints, lane_mask, multiversion, screen_packed,
+    ChunkScreen, DistanceCounts, Isa, LANES, Metric, PackedPoints, lane_mask, lanes, multiversion, screen_packed,
     squared_limit, task_size, tile_squared_distances,
 };
 use crate::clock;
@@ -779,19 +779,25 @@ impl SparseLanes {
         let radii = &chunks.radius[chunk];
         let profile = &chunks.profile[chunk];
         let parents = chunks.has_children[chunk];
+        // The farthest a qualifying descendant can put the child: over the profile's
+        // buckets, its distance to the bucket's farthest node plus the largest distance
+        // at which a node of the bucket's highest level qualifies. At most
+        // `min(2^(l - 1), 2^E) + R`. Bucket by bucket, so the lanes vectorize (no value
+        // is NaN, so the comparisons are the IEEE minimum and maximum).
+        let mut bases = [f64::NEG_INFINITY; LANES];
+        let mut bucket_covers = *half_cover;
+        for bucket in profile {
+            for lane in 0..LANES {
+                let cover = if bucket_covers[lane] < limit { bucket_covers[lane] } else { limit };
+                let candidate = bucket[lane] + cover;
+                bases[lane] = if candidate > bases[lane] { candidate } else { bases[lane] };
+                bucket_covers[lane] *= 0.5;
+            }
+        }
         let mut thresholds = [0.0; LANES];
         for lane in 0..LANES {
             let has_children = (parents >> lane) & 1 == 1;
-            // The farthest a qualifying descendant can put the child: over the profile's
-            // buckets, its distance to the bucket's farthest node plus the largest
-            // distance at which a node of the bucket's highest level qualifies. At most
-            // `min(2^(l - 1), 2^E) + R`.
-            let mut base = f64::NEG_INFINITY;
-            let mut bucket_cover = half_cover[lane];
-            for bucket in profile {
-                base = base.max(bucket[lane] + bucket_cover.min(limit));
-                bucket_cover *= 0.5;
-            }
+            let base = bases[lane];
             self.slacks[lane] = metric.triangle_slack(base, radii[lane], query_weight);
             self.reach[lane] = if has_children { base + 2.0 * self.slacks[lane] } else { f64::NEG_INFINITY };
             thresholds[lane] = cover[lane].min(limit).max(self.reach[lane]);
@@ -865,8 +871,16 @@ fn conflict_graph<M: Metric>(isa: Isa, metric: &M, active: &[Placement]) -> (Vec
     let count = active.len();
     let points: Vec<u32> = active.iter().map(|placement| placement.point).collect();
     let packed = PackedPoints::new(metric, &points);
+    // `2^l` per active point in the packed order (0 for duplicates and the padding), so
+    // a pair's threshold `2^min(l_p, l_q)` is the smaller of two covers.
+    let mut covers = vec![0.0; packed.chunk_count() * LANES];
+    for (cover, placement) in covers.iter_mut().zip(active) {
+        if placement.exponent != DUPLICATE_LEVEL {
+            *cover = power_of_two(placement.level());
+        }
+    }
     let rows: Vec<(Vec<u32>, DistanceCounts)> =
-        (0..count).into_par_iter().map(|left| conflict_row(isa, metric, active, &packed, left)).collect();
+        (0..count).into_par_iter().map(|left| conflict_row(isa, metric, active, &packed, &covers, left)).collect();
     let mut adjacency: Vec<Vec<u32>> = vec![Vec::new(); count];
     let mut counts = DistanceCounts::default();
     for (left, (neighbours, row_counts)) in rows.into_iter().enumerate() {
@@ -883,13 +897,14 @@ fn conflict_graph<M: Metric>(isa: Isa, metric: &M, active: &[Placement]) -> (Vec
 }
 
 multiversion! {
-    /// The neighbours after `left` of one active point: `d <= 2^min(l_p, l_q)`. Lanes
-    /// at or before `left`, and duplicates, get a threshold of 0 (cheap to reject) and
-    /// are dropped afterwards.
+    /// The neighbours after `left` of one active point: `d <= 2^min(l_p, l_q)`, the
+    /// smaller of the two `covers`. Lanes at or before `left`, and duplicates, get a
+    /// threshold of 0 (cheap to reject) and are dropped afterwards.
     fn conflict_row<'a, M: Metric>(
         metric: &M,
         active: &[Placement],
         packed: &PackedPoints,
+        covers: &[f64],
         left: usize,
     ) -> (Vec<u32>, DistanceCounts) {
         let mut counts = DistanceCounts::default();
@@ -899,28 +914,27 @@ multiversion! {
             return (neighbours, counts);
         }
         let query = metric.point(left_placement.point as usize);
+        let left_cover = covers[left];
         let mut thresholds = [0.0; LANES];
         let mut distances = [0.0; LANES];
         for chunk in (left + 1) / LANES..packed.chunk_count() {
             let first = chunk * LANES;
             let view = packed.view(chunk);
             let len = view.len;
-            for (lane, threshold) in thresholds.iter_mut().enumerate() {
-                let position = first + lane;
-                *threshold = if position <= left
-                    || position >= packed.len()
-                    || active[position].exponent == DUPLICATE_LEVEL
-                {
-                    0.0
-                } else {
-                    power_of_two(left_placement.level().min(active[position].level()))
-                };
+            let lane_covers = lanes(covers, first);
+            for lane in 0..LANES {
+                thresholds[lane] = if lane_covers[lane] < left_cover { lane_covers[lane] } else { left_cover };
+            }
+            if first <= left {
+                thresholds[..=left - first].fill(0.0);
             }
             let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut counts);
-            for lane in 0..len {
+            let mut remaining = mask & ((1u32 << len) - 1);
+            while remaining != 0 {
+                let lane = remaining.trailing_zeros() as usize;
+                remaining &= remaining - 1;
                 let position = first + lane;
                 if position > left
-                    && mask & (1 << lane) != 0
                     && active[position].exponent != DUPLICATE_LEVEL
                     && distances[lane] <= thresholds[lane]
                 {
