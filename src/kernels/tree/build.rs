@@ -224,6 +224,8 @@ struct Placement {
     /// The minimum exponent over the qualifying nodes (E), `DUPLICATE_LEVEL`, or
     /// `i32::MAX` before any.
     exponent: i32,
+    /// `2^E` (see [`exponent_bound`]), kept with E.
+    bound: f64,
     parent: u32,
     parent_distance: f64,
     /// Qualifying nodes seen (filtered to `d <= 2^E` by `finish_scope`).
@@ -241,6 +243,7 @@ impl Placement {
         Placement {
             point,
             exponent: i32::MAX,
+            bound: exponent_bound(i32::MAX),
             parent: NO_PARENT,
             parent_distance: f64::INFINITY,
             qualifying: Vec::new(),
@@ -263,10 +266,11 @@ impl Placement {
         let exponent = exponent_of(distance);
         if (exponent, distance, node) < (self.exponent, self.parent_distance, self.parent) {
             self.exponent = exponent;
+            self.bound = exponent_bound(exponent);
             self.parent_distance = distance;
             self.parent = node;
         }
-        if distance <= exponent_bound(self.exponent) {
+        if distance <= self.bound {
             self.qualifying.push((node, distance));
         }
     }
@@ -276,7 +280,7 @@ impl Placement {
     /// for its current E; counts the scan when it does.
     #[inline(always)]
     fn screens(&mut self, bound_bits: u64) -> bool {
-        if f64::from_bits(bound_bits) > exponent_bound(self.exponent) {
+        if f64::from_bits(bound_bits) > self.bound {
             return false;
         }
         self.scans += 1;
@@ -285,7 +289,7 @@ impl Placement {
 
     /// Keeps the qualifying nodes within `2^E` as the scope (sorted, capped).
     fn finish_scope(&mut self, scope_cap: usize) {
-        let bound = exponent_bound(self.exponent);
+        let bound = self.bound;
         self.qualifying.retain(|&(_, distance)| distance <= bound);
         self.qualifying.sort_unstable_by_key(|&(node, _)| node);
         self.scope_size = self.qualifying.len();
@@ -471,7 +475,7 @@ multiversion! {
         if nodes.is_empty() {
             return;
         }
-        let bound = exponent_bound(placement.exponent);
+        let bound = placement.bound;
         let thresholds: Vec<f64> =
             nodes.iter().map(|&node| power_of_two(tree.level[node as usize]).min(bound)).collect();
         let mut found = Vec::new();
@@ -503,7 +507,7 @@ multiversion! {
             let cover = &chunks.cover[chunk];
             for (placement, point_thresholds) in block.iter_mut().zip(&mut thresholds) {
                 placement.scans += 1;
-                let limit = exponent_bound(placement.exponent);
+                let limit = placement.bound;
                 for lane in 0..LANES {
                     point_thresholds[lane] = cover[lane].min(limit);
                 }
@@ -613,7 +617,7 @@ multiversion! {
                         }
                         let slot = live.len();
                         let weight = weights[position as usize];
-                        thresholds[slot] = lanes[slot].prepare(metric, chunks, chunk, placement.exponent, weight);
+                        thresholds[slot] = lanes[slot].prepare(metric, chunks, chunk, placement.bound, weight);
                         live.push(position);
                         queries.push(points[position as usize]);
                     }
@@ -735,7 +739,7 @@ fn screen_squared<const ISA: u8, M: Metric>(
             let position = live[slot];
             let placement = &mut block[position as usize];
             let mut lanes = SparseLanes::default();
-            lanes.prepare(metric, chunks, chunk, placement.exponent, weights[position as usize]);
+            lanes.prepare(metric, chunks, chunk, placement.bound, weights[position as usize]);
             let mut distances = [0.0; LANES];
             let mut remaining = mask;
             while remaining != 0 {
@@ -761,8 +765,8 @@ struct SparseLanes {
 }
 
 impl SparseLanes {
-    /// Fills the reaches and slacks of `chunk` for a point whose exponent is `exponent`
-    /// and returns the lanes' screening thresholds: a lane is needed when it qualifies
+    /// Fills the reaches and slacks of `chunk` for a point whose `2^E` is `limit` and
+    /// returns the lanes' screening thresholds: a lane is needed when it qualifies
     /// (within its cover and `2^E`) or when its subtree may hold a node that does.
     #[inline(always)]
     fn prepare<M: Metric>(
@@ -770,10 +774,9 @@ impl SparseLanes {
         metric: &M,
         chunks: &Chunks,
         chunk: usize,
-        exponent: i32,
+        limit: f64,
         query_weight: f64,
     ) -> [f64; LANES] {
-        let limit = exponent_bound(exponent);
         let cover = &chunks.cover[chunk];
         let half_cover = &chunks.half_cover[chunk];
         let radii = &chunks.radius[chunk];
@@ -812,7 +815,7 @@ impl SparseLanes {
     #[inline(always)]
     fn upper_squares<M: Metric>(metric: &M, chunks: &Chunks, chunk: usize, largest_weight: f64) -> [f64; LANES] {
         let mut lanes = SparseLanes::default();
-        let thresholds = lanes.prepare(metric, chunks, chunk, i32::MAX, largest_weight);
+        let thresholds = lanes.prepare(metric, chunks, chunk, f64::INFINITY, largest_weight);
         thresholds.map(squared_limit)
     }
 
@@ -855,7 +858,7 @@ impl SparseLanes {
                     }
                     bucket_cover *= 0.5;
                 }
-                if need <= exponent_bound(placement.exponent) {
+                if need <= placement.bound {
                     by_lane[lane].push((position, need.to_bits()));
                 }
             }
