@@ -567,6 +567,8 @@ multiversion! {
             block.iter().map(|placement| metric.point(placement.point as usize)).collect();
         let weights: Vec<f64> = points.iter().map(|&point| metric.query_error_weight(point)).collect();
         let squared = metric.payload_is_coordinates();
+        let coordinates: Vec<&[f64]> =
+            if squared { points.iter().map(|&point| metric.coordinates(point).expect("a payload of coordinates")).collect() } else { Vec::new() };
         let mut wave: Vec<Entered> = (0..block.len() as u32).map(|position| (tree.root, position, 0)).collect();
         let mut next: Vec<Entered> = Vec::new();
         let mut by_lane: [Vec<(u32, u64)>; LANES] = Default::default();
@@ -599,6 +601,7 @@ multiversion! {
                             chunks,
                             chunk,
                             group,
+                            &coordinates,
                             &weights,
                             largest_weight,
                             block,
@@ -678,8 +681,9 @@ const SQUARED_TILE: usize = 4;
 
 /// The sparse traversal's screening of one chunk for the points of `group` that are
 /// still live, for metrics whose payload is the coordinates
-/// ([`Metric::payload_is_coordinates`]); `weights` are the block's error weights, and
-/// the largest of the group's is computed once per group.
+/// ([`Metric::payload_is_coordinates`]); `coordinates` and `weights` are the block's
+/// points and error weights, and the largest of the group's weights is computed once
+/// per group.
 ///
 /// Most points are far from every lane (at 32,768 points in 8 dimensions, 88% of the
 /// screened point-chunk pairs have no lane within its threshold), so the squared sums
@@ -697,6 +701,7 @@ fn screen_squared<const ISA: u8, M: Metric>(
     chunks: &Chunks,
     chunk: usize,
     group: &[Entered],
+    coordinates: &[&[f64]],
     weights: &[f64],
     largest_weight: f64,
     block: &mut [Placement],
@@ -725,11 +730,8 @@ fn screen_squared<const ISA: u8, M: Metric>(
             return;
         }
         // A short tile repeats its last point; the repeats are discarded.
-        let coordinates: [&[f64]; SQUARED_TILE] = std::array::from_fn(|slot| {
-            let position = live[slot.min(count - 1)] as usize;
-            metric.coordinates(metric.point(block[position].point as usize)).expect("a payload of coordinates")
-        });
-        let sums = tile_squared_distances::<SQUARED_TILE>(coordinates, view.payload);
+        let tile: [&[f64]; SQUARED_TILE] = std::array::from_fn(|slot| coordinates[live[slot.min(count - 1)] as usize]);
+        let sums = tile_squared_distances::<SQUARED_TILE>(tile, view.payload);
         counts.exact += (count * view.len) as u64;
         for slot in 0..count {
             let mask = lane_mask::<ISA>(&sums[slot], &upper) & used;
