@@ -246,7 +246,9 @@ impl Placement {
             bound: exponent_bound(i32::MAX),
             parent: NO_PARENT,
             parent_distance: f64::INFINITY,
-            qualifying: Vec::new(),
+            // A point sees about 9 qualifying nodes at 32,768 points (at most 28; more
+            // than 16 for 4%): one allocation instead of three or four as it grows.
+            qualifying: Vec::with_capacity(16),
             scope: Vec::new(),
             scope_size: 0,
             counts: DistanceCounts::default(),
