@@ -97,6 +97,82 @@ unsafe fn dot_lanes_avx2(left: &[f64], right: &[f64]) -> [f64; LANES] {
     output
 }
 
+/// Dot products of `shared` with `count` rows of `others` (row r at `r * stride`), into
+/// `output`: each the bits of [`dot`]. Eight rows at a time share every load of `shared`
+/// and keep eight independent chains of adds in flight, where one [`dot`] waits on its
+/// own chain.
+#[inline(always)]
+pub fn dots_with<const ISA: u8>(shared: &[f64], others: &[f64], stride: usize, output: &mut [f64]) {
+    let length = shared.len();
+    assert_eq!(length % LANES, 0, "dot product rows must be padded to the lane count");
+    let count = output.len();
+    assert!(count == 0 || (count - 1) * stride + length <= others.len(), "rows outside the matrix");
+    let full = count / LANES * LANES;
+    for first in (0..full).step_by(LANES) {
+        let mut rows: [&[f64]; LANES] = [&[]; LANES];
+        for (offset, row) in rows.iter_mut().enumerate() {
+            let start = (first + offset) * stride;
+            *row = &others[start..start + length];
+        }
+        let sums = dot_lanes_eight::<ISA>(shared, &rows);
+        for (offset, lane_sums) in sums.into_iter().enumerate() {
+            output[first + offset] = reduce_lanes(lane_sums);
+        }
+    }
+    for row in full..count {
+        output[row] = dot_with::<ISA>(shared, &others[row * stride..row * stride + length]);
+    }
+}
+
+/// The lane sums of [`dot_lanes`] of `shared` with eight rows at once.
+#[inline(always)]
+fn dot_lanes_eight<const ISA: u8>(shared: &[f64], rows: &[&[f64]; LANES]) -> [[f64; LANES]; LANES] {
+    for row in rows {
+        assert_eq!(row.len(), shared.len(), "dot product of rows of different lengths");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if ISA == AVX512 {
+        // SAFETY: the AVX-512 instantiation only runs on CPUs with AVX-512F; the lengths
+        // were checked above and are multiples of eight.
+        return unsafe { dot_lanes_eight_avx512(shared, rows) };
+    }
+    let mut sums = [[0.0f64; LANES]; LANES];
+    for start in (0..shared.len()).step_by(LANES) {
+        let shared_chunk = lanes(shared, start);
+        for (row, row_sums) in rows.iter().zip(&mut sums) {
+            let row_chunk = lanes(row, start);
+            for lane in 0..LANES {
+                row_sums[lane] += shared_chunk[lane] * row_chunk[lane];
+            }
+        }
+    }
+    sums
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn dot_lanes_eight_avx512(shared: &[f64], rows: &[&[f64]; LANES]) -> [[f64; LANES]; LANES] {
+    use std::arch::x86_64::*;
+    let mut sums = [_mm512_setzero_pd(); LANES];
+    // SAFETY: every row holds as many values as `shared`, a multiple of eight.
+    unsafe {
+        for start in (0..shared.len()).step_by(LANES) {
+            let shared_chunk = _mm512_loadu_pd(shared.as_ptr().add(start));
+            for (row, row_sums) in rows.iter().zip(&mut sums) {
+                // A multiply, then an add: the same bits as the scalar lanes.
+                let product = _mm512_mul_pd(shared_chunk, _mm512_loadu_pd(row.as_ptr().add(start)));
+                *row_sums = _mm512_add_pd(*row_sums, product);
+            }
+        }
+        let mut output = [[0.0; LANES]; LANES];
+        for (row_output, row_sums) in output.iter_mut().zip(sums) {
+            _mm512_storeu_pd(row_output.as_mut_ptr(), row_sums);
+        }
+        output
+    }
+}
+
 /// Squared Euclidean distance, summed in coordinate order.
 #[inline(always)]
 pub fn squared_euclidean(left: &[f64], right: &[f64]) -> f64 {

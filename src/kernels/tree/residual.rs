@@ -48,7 +48,8 @@ use super::data::Points;
 use super::metric::AVX512;
 use super::metric::{
     AVX2, ChunkScreen, ChunkView, DistanceCounts, EXP_BOUND_ERROR, Isa, LANES, Metric, PORTABLE, dot, dot_with,
-    exp_bound, lane_mask, lane_squared_distances, lanes, padded_length, squared_euclidean, tile_squared_distances,
+    dots_with, exp_bound, lane_mask, lane_squared_distances, lanes, padded_length, squared_euclidean,
+    tile_squared_distances,
 };
 
 /// Which covariance function the residual metric uses.
@@ -965,25 +966,30 @@ fn rotate_rows_avx2(model: &ResidualModel, basis: &[f64], first: usize, output: 
     rotate_rows_generic::<AVX2>(model, basis, first, output)
 }
 
-/// Column by column over a block of rows, so each basis column is loaded once per block.
+/// Eight basis columns at a time (they stay in the first-level cache) against every
+/// row of the block (see [`dots_with`]).
 #[inline(always)]
 fn rotate_rows_generic<const ISA: u8>(model: &ResidualModel, basis: &[f64], first: usize, output: &mut [f64]) {
     let stride = model.stride;
     let columns = basis.len() / stride;
     let rows = output.len() / columns;
-    for column in 0..columns {
-        let basis_column = &basis[column * stride..(column + 1) * stride];
+    let mut values = [0.0; LANES];
+    for group_start in (0..columns).step_by(LANES) {
+        let count = (columns - group_start).min(LANES);
+        let group = &basis[group_start * stride..(group_start + count) * stride];
         for row in 0..rows {
             let index = first + row;
-            output[row * columns + column] =
-                dot_with::<ISA>(model.v_row(index), basis_column) * model.inverse_scale[index];
+            dots_with::<ISA>(model.v_row(index), group, stride, &mut values[..count]);
+            for (offset, &value) in values[..count].iter().enumerate() {
+                output[row * columns + group_start + offset] = value * model.inverse_scale[index];
+            }
         }
     }
 }
 
 /// `sum V_i V_i^T` over some rows, `rank` rows of `stride` (zero padded). Every entry
 /// is a sum in row order, so the bits do not depend on the instruction set.
-fn gram_partial(isa: Isa, model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
+pub(super) fn gram_partial(isa: Isa, model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::detect` only returns `Avx512` when the CPU has these features.
@@ -1007,23 +1013,49 @@ fn gram_partial_avx2(model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
     gram_partial_generic(model, rows)
 }
 
+/// Rows of the result a few at a time against eight columns at a time, so the sums stay
+/// in registers while the rows stream past; every entry is still a sum in row order.
+/// The result is symmetric: entries left of a row's diagonal block are copied from the
+/// transposed ones, which hold the same bits (the products commute).
 #[inline(always)]
 fn gram_partial_generic(model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
+    const ROW_TILE: usize = 4;
     let rank = model.rank;
     let stride = model.stride;
     let mut partial = vec![0.0; rank * stride];
-    for &row in rows {
-        let v_row = model.v_row(row);
-        for a in 0..rank {
-            let factor = v_row[a];
-            let target = &mut partial[a * stride..(a + 1) * stride];
-            for (slot, &value) in target.iter_mut().zip(v_row) {
-                *slot += factor * value;
+    let diagonal_block = |a: usize| a / ROW_TILE * ROW_TILE / LANES * LANES;
+    for first in (0..rank).step_by(ROW_TILE) {
+        let count = (rank - first).min(ROW_TILE);
+        for column in (diagonal_block(first)..stride).step_by(LANES) {
+            let mut sums = [[0.0f64; LANES]; ROW_TILE];
+            for &row in rows {
+                let v_row = model.v_row(row);
+                let values = lanes(v_row, column);
+                for (offset, tile_sums) in sums.iter_mut().enumerate() {
+                    // A short tile repeats its last row; the repeats are discarded.
+                    let factor = v_row[first + offset.min(count - 1)];
+                    for lane in 0..LANES {
+                        tile_sums[lane] += factor * values[lane];
+                    }
+                }
             }
+            for (offset, tile_sums) in sums.iter().enumerate().take(count) {
+                let start = (first + offset) * stride + column;
+                partial[start..start + LANES].copy_from_slice(tile_sums);
+            }
+        }
+    }
+    for a in 0..rank {
+        for b in 0..diagonal_block(a) {
+            partial[a * stride + b] = partial[b * stride + a];
         }
     }
     partial
 }
+
+/// Rows of V per partial Gram matrix. The partials are summed in row order, so the
+/// matrix does not depend on the thread count.
+const GRAM_ROWS: usize = 256;
 
 /// An m x T matrix with orthonormal columns (column-major, columns of `stride`)
 /// approximating the dominant subspace of the rows of V.
@@ -1032,25 +1064,24 @@ fn gram_partial_generic(model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
 /// evenly spaced). A block subspace iteration `Q <- orth(G Q)` with twice the columns
 /// needed (oversampling speeds convergence when the spectrum decays slowly, as it does
 /// here) runs ten steps from a seeded random start; a Rayleigh-Ritz step then orders
-/// the directions by captured energy and the first T are kept.
+/// the directions by captured energy and the first T are kept. Every product is the
+/// fixed-order [`dot`], so the basis has the same bits on every instruction set.
 fn dominant_basis(model: &ResidualModel, columns: usize, seed: u64) -> Vec<f64> {
     let rank = model.rank;
     let stride = model.stride;
     let n = model.len();
-    let block = (columns + columns / 2).min(rank);
+    let isa = Isa::detect();
     let sample_count = n.min(4096);
     let sample: Vec<usize> = (0..sample_count).map(|index| index * n / sample_count).collect();
     // Gram matrix G (rank rows of `stride`, zero padded), accumulated in row blocks.
-    let isa = Isa::detect();
-    let gram = sample.par_chunks(256).map(|rows| gram_partial(isa, model, rows)).reduce(
-        || vec![0.0; rank * stride],
-        |mut left, right| {
-            for (slot, value) in left.iter_mut().zip(&right) {
-                *slot += value;
-            }
-            left
-        },
-    );
+    let partials: Vec<Vec<f64>> = sample.par_chunks(GRAM_ROWS).map(|rows| gram_partial(isa, model, rows)).collect();
+    let mut gram = vec![0.0; rank * stride];
+    for partial in &partials {
+        for (slot, value) in gram.iter_mut().zip(partial) {
+            *slot += value;
+        }
+    }
+    let block = (columns + columns / 2).min(rank);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut basis = vec![0.0; block * stride];
     for column in 0..block {
@@ -1058,29 +1089,68 @@ fn dominant_basis(model: &ResidualModel, columns: usize, seed: u64) -> Vec<f64> 
             basis[column * stride + a] = rng.random::<f64>() - 0.5;
         }
     }
-    orthonormalize(&mut basis, stride, block);
-    let multiply = |basis: &[f64]| {
-        let mut product = vec![0.0; block * stride];
-        product.par_chunks_mut(stride).enumerate().for_each(|(column, output)| {
-            let vector = &basis[column * stride..(column + 1) * stride];
-            for a in 0..rank {
-                output[a] = dot(&gram[a * stride..(a + 1) * stride], vector);
-            }
-        });
-        product
-    };
+    subspace_iteration(isa, &gram, &mut basis, rank, stride, columns)
+}
+
+/// The iteration of [`dominant_basis`] from the start `basis` (its `block` columns),
+/// then the Rayleigh-Ritz step; returns the first `columns` directions. Compiled for
+/// the CPU's instruction set (the same bits on every one).
+fn subspace_iteration(
+    isa: Isa,
+    gram: &[f64],
+    basis: &mut Vec<f64>,
+    rank: usize,
+    stride: usize,
+    columns: usize,
+) -> Vec<f64> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` only returns `Avx512` when the CPU has these features.
+        Isa::Avx512 => unsafe { subspace_iteration_avx512(gram, basis, rank, stride, columns) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` only returns `Avx2` when the CPU has these features.
+        Isa::Avx2 => unsafe { subspace_iteration_avx2(gram, basis, rank, stride, columns) },
+        _ => subspace_iteration_generic::<PORTABLE>(gram, basis, rank, stride, columns),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+fn subspace_iteration_avx512(
+    gram: &[f64],
+    basis: &mut Vec<f64>,
+    rank: usize,
+    stride: usize,
+    columns: usize,
+) -> Vec<f64> {
+    subspace_iteration_generic::<AVX512>(gram, basis, rank, stride, columns)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn subspace_iteration_avx2(gram: &[f64], basis: &mut Vec<f64>, rank: usize, stride: usize, columns: usize) -> Vec<f64> {
+    subspace_iteration_generic::<AVX2>(gram, basis, rank, stride, columns)
+}
+
+#[inline(always)]
+fn subspace_iteration_generic<const ISA: u8>(
+    gram: &[f64],
+    basis: &mut Vec<f64>,
+    rank: usize,
+    stride: usize,
+    columns: usize,
+) -> Vec<f64> {
+    let block = basis.len() / stride;
+    orthonormalize::<ISA>(basis, stride, block);
     for _ in 0..10 {
-        basis = multiply(&basis);
-        orthonormalize(&mut basis, stride, block);
+        *basis = gram_product::<ISA>(gram, basis, rank, stride);
+        orthonormalize::<ISA>(basis, stride, block);
     }
     // Rayleigh-Ritz: H = Q^T G Q, H = E diag E^T, Q <- Q E (by descending eigenvalue).
-    let product = multiply(&basis);
+    let product = gram_product::<ISA>(gram, basis, rank, stride);
     let mut small = vec![0.0; block * block];
-    for left in 0..block {
-        for right in 0..block {
-            small[left * block + right] =
-                dot(&basis[left * stride..(left + 1) * stride], &product[right * stride..(right + 1) * stride]);
-        }
+    for (left, small_row) in small.chunks_exact_mut(block).enumerate() {
+        dots_with::<ISA>(&basis[left * stride..(left + 1) * stride], &product, stride, small_row);
     }
     for left in 0..block {
         for right in 0..left {
@@ -1101,27 +1171,51 @@ fn dominant_basis(model: &ResidualModel, columns: usize, seed: u64) -> Vec<f64> 
             }
         }
     }
-    orthonormalize(&mut rotated, stride, columns);
+    orthonormalize::<ISA>(&mut rotated, stride, columns);
     rotated
+}
+
+/// Columns of the basis per task of [`gram_product`]: they stay in the first-level
+/// cache while the rows of G stream past.
+const PRODUCT_COLUMNS: usize = LANES;
+
+/// `G Q` for the columns of `basis`: `product[column][a] = G_a . Q_column`.
+#[inline(always)]
+fn gram_product<const ISA: u8>(gram: &[f64], basis: &[f64], rank: usize, stride: usize) -> Vec<f64> {
+    let mut product = vec![0.0; basis.len()];
+    product.par_chunks_mut(PRODUCT_COLUMNS * stride).zip(basis.par_chunks(PRODUCT_COLUMNS * stride)).for_each(
+        |(output, group)| {
+            let count = group.len() / stride;
+            let mut values = [0.0; PRODUCT_COLUMNS];
+            for a in 0..rank {
+                dots_with::<ISA>(&gram[a * stride..(a + 1) * stride], group, stride, &mut values[..count]);
+                for (column, &value) in values[..count].iter().enumerate() {
+                    output[column * stride + a] = value;
+                }
+            }
+        },
+    );
+    product
 }
 
 /// Modified Gram-Schmidt, applied twice ("twice is enough") so the columns are
 /// orthonormal to working precision. A column that vanishes is replaced by the first
 /// unit vector orthogonal enough to the others.
-fn orthonormalize(basis: &mut [f64], stride: usize, columns: usize) {
+#[inline(always)]
+fn orthonormalize<const ISA: u8>(basis: &mut [f64], stride: usize, columns: usize) {
     for _ in 0..2 {
         for column in 0..columns {
             for previous in 0..column {
                 let (head, tail) = basis.split_at_mut(column * stride);
                 let previous_vector = &head[previous * stride..(previous + 1) * stride];
                 let vector = &mut tail[..stride];
-                let projection = dot(previous_vector, vector);
+                let projection = dot_with::<ISA>(previous_vector, vector);
                 for (slot, value) in vector.iter_mut().zip(previous_vector) {
                     *slot -= projection * value;
                 }
             }
             let vector = &mut basis[column * stride..(column + 1) * stride];
-            let length = dot(vector, vector).sqrt();
+            let length = dot_with::<ISA>(vector, vector).sqrt();
             if length > 1e-12 {
                 for slot in vector.iter_mut() {
                     *slot /= length;
@@ -1148,10 +1242,14 @@ fn orthogonality_error(basis: &[f64], stride: usize, columns: usize) -> f64 {
 
 /// Eigen-decomposition of a small symmetric row-major matrix by cyclic Jacobi
 /// rotations. Returns the eigenvalues and the eigenvectors as columns (row-major).
+/// The eigenvectors are rotated as rows of their transpose, so that update runs along
+/// contiguous memory (the same operations as on columns, so the same bits).
+#[inline(always)]
 fn symmetric_eigen(matrix: &mut [f64], size: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut vectors = vec![0.0; size * size];
+    // transposed[p * size + k] is entry k of eigenvector p.
+    let mut transposed = vec![0.0; size * size];
     for index in 0..size {
-        vectors[index * size + index] = 1.0;
+        transposed[index * size + index] = 1.0;
     }
     for _sweep in 0..50 {
         let mut off_diagonal = 0.0;
@@ -1182,20 +1280,28 @@ fn symmetric_eigen(matrix: &mut [f64], size: usize) -> (Vec<f64>, Vec<f64>) {
                     matrix[k * size + p] = cosine * kp - sine * kq;
                     matrix[k * size + q] = sine * kp + cosine * kq;
                 }
-                for k in 0..size {
-                    let pk = matrix[p * size + k];
-                    let qk = matrix[q * size + k];
-                    matrix[p * size + k] = cosine * pk - sine * qk;
-                    matrix[q * size + k] = sine * pk + cosine * qk;
-                }
-                for k in 0..size {
-                    let kp = vectors[k * size + p];
-                    let kq = vectors[k * size + q];
-                    vectors[k * size + p] = cosine * kp - sine * kq;
-                    vectors[k * size + q] = sine * kp + cosine * kq;
-                }
+                let (head, tail) = matrix.split_at_mut(q * size);
+                rotate_pair(&mut head[p * size..(p + 1) * size], &mut tail[..size], cosine, sine);
+                let (head, tail) = transposed.split_at_mut(q * size);
+                rotate_pair(&mut head[p * size..(p + 1) * size], &mut tail[..size], cosine, sine);
             }
         }
     }
+    let mut vectors = vec![0.0; size * size];
+    for p in 0..size {
+        for k in 0..size {
+            vectors[k * size + p] = transposed[p * size + k];
+        }
+    }
     ((0..size).map(|index| matrix[index * size + index]).collect(), vectors)
+}
+
+/// `(x, y) <- (c x - s y, s x + c y)` element by element.
+#[inline(always)]
+fn rotate_pair(first: &mut [f64], second: &mut [f64], cosine: f64, sine: f64) {
+    for (x, y) in first.iter_mut().zip(second.iter_mut()) {
+        let (old_x, old_y) = (*x, *y);
+        *x = cosine * old_x - sine * old_y;
+        *y = sine * old_x + cosine * old_y;
+    }
 }

@@ -503,6 +503,73 @@ fn results_do_not_depend_on_the_thread_count() {
 }
 
 #[test]
+fn bound_tables_do_not_depend_on_the_thread_count() {
+    // Enough rows for the Gram matrix to be summed from several partials (4096 rows of
+    // the sample, 256 per partial), whose order must not follow the threads.
+    let model = residual_model(data::standard_normal_points(4096, 3, 41), 24, ResidualParams::default(), 41);
+    let tables = |threads| {
+        in_pool(threads, || {
+            let bounds = ResidualBounds::new(&model, 41);
+            bounds.prefix.iter().chain(&bounds.suffix).map(|value| value.to_bits()).collect::<Vec<_>>()
+        })
+    };
+    let one = tables(1);
+    assert_eq!(one, tables(2), "bound tables differ between 1 and 2 threads");
+    assert_eq!(one, tables(3), "bound tables differ between 1 and 3 threads");
+}
+
+/// The instruction sets this CPU can run, each with its const tag.
+fn available_instruction_sets() -> Vec<Isa> {
+    [Isa::Portable, Isa::Avx2, Isa::Avx512].into_iter().filter(|isa| isa.is_available()).collect()
+}
+
+#[test]
+fn dot_products_in_eights_have_the_bits_of_single_ones() {
+    let mut rng = ChaCha8Rng::seed_from_u64(43);
+    let length = 40;
+    let stride = 48;
+    let shared: Vec<f64> = (0..length).map(|_| rng.random::<f64>() - 0.5).collect();
+    let others: Vec<f64> = (0..19 * stride).map(|_| rng.random::<f64>() * 3.0 - 1.0).collect();
+    for count in [0, 1, 7, 8, 9, 16, 19] {
+        let expected: Vec<u64> = (0..count)
+            .map(|row| metric::dot(&shared, &others[row * stride..row * stride + length]).to_bits())
+            .collect();
+        for isa in available_instruction_sets() {
+            let mut output = vec![f64::NAN; count];
+            match isa {
+                Isa::Portable => metric::dots_with::<{ metric::PORTABLE }>(&shared, &others, stride, &mut output),
+                Isa::Avx2 => metric::dots_with::<{ metric::AVX2 }>(&shared, &others, stride, &mut output),
+                Isa::Avx512 => metric::dots_with::<{ metric::AVX512 }>(&shared, &others, stride, &mut output),
+            }
+            let bits: Vec<u64> = output.iter().map(|value| value.to_bits()).collect();
+            assert_eq!(bits, expected, "{isa:?}, {count} rows");
+        }
+    }
+}
+
+#[test]
+fn gram_tiles_have_the_bits_of_row_order_sums() {
+    // 13 inducing points: a rank that fills neither the row tiles nor the lanes.
+    let model = residual_model(data::standard_normal_points(90, 3, 45), 13, ResidualParams::default(), 45);
+    let rows: Vec<usize> = (0..90).step_by(3).collect();
+    let (rank, stride) = (model.rank, model.stride);
+    let mut expected = vec![0.0f64; rank * stride];
+    for &row in &rows {
+        let v_row = model.v_row(row);
+        for a in 0..rank {
+            for b in 0..stride {
+                expected[a * stride + b] += v_row[a] * v_row[b];
+            }
+        }
+    }
+    let expected: Vec<u64> = expected.iter().map(|value| value.to_bits()).collect();
+    for isa in available_instruction_sets() {
+        let gram: Vec<u64> = residual::gram_partial(isa, &model, &rows).iter().map(|value| value.to_bits()).collect();
+        assert_eq!(gram, expected, "{isa:?}");
+    }
+}
+
+#[test]
 fn instruction_sets_compute_the_same_bits() {
     let detected = Isa::detect();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
