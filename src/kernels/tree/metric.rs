@@ -622,31 +622,32 @@ impl Isa {
 /// Defines `$name(isa, args..)`, which runs the body compiled for the given instruction
 /// set. The body is an `#[inline(always)]` function with a `const ISA: u8` parameter
 /// naming the set, so everything it inlines (the metric's chunk kernels) is vectorized
-/// for that set and may pick intrinsics by `ISA`.
+/// for that set and may pick intrinsics by `ISA`. The function may have one lifetime
+/// and type parameters, or no generic parameters at all.
 macro_rules! multiversion {
     (
         $(#[$attribute:meta])*
-        $visibility:vis fn $name:ident<$($lifetime:lifetime,)? $($generic:ident: $bound:path),*>
+        $visibility:vis fn $name:ident $(<$($lifetime:lifetime,)? $($generic:ident: $bound:path),*>)?
         ($($argument:ident: $type:ty),* $(,)?) -> $result:ty $body:block
     ) => {
         $(#[$attribute])*
-        $visibility fn $name<$($lifetime,)? $($generic: $bound),*>(
+        $visibility fn $name<$($($lifetime,)? $($generic: $bound),*)?>(
             isa: $crate::kernels::tree::metric::Isa,
             $($argument: $type),*
         ) -> $result {
             #[inline(always)]
-            fn generic<$($lifetime,)? const ISA: u8, $($generic: $bound),*>($($argument: $type),*) -> $result $body
+            fn generic<$($($lifetime,)?)? const ISA: u8, $($($generic: $bound),*)?>($($argument: $type),*) -> $result $body
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-            fn with_avx512<$($lifetime,)? $($generic: $bound),*>($($argument: $type),*) -> $result {
-                generic::<{ $crate::kernels::tree::metric::AVX512 }, $($generic),*>($($argument),*)
+            fn with_avx512<$($($lifetime,)? $($generic: $bound),*)?>($($argument: $type),*) -> $result {
+                generic::<{ $crate::kernels::tree::metric::AVX512 }, $($($generic),*)?>($($argument),*)
             }
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            fn with_avx2<$($lifetime,)? $($generic: $bound),*>($($argument: $type),*) -> $result {
-                generic::<{ $crate::kernels::tree::metric::AVX2 }, $($generic),*>($($argument),*)
+            fn with_avx2<$($($lifetime,)? $($generic: $bound),*)?>($($argument: $type),*) -> $result {
+                generic::<{ $crate::kernels::tree::metric::AVX2 }, $($($generic),*)?>($($argument),*)
             }
 
             match isa {
@@ -656,7 +657,7 @@ macro_rules! multiversion {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `Isa::detect` only returns `Avx2` when the CPU has these features.
                 $crate::kernels::tree::metric::Isa::Avx2 => unsafe { with_avx2($($argument),*) },
-                _ => generic::<{ $crate::kernels::tree::metric::PORTABLE }, $($generic),*>($($argument),*),
+                _ => generic::<{ $crate::kernels::tree::metric::PORTABLE }, $($($generic),*)?>($($argument),*),
             }
         }
     };

@@ -47,8 +47,8 @@ use super::data::Points;
 #[cfg(target_arch = "x86_64")]
 use super::metric::AVX512;
 use super::metric::{
-    AVX2, ChunkScreen, ChunkView, DistanceCounts, EXP_BOUND_ERROR, Isa, LANES, Metric, PORTABLE, dot, dot_with,
-    dots_with, exp_bound, lane_mask, lane_squared_distances, lanes, padded_length, squared_euclidean,
+    AVX2, ChunkScreen, ChunkView, DistanceCounts, EXP_BOUND_ERROR, Isa, LANES, Metric, dot, dot_with, dots_with,
+    exp_bound, lane_mask, lane_squared_distances, lanes, multiversion, padded_length, squared_euclidean,
     tile_squared_distances,
 };
 
@@ -939,118 +939,71 @@ fn prefix_tile_lanes<const FUSED: bool>(values: [&[f64]; PREFIX_TILE], rows: &[f
 /// Data rows per task of the rotation `u'_i = s_i V_i W`.
 const PREFIX_ROWS: usize = 64;
 
-/// Rotated, scaled prefixes of the rows from `first` on (as many as `output` holds),
-/// with the fixed-order dot product compiled for the CPU (the same bits on every
-/// instruction set).
-fn rotate_rows(isa: Isa, model: &ResidualModel, basis: &[f64], first: usize, output: &mut [f64]) {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::detect` only returns `Avx512` when the CPU has these features.
-        Isa::Avx512 => unsafe { rotate_rows_avx512(model, basis, first, output) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::detect` only returns `Avx2` when the CPU has these features.
-        Isa::Avx2 => unsafe { rotate_rows_avx2(model, basis, first, output) },
-        _ => rotate_rows_generic::<PORTABLE>(model, basis, first, output),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-fn rotate_rows_avx512(model: &ResidualModel, basis: &[f64], first: usize, output: &mut [f64]) {
-    rotate_rows_generic::<AVX512>(model, basis, first, output)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn rotate_rows_avx2(model: &ResidualModel, basis: &[f64], first: usize, output: &mut [f64]) {
-    rotate_rows_generic::<AVX2>(model, basis, first, output)
-}
-
-/// Eight basis columns at a time (they stay in the first-level cache) against every
-/// row of the block (see [`dots_with`]).
-#[inline(always)]
-fn rotate_rows_generic<const ISA: u8>(model: &ResidualModel, basis: &[f64], first: usize, output: &mut [f64]) {
-    let stride = model.stride;
-    let columns = basis.len() / stride;
-    let rows = output.len() / columns;
-    let mut values = [0.0; LANES];
-    for group_start in (0..columns).step_by(LANES) {
-        let count = (columns - group_start).min(LANES);
-        let group = &basis[group_start * stride..(group_start + count) * stride];
-        for row in 0..rows {
-            let index = first + row;
-            dots_with::<ISA>(model.v_row(index), group, stride, &mut values[..count]);
-            for (offset, &value) in values[..count].iter().enumerate() {
-                output[row * columns + group_start + offset] = value * model.inverse_scale[index];
-            }
-        }
-    }
-}
-
-/// `sum V_i V_i^T` over some rows, `rank` rows of `stride` (zero padded). Every entry
-/// is a sum in row order, so the bits do not depend on the instruction set.
-pub(super) fn gram_partial(isa: Isa, model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::detect` only returns `Avx512` when the CPU has these features.
-        Isa::Avx512 => unsafe { gram_partial_avx512(model, rows) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::detect` only returns `Avx2` when the CPU has these features.
-        Isa::Avx2 => unsafe { gram_partial_avx2(model, rows) },
-        _ => gram_partial_generic(model, rows),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-fn gram_partial_avx512(model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
-    gram_partial_generic(model, rows)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gram_partial_avx2(model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
-    gram_partial_generic(model, rows)
-}
-
-/// Rows of the result a few at a time against eight columns at a time, so the sums stay
-/// in registers while the rows stream past; every entry is still a sum in row order.
-/// The result is symmetric: entries left of a row's diagonal block are copied from the
-/// transposed ones, which hold the same bits (the products commute).
-#[inline(always)]
-fn gram_partial_generic(model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
-    const ROW_TILE: usize = 4;
-    let rank = model.rank;
-    let stride = model.stride;
-    let mut partial = vec![0.0; rank * stride];
-    let diagonal_block = |a: usize| a / ROW_TILE * ROW_TILE / LANES * LANES;
-    for first in (0..rank).step_by(ROW_TILE) {
-        let count = (rank - first).min(ROW_TILE);
-        for column in (diagonal_block(first)..stride).step_by(LANES) {
-            let mut sums = [[0.0f64; LANES]; ROW_TILE];
-            for &row in rows {
-                let v_row = model.v_row(row);
-                let values = lanes(v_row, column);
-                for (offset, tile_sums) in sums.iter_mut().enumerate() {
-                    // A short tile repeats its last row; the repeats are discarded.
-                    let factor = v_row[first + offset.min(count - 1)];
-                    for lane in 0..LANES {
-                        tile_sums[lane] += factor * values[lane];
-                    }
+multiversion! {
+    /// Rotated, scaled prefixes of the rows from `first` on (as many as `output`
+    /// holds), with the fixed-order dot product compiled for the CPU (the same bits on
+    /// every instruction set). Eight basis columns at a time (they stay in the
+    /// first-level cache) against every row of the block (see [`dots_with`]).
+    fn rotate_rows(model: &ResidualModel, basis: &[f64], first: usize, output: &mut [f64]) -> () {
+        let stride = model.stride;
+        let columns = basis.len() / stride;
+        let rows = output.len() / columns;
+        let mut values = [0.0; LANES];
+        for group_start in (0..columns).step_by(LANES) {
+            let count = (columns - group_start).min(LANES);
+            let group = &basis[group_start * stride..(group_start + count) * stride];
+            for row in 0..rows {
+                let index = first + row;
+                dots_with::<ISA>(model.v_row(index), group, stride, &mut values[..count]);
+                for (offset, &value) in values[..count].iter().enumerate() {
+                    output[row * columns + group_start + offset] = value * model.inverse_scale[index];
                 }
             }
-            for (offset, tile_sums) in sums.iter().enumerate().take(count) {
-                let start = (first + offset) * stride + column;
-                partial[start..start + LANES].copy_from_slice(tile_sums);
+        }
+    }
+}
+
+multiversion! {
+    /// `sum V_i V_i^T` over some rows, `rank` rows of `stride` (zero padded). Every
+    /// entry is a sum in row order, so the bits do not depend on the instruction set.
+    /// Rows of the result a few at a time against eight columns at a time, so the sums
+    /// stay in registers while the rows stream past. The result is symmetric: entries
+    /// left of a row's diagonal block are copied from the transposed ones, which hold
+    /// the same bits (the products commute).
+    pub(super) fn gram_partial(model: &ResidualModel, rows: &[usize]) -> Vec<f64> {
+        const ROW_TILE: usize = 4;
+        let rank = model.rank;
+        let stride = model.stride;
+        let mut partial = vec![0.0; rank * stride];
+        let diagonal_block = |a: usize| a / ROW_TILE * ROW_TILE / LANES * LANES;
+        for first in (0..rank).step_by(ROW_TILE) {
+            let count = (rank - first).min(ROW_TILE);
+            for column in (diagonal_block(first)..stride).step_by(LANES) {
+                let mut sums = [[0.0f64; LANES]; ROW_TILE];
+                for &row in rows {
+                    let v_row = model.v_row(row);
+                    let values = lanes(v_row, column);
+                    for (offset, tile_sums) in sums.iter_mut().enumerate() {
+                        // A short tile repeats its last row; the repeats are discarded.
+                        let factor = v_row[first + offset.min(count - 1)];
+                        for lane in 0..LANES {
+                            tile_sums[lane] += factor * values[lane];
+                        }
+                    }
+                }
+                for (offset, tile_sums) in sums.iter().enumerate().take(count) {
+                    let start = (first + offset) * stride + column;
+                    partial[start..start + LANES].copy_from_slice(tile_sums);
+                }
             }
         }
-    }
-    for a in 0..rank {
-        for b in 0..diagonal_block(a) {
-            partial[a * stride + b] = partial[b * stride + a];
+        for a in 0..rank {
+            for b in 0..diagonal_block(a) {
+                partial[a * stride + b] = partial[b * stride + a];
+            }
         }
+        partial
     }
-    partial
 }
 
 /// Rows of V per partial Gram matrix. The partials are summed in row order, so the
@@ -1092,87 +1045,51 @@ fn dominant_basis(model: &ResidualModel, columns: usize, seed: u64) -> Vec<f64> 
     subspace_iteration(isa, &gram, &mut basis, rank, stride, columns)
 }
 
-/// The iteration of [`dominant_basis`] from the start `basis` (its `block` columns),
-/// then the Rayleigh-Ritz step; returns the first `columns` directions. Compiled for
-/// the CPU's instruction set (the same bits on every one).
-fn subspace_iteration(
-    isa: Isa,
-    gram: &[f64],
-    basis: &mut Vec<f64>,
-    rank: usize,
-    stride: usize,
-    columns: usize,
-) -> Vec<f64> {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::detect` only returns `Avx512` when the CPU has these features.
-        Isa::Avx512 => unsafe { subspace_iteration_avx512(gram, basis, rank, stride, columns) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::detect` only returns `Avx2` when the CPU has these features.
-        Isa::Avx2 => unsafe { subspace_iteration_avx2(gram, basis, rank, stride, columns) },
-        _ => subspace_iteration_generic::<PORTABLE>(gram, basis, rank, stride, columns),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-fn subspace_iteration_avx512(
-    gram: &[f64],
-    basis: &mut Vec<f64>,
-    rank: usize,
-    stride: usize,
-    columns: usize,
-) -> Vec<f64> {
-    subspace_iteration_generic::<AVX512>(gram, basis, rank, stride, columns)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn subspace_iteration_avx2(gram: &[f64], basis: &mut Vec<f64>, rank: usize, stride: usize, columns: usize) -> Vec<f64> {
-    subspace_iteration_generic::<AVX2>(gram, basis, rank, stride, columns)
-}
-
-#[inline(always)]
-fn subspace_iteration_generic<const ISA: u8>(
-    gram: &[f64],
-    basis: &mut Vec<f64>,
-    rank: usize,
-    stride: usize,
-    columns: usize,
-) -> Vec<f64> {
-    let block = basis.len() / stride;
-    orthonormalize::<ISA>(basis, stride, block);
-    for _ in 0..10 {
-        *basis = gram_product::<ISA>(gram, basis, rank, stride);
+multiversion! {
+    /// The iteration of [`dominant_basis`] from the start `basis` (its `block`
+    /// columns), then the Rayleigh-Ritz step; returns the first `columns` directions.
+    /// Compiled for the CPU's instruction set (the same bits on every one).
+    fn subspace_iteration(
+        gram: &[f64],
+        basis: &mut Vec<f64>,
+        rank: usize,
+        stride: usize,
+        columns: usize,
+    ) -> Vec<f64> {
+        let block = basis.len() / stride;
         orthonormalize::<ISA>(basis, stride, block);
-    }
-    // Rayleigh-Ritz: H = Q^T G Q, H = E diag E^T, Q <- Q E (by descending eigenvalue).
-    let product = gram_product::<ISA>(gram, basis, rank, stride);
-    let mut small = vec![0.0; block * block];
-    for (left, small_row) in small.chunks_exact_mut(block).enumerate() {
-        dots_with::<ISA>(&basis[left * stride..(left + 1) * stride], &product, stride, small_row);
-    }
-    for left in 0..block {
-        for right in 0..left {
-            let mean = 0.5 * (small[left * block + right] + small[right * block + left]);
-            small[left * block + right] = mean;
-            small[right * block + left] = mean;
+        for _ in 0..10 {
+            *basis = gram_product::<ISA>(gram, basis, rank, stride);
+            orthonormalize::<ISA>(basis, stride, block);
         }
-    }
-    let (values, vectors) = symmetric_eigen(&mut small, block);
-    let mut order: Vec<usize> = (0..block).collect();
-    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
-    let mut rotated = vec![0.0; columns * stride];
-    for (target, &source) in order.iter().take(columns).enumerate() {
-        for inner in 0..block {
-            let coefficient = vectors[inner * block + source];
-            for a in 0..rank {
-                rotated[target * stride + a] += coefficient * basis[inner * stride + a];
+        // Rayleigh-Ritz: H = Q^T G Q, H = E diag E^T, Q <- Q E (by descending eigenvalue).
+        let product = gram_product::<ISA>(gram, basis, rank, stride);
+        let mut small = vec![0.0; block * block];
+        for (left, small_row) in small.chunks_exact_mut(block).enumerate() {
+            dots_with::<ISA>(&basis[left * stride..(left + 1) * stride], &product, stride, small_row);
+        }
+        for left in 0..block {
+            for right in 0..left {
+                let mean = 0.5 * (small[left * block + right] + small[right * block + left]);
+                small[left * block + right] = mean;
+                small[right * block + left] = mean;
             }
         }
+        let (values, vectors) = symmetric_eigen(&mut small, block);
+        let mut order: Vec<usize> = (0..block).collect();
+        order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+        let mut rotated = vec![0.0; columns * stride];
+        for (target, &source) in order.iter().take(columns).enumerate() {
+            for inner in 0..block {
+                let coefficient = vectors[inner * block + source];
+                for a in 0..rank {
+                    rotated[target * stride + a] += coefficient * basis[inner * stride + a];
+                }
+            }
+        }
+        orthonormalize::<ISA>(&mut rotated, stride, columns);
+        rotated
     }
-    orthonormalize::<ISA>(&mut rotated, stride, columns);
-    rotated
 }
 
 /// Columns of the basis per task of [`gram_product`]: they stay in the first-level
