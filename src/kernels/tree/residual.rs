@@ -1042,28 +1042,23 @@ fn dominant_basis(model: &ResidualModel, columns: usize, seed: u64) -> Vec<f64> 
             basis[column * stride + a] = rng.random::<f64>() - 0.5;
         }
     }
-    subspace_iteration(isa, &gram, &mut basis, rank, stride, columns)
+    subspace_iteration(isa, &gram, basis, rank, stride, columns)
 }
 
 multiversion! {
     /// The iteration of [`dominant_basis`] from the start `basis` (its `block`
     /// columns), then the Rayleigh-Ritz step; returns the first `columns` directions.
     /// Compiled for the CPU's instruction set (the same bits on every one).
-    fn subspace_iteration(
-        gram: &[f64],
-        basis: &mut Vec<f64>,
-        rank: usize,
-        stride: usize,
-        columns: usize,
-    ) -> Vec<f64> {
+    fn subspace_iteration(gram: &[f64], basis: Vec<f64>, rank: usize, stride: usize, columns: usize) -> Vec<f64> {
         let block = basis.len() / stride;
-        orthonormalize::<ISA>(basis, stride, block);
+        let mut basis = basis;
+        orthonormalize::<ISA>(&mut basis, stride, block);
         for _ in 0..10 {
-            *basis = gram_product::<ISA>(gram, basis, rank, stride);
-            orthonormalize::<ISA>(basis, stride, block);
+            basis = gram_product::<ISA>(gram, &basis, rank, stride);
+            orthonormalize::<ISA>(&mut basis, stride, block);
         }
         // Rayleigh-Ritz: H = Q^T G Q, H = E diag E^T, Q <- Q E (by descending eigenvalue).
-        let product = gram_product::<ISA>(gram, basis, rank, stride);
+        let product = gram_product::<ISA>(gram, &basis, rank, stride);
         let mut small = vec![0.0; block * block];
         for (left, small_row) in small.chunks_exact_mut(block).enumerate() {
             dots_with::<ISA>(&basis[left * stride..(left + 1) * stride], &product, stride, small_row);
