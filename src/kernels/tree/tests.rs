@@ -518,7 +518,7 @@ fn bound_tables_do_not_depend_on_the_thread_count() {
     assert_eq!(one, tables(3), "bound tables differ between 1 and 3 threads");
 }
 
-/// The instruction sets this CPU can run, each with its const tag.
+/// The instruction sets this CPU can run.
 fn available_instruction_sets() -> Vec<Isa> {
     [Isa::Portable, Isa::Avx2, Isa::Avx512].into_iter().filter(|isa| isa.is_available()).collect()
 }
