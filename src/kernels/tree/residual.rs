@@ -1076,7 +1076,7 @@ multiversion! {
         let mut rotated = vec![0.0; columns * stride];
         for (target, &source) in order.iter().take(columns).enumerate() {
             for inner in 0..block {
-                let coefficient = vectors[inner * block + source];
+                let coefficient = vectors[source * block + inner];
                 for a in 0..rank {
                     rotated[target * stride + a] += coefficient * basis[inner * stride + a];
                 }
@@ -1153,15 +1153,13 @@ fn orthogonality_error(basis: &[f64], stride: usize, columns: usize) -> f64 {
 }
 
 /// Eigen-decomposition of a small symmetric row-major matrix by cyclic Jacobi
-/// rotations. Returns the eigenvalues and the eigenvectors as columns (row-major).
-/// The eigenvectors are rotated as rows of their transpose, so that update runs along
-/// contiguous memory (the same operations as on columns, so the same bits).
+/// rotations. Returns the eigenvalues and the eigenvectors as rows (entry k of
+/// eigenvector p at `p * size + k`), so their rotation runs along contiguous memory.
 #[inline(always)]
 fn symmetric_eigen(matrix: &mut [f64], size: usize) -> (Vec<f64>, Vec<f64>) {
-    // transposed[p * size + k] is entry k of eigenvector p.
-    let mut transposed = vec![0.0; size * size];
+    let mut vectors = vec![0.0; size * size];
     for index in 0..size {
-        transposed[index * size + index] = 1.0;
+        vectors[index * size + index] = 1.0;
     }
     for _sweep in 0..50 {
         let mut off_diagonal = 0.0;
@@ -1194,15 +1192,9 @@ fn symmetric_eigen(matrix: &mut [f64], size: usize) -> (Vec<f64>, Vec<f64>) {
                 }
                 let (head, tail) = matrix.split_at_mut(q * size);
                 rotate_pair(&mut head[p * size..(p + 1) * size], &mut tail[..size], cosine, sine);
-                let (head, tail) = transposed.split_at_mut(q * size);
+                let (head, tail) = vectors.split_at_mut(q * size);
                 rotate_pair(&mut head[p * size..(p + 1) * size], &mut tail[..size], cosine, sine);
             }
-        }
-    }
-    let mut vectors = vec![0.0; size * size];
-    for p in 0..size {
-        for k in 0..size {
-            vectors[k * size + p] = transposed[p * size + k];
         }
     }
     ((0..size).map(|index| matrix[index * size + index]).collect(), vectors)
