@@ -10,7 +10,10 @@
 //! - `pcct`: the bound tables (residual metric) and the tree ([`build`]), then the
 //!   queries ([`query`]); the phases are recorded as `build_s` and `query_s`;
 //! - `brute`: the queries by brute force ([`brute`]), `query_s`;
-//! - `kiddo`: kiddo's `ImmutableKdTree` and its queries ([`kiddo_path`], Euclidean only).
+//! - `kiddo`: kiddo's `ImmutableKdTree` and its queries ([`kiddo_path`], Euclidean only);
+//! - `peak`: no data and no answer, the machine's measured f64 multiply-add rate on
+//!   every thread ([`peak`]), `gflops_peak`: what `gflops_build` and `gflops_query` are
+//!   a share of.
 //!
 //! After every step the answer is compared with the reference: `recall` (the share of
 //! reference neighbours found, which must be exactly 1) and `kth_distance_error` (the
@@ -21,7 +24,7 @@
 //! Module map: [`data`] (generation), [`metric`] (interface, shared kernels, Euclidean),
 //! [`residual`] (residual metric and its bounds), [`cover`] (tree storage, digest,
 //! invariants), [`build`] (batch build), [`query`] (best-first kNN), [`brute`],
-//! [`kiddo_path`].
+//! [`kiddo_path`], [`peak`].
 
 pub mod brute;
 pub mod bucket;
@@ -30,6 +33,7 @@ pub mod cover;
 pub mod data;
 pub mod kiddo_path;
 pub mod metric;
+pub mod peak;
 pub mod query;
 pub mod residual;
 
@@ -67,6 +71,8 @@ pub enum Algorithm {
     Brute,
     /// Build kiddo's k-d tree and query it (Euclidean only).
     Kiddo,
+    /// Measure the f64 multiply-add peak (no data, no answer).
+    Peak,
 }
 
 /// The typed parameters of a run, with defaults.
@@ -144,6 +150,7 @@ impl TreeParams {
             algorithm: match params.text("algorithm") {
                 "brute" => Algorithm::Brute,
                 "kiddo" => Algorithm::Kiddo,
+                "peak" => Algorithm::Peak,
                 _ => Algorithm::Pcct,
             },
             verify: params.bool("verify"),
@@ -200,6 +207,9 @@ impl TreeParams {
 
     /// Peak memory of a run, estimated from the sizes of its arrays.
     pub fn memory_estimate(&self) -> u64 {
+        if self.algorithm == Algorithm::Peak {
+            return 0;
+        }
         let n = self.points as u64;
         let dimension = self.dimension as u64;
         let queries = self.queries as u64;
@@ -326,9 +336,9 @@ impl Kernel for Tree {
             ),
             ParamSpec::new(
                 "algorithm",
-                ParamKind::Choice(&["pcct", "brute", "kiddo"]),
+                ParamKind::Choice(&["pcct", "brute", "kiddo", "peak"]),
                 Value::from("pcct"),
-                "what the timed step runs: the cover tree, the f64 brute force, or kiddo's k-d tree",
+                "what the timed step runs: the cover tree, the f64 brute force, kiddo's k-d tree, or the f64 multiply-add peak (no data)",
             ),
             ParamSpec::new(
                 "verify",
@@ -358,6 +368,12 @@ impl Kernel for Tree {
             MetricSpec::new("pruning_rate", "", Better::Higher, "1 - exact query distances / (queries x n)"),
             MetricSpec::new("gflops_query", "GFLOP/s", Better::Higher, "dot-product flops of the queries / query_s"),
             MetricSpec::new("gflops_build", "GFLOP/s", Better::Higher, "dot-product flops of the build / build_s"),
+            MetricSpec::new(
+                "gflops_peak",
+                "GFLOP/s",
+                Better::Higher,
+                "algorithm peak: f64 multiply-adds per second on every thread, in registers",
+            ),
             MetricSpec::new("tree_depth", "", Better::Neither, "deepest node (root at 0)"),
             MetricSpec::new("root_level", "", Better::Neither, "level of the root"),
             MetricSpec::new("radius_mean", "", Better::Neither, "mean subtree radius over nodes with children"),
@@ -440,6 +456,9 @@ pub fn generate(params: &TreeParams) -> anyhow::Result<RunData> {
 
 impl Instance for TreeInstance {
     fn setup(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
+        if self.params.algorithm == Algorithm::Peak {
+            return Ok(());
+        }
         let data = generate(&self.params)?;
         let query_params = QueryParams { k: self.params.k, self_match: self.params.self_match };
         if self.params.verify || self.params.algorithm == Algorithm::Brute {
@@ -464,6 +483,14 @@ impl Instance for TreeInstance {
     }
 
     fn run(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
+        if self.params.algorithm == Algorithm::Peak {
+            let start = probe.start();
+            let work = peak::run(Isa::detect(), peak::STEPS);
+            let seconds = probe.phase("fma", start).as_secs_f64().max(1e-12);
+            probe.metric("gflops_peak", work.flops as f64 / seconds / 1e9);
+            anyhow::ensure!(work.checksum.is_finite(), "the multiply-add chains diverged");
+            return Ok(());
+        }
         let data = self.data.as_ref().context("run before set-up")?;
         let query_params = QueryParams { k: self.params.k, self_match: self.params.self_match };
         let n = self.params.points as f64;
@@ -520,6 +547,7 @@ impl Instance for TreeInstance {
                 kiddo_path::rescore(&metric.points, queries, &rows, self.params.k)
             }
             (Algorithm::Kiddo, RunData::Residual { .. }) => anyhow::bail!("kiddo supports only the euclidean metric"),
+            (Algorithm::Peak, _) => unreachable!("the peak is measured before the data is looked up"),
         };
         if let Some(reference) = &self.reference {
             let (recall, kth_error) = compare(&answer, reference);

@@ -951,6 +951,18 @@ fn kernel_runs_every_algorithm_exactly() {
 }
 
 #[test]
+fn kernel_measures_the_multiply_add_peak_without_data() {
+    let overrides = [("algorithm", Value::from("peak")), ("points", Value::Int(1 << 24))];
+    let params = kernel_params(&overrides).expect("valid parameters");
+    assert_eq!(Tree.check(&params).expect("parameters pass the check").memory_bytes, 0, "no data is made");
+    let (probe, outputs) = run_kernel(&overrides, 2);
+    let peak = probe.metric_value("gflops_peak").expect("the peak is reported");
+    assert!(peak.is_finite() && peak > 0.0, "{peak}");
+    assert!(outputs.is_empty(), "the peak has no answer to compare");
+    assert_eq!(probe.metric_value("recall"), None);
+}
+
+#[test]
 fn first_run_reports_batches_with_the_fields_names() {
     let params =
         kernel_params(&[("points", Value::Int(700)), ("queries", Value::Int(8)), ("batch_size", Value::Int(200))])
