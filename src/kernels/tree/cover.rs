@@ -149,8 +149,12 @@ pub struct CoverTree {
     pub parent: Vec<u32>,
     /// R(v): the largest computed distance from v to a descendant.
     pub radius: Vec<f64>,
-    /// The chunks holding each node's children, in insertion order.
+    /// The chunks holding each node's children, in the order the chunks were opened;
+    /// within a chunk, in insertion order. The root's children of a nonzero
+    /// [`Metric::chunk_group`] share chunks only with their group.
     pub child_chunks: Vec<Vec<u32>>,
+    /// The root's chunk still open for each group.
+    root_group_chunks: std::collections::HashMap<u32, u32>,
     /// Where each non-root node sits in its parent's chunks.
     pub slot: Vec<(u32, u8)>,
     pub chunks: Chunks,
@@ -172,6 +176,7 @@ impl CoverTree {
             parent: vec![NO_PARENT; n],
             radius: vec![0.0; n],
             child_chunks: vec![Vec::new(); n],
+            root_group_chunks: std::collections::HashMap::new(),
             slot: vec![(u32::MAX, 0); n],
             // About 0.29 chunks per point for N(0, 1) data in 8 dimensions (9,527 for
             // 32,768 points), 1/8 for a flat tree: reserved, so the pool is not copied
@@ -219,12 +224,20 @@ impl CoverTree {
             let (chunk, lane) = self.slot[parent_index];
             self.chunks.has_children[chunk as usize] |= 1 << lane;
         }
-        let last = self.child_chunks[parent_index].last().copied();
-        let chunk = match last {
+        let group = if parent == self.root { metric.chunk_group(child_index) } else { 0 };
+        let open = if group == 0 {
+            self.child_chunks[parent_index].last().copied()
+        } else {
+            self.root_group_chunks.get(&group).copied()
+        };
+        let chunk = match open {
             Some(chunk) if (self.chunks.len[chunk as usize] as usize) < LANES => chunk,
             _ => {
                 let chunk = self.chunks.allocate();
                 self.child_chunks[parent_index].push(chunk);
+                if group != 0 {
+                    self.root_group_chunks.insert(group, chunk);
+                }
                 chunk
             }
         };
@@ -294,7 +307,9 @@ impl CoverTree {
     }
 
     /// A digest of the whole structure: root, and per point its level, parent, radius
-    /// bits and ordered children (FNV-1a over 64-bit words, two independent streams).
+    /// bits and children in increasing order (FNV-1a over 64-bit words, two independent
+    /// streams). The order of the children in their chunks is storage, not structure
+    /// (see [`Metric::chunk_group`]), and is left out.
     pub fn digest(&self) -> String {
         let mut first = Fnv(0xcbf2_9ce4_8422_2325);
         let mut second = Fnv(0x6c62_272e_07bb_0142);
@@ -304,11 +319,15 @@ impl CoverTree {
         };
         feed(self.len() as u64);
         feed(u64::from(self.root));
+        let mut children = Vec::new();
         for point in 0..self.len() {
             feed(self.level[point] as i64 as u64);
             feed(u64::from(self.parent[point]));
             feed(self.radius[point].to_bits());
-            for child in self.children(point) {
+            children.clear();
+            children.extend(self.children(point));
+            children.sort_unstable();
+            for &child in &children {
                 feed(u64::from(child));
             }
             feed(u64::MAX);

@@ -385,6 +385,13 @@ pub trait Metric: Sync {
     /// Writes the payload of point `index` into lane `lane` of a chunk payload.
     fn write_payload(&self, index: usize, lane: usize, payload: &mut [f64]);
 
+    /// The group of point `index` (0: none). The tree keeps the root's children in
+    /// chunks of one group each, so that a metric can screen a whole chunk with one
+    /// bound for its group; which chunk a child lands in never changes a result.
+    fn chunk_group(&self, _index: usize) -> u32 {
+        0
+    }
+
     /// Whether a chunk payload holds the points' coordinates (`[coordinate][lane]`) and
     /// [`Metric::distance`] is their Euclidean distance, computed bit for bit as
     /// [`tile_squared_distances`] and a square root compute it (then

@@ -135,7 +135,43 @@ fn check_residual(model: &ResidualModel, queries: &[usize], k: usize, batch_size
             digests.push(outcome.tree.digest());
         }
         assert_eq!(digests[0], digests[1], "dense and sparse traversals built different trees");
+        // Without bounds every pair gets its exact distance, and the root's children are
+        // not grouped: the same tree.
+        let params = BuildParams { batch_size, traversal: Traversal::Sparse, scope_cap: 0, seed, bucket_size: 0 };
+        assert_eq!(build::build(&plain, &params, false, |_, _| {}).tree.digest(), digests[0]);
     }
+}
+
+#[test]
+fn grouped_chunks_hold_one_group_and_change_no_node() {
+    let model = residual_model(test_points(1500, 8, 41, 0, false), 128, ResidualParams::default(), 41);
+    let bounds = ResidualBounds::new(&model, 41);
+    let sizes = bounds.groups.of_point.iter().fold(std::collections::BTreeMap::new(), |mut sizes, &group| {
+        *sizes.entry(group).or_insert(0usize) += 1;
+        sizes
+    });
+    assert!(!sizes.contains_key(&0), "every point has a group");
+    assert!(sizes.values().all(|&size| size <= 64), "groups of at most 64 points");
+    let grouped = ResidualMetric { model: &model, bounds: Some(&bounds) };
+    let plain = ResidualMetric { model: &model, bounds: None };
+    let params = BuildParams { batch_size: 128, traversal: Traversal::Sparse, scope_cap: 0, seed: 41, bucket_size: 0 };
+    let with_groups = build::build(&grouped, &params, false, |_, _| {}).tree;
+    let without = build::build(&plain, &params, false, |_, _| {}).tree;
+    let root = with_groups.root as usize;
+    for &chunk in &with_groups.child_chunks[root] {
+        let ids = &with_groups.chunks.ids[chunk as usize][..with_groups.chunks.len[chunk as usize] as usize];
+        let group = bounds.groups.of_point[ids[0] as usize];
+        assert!(ids.iter().all(|&id| bounds.groups.of_point[id as usize] == group), "a chunk of mixed groups");
+    }
+    // The children of the root sit in other chunks, in another order; nothing else moves.
+    assert_ne!(with_groups.child_chunks[root], without.child_chunks[root]);
+    assert_eq!(with_groups.parent, without.parent);
+    assert_eq!(with_groups.level, without.level);
+    assert_eq!(
+        with_groups.radius.iter().map(|radius| radius.to_bits()).collect::<Vec<_>>(),
+        without.radius.iter().map(|radius| radius.to_bits()).collect::<Vec<_>>()
+    );
+    assert_eq!(with_groups.digest(), without.digest());
 }
 
 proptest! {
