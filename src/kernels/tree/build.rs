@@ -572,6 +572,14 @@ multiversion! {
         let coordinates: Vec<&[f64]> =
             if squared { points.iter().map(|&point| metric.coordinates(point).expect("a payload of coordinates")).collect() } else { Vec::new() };
         let mut wave: Vec<Entered> = (0..block.len() as u32).map(|position| (tree.root, position, 0)).collect();
+        if !squared {
+            // Points alike in error weight screen a chunk one after another, so the
+            // bounds of a metric that shares work across them (tiles of queries) keep
+            // or drop lanes together. The order of screening never changes a result.
+            wave.sort_by(|left, right| {
+                weights[left.1 as usize].total_cmp(&weights[right.1 as usize]).then(left.1.cmp(&right.1))
+            });
+        }
         let mut next: Vec<Entered> = Vec::new();
         let mut by_lane: [Vec<(u32, u64)>; LANES] = Default::default();
         // Per live point of a chunk: its position, query, lane thresholds, reaches and
