@@ -150,8 +150,8 @@ pub struct CoverTree {
     /// R(v): the largest computed distance from v to a descendant.
     pub radius: Vec<f64>,
     /// The chunks holding each node's children, in the order the chunks were opened;
-    /// within a chunk, in insertion order. The root's children of a nonzero
-    /// [`Metric::chunk_group`] share chunks only with their group.
+    /// within a chunk, in insertion order. The root's children share chunks only with
+    /// children of their [`Metric::chunk_group`].
     pub child_chunks: Vec<Vec<u32>>,
     /// The root's chunk still open for each group.
     root_group_chunks: std::collections::HashMap<u32, u32>,
@@ -224,18 +224,17 @@ impl CoverTree {
             let (chunk, lane) = self.slot[parent_index];
             self.chunks.has_children[chunk as usize] |= 1 << lane;
         }
-        let group = if parent == self.root { metric.chunk_group(child_index) } else { 0 };
-        let open = if group == 0 {
-            self.child_chunks[parent_index].last().copied()
-        } else {
-            self.root_group_chunks.get(&group).copied()
+        let root_group = (parent == self.root).then(|| metric.chunk_group(child_index));
+        let open = match root_group {
+            Some(group) => self.root_group_chunks.get(&group).copied(),
+            None => self.child_chunks[parent_index].last().copied(),
         };
         let chunk = match open {
             Some(chunk) if (self.chunks.len[chunk as usize] as usize) < LANES => chunk,
             _ => {
                 let chunk = self.chunks.allocate();
                 self.child_chunks[parent_index].push(chunk);
-                if group != 0 {
+                if let Some(group) = root_group {
                     self.root_group_chunks.insert(group, chunk);
                 }
                 chunk

@@ -385,9 +385,11 @@ pub trait Metric: Sync {
     /// Writes the payload of point `index` into lane `lane` of a chunk payload.
     fn write_payload(&self, index: usize, lane: usize, payload: &mut [f64]);
 
-    /// The group of point `index` (0: none). The tree keeps the root's children in
-    /// chunks of one group each, so that a metric can screen a whole chunk with one
-    /// bound for its group; which chunk a child lands in never changes a result.
+    /// The group of point `index` (the same for all: no grouping). The tree keeps the
+    /// root's children in chunks of one group each, so a metric whose bounds depend
+    /// mostly on some property of the points can group points alike in it, and the
+    /// lanes a query keeps gather in fewer chunks. Which chunk a child lands in never
+    /// changes a result.
     fn chunk_group(&self, _index: usize) -> u32 {
         0
     }

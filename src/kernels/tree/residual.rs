@@ -435,7 +435,8 @@ const GROUP_SIZE: usize = 64;
 /// changes a result.
 #[derive(Clone, Debug, Default)]
 pub struct PointGroups {
-    /// The group of every point, from 1 (0 means no group).
+    /// The group of every point, from 1 (without bounds, the metric puts every point in
+    /// group 0).
     pub of_point: Vec<u32>,
 }
 
