@@ -4,8 +4,13 @@
 //! supported ([`KIDDO_DIMENSIONS`]). Its answers are re-scored with our exact distance
 //! and each row sorted by (distance, index), so they compare with the tree's output bit
 //! for bit when both are exact.
+//!
+//! [`insertion_searches`] is a yardstick for the build rather than for the queries: the
+//! exact nearest-neighbour search that every insertion into a growing tree implies,
+//! done by kiddo over the same points in the same batches.
 
 use std::num::NonZero;
+use std::time::Duration;
 
 use kiddo::SquaredEuclidean;
 use kiddo::immutable::float::kdtree::ImmutableKdTree;
@@ -14,6 +19,7 @@ use rayon::prelude::*;
 use super::data::Points;
 use super::metric::euclidean;
 use super::query::Neighbours;
+use crate::clock;
 
 /// Dimensions the comparison path is compiled for.
 pub const KIDDO_DIMENSIONS: [usize; 9] = [1, 2, 3, 4, 6, 8, 10, 12, 16];
@@ -99,4 +105,57 @@ pub fn rescore(points: &Points, queries: &Points, rows: &[Vec<u32>], k: usize) -
         }
     }
     neighbours
+}
+
+/// What [`insertion_searches`] found and how long its two parts took.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InsertionSearches {
+    /// Per point after the first, in index order: its nearest neighbour among the
+    /// points of the batches before its own (kiddo's choice among equidistant ones).
+    pub nearest: Vec<u32>,
+    /// kiddo's trees over the points before each batch, summed.
+    pub build: Duration,
+    /// The batches' searches (parallel over each batch's points), summed.
+    pub search: Duration,
+}
+
+fn searches_in<const D: usize>(points: &Points, batch_size: usize) -> InsertionSearches {
+    let rows = rows::<D>(points);
+    let mut outcome =
+        InsertionSearches { nearest: Vec::with_capacity(rows.len()), build: Duration::ZERO, search: Duration::ZERO };
+    let mut start = 1;
+    while start < rows.len() {
+        let end = (start + batch_size).min(rows.len());
+        let built = clock::now();
+        let tree: ImmutableKdTree<f64, u32, D, BUCKET> = ImmutableKdTree::new_from_slice(&rows[..start]);
+        outcome.build += built.elapsed();
+        let searched = clock::now();
+        let nearest: Vec<u32> =
+            rows[start..end].par_iter().map(|row| tree.nearest_one::<SquaredEuclidean>(row).item).collect();
+        outcome.search += searched.elapsed();
+        outcome.nearest.extend(nearest);
+        start = end;
+    }
+    outcome
+}
+
+/// The searches a build by insertion implies, done by kiddo: as in the tree's build,
+/// point 0 comes first and the others follow in batches of `batch_size` (in index
+/// order), and every point of a batch finds its nearest neighbour among the points
+/// before its batch, in a k-d tree built over them. `None` for an unsupported
+/// dimension.
+pub fn insertion_searches(points: &Points, batch_size: usize) -> Option<InsertionSearches> {
+    let batch_size = batch_size.max(1);
+    Some(match points.dimension {
+        1 => searches_in::<1>(points, batch_size),
+        2 => searches_in::<2>(points, batch_size),
+        3 => searches_in::<3>(points, batch_size),
+        4 => searches_in::<4>(points, batch_size),
+        6 => searches_in::<6>(points, batch_size),
+        8 => searches_in::<8>(points, batch_size),
+        10 => searches_in::<10>(points, batch_size),
+        12 => searches_in::<12>(points, batch_size),
+        16 => searches_in::<16>(points, batch_size),
+        _ => return None,
+    })
 }

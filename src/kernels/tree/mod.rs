@@ -11,6 +11,10 @@
 //!   queries ([`query`]); the phases are recorded as `build_s` and `query_s`;
 //! - `brute`: the queries by brute force ([`brute`]), `query_s`;
 //! - `kiddo`: kiddo's `ImmutableKdTree` and its queries ([`kiddo_path`], Euclidean only);
+//! - `kiddo_insertions`: no answer; a yardstick for the build, the nearest-neighbour
+//!   search of every point among the points of the batches before its own, by kiddo
+//!   (the searches a build by insertion implies), `search_s`, with kiddo's per-batch
+//!   trees apart in `build_s` (Euclidean only);
 //! - `peak`: no data and no answer, the machine's measured f64 multiply-add rate on
 //!   every thread ([`peak`]), `gflops_peak`: what `gflops_build` and `gflops_query` are
 //!   a share of.
@@ -71,8 +75,22 @@ pub enum Algorithm {
     Brute,
     /// Build kiddo's k-d tree and query it (Euclidean only).
     Kiddo,
+    /// kiddo's nearest-neighbour searches of a build by insertion (Euclidean only, no
+    /// answer).
+    KiddoInsertions,
     /// Measure the f64 multiply-add peak (no data, no answer).
     Peak,
+}
+
+impl Algorithm {
+    /// The parameter value of the algorithms that run kiddo, `None` for the others.
+    fn kiddo_name(self) -> Option<&'static str> {
+        match self {
+            Algorithm::Kiddo => Some("kiddo"),
+            Algorithm::KiddoInsertions => Some("kiddo_insertions"),
+            Algorithm::Pcct | Algorithm::Brute | Algorithm::Peak => None,
+        }
+    }
 }
 
 /// The typed parameters of a run, with defaults.
@@ -150,6 +168,7 @@ impl TreeParams {
             algorithm: match params.text("algorithm") {
                 "brute" => Algorithm::Brute,
                 "kiddo" => Algorithm::Kiddo,
+                "kiddo_insertions" => Algorithm::KiddoInsertions,
                 "peak" => Algorithm::Peak,
                 _ => Algorithm::Pcct,
             },
@@ -182,13 +201,13 @@ impl TreeParams {
                 if self.self_match == SelfMatch::Exclude { "exclude" } else { "include" }
             ));
         }
-        if self.algorithm == Algorithm::Kiddo {
+        if let Some(name) = self.algorithm.kiddo_name() {
             if matches!(self.metric, MetricChoice::Residual(_)) {
-                return Err("algorithm `kiddo` supports only the euclidean metric".into());
+                return Err(format!("algorithm `{name}` supports only the euclidean metric"));
             }
             if !kiddo_path::KIDDO_DIMENSIONS.contains(&self.dimension) {
                 return Err(format!(
-                    "algorithm `kiddo` is compiled for dimensions {:?}, not {}",
+                    "algorithm `{name}` is compiled for dimensions {:?}, not {}",
                     kiddo_path::KIDDO_DIMENSIONS,
                     self.dimension
                 ));
@@ -231,7 +250,8 @@ impl TreeParams {
                 bytes += n * (8 * dimension + 4 + 2 * dimension);
             }
         }
-        if self.algorithm == Algorithm::Kiddo {
+        if self.algorithm.kiddo_name().is_some() {
+            // kiddo's copy of the points and its tree (one at a time).
             bytes += 2 * n * (dimension * 8 + 4);
         }
         bytes
@@ -336,9 +356,9 @@ impl Kernel for Tree {
             ),
             ParamSpec::new(
                 "algorithm",
-                ParamKind::Choice(&["pcct", "brute", "kiddo", "peak"]),
+                ParamKind::Choice(&["pcct", "brute", "kiddo", "kiddo_insertions", "peak"]),
                 Value::from("pcct"),
-                "what the timed step runs: the cover tree, the f64 brute force, kiddo's k-d tree, or the f64 multiply-add peak (no data)",
+                "what the timed step runs: the cover tree, the f64 brute force, kiddo's k-d tree, kiddo's nearest-neighbour search of every point among the batches before its own (a yardstick for the build; no answer), or the f64 multiply-add peak (no data)",
             ),
             ParamSpec::new(
                 "verify",
@@ -353,6 +373,12 @@ impl Kernel for Tree {
         vec![
             MetricSpec::new("build_s", "s", Better::Lower, "building the tree (with the bound tables)"),
             MetricSpec::new("query_s", "s", Better::Lower, "answering all queries"),
+            MetricSpec::new(
+                "search_s",
+                "s",
+                Better::Lower,
+                "algorithm kiddo_insertions: the searches, summed over the batches (build_s: kiddo's trees)",
+            ),
             MetricSpec::new("qps", "1/s", Better::Higher, "queries per second"),
             MetricSpec::new("recall", "", Better::Higher, "share of the reference neighbours found (must be 1)"),
             MetricSpec::new("kth_distance_error", "", Better::Lower, "largest |k-th distance - reference|"),
@@ -461,7 +487,8 @@ impl Instance for TreeInstance {
         }
         let data = generate(&self.params)?;
         let query_params = QueryParams { k: self.params.k, self_match: self.params.self_match };
-        if self.params.verify || self.params.algorithm == Algorithm::Brute {
+        let answers = self.params.algorithm != Algorithm::KiddoInsertions;
+        if answers && (self.params.verify || self.params.algorithm == Algorithm::Brute) {
             let reference = match &data {
                 RunData::Euclidean { metric, queries } => {
                     brute::brute_knn(metric, &euclidean_queries(queries), &query_params).0
@@ -492,6 +519,16 @@ impl Instance for TreeInstance {
             return Ok(());
         }
         let data = self.data.as_ref().context("run before set-up")?;
+        if self.params.algorithm == Algorithm::KiddoInsertions {
+            let RunData::Euclidean { metric, .. } = data else {
+                anyhow::bail!("kiddo supports only the euclidean metric");
+            };
+            let searches = kiddo_path::insertion_searches(&metric.points, self.params.build.batch_size)
+                .context("kiddo does not support this dimension")?;
+            probe.metric("build_s", searches.build.as_secs_f64());
+            probe.metric("search_s", searches.search.as_secs_f64());
+            return Ok(());
+        }
         let query_params = QueryParams { k: self.params.k, self_match: self.params.self_match };
         let n = self.params.points as f64;
         let query_count = self.params.queries as f64;
@@ -547,7 +584,9 @@ impl Instance for TreeInstance {
                 kiddo_path::rescore(&metric.points, queries, &rows, self.params.k)
             }
             (Algorithm::Kiddo, RunData::Residual { .. }) => anyhow::bail!("kiddo supports only the euclidean metric"),
-            (Algorithm::Peak, _) => unreachable!("the peak is measured before the data is looked up"),
+            (Algorithm::Peak | Algorithm::KiddoInsertions, _) => {
+                unreachable!("the peak and kiddo's insertion searches return before this")
+            }
         };
         if let Some(reference) = &self.reference {
             let (recall, kth_error) = compare(&answer, reference);

@@ -908,6 +908,14 @@ fn bad_parameters_are_clear_errors() {
     );
     check_error(&[("algorithm", Value::from("kiddo")), ("dimension", Value::Int(5))], "compiled for dimensions");
     check_error(
+        &[("algorithm", Value::from("kiddo_insertions")), ("metric", Value::from("residual"))],
+        "algorithm `kiddo_insertions` supports only the euclidean metric",
+    );
+    check_error(
+        &[("algorithm", Value::from("kiddo_insertions")), ("dimension", Value::Int(7))],
+        "algorithm `kiddo_insertions` is compiled for dimensions",
+    );
+    check_error(
         &[("points", Value::Int(1 << 24)), ("metric", Value::from("residual")), ("inducing", Value::Int(8192))],
         "GiB",
     );
@@ -995,6 +1003,41 @@ fn kernel_measures_the_multiply_add_peak_without_data() {
     let peak = probe.metric_value("gflops_peak").expect("the peak is reported");
     assert!(peak.is_finite() && peak > 0.0, "{peak}");
     assert!(outputs.is_empty(), "the peak has no answer to compare");
+    assert_eq!(probe.metric_value("recall"), None);
+}
+
+#[test]
+fn kiddo_insertion_searches_find_the_nearest_earlier_point() {
+    // Duplicates and a grid make exact ties: kiddo may pick any of the nearest, so the
+    // distances are compared, not the indices.
+    for (dimension, grid) in [(3, true), (8, false)] {
+        let points = test_points(700, dimension, 41 + dimension as u64, 20, grid);
+        let batch_size = 64;
+        let searches = in_pool(2, || super::kiddo_path::insertion_searches(&points, batch_size)).expect("supported");
+        assert_eq!(searches.nearest.len(), points.len() - 1);
+        for point in 1..points.len() {
+            // The batch of `point` starts at 1 + a multiple of the batch size.
+            let before = 1 + (point - 1) / batch_size * batch_size;
+            let nearest = (0..before)
+                .map(|other| metric::euclidean(points.row(point), points.row(other)))
+                .fold(f64::INFINITY, f64::min);
+            let found = searches.nearest[point - 1] as usize;
+            assert!(found < before, "point {point}: {found} is not before its batch");
+            assert_eq!(metric::euclidean(points.row(point), points.row(found)), nearest, "point {point}");
+        }
+    }
+    assert!(super::kiddo_path::insertion_searches(&test_points(10, 5, 1, 0, false), 4).is_none());
+}
+
+#[test]
+fn kernel_times_kiddo_insertion_searches_without_an_answer() {
+    let overrides = [("algorithm", Value::from("kiddo_insertions")), ("points", Value::Int(2000))];
+    let (probe, outputs) = run_kernel(&overrides, 2);
+    for name in ["build_s", "search_s"] {
+        let seconds = probe.metric_value(name).unwrap_or_else(|| panic!("{name} is reported"));
+        assert!(seconds > 0.0 && seconds.is_finite(), "{name} = {seconds}");
+    }
+    assert!(outputs.is_empty(), "the searches are a yardstick, not an answer");
     assert_eq!(probe.metric_value("recall"), None);
 }
 
