@@ -25,10 +25,15 @@
 //! Buckets, like the layout, are derived from the finished tree and are not part of
 //! its digest: they change which pairs are evaluated, never a result.
 
+use rayon::prelude::*;
+
 use super::cover::{CoverTree, chunk_view};
 use super::metric::{ChunkView, LANES, Metric};
 #[cfg(doc)]
 use super::metric::{SQUARE_SLACK, squared_limit};
+
+/// Halves of at least this many points are ordered in parallel (see [`order_for_boxes`]).
+const PARALLEL_HALF: usize = 1024;
 
 /// No bucket: the node is walked with ball bounds (or lies inside a bucket).
 const NO_BUCKET: u32 = u32::MAX;
@@ -75,18 +80,35 @@ impl LeafBuckets {
         let descendant_count = |node: u32| layout.descendants(node).len();
         let mut buckets =
             LeafBuckets { of_node: vec![NO_BUCKET; n], group_start: vec![0], dimension, ..LeafBuckets::default() };
-        let mut members = Vec::new();
         // Nodes in depth-first order, so buckets (and their chunks) follow the layout.
-        for position in 0..n {
-            let node = layout.ids[position / LANES][position % LANES];
-            let parent = tree.parent[node as usize];
-            let count = descendant_count(node);
-            if node == tree.root || count == 0 || count > bucket_size || descendant_count(parent) <= bucket_size {
-                continue;
-            }
-            members.clear();
-            members.extend(layout.descendants(node).map(|position| layout.ids[position / LANES][position % LANES]));
-            order_for_boxes(&mut members, &coordinates, dimension);
+        let roots: Vec<u32> = (0..n)
+            .map(|position| layout.ids[position / LANES][position % LANES])
+            .filter(|&node| {
+                let count = descendant_count(node);
+                node != tree.root
+                    && count > 0
+                    && count <= bucket_size
+                    && descendant_count(tree.parent[node as usize]) > bucket_size
+            })
+            .collect();
+        // The buckets are ordered independently, in parallel, and packed in order.
+        let ordered: Vec<Vec<u32>> = roots
+            .par_iter()
+            .map(|&node| {
+                let mut members: Vec<u32> =
+                    layout.descendants(node).map(|position| layout.ids[position / LANES][position % LANES]).collect();
+                order_for_boxes(&mut members, &coordinates, dimension);
+                members
+            })
+            .collect();
+        let chunk_count: usize = ordered.iter().map(|members| members.len().div_ceil(LANES)).sum();
+        let group_count: usize = ordered.iter().map(|members| members.len().div_ceil(LANES * LANES)).sum();
+        buckets.ids.reserve_exact(chunk_count);
+        buckets.len.reserve_exact(chunk_count);
+        buckets.coordinates.reserve_exact(chunk_count * dimension * LANES);
+        buckets.lower.reserve_exact(group_count * dimension * LANES);
+        buckets.upper.reserve_exact(group_count * dimension * LANES);
+        for (&node, members) in roots.iter().zip(&ordered) {
             buckets.of_node[node as usize] = (buckets.group_start.len() - 1) as u32;
             for group_members in members.chunks(LANES * LANES) {
                 buckets.push_group(group_members, &coordinates);
@@ -241,27 +263,40 @@ impl LeafBuckets {
 
 /// Orders points so that every run of [`LANES`] is compact: split at a multiple of
 /// [`LANES`] near the middle along the widest coordinate (ties to the lower
-/// coordinate; points ordered by value, then index), and recurse.
-fn order_for_boxes<'a>(members: &mut [u32], coordinates: &impl Fn(u32) -> &'a [f64], dimension: usize) {
+/// coordinate): the points before the split are the smallest by (value, index), and
+/// recurse on both sides. Selection instead of a sort at every level: the sets of the
+/// runs are the same, only the order inside a run is not sorted, which no box sees.
+fn order_for_boxes<'a>(members: &mut [u32], coordinates: &(impl Fn(u32) -> &'a [f64] + Sync), dimension: usize) {
     if members.len() <= LANES {
         return;
     }
+    // One pass over the rows for the extents of all coordinates.
+    let mut lows = vec![f64::INFINITY; dimension];
+    let mut highs = vec![f64::NEG_INFINITY; dimension];
+    for &member in members.iter() {
+        for ((low, high), &value) in lows.iter_mut().zip(&mut highs).zip(coordinates(member)) {
+            *low = low.min(value);
+            *high = high.max(value);
+        }
+    }
     let mut widest = (0, f64::NEG_INFINITY);
-    for coordinate in 0..dimension {
-        let (low, high) = members.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &member| {
-            let value = coordinates(member)[coordinate];
-            (low.min(value), high.max(value))
-        });
+    for (coordinate, (low, high)) in lows.iter().zip(&highs).enumerate() {
         if high - low > widest.1 {
             widest = (coordinate, high - low);
         }
     }
     let coordinate = widest.0;
-    members.sort_unstable_by(|&left, &right| {
-        coordinates(left)[coordinate].total_cmp(&coordinates(right)[coordinate]).then(left.cmp(&right))
-    });
-    let split = (members.len() / 2).div_ceil(LANES) * LANES;
-    let (low, high) = members.split_at_mut(split.min(members.len()));
-    order_for_boxes(low, coordinates, dimension);
-    order_for_boxes(high, coordinates, dimension);
+    let split = ((members.len() / 2).div_ceil(LANES) * LANES).min(members.len());
+    if split < members.len() {
+        members.select_nth_unstable_by(split, |&left, &right| {
+            coordinates(left)[coordinate].total_cmp(&coordinates(right)[coordinate]).then(left.cmp(&right))
+        });
+    }
+    let (low, high) = members.split_at_mut(split);
+    if low.len() >= PARALLEL_HALF {
+        rayon::join(|| order_for_boxes(low, coordinates, dimension), || order_for_boxes(high, coordinates, dimension));
+    } else {
+        order_for_boxes(low, coordinates, dimension);
+        order_for_boxes(high, coordinates, dimension);
+    }
 }
