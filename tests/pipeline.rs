@@ -122,11 +122,18 @@ fn requirements_applicability_and_skips() {
             ("needs_cpu", "expr = \"slow.warm.median <= 1\"\nrequires = [\"cpu:avx512_vpopcntdq\"]"),
             ("only_if_fast", "expr = \"slow.warm.median <= 1\"\napplies_if = \"slow.warm.median < 0.001\""),
             ("uses_skipped", "expr = \"slow.warm.median / fast.warm.median >= 3\""),
+            ("timed", "expr = \"slow.warm.median <= 1\"\nrequires = [\"build:optimized\"]"),
         ],
     );
     let plan = expand(&text).unwrap();
     let with_feature = Facts { cpu_features: vec!["avx512vpopcntdq".into()], ..Facts::default() };
+    let untimed = Facts { untimed: Some("sizes made for tests".into()), ..Facts::default() };
+    let verdicts = run_plan(&plan, &untimed).remove(0).1;
+    let timed = verdicts.iter().find(|verdict| verdict.check == "timed").unwrap();
+    assert_eq!(timed.status, Status::NotApplicable);
+    assert!(timed.reason.as_ref().unwrap().ends_with(": sizes made for tests"), "{:?}", timed.reason);
     let verdicts = run_plan(&plan, &Facts::default()).remove(0).1;
+    assert_eq!(status_of(&verdicts, "timed"), Status::Pass, "a process that can time evaluates the check");
     assert_eq!(status_of(&verdicts, "needs_cpu"), Status::NotApplicable);
     assert!(verdicts[0].reason.as_ref().unwrap().contains("avx512_vpopcntdq"));
     assert_eq!(status_of(&verdicts, "only_if_fast"), Status::NotApplicable);
