@@ -8,9 +8,9 @@
 //! compete for the cores while they are timed. A check passes when every point of it
 //! passes (or is waived); not applicable and skipped checks are reported as ignored
 //! with their reason (timing checks that require `build:optimized` are not applicable
-//! here in any build: the profile's sizes are too small to time); fail, not measured and inconclusive fail the trial with the
-//! measured value, the threshold and the report file. `EXPERIMENTS_DIR` points the
-//! harness at another directory of specs.
+//! here in any build: the profile's sizes are too small to time); fail, not measured
+//! and inconclusive fail the trial with the measured value, the threshold and the
+//! report file. `EXPERIMENTS_DIR` points the harness at another directory of specs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
