@@ -171,14 +171,14 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
     files::write_atomic(&run_dir.join("env.json"), &serde_json::to_vec_pretty(&environment)?)?;
     let mut reports = Vec::new();
     let store = snapshot::Store::for_spec(&plan.spec);
+    let facts = options.facts.for_spec(&plan.spec.experiment);
     for phase in &plan.phases {
         let phase_started = DateTime::from_unix(clock::wall_time());
         let stamp = clock::now();
         observer.phase_started(phase, steps(phase));
         let snapshots = load_snapshots(phase, &store)?;
         let floors = calibrate(phase, &execution, &plan.spec.calibration);
-        let (results, mut verdicts, rounds) =
-            execute_with_reruns(phase, &execution, observer, &options.facts, &snapshots);
+        let (results, mut verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &facts, &snapshots);
         apply_noise_floors(phase, &mut verdicts, &floors, plan.spec.calibration.mode);
         record_snapshots(phase, &results, &verdicts, &store, &snapshots)?;
         let context = report::Context {

@@ -28,7 +28,7 @@ use crate::execute::{RunResult, RunStatus};
 use crate::expr::{Cmp, Condition, Node, Reference, Stat};
 use crate::kernel::{Output, OutputData};
 use crate::plan::{CheckPlan, CheckPoint, PhasePlan};
-use crate::spec::{Comparators, Mode, Parity, Xfail};
+use crate::spec::{Comparators, Experiment, Mode, Parity, Xfail};
 use crate::stats::Summary;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,11 +152,27 @@ pub struct Facts {
     /// Today, `YYYY-MM-DD` (UTC), for waivers.
     pub today: String,
     /// Why this process cannot time the spec's workloads, if it cannot: a build that is
-    /// not optimized (opt-level 2 or 3, no debug assertions), or sizes made for tests.
-    /// Checks with `requires = ["build:optimized"]` are then not applicable.
+    /// not optimized (opt-level 2 or 3, no debug assertions), or sizes made for tests
+    /// (`experiment.untimed`, see [`Facts::for_spec`]). Checks with
+    /// `requires = ["build:optimized"]` are then not applicable.
     pub untimed: Option<String>,
     /// Running under CI (`CI=true`): a missing snapshot fails instead of being recorded.
     pub ci: bool,
+}
+
+impl Facts {
+    /// These facts for a spec whose `experiment.untimed` says why its sizes cannot be
+    /// timed: that reason joins the machine's own, if any.
+    pub fn for_spec(&self, experiment: &Experiment) -> Facts {
+        let mut facts = self.clone();
+        if let Some(why) = &experiment.untimed {
+            facts.untimed = Some(match &self.untimed {
+                Some(machine) => format!("{machine}; {why}"),
+                None => why.clone(),
+            });
+        }
+        facts
+    }
 }
 
 /// Stored snapshots by (run index, output name); `None` when none is stored.

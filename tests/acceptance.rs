@@ -7,10 +7,11 @@
 //! `target/tmp/acceptance/`. Trials run one at a time so that no two experiments
 //! compete for the cores while they are timed. A check passes when every point of it
 //! passes (or is waived); not applicable and skipped checks are reported as ignored
-//! with their reason (timing checks that require `build:optimized` are not applicable
-//! here in any build: the profile's sizes are too small to time); fail, not measured
-//! and inconclusive fail the trial with the measured value, the threshold and the
-//! report file. `EXPERIMENTS_DIR` points the harness at another directory of specs.
+//! with their reason (a profile whose sizes are too small to time says so with
+//! `experiment.untimed`, and its checks that require `build:optimized` are then not
+//! applicable in any build); fail, not measured and inconclusive fail the trial with
+//! the measured value, the threshold and the report file. `EXPERIMENTS_DIR` points the
+//! harness at another directory of specs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -65,10 +66,7 @@ fn run_phase(spec: &Spec, phase: &str, root: &Path) -> PhaseOutcome {
     let mut plan = plan;
     plan.spec.experiment.output = output;
     let vars: Vec<(String, String)> = std::env::vars().collect();
-    let mut facts = run::machine_facts(&vars);
-    // Timing ratios at the CI profile's sizes measure fixed costs, not the workloads, in
-    // a release build as much as in a debug one.
-    facts.untimed.get_or_insert_with(|| format!("the `{PROFILE}` profile's sizes are too small to time"));
+    let facts = run::machine_facts(&vars);
     let options = RunOptions {
         project_root: root.to_owned(),
         command: format!("cargo xtask run {} --profile {PROFILE} --phase {phase}", spec.file.display()),

@@ -67,6 +67,18 @@ fn missing_required_key() {
 }
 
 #[test]
+fn empty_untimed_reason() {
+    insta::assert_snapshot!(spec_error(&edit("seed = 7", "seed = 7\nuntimed = \" \"")), @r#"
+    error: `experiment.untimed` is empty
+     --> spec.toml:6:11
+      |
+    6 | untimed = " "
+      |           ^^^
+      = help: give the reason the sizes cannot be timed, or leave the key out
+    "#);
+}
+
+#[test]
 fn unknown_kernel() {
     insta::assert_snapshot!(spec_error(&edit("kernel = \"mock\"", "kernel = \"mok\"")), @r#"
     error: unknown kernel `mok`

@@ -184,6 +184,11 @@ pub struct Experiment {
     pub plan: Option<PathBuf>,
     /// Output root for reports, relative to the project root.
     pub output: PathBuf,
+    /// Why this spec's sizes cannot be timed, when they cannot (a profile made for
+    /// tests sets it): checks with `requires = ["build:optimized"]` are then not
+    /// applicable, with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untimed: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -625,6 +630,7 @@ struct RawExperiment {
     seed: u64,
     plan: Option<String>,
     output: String,
+    untimed: Option<String>,
 }
 
 /// Settings as written. Extraction checks their keys and types; the values themselves
@@ -792,6 +798,12 @@ impl Resolver<'_> {
         if raw.output.trim().is_empty() {
             return Err(self.locator().value_error("experiment.output", "`experiment.output` is empty"));
         }
+        if raw.untimed.as_ref().is_some_and(|why| why.trim().is_empty()) {
+            return Err(self
+                .locator()
+                .value_error("experiment.untimed", "`experiment.untimed` is empty")
+                .with_hint("give the reason the sizes cannot be timed, or leave the key out"));
+        }
         Ok(Experiment {
             title: raw.title.unwrap_or_else(|| raw.name.clone()),
             name: raw.name,
@@ -799,6 +811,7 @@ impl Resolver<'_> {
             seed: raw.seed,
             plan: raw.plan.map(PathBuf::from),
             output,
+            untimed: raw.untimed,
         })
     }
 

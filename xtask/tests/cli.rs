@@ -150,6 +150,24 @@ fn broken_spec_exits_2_and_points_at_the_line() {
 }
 
 #[test]
+fn a_profile_with_untimed_sizes_makes_timing_checks_not_applicable() {
+    let project = Project::new();
+    let timed = SPEEDUP.replace(">= 3", ">= 6").replace("rationale", "requires = [\"build:optimized\"]\nrationale");
+    let text = format!("{}\n[profile.tiny]\n\"experiment.untimed\" = \"sizes made for tests\"\n", spec(&timed, ""));
+    project.write("tiny.toml", &text);
+    let (code, stdout, stderr) = project.run("tiny.toml", &["--profile", "tiny"]);
+    assert_eq!(code, 0, "the failing ratio is not judged at untimed sizes: {stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join("reports/e2e/latest/a/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["experiment"]["untimed"], "sizes made for tests");
+    let verdict = &report["verdicts"][0];
+    assert_eq!(verdict["status"], "not_applicable", "{verdict}");
+    assert!(verdict["reason"].as_str().unwrap().ends_with("sizes made for tests"), "{verdict}");
+}
+
+#[test]
 fn crashed_workload_exits_3() {
     let project = Project::new();
     project.write("crash.toml", &spec(SPEEDUP, "fail_at = 2"));
