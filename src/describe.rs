@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use crate::plan::Plan;
 use crate::report::PhaseReport;
-use crate::spec::{Mode, Spec};
+use crate::spec::{Mode, Order, Spec};
 use crate::stats::format_seconds;
 
 /// An estimate of a plan's duration from earlier reports.
@@ -67,11 +67,11 @@ pub fn list(plan: &Plan) -> String {
         let _ = writeln!(out, "\nphase {}: {}{needs}", phase.phase.id, phase.phase.title);
         for workload in &phase.phase.workloads {
             let runs: Vec<_> = phase.runs.iter().filter(|run| run.workload == workload.id).collect();
-            let reference = workload
-                .reference
-                .as_ref()
-                .map(|reference| format!(", interleaved with {reference}"))
-                .unwrap_or_default();
+            let reference = match (&workload.reference, workload.settings.order) {
+                (Some(reference), Order::Sequential) => format!(", after {reference}, unpaired"),
+                (Some(reference), Order::Interleaved) => format!(", interleaved with {reference}"),
+                (None, _) => String::new(),
+            };
             let modes: Vec<&str> = workload.settings.modes.iter().map(|mode| mode.name()).collect();
             let _ = writeln!(
                 out,

@@ -78,6 +78,9 @@ fn sequential_order_disables_pairing() {
     let plan = expand(&text).unwrap();
     assert_eq!(plan.phases[0].groups.len(), 2);
     assert!(plan.phases[0].checks[0].points[0].paired.is_none());
+    let listing = phasegate::describe::list(&plan);
+    assert!(listing.contains("repeats, after slow, unpaired)"), "{listing}");
+    assert!(!listing.contains("interleaved"), "{listing}");
 }
 
 #[test]
