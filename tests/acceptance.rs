@@ -66,12 +66,11 @@ fn run_phase(spec: &Spec, phase: &str, root: &Path) -> PhaseOutcome {
     let mut plan = plan;
     plan.spec.experiment.output = output;
     let vars: Vec<(String, String)> = std::env::vars().collect();
-    let facts = run::machine_facts(&vars);
     let options = RunOptions {
         project_root: root.to_owned(),
         command: format!("cargo xtask run {} --profile {PROFILE} --phase {phase}", spec.file.display()),
         allow_outside: true,
-        facts,
+        facts: run::machine_facts(&vars),
         keep_all_outputs: false,
         baseline: None,
         update_plan: false,
