@@ -1,7 +1,8 @@
 //! Tests of the `tree` kernel: exactness against brute force for both metrics,
 //! cover-tree invariants after every batch, dense = sparse, thread-count and
 //! instruction-set independence, the residual metric against a direct formula and the
-//! triangle inequality, and clear errors for bad input.
+//! triangle inequality, exact answers at the corners of the parameter ranges, and clear
+//! errors for bad input.
 
 use std::collections::BTreeMap;
 
@@ -992,6 +993,64 @@ fn kernel_runs_every_algorithm_exactly() {
     assert!(probe.metric_value("pruning_rate").is_some_and(|rate| (0.0..=1.0).contains(&rate)));
     assert_eq!(output(&tree_outputs, "knn_indices"), output(&brute_outputs, "knn_indices"));
     assert_eq!(output(&tree_outputs, "knn_distances"), output(&brute_outputs, "knn_distances"));
+}
+
+/// Runs the cover tree with both traversals and the brute force on the same parameters
+/// and checks that every answer is exact and the two trees are the same.
+fn check_kernel_exact(overrides: &[(&'static str, Value)]) {
+    let with = |extra: (&'static str, Value)| -> Vec<(&'static str, Value)> {
+        overrides.iter().cloned().chain([("queries", Value::Int(24)), extra]).collect()
+    };
+    let (sparse_probe, sparse) = run_kernel(&with(("traversal", Value::from("sparse"))), 2);
+    let (dense_probe, dense) = run_kernel(&with(("traversal", Value::from("dense"))), 1);
+    let (_, brute) = run_kernel(&with(("algorithm", Value::from("brute"))), 2);
+    for probe in [&sparse_probe, &dense_probe] {
+        assert_eq!(probe.metric_value("recall"), Some(1.0), "{overrides:?}");
+        assert_eq!(probe.metric_value("kth_distance_error"), Some(0.0), "{overrides:?}");
+    }
+    assert_eq!(output(&sparse, "tree_digest"), output(&dense, "tree_digest"), "{overrides:?}");
+    for name in ["knn_indices", "knn_distances"] {
+        assert_eq!(output(&sparse, name), output(&brute, name), "{name} {overrides:?}");
+        assert_eq!(output(&dense, name), output(&brute, name), "{name} {overrides:?}");
+    }
+}
+
+#[test]
+fn kernel_is_exact_at_the_corners_of_its_parameter_ranges() {
+    let int = |name: &'static str, value: i64| (name, Value::Int(value));
+    // Euclidean: one point, a line (close neighbours everywhere), many dimensions,
+    // one point per batch, one batch for everything, and k = n.
+    check_kernel_exact(&[int("points", 1), int("k", 1)]);
+    check_kernel_exact(&[int("points", 600), int("dimension", 1), int("k", 16)]);
+    check_kernel_exact(&[int("points", 240), int("dimension", 64), int("k", 5)]);
+    check_kernel_exact(&[int("points", 160), int("batch_size", 1)]);
+    check_kernel_exact(&[int("points", 160), int("batch_size", 1 << 20)]);
+    check_kernel_exact(&[int("points", 100), int("k", 100), ("self_match", Value::from("exclude"))]);
+    // Residual: the ends of the kernel variance and lengthscale ranges (from nearly
+    // independent points to an inducing covariance that only the jitter keeps
+    // invertible), one inducing point and more than there are points, both covariance
+    // functions, and every other point as a neighbour.
+    for variance in [1e-12, 1e12] {
+        for lengthscale in [1e-6, 1e6] {
+            for (inducing, covariance) in [(1, "rbf"), (8192, "matern52")] {
+                check_kernel_exact(&[
+                    ("metric", Value::from("residual")),
+                    int("points", 120),
+                    ("variance", Value::Float(variance)),
+                    ("lengthscale", Value::Float(lengthscale)),
+                    int("inducing", inducing),
+                    ("covariance", Value::from(covariance)),
+                    int("batch_size", 32),
+                ]);
+            }
+        }
+    }
+    check_kernel_exact(&[
+        ("metric", Value::from("residual")),
+        int("points", 90),
+        int("k", 89),
+        ("self_match", Value::from("exclude")),
+    ]);
 }
 
 #[test]
