@@ -13,6 +13,11 @@
 //!
 //! For unit residual vectors u this is `min(||u_i - u_j||, ||u_i + u_j||) / sqrt 2`, a
 //! metric on lines, so the triangle inequality holds in exact arithmetic; d is in [0, 1].
+//! Where `p_i` is floored (a kernel variance below about 1e-3 puts the inducing points
+//! there, below about 1e-9 every point), u_i is shorter than a unit vector: for
+//! `i != j`, `1 - |rho| = min(||u_i - u_j||, ||u_i + u_j||)^2 / 2 + c_i + c_j` with
+//! `c_i = (1 - ||u_i||^2) / 2`, still a metric (Minkowski), but the formula puts a
+//! point `sqrt(2 c_i)` from itself, where d(i, i) = 0.
 //! Everything is f64: next to an inducing point `p_i` is about 1e-6 and f32 would lose
 //! up to 0.05 in rho. The exact distance uses `f64::exp` and the fixed-order
 //! [`dot`](super::metric::dot), so the brute force, the build and the query all see the
@@ -149,7 +154,7 @@ impl ResidualModel {
         let residual_variance: Vec<f64> = (0..n)
             .map(|row| {
                 let v_row = &v[row * stride..(row + 1) * stride];
-                (params.variance - dot(v_row, v_row)).max(1e-9)
+                (params.variance - dot(v_row, v_row)).max(RESIDUAL_VARIANCE_FLOOR)
             })
             .collect();
         let inverse_scale: Vec<f64> = residual_variance.iter().map(|variance| 1.0 / variance.sqrt()).collect();
@@ -183,6 +188,13 @@ impl ResidualModel {
 
     pub fn len(&self) -> usize {
         self.points.len()
+    }
+
+    /// Whether `p_i` is at its floor, where the correlation formula no longer gives
+    /// `rho_ii = 1` (see the module documentation).
+    #[inline(always)]
+    pub fn is_floored(&self, index: usize) -> bool {
+        self.residual_variance[index] <= RESIDUAL_VARIANCE_FLOOR
     }
 
     pub fn is_empty(&self) -> bool {
@@ -244,6 +256,9 @@ fn inducing_covariance(points: &Points, inducing: &[usize], params: &ResidualPar
     }
     matrix
 }
+
+/// The floor of the residual variances `p_i`.
+const RESIDUAL_VARIANCE_FLOOR: f64 = 1e-9;
 
 /// The jitter added to the inducing covariance, relative to the kernel variance.
 const JITTER: f64 = 1e-6;
@@ -692,7 +707,7 @@ impl Metric for ResidualMetric<'_> {
                 }
             }
         }
-        screen_of(query, chunk, stage.survivors, distances)
+        screen_of(self.model, query, chunk, stage.survivors, distances)
     }
 
     /// [`Metric::bound_chunk`] for a block of queries: stage 0 query by query, then
@@ -767,7 +782,7 @@ impl Metric for ResidualMetric<'_> {
             }
             for (member, &query) in group.iter().enumerate() {
                 screens[group_start + member] =
-                    screen_of(query, chunk, stages[member].survivors, &mut distances[group_start + member]);
+                    screen_of(self.model, query, chunk, stages[member].survivors, &mut distances[group_start + member]);
             }
         }
     }
@@ -894,12 +909,21 @@ struct ScreenState {
     survivors: u32,
 }
 
-/// The screen of the surviving lanes: all pending, except the query itself (distance
-/// 0 by definition).
+/// The screen of the surviving lanes: all pending, except the query itself, known at
+/// distance 0 (d(i, i) = 0 by definition). The bounds follow the correlation formula,
+/// which gives the same only while `p_i` is above its floor: for a floored query they
+/// may reject its own lane, so then every used lane is looked at, not only the
+/// survivors.
 #[inline(always)]
-fn screen_of(query: usize, chunk: ChunkView<'_>, survivors: u32, distances: &mut [f64; LANES]) -> ChunkScreen {
+fn screen_of(
+    model: &ResidualModel,
+    query: usize,
+    chunk: ChunkView<'_>,
+    survivors: u32,
+    distances: &mut [f64; LANES],
+) -> ChunkScreen {
     let mut screen = ChunkScreen { known: 0, pending: survivors };
-    let mut remaining = survivors;
+    let mut remaining = if model.is_floored(query) { (1u32 << chunk.len) - 1 } else { survivors };
     while remaining != 0 {
         let lane = remaining.trailing_zeros() as usize;
         remaining &= remaining - 1;

@@ -202,15 +202,17 @@ proptest! {
         k in 1usize..8,
         inducing in 1usize..24,
         batch_size in 1usize..40,
-        lengthscale in 0.3f64..2.0,
+        // Log-uniform over most of the kernel's ranges: small variances floor p_i.
+        log_variance in -12.0f64..12.0,
+        log_lengthscale in -3.0f64..3.0,
         matern in any::<bool>(),
         duplicates in 0usize..6,
         seed in any::<u64>(),
     ) {
         let points = test_points(count, dimension, seed, duplicates, false);
         let params = ResidualParams {
-            variance: 1.0,
-            lengthscale,
+            variance: 10f64.powf(log_variance),
+            lengthscale: 10f64.powf(log_lengthscale),
             inducing_count: inducing,
             covariance: if matern { CovarianceFunction::Matern52 } else { CovarianceFunction::Rbf },
         };
@@ -758,6 +760,28 @@ fn residual_metric_obeys_the_triangle_inequality_on_samples() {
     let metric = ResidualMetric { model: &model, bounds: None };
     let slack = metric.triangle_slack(1.0, 1.0, model.largest_error_weight);
     assert!(worst <= slack, "triangle inequality violated by {worst} (slack {slack})");
+}
+
+#[test]
+fn residual_queries_find_themselves_when_the_residual_variance_is_floored() {
+    // With s2 = 1.2e-11 every k(x_i, x_i) - ||V_i||^2 is below the floor of p_i (1e-9),
+    // so the correlation formula puts a point 0.99 from itself, where d(i, i) = 0 by
+    // definition. The bounds rest on the formula; they rejected the query's own lane,
+    // and six of the ten queries below found another point instead.
+    let seed = 2_331_026_586;
+    let points = test_points(76, 1, seed, 0, false);
+    let params =
+        ResidualParams { variance: 1.2e-11, lengthscale: 1.0, inducing_count: 1, covariance: CovarianceFunction::Rbf };
+    let model = residual_model(points, 1, params, seed);
+    assert!(model.residual_variance.iter().all(|&variance| variance == 1e-9), "every p_i at the floor");
+    let queries = data::uniform_indices(10, model.len(), seed.wrapping_add(1));
+    let bounds = ResidualBounds::new(&model, seed);
+    let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
+    let tree = build::build(&metric, &BuildParams { batch_size: 8, ..BuildParams::default() }, false, |_, _| {}).tree;
+    let (answer, _) = query::knn(&metric, &tree, &queries, &QueryParams { k: 1, self_match: SelfMatch::Include });
+    assert_eq!(answer.indices, queries.iter().map(|&query| query as u32).collect::<Vec<_>>());
+    assert!(answer.distances.iter().all(|&distance| distance == 0.0));
+    check_residual(&model, &queries, 3, 8, seed);
 }
 
 #[test]
