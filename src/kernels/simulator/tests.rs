@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 
 use super::crystal::{Cell, Crystal};
 use super::fast::{self, InstructionSet};
@@ -217,7 +218,7 @@ fn reciprocal_vectors_satisfy_a_dot_a_star_identities() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, rng_seed: RngSeed::Fixed(20261206), ..ProptestConfig::default() })]
 
     #[test]
     fn lattice_identities_hold_for_random_cells(

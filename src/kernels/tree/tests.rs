@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -176,7 +177,7 @@ fn grouped_chunks_hold_one_group_and_change_no_node() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 192, rng_seed: RngSeed::Fixed(20261206), ..ProptestConfig::default() })]
 
     #[test]
     fn euclidean_knn_equals_brute_force(
