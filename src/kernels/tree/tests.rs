@@ -182,15 +182,20 @@ proptest! {
     #[test]
     fn euclidean_knn_equals_brute_force(
         count in 1usize..160,
-        dimension in 1usize..6,
+        dimension in 1usize..10,
         k in 1usize..10,
         batch_size in 1usize..48,
         duplicates in 0usize..20,
         grid in any::<bool>(),
+        // Levels far above and below 0.
+        log_scale in -6.0f64..6.0,
         seed in any::<u64>(),
     ) {
-        let points = test_points(count, dimension, seed, duplicates, grid);
+        let scale = 10f64.powf(log_scale);
+        let mut points = test_points(count, dimension, seed, duplicates, grid);
+        points.coordinates.iter_mut().for_each(|value| *value *= scale);
         let mut queries = test_points(12, dimension, seed.wrapping_add(1), 0, grid);
+        queries.coordinates.iter_mut().for_each(|value| *value *= scale);
         // Some queries sit exactly on data points.
         queries.coordinates[..dimension].copy_from_slice(points.row(count / 2));
         check_euclidean(points, &queries, k.min(count), batch_size, seed);
