@@ -14,10 +14,11 @@
 //! For unit residual vectors u this is `min(||u_i - u_j||, ||u_i + u_j||) / sqrt 2`, a
 //! metric on lines, so the triangle inequality holds in exact arithmetic; d is in [0, 1].
 //! Where `p_i` is floored (a kernel variance below about 1e-3 puts the inducing points
-//! there, below about 1e-9 every point), u_i is shorter than a unit vector: for
-//! `i != j`, `1 - |rho| = min(||u_i - u_j||, ||u_i + u_j||)^2 / 2 + c_i + c_j` with
-//! `c_i = (1 - ||u_i||^2) / 2`, still a metric (Minkowski), but the formula puts a
-//! point `sqrt(2 c_i)` from itself, where d(i, i) = 0.
+//! there, below about 1e-9 every point), the residual vector divided by `sqrt(p_i)`,
+//! r_i, is shorter than a unit vector: for `i != j`,
+//! `1 - |rho| = min(||r_i - r_j||, ||r_i + r_j||)^2 / 2 + c_i + c_j` with
+//! `c_i = (1 - ||r_i||^2) / 2`, still a metric (by Minkowski's inequality), but the
+//! formula puts a point `sqrt(2 c_i)` from itself, where d(i, i) = 0.
 //! Everything is f64: next to an inducing point `p_i` is about 1e-6 and f32 would lose
 //! up to 0.05 in rho. The exact distance uses `f64::exp` and the fixed-order
 //! [`dot`](super::metric::dot), so the brute force, the build and the query all see the
