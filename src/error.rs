@@ -50,7 +50,16 @@ impl SpecError {
 
     /// An error pointing at byte range `span` of `text`.
     pub fn at(file: &Path, text: &str, span: Range<usize>, message: impl Into<String>) -> SpecError {
-        let start = span.start.min(text.len());
+        // Snap to characters, so a span from elsewhere can never split one.
+        let floor = |mut index: usize| {
+            index = index.min(text.len());
+            while !text.is_char_boundary(index) {
+                index -= 1;
+            }
+            index
+        };
+        let start = floor(span.start);
+        let span = start..floor(span.end);
         let line_start = text[..start].rfind('\n').map_or(0, |index| index + 1);
         let line_end = text[start..].find('\n').map_or(text.len(), |index| start + index);
         let line_number = text[..start].matches('\n').count() + 1;

@@ -76,6 +76,18 @@ impl Cmp {
         }
     }
 
+    /// The comparison with its sides swapped: `a >= b` is `b <= a`.
+    pub fn mirrored(self) -> Cmp {
+        match self {
+            Cmp::Ge => Cmp::Le,
+            Cmp::Gt => Cmp::Lt,
+            Cmp::Le => Cmp::Ge,
+            Cmp::Lt => Cmp::Gt,
+            Cmp::Eq => Cmp::Eq,
+            Cmp::Ne => Cmp::Ne,
+        }
+    }
+
     pub fn holds(self, left: f64, right: f64) -> bool {
         match self {
             Cmp::Ge => left >= right,
@@ -223,6 +235,11 @@ pub fn parse(text: &str) -> Result<Condition, ExprError> {
     if let Some((token, span)) = parser.next() {
         return Err(ExprError { message: format!("unexpected {token} after the condition"), span });
     }
+    // A constant on the left reads as the mirrored comparison (`4 <= A / B` is
+    // `A / B >= 4`), so the paired-ratio and median forms are recognised either way.
+    if left.references().is_empty() && !right.references().is_empty() {
+        return Ok(Condition { text: text.to_owned(), left: right, cmp: cmp.mirrored(), right: left });
+    }
     Ok(Condition { text: text.to_owned(), left, cmp, right })
 }
 
@@ -276,6 +293,12 @@ fn tokenize(text: &str) -> Result<Vec<(Token, Range<usize>)>, ExprError> {
                 let value = literal
                     .parse::<f64>()
                     .map_err(|_| ExprError { message: format!("invalid number `{literal}`"), span: start..index })?;
+                if !value.is_finite() {
+                    return Err(ExprError {
+                        message: format!("number `{literal}` is too large for a 64-bit float"),
+                        span: start..index,
+                    });
+                }
                 let integer = !literal.contains(['.', 'e', 'E']);
                 tokens.push((Token::Number(value, integer), start..index));
             }
@@ -491,6 +514,19 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_constant_on_the_left_as_the_mirrored_comparison() {
+        let condition = parse("4 < scalar.warm.median / fast.warm.median").unwrap();
+        assert_eq!((condition.cmp, &condition.right), (Cmp::Gt, &Node::Number(4.0)));
+        assert_eq!(condition.ratio().map(|(numerator, _)| numerator.workload.as_str()), Some("scalar"));
+        let condition = parse("0.5 >= fast.warm.median").unwrap();
+        assert_eq!((condition.cmp, &condition.right), (Cmp::Le, &Node::Number(0.5)));
+        assert_eq!(condition.text, "0.5 >= fast.warm.median");
+        // Two references, or two constants, keep their sides.
+        assert_eq!(parse("a.warm.median <= b.warm.median").unwrap().cmp, Cmp::Le);
+        assert_eq!(parse("1 <= 2").unwrap().cmp, Cmp::Le);
+    }
+
+    #[test]
     fn parses_metrics_and_arithmetic() {
         let condition = parse("a.warm.bw_bytes.max <= 2 * (b.cold.mean + 1e-3) - -1").unwrap();
         let references = condition.references();
@@ -507,6 +543,11 @@ mod tests {
         assert_eq!(error.message, "expression ends too early");
         let error = parse("a.warm.average >= 1").unwrap_err();
         assert_eq!(error.span, 7..14);
+        let error = parse("a.warm.median >= 1e400").unwrap_err();
+        assert_eq!(
+            (error.message.as_str(), error.span.clone()),
+            ("number `1e400` is too large for a 64-bit float", 17..22)
+        );
         let error = parse("a.hot.median >= 1").unwrap_err();
         assert!(error.message.starts_with("expected `a.warm.median`"), "{}", error.message);
     }

@@ -202,6 +202,49 @@ fn check_syntax_errors() {
 }
 
 #[test]
+fn check_errors_point_at_characters_not_bytes() {
+    // The caret lands on the character after multi-byte ones, and never splits one.
+    let spec =
+        format!("{BASE}\n[[phase.check]]\nid = \"speed\"\nexpr = 'fast.warm.median >= 0 €'\nrationale = \"µs\"\n");
+    insta::assert_snapshot!(spec_error(&spec), @r"
+    error: unexpected character `€`
+      --> spec.toml:31:31
+       |
+    31 | expr = 'fast.warm.median >= 0 €'
+       |                               ^
+    ");
+    // A multi-line string is pointed at as a whole.
+    let spec =
+        format!("{BASE}\n[[phase.check]]\nid = \"speed\"\nexpr = '''\nfast.warm.mediam >= 0'''\nrationale = \"why\"\n");
+    insta::assert_snapshot!(spec_error(&spec), @r"
+    error: unknown statistic `mediam`; expected `fast.warm.median` or `fast.warm.METRIC.median` (mode cold|warm; statistic one of mean, median, min, max, stddev, mad)
+      --> spec.toml:31:8
+       |
+    31 | expr = '''
+       |        ^^^
+    ");
+}
+
+#[test]
+fn check_without_a_measurement() {
+    insta::assert_snapshot!(spec_error(&with_check("1 <= 2")), @r#"
+    error: the condition names no workload, so no measurement can decide it
+      --> spec.toml:31:8
+       |
+    31 | expr = "1 <= 2"
+       |        ^^^^^^^^
+       = help: reference a workload's statistic, e.g. `fast.warm.median <= 0.01`
+    "#);
+    insta::assert_snapshot!(spec_error(&with_check("fast.warm.median <= 1e999")), @r#"
+    error: number `1e999` is too large for a 64-bit float
+      --> spec.toml:31:29
+       |
+    31 | expr = "fast.warm.median <= 1e999"
+       |                             ^^^^^
+    "#);
+}
+
+#[test]
 fn ambiguous_reference_needs_a_selector() {
     let spec = edit("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]");
     let spec =

@@ -52,15 +52,21 @@ impl Locator {
         self.error_in(&self.values, path, message)
     }
 
-    /// An error inside the string value at `path`, `offset` bytes into the string.
-    pub fn string_error(&self, path: &str, offset: Range<usize>, message: impl Into<String>) -> SpecError {
+    /// An error inside the string value at `path`, `offset` bytes into `text`, the
+    /// string as parsed. The offset is only mapped into the file when the file spells
+    /// the value as `text` between single-line quotes (no escapes); otherwise (an
+    /// override, a multi-line or escaped string) the error points at the whole value.
+    pub fn string_error(&self, path: &str, text: &str, offset: Range<usize>, message: impl Into<String>) -> SpecError {
+        let quoted = |span: &Range<usize>| {
+            let written = &self.text[span.clone()];
+            ['"', '\'']
+                .into_iter()
+                .any(|quote| written.strip_prefix(quote).and_then(|rest| rest.strip_suffix(quote)) == Some(text))
+        };
         match self.values.get(path) {
-            // A basic or literal string starts one quote after its span.
-            Some(span)
-                if self.text[span.clone()].starts_with(['"', '\'']) && !self.text[span.clone()].contains('\\') =>
-            {
+            Some(span) if quoted(span) && offset.end <= text.len() => {
                 let start = span.start + 1 + offset.start;
-                let end = span.start + 1 + offset.end.max(offset.start + 1);
+                let end = span.start + 1 + offset.end.max(offset.start + 1).min(text.len());
                 SpecError::at(&self.file, &self.text, start..end, message).with_key(path)
             }
             _ => self.value_error(path, message),

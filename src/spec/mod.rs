@@ -27,6 +27,7 @@
 mod document;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use figment::providers::Serialized;
@@ -709,6 +710,42 @@ struct RawCheck {
     xfail: Option<Xfail>,
 }
 
+/// Errors about resolved values: at their place in the file when the file set them,
+/// naming the override (`--set`, environment variable, profile) otherwise.
+struct Place<'a> {
+    locator: &'a Locator,
+    figment: &'a Figment,
+}
+
+impl Place<'_> {
+    /// The layer that set the value at `path`, when it is an override.
+    fn override_of(&self, path: &str) -> Option<String> {
+        let value = self.figment.find_value(path).ok()?;
+        let origin = self.figment.get_metadata(value.tag())?.name.to_string();
+        (origin != FILE && origin != BUILTIN).then_some(origin)
+    }
+
+    fn overridden(&self, path: &str, message: impl Into<String>) -> Option<SpecError> {
+        let origin = self.override_of(path)?;
+        Some(SpecError::new(self.locator.file(), format!("{} (from {origin})", message.into())).with_key(path))
+    }
+
+    fn key_error(&self, path: &str, message: impl Into<String>) -> SpecError {
+        let message = message.into();
+        self.overridden(path, message.clone()).unwrap_or_else(|| self.locator.key_error(path, message))
+    }
+
+    fn value_error(&self, path: &str, message: impl Into<String>) -> SpecError {
+        let message = message.into();
+        self.overridden(path, message.clone()).unwrap_or_else(|| self.locator.value_error(path, message))
+    }
+
+    fn string_error(&self, path: &str, text: &str, offset: Range<usize>, message: impl Into<String>) -> SpecError {
+        let message = message.into();
+        self.overridden(path, message.clone()).unwrap_or_else(|| self.locator.string_error(path, text, offset, message))
+    }
+}
+
 struct Resolver<'a> {
     document: &'a Document,
     figment: &'a Figment,
@@ -716,8 +753,10 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    fn locator(&self) -> &Locator {
-        &self.document.locator
+    /// Where errors about a value point: its place in the file, or, for a value an
+    /// override set, the override.
+    fn locator(&self) -> Place<'_> {
+        Place { locator: &self.document.locator, figment: self.figment }
     }
 
     fn order(&self) -> &FileOrder {
@@ -1012,12 +1051,19 @@ impl Resolver<'_> {
         let ids: Vec<String> = workloads.iter().map(|workload| workload.id.clone()).collect();
         let parse_condition = |key: &str, text: &str| -> Result<Condition, SpecError> {
             let path = format!("{base}.{key}");
-            let condition =
-                expr::parse(text).map_err(|error| self.locator().string_error(&path, error.span, error.message))?;
+            let condition = expr::parse(text)
+                .map_err(|error| self.locator().string_error(&path, text, error.span, error.message))?;
+            if condition.references().is_empty() {
+                return Err(self
+                    .locator()
+                    .value_error(&path, "the condition names no workload, so no measurement can decide it")
+                    .with_hint("reference a workload's statistic, e.g. `fast.warm.median <= 0.01`"));
+            }
             for reference in condition.references() {
                 let Some(workload) = workloads.iter().find(|workload| workload.id == reference.workload) else {
                     return Err(self.locator().string_error(
                         &path,
+                        text,
                         reference.span.clone(),
                         unknown_id("workload", &reference.workload, &ids),
                     ));
@@ -1025,6 +1071,7 @@ impl Resolver<'_> {
                 if !workload.settings.modes.contains(&reference.mode) {
                     return Err(self.locator().string_error(
                         &path,
+                        text,
                         reference.span.clone(),
                         format!(
                             "workload `{}` does not run in {} mode (modes: {})",
@@ -1044,7 +1091,7 @@ impl Resolver<'_> {
                             None if metrics.is_empty() => message.push_str(" (it records only `time`)"),
                             None => message.push_str(&format!(" (metrics: time, {})", metrics.join(", "))),
                         }
-                        return Err(self.locator().string_error(&path, reference.span.clone(), message));
+                        return Err(self.locator().string_error(&path, text, reference.span.clone(), message));
                     }
                 }
                 for (name, _) in &reference.selectors {
@@ -1053,6 +1100,7 @@ impl Resolver<'_> {
                         let given: Vec<&str> = workload.params.iter().map(|(param, _)| param.as_str()).collect();
                         return Err(self.locator().string_error(
                             &path,
+                            text,
                             reference.span.clone(),
                             format!(
                                 "selector `{name}`: workload `{}` sets no parameter `{name}` (it sets: threads{}{})",
