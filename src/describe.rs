@@ -90,14 +90,17 @@ pub fn list(plan: &Plan) -> String {
             }
         }
         for check in &phase.checks {
-            let what = match (&check.check.condition, &check.check.parity) {
-                (Some(condition), Some(parity)) => {
-                    format!("{} and parity {} vs {}", condition.text, parity.of, parity.against)
-                }
-                (Some(condition), None) => condition.text.clone(),
-                (None, Some(parity)) => format!("parity {} vs {} on `{}`", parity.of, parity.against, parity.output),
-                (None, None) => String::new(),
-            };
+            let mut parts = Vec::new();
+            if let Some(condition) = &check.check.condition {
+                parts.push(condition.text.clone());
+            }
+            if let Some(parity) = &check.check.parity {
+                parts.push(format!("parity {} vs {} on `{}`", parity.of, parity.against, parity.output));
+            }
+            if let Some(snapshot) = &check.check.snapshot {
+                parts.push(format!("snapshot of {} on `{}`", snapshot.of, snapshot.output));
+            }
+            let what = parts.join(" and ");
             let points: Vec<&str> =
                 check.points.iter().map(|point| point.label.as_str()).filter(|label| !label.is_empty()).collect();
             let at = if points.is_empty() { String::new() } else { format!(" at [{}]", points.join("], [")) };

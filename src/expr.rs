@@ -436,9 +436,18 @@ impl Parser {
                     None => return Err(ExprError { message: "unterminated selector".into(), span: start..self.end }),
                 };
                 self.expect_symbol('=', "`=` in the selector")?;
+                let sign = if self.peek() == Some(&Token::Symbol('-')) {
+                    self.position += 1;
+                    -1.0
+                } else {
+                    1.0
+                };
                 let value = match self.next() {
-                    Some((Token::Number(number, true), _)) if number.abs() < 9e15 => Value::Int(number as i64),
-                    Some((Token::Number(number, _), _)) => Value::Float(number),
+                    Some((Token::Number(number, true), _)) if number.abs() < 9e15 => Value::Int((sign * number) as i64),
+                    Some((Token::Number(number, _), _)) => Value::Float(sign * number),
+                    Some((token, span)) if sign < 0.0 => {
+                        return Err(ExprError { message: format!("expected a number after `-`, found {token}"), span });
+                    }
                     Some((Token::Ident(text), _)) if text == "true" || text == "false" => Value::Bool(text == "true"),
                     Some((Token::Ident(text) | Token::Text(text), _)) => Value::Text(text),
                     Some((token, span)) => {
@@ -524,6 +533,16 @@ mod tests {
         // Two references, or two constants, keep their sides.
         assert_eq!(parse("a.warm.median <= b.warm.median").unwrap().cmp, Cmp::Le);
         assert_eq!(parse("1 <= 2").unwrap().cmp, Cmp::Le);
+    }
+
+    #[test]
+    fn selectors_take_negative_numbers() {
+        let condition = parse("a[x=-1, y=-0.5, z=2].warm.median >= 0").unwrap();
+        let selectors = &condition.references()[0].selectors;
+        assert_eq!(selectors[0].1, Value::Int(-1));
+        assert_eq!(selectors[1].1, Value::Float(-0.5));
+        assert_eq!(selectors[2].1, Value::Int(2));
+        assert_eq!(parse("a[x=-b].warm.median >= 0").unwrap_err().message, "expected a number after `-`, found `b`");
     }
 
     #[test]

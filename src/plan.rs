@@ -408,7 +408,11 @@ fn check_points(
                 .iter()
                 .filter(|run| run.workload == mention.workload)
                 .filter(|run| {
-                    mention.selectors.iter().all(|(name, value)| run.coord(name).is_some_and(|coord| coord == value))
+                    // Compared as written out, as runs are named: `size=1` selects the run
+                    // of `size = 1.0`.
+                    mention.selectors.iter().all(|(name, value)| {
+                        run.coord(name).is_some_and(|coord| coord.to_string() == value.to_string())
+                    })
                 })
                 .collect();
             let set: Vec<usize> = (0..axes.len())

@@ -117,7 +117,6 @@ pub fn preflight(plan: &Plan, options: &RunOptions) -> Result<PathBuf, SpecError
     let project = normalize(&options.project_root);
     if !options.allow_outside && !root.starts_with(&project) {
         return Err(spec
-            .locator()
             .value_error(
                 "experiment.output",
                 format!("reports would be written outside the project, to {}", root.display()),
@@ -126,7 +125,8 @@ pub fn preflight(plan: &Plan, options: &RunOptions) -> Result<PathBuf, SpecError
     }
     files::check_writable(&root).map_err(|error| SpecError::new(&spec.file, format!("{error:#}")))?;
     let available_memory = env::meminfo_bytes("MemAvailable:");
-    let free_disk = env::free_disk_bytes(&root);
+    // The output root may not exist yet: its nearest existing ancestor holds the disk.
+    let free_disk = env::free_disk_bytes(root.ancestors().find(|ancestor| ancestor.exists()).unwrap_or(&root));
     for phase in &plan.phases {
         for group in &phase.groups {
             let runs: Vec<_> = group.iter().map(|&index| &phase.runs[index]).filter(|run| run.skip.is_none()).collect();

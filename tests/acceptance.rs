@@ -91,7 +91,10 @@ fn trials(dir: &Path, root: &Path) -> Vec<Trial> {
     let mut trials = Vec::new();
     for file in files {
         let name = file.file_stem().and_then(|stem| stem.to_str()).unwrap_or("spec").to_owned();
-        let overrides = Overrides { profile: Some(PROFILE.into()), ..Overrides::from_env() };
+        let overrides = Overrides {
+            profile: Some(PROFILE.into()),
+            ..Overrides::from_env().expect("PHASEGATE_ variables are UTF-8")
+        };
         let spec = match spec::load(&file, &overrides) {
             Ok(spec) => Arc::new(spec),
             Err(error) => {

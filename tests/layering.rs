@@ -97,4 +97,43 @@ fn overrides_naming_unknown_things_are_errors() {
     let profile = Overrides { profile: Some("nightly".into()), ..Overrides::default() };
     let error = load_with(BASE, &profile).unwrap_err().to_string();
     assert!(error.contains("unknown profile `nightly`"), "{error}");
+    // Inline tables and profile tables name paths too.
+    let error = load_with(BASE, &overrides("phase={b={title=\"x\"}}")).unwrap_err().to_string();
+    assert!(error.contains("no phase with id `b`"), "{error}");
+    let error = load_with(BASE, &overrides("phase.a.check={speed={rationale=\"x\"}}")).unwrap_err().to_string();
+    assert!(error.contains("no check with id `speed`"), "{error}");
+    let env = Overrides { env: vec![("PHASEGATE_PHASE".into(), "{b={title=\"x\"}}".into())], ..Overrides::default() };
+    let error = load_with(BASE, &env).unwrap_err().to_string();
+    assert!(error.contains("environment variable PHASEGATE_PHASE: no phase with id `b`"), "{error}");
+    let text = format!("{BASE}\n[profile.ci]\nphase.b.title = \"ghost\"\n");
+    let error = load_with(&text, &Overrides { profile: Some("ci".into()), ..Overrides::default() }).unwrap_err();
+    assert!(error.to_string().contains("no phase with id `b`"), "{error}");
+    // An inline table that names existing things sets its leaves.
+    let spec = load_with(BASE, &overrides("phase.a.workload.fast.params={time_ms=0.5}")).unwrap();
+    assert_eq!(spec.phases[0].workloads[1].params[0].1, [phasegate::kernel::Value::Float(0.5)]);
+}
+
+#[test]
+fn errors_about_overridden_values_name_the_override() {
+    let overrides = |set: &str| Overrides { sets: vec![set.to_owned()], ..Overrides::default() };
+    let error = load_with(BASE, &overrides("defaults.repeats=0")).unwrap_err().to_string();
+    assert!(
+        error.starts_with("error: `defaults.repeats`: must be at least 1 (from --set defaults.repeats=0)"),
+        "{error}"
+    );
+    let error = load_with(BASE, &overrides("phase.a.workload.fast.params.time_ms=-1")).unwrap_err().to_string();
+    assert!(error.contains("(from --set phase.a.workload.fast.params.time_ms=-1)"), "{error}");
+    // Not the file's line, which holds another value.
+    assert!(!error.contains("time_ms = 1.0"), "{error}");
+}
+
+#[test]
+fn overrides_of_baseline_and_calibration_are_sources() {
+    let overrides = Overrides {
+        sets: vec!["baseline.tolerance=0.2".into(), "calibration.mode=\"warn\"".into()],
+        ..Overrides::default()
+    };
+    let spec = load_with(BASE, &overrides).unwrap();
+    let keys: Vec<&str> = spec.overrides().map(|source| source.key.as_str()).collect();
+    assert_eq!(keys, ["baseline.tolerance", "calibration.mode"]);
 }

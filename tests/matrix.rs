@@ -55,6 +55,17 @@ fn a_fixed_reference_partners_every_point() {
 }
 
 #[test]
+fn selectors_match_values_as_runs_are_named() {
+    // `time_ms = [1, 2]` is a float parameter: its runs are `time_ms=1` and `time_ms=2`.
+    let text = BASE.replace("time_ms = 1.0", "time_ms = [1, 2]").replace("reference = \"slow\"\n", "");
+    let text = format!(
+        "{text}\n[[phase.check]]\nid = \"one\"\nexpr = \"fast[time_ms=1].warm.median <= 1\"\nrationale = \"why\"\n"
+    );
+    let plan = expand(&text).unwrap();
+    assert_eq!(plan.phases[0].checks[0].points.len(), 1);
+}
+
+#[test]
 fn check_points_follow_shared_axes() {
     let text = BASE
         .replace("time_ms = 4.0", "time_ms = 4.0\nsize = [8, 16]")

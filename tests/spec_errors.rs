@@ -311,3 +311,143 @@ fn check_without_condition_or_rationale() {
        |      ^^^^^^^
     "#);
 }
+
+#[test]
+fn matrices_that_cannot_run() {
+    // `threads` is a setting; a parameter of that name would shadow it.
+    insta::assert_snapshot!(spec_error(&edit("time_ms = 1.0", "time_ms = 1.0\nthreads = [1, 2]")), @r"
+    error: `threads` is a setting of the workload, not a kernel parameter
+      --> spec.toml:27:1
+       |
+    27 | threads = [1, 2]
+       | ^^^^^^^
+       = help: write `threads = [1, 2]` beside `kernel`, or in `[defaults]`
+    ");
+    // Points that would be named alike.
+    let command = |params: &str| {
+        format!(
+            "{BASE}\n[[phase.workload]]\nid = \"sweep\"\nkernel = \"command\"\n[phase.workload.params]\nprogram = \"true\"{params}\n"
+        )
+    };
+    insta::assert_snapshot!(spec_error(&command("\nx = [1, 1.0]")), @r"
+    error: parameter `x` lists 1 twice
+      --> spec.toml:34:5
+       |
+    34 | x = [1, 1.0]
+       |     ^^^^^^^^
+    ");
+    insta::assert_snapshot!(spec_error(&command("\nx = [1.5, nan]")), @r"
+    error: parameter `x`: NaN is not finite
+      --> spec.toml:34:5
+       |
+    34 | x = [1.5, nan]
+       |     ^^^^^^^^^^
+    ");
+    insta::assert_snapshot!(spec_error(&edit("repeats = 5", "repeats = 5\nthreads = [2, 1, 2]")), @r"
+    error: `defaults.threads`: 2 threads is listed twice
+     --> spec.toml:9:11
+      |
+    9 | threads = [2, 1, 2]
+      |           ^^^^^^^^^
+    ");
+    insta::assert_snapshot!(spec_error(&edit("repeats = 5", "repeats = 5\nthreads = 1.5")), @r"
+    error: `defaults.threads` has the wrong type: found float `1.5`, expected a whole number or a list of whole numbers
+     --> spec.toml:9:11
+      |
+    9 | threads = 1.5
+      |           ^^^
+    ");
+    // 10^6 runs.
+    let axes: String = (0..6).map(|axis| format!("\nx{axis} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]")).collect();
+    insta::assert_snapshot!(spec_error(&command(&axes)), @r"
+    error: workload `sweep` expands to more than 100000 runs: x0 (10) x x1 (10) x x2 (10) x x3 (10) x x4 (10) x x5 (10)
+      --> spec.toml:32:17
+       |
+    32 | [phase.workload.params]
+       |                 ^^^^^^
+    ");
+}
+
+#[test]
+fn phase_defaults_are_checked_even_where_every_workload_overrides_them() {
+    let spec = edit("title = \"Phase A\"", "title = \"Phase A\"\n[phase.defaults]\nrepeats = 0");
+    let spec = spec.replace("kernel = \"mock\"", "kernel = \"mock\"\nrepeats = 3");
+    insta::assert_snapshot!(spec_error(&spec), @r"
+    error: `phase.a.defaults.repeats`: must be at least 1
+      --> spec.toml:14:11
+       |
+    14 | repeats = 0
+       |           ^
+    ");
+}
+
+#[test]
+fn comparator_limits_waivers_and_requirements() {
+    let check = |body: &str| format!("{BASE}\n[[phase.check]]\nid = \"same\"\n{body}\nrationale = \"why\"\n");
+    let parity = |comparator: &str| {
+        check(&format!("parity = {{ of = \"fast\", against = \"slow\", output = \"values\", {comparator} }}"))
+    };
+    insta::assert_snapshot!(spec_error(&parity("max_abs = -1.0")), @r#"
+    error: `max_abs = -1` must be finite and not negative
+      --> spec.toml:31:10
+       |
+    31 | parity = { of = "fast", against = "slow", output = "values", max_abs = -1.0 }
+       |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+    "#);
+    insta::assert_snapshot!(spec_error(&parity("max_abs = nan")), @r#"
+    error: `max_abs = NaN` must be finite and not negative
+      --> spec.toml:31:10
+       |
+    31 | parity = { of = "fast", against = "slow", output = "values", max_abs = nan }
+       |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+    "#);
+    insta::assert_snapshot!(spec_error(&parity("corr_min = 2.0")), @r#"
+    error: `corr_min = 2` must be in -1..=1
+      --> spec.toml:31:10
+       |
+    31 | parity = { of = "fast", against = "slow", output = "values", corr_min = 2.0 }
+       |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+    "#);
+    let waived = check("expr = \"fast.warm.median <= 1\"\nxfail = { reason = \" \", until = \"2030-01-01\" }");
+    insta::assert_snapshot!(spec_error(&waived), @r#"
+    error: the waiver's reason is empty: say why the check may fail until then
+      --> spec.toml:32:9
+       |
+    32 | xfail = { reason = " ", until = "2030-01-01" }
+       |         ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+    "#);
+    let required = check("expr = \"fast.warm.median <= 1\"\nrequires = [\"cpu:not a feature!!\"]");
+    insta::assert_snapshot!(spec_error(&required), @r#"
+    error: invalid requirement `cpu:not a feature!!`
+      --> spec.toml:32:12
+       |
+    32 | requires = ["cpu:not a feature!!"]
+       |            ^^^^^^^^^^^^^^^^^^^^^^^
+       = help: requirements are `cpu:FEATURE` (e.g. `cpu:avx2`), `env:VARIABLE` or `build:optimized`
+    "#);
+}
+
+#[test]
+fn baseline_quantities_must_be_comparable() {
+    insta::assert_snapshot!(spec_error(&format!("{BASE}\n[baseline]\nquantities = []\n")), @r"
+    error: no quantities: a baseline would compare nothing
+      --> spec.toml:30:14
+       |
+    30 | quantities = []
+       |              ^^
+    ");
+    insta::assert_snapshot!(spec_error(&format!("{BASE}\n[baseline]\nquantities = [\"time\", \"time\"]\n")), @r#"
+    error: `time` is listed twice
+      --> spec.toml:30:14
+       |
+    30 | quantities = ["time", "time"]
+       |              ^^^^^^^^^^^^^^^^
+    "#);
+    insta::assert_snapshot!(spec_error(&format!("{BASE}\n[baseline]\nquantities = [\"sample_index\"]\n")), @r#"
+    error: metric `sample_index` is neither better higher nor lower, so a change in it is no regression
+      --> spec.toml:30:14
+       |
+    30 | quantities = ["sample_index"]
+       |              ^^^^^^^^^^^^^^^^
+    "#);
+}

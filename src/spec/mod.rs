@@ -40,7 +40,7 @@ use self::document::{Document, FileOrder, valid_id};
 use crate::baseline::BaselineSettings;
 use crate::error::{SpecError, nearest};
 use crate::expr::{self, Condition};
-use crate::kernel::Value;
+use crate::kernel::{Better, Value};
 use crate::kernels;
 
 /// Cold: a fresh instance, timed over set-up and its first step. Warm: repeated steps
@@ -154,16 +154,28 @@ pub struct Overrides {
 }
 
 impl Overrides {
-    /// The overrides from this process's environment.
-    pub fn from_env() -> Overrides {
-        Overrides {
-            env: std::env::vars().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect(),
-            ..Overrides::default()
+    /// The overrides from this process's environment. Other variables are not read,
+    /// so one that is not UTF-8 does no harm; a `PHASEGATE_` one that is not is an
+    /// error.
+    pub fn from_env() -> Result<Overrides, String> {
+        let mut env = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            if !name.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+                continue;
+            }
+            let name = name.to_string_lossy().into_owned();
+            let value = value
+                .into_string()
+                .map_err(|value| format!("environment variable {name} is not UTF-8: {}", value.to_string_lossy()))?;
+            env.push((name, value));
         }
+        Ok(Overrides { env, ..Overrides::default() })
     }
 }
 
 const ENV_PREFIX: &str = "PHASEGATE_";
+/// The most runs one workload's matrix may expand to.
+pub const MAX_RUNS_PER_WORKLOAD: usize = 100_000;
 const BUILTIN: &str = "built-in default";
 const FILE: &str = "spec file";
 
@@ -319,6 +331,17 @@ impl Spec {
         &self.locator
     }
 
+    /// An error about the value at `path`: at its place in the file, or naming the
+    /// override that set it.
+    pub fn value_error(&self, path: &str, message: impl Into<String>) -> SpecError {
+        match self.overrides().find(|source| source.key == path) {
+            Some(source) => {
+                SpecError::new(&self.file, format!("{} (from {})", message.into(), source.origin)).with_key(path)
+            }
+            None => self.locator.value_error(path, message),
+        }
+    }
+
     pub fn phase(&self, id: &str) -> Option<&Phase> {
         self.phases.iter().find(|phase| phase.id == id)
     }
@@ -351,10 +374,10 @@ pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, 
             return Err(SpecError::new(path, format!("unknown profile `{profile}`")).with_hint(hint));
         };
         let mut tree = Dict::new();
-        for (key, value) in entries {
+        for (key, value) in entries.iter().flat_map(|(key, value)| leaves(key, value)) {
             let origin = format!("profile.{profile}.{key}");
-            check_override_path(&document, key).map_err(|message| document.locator.key_error(&origin, message))?;
-            insert_path(&mut tree, key, value.clone());
+            check_override_path(&document, &key).map_err(|message| document.locator.key_error(&origin, message))?;
+            insert_path(&mut tree, &key, value);
         }
         figment = figment.merge(Layer::new(&format!("profile `{profile}`"), tree));
     }
@@ -363,26 +386,29 @@ pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, 
     env.sort();
     for (name, raw) in env {
         let key = name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
-        check_override_path(&document, &key)
-            .map_err(|message| SpecError::new(path, format!("environment variable {name}: {message}")))?;
         let mut tree = Dict::new();
-        insert_path(&mut tree, &key, parse_override_value(raw));
+        for (key, value) in leaves(&key, &parse_override_value(raw)) {
+            check_override_path(&document, &key)
+                .map_err(|message| SpecError::new(path, format!("environment variable {name}: {message}")))?;
+            insert_path(&mut tree, &key, value);
+        }
         figment = figment.merge(Layer::new(&format!("environment variable {name}"), tree));
     }
     for assignment in &overrides.sets {
         let Some((key, raw)) = assignment.split_once('=') else {
             return Err(SpecError::new(path, format!("`--set {assignment}` is not of the form key.path=value")));
         };
-        let key = key.trim();
-        check_override_path(&document, key)
-            .map_err(|message| SpecError::new(path, format!("`--set {assignment}`: {message}")))?;
         let mut tree = Dict::new();
-        insert_path(&mut tree, key, parse_override_value(raw.trim()));
+        for (key, value) in leaves(key.trim(), &parse_override_value(raw.trim())) {
+            check_override_path(&document, &key)
+                .map_err(|message| SpecError::new(path, format!("`--set {assignment}`: {message}")))?;
+            insert_path(&mut tree, &key, value);
+        }
         figment = figment.merge(Layer::new(&format!("--set {assignment}"), tree));
     }
     let raw: RawSpec = figment.extract().map_err(|error| figment_error(&document, error))?;
     let mut sources = Vec::new();
-    for key in ["experiment", "defaults", "phase"] {
+    for key in ["experiment", "defaults", "baseline", "calibration", "phase"] {
         if let Ok(value) = figment.find_value(key) {
             collect_sources(&figment, key, &value, &mut sources);
         }
@@ -466,6 +492,18 @@ fn check_override_path(document: &Document, key: &str) -> Result<(), String> {
             }
         }
         _ => Ok(()),
+    }
+}
+
+/// The leaves of an override value set at `key`: an inline table such as
+/// `phase.a.check={speed={rationale="x"}}` sets `phase.a.check.speed.rationale`, so
+/// every path it names is checked like a dotted one.
+fn leaves(key: &str, value: &FigmentValue) -> Vec<(String, FigmentValue)> {
+    match value {
+        FigmentValue::Dict(_, dict) if !dict.is_empty() => {
+            dict.iter().flat_map(|(name, child)| leaves(&format!("{key}.{name}"), child)).collect()
+        }
+        _ => vec![(key.to_owned(), value.clone())],
     }
 }
 
@@ -587,11 +625,44 @@ fn figment_error(document: &Document, error: figment::Error) -> SpecError {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+/// A value or a list of them (`threads = 2` or `threads = [1, 2]`).
+#[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
 enum OneOrMany<T> {
     One(T),
     Many(Vec<T>),
+}
+
+/// By hand rather than `#[serde(untagged)]`, whose error names the enum instead of
+/// saying what was expected.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, IntoDeserializer, value::SeqAccessDeserializer};
+
+        struct Visitor<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> de::Visitor<'de> for Visitor<T> {
+            type Value = OneOrMany<T>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a whole number or a list of whole numbers")
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+                T::deserialize(value.into_deserializer()).map(OneOrMany::One)
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+                T::deserialize(value.into_deserializer()).map(OneOrMany::One)
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::<T>::deserialize(SeqAccessDeserializer::new(seq)).map(OneOrMany::Many)
+            }
+        }
+
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
+    }
 }
 
 impl<T> OneOrMany<T> {
@@ -810,16 +881,37 @@ impl Resolver<'_> {
                 format!("tolerance {} is outside 0..=10 (a relative change)", raw.tolerance),
             ));
         }
-        for quantity in &raw.quantities {
+        if raw.quantities.is_empty() {
+            return Err(self
+                .locator()
+                .value_error("baseline.quantities", "no quantities: a baseline would compare nothing"));
+        }
+        for (index, quantity) in raw.quantities.iter().enumerate() {
+            if raw.quantities[..index].contains(quantity) {
+                return Err(self.locator().value_error("baseline.quantities", format!("`{quantity}` is listed twice")));
+            }
+            let metrics = || {
+                phases.iter().flat_map(|phase| &phase.workloads).filter_map(|workload| kernels::find(&workload.kernel))
+            };
             let known = quantity == "time"
-                || phases.iter().flat_map(|phase| &phase.workloads).any(|workload| {
-                    kernels::find(&workload.kernel)
-                        .is_some_and(|kernel| kernel.metrics().iter().any(|metric| metric.name == quantity))
-                });
+                || metrics().any(|kernel| kernel.metrics().iter().any(|metric| metric.name == quantity));
             if !known {
                 return Err(self.locator().value_error(
                     "baseline.quantities",
                     format!("`{quantity}` is neither `time` nor a metric of this spec's kernels"),
+                ));
+            }
+            // A baseline compares only what has a better direction.
+            let directed = quantity == "time"
+                || metrics().any(|kernel| {
+                    kernel.metrics().iter().any(|metric| metric.name == quantity && metric.better != Better::Neither)
+                });
+            if !directed {
+                return Err(self.locator().value_error(
+                    "baseline.quantities",
+                    format!(
+                        "metric `{quantity}` is neither better higher nor lower, so a change in it is no regression"
+                    ),
                 ));
             }
         }
@@ -887,6 +979,12 @@ impl Resolver<'_> {
                     if let Some(bad) = settings.threads.iter().find(|&&threads| threads == 0 || threads > 1024) {
                         return Err(invalid(format!("{bad} threads is out of range 1..=1024")));
                     }
+                    let threads = &settings.threads;
+                    if let Some((_, twice)) =
+                        threads.iter().enumerate().find(|&(index, count)| threads[..index].contains(count))
+                    {
+                        return Err(invalid(format!("{twice} threads is listed twice")));
+                    }
                 }
                 "timeout" => {
                     settings.timeout_s = value.deserialize().map_err(|error| invalid(error.to_string()))?;
@@ -911,6 +1009,8 @@ impl Resolver<'_> {
 
     fn phase(&self, id: &str, raw: RawPhase, experiment: &Experiment) -> Result<Phase, SpecError> {
         let base = format!("phase.{id}");
+        // The phase's defaults are checked even where every workload overrides them.
+        self.settings(&[&format!("{base}.defaults"), "defaults"])?;
         let mut workloads = Vec::new();
         let mut raw_workloads = raw.workload;
         let workload_ids = self.order().workloads.get(id).cloned().unwrap_or_default();
@@ -978,6 +1078,12 @@ impl Resolver<'_> {
         let mut params = Vec::new();
         for name in names {
             let key = format!("{base}.params.{name}");
+            if name == "threads" {
+                return Err(self
+                    .locator()
+                    .key_error(&key, "`threads` is a setting of the workload, not a kernel parameter")
+                    .with_hint("write `threads = [1, 2]` beside `kernel`, or in `[defaults]`"));
+            }
             let value =
                 convert_value(&raw.params[&name]).map_err(|message| self.locator().value_error(&key, message))?;
             let spec = specs.iter().find(|spec| spec.name == name);
@@ -1011,7 +1117,16 @@ impl Resolver<'_> {
                     None => Ok(value),
                 }
                 .map_err(|message| self.locator().value_error(&key, format!("parameter `{name}`: {message}")))?;
-                if checked.contains(&value) {
+                if let Value::Float(number) = value
+                    && !number.is_finite()
+                {
+                    return Err(self
+                        .locator()
+                        .value_error(&key, format!("parameter `{name}`: {number} is not finite")));
+                }
+                // Runs are named by their values as written out, so `1` and `1.0` are
+                // the same point.
+                if checked.iter().any(|known: &Value| known.to_string() == value.to_string()) {
                     return Err(self.locator().value_error(&key, format!("parameter `{name}` lists {value} twice")));
                 }
                 checked.push(value);
@@ -1033,6 +1148,25 @@ impl Resolver<'_> {
         }
         let phase_path = format!("phase.{phase}.defaults");
         let (settings, setting_sources) = self.settings(&[&base, &phase_path, "defaults"])?;
+        let runs = params
+            .iter()
+            .map(|(_, values)| values.len())
+            .chain([settings.threads.len()])
+            .try_fold(1usize, |product, length| product.checked_mul(length))
+            .filter(|&runs| runs <= MAX_RUNS_PER_WORKLOAD);
+        if runs.is_none() {
+            let axes: Vec<String> = params
+                .iter()
+                .map(|(name, values)| (name.as_str(), values.len()))
+                .chain([("threads", settings.threads.len())])
+                .filter(|&(_, length)| length > 1)
+                .map(|(name, length)| format!("{name} ({length})"))
+                .collect();
+            return Err(self.locator().key_error(
+                &format!("{base}.params"),
+                format!("workload `{id}` expands to more than {MAX_RUNS_PER_WORKLOAD} runs: {}", axes.join(" x ")),
+            ));
+        }
         Ok(Workload {
             id: id.to_owned(),
             title: raw.title.unwrap_or_default(),
@@ -1135,11 +1269,13 @@ impl Resolver<'_> {
             ));
         }
         for requirement in &raw.requires {
+            // CPU feature names (`avx512f`, `sse4.2`) and variable names are words.
+            let word = |rest: &str| {
+                !rest.is_empty()
+                    && rest.chars().all(|character| character.is_ascii_alphanumeric() || "._".contains(character))
+            };
             let valid = requirement == "build:optimized"
-                || requirement
-                    .strip_prefix("cpu:")
-                    .or_else(|| requirement.strip_prefix("env:"))
-                    .is_some_and(|rest| !rest.is_empty());
+                || requirement.strip_prefix("cpu:").or_else(|| requirement.strip_prefix("env:")).is_some_and(word);
             if !valid {
                 return Err(self
                     .locator()
@@ -1148,6 +1284,14 @@ impl Resolver<'_> {
                         "requirements are `cpu:FEATURE` (e.g. `cpu:avx2`), `env:VARIABLE` or `build:optimized`",
                     ));
             }
+        }
+        if let Some(xfail) = &raw.xfail
+            && xfail.reason.trim().is_empty()
+        {
+            return Err(self.locator().value_error(
+                &format!("{base}.xfail"),
+                "the waiver's reason is empty: say why the check may fail until then",
+            ));
         }
         if let Some(xfail) = &raw.xfail
             && crate::clock::parse_date(&xfail.until).is_none()
@@ -1242,6 +1386,21 @@ impl Resolver<'_> {
                 .locator()
                 .value_error(&key, format!("{name} needs at least one comparator"))
                 .with_hint("exact = true, digest = true, max_abs, rtol/atol, corr_min or sum_ratio"));
+        }
+        let limits = [
+            ("max_abs", comparators.max_abs, 0.0..=f64::MAX),
+            ("rtol", comparators.rtol, 0.0..=f64::MAX),
+            ("atol", comparators.atol, 0.0..=f64::MAX),
+            ("corr_min", comparators.corr_min, -1.0..=1.0),
+            ("sum_ratio", comparators.sum_ratio, 0.0..=f64::MAX),
+        ];
+        for (comparator, value, range) in limits {
+            if let Some(value) = value
+                && !range.contains(&value)
+            {
+                let expected = if comparator == "corr_min" { "in -1..=1" } else { "finite and not negative" };
+                return Err(self.locator().value_error(&key, format!("`{comparator} = {value}` must be {expected}")));
+            }
         }
         if comparators.atol.is_some() && comparators.rtol.is_none() {
             return Err(self

@@ -32,7 +32,7 @@ enum Command {
     /// List an experiment's phases, workloads, matrix points and checks.
     List(SpecArgs),
     /// Validate a spec without running anything (exit 0 when valid, 2 otherwise).
-    Check(SpecArgs),
+    Check(CheckArgs),
     /// Regenerate the marked results regions of living plan documents from the latest
     /// reports.
     Plan {
@@ -94,6 +94,15 @@ struct SpecArgs {
 }
 
 #[derive(clap::Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Allow the spec's output root to lie outside the project.
+    #[arg(long)]
+    allow_outside: bool,
+}
+
+#[derive(clap::Args)]
 struct RunArgs {
     #[command(flatten)]
     spec: SpecArgs,
@@ -138,12 +147,12 @@ fn main() -> ExitCode {
             print!("{}", describe::list(&plan));
             Exit::Pass
         }),
-        Command::Check(args) => load_plan(&args).and_then(|plan| {
-            let options = run_options(false)?;
+        Command::Check(args) => load_plan(&args.spec).and_then(|plan| {
+            let options = run_options(args.allow_outside)?;
             run::preflight(&plan, &options)?;
             println!(
                 "{}: valid ({} runs, {} checks)",
-                args.spec.display(),
+                args.spec.spec.display(),
                 plan.n_runs(),
                 plan.phases.iter().map(|phase| phase.checks.len()).sum::<usize>()
             );
@@ -170,7 +179,7 @@ fn main() -> ExitCode {
 }
 
 fn load_plan(args: &SpecArgs) -> anyhow::Result<Plan> {
-    let mut overrides = Overrides::from_env();
+    let mut overrides = Overrides::from_env().map_err(anyhow::Error::msg)?;
     overrides.sets = args.sets.clone();
     overrides.profile = args.profile.clone();
     let spec = spec::load(&args.spec, &overrides)?;
@@ -181,7 +190,10 @@ fn load_plan(args: &SpecArgs) -> anyhow::Result<Plan> {
 
 fn run_options(allow_outside: bool) -> anyhow::Result<RunOptions> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let vars: Vec<(String, String)> = std::env::vars().collect();
+    // Variables that are not UTF-8 cannot be the ones the facts read.
+    let vars: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect();
     Ok(RunOptions {
         project_root: run::project_root(&cwd),
         command: command_line(),
@@ -200,6 +212,11 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
         let root = run::experiment_root(&plan, &options);
         options.baseline = Some(phasegate::baseline::load(baseline, &root, &options.project_root)?);
     }
+    // Everything a run would refuse, a dry run refuses too.
+    run::preflight(&plan, &options)?;
+    for path in args.junit.iter().chain(&args.summary) {
+        check_output_file(path)?;
+    }
     if args.dry_run {
         let root = run::experiment_root(&plan, &options);
         let earlier = latest_reports(&root);
@@ -210,14 +227,34 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let observer = progress::Progress::new(fancy);
     let outcome = run::run(&plan, &options, &observer)?;
     observer.finish();
+    print!("{}", describe::outcome(&outcome));
+    let mut written = Ok(());
     if let Some(path) = &args.junit {
-        report::files::write_atomic(path, report::junit::render(&outcome.reports).as_bytes())?;
+        written = report::files::write_atomic(path, report::junit::render(&outcome.reports).as_bytes());
     }
     if let Some(path) = &args.summary {
-        report::files::append(path, &report::markdown::render_summary(&outcome.reports))?;
+        written =
+            written.and_then(|()| report::files::append(path, &report::markdown::render_summary(&outcome.reports)));
     }
-    print!("{}", describe::outcome(&outcome));
-    Ok(outcome.exit)
+    match written {
+        Ok(()) => Ok(outcome.exit),
+        // The verdict stands; a passing run whose CI outputs are missing must not
+        // read as a pass.
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            Ok(if outcome.exit == Exit::Pass { Exit::Usage } else { outcome.exit })
+        }
+    }
+}
+
+/// Checks, before anything runs, that a file the run appends to or replaces at the end
+/// can be written.
+fn check_output_file(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("{} is a directory, not a file", path.display());
+    }
+    let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    report::files::check_writable(parent).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn update_plans(mut plans: Vec<PathBuf>, all: bool, check: bool) -> anyhow::Result<Exit> {

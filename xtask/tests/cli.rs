@@ -445,3 +445,54 @@ fn living_plan_is_regenerated_by_run_and_by_plan() {
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap(), regenerated);
 }
+
+#[test]
+fn environment_variables_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let project = Project::new();
+    project.write("spec.toml", &spec(SPEEDUP, ""));
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    // Not ours: ignored.
+    let output = project.command().args(["check", "spec.toml"]).env("UNRELATED", not_utf8).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    // Ours: a clear error.
+    let output =
+        project.command().args(["check", "spec.toml"]).env("PHASEGATE_EXPERIMENT__TITLE", not_utf8).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("environment variable PHASEGATE_EXPERIMENT__TITLE is not UTF-8: caf\u{fffd}"), "{stderr}");
+}
+
+#[test]
+fn check_and_dry_run_refuse_what_a_run_refuses() {
+    let project = Project::new();
+    project.write("outside.toml", &spec(SPEEDUP, "").replace("seed = 3", "seed = 3\noutput = \"../elsewhere\""));
+    for args in [&["check", "outside.toml"][..], &["run", "outside.toml", "--dry-run"]] {
+        let output = project.xtask(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("reports would be written outside the project"));
+    }
+    let output = project.xtask(&["check", "outside.toml", "--allow-outside"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    // An output root set on the command line is blamed on the command line.
+    project.write("spec.toml", &spec(SPEEDUP, ""));
+    let output = project.xtask(&["check", "spec.toml", "--set", "experiment.output=../elsewhere"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("outside the project") && stderr.contains("(from --set experiment.output=../elsewhere)"));
+}
+
+#[test]
+fn unwritable_junit_or_summary_files_are_refused_before_anything_runs() {
+    let project = Project::new();
+    project.write("spec.toml", &spec(SPEEDUP, ""));
+    std::fs::write(project.path().join("file"), "a file where a directory should be").unwrap();
+    for flag in ["--junit", "--summary"] {
+        let (code, _, stderr) = project.run("spec.toml", &[flag, "file/out.xml"]);
+        assert_eq!(code, 2, "{flag}");
+        assert!(stderr.contains("cannot write file/out.xml"), "{stderr}");
+        let (code, _, stderr) = project.run("spec.toml", &[flag, "."]);
+        assert_eq!(code, 2, "{flag}");
+        assert!(stderr.contains(". is a directory, not a file"), "{stderr}");
+    }
+    assert!(!project.path().join("reports").exists(), "nothing ran");
+}
