@@ -359,6 +359,17 @@ fn matrices_that_cannot_run() {
     ");
     // 10^6 runs.
     let axes: String = (0..6).map(|axis| format!("\nx{axis} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]")).collect();
+    let spec = format!(
+        "{}\n[[phase.check]]\nid = \"same\"\nsnapshot = {{ of = \"sweep\", output = \"a\", exact = true }}\nrationale = \"why\"\n",
+        command("\noutput_name = [\"a\", \"b\"]")
+    );
+    insta::assert_snapshot!(spec_error(&spec), @r#"
+    error: workload `sweep` varies `output_name`: a snapshot check compares one output
+      --> spec.toml:38:12
+       |
+    38 | snapshot = { of = "sweep", output = "a", exact = true }
+       |            ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+    "#);
     insta::assert_snapshot!(spec_error(&command(&axes)), @r"
     error: workload `sweep` expands to more than 100000 runs: x0 (10) x x1 (10) x x2 (10) x x3 (10) x x4 (10) x x5 (10)
       --> spec.toml:32:17

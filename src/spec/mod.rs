@@ -1343,12 +1343,14 @@ impl Resolver<'_> {
             };
             let kernel = kernels::find(&workload.kernel).expect("validated kernel");
             let outputs: Vec<String> = if kernel.name() == "command" {
-                let name = workload
-                    .params
-                    .iter()
-                    .find(|(name, _)| name == "output_name")
-                    .map(|(_, values)| values[0].to_string());
-                vec![name.unwrap_or_else(|| "image".to_owned())]
+                let names = workload.params.iter().find(|(name, _)| name == "output_name").map(|(_, values)| values);
+                if names.is_some_and(|names| names.len() > 1) {
+                    return Err(self.locator().value_error(
+                        &key,
+                        format!("workload `{workload_id}` varies `output_name`: a {name} check compares one output"),
+                    ));
+                }
+                vec![names.map_or_else(|| "image".to_owned(), |names| names[0].to_string())]
             } else {
                 kernel.output_names().iter().map(|name| (*name).to_owned()).collect()
             };
