@@ -79,6 +79,39 @@ fn charts_of_times_and_checks() {
     assert_eq!(report::charts::render(&report), charts, "deterministic");
 }
 
+/// Draws the charts on a thread, so an axis plotters cannot lay out fails the test
+/// instead of hanging it.
+fn charts_in_time(report: &PhaseReport) -> Vec<String> {
+    let report = report.clone();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(report::charts::render(&report)));
+    let charts =
+        receiver.recv_timeout(std::time::Duration::from_secs(60)).expect("the charts were drawn within a minute");
+    charts.into_iter().map(|chart| chart.file).collect()
+}
+
+#[test]
+fn charts_leave_out_what_has_no_finite_scale() {
+    let mut report = fixed_report();
+    // A zero time under a ratio makes it infinite; the other point still scales the chart.
+    let measured = report.verdicts[0].measured.as_mut().unwrap();
+    measured.observed = f64::INFINITY;
+    measured.interval = Some((f64::INFINITY, f64::INFINITY));
+    assert_eq!(charts_in_time(&report), ["time_size.svg", "check_speedup.svg"]);
+    // With no finite ratio and no finite time left, neither chart has a scale.
+    for verdict in report.verdicts.iter_mut().filter(|verdict| verdict.check == "speedup") {
+        let measured = verdict.measured.as_mut().unwrap();
+        measured.observed = f64::INFINITY;
+        measured.interval = Some((f64::INFINITY, f64::INFINITY));
+    }
+    for run in &mut report.runs {
+        for time in run.summaries.values_mut().filter_map(|quantities| quantities.get_mut("time")) {
+            (time.median, time.ci_low, time.ci_high) = (f64::NAN, f64::NAN, f64::INFINITY);
+        }
+    }
+    assert!(charts_in_time(&report).is_empty());
+}
+
 #[test]
 fn summary_for_pull_requests() {
     insta::assert_snapshot!("summary_md", markdown::render_summary(&[fixed_report()]));

@@ -6,7 +6,10 @@
 //! - `check_<id>.svg`: the observed ratio of a paired-ratio check at each of its
 //!   points, as bars with their interval, and the threshold as a line.
 //!
-//! Charts are a pure function of the report (the SVG text is deterministic).
+//! Charts are a pure function of the report (the SVG text is deterministic). Only
+//! finite values set an axis (a ratio over a zero time is infinite), and a chart whose
+//! axes would have no finite, non-empty range is left out: plotters never finishes
+//! laying out the ticks of such an axis.
 
 use plotters::prelude::*;
 
@@ -114,7 +117,14 @@ fn time_chart(report: &PhaseReport, axis: &str) -> Option<Chart> {
                 .filter_map(|run| {
                     let x = run.coords.get(axis)?.as_f64()?;
                     let time = run.summary(Mode::Warm, "time").or_else(|| run.summary(Mode::Cold, "time"))?;
-                    Some((x, time.median, time.ci_low, time.ci_high))
+                    // The time axis is logarithmic, so a point needs a positive median;
+                    // an interval end it cannot show collapses onto the median.
+                    let usable = |value: f64| value.is_finite() && value > 0.0;
+                    if !x.is_finite() || !usable(time.median) {
+                        return None;
+                    }
+                    let end = |value: f64| if usable(value) { value } else { time.median };
+                    Some((x, time.median, end(time.ci_low), end(time.ci_high)))
                 })
                 .collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -127,9 +137,17 @@ fn time_chart(report: &PhaseReport, axis: &str) -> Option<Chart> {
         return None;
     }
     let xs = series.iter().flat_map(|(_, points)| points.iter().map(|point| point.0));
-    let (x_min, x_max) = bounds(xs);
+    let (x_min, x_max) = bounds(xs)?;
     let ys = series.iter().flat_map(|(_, points)| points.iter().flat_map(|point| [point.2, point.3]));
-    let (y_min, y_max) = bounds(ys.filter(|value| *value > 0.0));
+    let (y_min, y_max) = bounds(ys)?;
+    let log_x = x_min > 0.0 && x_max / x_min > 4.0;
+    let x_range = if log_x {
+        span(x_min * 0.8, x_max * 1.25, true)?
+    } else {
+        let pad = (x_max - x_min).max(1.0) * 0.05;
+        span(x_min - pad, x_max + pad, false)?
+    };
+    let y_range = span(y_min / 1.5, y_max * 1.5, true)?;
     let title = format!("step time against {axis}");
     let mut svg = String::new();
     {
@@ -137,8 +155,6 @@ fn time_chart(report: &PhaseReport, axis: &str) -> Option<Chart> {
         root.fill(&WHITE).ok()?;
         let mut builder = ChartBuilder::on(&root);
         builder.caption(&title, ("sans-serif", 18)).margin(12).x_label_area_size(40).y_label_area_size(70);
-        let log_x = x_max / x_min.max(f64::MIN_POSITIVE) > 4.0 && x_min > 0.0;
-        let y_range = (y_min / 1.5)..(y_max * 1.5);
         macro_rules! draw {
             ($chart:expr) => {{
                 let mut chart = $chart;
@@ -174,13 +190,8 @@ fn time_chart(report: &PhaseReport, axis: &str) -> Option<Chart> {
             }};
         }
         match log_x {
-            true => {
-                draw!(builder.build_cartesian_2d((x_min * 0.8..x_max * 1.25).log_scale(), y_range.log_scale()).ok()?)
-            }
-            false => {
-                let pad = (x_max - x_min).max(1.0) * 0.05;
-                draw!(builder.build_cartesian_2d((x_min - pad)..(x_max + pad), y_range.log_scale()).ok()?)
-            }
+            true => draw!(builder.build_cartesian_2d(x_range.log_scale(), y_range.log_scale()).ok()?),
+            false => draw!(builder.build_cartesian_2d(x_range, y_range.log_scale()).ok()?),
         }
         root.present().ok()?;
     }
@@ -197,11 +208,14 @@ fn check_chart(check: &str, verdicts: &[&Verdict]) -> Option<Chart> {
             Some((label, measured.observed, low, high, measured.threshold))
         })
         .collect();
-    if bars.is_empty() {
+    if !bars.iter().any(|bar| bar.1.is_finite()) {
         return None;
     }
     let threshold = bars[0].4;
-    let top = bars.iter().map(|bar| bar.3.max(bar.1)).fold(threshold, f64::max) * 1.2;
+    let (_, highest) = bounds(bars.iter().flat_map(|bar| [bar.1, bar.2, bar.3, bar.4]))?;
+    let top = span(0.0, if highest > 0.0 { highest * 1.2 } else { 1.0 }, false)?.end;
+    // Infinite ends are drawn to the top of the chart; a NaN is not drawn.
+    let clamp = |value: f64| (!value.is_nan()).then(|| value.clamp(0.0, top));
     let title =
         format!("{check}: paired ratio per point (line: threshold {})", crate::verdict::format_number(threshold));
     let mut svg = String::new();
@@ -236,35 +250,49 @@ fn check_chart(check: &str, verdicts: &[&Verdict]) -> Option<Chart> {
         for (index, bar) in bars.iter().enumerate() {
             let x = index as f64;
             let fill = if bar.2 >= bar.4 || bar.3 <= bar.4 { color.mix(0.7) } else { PALETTE[1].mix(0.7) };
+            if let Some(height) = clamp(bar.1) {
+                chart
+                    .draw_series(std::iter::once(Rectangle::new([(x - 0.3, 0.0), (x + 0.3, height)], fill.filled())))
+                    .ok()?;
+            }
+            if let (Some(low), Some(high)) = (clamp(bar.2), clamp(bar.3)) {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(vec![(x, low), (x, high)], BLACK.stroke_width(2))))
+                    .ok()?;
+            }
+        }
+        if let Some(level) = clamp(threshold) {
             chart
-                .draw_series(std::iter::once(Rectangle::new([(x - 0.3, 0.0), (x + 0.3, bar.1)], fill.filled())))
-                .ok()?;
-            chart
-                .draw_series(std::iter::once(PathElement::new(vec![(x, bar.2), (x, bar.3)], BLACK.stroke_width(2))))
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(-0.5, level), (count as f64 - 0.5, level)],
+                    PALETTE[3].stroke_width(2),
+                )))
                 .ok()?;
         }
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(-0.5, threshold), (count as f64 - 0.5, threshold)],
-                PALETTE[3].stroke_width(2),
-            )))
-            .ok()?;
         root.present().ok()?;
     }
     Some(Chart { file: format!("check_{check}.svg"), title, svg })
 }
 
-fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+/// The smallest and largest finite values; `None` when there are none.
+fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
     for value in values.filter(|value| value.is_finite()) {
         low = low.min(value);
         high = high.max(value);
     }
-    if !low.is_finite() {
-        return (1.0, 2.0);
-    }
-    if low == high {
-        return (low * 0.9, high * 1.1 + f64::EPSILON);
-    }
-    (low, high)
+    low.is_finite().then_some((low, high))
+}
+
+/// `low..high` as an axis range, widened around a single value; `None` when it is not
+/// finite (or, for a logarithmic axis, not positive).
+fn span(low: f64, high: f64, logarithmic: bool) -> Option<std::ops::Range<f64>> {
+    let (low, high) = if low == high {
+        let pad = if low == 0.0 { 1.0 } else { 0.1 * low.abs() };
+        (low - pad, high + pad)
+    } else {
+        (low, high)
+    };
+    let usable = low.is_finite() && high.is_finite() && low < high && (!logarithmic || low > 0.0);
+    usable.then_some(low..high)
 }
