@@ -161,9 +161,13 @@ fn values(run: &RunReport, mode: Mode, quantity: &str) -> Option<Vec<f64>> {
         .samples
         .iter()
         .filter(|sample| sample.mode == mode && !sample.warmup)
-        .filter_map(
-            |sample| if quantity == "time" { Some(sample.seconds) } else { sample.metrics.get(quantity)?.as_f64() },
-        )
+        .filter_map(|sample| {
+            if quantity == "time" {
+                Some(sample.seconds)
+            } else {
+                crate::report::float::from_json(sample.metrics.get(quantity)?).ok()
+            }
+        })
         .collect();
     (!values.is_empty()).then_some(values)
 }

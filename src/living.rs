@@ -62,17 +62,19 @@ pub fn regions(text: &str) -> Result<Vec<Region>> {
     Ok(found)
 }
 
-/// A phase's latest report and its path relative to the project.
-pub type Found = Option<(PhaseReport, String)>;
+/// A phase's latest report and its path relative to the project; `None` when there is
+/// none, an error when it cannot be read.
+pub type Found = Result<Option<(PhaseReport, String)>>;
 
 /// Regenerates every region of `text` with `lookup(experiment, phase)`, which gives
-/// the phase's latest report, if any.
+/// the phase's latest report, if any. A report that cannot be read is an error, not a
+/// missing report, so a region never loses its results to a broken file.
 pub fn regenerate(text: &str, lookup: &mut dyn FnMut(&str, &str) -> Found) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     for region in regions(text)? {
         out.push_str(&text[last..region.body.start]);
-        let body = match lookup(&region.experiment, &region.phase) {
+        let body = match lookup(&region.experiment, &region.phase)? {
             Some((report, path)) => render_region(&report, &path),
             None => format!(
                 "\n_No report yet for `{}/{}`: run `cargo xtask run experiments/{}.toml`, then `cargo xtask plan`._\n",
@@ -181,11 +183,16 @@ pub fn experiment_root(project_root: &Path, experiment: &str) -> PathBuf {
 
 /// Finds the latest report of `experiment/phase` (see [`experiment_root`]).
 pub fn latest_report(project_root: &Path, experiment: &str, phase: &str) -> Found {
-    let run_dir = crate::report::files::latest_run_dir(&experiment_root(project_root, experiment))?;
+    let Some(run_dir) = crate::report::files::latest_run_dir(&experiment_root(project_root, experiment)) else {
+        return Ok(None);
+    };
     let path = run_dir.join(phase).join("report.json");
-    let report = crate::run::read_report(&path).ok()?;
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let report = crate::run::read_report(&path)?;
     let relative = path.strip_prefix(project_root).unwrap_or(&path).display().to_string();
-    Some((report, relative))
+    Ok(Some((report, relative)))
 }
 
 /// Regenerates the plan document at `path`; returns whether it changed. With
@@ -221,11 +228,11 @@ mod tests {
         let found = regions(text).unwrap();
         assert_eq!(found.len(), 2);
         assert_eq!((found[0].experiment.as_str(), found[0].phase.as_str()), ("exp", "a"));
-        let regenerated = regenerate(text, &mut |_, _| None).unwrap();
+        let regenerated = regenerate(text, &mut |_, _| Ok(None)).unwrap();
         assert!(regenerated.starts_with("# Plan\nintro\n<!-- phasegate:begin exp/a -->\n_No report yet for `exp/a`"));
         assert!(regenerated.contains("<!-- phasegate:end -->\nmiddle [ ] keep\n<!-- phasegate:begin exp/b -->"));
         assert!(regenerated.ends_with("<!-- phasegate:end -->\ntail\n"));
-        assert_eq!(regenerate(&regenerated, &mut |_, _| None).unwrap(), regenerated, "idempotent");
+        assert_eq!(regenerate(&regenerated, &mut |_, _| Ok(None)).unwrap(), regenerated, "idempotent");
     }
 
     #[test]

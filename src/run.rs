@@ -487,12 +487,12 @@ pub fn read_report(path: &Path) -> Result<PhaseReport> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let report: PhaseReport =
         serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
-    if report.schema_version != report::SCHEMA_VERSION {
+    if !report::READABLE_SCHEMA_VERSIONS.contains(&report.schema_version) {
         anyhow::bail!(
-            "{} has report schema {}, this phasegate reads schema {}",
+            "{} has report schema {}, this phasegate reads schemas {:?}",
             path.display(),
             report.schema_version,
-            report::SCHEMA_VERSION
+            report::READABLE_SCHEMA_VERSIONS
         );
     }
     Ok(report)

@@ -20,15 +20,24 @@ pub const CONFIDENCE: f64 = 0.95;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub n: usize,
+    #[serde(with = "crate::report::float")]
     pub mean: f64,
+    #[serde(with = "crate::report::float")]
     pub median: f64,
+    #[serde(with = "crate::report::float")]
     pub stddev: f64,
+    #[serde(with = "crate::report::float")]
     pub min: f64,
+    #[serde(with = "crate::report::float")]
     pub max: f64,
+    #[serde(with = "crate::report::float")]
     pub mad: f64,
+    #[serde(with = "crate::report::float")]
     pub ci_low: f64,
+    #[serde(with = "crate::report::float")]
     pub ci_high: f64,
     /// The coverage of `[ci_low, ci_high]` for the median.
+    #[serde(with = "crate::report::float")]
     pub ci_coverage: f64,
     pub outliers: usize,
 }

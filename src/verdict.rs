@@ -82,14 +82,19 @@ pub enum Method {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Measured {
     pub method: Method,
+    #[serde(with = "crate::report::float")]
     pub observed: f64,
+    #[serde(with = "crate::report::float")]
     pub threshold: f64,
     pub cmp: String,
     /// Relative distance from the threshold, positive on the passing side
     /// (`None` for `==` and `!=`).
+    #[serde(with = "crate::report::float::option")]
     pub margin: Option<f64>,
     /// Confidence interval of the observed value, when the method has one.
+    #[serde(with = "crate::report::float::pair")]
     pub interval: Option<(f64, f64)>,
+    #[serde(with = "crate::report::float::option")]
     pub coverage: Option<f64>,
     /// For paired ratios: the summary of the per-pair ratios.
     pub ratios: Option<Summary>,
@@ -104,9 +109,12 @@ pub struct ParityFigures {
     pub output: String,
     pub n: usize,
     pub identical: bool,
+    #[serde(with = "crate::report::float::option")]
     pub max_abs_diff: Option<f64>,
+    #[serde(with = "crate::report::float::option")]
     pub correlation: Option<f64>,
     /// sum(of) / sum(against) - 1.
+    #[serde(with = "crate::report::float::option")]
     pub sum_ratio_deviation: Option<f64>,
     /// Elements outside allclose(rtol, atol).
     pub allclose_violations: Option<usize>,
@@ -131,7 +139,7 @@ pub struct Verdict {
     pub reason: Option<String>,
     pub waiver: Option<Xfail>,
     /// The A/A noise floor of the compared runs (relative half-width), when calibrated.
-    #[serde(default)]
+    #[serde(default, with = "crate::report::float::option")]
     pub noise_floor: Option<f64>,
 }
 

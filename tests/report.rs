@@ -129,3 +129,28 @@ fn json_report_round_trips() {
     assert_eq!(slow.samples.len(), 5 + 1 + 5);
     assert!(slow.samples.iter().any(|sample| sample.warmup));
 }
+
+#[test]
+fn non_finite_values_round_trip_through_report_json() {
+    let mut report = fixed_report();
+    // An infinite ratio (a zero time) and NaN statistics, as a broken run can give.
+    let measured = report.verdicts[0].measured.as_mut().unwrap();
+    measured.observed = f64::INFINITY;
+    measured.margin = Some(f64::INFINITY);
+    measured.interval = Some((f64::NAN, f64::INFINITY));
+    report.verdicts[0].parity.as_mut().unwrap().correlation = Some(f64::NAN);
+    let time = report.runs[0].summaries.values_mut().next().unwrap().get_mut("time").unwrap();
+    (time.median, time.min) = (f64::NAN, f64::NEG_INFINITY);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+    let back = phasegate::run::read_report(&path).unwrap();
+    let measured = back.verdicts[0].measured.as_ref().unwrap();
+    assert_eq!((measured.observed, measured.margin), (f64::INFINITY, Some(f64::INFINITY)));
+    let (low, high) = measured.interval.unwrap();
+    assert!(low.is_nan() && high == f64::INFINITY, "{low} {high}");
+    assert!(back.verdicts[0].parity.as_ref().unwrap().correlation.unwrap().is_nan());
+    let time = back.runs[0].summaries.values().next().unwrap().get("time").unwrap();
+    assert!(time.median.is_nan() && time.min == f64::NEG_INFINITY);
+    assert_eq!(serde_json::to_string(&back).unwrap(), serde_json::to_string(&report).unwrap());
+}

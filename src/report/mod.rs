@@ -7,6 +7,7 @@
 
 pub mod charts;
 pub mod files;
+pub mod float;
 pub mod junit;
 pub mod markdown;
 
@@ -22,8 +23,13 @@ use crate::spec::{Experiment, Mode, Settings, Source, Spec, fnv1a_hex};
 use crate::stats::{self, Summary};
 use crate::verdict::{Status, Verdict};
 
-/// Version of the `report.json` layout; bumped on incompatible changes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the `report.json` layout; bumped on incompatible changes. Schema 2 writes
+/// non-finite floats as strings (see [`float`]) where schema 1 wrote `null`; both are
+/// read.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The schema versions [`crate::run::read_report`] reads.
+pub const READABLE_SCHEMA_VERSIONS: [u32; 2] = [1, 2];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PhaseReport {
@@ -62,6 +68,7 @@ pub struct Invocation {
     pub reproduce: String,
     /// RFC 3339, UTC.
     pub started: String,
+    #[serde(with = "float")]
     pub duration_s: f64,
     /// Execution rounds (1 plus re-runs of inconclusive checks).
     pub rounds: u32,
@@ -116,7 +123,9 @@ pub struct SampleReport {
     pub warmup: bool,
     pub round: u32,
     pub index: u32,
+    #[serde(with = "float")]
     pub seconds: f64,
+    /// Metric values, written as [`float::to_json`] does.
     pub metrics: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -306,7 +315,7 @@ fn run_report(run: &Run, result: &RunResult) -> RunReport {
                 round: sample.round,
                 index: sample.index,
                 seconds: sample.seconds,
-                metrics: sample.metrics.iter().map(|(name, value)| (name.clone(), serde_json::json!(value))).collect(),
+                metrics: sample.metrics.iter().map(|(name, value)| (name.clone(), float::to_json(*value))).collect(),
             })
             .collect(),
         warnings,

@@ -109,7 +109,7 @@ fn passing_spec_writes_reports_and_exits_0() {
     }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(latest.join("a/report.json")).unwrap()).unwrap();
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
     assert_eq!(report["verdicts"][0]["status"], "pass");
     assert_eq!(report["environment"]["debug_assertions"], cfg!(debug_assertions));
     let log = std::fs::read_to_string(root.join("run_log.txt")).unwrap();
