@@ -235,35 +235,78 @@ fn fingerprint_differences(current: &PhaseReport, baseline: &PhaseReport) -> Vec
 #[derive(Clone, Debug)]
 pub struct Loaded {
     pub label: String,
-    pub reports: Vec<PhaseReport>,
+    pub reports: Vec<Earlier>,
 }
 
-/// Loads the baseline named by `spec`: `latest` (the experiment's latest run), a
-/// directory holding `<phase>/report.json` files, or a git ref whose committed
+/// One phase's baseline report and the run it comes from.
+#[derive(Clone, Debug)]
+pub struct Earlier {
+    pub label: String,
+    pub report: PhaseReport,
+}
+
+impl Loaded {
+    /// The baseline of `phase`, if the baseline has one.
+    pub fn phase(&self, phase: &str) -> Option<&Earlier> {
+        self.reports.iter().find(|earlier| earlier.report.phase.id == phase)
+    }
+}
+
+/// Loads the baseline named by `spec`: `latest` (each phase from the experiment's
+/// newest run that holds it, as a run of some phases leaves the others in earlier
+/// runs), a directory holding `<phase>/report.json` files, or a git ref whose committed
 /// `latest` run is read with `git show`.
 pub fn load(spec: &str, experiment_root: &std::path::Path, project_root: &std::path::Path) -> Result<Loaded> {
-    let read_dir = |dir: &std::path::Path| -> Result<Vec<PhaseReport>> {
-        let mut reports = Vec::new();
+    let relative = |dir: &std::path::Path| dir.strip_prefix(project_root).unwrap_or(dir).display().to_string();
+    let phases_in = |dir: &std::path::Path| -> Result<Vec<String>> {
+        let mut phases = Vec::new();
         for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-            let path = entry?.path().join("report.json");
-            if path.is_file() {
-                reports.push(crate::run::read_report(&path)?);
+            let entry = entry?;
+            if entry.path().join("report.json").is_file() {
+                phases.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        phases.sort();
+        if phases.is_empty() {
+            anyhow::bail!("{} holds no <phase>/report.json", dir.display());
+        }
+        Ok(phases)
+    };
+    let read = |dir: &std::path::Path, phase: &str, label: String| -> Result<Earlier> {
+        Ok(Earlier { label, report: crate::run::read_report(&dir.join(phase).join("report.json"))? })
+    };
+    if spec == "latest" {
+        let latest = crate::report::files::latest_run_dir(experiment_root)
+            .with_context(|| format!("no earlier run under {} to use as the baseline", experiment_root.display()))?;
+        let mut phases: Vec<String> = Vec::new();
+        for entry in std::fs::read_dir(experiment_root)
+            .with_context(|| format!("cannot read {}", experiment_root.display()))?
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name() != "latest" && entry.path().is_dir())
+        {
+            for phase in phases_in(&entry.path()).unwrap_or_default() {
+                if !phases.contains(&phase) {
+                    phases.push(phase);
+                }
+            }
+        }
+        phases.sort();
+        let mut reports = Vec::new();
+        for phase in phases {
+            if let Some(dir) = crate::report::files::latest_run_with_phase(experiment_root, &phase) {
+                reports.push(read(&dir, &phase, relative(&dir))?);
             }
         }
         if reports.is_empty() {
-            anyhow::bail!("{} holds no <phase>/report.json", dir.display());
+            anyhow::bail!("{} holds no <phase>/report.json", latest.display());
         }
-        Ok(reports)
-    };
-    if spec == "latest" {
-        let dir = crate::report::files::latest_run_dir(experiment_root)
-            .with_context(|| format!("no earlier run under {} to use as the baseline", experiment_root.display()))?;
-        let label = dir.strip_prefix(project_root).unwrap_or(&dir).display().to_string();
-        return Ok(Loaded { label, reports: read_dir(&dir)? });
+        return Ok(Loaded { label: relative(&latest), reports });
     }
     let path = std::path::Path::new(spec);
     if path.is_dir() {
-        return Ok(Loaded { label: spec.to_owned(), reports: read_dir(path)? });
+        let reports =
+            phases_in(path)?.iter().map(|phase| read(path, phase, spec.to_owned())).collect::<Result<Vec<_>>>()?;
+        return Ok(Loaded { label: spec.to_owned(), reports });
     }
     // A git ref: the committed `latest` link names the run directory.
     let relative = experiment_root.strip_prefix(project_root).unwrap_or(experiment_root).display().to_string();
@@ -287,19 +330,19 @@ pub fn load(spec: &str, experiment_root: &std::path::Path, project_root: &std::p
         .current_dir(project_root)
         .output()
         .context("cannot run git")?;
+    let label = format!("{spec}:{run}");
     let mut reports = Vec::new();
     for phase in String::from_utf8_lossy(&listing.stdout).lines() {
         if let Ok(text) = git_show(&format!("{spec}:{run}/{phase}/report.json")) {
-            reports.push(
-                serde_json::from_str(&text)
-                    .with_context(|| format!("cannot parse {run}/{phase}/report.json at {spec}"))?,
-            );
+            let report = serde_json::from_str(&text)
+                .with_context(|| format!("cannot parse {run}/{phase}/report.json at {spec}"))?;
+            reports.push(Earlier { label: label.clone(), report });
         }
     }
     if reports.is_empty() {
         anyhow::bail!("{run} at {spec} holds no phase reports");
     }
-    Ok(Loaded { label: format!("{spec}:{run}"), reports })
+    Ok(Loaded { label, reports })
 }
 
 #[cfg(test)]

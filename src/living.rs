@@ -10,7 +10,8 @@
 //! ```
 //!
 //! and is replaced by [`render_region`] of that phase's latest `report.json`
-//! (`<output>/<experiment>/latest/<phase>/report.json`): a stamp (report, revision,
+//! (`<output>/<experiment>/latest/<phase>/report.json`, or the newest earlier run's
+//! when the latest run left the phase out): a stamp (report, revision,
 //! date, machine), a checklist with `[x]` for every check that passes, the check table
 //! and the results table. Text outside the markers is never touched, and regeneration
 //! is a pure function of the document and the reports, so running it twice changes
@@ -183,13 +184,11 @@ pub fn experiment_root(project_root: &Path, experiment: &str) -> PathBuf {
 
 /// Finds the latest report of `experiment/phase` (see [`experiment_root`]).
 pub fn latest_report(project_root: &Path, experiment: &str, phase: &str) -> Found {
-    let Some(run_dir) = crate::report::files::latest_run_dir(&experiment_root(project_root, experiment)) else {
+    let root = experiment_root(project_root, experiment);
+    let Some(run_dir) = crate::report::files::latest_run_with_phase(&root, phase) else {
         return Ok(None);
     };
     let path = run_dir.join(phase).join("report.json");
-    if !path.is_file() {
-        return Ok(None);
-    }
     let report = crate::run::read_report(&path)?;
     let relative = path.strip_prefix(project_root).unwrap_or(&path).display().to_string();
     Ok(Some((report, relative)))

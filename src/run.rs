@@ -192,9 +192,9 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         };
         let mut report = report::build(phase, &results, verdicts, &context);
         if let Some(baseline) = &options.baseline {
-            match baseline.reports.iter().find(|old| old.phase.id == report.phase.id) {
+            match baseline.phase(&report.phase.id) {
                 Some(old) => {
-                    let compared = crate::baseline::compare(&report, old, &plan.spec.baseline, &baseline.label);
+                    let compared = crate::baseline::compare(&report, &old.report, &plan.spec.baseline, &old.label);
                     report.verdicts.extend(compared);
                     report.totals = report::Totals::of(&report.verdicts, &report.runs);
                 }

@@ -73,6 +73,32 @@ pub fn latest_run_dir(experiment_root: &Path) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// The newest run directory that holds a report of `phase`: `latest` when it does,
+/// otherwise the newest of the others by name (names start with the run's start time,
+/// and a later `-N` of the same second is longer). A run of some phases (`--phase`)
+/// leaves the other phases' reports in earlier directories.
+pub fn latest_run_with_phase(experiment_root: &Path, phase: &str) -> Option<PathBuf> {
+    let holds = |dir: &Path| dir.join(phase).join("report.json").is_file();
+    if let Some(latest) = latest_run_dir(experiment_root).filter(|dir| holds(dir)) {
+        return Some(latest);
+    }
+    let mut runs: Vec<(String, PathBuf)> = fs::read_dir(experiment_root)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .filter_map(|entry| Some((entry.file_name().into_string().ok()?, entry.path())))
+        .filter(|(name, dir)| is_run_name(name) && holds(dir))
+        .collect();
+    runs.sort_by(|(a, _), (b, _)| (&a[..18], a.len(), a).cmp(&(&b[..18], b.len(), b)));
+    runs.pop().map(|(_, dir)| dir)
+}
+
+/// Whether `name` starts like a run directory's, `YYYY-MM-DDTHHMMSSZ-`.
+fn is_run_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() > 19 && bytes[10] == b'T' && bytes[17] == b'Z' && bytes[18] == b'-' && name.is_char_boundary(18)
+}
+
 /// Appends one line to `<root>/run_log.txt`.
 pub fn append_run_log(experiment_root: &Path, line: &str) -> Result<()> {
     let path = experiment_root.join("run_log.txt");

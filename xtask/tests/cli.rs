@@ -496,3 +496,27 @@ fn unwritable_junit_or_summary_files_are_refused_before_anything_runs() {
     }
     assert!(!project.path().join("reports").exists(), "nothing ran");
 }
+
+#[test]
+fn a_run_of_one_phase_keeps_the_other_phases_in_the_plan_and_the_baseline() {
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("experiments")).unwrap();
+    std::fs::create_dir_all(project.path().join("plans")).unwrap();
+    let phase_b = "\n[[phase]]\nid = \"b\"\ntitle = \"Phase B\"\n\n[[phase.workload]]\nid = \"slow\"\nkernel = \"mock\"\n[phase.workload.params]\ntime_ms = 4.0\n\n[[phase.workload]]\nid = \"fast\"\nkernel = \"mock\"\nreference = \"slow\"\n[phase.workload.params]\ntime_ms = 1.0\n";
+    let text = spec(SPEEDUP, "").replace("seed = 3", "seed = 3\nplan = \"plans/e2e.md\"") + phase_b;
+    project.write("experiments/e2e.toml", &text);
+    let plan = "<!-- phasegate:begin e2e/a -->\n<!-- phasegate:end -->\n<!-- phasegate:begin e2e/b -->\n<!-- phasegate:end -->\n";
+    project.write("plans/e2e.md", plan);
+    let (code, _, _) = project.run("experiments/e2e.toml", &[]);
+    assert_eq!(code, 0);
+    let (code, _, _) = project.run("experiments/e2e.toml", &["--phase", "b"]);
+    assert_eq!(code, 0);
+    let regenerated = std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap();
+    assert!(regenerated.contains("- [x] `speedup`: 4.0"), "phase a keeps its results: {regenerated}");
+    assert!(!regenerated.contains("No report yet"), "{regenerated}");
+    // Phase a is compared with the first run, phase b with the second.
+    let (code, stdout, stderr) = project.run("experiments/e2e.toml", &["--baseline", "latest"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout.matches("pass           baseline[fast warm time]").count(), 2, "{stdout}{stderr}");
+    assert!(!stderr.contains("has no phase"), "{stderr}");
+}
