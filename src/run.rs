@@ -408,7 +408,8 @@ fn load_snapshots(phase: &PhasePlan, store: &snapshot::Store) -> Result<Snapshot
     Ok(snapshots)
 }
 
-/// Records new snapshots, and the outputs that no longer match as pending ones.
+/// Records new snapshots, the outputs that no longer match as pending ones, and drops
+/// the pending output of a comparison that passes.
 fn record_snapshots(
     phase: &PhasePlan,
     results: &[RunResult],
@@ -432,6 +433,8 @@ fn record_snapshots(
                 wanted.output,
                 path.display()
             );
+        } else if verdict.snapshot.as_ref().is_some_and(|figures| figures.status == Status::Pass) {
+            store.discard_pending(&phase.phase.id, &name, &wanted.output)?;
         }
     }
     Ok(())

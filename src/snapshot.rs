@@ -12,7 +12,8 @@
 //! snapshot is written on the first run and reported as `new` (with `CI=true` it is a
 //! failure instead, so CI never passes on a snapshot nobody reviewed). A snapshot that
 //! no longer matches is left alone; the new output is written beside it as
-//! `<output>.new.json`/`.new.bin` for `cargo xtask snapshot review` and `accept`.
+//! `<output>.new.json`/`.new.bin` for `cargo xtask snapshot review` and `accept`, and
+//! removed when a later run matches the stored snapshot again.
 
 use std::path::{Path, PathBuf};
 
@@ -64,6 +65,21 @@ impl Store {
         let base = if pending { with_suffix(&base, ".new") } else { base };
         write(&base, output)?;
         Ok(with_suffix(&base, ".json"))
+    }
+
+    /// Removes the pending snapshot of an output that matches the stored one again, so
+    /// `accept` can never bring back an output a later run has superseded.
+    pub fn discard_pending(&self, phase: &str, run: &str, output: &str) -> Result<()> {
+        let base = with_suffix(&self.base(phase, run, output), ".new");
+        for path in [with_suffix(&base, ".json"), with_suffix(&base, ".bin")] {
+            match std::fs::remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(error).with_context(|| format!("cannot remove {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 

@@ -362,6 +362,15 @@ rationale = "the output does not drift"
     let review = project.xtask(&["snapshot", "review", "--dir", "snapshots"]);
     let review = String::from_utf8_lossy(&review.stdout);
     assert!(review.contains("16 of 16 elements changed, max |diff| 0.5000"), "{review}");
+    // A later run that matches again leaves nothing pending for `accept` to take.
+    project.write("snap.toml", &spec(check, ""));
+    let (code, stdout, _) = project.run("snap.toml", &[]);
+    assert_eq!(code, 0, "{stdout}");
+    let review = project.xtask(&["snapshot", "review", "--dir", "snapshots"]);
+    assert!(String::from_utf8_lossy(&review.stdout).contains("no pending snapshots"));
+    project.write("snap.toml", &spec(check, "").replace("jitter = 0.02", "jitter = 0.02\nperturb = 0.5"));
+    let (code, _, _) = project.run("snap.toml", &[]);
+    assert_eq!(code, 1);
     let accept = project.xtask(&["snapshot", "accept", "--dir", "snapshots"]);
     assert!(String::from_utf8_lossy(&accept.stdout).contains("accepted"));
     let (code, stdout, _) = project.run("snap.toml", &[]);
