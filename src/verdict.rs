@@ -20,7 +20,8 @@
 //! `requires` or a false `applies_if` make it `not_applicable`, skipped workloads
 //! make it `skipped`. A waiver (`xfail`) turns a failure or an inconclusive result
 //! into `xfail` (the target is known not to be met yet, and the run did not show
-//! otherwise) and a pass into `xpass` until its date; after that the check fails.
+//! otherwise) and a pass into `xpass` until its date; after that the check fails,
+//! unless it was not applicable or skipped.
 
 use serde::{Deserialize, Serialize};
 
@@ -339,10 +340,17 @@ fn finish(mut verdict: Verdict, status: Status, reason: Option<String>, facts: &
     verdict.reason = reason;
     if let Some(waiver) = &verdict.waiver {
         let expired = !facts.today.is_empty() && facts.today.as_str() > waiver.until.as_str();
-        if expired {
-            verdict.reason = Some(format!("waiver expired on {}: {}", waiver.until, waiver.reason));
+        // A waiver covers the check's result: a check that was not judged here (not
+        // applicable, skipped) keeps its status and the reason it was not judged.
+        let judged = !matches!(status, Status::NotApplicable | Status::Skipped);
+        if expired && judged {
+            let expiry = format!("waiver expired on {}: {}", waiver.until, waiver.reason);
+            verdict.reason = Some(match verdict.reason.take() {
+                Some(reason) => format!("{expiry}; {reason}"),
+                None => expiry,
+            });
             verdict.status = Status::Fail;
-        } else {
+        } else if !expired {
             match status {
                 Status::Fail => verdict.status = Status::Xfail,
                 Status::Inconclusive => {

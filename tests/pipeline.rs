@@ -155,6 +155,10 @@ fn waivers_expire() {
             ("waived_fail", &waived("2030-01-01", 9)),
             ("waived_pass", &waived("2030-01-01", 2)),
             ("expired", &waived("2020-01-01", 2)),
+            (
+                "expired_not_applicable",
+                &format!("{}\nrequires = [\"cpu:nonexistentfeature\"]", waived("2020-01-01", 2)),
+            ),
         ],
     );
     let facts = Facts { today: "2026-11-21".into(), ..Facts::default() };
@@ -163,6 +167,9 @@ fn waivers_expire() {
     assert_eq!(status_of(&verdicts, "waived_pass"), Status::Xpass);
     assert_eq!(status_of(&verdicts, "expired"), Status::Fail);
     assert!(verdicts[2].reason.as_ref().unwrap().contains("waiver expired on 2020-01-01"));
+    // A check this machine cannot judge is not failed by its expired waiver.
+    assert_eq!(status_of(&verdicts, "expired_not_applicable"), Status::NotApplicable);
+    assert!(verdicts[3].reason.as_ref().unwrap().contains("requires CPU feature `nonexistentfeature`"));
 }
 
 #[test]
