@@ -154,3 +154,17 @@ fn non_finite_values_round_trip_through_report_json() {
     assert!(time.median.is_nan() && time.min == f64::NEG_INFINITY);
     assert_eq!(serde_json::to_string(&back).unwrap(), serde_json::to_string(&report).unwrap());
 }
+
+#[test]
+fn junit_has_an_error_for_every_crashed_run() {
+    let mut report = fixed_report();
+    // A crash in a run that no check uses would otherwise leave no trace in the XML.
+    report.runs[0].status = phasegate::execute::RunStatus::Failed("step failed: out of memory\ndetails".into());
+    let junit = report::junit::render(&[report]);
+    assert!(junit.contains(" tests=\"4\" failures=\"1\" errors=\"1\">"), "{junit}");
+    assert!(junit.contains("<testsuite name=\"demo.a\" tests=\"4\" failures=\"1\" errors=\"1\""), "{junit}");
+    assert!(
+        junit.contains("<testcase classname=\"demo.a\" name=\"run slow[size=8]\">\n      <error type=\"crashed\" message=\"step failed: out of memory\">step failed: out of memory&#10;details</error>"),
+        "{junit}"
+    );
+}

@@ -1,31 +1,50 @@
 //! JUnit XML for CI systems: one `<testsuite>` per phase, one `<testcase>` per check
 //! verdict. Failing, unmeasured and inconclusive verdicts are `<failure>`s (with the
-//! verdict as `type`); not applicable, skipped and waived ones are `<skipped>`.
+//! verdict as `type`); not applicable, skipped and waived ones are `<skipped>`. Every
+//! run that crashed is a test case of its own with an `<error>`, so a crash shows even
+//! when no check uses the run.
 
 use std::fmt::Write;
 
-use crate::report::PhaseReport;
+use crate::execute::RunStatus;
+use crate::report::{PhaseReport, RunReport};
 use crate::verdict::{Status, Verdict, format_pair};
 
 pub fn render(reports: &[PhaseReport]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let tests: usize = reports.iter().map(|report| report.verdicts.len()).sum();
+    let errors: usize = reports.iter().map(|report| crashed(report).count()).sum();
+    let tests: usize = reports.iter().map(|report| report.verdicts.len()).sum::<usize>() + errors;
     let failures: usize =
         reports.iter().map(|report| report.verdicts.iter().filter(|verdict| failing(verdict)).count()).sum();
     let name = reports.first().map_or("phasegate", |report| report.experiment.name.as_str());
-    let _ = writeln!(out, "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\">", escape(name));
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\">",
+        escape(name)
+    );
     for report in reports {
         let suite = format!("{}.{}", report.experiment.name, report.phase.id);
         let failures = report.verdicts.iter().filter(|verdict| failing(verdict)).count();
         let n_skipped = report.verdicts.iter().filter(|verdict| skipped(verdict)).count();
+        let errors = crashed(report).count();
         let _ = writeln!(
             out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{n_skipped}\" time=\"{:.3}\" timestamp=\"{}\">",
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{n_skipped}\" time=\"{:.3}\" timestamp=\"{}\">",
             escape(&suite),
-            report.verdicts.len(),
+            report.verdicts.len() + errors,
             report.invocation.duration_s,
             escape(&report.invocation.started)
         );
+        for (run, message) in crashed(report) {
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"{}\" name=\"run {}\">\n      <error type=\"crashed\" message=\"{}\">{}</error>\n    </testcase>",
+                escape(&suite),
+                escape(&run.name()),
+                escape(message.lines().next().unwrap_or_default()),
+                escape(message)
+            );
+        }
         for verdict in &report.verdicts {
             let _ = write!(out, "    <testcase classname=\"{}\" name=\"{}\"", escape(&suite), escape(&verdict.name()));
             let detail = detail(verdict);
@@ -47,6 +66,14 @@ pub fn render(reports: &[PhaseReport]) -> String {
     }
     out.push_str("</testsuites>\n");
     out
+}
+
+/// The runs of a phase that crashed, with their error messages.
+fn crashed(report: &PhaseReport) -> impl Iterator<Item = (&RunReport, &str)> {
+    report.runs.iter().filter_map(|run| match &run.status {
+        RunStatus::Failed(message) => Some((run, message.as_str())),
+        _ => None,
+    })
 }
 
 fn failing(verdict: &Verdict) -> bool {
