@@ -7,6 +7,10 @@
 //! the interval is reproducible). With tolerance `t` and a quantity where lower is
 //! better (time), the verdict is:
 //!
+//! - **inconclusive** when either side has fewer than 5 samples: a bootstrap of so few
+//!   resamples little, and the coverage reported is what the smaller side's
+//!   distribution-free median interval reaches (1 - 2^(1-n)), below
+//!   [`crate::verdict::MIN_COVERAGE`];
 //! - **fail** (a regression) when the whole interval lies above `1 + t`;
 //! - **inconclusive** when the ratio itself is above `1 + t` but the interval is not;
 //! - **pass** otherwise: no evidence of a regression beyond the tolerance.
@@ -109,7 +113,11 @@ fn judge(
     let ratio = median(top) / median(bottom);
     let (low, high) = bootstrap_ratio_interval(top, bottom, seed);
     let limit = 1.0 + tolerance;
-    let status = if low > limit {
+    let fewest = top.len().min(bottom.len());
+    let coverage = crate::stats::median_interval_rank(fewest, crate::stats::CONFIDENCE).1.min(crate::stats::CONFIDENCE);
+    let status = if coverage < crate::verdict::MIN_COVERAGE {
+        Status::Inconclusive
+    } else if low > limit {
         Status::Fail
     } else if ratio > limit {
         Status::Inconclusive
@@ -126,6 +134,12 @@ fn judge(
         high,
         100.0 * tolerance
     );
+    if coverage < crate::verdict::MIN_COVERAGE {
+        reason.push_str(&format!(
+            "; {fewest} samples on one side cover the median with only {:.1}%: more repeats are needed to decide",
+            100.0 * coverage
+        ));
+    }
     let mut final_status = status;
     if !differences.is_empty() {
         reason = format!("not trusted, environments differ ({}); {reason}", differences.join("; "));
@@ -144,7 +158,7 @@ fn judge(
             cmp: "<=".to_owned(),
             margin: Some((limit - ratio) / limit),
             interval: Some((low, high)),
-            coverage: Some(0.95),
+            coverage: Some(coverage),
             ratios: None,
             status,
         }),

@@ -8,7 +8,9 @@
 //!   the statistic S is taken over them. For S = median the decision is tri-state on
 //!   the distribution-free confidence interval of the median ratio (`stats`): pass
 //!   when the whole interval satisfies the comparison, fail when none of it does,
-//!   otherwise inconclusive.
+//!   otherwise inconclusive. An interval whose coverage is below [`MIN_COVERAGE`]
+//!   (fewer than 5 samples: [min, max] of n covers the median with 1 - 2^(1-n)) decides
+//!   nothing: the check is inconclusive, and re-runs pool samples until it can decide.
 //! - **Single median** (`A.warm.q.median CMP c`): the same tri-state rule on the
 //!   median's interval.
 //! - **Anything else**: the point value of each side (pass or fail).
@@ -69,6 +71,10 @@ impl Status {
         matches!(self, Status::Fail | Status::NotMeasured)
     }
 }
+
+/// The least coverage of an interval that may decide a check: [min, max] of 5 samples
+/// (93.75%) may, of 4 (87.5%) may not. Below it a verdict would rest on chance.
+pub const MIN_COVERAGE: f64 = 0.9;
 
 /// How a condition was decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,13 +265,24 @@ fn evaluate_point(
                 statuses.push(measured.status);
                 if measured.status == Status::Inconclusive {
                     let (low, high) = measured.interval.unwrap_or((f64::NAN, f64::NAN));
-                    reasons.push(format!(
-                        "the {:.0}% interval [{}, {}] straddles the threshold {}",
-                        100.0 * measured.coverage.unwrap_or(0.0),
-                        format_number(low),
-                        format_number(high),
-                        format_number(measured.threshold)
-                    ));
+                    let coverage = measured.coverage.unwrap_or(0.0);
+                    reasons.push(if coverage < MIN_COVERAGE {
+                        format!(
+                            "the interval [{}, {}] covers the median with only {:.1}% (below {:.0}%, fewer than 5 samples): more repeats are needed to decide",
+                            format_number(low),
+                            format_number(high),
+                            100.0 * coverage,
+                            100.0 * MIN_COVERAGE
+                        )
+                    } else {
+                        format!(
+                            "the {:.0}% interval [{}, {}] straddles the threshold {}",
+                            100.0 * coverage,
+                            format_number(low),
+                            format_number(high),
+                            format_number(measured.threshold)
+                        )
+                    });
                 }
                 verdict.measured = Some(measured);
             }
@@ -504,6 +521,9 @@ fn decide(
         Status::Fail
     } else {
         match (interval, cmp) {
+            (Some(_), Cmp::Ge | Cmp::Gt | Cmp::Le | Cmp::Lt) if coverage.is_none_or(|value| value < MIN_COVERAGE) => {
+                Status::Inconclusive
+            }
             (Some((low, high)), Cmp::Ge | Cmp::Gt | Cmp::Le | Cmp::Lt) => {
                 match (cmp.holds(low, threshold), cmp.holds(high, threshold)) {
                     (true, true) => Status::Pass,
@@ -712,6 +732,11 @@ mod tests {
         assert_eq!(fail.status, Status::Fail);
         let unsure = decide(Method::PairedRatio, 4.1, 4.0, Cmp::Ge, Some((3.9, 4.3)), Some(0.95), None);
         assert_eq!(unsure.status, Status::Inconclusive);
+        // [min, max] of 4 samples covers the median with 87.5%: too little to decide.
+        let few = decide(Method::PairedRatio, 5.0, 4.0, Cmp::Ge, Some((4.5, 5.5)), Some(0.875), None);
+        assert_eq!(few.status, Status::Inconclusive);
+        let five = decide(Method::MedianInterval, 5.0, 4.0, Cmp::Ge, Some((4.5, 5.5)), Some(0.9375), None);
+        assert_eq!(five.status, Status::Pass);
         let below = decide(Method::Point, 0.9, 1.0, Cmp::Le, None, None, None);
         assert_eq!(below.status, Status::Pass);
         assert!((below.margin.unwrap() - 0.1).abs() < 1e-12);

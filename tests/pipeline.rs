@@ -207,6 +207,30 @@ fn inconclusive_checks_are_rerun_within_budget() {
 }
 
 #[test]
+fn too_few_samples_decide_nothing_until_reruns_pool_enough() {
+    let text = BASE.replace("repeats = 5", "repeats = 1\nreruns = 4");
+    let text = with_checks(&text, &[("clears", "expr = \"slow.warm.median / fast.warm.median >= 3\"")]);
+    // One pair clears the threshold, but [min, max] of one sample covers the median never.
+    let verdicts = verdicts(&text, &Facts::default());
+    assert_eq!(status_of(&verdicts, "clears"), Status::Inconclusive);
+    assert!(verdicts[0].reason.as_ref().unwrap().contains("more repeats are needed"), "{:?}", verdicts[0].reason);
+    let plan = expand(&text).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let options =
+        phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
+    let (_, verdicts, rounds) = phasegate::run::execute_with_reruns(
+        &plan.phases[0],
+        &options,
+        &phasegate::execute::Silent,
+        &Facts::default(),
+        &phasegate::verdict::Snapshots::new(),
+    );
+    assert_eq!(rounds, 5, "re-runs until five pairs");
+    assert_eq!(verdicts[0].status, Status::Pass);
+    assert_eq!(verdicts[0].measured.as_ref().unwrap().ratios.as_ref().unwrap().n, 5);
+}
+
+#[test]
 fn cold_mode_times_setup_and_first_step() {
     let text = BASE
         .replace("time_ms = 4.0", "time_ms = 4.0\nsetup_ms = 10.0")

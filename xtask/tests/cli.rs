@@ -403,6 +403,22 @@ fn baseline_comparison_flags_a_regression() {
 }
 
 #[test]
+fn baseline_of_too_few_samples_is_inconclusive() {
+    let project = Project::new();
+    project.write("few.toml", &spec("", "").replace("repeats = 5", "repeats = 1"));
+    let (code, _, _) = project.run("few.toml", &[]);
+    assert_eq!(code, 0);
+    let (code, stdout, _) = project.run("few.toml", &["--baseline", "latest"]);
+    assert_eq!(code, 4, "{stdout}");
+    assert!(stdout.contains("inconclusive   baseline[fast warm time]"), "{stdout}");
+    let report = std::fs::read_to_string(project.path().join("reports/e2e/latest/a/report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let verdict = &report["verdicts"][0];
+    assert_eq!(verdict["measured"]["coverage"], 0.0, "one sample covers the median never: {verdict}");
+    assert!(verdict["reason"].as_str().unwrap().contains("more repeats are needed"), "{verdict}");
+}
+
+#[test]
 fn junit_and_summary_outputs() {
     let project = Project::new();
     let checks = format!(
