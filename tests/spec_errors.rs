@@ -462,3 +462,19 @@ fn baseline_quantities_must_be_comparable() {
        |              ^^^^^^^^^^^^^^^^
     "#);
 }
+
+#[test]
+fn simulator_automatic_oversample_above_the_limit() {
+    let spec = edit(
+        "kernel = \"mock\"\n[phase.workload.params]\ntime_ms = 4.0",
+        "kernel = \"simulator\"\n[phase.workload.params]\nlambda_a = 1.0\nn_cells = 100000",
+    )
+    .replacen("jitter = 0.05\n", "", 1);
+    insta::assert_snapshot!(spec_error(&spec), @r"
+    error: workload `slow`: the automatic oversample (`oversample = 0`) is ceil(3 * crystal size / (lambda * distance / pixel)) = 30000 subpixels per axis here (crystal size 1000.000 um from `cell` and 100000 x 100000 x 100000 cells, `lambda_a` = 1, `distance_mm` = 100, `pixel_mm` = 0.1), above the limit of 64: set `oversample` to at most 64, or use fewer cells
+      --> spec.toml:17:17
+       |
+    17 | [phase.workload.params]
+       |                 ^^^^^^
+    ");
+}

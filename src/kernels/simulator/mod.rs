@@ -147,6 +147,11 @@ impl Default for SimulatorParams {
 
 const MAX_DETECTOR_PIXELS: i64 = 1 << 15;
 
+/// The most subpixels per axis a render may use, given or automatic. The automatic
+/// value is held to the same limit as the parameter, so that what a spec can ask for
+/// bounds the time and memory of a run either way.
+const MAX_OVERSAMPLE: i64 = 64;
+
 impl SimulatorParams {
     /// Converts validated kernel parameters, checking what the declarations cannot.
     pub fn from_params(params: &Params) -> Result<SimulatorParams, String> {
@@ -216,6 +221,7 @@ impl SimulatorParams {
         if self.cells.contains(&0) {
             return Err("cell counts must be at least 1".into());
         }
+        self.validate_oversample()?;
         if self.interpolate == InterpolationMode::On && self.hkl == HklSource::None {
             return Err("`interpolate = \"on\"` needs structure factors: set `hkl` to a file or \"synthetic\"".into());
         }
@@ -225,20 +231,37 @@ impl SimulatorParams {
         Ok(())
     }
 
-    /// Peak memory of a run: the image, its output copy, the column terms and the
-    /// synthetic grid (an HKL file's grid is only known once it is read).
-    pub fn memory_bytes(&self) -> u64 {
-        let pixels = (self.detector_pixels * self.detector_pixels) as u64;
-        let columns = 3 * 8 * (self.detector_pixels + fast::LANES) as u64 * self.oversample.max(1) as u64;
-        let synthetic =
-            if self.hkl == HklSource::Synthetic { 8 * ((2 * hkl::SYNTHETIC_EXTENT + 1) as u64).pow(3) } else { 0 };
-        2 * 4 * pixels + columns + synthetic
+    /// Refuses an oversampling above [`MAX_OVERSAMPLE`], given or automatic. The
+    /// automatic value grows with the crystal size over `lambda * distance / pixel` and
+    /// has no limit of its own (at 1 A, 100 mm and 0.1 mm pixels, 10^5 cells of 100 A
+    /// ask for 30,000 per axis);
+    /// clamping it would silently render a different image than the reference, so the
+    /// parameters are refused and the message says what to set.
+    fn validate_oversample(&self) -> Result<(), String> {
+        let limit = MAX_OVERSAMPLE as usize;
+        if self.oversample > limit {
+            return Err(format!("`oversample` must be in 0..={limit}, found {}", self.oversample));
+        }
+        let oversample = self.effective_oversample();
+        if oversample <= limit {
+            return Ok(());
+        }
+        let (crystal, _) = self.geometry();
+        let [na, nb, nc] = self.cells;
+        Err(format!(
+            "the automatic oversample (`oversample = 0`) is ceil(3 * crystal size / (lambda * distance / pixel)) = \
+             {oversample} subpixels per axis here (crystal size {:.3} um from `cell` and {na} x {nb} x {nc} cells, \
+             `lambda_a` = {}, `distance_mm` = {}, `pixel_mm` = {}), above the limit of {limit}: set `oversample` \
+             to at most {limit}, or use fewer cells",
+            model::crystal_size(&crystal, self.cells) * 1e6,
+            self.wavelength_angstrom,
+            self.distance_mm,
+            self.pixel_mm,
+        ))
     }
 
-    /// Builds the simulation (geometry, effective interpolation and oversampling) for
-    /// the given structure factors.
-    pub fn simulation(&self, hkl: Option<HklGrid>) -> Simulation {
-        let wavelength = self.wavelength_angstrom / 1.0e10;
+    /// The crystal and the detector the parameters describe.
+    fn geometry(&self) -> (Crystal, Detector) {
         let sensor =
             Sensor::new(self.thickness_um * 1e-6, self.thicksteps, self.attenuation_depth_um.map(|depth| depth * 1e-6));
         let detector = Detector::new(&DetectorConfig {
@@ -248,11 +271,39 @@ impl SimulatorParams {
             beam_center: self.beam_center_mm.map(|[x_beam, y_beam]| (x_beam / 1000.0, y_beam / 1000.0)),
             sensor,
         });
-        let crystal = Crystal::new(&self.cell, self.misset_degrees);
-        let oversample = match self.oversample {
-            0 => model::recommended_oversample(&crystal, self.cells, wavelength, &detector),
+        (Crystal::new(&self.cell, self.misset_degrees), detector)
+    }
+
+    /// Subpixels per axis of the render: `oversample`, or the reference's
+    /// recommendation when it is 0.
+    pub fn effective_oversample(&self) -> usize {
+        match self.oversample {
+            0 => {
+                let (crystal, detector) = self.geometry();
+                model::recommended_oversample(&crystal, self.cells, self.wavelength_angstrom / 1.0e10, &detector)
+            }
             given => given,
-        };
+        }
+    }
+
+    /// Peak memory of a run: the image, its output copy, the column terms (one per
+    /// column and subpixel column, at the effective oversampling) and the synthetic
+    /// grid (an HKL file's grid is only known once it is read).
+    pub fn memory_bytes(&self) -> u64 {
+        let pixels = (self.detector_pixels * self.detector_pixels) as u64;
+        let columns = (3 * 8 * (self.detector_pixels + fast::LANES) as u64)
+            .saturating_mul(self.effective_oversample().max(1) as u64);
+        let synthetic =
+            if self.hkl == HklSource::Synthetic { 8 * ((2 * hkl::SYNTHETIC_EXTENT + 1) as u64).pow(3) } else { 0 };
+        (2 * 4 * pixels + synthetic).saturating_add(columns)
+    }
+
+    /// Builds the simulation (geometry, effective interpolation and oversampling) for
+    /// the given structure factors.
+    pub fn simulation(&self, hkl: Option<HklGrid>) -> Simulation {
+        let wavelength = self.wavelength_angstrom / 1.0e10;
+        let (crystal, detector) = self.geometry();
+        let oversample = self.effective_oversample();
         let interpolate = hkl.is_some()
             && match self.interpolate {
                 InterpolationMode::Auto => self.cells.iter().any(|&cells| cells <= 2),
@@ -366,9 +417,9 @@ impl Kernel for Simulator {
             ),
             ParamSpec::new(
                 "oversample",
-                ParamKind::Int { min: 0, max: 64 },
+                ParamKind::Int { min: 0, max: MAX_OVERSAMPLE },
                 Value::Int(0),
-                "subpixels per axis; 0: ceil(3 * crystal size / (lambda * distance / pixel))",
+                "subpixels per axis; 0: ceil(3 * crystal size / (lambda * distance / pixel)), which must not exceed 64",
             ),
             ParamSpec::new("kahn_factor", float(-1.0, 1.0), Value::Float(0.0), "Kahn polarization factor"),
             ParamSpec::new(

@@ -78,19 +78,27 @@ impl Simulation {
     }
 }
 
-/// The oversampling the reference picks when none is given:
-/// `ceil(3 * xtal_max / (lambda * L / pixel))`, at least 1, with
-/// `xtal_max = max(Na |a|, Nb |b|, Nc |c|)`.
-pub fn recommended_oversample(crystal: &Crystal, cells: [u32; 3], wavelength: f64, detector: &Detector) -> usize {
+/// The largest extent of the crystal in meters, `xtal_max = max(Na |a|, Nb |b|, Nc |c|)`.
+pub fn crystal_size(crystal: &Crystal, cells: [u32; 3]) -> f64 {
     let sizes = [
         crystal.a.magnitude() * f64::from(cells[0]),
         crystal.b.magnitude() * f64::from(cells[1]),
         crystal.c.magnitude() * f64::from(cells[2]),
     ];
-    let largest = sizes.into_iter().fold(sizes[0], f64::max);
+    sizes.into_iter().fold(sizes[0], f64::max)
+}
+
+/// The oversampling the reference picks when none is given:
+/// `ceil(3 * xtal_max / (lambda * L / pixel))`, at least 1.
+///
+/// The reference sets no upper limit, and neither does this function (a value beyond
+/// `usize` saturates): the parameters refuse a recommendation above the explicit
+/// limit instead of clamping it, since a clamped image would no longer be the one the
+/// reference computes.
+pub fn recommended_oversample(crystal: &Crystal, cells: [u32; 3], wavelength: f64, detector: &Detector) -> usize {
     let reciprocal_pixel_size = wavelength * detector.distance / detector.pixel_size;
-    let recommended = (3.0 * largest / reciprocal_pixel_size).ceil();
-    if recommended >= 1.0 { recommended.min(1e6) as usize } else { 1 }
+    let recommended = (3.0 * crystal_size(crystal, cells) / reciprocal_pixel_size).ceil();
+    if recommended >= 1.0 { recommended as usize } else { 1 }
 }
 
 /// `sin(N x) / sin(x)`, the lattice transform of `N` cells along one axis (`N` at `x = 0`).

@@ -523,6 +523,37 @@ fn kernel_check_refuses_inconsistent_parameters() {
     assert!(resources.memory_bytes >= 2 * 4 * 4096 * 4096);
 }
 
+#[test]
+fn automatic_oversample_is_held_to_the_explicit_limit() {
+    // At 1 A a crystal of 10^5 cells of 100 A asks for 30,000 subpixels per axis.
+    let large_crystal = SimulatorParams { wavelength_angstrom: 1.0, cells: [100_000; 3], ..benchmark(512) };
+    assert_eq!(large_crystal.effective_oversample(), 30_000);
+    let error = large_crystal.validate().unwrap_err();
+    for part in ["`oversample = 0`", "= 30000 subpixels per axis", "1000.000 um", "`lambda_a` = 1", "limit of 64"] {
+        assert!(error.contains(part), "`{part}` missing from: {error}");
+    }
+    assert!(error.ends_with("set `oversample` to at most 64, or use fewer cells"), "{error}");
+    // What the message proposes is accepted.
+    assert!(SimulatorParams { oversample: 64, ..large_crystal.clone() }.validate().is_ok());
+    assert!(SimulatorParams { cells: [5; 3], ..large_crystal }.validate().is_ok());
+    // The benchmark crystal asks for 242 with a 1 mm pixel 1 mm away.
+    let near = SimulatorParams { distance_mm: 1.0, pixel_mm: 1.0, ..benchmark(512) };
+    assert!(near.validate().unwrap_err().contains("= 242 subpixels per axis"));
+
+    // Through the kernel interface the error comes from `check`, before any set-up.
+    let params = kernel_params(&[("lambda_a", Value::Float(1.0)), ("n_cells", Value::Int(1_000_000))]);
+    let error = Simulator.check(&params).unwrap_err();
+    assert!(error.contains("= 300000 subpixels per axis"), "{error}");
+
+    // The memory estimate counts the column terms at the automatic oversample (10 here).
+    let automatic = SimulatorParams { distance_mm: 25.0, pixel_mm: 1.0, ..benchmark(512) };
+    assert_eq!(automatic.effective_oversample(), 10);
+    assert!(automatic.validate().is_ok());
+    assert_eq!(automatic.memory_bytes(), SimulatorParams { oversample: 10, ..automatic.clone() }.memory_bytes());
+    assert!(automatic.memory_bytes() > SimulatorParams { oversample: 1, ..automatic.clone() }.memory_bytes());
+    assert_eq!(automatic.simulation(None).oversample, 10);
+}
+
 fn hkl_error(text: &str) -> String {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("broken.hkl");
