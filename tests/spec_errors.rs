@@ -478,3 +478,20 @@ fn simulator_automatic_oversample_above_the_limit() {
        |                 ^^^^^^
     ");
 }
+
+#[test]
+fn simulator_peak_beyond_f32() {
+    let spec = edit(
+        "kernel = \"mock\"\n[phase.workload.params]\ntime_ms = 4.0",
+        "kernel = \"simulator\"\n[phase.workload.params]\npath = \"scalar\"\ndetpixels = 8\noversample = 1\n\
+         beam_center_mm = [0.4, 0.4]\nn_cells = 100000\ndefault_f = 1e12",
+    )
+    .replacen("jitter = 0.05\n", "", 1);
+    insta::assert_snapshot!(spec_error(&spec), @r"
+    error: workload `slow`: pixel values could reach 1.000e48, beyond the largest f32 (3.403e38) of the image: the bound r_e^2 fluence * layers * F^2 * (Na Nb Nc)^2 * polarization * (pixel / distance)^2 has F = 1.000e12 from `default_f`, 100000 x 100000 x 100000 cells, 1 sensor layer(s), `pixel_mm` = 0.1, `distance_mm` = 100; lower the structure factors or use fewer cells
+      --> spec.toml:17:17
+       |
+    17 | [phase.workload.params]
+       |                 ^^^^^^
+    ");
+}

@@ -22,6 +22,9 @@ pub const MAX_GRID_ENTRIES: usize = 1 << 27;
 /// Half-width of the synthetic grid: indices run over `-SYNTHETIC_EXTENT..=SYNTHETIC_EXTENT`.
 pub const SYNTHETIC_EXTENT: i32 = 20;
 
+/// No synthetic amplitude exceeds `10 + 100 * 1 * 1.5` (see [`synthetic_amplitude`]).
+pub const SYNTHETIC_AMPLITUDE_BOUND: f64 = 160.0;
+
 /// A dense grid of structure factor amplitudes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HklGrid {
@@ -58,6 +61,11 @@ pub enum HklError {
 }
 
 impl HklGrid {
+    /// The largest `|F|` in the grid, filled entries included.
+    pub fn largest_amplitude(&self) -> f64 {
+        self.values.iter().fold(0.0, |largest, value| value.abs().max(largest))
+    }
+
     /// The grid spanned by `reflections`, with `default_f` where none is given. Fails
     /// with the number of grid entries when there are no reflections or the grid would
     /// be too large.

@@ -222,6 +222,14 @@ impl SimulatorParams {
             return Err("cell counts must be at least 1".into());
         }
         self.validate_oversample()?;
+        let (largest_amplitude, source) = match &self.hkl {
+            HklSource::None | HklSource::File(_) => (self.default_f.abs(), "`default_f`"),
+            HklSource::Synthetic => (
+                (hkl::SYNTHETIC_AMPLITUDE_BOUND * model::TRICUBIC_OVERSHOOT).max(self.default_f.abs()),
+                "the synthetic grid's bound with interpolation",
+            ),
+        };
+        self.check_peak(&self.simulation(None), largest_amplitude, source)?;
         if self.interpolate == InterpolationMode::On && self.hkl == HklSource::None {
             return Err("`interpolate = \"on\"` needs structure factors: set `hkl` to a file or \"synthetic\"".into());
         }
@@ -257,6 +265,26 @@ impl SimulatorParams {
             self.wavelength_angstrom,
             self.distance_mm,
             self.pixel_mm,
+        ))
+    }
+
+    /// Refuses a simulation whose pixel values could exceed the f32 range of the image,
+    /// by the peak bound of `model.rs`; `source` names where `largest_amplitude` comes from.
+    fn check_peak(&self, simulation: &Simulation, largest_amplitude: f64, source: &str) -> Result<(), String> {
+        let bound = simulation.peak_intensity_bound(largest_amplitude);
+        if bound <= f64::from(f32::MAX) {
+            return Ok(());
+        }
+        let [na, nb, nc] = self.cells;
+        Err(format!(
+            "pixel values could reach {bound:.3e}, beyond the largest f32 ({:.3e}) of the image: the bound \
+             r_e^2 fluence * layers * F^2 * (Na Nb Nc)^2 * polarization * (pixel / distance)^2 has \
+             F = {largest_amplitude:.3e} from {source}, {na} x {nb} x {nc} cells, {} sensor layer(s), \
+             `pixel_mm` = {}, `distance_mm` = {}; lower the structure factors or use fewer cells",
+            f32::MAX,
+            simulation.detector.sensor.layers,
+            self.pixel_mm,
+            self.distance_mm,
         ))
     }
 
@@ -526,6 +554,12 @@ impl Instance for SimulatorInstance {
             grid.write(path).with_context(|| format!("cannot write HKL file {}", path.display()))?;
         }
         let simulation = self.params.simulation(hkl);
+        // An HKL file's amplitudes are only known now; the other sources were bounded
+        // when the parameters were checked.
+        if let HklSource::File(path) = &self.params.hkl {
+            let source = format!("the amplitudes of {} or `default_f`", path.display());
+            self.params.check_peak(&simulation, simulation.largest_amplitude(), &source).map_err(anyhow::Error::msg)?;
+        }
         let instruction_set = match self.params.instruction_set {
             InstructionSetChoice::Fixed(set) => set,
             InstructionSetChoice::Auto => InstructionSet::detect_for(&simulation),
@@ -561,6 +595,7 @@ impl Instance for SimulatorInstance {
         let start = probe.start();
         let outcome = render(simulation, self.params.path, prepared.instruction_set, &mut self.image);
         let render_time = probe.phase("render", start);
+        outcome.check_finite().map_err(anyhow::Error::msg)?;
         let pixels = self.image.len() as f64;
         probe.metric("pixels_per_s", pixels / render_time.as_secs_f64().max(1e-12));
         probe.metric("interpolation_warnings", if outcome.fallback.is_some() { 1.0 } else { 0.0 });

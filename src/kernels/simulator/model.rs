@@ -32,10 +32,32 @@
 //! outside uses the nearest-neighbour value, emits one warning and switches interpolation
 //! off for the rest of the image. The fast path reproduces exactly this serial decision
 //! (see `fast.rs`), so the image does not depend on the number of threads.
+//!
+//! **Peak bound.** Every factor of a pixel value is bounded: `|sincg(x, N)| <= N`, so
+//! `F_latt^2 <= (Na Nb Nc)^2`; the sum over layers and subpixels divided by `m^2` is at
+//! most `layers F_max^2 (Na Nb Nc)^2`; `capfrac <= 1`; `polar <= (1 + max(1, |K|)) / 2`;
+//! and since `R >= close_distance`, `omega <= pixel^2 / close_distance^2`. Hence
+//!
+//! ```text
+//! S <= r_e^2 fluence * layers * F_max^2 * (Na Nb Nc)^2 * (1 + max(1, |K|))/2 * pixel^2 / close_distance^2
+//! ```
+//!
+//! with `F_max` the largest `|default_F|` or grid amplitude, times [`TRICUBIC_OVERSHOOT`]
+//! for grid values while interpolating. Parameters whose bound exceeds `f32::MAX` are
+//! refused, since the image is f32 and such a pixel could round to infinity. The bound
+//! costs a few multiplications (and one pass over an HKL file's grid in set-up). The
+//! pixel under the direct beam (`h = k = l = 0`) comes close to it, so it refuses little
+//! that could render. The render also counts non-finite pixels, so a value that escapes the
+//! bound fails the run instead of reaching the outputs.
 
 use super::crystal::Crystal;
 use super::geometry::{Detector, Vec3};
 use super::hkl::HklGrid;
+
+/// How far a tricubic interpolant can exceed the largest of its 64 node values: with
+/// `t` in `[0, 1)` the four Lagrange weights sum in absolute value to at most 1.25 (at
+/// `t = 1/2`), once per axis.
+pub const TRICUBIC_OVERSHOOT: f64 = 1.25 * 1.25 * 1.25;
 
 /// Classical electron radius squared, m^2.
 pub const ELECTRON_RADIUS_SQUARED: f64 = 7.94079248018965e-30;
@@ -75,6 +97,34 @@ impl Simulation {
     /// with one source, one domain and one phi step.
     pub fn steps(&self) -> f64 {
         (self.oversample * self.oversample) as f64
+    }
+
+    /// The largest `|F_cell|` the render can use: `default_F` or, with structure factors,
+    /// their largest amplitude, which interpolation can exceed by [`TRICUBIC_OVERSHOOT`].
+    pub fn largest_amplitude(&self) -> f64 {
+        let grid = match &self.hkl {
+            Some(grid) if self.interpolate => grid.largest_amplitude() * TRICUBIC_OVERSHOOT,
+            Some(grid) => grid.largest_amplitude(),
+            None => 0.0,
+        };
+        grid.max(self.default_f.abs())
+    }
+
+    /// An upper bound of every pixel value when no `|F_cell|` exceeds `largest_amplitude`
+    /// (the peak bound of the module documentation).
+    pub fn peak_intensity_bound(&self, largest_amplitude: f64) -> f64 {
+        let detector = &self.detector;
+        let lattice: f64 = self.cells.iter().map(|&cells| f64::from(cells)).product();
+        let polarization = 0.5 * (1.0 + self.kahn_factor.abs().max(1.0));
+        let solid_angle = (detector.pixel_size / detector.close_distance).powi(2);
+        self.intensity_scale
+            * detector.sensor.layers as f64
+            * largest_amplitude
+            * largest_amplitude
+            * lattice
+            * lattice
+            * polarization
+            * solid_angle
     }
 }
 
@@ -149,11 +199,15 @@ impl InterpolationFallback {
 
 /// Sum and maximum of one row of the image, in f64 over the f32 values, so the image
 /// statistics are a fixed function of the image: four interleaved partial sums per row
-/// (a fixed order the compiler can vectorize), rows summed in order.
+/// (a fixed order the compiler can vectorize), rows summed in order. Infinite and NaN
+/// pixels are counted, which a finite sum tells apart from the common case cheaply.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RowStatistics {
     pub sum: f64,
     pub max: f64,
+    pub non_finite: usize,
+    /// The column of the row's first non-finite pixel.
+    pub first_non_finite: Option<usize>,
 }
 
 impl RowStatistics {
@@ -174,9 +228,19 @@ impl RowStatistics {
             partial_sums[lane] += value;
             partial_maxima[lane] = if value > partial_maxima[lane] { value } else { partial_maxima[lane] };
         }
+        let sum = (partial_sums[0] + partial_sums[1]) + (partial_sums[2] + partial_sums[3]);
+        // A sum of finite f32 values in f64 stays finite, so only a row whose sum is not
+        // finite needs the second pass.
+        let (non_finite, first_non_finite) = if sum.is_finite() {
+            (0, None)
+        } else {
+            (row.iter().filter(|value| !value.is_finite()).count(), row.iter().position(|value| !value.is_finite()))
+        };
         RowStatistics {
-            sum: (partial_sums[0] + partial_sums[1]) + (partial_sums[2] + partial_sums[3]),
+            sum,
             max: partial_maxima.into_iter().fold(0.0, |largest, value| if value > largest { value } else { largest }),
+            non_finite,
+            first_non_finite,
         }
     }
 }
@@ -187,17 +251,36 @@ pub struct RenderOutcome {
     pub fallback: Option<InterpolationFallback>,
     pub sum: f64,
     pub max: f64,
+    /// Infinite or NaN pixels, and the `(fast, slow)` position of the first in pixel order.
+    pub non_finite: usize,
+    pub first_non_finite: Option<(usize, usize)>,
 }
 
 impl RenderOutcome {
     pub fn from_rows(rows: &[RowStatistics], fallback: Option<InterpolationFallback>) -> RenderOutcome {
-        let mut outcome = RenderOutcome { fallback, sum: 0.0, max: 0.0 };
-        for row in rows {
+        let mut outcome = RenderOutcome { fallback, sum: 0.0, max: 0.0, non_finite: 0, first_non_finite: None };
+        for (slow_pixel, row) in rows.iter().enumerate() {
             outcome.sum += row.sum;
             if row.max > outcome.max {
                 outcome.max = row.max;
             }
+            outcome.non_finite += row.non_finite;
+            if outcome.first_non_finite.is_none() {
+                outcome.first_non_finite = row.first_non_finite.map(|fast_pixel| (fast_pixel, slow_pixel));
+            }
         }
         outcome
+    }
+
+    /// An error naming the non-finite pixels, if the image has any.
+    pub fn check_finite(&self) -> Result<(), String> {
+        match self.first_non_finite {
+            None => Ok(()),
+            Some((fast_pixel, slow_pixel)) => Err(format!(
+                "the image has {} infinite or NaN pixel(s), the first at (fast {fast_pixel}, slow {slow_pixel}); \
+                 lower the structure factors or use fewer cells",
+                self.non_finite
+            )),
+        }
     }
 }

@@ -554,6 +554,89 @@ fn automatic_oversample_is_held_to_the_explicit_limit() {
     assert_eq!(automatic.simulation(None).oversample, 10);
 }
 
+/// The audit's overflowing configuration: one pixel at the Bragg peak of 10^5 cells
+/// per axis with `F = 10^12`, whose value is far beyond f32.
+fn overflowing() -> SimulatorParams {
+    SimulatorParams {
+        path: RenderPath::Scalar,
+        detector_pixels: 8,
+        oversample: 1,
+        beam_center_mm: Some([0.4, 0.4]),
+        cells: [100_000; 3],
+        default_f: 1e12,
+        ..SimulatorParams::default()
+    }
+}
+
+#[test]
+fn parameters_that_could_overflow_the_image_are_refused() {
+    let error = overflowing().validate().unwrap_err();
+    for part in ["beyond the largest f32", "from `default_f`", "100000 x 100000 x 100000 cells", "fewer cells"] {
+        assert!(error.contains(part), "`{part}` missing from: {error}");
+    }
+    // The bound is F^2 (N^3)^2 (pixel / distance)^2 here: 10^30 F^2 10^-6, so F = 10^7
+    // stays below f32::MAX (3.4e38) and F = 10^8 does not.
+    assert!(SimulatorParams { default_f: 1e7, ..overflowing() }.validate().is_ok());
+    assert!(SimulatorParams { default_f: 1e8, ..overflowing() }.validate().is_err());
+
+    // The bound holds for the configurations the tests render, interpolation included.
+    for params in [
+        benchmark(48),
+        tricubic(48),
+        absorption(48),
+        everything(48),
+        SimulatorParams { default_f: 1e7, ..overflowing() },
+    ] {
+        params.validate().unwrap();
+        let simulation = simulation_of(&params);
+        let (image, outcome) = render_scalar(&simulation);
+        let bound = simulation.peak_intensity_bound(simulation.largest_amplitude());
+        assert!(outcome.max > 0.0 && outcome.max <= bound, "max {} above the bound {bound}", outcome.max);
+        assert!(image.iter().all(|value| value.is_finite()) && outcome.non_finite == 0);
+        assert!(outcome.check_finite().is_ok());
+    }
+}
+
+#[test]
+fn non_finite_pixels_are_counted_and_fail_the_run() {
+    // Rendered without the parameter check, the image holds an infinity, and both
+    // paths say how many and where the first is.
+    let simulation = overflowing().simulation(None);
+    for (image, outcome) in [render_scalar(&simulation), render_fast(&simulation, 2)] {
+        let non_finite: Vec<usize> = (0..image.len()).filter(|&index| !image[index].is_finite()).collect();
+        assert!(!non_finite.is_empty());
+        assert_eq!(outcome.non_finite, non_finite.len());
+        assert_eq!(outcome.first_non_finite, Some((non_finite[0] % 8, non_finite[0] / 8)));
+        let error = outcome.check_finite().unwrap_err();
+        assert!(error.contains("infinite or NaN pixel(s), the first at (fast"), "{error}");
+    }
+
+    // The kernel's run fails instead of reporting an infinite maximum.
+    let mut instance = SimulatorInstance { params: overflowing(), prepared: None, image: Vec::new() };
+    instance.setup(&mut Probe::default()).unwrap();
+    let error = instance.run(&mut Probe::default()).unwrap_err();
+    assert!(format!("{error:#}").contains("infinite or NaN"), "{error:#}");
+}
+
+#[test]
+fn kernel_setup_refuses_hkl_amplitudes_that_could_overflow_the_image() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("bright.hkl");
+    std::fs::write(&path, "0 0 0 1e18\n1 0 0 10\n").unwrap();
+    let params = kernel_params(&[
+        ("detpixels", Value::Int(8)),
+        ("oversample", Value::Int(1)),
+        ("n_cells", Value::Int(1000)),
+        ("hkl", Value::from(path.to_str().unwrap())),
+    ]);
+    // `default_f` alone is far from the limit, so the parameters pass; the file's
+    // amplitudes are bounded once read.
+    Simulator.check(&params).unwrap();
+    let mut instance = Simulator.instantiate(&params, &context()).unwrap();
+    let error = format!("{:#}", instance.setup(&mut Probe::default()).unwrap_err());
+    assert!(error.contains("beyond the largest f32") && error.contains("bright.hkl"), "{error}");
+}
+
 fn hkl_error(text: &str) -> String {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("broken.hkl");
