@@ -138,7 +138,8 @@ pub struct Sensor {
 impl Sensor {
     /// The layer logic of the reference program: with a thickness and no layer count,
     /// two layers half the thickness apart; with a count `n`, `max(n, 2)` layers
-    /// `thickness/(n-1)` apart; an unset attenuation depth equals the thickness.
+    /// `thickness/(max(n, 2) - 1)` apart, so 1 and 2 both give two layers a whole
+    /// thickness apart; an unset attenuation depth equals the thickness.
     pub fn new(thickness: f64, requested_layers: usize, attenuation_depth: Option<f64>) -> Sensor {
         if thickness <= 0.0 {
             return Sensor { thickness: 0.0, layer_step: 0.0, layers: 1, attenuation: 0.0 };

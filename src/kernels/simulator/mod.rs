@@ -103,7 +103,7 @@ pub struct SimulatorParams {
     pub thickness_um: f64,
     /// Attenuation depth of the sensor; `None` uses the thickness.
     pub attenuation_depth_um: Option<f64>,
-    /// Sensor layers; 0 picks two.
+    /// Sensor layers; 0 picks two half the thickness apart (see [`Sensor::new`]).
     pub thicksteps: usize,
     pub misset_degrees: [f64; 3],
     /// Photons per square meter; kernel runs use [`model::DEFAULT_FLUENCE`], with which
@@ -466,7 +466,7 @@ impl Kernel for Simulator {
                 "thicksteps",
                 ParamKind::Int { min: 0, max: 1000 },
                 Value::Int(0),
-                "sensor layers (at least 2 with a thickness, thickness/(layers-1) apart); 0: two layers",
+                "sensor layers with a thickness: n >= 2 layers thickness/(n-1) apart, 1 as 2; 0: two layers thickness/2 apart",
             ),
             ParamSpec::new(
                 "misset_deg",

@@ -154,8 +154,16 @@ fn sensor_layers_follow_the_reference_rules() {
     assert!((automatic.attenuation - 1.0 / 450e-6).abs() < 1e-9);
     let one_layer = Sensor::new(450e-6, 1, None);
     assert_eq!((one_layer.layers, one_layer.layer_step), (2, 450e-6));
+    let two_layers = Sensor::new(450e-6, 2, None);
+    assert_eq!((two_layers.layers, two_layers.layer_step), (2, 450e-6));
     let no_sensor = Sensor::new(0.0, 5, Some(500e-6));
     assert_eq!((no_sensor.layers, no_sensor.thickness), (1, 0.0));
+
+    // The parameter's help states these rules.
+    let help = Simulator.params().into_iter().find(|spec| spec.name == "thicksteps").unwrap().doc;
+    for rule in ["n >= 2 layers thickness/(n-1) apart", "1 as 2", "0: two layers thickness/2 apart"] {
+        assert!(help.contains(rule), "`{rule}` missing from: {help}");
+    }
 }
 
 fn angle_degrees(first: Vec3, second: Vec3) -> f64 {
