@@ -17,7 +17,8 @@
 //! sampling, when `setup` or `run` returns an error or panics, or when a sample takes
 //! longer than the timeout (in-process kernels cannot be interrupted: the sample is
 //! allowed to finish first). Scratch directories are removed after the group, and by
-//! the interrupt handler if the process is interrupted.
+//! the interrupt handler if the process is interrupted; the handler first kills the
+//! process groups of running commands.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -564,15 +565,28 @@ fn active_scratch() -> &'static Mutex<Vec<PathBuf>> {
 /// Exit status after an interrupt (128 + SIGINT), as shells report it.
 pub const INTERRUPTED_EXIT: i32 = 130;
 
-/// On SIGINT or SIGTERM: remove live scratch directories and exit with 130. Reports
-/// written so far stay intact (they are written atomically).
+/// On SIGINT or SIGTERM: kill the running commands' process groups, remove live
+/// scratch directories and exit with 130. Reports written so far stay intact (they are
+/// written atomically).
 fn install_interrupt_cleanup() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         let _ = ctrlc::try_set_handler(|| {
+            // The children first: they may still be writing into their scratch
+            // directories.
+            kernels::command::kill_running();
             let active = active_scratch().lock().unwrap_or_else(|poison| poison.into_inner());
             for dir in active.iter() {
                 let _ = std::fs::remove_dir_all(dir);
+            }
+            // The phase and root directories too, once empty, as after a finished group.
+            for dir in active.iter() {
+                if let Some(phase) = dir.parent() {
+                    let _ = std::fs::remove_dir(phase);
+                    if let Some(root) = phase.parent() {
+                        let _ = std::fs::remove_dir(root);
+                    }
+                }
             }
             eprintln!("\ninterrupted: scratch files removed; reports of finished phases are kept");
             std::process::exit(INTERRUPTED_EXIT);

@@ -12,11 +12,21 @@
 //! files in the current directory otherwise measure their cache); `output_file` names a
 //! raw little-endian float file the program writes there, exposed as the output
 //! `output_name` for parity checks.
+//!
+//! The child leads a process group of its own, and the whole group is killed when the
+//! sample times out, when the instance gives up on the child for any other reason, and
+//! when phasegate is interrupted ([`kill_running`]): killing only the child would leave
+//! the processes it started (a shell's commands, a benchmark's workers) running. Being
+//! outside phasegate's own group, the child does not receive the terminal's Ctrl-C;
+//! the interrupt handler ends it instead.
 
 use std::fs::{self, File};
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command as Process, Stdio};
+use std::process::{Child, Command as Process, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use wait_timeout::ChildExt;
@@ -214,13 +224,12 @@ impl Instance for CommandInstance {
             process.current_dir(workdir);
         }
         let start = probe.start();
-        let mut child = process.spawn().with_context(|| format!("cannot start `{}`", self.program))?;
+        let mut child = GroupChild::spawn(&mut process).with_context(|| format!("cannot start `{}`", self.program))?;
         let status = child.wait_timeout(self.timeout).context("cannot wait for the child process")?;
         let elapsed = start.elapsed();
         let Some(status) = status else {
-            // Reap the child so no zombie outlives the run.
-            let _ = child.kill();
-            let _ = child.wait();
+            // Dropping the child kills its process group and reaps it.
+            drop(child);
             bail!("`{}` timed out after {:.3} s", self.program, self.timeout.as_secs_f64());
         };
         probe.report_elapsed(elapsed);
@@ -252,6 +261,77 @@ impl Instance for CommandInstance {
     }
 }
 
+/// The process groups of the children running now, by the pid of their leader.
+fn running_groups() -> MutexGuard<'static, Vec<u32>> {
+    static RUNNING: OnceLock<Mutex<Vec<u32>>> = OnceLock::new();
+    RUNNING.get_or_init(|| Mutex::new(Vec::new())).lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Kills the process group of every running child. The interrupt handler calls it
+/// before phasegate exits, since the children are not in the group the terminal
+/// signals.
+pub fn kill_running() {
+    for &group in running_groups().iter() {
+        kill_group(group);
+    }
+}
+
+fn kill_group(group: u32) {
+    let Ok(group) = libc::pid_t::try_from(group) else { return };
+    // SAFETY: `kill` takes no pointers; a negative pid addresses the process group.
+    unsafe {
+        libc::kill(-group, libc::SIGKILL);
+    }
+}
+
+/// A child leading its own process group, registered with [`running_groups`] while
+/// it runs. Dropping it before the child has been reaped kills the group and reaps
+/// the child.
+struct GroupChild {
+    child: Child,
+    reaped: bool,
+}
+
+impl GroupChild {
+    fn spawn(process: &mut Process) -> std::io::Result<GroupChild> {
+        process.process_group(0);
+        // Spawning under the lock means an interrupt either finds the child
+        // registered or comes before it exists.
+        let mut running = running_groups();
+        let child = process.spawn()?;
+        running.push(child.id());
+        Ok(GroupChild { child, reaped: false })
+    }
+
+    fn wait_timeout(&mut self, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+        let status = self.child.wait_timeout(timeout)?;
+        if status.is_some() {
+            // The leader is reaped, so its pid may be given to a new process: the group
+            // is no longer ours to kill. Processes it left in the group are the
+            // program's own business once it has exited.
+            self.reaped = true;
+            running_groups().retain(|&group| group != self.child.id());
+        }
+        Ok(status)
+    }
+}
+
+impl Drop for GroupChild {
+    fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        {
+            // An unreaped leader keeps the group id from being reused, so the group is
+            // killed and forgotten before the leader is reaped.
+            let mut running = running_groups();
+            kill_group(self.child.id());
+            running.retain(|&group| group != self.child.id());
+        }
+        let _ = self.child.wait();
+    }
+}
+
 /// The last `lines` lines of `text`.
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
@@ -260,7 +340,54 @@ fn tail(text: &str, lines: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::placeholders;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::{Command, placeholders};
+    use crate::kernel::{Instance, Kernel, Params, Probe, RunContext, Value};
+
+    /// An instance running `line` through `sh -c`, with scratch files under `scratch`.
+    fn shell_instance(line: &str, timeout: Duration, scratch: &Path) -> Box<dyn Instance> {
+        let given =
+            BTreeMap::from([("program".to_owned(), Value::from(line)), ("shell".to_owned(), Value::Bool(true))]);
+        let params = Params::validate(&Command.params(), &given, true).unwrap();
+        let context = RunContext { seed: 1, threads: 1, scratch_dir: scratch.to_owned(), timeout };
+        Command.instantiate(&params, &context).unwrap()
+    }
+
+    /// Whether `pid` is a process that has not exited (a zombie has).
+    fn running(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    #[test]
+    fn a_timeout_kills_the_processes_the_child_started() {
+        let scratch = tempfile::tempdir().unwrap();
+        let pid_file = scratch.path().join("pid");
+        let line = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let mut instance = shell_instance(&line, Duration::from_millis(500), scratch.path());
+        let error = instance.run(&mut Probe::default()).unwrap_err();
+        assert!(error.to_string().contains("timed out after 0.500 s"), "{error:#}");
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        // The kill is asynchronous; give the process a moment to go.
+        let mut polls = 0;
+        while running(pid) && polls < 50 {
+            std::thread::sleep(Duration::from_millis(20));
+            polls += 1;
+        }
+        let survived = running(pid);
+        if survived {
+            // SAFETY: `kill` takes no pointers; this only tidies up after the failure.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        assert!(!survived, "`sleep 30` (pid {pid}) outlived the timed-out run");
+    }
 
     #[test]
     fn finds_placeholders() {

@@ -254,6 +254,101 @@ seconds = 5
     assert!(stdout.contains("timed out after 0.200 s"), "{stdout}");
 }
 
+/// Whether `pid` is a process that has not exited (a zombie has).
+fn running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Polls `condition` every 20 ms, at most `polls` times; whether it came true.
+fn eventually(polls: u32, mut condition: impl FnMut() -> bool) -> bool {
+    for _ in 0..polls {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// Every directory under `dir` whose name is `name`.
+fn directories_named(dir: &Path, name: &str, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() && !path.is_symlink() {
+            if path.file_name().is_some_and(|file_name| file_name == name) {
+                found.push(path.clone());
+            }
+            directories_named(&path, name, found);
+        }
+    }
+}
+
+#[test]
+fn an_interrupt_ends_the_commands_processes_and_leaves_no_scratch() {
+    use std::os::unix::process::CommandExt;
+    let project = Project::new();
+    let text = r#"
+[experiment]
+name = "stop"
+seed = 1
+
+[defaults]
+repeats = 1
+warmup = 0
+
+[[phase]]
+id = "a"
+
+[[phase.workload]]
+id = "sleepy"
+kernel = "command"
+[phase.workload.params]
+program = "sh"
+args = ["-c", "echo x > {workdir}/file; sleep 20 & echo $$ $! > {cwd}/pids.new; mv {cwd}/pids.new {cwd}/pids; wait"]
+workdir = "fresh"
+"#;
+    project.write("stop.toml", text);
+    // SIGTERM to phasegate alone, and SIGINT to its process group, as a terminal's
+    // Ctrl-C sends it: the command is in neither, so phasegate must end it.
+    for (signal, target) in [("-TERM", ""), ("-INT", "-")] {
+        let pids_file = project.path().join("pids");
+        let _ = std::fs::remove_file(&pids_file);
+        let mut command = project.command();
+        command.args(["run", "stop.toml", "--plain"]).process_group(0);
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        let mut phasegate = command.spawn().expect("run xtask");
+        assert!(eventually(500, || pids_file.is_file()), "the command did not start");
+        let pids: Vec<i32> =
+            std::fs::read_to_string(&pids_file).unwrap().split_whitespace().map(|pid| pid.parse().unwrap()).collect();
+        let status = Command::new("kill")
+            .args([signal, "--", &format!("{target}{}", phasegate.id())])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let mut code = None;
+        let exited = eventually(500, || {
+            code = phasegate.try_wait().unwrap().map(|status| status.code());
+            code.is_some()
+        });
+        if !exited {
+            let _ = phasegate.kill();
+        }
+        assert_eq!(code, Some(Some(130)), "phasegate after {signal}");
+        let gone = eventually(100, || pids.iter().all(|&pid| !running(pid)));
+        let survivors: Vec<i32> = pids.iter().copied().filter(|&pid| running(pid)).collect();
+        for pid in &survivors {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        assert!(gone, "after {signal} these processes of the command still run: {survivors:?} (sh, sleep: {pids:?})");
+        let mut scratch = Vec::new();
+        directories_named(&project.path().join("reports"), "scratch", &mut scratch);
+        assert!(scratch.is_empty(), "after {signal}, scratch directories are left: {scratch:?}");
+    }
+}
+
 #[test]
 fn outputs_outside_the_project_and_absurd_sizes_are_refused() {
     let project = Project::new();
