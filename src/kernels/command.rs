@@ -21,7 +21,6 @@
 //! the interrupt handler ends it instead.
 
 use std::fs::{self, File};
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
@@ -234,9 +233,10 @@ impl Instance for CommandInstance {
         };
         probe.report_elapsed(elapsed);
         if !status.success() {
-            let mut text = String::new();
-            let _ = File::open(&self.stderr_path).and_then(|mut file| file.read_to_string(&mut text));
-            bail!("`{}` exited with {status}; stderr:\n{}", self.program, tail(&text, 20));
+            // Diagnostics are shown whatever their encoding: a program may print paths
+            // or data that are not UTF-8.
+            let bytes = fs::read(&self.stderr_path).unwrap_or_default();
+            bail!("`{}` exited with {status}; stderr:\n{}", self.program, tail(&String::from_utf8_lossy(&bytes), 20));
         }
         Ok(())
     }
@@ -387,6 +387,15 @@ mod tests {
             }
         }
         assert!(!survived, "`sleep 30` (pid {pid}) outlived the timed-out run");
+    }
+
+    #[test]
+    fn a_failure_reports_stderr_that_is_not_utf8() {
+        let scratch = tempfile::tempdir().unwrap();
+        let line = r"printf 'important diagnostic \377\n' >&2; exit 1";
+        let mut instance = shell_instance(line, Duration::from_secs(60), scratch.path());
+        let error = instance.run(&mut Probe::default()).unwrap_err().to_string();
+        assert!(error.ends_with("stderr:\nimportant diagnostic \u{fffd}"), "{error}");
     }
 
     #[test]
