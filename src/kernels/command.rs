@@ -2,7 +2,7 @@
 //!
 //! The program runs with an argument array (no shell unless `shell = true`), stdin and
 //! stdout connected to `/dev/null` and stderr kept in a file, so a failing run reports
-//! its stderr. Arguments may contain `{name}` placeholders, filled from the run's other
+//! the end of its stderr (the last lines of its last 4 KiB). Arguments may contain `{name}` placeholders, filled from the run's other
 //! parameters (every extra parameter must be used by some argument), from `{threads}`,
 //! `{seed}`, `{workdir}` (the run's working directory) and `{cwd}` (the directory
 //! phasegate was started in), and from `{env:VAR}`. The child sees `OMP_NUM_THREADS` and
@@ -21,8 +21,9 @@
 //! the interrupt handler ends it instead.
 
 use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -233,10 +234,7 @@ impl Instance for CommandInstance {
         };
         probe.report_elapsed(elapsed);
         if !status.success() {
-            // Diagnostics are shown whatever their encoding: a program may print paths
-            // or data that are not UTF-8.
-            let bytes = fs::read(&self.stderr_path).unwrap_or_default();
-            bail!("`{}` exited with {status}; stderr:\n{}", self.program, tail(&String::from_utf8_lossy(&bytes), 20));
+            bail!("`{}` exited with {status}; {}", self.program, stderr_tail(&self.stderr_path));
         }
         Ok(())
     }
@@ -332,10 +330,63 @@ impl Drop for GroupChild {
     }
 }
 
-/// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+/// A failure shows at most this many bytes from the end of the program's stderr...
+const STDERR_TAIL_BYTES: u64 = 4096;
+/// ...at most this many lines of them...
+const STDERR_TAIL_LINES: usize = 20;
+/// ...and at most this many bytes of each line, its end.
+const STDERR_LINE_BYTES: usize = 256;
+
+/// The end of the stderr file at `path`, for a failure message: the last lines of its
+/// last few KiB, each shortened to its end, with how many bytes were left out. The
+/// message goes into reports and onto the console, so a program that writes megabytes
+/// of diagnostics must not copy them there; only the end of the file is read.
+fn stderr_tail(path: &Path) -> String {
+    let mut window = Vec::new();
+    let mut total = 0;
+    if let Ok(mut file) = File::open(path) {
+        total = file.metadata().map_or(0, |metadata| metadata.len());
+        let start = total.saturating_sub(STDERR_TAIL_BYTES);
+        if file.seek(SeekFrom::Start(start)).is_ok() {
+            let _ = file.take(STDERR_TAIL_BYTES).read_to_end(&mut window);
+        }
+    }
+    render_tail(&window, total)
+}
+
+/// Renders `window`, the last bytes of a stream of `total` bytes (see [`stderr_tail`]).
+/// Invalid UTF-8 is shown as replacement characters: a program may print paths or
+/// data that are not UTF-8, and its diagnostics must still be read.
+fn render_tail(window: &[u8], total: u64) -> String {
+    let text = window.strip_suffix(b"\n").unwrap_or(window);
+    let mut lines: Vec<&[u8]> = text.split(|&byte| byte == b'\n').collect();
+    // A window that starts inside the stream starts inside a line, unless it holds
+    // one line only.
+    if (window.len() as u64) < total && lines.len() > 1 {
+        lines.remove(0);
+    }
+    let lines = &lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..];
+    let mut shown = 0;
+    let rendered: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            let mut cut = line.len().saturating_sub(STDERR_LINE_BYTES);
+            // Start the shortened line at a character, not inside one.
+            while cut > 0 && cut < line.len() && line[cut] & 0xc0 == 0x80 {
+                cut += 1;
+            }
+            shown += (line.len() - cut) as u64 + 1;
+            let end = String::from_utf8_lossy(&line[cut..]);
+            if cut > 0 { format!("[...]{end}") } else { end.into_owned() }
+        })
+        .collect();
+    let left_out = total.saturating_sub(shown);
+    let header = if left_out > 0 {
+        format!("stderr, its end ({left_out} of {total} bytes left out; [...] marks a shortened line)")
+    } else {
+        "stderr".to_owned()
+    };
+    format!("{header}:\n{}", rendered.join("\n"))
 }
 
 #[cfg(test)]
@@ -344,7 +395,7 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    use super::{Command, placeholders};
+    use super::{Command, placeholders, render_tail};
     use crate::kernel::{Instance, Kernel, Params, Probe, RunContext, Value};
 
     /// An instance running `line` through `sh -c`, with scratch files under `scratch`.
@@ -396,6 +447,41 @@ mod tests {
         let mut instance = shell_instance(line, Duration::from_secs(60), scratch.path());
         let error = instance.run(&mut Probe::default()).unwrap_err().to_string();
         assert!(error.ends_with("stderr:\nimportant diagnostic \u{fffd}"), "{error}");
+    }
+
+    #[test]
+    fn a_failure_reports_only_the_end_of_a_huge_stderr() {
+        let scratch = tempfile::tempdir().unwrap();
+        let line = "head -c 5000000 /dev/zero | tr '\\0' x >&2; echo ' the end' >&2; exit 1";
+        let mut instance = shell_instance(line, Duration::from_secs(60), scratch.path());
+        let error = instance.run(&mut Probe::default()).unwrap_err().to_string();
+        assert!(error.len() < 1000, "{} bytes: {}...", error.len(), &error[..200]);
+        assert!(error.ends_with(&format!(":\n[...]{} the end", "x".repeat(248))), "{error}");
+        assert!(error.contains("; stderr, its end (4999752 of 5000009 bytes left out;"), "{error}");
+    }
+
+    #[test]
+    fn a_stderr_tail_keeps_the_last_lines_and_counts_what_it_leaves_out() {
+        let text: String = (1..=30).map(|line| format!("line {line}\n")).collect();
+        let shown: String = (11..=30).map(|line| format!("line {line}\n")).collect();
+        let expected = format!(
+            "stderr, its end ({} of {} bytes left out; [...] marks a shortened line):\n{}",
+            text.len() - shown.len(),
+            text.len(),
+            shown.trim_end()
+        );
+        assert_eq!(render_tail(text.as_bytes(), text.len() as u64), expected);
+        // A window that starts inside the stream drops its partial first line.
+        assert_eq!(
+            render_tail(b"tial\nlast\n", 100),
+            "stderr, its end (95 of 100 bytes left out; [...] marks a shortened line):\nlast"
+        );
+        assert_eq!(render_tail(b"", 0), "stderr:\n");
+        assert_eq!(render_tail(b"one\r\ntwo", 8), "stderr:\none\r\ntwo");
+        // A line cut inside a character starts at the next one.
+        let long = format!("{}\u{e9}{}", "a".repeat(100), "b".repeat(255));
+        let rendered = render_tail(long.as_bytes(), long.len() as u64);
+        assert!(rendered.ends_with(&format!(":\n[...]{}", "b".repeat(255))), "{rendered}");
     }
 
     #[test]
