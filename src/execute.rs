@@ -205,12 +205,14 @@ impl GroupContext<'_> {
         run.settings.repeats
     }
 
-    fn context(&self, run: &Run) -> RunContext {
+    fn context(&self, run: &Run, cold_sample: Option<u32>) -> RunContext {
         RunContext {
             seed: run.seed,
             threads: run.threads,
             scratch_dir: self.scratch.dir(run.index),
             timeout: Duration::from_secs_f64(run.settings.timeout_s),
+            round: self.round,
+            cold_sample,
         }
     }
 
@@ -308,15 +310,17 @@ impl GroupContext<'_> {
         }
     }
 
-    /// Instantiates the run's kernel and runs the set-up, catching panics.
+    /// Instantiates the run's kernel (for cold sample `cold_sample`, or the warm
+    /// instance) and runs the set-up, catching panics.
     fn instantiate(
         &self,
         kernel: &dyn Kernel,
         run: &Run,
+        cold_sample: Option<u32>,
         probe: &mut Probe,
     ) -> std::thread::Result<anyhow::Result<Box<dyn Instance>>> {
         catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<Box<dyn Instance>> {
-            let mut instance = kernel.instantiate(&run.params, &self.context(run))?;
+            let mut instance = kernel.instantiate(&run.params, &self.context(run, cold_sample))?;
             instance.setup(probe)?;
             Ok(instance)
         }))
@@ -327,7 +331,7 @@ impl GroupContext<'_> {
         self.scratch.create(run.index);
         let mut probe = Probe::default();
         let start = clock::now();
-        let outcome = self.instantiate(kernel, run, &mut probe);
+        let outcome = self.instantiate(kernel, run, Some(index), &mut probe);
         let setup_elapsed = start.elapsed();
         let mut instance = match outcome {
             Ok(Ok(instance)) => instance,
@@ -363,7 +367,7 @@ impl GroupContext<'_> {
         self.scratch.create(run.index);
         let mut probe = Probe::default();
         let start = clock::now();
-        let outcome = self.instantiate(kernel, run, &mut probe);
+        let outcome = self.instantiate(kernel, run, None, &mut probe);
         let elapsed = probe.elapsed_override.unwrap_or(start.elapsed());
         match outcome {
             Ok(Ok(instance)) => {

@@ -394,6 +394,13 @@ pub struct RunContext {
     pub scratch_dir: PathBuf,
     /// The per-sample timeout; in-process kernels may use it to bound waits.
     pub timeout: Duration,
+    /// The execution round: 0 for the first, then one more per re-run. A kernel that
+    /// draws seeded noise derives it from the round too, or a re-run would repeat the
+    /// first round's samples and add no evidence.
+    pub round: u32,
+    /// The cold sample this instance is created for (each cold sample is a fresh
+    /// instance), or `None` for the run's warm instance.
+    pub cold_sample: Option<u32>,
 }
 
 /// A named output of a run, compared between workloads (parity) or with a stored

@@ -204,6 +204,25 @@ fn inconclusive_checks_are_rerun_within_budget() {
     assert_eq!(rounds, 3, "one round plus two re-runs");
     assert_eq!(results[0].timed(phasegate::spec::Mode::Warm).count(), 15);
     assert_eq!(verdicts[0].measured.as_ref().unwrap().ratios.as_ref().unwrap().n, 15);
+    // A re-run is new evidence: its seeded jitter differs from the first round's.
+    let round = |number: u32| -> Vec<f64> {
+        results[0]
+            .timed(phasegate::spec::Mode::Warm)
+            .filter(|sample| sample.round == number)
+            .map(|sample| sample.seconds)
+            .collect()
+    };
+    assert_ne!(round(0), round(1));
+    assert_ne!(round(1), round(2));
+    // And still reproducible: the same spec gives the same samples.
+    let (again, _, _) = phasegate::run::execute_with_reruns(
+        &plan.phases[0],
+        &options,
+        &phasegate::execute::Silent,
+        &Facts::default(),
+        &phasegate::verdict::Snapshots::new(),
+    );
+    assert_eq!(results[0].samples, again[0].samples);
 }
 
 #[test]
@@ -239,6 +258,8 @@ fn cold_mode_times_setup_and_first_step() {
     let (results, _) = run_plan(&plan, &Facts::default()).remove(0);
     let cold: Vec<f64> = results[0].timed(phasegate::spec::Mode::Cold).map(|sample| sample.seconds).collect();
     assert_eq!(cold.len(), 5);
+    // Every cold sample is a fresh instance with jitter of its own.
+    assert!(cold.iter().any(|&seconds| seconds != cold[0]), "{cold:?}");
     for seconds in cold {
         // 10 ms set-up plus the first step, 4 ms within 5% jitter.
         assert!((seconds - 0.014).abs() <= 0.0002 + 1e-12, "{seconds}");

@@ -403,7 +403,8 @@ mod tests {
         let given =
             BTreeMap::from([("program".to_owned(), Value::from(line)), ("shell".to_owned(), Value::Bool(true))]);
         let params = Params::validate(&Command.params(), &given, true).unwrap();
-        let context = RunContext { seed: 1, threads: 1, scratch_dir: scratch.to_owned(), timeout };
+        let context =
+            RunContext { seed: 1, threads: 1, scratch_dir: scratch.to_owned(), timeout, round: 0, cold_sample: None };
         Command.instantiate(&params, &context).unwrap()
     }
 

@@ -1,8 +1,10 @@
 //! A kernel with deterministic fake timings, for testing the whole pipeline.
 //!
 //! Each sample reports `time_ms * slowdown * (1 + jitter * u)` as its duration, with
-//! `u` in [-1, 1) drawn from a ChaCha8 generator seeded by the run's seed, so the
-//! statistics, verdicts and reports of a mock run are reproducible bit for bit. With
+//! `u` in [-1, 1) drawn from a ChaCha8 generator seeded by the run's seed, on a stream
+//! of its own for every execution round and every cold instance (a re-run or a cold
+//! sample draws new noise), so the statistics, verdicts and reports of a mock run are
+//! reproducible bit for bit. With
 //! `spin = true` the kernel really busy-waits for that long instead. With `work = N`
 //! it does real arithmetic instead: `N * slowdown` steps of a dependent integer chain,
 //! timed by the harness, so its times carry this machine's noise (frequency, caches,
@@ -113,7 +115,7 @@ impl Kernel for Mock {
             fail_at: params.int("fail_at"),
             size: params.usize("size"),
             perturb: params.float("perturb"),
-            rng: ChaCha8Rng::seed_from_u64(context.seed),
+            rng: noise_generator(context),
             seed: context.seed,
             calls: 0,
         }))
@@ -133,6 +135,17 @@ struct MockInstance {
     rng: ChaCha8Rng,
     seed: u64,
     calls: i64,
+}
+
+/// The generator of an instance's noise: the run's seed, and a stream of its own for
+/// every round and every cold instance, so re-runs and cold samples draw new noise
+/// while the same spec still gives the same samples. The warm instance of the first
+/// round reads stream 0.
+fn noise_generator(context: &RunContext) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(context.seed);
+    let instance = context.cold_sample.map_or(0, |index| u64::from(index) + 1);
+    rng.set_stream((u64::from(context.round) << 33) | instance);
+    rng
 }
 
 /// `steps` iterations of a 64-bit linear congruential step: each depends on the last,

@@ -327,8 +327,14 @@ fn run_kernel(pairs: &[(&str, Value)], threads: usize, samples: usize) -> Kernel
     let resources = Io.check(&params).expect("the check passes");
     assert!(resources.memory_bytes >= params.int("size") as u64 / 8);
     let directory = tempfile::tempdir().expect("a temporary directory");
-    let context =
-        RunContext { seed: 1, threads, scratch_dir: directory.path().to_path_buf(), timeout: Duration::from_secs(60) };
+    let context = RunContext {
+        seed: 1,
+        threads,
+        scratch_dir: directory.path().to_path_buf(),
+        timeout: Duration::from_secs(60),
+        round: 0,
+        cold_sample: None,
+    };
     let declared: Vec<&str> = Io.metrics().iter().map(|metric| metric.name).collect();
     let (probes, outputs) = pool(threads).install(|| {
         let mut instance = Io.instantiate(&params, &context).expect("an instance");

@@ -433,7 +433,14 @@ fn kernel_params(pairs: &[(&str, Value)]) -> Params {
 }
 
 fn context() -> RunContext {
-    RunContext { seed: 1, threads: 2, scratch_dir: std::env::temp_dir(), timeout: std::time::Duration::from_secs(60) }
+    RunContext {
+        seed: 1,
+        threads: 2,
+        scratch_dir: std::env::temp_dir(),
+        timeout: std::time::Duration::from_secs(60),
+        round: 0,
+        cold_sample: None,
+    }
 }
 
 /// Runs the kernel through its public interface: set-up and `samples` runs.

@@ -966,6 +966,8 @@ fn run_kernel(overrides: &[(&str, Value)], threads: usize) -> (Probe, Vec<crate:
         threads,
         scratch_dir: std::env::temp_dir(),
         timeout: std::time::Duration::from_secs(60),
+        round: 0,
+        cold_sample: None,
     };
     in_pool(threads, || {
         let mut instance = Tree.instantiate(&params, &context).expect("instance");
@@ -1140,6 +1142,8 @@ fn first_run_reports_batches_with_the_fields_names() {
         threads: 1,
         scratch_dir: std::env::temp_dir(),
         timeout: std::time::Duration::from_secs(60),
+        round: 0,
+        cold_sample: None,
     };
     let mut instance = Tree.instantiate(&params, &context).expect("instance");
     let mut probe = Probe::default();
