@@ -448,6 +448,7 @@ impl GroupContext<'_> {
                 run = %run.name(),
                 mode = mode.name(),
                 warmup,
+                round = self.round,
                 index,
                 seconds,
                 metrics = %serde_json::Value::Object(metrics),
@@ -462,6 +463,7 @@ impl GroupContext<'_> {
                     target: "phasegate::telemetry",
                     phase = %self.phase.phase.id,
                     run = %run.name(),
+                    round = self.round,
                     kind = %event.kind,
                     fields = %serde_json::Value::Object(fields),
                     "telemetry"
@@ -489,6 +491,35 @@ impl GroupContext<'_> {
             );
         }
     }
+}
+
+/// The fields of the `phasegate::sample` (`metrics`) and `phasegate::telemetry`
+/// (`fields`) log events that hold a JSON object. Tracing records a field as a number,
+/// a boolean or a string, so they are recorded as JSON text; a JSON log writes them back
+/// as objects with [`json_log_line`].
+pub const JSON_LOG_FIELDS: [&str; 2] = ["metrics", "fields"];
+
+/// A line of a JSON log (an object whose event fields are under `fields`) with the
+/// [`JSON_LOG_FIELDS`] that hold JSON text turned into objects. Any other line is
+/// returned as it is.
+pub fn json_log_line(line: &str) -> String {
+    let Ok(serde_json::Value::Object(mut record)) = serde_json::from_str::<serde_json::Value>(line) else {
+        return line.to_owned();
+    };
+    let Some(serde_json::Value::Object(fields)) = record.get_mut("fields") else {
+        return line.to_owned();
+    };
+    let mut changed = false;
+    for name in JSON_LOG_FIELDS {
+        if let Some(field) = fields.get_mut(name)
+            && let Some(text) = field.as_str()
+            && let Ok(object @ serde_json::Value::Object(_)) = serde_json::from_str(text)
+        {
+            *field = object;
+            changed = true;
+        }
+    }
+    if changed { serde_json::Value::Object(record).to_string() } else { line.to_owned() }
 }
 
 /// A kernel value as JSON.
@@ -596,4 +627,23 @@ fn install_interrupt_cleanup() {
             std::process::exit(INTERRUPTED_EXIT);
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_log_line;
+
+    #[test]
+    fn a_json_log_line_writes_json_fields_as_objects() {
+        let sample =
+            r#"{"fields":{"run":"slow","round":1,"metrics":"{\"items_per_s\":2.5}"},"target":"phasegate::sample"}"#;
+        assert_eq!(
+            json_log_line(sample),
+            r#"{"fields":{"run":"slow","round":1,"metrics":{"items_per_s":2.5}},"target":"phasegate::sample"}"#
+        );
+        // Text that is not a JSON object, and lines that are not JSON, stay as they are.
+        let warning = r#"{"fields":{"message":"run failed","metrics":"none"},"target":"phasegate::run"}"#;
+        assert_eq!(json_log_line(warning), warning);
+        assert_eq!(json_log_line("not json"), "not json");
+    }
 }

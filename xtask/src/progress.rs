@@ -2,16 +2,19 @@
 //! otherwise (CI logs), and the tracing subscriber (warnings on stderr, and JSON lines
 //! of every sample and telemetry event with `--log-file`).
 
+use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use phasegate::execute::{Observer, Sample};
+use phasegate::execute::{Observer, Sample, json_log_line};
 use phasegate::plan::{PhasePlan, Run};
 use phasegate::spec::Mode;
 use phasegate::stats::format_seconds;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -28,7 +31,7 @@ pub fn install_tracing(log_file: Option<&Path>) -> anyhow::Result<()> {
             Some(
                 tracing_subscriber::fmt::layer()
                     .json()
-                    .with_writer(Mutex::new(file))
+                    .with_writer(JsonLog { file: Mutex::new(file) })
                     .with_current_span(false)
                     .with_span_list(false)
                     .with_filter(EnvFilter::new("phasegate=debug")),
@@ -45,6 +48,53 @@ pub fn install_tracing(log_file: Option<&Path>) -> anyhow::Result<()> {
 }
 
 use tracing_subscriber::Layer;
+
+/// The log file: every line goes through [`json_log_line`], so the events' JSON fields
+/// are written as objects rather than as text.
+struct JsonLog {
+    file: Mutex<File>,
+}
+
+impl<'a> MakeWriter<'a> for JsonLog {
+    type Writer = JsonLogLines<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        JsonLogLines { file: &self.file, pending: Vec::new() }
+    }
+}
+
+/// Collects the bytes of one event and writes each finished line to the log file.
+struct JsonLogLines<'a> {
+    file: &'a Mutex<File>,
+    pending: Vec<u8>,
+}
+
+impl Write for JsonLogLines<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(bytes);
+        while let Some(end) = self.pending.iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let line = json_log_line(String::from_utf8_lossy(&line[..end]).as_ref());
+            let mut file = self.file.lock().unwrap_or_else(|poison| poison.into_inner());
+            file.write_all(line.as_bytes())?;
+            file.write_all(b"\n")?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.lock().unwrap_or_else(|poison| poison.into_inner()).flush()
+    }
+}
+
+impl Drop for JsonLogLines<'_> {
+    fn drop(&mut self) {
+        // An event always ends its line; anything left is written as it came.
+        if !self.pending.is_empty() {
+            let _ = self.file.lock().unwrap_or_else(|poison| poison.into_inner()).write_all(&self.pending);
+        }
+    }
+}
 
 /// Shows progress: a bar per phase on a terminal, one line per finished run otherwise.
 pub struct Progress {
