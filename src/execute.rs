@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -600,6 +600,18 @@ fn active_scratch() -> &'static Mutex<Vec<PathBuf>> {
 /// Exit status after an interrupt (128 + SIGINT), as shells report it.
 pub const INTERRUPTED_EXIT: i32 = 130;
 
+/// The line an interrupt appends to a run log, and the log's path: kept current by
+/// the run, so an interrupted run is listed with the phases it finished.
+fn interrupt_record() -> MutexGuard<'static, Option<(PathBuf, String)>> {
+    static RECORD: OnceLock<Mutex<Option<(PathBuf, String)>>> = OnceLock::new();
+    RECORD.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Sets (or, with `None`, clears) what an interrupt appends to the run log.
+pub fn set_interrupt_record(record: Option<(PathBuf, String)>) {
+    *interrupt_record() = record;
+}
+
 /// On SIGINT or SIGTERM: kill the running commands' process groups, remove live
 /// scratch directories and exit with 130. Reports written so far stay intact (they are
 /// written atomically).
@@ -621,6 +633,16 @@ fn install_interrupt_cleanup() {
                     if let Some(root) = phase.parent() {
                         let _ = std::fs::remove_dir(root);
                     }
+                }
+            }
+            if let Some((log, line)) = interrupt_record().take() {
+                let appended = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
+                if let Err(error) = appended {
+                    eprintln!("\ncannot append to {}: {error}", log.display());
                 }
             }
             eprintln!("\ninterrupted: scratch files removed; reports of finished phases are kept");

@@ -172,6 +172,20 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
     let mut reports = Vec::new();
     let store = snapshot::Store::for_spec(&plan.spec);
     let facts = options.facts.for_spec(&plan.spec.experiment);
+    // `DATE exit=N DIR a=pass b=fail [interrupted] rev=REV :: COMMAND`
+    let log_line = |exit: i32, reports: &[PhaseReport]| {
+        let mut fields: Vec<String> =
+            reports.iter().map(|report| format!("{}={}", report.phase.id, report.totals.verdict())).collect();
+        if exit == execute::INTERRUPTED_EXIT {
+            fields.push("interrupted".into());
+        }
+        let revision = environment.revision();
+        let fields = fields.join(" ");
+        format!("{} exit={exit} {relative_dir} {fields} rev={revision} :: {}", started_at.rfc3339(), options.command)
+    };
+    let interrupted =
+        |reports: &[PhaseReport]| Some((root.join(files::RUN_LOG), log_line(execute::INTERRUPTED_EXIT, reports)));
+    execute::set_interrupt_record(interrupted(&reports));
     for phase in &plan.phases {
         let phase_started = DateTime::from_unix(clock::wall_time());
         let stamp = clock::now();
@@ -210,25 +224,14 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         files::write_atomic(&phase_dir.join("report.md"), markdown::render(&report, &charts).as_bytes())?;
         observer.phase_finished(phase);
         reports.push(report);
+        execute::set_interrupt_record(interrupted(&reports));
     }
     let _ = std::fs::remove_dir(run_dir.join("scratch"));
     files::write_atomic(&run_dir.join("summary.md"), markdown::render_summary(&reports).as_bytes())?;
     files::update_latest(&root, &run_dir)?;
     let exit = Exit::of(&reports);
-    let line = format!(
-        "{} exit={} {} {} rev={} :: {}",
-        started_at.rfc3339(),
-        exit.code(),
-        relative_dir,
-        reports
-            .iter()
-            .map(|report| format!("{}={}", report.phase.id, report.totals.verdict()))
-            .collect::<Vec<_>>()
-            .join(" "),
-        environment.revision(),
-        options.command
-    );
-    files::append_run_log(&root, &line)?;
+    execute::set_interrupt_record(None);
+    files::append_run_log(&root, &log_line(exit.code(), &reports))?;
     if options.update_plan {
         update_plan(plan, options, &root)?;
     }

@@ -346,6 +346,10 @@ workdir = "fresh"
         let mut scratch = Vec::new();
         directories_named(&project.path().join("reports"), "scratch", &mut scratch);
         assert!(scratch.is_empty(), "after {signal}, scratch directories are left: {scratch:?}");
+        // The run log lists the interrupted run.
+        let log = std::fs::read_to_string(project.path().join("reports/stop/run_log.txt")).unwrap_or_default();
+        let last = log.lines().last().unwrap_or_default();
+        assert!(last.contains(" exit=130 reports/stop/") && last.contains(" interrupted rev="), "{log}");
     }
 }
 
