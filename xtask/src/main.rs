@@ -219,7 +219,7 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     }
     if args.dry_run {
         let root = run::experiment_root(&plan, &options);
-        let earlier = latest_reports(&root);
+        let earlier = latest_reports(&root, &plan);
         print!("{}", describe::dry_run(&plan, &describe::estimate(&plan, &earlier)));
         return Ok(Exit::Pass);
     }
@@ -303,16 +303,17 @@ fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
     Ok(Exit::Pass)
 }
 
-/// The phase reports of the experiment's latest run, if any.
-fn latest_reports(root: &Path) -> Vec<report::PhaseReport> {
-    let Some(dir) = report::files::latest_run_dir(root) else { return Vec::new() };
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
-    let mut reports: Vec<_> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| run::read_report(&entry.path().join("report.json")).ok())
-        .collect();
-    reports.sort_by(|a, b| a.phase.id.cmp(&b.phase.id));
-    reports
+/// Each phase's report from the newest run that holds it (a run of one phase leaves
+/// the others' figures where they were).
+fn latest_reports(root: &Path, plan: &Plan) -> Vec<report::PhaseReport> {
+    plan.phases
+        .iter()
+        .filter_map(|phase| {
+            let id = &phase.phase.id;
+            let dir = report::files::latest_run_with_phase(root, id)?;
+            run::read_report(&dir.join(id).join("report.json")).ok()
+        })
+        .collect()
 }
 
 /// The command line as a user would type it, quoted where needed.

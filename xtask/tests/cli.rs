@@ -650,6 +650,10 @@ fn a_run_of_one_phase_keeps_the_other_phases_in_the_plan_and_the_baseline() {
     let regenerated = std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap();
     assert!(regenerated.contains("- [x] `speedup`: 4.0"), "phase a keeps its results: {regenerated}");
     assert!(!regenerated.contains("No report yet"), "{regenerated}");
+    // The dry run's estimate still knows phase a's runs.
+    let output = project.xtask(&["run", "experiments/e2e.toml", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("from the latest report") && !stdout.contains("never measured"), "{stdout}");
     // Phase a is compared with the first run, phase b with the second.
     let (code, stdout, stderr) = project.run("experiments/e2e.toml", &["--baseline", "latest"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
