@@ -20,6 +20,8 @@
 //! assertions, compiler), the comparison is computed and shown but not trusted: its
 //! verdict is `not_applicable` with the differences as the reason.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -339,19 +341,33 @@ pub fn load(spec: &str, experiment_root: &std::path::Path, project_root: &std::p
         format!("`{spec}` is neither `latest`, a report directory, nor a git ref with committed reports")
     })?;
     let run = format!("{relative}/{}", target.trim());
+    // Every committed report under the experiment, as `RUN/PHASE/report.json`: each
+    // phase is read from `latest` when it holds it, else from the newest run that does.
     let listing = std::process::Command::new("git")
-        .args(["ls-tree", "--name-only", &format!("{spec}:{run}")])
+        .args(["ls-tree", "-r", "--name-only", &format!("{spec}:{relative}")])
         .current_dir(project_root)
         .output()
         .context("cannot run git")?;
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let mut holding: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for path in listing.lines() {
+        if let [run_name, phase, "report.json"] = path.split('/').collect::<Vec<_>>()[..] {
+            holding.entry(phase).or_default().push(run_name);
+        }
+    }
     let label = format!("{spec}:{run}");
     let mut reports = Vec::new();
-    for phase in String::from_utf8_lossy(&listing.stdout).lines() {
-        if let Ok(text) = git_show(&format!("{spec}:{run}/{phase}/report.json")) {
-            let report = serde_json::from_str(&text)
-                .with_context(|| format!("cannot parse {run}/{phase}/report.json at {spec}"))?;
-            reports.push(Earlier { label: label.clone(), report });
-        }
+    for (phase, runs) in holding {
+        let newest = if runs.contains(&target.trim()) {
+            Some(target.trim())
+        } else {
+            crate::report::files::newest_run_name(runs.into_iter())
+        };
+        let Some(run_name) = newest else { continue };
+        let path = format!("{relative}/{run_name}/{phase}/report.json");
+        let text = git_show(&format!("{spec}:{path}"))?;
+        let report = serde_json::from_str(&text).with_context(|| format!("cannot parse {path} at {spec}"))?;
+        reports.push(Earlier { label: format!("{spec}:{relative}/{run_name}"), report });
     }
     if reports.is_empty() {
         anyhow::bail!("{run} at {spec} holds no phase reports");

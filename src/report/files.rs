@@ -74,23 +74,26 @@ pub fn latest_run_dir(experiment_root: &Path) -> Option<PathBuf> {
 }
 
 /// The newest run directory that holds a report of `phase`: `latest` when it does,
-/// otherwise the newest of the others by name (names start with the run's start time,
-/// and a later `-N` of the same second is longer). A run of some phases (`--phase`)
-/// leaves the other phases' reports in earlier directories.
+/// otherwise the newest of the others (see [`newest_run_name`]). A run of some phases
+/// (`--phase`) leaves the other phases' reports in earlier directories.
 pub fn latest_run_with_phase(experiment_root: &Path, phase: &str) -> Option<PathBuf> {
     let holds = |dir: &Path| dir.join(phase).join("report.json").is_file();
     if let Some(latest) = latest_run_dir(experiment_root).filter(|dir| holds(dir)) {
         return Some(latest);
     }
-    let mut runs: Vec<(String, PathBuf)> = fs::read_dir(experiment_root)
+    let names: Vec<String> = fs::read_dir(experiment_root)
         .ok()?
         .filter_map(Result::ok)
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
-        .filter_map(|entry| Some((entry.file_name().into_string().ok()?, entry.path())))
-        .filter(|(name, dir)| is_run_name(name) && holds(dir))
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()) && holds(&entry.path()))
+        .filter_map(|entry| entry.file_name().into_string().ok())
         .collect();
-    runs.sort_by(|(a, _), (b, _)| (&a[..18], a.len(), a).cmp(&(&b[..18], b.len(), b)));
-    runs.pop().map(|(_, dir)| dir)
+    newest_run_name(names.iter().map(String::as_str)).map(|name| experiment_root.join(name))
+}
+
+/// The newest of run directory names (others are ignored): names start with the run's
+/// start time, and a later `-N` of the same second is longer.
+pub fn newest_run_name<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    names.filter(|name| is_run_name(name)).max_by(|a, b| (&a[..18], a.len(), a).cmp(&(&b[..18], b.len(), b)))
 }
 
 /// Whether `name` starts like a run directory's, `YYYY-MM-DDTHHMMSSZ-`.

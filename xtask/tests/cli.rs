@@ -659,4 +659,25 @@ fn a_run_of_one_phase_keeps_the_other_phases_in_the_plan_and_the_baseline() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(stdout.matches("pass           baseline[fast warm time]").count(), 2, "{stdout}{stderr}");
     assert!(!stderr.contains("has no phase"), "{stderr}");
+    // So with committed reports and a git ref.
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+            .args(args)
+            .current_dir(project.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run git");
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "reports"]);
+    git(&["commit", "-q", "-m", "reports"]);
+    let (code, _, _) = project.run("experiments/e2e.toml", &["--phase", "b"]);
+    assert_eq!(code, 0);
+    git(&["add", "reports"]);
+    git(&["commit", "-q", "-m", "phase b again"]);
+    let (code, stdout, stderr) = project.run("experiments/e2e.toml", &["--baseline", "HEAD"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout.matches("pass           baseline[fast warm time]").count(), 2, "{stdout}{stderr}");
 }
