@@ -600,8 +600,9 @@ fn active_scratch() -> &'static Mutex<Vec<PathBuf>> {
 /// Exit status after an interrupt (128 + SIGINT), as shells report it.
 pub const INTERRUPTED_EXIT: i32 = 130;
 
-/// The line an interrupt appends to a run log, and the log's path: kept current by
-/// the run, so an interrupted run is listed with the phases it finished.
+/// The experiment's output root and the line an interrupt appends to its run log:
+/// kept current by the run, so an interrupted run is listed with the phases it
+/// finished.
 fn interrupt_record() -> MutexGuard<'static, Option<(PathBuf, String)>> {
     static RECORD: OnceLock<Mutex<Option<(PathBuf, String)>>> = OnceLock::new();
     RECORD.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|poison| poison.into_inner())
@@ -635,15 +636,10 @@ fn install_interrupt_cleanup() {
                     }
                 }
             }
-            if let Some((log, line)) = interrupt_record().take() {
-                let appended = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
-                if let Err(error) = appended {
-                    eprintln!("\ncannot append to {}: {error}", log.display());
-                }
+            if let Some((root, line)) = interrupt_record().take()
+                && let Err(error) = crate::report::files::append_run_log(&root, &line)
+            {
+                eprintln!("\n{error:#}");
             }
             eprintln!("\ninterrupted: scratch files removed; reports of finished phases are kept");
             std::process::exit(INTERRUPTED_EXIT);

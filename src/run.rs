@@ -183,8 +183,7 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         let fields = fields.join(" ");
         format!("{} exit={exit} {relative_dir} {fields} rev={revision} :: {}", started_at.rfc3339(), options.command)
     };
-    let interrupted =
-        |reports: &[PhaseReport]| Some((root.join(files::RUN_LOG), log_line(execute::INTERRUPTED_EXIT, reports)));
+    let interrupted = |reports: &[PhaseReport]| Some((root.clone(), log_line(execute::INTERRUPTED_EXIT, reports)));
     execute::set_interrupt_record(interrupted(&reports));
     for phase in &plan.phases {
         let phase_started = DateTime::from_unix(clock::wall_time());

@@ -103,11 +103,8 @@ fn is_run_name(name: &str) -> bool {
 }
 
 /// Appends one line to `<root>/run_log.txt`.
-/// The run log's file name in an experiment's output root.
-pub const RUN_LOG: &str = "run_log.txt";
-
 pub fn append_run_log(experiment_root: &Path, line: &str) -> Result<()> {
-    let path = experiment_root.join(RUN_LOG);
+    let path = experiment_root.join("run_log.txt");
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
