@@ -561,27 +561,21 @@ impl ScratchDirs {
         // A stale directory from an earlier sample of this run is replaced.
         let _ = std::fs::remove_dir_all(&dir);
         if std::fs::create_dir_all(&dir).is_ok() {
-            active_scratch().lock().unwrap_or_else(|poison| poison.into_inner()).push(dir);
+            active_scratch().push(dir);
         }
     }
 
     fn remove(&self, run: usize) {
         let dir = self.dir(run);
         let _ = std::fs::remove_dir_all(&dir);
-        let mut active = active_scratch().lock().unwrap_or_else(|poison| poison.into_inner());
-        active.retain(|existing| existing != &dir);
-        // Remove the phase and root directories once empty; ignore failures (not empty).
-        let _ = std::fs::remove_dir(&self.base);
-        if let Some(root) = self.base.parent() {
-            let _ = std::fs::remove_dir(root);
-        }
+        active_scratch().retain(|existing| existing != &dir);
+        remove_empty_parents(&dir);
     }
 }
 
 impl Drop for ScratchDirs {
     fn drop(&mut self) {
-        let mut active = active_scratch().lock().unwrap_or_else(|poison| poison.into_inner());
-        active.retain(|dir| {
+        active_scratch().retain(|dir| {
             if dir.starts_with(&self.base) {
                 let _ = std::fs::remove_dir_all(dir);
                 false
@@ -592,9 +586,17 @@ impl Drop for ScratchDirs {
     }
 }
 
-fn active_scratch() -> &'static Mutex<Vec<PathBuf>> {
+fn active_scratch() -> MutexGuard<'static, Vec<PathBuf>> {
     static ACTIVE: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
-    ACTIVE.get_or_init(|| Mutex::new(Vec::new()))
+    ACTIVE.get_or_init(|| Mutex::new(Vec::new())).lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Removes the phase and root directories above a removed run's scratch directory
+/// (`<root>/<phase>/run-<index>`) once they are empty; a failure means they are not.
+fn remove_empty_parents(run_dir: &Path) {
+    for parent in run_dir.ancestors().skip(1).take(2) {
+        let _ = std::fs::remove_dir(parent);
+    }
 }
 
 /// Exit status after an interrupt (128 + SIGINT), as shells report it.
@@ -623,18 +625,13 @@ fn install_interrupt_cleanup() {
             // The children first: they may still be writing into their scratch
             // directories.
             kernels::command::kill_running();
-            let active = active_scratch().lock().unwrap_or_else(|poison| poison.into_inner());
+            let active = active_scratch();
             for dir in active.iter() {
                 let _ = std::fs::remove_dir_all(dir);
             }
             // The phase and root directories too, once empty, as after a finished group.
             for dir in active.iter() {
-                if let Some(phase) = dir.parent() {
-                    let _ = std::fs::remove_dir(phase);
-                    if let Some(root) = phase.parent() {
-                        let _ = std::fs::remove_dir(root);
-                    }
-                }
+                remove_empty_parents(dir);
             }
             if let Some((root, line)) = interrupt_record().take()
                 && let Err(error) = crate::report::files::append_run_log(&root, &line)

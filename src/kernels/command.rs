@@ -2,7 +2,8 @@
 //!
 //! The program runs with an argument array (no shell unless `shell = true`), stdin and
 //! stdout connected to `/dev/null` and stderr kept in a file, so a failing run reports
-//! the end of its stderr (the last lines of its last 4 KiB). Arguments may contain `{name}` placeholders, filled from the run's other
+//! the end of its stderr (the last lines of its last 4 KiB). Arguments may contain
+//! `{name}` placeholders, filled from the run's other
 //! parameters (every extra parameter must be used by some argument), from `{threads}`,
 //! `{seed}`, `{workdir}` (the run's working directory) and `{cwd}` (the directory
 //! phasegate was started in), and from `{env:VAR}`. The child sees `OMP_NUM_THREADS` and
