@@ -1,7 +1,7 @@
 //! The whole pipeline in process with the mock kernel: execution, interleaving,
 //! statistics, verdicts of every kind, parity, failures and re-runs.
 
-use phasegate::execute::RunStatus;
+use phasegate::execute::{ExecutionOptions, RunStatus, Sample};
 use phasegate::verdict::{Facts, Method, Status, Verdict};
 
 use crate::support::{BASE, expand, run_plan};
@@ -35,6 +35,60 @@ fn interleaved_samples_pair_by_index() {
     // Mock times are deterministic: the seeded jitter gives the same sequence twice.
     let again = run_plan(&plan, &Facts::default()).remove(0).0;
     assert_eq!(results[0].samples, again[0].samples);
+}
+
+/// Records the order in which steps finish: (workload, warm-up, index).
+#[derive(Default)]
+struct StepOrder(std::sync::Mutex<Vec<(String, bool, u32)>>);
+
+impl phasegate::execute::Observer for StepOrder {
+    fn step_finished(&self, _phase: &phasegate::plan::PhasePlan, run: &phasegate::plan::Run, sample: &Sample) {
+        self.0.lock().unwrap().push((run.workload.clone(), sample.warmup, sample.index));
+    }
+}
+
+#[test]
+fn a_workload_and_its_reference_take_turns_sample_by_sample() {
+    let text = BASE.replace("repeats = 5", "repeats = 3\nwarmup = 2");
+    let plan = expand(&text).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
+    let order = StepOrder::default();
+    phasegate::execute::execute_phase(&plan.phases[0], &options, &order);
+    let steps: Vec<String> = order
+        .0
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|(workload, warmup, index)| format!("{workload}{}{index}", if warmup { " warm-up " } else { " " }))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "slow warm-up 0",
+            "fast warm-up 0",
+            "slow warm-up 1",
+            "fast warm-up 1",
+            "slow 0",
+            "fast 0",
+            "slow 1",
+            "fast 1",
+            "slow 2",
+            "fast 2",
+        ]
+    );
+}
+
+#[test]
+fn sequential_order_runs_one_workload_after_the_other() {
+    let text = BASE.replace("repeats = 5", "repeats = 2\norder = \"sequential\"");
+    let plan = expand(&text).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
+    let order = StepOrder::default();
+    phasegate::execute::execute_phase(&plan.phases[0], &options, &order);
+    let workloads: Vec<String> = order.0.into_inner().unwrap().into_iter().map(|(workload, ..)| workload).collect();
+    assert_eq!(workloads, ["slow", "slow", "slow", "fast", "fast", "fast"]);
 }
 
 #[test]
@@ -272,25 +326,36 @@ fn cold_mode_times_setup_and_first_step() {
 fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     use phasegate::spec::{Calibration, CalibrationMode};
     // Real busy-waiting, so the A/A pairs carry this machine's noise.
-    let text = BASE
+    let spinning = BASE
         .replace("time_ms = 4.0", "time_ms = 0.4\nspin = true")
         .replace("time_ms = 1.0", "time_ms = 0.2\nspin = true");
-    let text = with_checks(&text, &[("tight", "expr = \"slow.warm.median / fast.warm.median >= 2\"")]);
-    let plan = expand(&text).unwrap();
-    let phase = &plan.phases[0];
+    let spinning = with_checks(&spinning, &[("tight", "expr = \"slow.warm.median / fast.warm.median >= 2\"")]);
+    let spinning = expand(&spinning).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let options =
         phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
     let calibration = Calibration { mode: CalibrationMode::Fail, repeats: 6 };
-    let floors = phasegate::run::calibrate(phase, &options, &calibration);
+    let floors = phasegate::run::calibrate(&spinning.phases[0], &options, &calibration);
     assert_eq!(floors.len(), 1, "one reference run, one quantity");
     let floor = *floors.values().next().unwrap();
     // Its size is this machine's noise under the load of the other tests (0.7 seen on
-    // a busy 2-core machine); the verdicts below use floors derived from the margin.
+    // a busy 2-core machine), so only its sanity is asserted here.
     assert!(floor > 0.0 && floor.is_finite(), "A/A noise floor {floor}");
-    // A margin inside the floor fails in `fail` mode and is only noted in `warn` mode.
+    // The floors' effect on verdicts, with seeded mock timings whose check passes
+    // clearly (ratio about 4 against 3) and floors set from its margin: a margin
+    // inside the floor fails in `fail` mode and is only noted in `warn` mode.
+    let text = with_checks(BASE, &[("tight", "expr = \"slow.warm.median / fast.warm.median >= 3\"")]);
+    let text = text.replacen("kernel = \"mock\"\nreference", "kernel = \"mock\"\nseed = 99\nreference", 1);
+    let plan = expand(&text).unwrap();
+    let phase = &plan.phases[0];
     let (_, mut verdicts) = run_plan(&plan, &Facts::default()).remove(0);
+    assert_eq!(verdicts[0].status, Status::Pass, "{:?}", verdicts[0]);
     let margin = verdicts[0].measured.as_ref().unwrap().margin.unwrap();
+    assert!(margin > 0.2, "margin {margin}");
+    let narrow: phasegate::run::Floors = floors.keys().map(|key| (key.clone(), margin.abs() - 0.01)).collect();
+    let mut outside = verdicts.clone();
+    phasegate::run::apply_noise_floors(phase, &mut outside, &narrow, CalibrationMode::Fail);
+    assert_eq!(outside[0].status, Status::Pass, "a margin outside the floor stands");
     let wide: phasegate::run::Floors = floors.keys().map(|key| (key.clone(), margin.abs() + 0.01)).collect();
     let mut warned = verdicts.clone();
     phasegate::run::apply_noise_floors(phase, &mut warned, &wide, CalibrationMode::Warn);

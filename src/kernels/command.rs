@@ -8,16 +8,19 @@
 //! `{seed}`, `{workdir}` (the run's working directory) and `{cwd}` (the directory
 //! phasegate was started in), and from `{env:VAR}`. The child sees `OMP_NUM_THREADS` and
 //! `RAYON_NUM_THREADS` set to the run's thread count. The timed region is the interval from
-//! spawning the child to reaping it, the same interval `hyperfine -N` measures.
+//! spawning the child to its exit, the interval `hyperfine -N` measures.
 //! `workdir = "fresh"` gives every run its own empty directory (programs that cache
 //! files in the current directory otherwise measure their cache); `output_file` names a
 //! raw little-endian float file the program writes there, exposed as the output
 //! `output_name` for parity checks.
 //!
 //! The child leads a process group of its own, and the whole group is killed when the
-//! sample times out, when the instance gives up on the child for any other reason, and
-//! when phasegate is interrupted ([`kill_running`]): killing only the child would leave
-//! the processes it started (a shell's commands, a benchmark's workers) running. Being
+//! sample times out, when the child exits, when the instance gives up on the child for
+//! any other reason, and when phasegate is interrupted ([`kill_running`]): killing only
+//! the child would leave the processes it started (a shell's commands, a benchmark's
+//! workers) running, and what a program leaves running when it exits would share the
+//! machine with the next sample. A process that must outlive the program has to leave
+//! the group (`setsid`). Being
 //! outside phasegate's own group, the child does not receive the terminal's Ctrl-C;
 //! the interrupt handler ends it instead.
 
@@ -26,12 +29,13 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock, mpsc};
+use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use wait_timeout::ChildExt;
 
+use crate::clock::{self, Stamp};
 use crate::kernel::{
     Instance, Kernel, MetricSpec, Output, OutputData, ParamKind, ParamSpec, Params, Probe, Resources, RunContext, Value,
 };
@@ -226,14 +230,11 @@ impl Instance for CommandInstance {
         }
         let start = probe.start();
         let mut child = GroupChild::spawn(&mut process).with_context(|| format!("cannot start `{}`", self.program))?;
-        let status = child.wait_timeout(self.timeout).context("cannot wait for the child process")?;
-        let elapsed = start.elapsed();
-        let Some(status) = status else {
-            // Dropping the child kills its process group and reaps it.
-            drop(child);
+        let waited = child.wait_timeout(self.timeout).context("cannot wait for the child process")?;
+        let Some((status, exited)) = waited else {
             bail!("`{}` timed out after {:.3} s", self.program, self.timeout.as_secs_f64());
         };
-        probe.report_elapsed(elapsed);
+        probe.report_elapsed(exited.duration_since(start));
         if !status.success() {
             bail!("`{}` exited with {status}; {}", self.program, stderr_tail(&self.stderr_path));
         }
@@ -283,9 +284,10 @@ fn kill_group(group: u32) {
     }
 }
 
-/// A child leading its own process group, registered with [`running_groups`] while
-/// it runs. Dropping it before the child has been reaped kills the group and reaps
-/// the child.
+/// A child leading its own process group, registered with [`running_groups`] until it
+/// has been reaped. The group is killed before the leader is reaped, whether the leader
+/// exited or not: an unreaped leader keeps its pid, and so the group's id, from being
+/// given to a new process, so the kill cannot reach anyone else's processes.
 struct GroupChild {
     child: Child,
     reaped: bool,
@@ -302,32 +304,68 @@ impl GroupChild {
         Ok(GroupChild { child, reaped: false })
     }
 
-    fn wait_timeout(&mut self, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
-        let status = self.child.wait_timeout(timeout)?;
-        if status.is_some() {
-            // The leader is reaped, so its pid may be given to a new process: the group
-            // is no longer ours to kill. Processes it left in the group are the
-            // program's own business once it has exited.
-            self.reaped = true;
-            running_groups().retain(|&group| group != self.child.id());
+    /// Waits up to `timeout` for the leader to exit. Either way, what is left of the
+    /// group (processes the program started and did not wait for) is then killed, so
+    /// it cannot run on into the next sample, and the leader is reaped. Gives the exit
+    /// status and the moment of the exit, or `None` when the timeout passed first. The
+    /// moment is taken by the thread that waits for the exit, so it does not include
+    /// waking this one.
+    fn wait_timeout(&mut self, timeout: Duration) -> std::io::Result<Option<(ExitStatus, Stamp)>> {
+        let leader = self.child.id();
+        let (exited, exit) = mpsc::channel();
+        let waiter = thread::Builder::new().name("command-wait".to_owned()).spawn(move || {
+            let _ = exited.send(wait_exited(leader).map(|()| clock::now()));
+        })?;
+        let outcome = exit.recv_timeout(timeout);
+        self.kill_and_reap_later();
+        // The waiter returns once the leader has exited, killed or not.
+        let _ = waiter.join();
+        let status = self.reap()?;
+        match outcome {
+            Ok(exited) => exited.map(|exited| Some((status, exited))),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(std::io::Error::other("the waiting thread failed")),
         }
+    }
+
+    /// Kills the group and forgets it; the leader stays unreaped until [`Self::reap`].
+    fn kill_and_reap_later(&self) {
+        let mut running = running_groups();
+        kill_group(self.child.id());
+        running.retain(|&group| group != self.child.id());
+    }
+
+    fn reap(&mut self) -> std::io::Result<ExitStatus> {
+        let status = self.child.wait()?;
+        self.reaped = true;
         Ok(status)
     }
 }
 
 impl Drop for GroupChild {
     fn drop(&mut self) {
-        if self.reaped {
-            return;
+        if !self.reaped {
+            self.kill_and_reap_later();
+            let _ = self.reap();
         }
-        {
-            // An unreaped leader keeps the group id from being reused, so the group is
-            // killed and forgotten before the leader is reaped.
-            let mut running = running_groups();
-            kill_group(self.child.id());
-            running.retain(|&group| group != self.child.id());
+    }
+}
+
+/// Blocks until the child `pid` has exited, without reaping it.
+fn wait_exited(pid: u32) -> std::io::Result<()> {
+    loop {
+        // SAFETY: an all-zero `siginfo_t` is a valid value of the plain C struct.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable `siginfo_t`; with `WNOWAIT` the child stays
+        // a zombie, to be reaped by `Child::wait`.
+        let result = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if result == 0 {
+            return Ok(());
         }
-        let _ = self.child.wait();
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
     }
 }
 
@@ -417,15 +455,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_timeout_kills_the_processes_the_child_started() {
-        let scratch = tempfile::tempdir().unwrap();
-        let pid_file = scratch.path().join("pid");
-        let line = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
-        let mut instance = shell_instance(&line, Duration::from_millis(500), scratch.path());
-        let error = instance.run(&mut Probe::default()).unwrap_err();
-        assert!(error.to_string().contains("timed out after 0.500 s"), "{error:#}");
-        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    /// Asserts that the process whose pid is in `pid_file` is gone, killing it if not.
+    fn assert_gone(pid_file: &Path, what: &str) {
+        let pid: i32 = std::fs::read_to_string(pid_file).unwrap().trim().parse().unwrap();
         // The kill is asynchronous; give the process a moment to go.
         let mut polls = 0;
         while running(pid) && polls < 50 {
@@ -439,7 +471,32 @@ mod tests {
                 libc::kill(pid, libc::SIGKILL);
             }
         }
-        assert!(!survived, "`sleep 30` (pid {pid}) outlived the timed-out run");
+        assert!(!survived, "`sleep 30` (pid {pid}) outlived {what}");
+    }
+
+    #[test]
+    fn a_timeout_kills_the_processes_the_child_started() {
+        let scratch = tempfile::tempdir().unwrap();
+        let pid_file = scratch.path().join("pid");
+        let line = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let mut instance = shell_instance(&line, Duration::from_millis(500), scratch.path());
+        let error = instance.run(&mut Probe::default()).unwrap_err();
+        assert!(error.to_string().contains("timed out after 0.500 s"), "{error:#}");
+        assert_gone(&pid_file, "the timed-out run");
+    }
+
+    #[test]
+    fn an_exit_kills_the_processes_the_child_left_running() {
+        let scratch = tempfile::tempdir().unwrap();
+        let pid_file = scratch.path().join("pid");
+        let line = format!("sleep 30 & echo $! > {}", pid_file.display());
+        let mut instance = shell_instance(&line, Duration::from_secs(60), scratch.path());
+        let mut probe = Probe::default();
+        instance.run(&mut probe).unwrap();
+        assert_gone(&pid_file, "the program that started it");
+        // The sample is the program's own time, not the 30 s of what it left behind.
+        let elapsed = probe.elapsed_override.unwrap();
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     }
 
     #[test]
