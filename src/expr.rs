@@ -176,6 +176,30 @@ impl Node {
             }
         })
     }
+
+    /// The range of the expression when every reference lies in the interval `lookup`
+    /// gives it (interval arithmetic; a divisor whose interval holds 0 makes the range
+    /// unbounded).
+    pub fn eval_interval(&self, lookup: &mut dyn FnMut(&Reference) -> Option<(f64, f64)>) -> Option<(f64, f64)> {
+        Some(match self {
+            Node::Number(value) => (*value, *value),
+            Node::Ref(reference) => lookup(reference)?,
+            Node::Neg(inner) => {
+                let (low, high) = inner.eval_interval(lookup)?;
+                (-high, -low)
+            }
+            Node::Binary(op, left, right) => {
+                let ((a, b), (c, d)) = (left.eval_interval(lookup)?, right.eval_interval(lookup)?);
+                match op {
+                    '+' => (a + c, b + d),
+                    '-' => (a - d, b - c),
+                    '*' => hull([a * c, a * d, b * c, b * d]),
+                    _ if c <= 0.0 && d >= 0.0 => (f64::NEG_INFINITY, f64::INFINITY),
+                    _ => hull([a / c, a / d, b / c, b / d]),
+                }
+            }
+        })
+    }
 }
 
 /// A parsed check condition.
@@ -206,6 +230,14 @@ impl Condition {
         (constant_right && numerator.mode == denominator.mode && numerator.stat == denominator.stat)
             .then_some((numerator, denominator))
     }
+}
+
+/// The smallest interval holding `values`; NaN in any makes it NaN.
+fn hull(values: [f64; 4]) -> (f64, f64) {
+    if values.iter().any(|value| value.is_nan()) {
+        return (f64::NAN, f64::NAN);
+    }
+    (values.into_iter().fold(f64::INFINITY, f64::min), values.into_iter().fold(f64::NEG_INFINITY, f64::max))
 }
 
 /// A parse error with its byte range in the expression.
@@ -508,6 +540,23 @@ impl Parser {
 mod tests {
     use super::{Cmp, Node, Stat, parse};
     use crate::kernel::Value;
+
+    #[test]
+    fn intervals_follow_the_expression() {
+        let condition = parse("a.warm.median / (b.warm.median - c.warm.median) * -d.warm.median + 1 >= 0").unwrap();
+        let given = [(2.0, 4.0), (3.0, 5.0), (1.0, 2.0), (1.0, 3.0)];
+        let mut next = given.into_iter();
+        // a / (b - c): [2, 4] / [1, 4] = [0.5, 4]; times -[1, 3] = [-12, -0.5]; plus 1.
+        assert_eq!(condition.left.eval_interval(&mut |_| next.next()), Some((-11.0, 0.5)));
+        // A divisor that may be 0 leaves the range unbounded.
+        let mut next = [(1.0, 2.0), (3.0, 5.0), (2.0, 4.0), (1.0, 1.0)].into_iter();
+        assert_eq!(condition.left.eval_interval(&mut |_| next.next()), Some((f64::NEG_INFINITY, f64::INFINITY)));
+        // Every point value lies in the range.
+        let points = [3.0, 4.5, 1.5, 2.0];
+        let mut next = points.into_iter();
+        let value = condition.left.eval(&mut |_| next.next()).unwrap();
+        assert!((-11.0..=0.5).contains(&value), "{value}");
+    }
 
     #[test]
     fn parses_ratio_condition() {

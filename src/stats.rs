@@ -58,7 +58,7 @@ impl Summary {
         let mut deviations: Vec<f64> = sorted.iter().map(|value| (value - median).abs()).collect();
         deviations.sort_by(f64::total_cmp);
         let mad = median_of_sorted(&deviations);
-        let (low_rank, coverage) = median_interval_rank(n, CONFIDENCE);
+        let (ci_low, ci_high, ci_coverage) = median_interval(&sorted, CONFIDENCE);
         let outliers = if mad > 0.0 {
             sorted.iter().filter(|value| 0.6745 * (*value - median).abs() / mad > 3.5).count()
         } else {
@@ -72,9 +72,9 @@ impl Summary {
             min: sorted[0],
             max: sorted[n - 1],
             mad,
-            ci_low: sorted[low_rank - 1],
-            ci_high: sorted[n - low_rank],
-            ci_coverage: coverage,
+            ci_low,
+            ci_high,
+            ci_coverage,
             outliers,
         })
     }
@@ -97,7 +97,15 @@ impl Summary {
     }
 }
 
-fn median_of_sorted(sorted: &[f64]) -> f64 {
+/// The distribution-free interval of the median of `sorted` (ascending, non-empty) at
+/// `level`: its bounds and the coverage it reaches.
+pub fn median_interval(sorted: &[f64], level: f64) -> (f64, f64, f64) {
+    let n = sorted.len();
+    let (low_rank, coverage) = median_interval_rank(n, level);
+    (sorted[low_rank - 1], sorted[n - low_rank], coverage)
+}
+
+pub fn median_of_sorted(sorted: &[f64]) -> f64 {
     let n = sorted.len();
     if n % 2 == 1 { sorted[n / 2] } else { 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]) }
 }

@@ -11,8 +11,12 @@
 //!   otherwise inconclusive. An interval whose coverage is below [`MIN_COVERAGE`]
 //!   (fewer than 5 samples: [min, max] of n covers the median with 1 - 2^(1-n)) decides
 //!   nothing: the check is inconclusive, and re-runs pool samples until it can decide.
-//! - **Single median** (`A.warm.q.median CMP c`): the same tri-state rule on the
-//!   median's interval.
+//! - **Medians** (an expression of medians against a constant, such as
+//!   `A.warm.q.median CMP c` or `A.warm.q.median / B.warm.q.median CMP c` for runs
+//!   that are not partners): the same tri-state rule on the expression's range when
+//!   each of its k medians lies in its own interval, taken at level 1 - 5%/k so that
+//!   all k hold together with at least 95%. Two medians need 6 samples each to reach
+//!   [`MIN_COVERAGE`], four need 7.
 //! - **Anything else**: the point value of each side (pass or fail).
 //!
 //! A parity comparison passes when every declared comparator holds. A check with both
@@ -28,11 +32,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::execute::{RunResult, RunStatus};
-use crate::expr::{Cmp, Condition, Node, Reference, Stat};
+use crate::expr::{Cmp, Condition, Reference, Stat};
 use crate::kernel::{Output, OutputData};
 use crate::plan::{CheckPlan, CheckPoint, PhasePlan};
 use crate::spec::{Comparators, Experiment, Mode, Parity, Xfail};
-use crate::stats::Summary;
+use crate::stats::{self, Summary};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -268,7 +272,7 @@ fn evaluate_point(
                     let coverage = measured.coverage.unwrap_or(0.0);
                     reasons.push(if coverage < MIN_COVERAGE {
                         format!(
-                            "the interval [{}, {}] covers the median with only {:.1}% (below {:.0}%, fewer than 5 samples): more repeats are needed to decide",
+                            "the interval [{}, {}] holds the value with only {:.1}% (below {:.0}%): more repeats are needed to decide",
                             format_number(low),
                             format_number(high),
                             100.0 * coverage,
@@ -488,24 +492,45 @@ fn measure(condition: &Condition, point: &CheckPoint, results: &[RunResult]) -> 
         let coverage = interval.map(|_| summary.ci_coverage);
         return Ok(decide(Method::PairedRatio, observed, threshold, cmp, interval, coverage, Some(summary)));
     }
-    if let (Node::Ref(reference), true) = (&condition.left, condition.right.references().is_empty())
-        && reference.stat == Stat::Median
-    {
-        let values = values_of(reference, point.condition_runs[0], results)?;
-        let summary = Summary::of(&plain(&values)).expect("non-empty");
-        let threshold = condition.right.eval(&mut |_| None).ok_or("the threshold is not a constant")?;
-        return Ok(decide(
-            Method::MedianInterval,
-            summary.median,
-            threshold,
-            cmp,
-            Some((summary.ci_low, summary.ci_high)),
-            Some(summary.ci_coverage),
-            None,
-        ));
+    let references = condition.left.references();
+    if condition.right.references().is_empty() && references.iter().all(|reference| reference.stat == Stat::Median) {
+        return medians(condition, &references, &point.condition_runs, results);
     }
     let (left, right) = point_value(condition, &point.condition_runs, results)?;
     Ok(decide(Method::Point, left, right, cmp, None, None, None))
+}
+
+/// A condition on the medians of k runs (not a paired ratio), against a constant.
+/// Each median gets its distribution-free interval at level 1 - (1 - CONFIDENCE)/k,
+/// so that all k cover their medians together with at least CONFIDENCE (Bonferroni's
+/// inequality, which holds whatever the runs' dependence), and the expression's
+/// range over those intervals is the interval that decides. The coverage reported is
+/// that joint lower bound, 1 - sum of the intervals' misses.
+fn medians(
+    condition: &Condition,
+    references: &[&Reference],
+    runs: &[usize],
+    results: &[RunResult],
+) -> Result<Measured, String> {
+    let level = 1.0 - (1.0 - stats::CONFIDENCE) / references.len() as f64;
+    let mut medians = Vec::with_capacity(references.len());
+    let mut intervals = Vec::with_capacity(references.len());
+    let mut miss = 0.0;
+    for (reference, &run) in references.iter().zip(runs) {
+        let mut values = plain(&values_of(reference, run, results)?);
+        values.sort_by(f64::total_cmp);
+        let (low, high, coverage) = stats::median_interval(&values, level);
+        medians.push(stats::median_of_sorted(&values));
+        intervals.push((low, high));
+        miss += 1.0 - coverage;
+    }
+    let threshold = condition.right.eval(&mut |_| None).ok_or("the threshold is not a constant")?;
+    let mut medians = medians.into_iter();
+    let observed = condition.left.eval(&mut |_| medians.next()).ok_or("incomplete values")?;
+    let mut intervals = intervals.into_iter();
+    let interval = condition.left.eval_interval(&mut |_| intervals.next()).ok_or("incomplete values")?;
+    let coverage = (1.0 - miss).max(0.0);
+    Ok(decide(Method::MedianInterval, observed, threshold, condition.cmp, Some(interval), Some(coverage), None))
 }
 
 fn decide(

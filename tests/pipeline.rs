@@ -122,6 +122,40 @@ fn paired_ratio_verdicts_are_tri_state() {
 }
 
 #[test]
+fn medians_of_runs_not_taken_together_decide_on_their_joint_interval() {
+    // Sequential runs are not paired: the ratio of their medians is decided on the
+    // range of the ratio when each median lies in its 97.5% interval.
+    let unpaired = |repeats: u32| {
+        let text = BASE.replace("repeats = 5", &format!("repeats = {repeats}\norder = \"sequential\""));
+        let text = text.replacen("kernel = \"mock\"\nreference", "kernel = \"mock\"\nseed = 99\nreference", 1);
+        with_checks(
+            &text,
+            &[
+                ("clears", "expr = \"slow.warm.median / fast.warm.median >= 3\""),
+                ("misses", "expr = \"slow.warm.median / fast.warm.median >= 5\""),
+                ("straddles", "expr = \"slow.warm.median / fast.warm.median >= 4\""),
+            ],
+        )
+    };
+    let six = verdicts(&unpaired(6), &Facts::default());
+    assert_eq!(status_of(&six, "clears"), Status::Pass);
+    assert_eq!(status_of(&six, "misses"), Status::Fail);
+    assert_eq!(status_of(&six, "straddles"), Status::Inconclusive);
+    let measured = six[0].measured.as_ref().unwrap();
+    assert_eq!(measured.method, Method::MedianInterval);
+    // [min, max] of 6 samples misses a median with 1/32, so both hold with 15/16.
+    assert_eq!(measured.coverage, Some(0.9375));
+    let (low, high) = measured.interval.unwrap();
+    assert!(low < measured.observed && measured.observed < high, "{measured:?}");
+    assert!(low > 3.0 && high < 5.0, "{measured:?}");
+    // With 5 samples each the two intervals hold together with only 87.5%: nothing is
+    // decided, however clear the point values.
+    let five = verdicts(&unpaired(5), &Facts::default());
+    assert_eq!(status_of(&five, "clears"), Status::Inconclusive);
+    assert!(five[0].reason.as_ref().unwrap().contains("holds the value with only 87.5% (below 90%)"));
+}
+
+#[test]
 fn failed_runs_make_checks_not_measured() {
     let text = BASE.replace("time_ms = 1.0", "time_ms = 1.0\nfail_at = 3");
     let text = with_checks(&text, &[("speed", "expr = \"slow.warm.median / fast.warm.median >= 3\"")]);

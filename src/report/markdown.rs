@@ -195,7 +195,18 @@ fn checks(out: &mut String, verdicts: &[Verdict]) {
                     .map_or(0, |ratios| ratios.n);
                 format!(" (paired ratio over {pairs} interleaved pairs)")
             }
-            Some(Method::MedianInterval) => " (median with its confidence interval)".into(),
+            Some(Method::MedianInterval) => {
+                let medians = verdict
+                    .expr
+                    .as_deref()
+                    .and_then(|expr| crate::expr::parse(expr).ok())
+                    .map_or(1, |condition| condition.references().len());
+                if medians == 1 {
+                    " (median with its confidence interval)".into()
+                } else {
+                    format!(" (its range over the intervals of its {medians} medians)")
+                }
+            }
             Some(Method::Point) => " (point values)".into(),
             None => String::new(),
         };
