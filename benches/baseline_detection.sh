@@ -53,3 +53,9 @@ echo "15% slowdown, failed (exit 1): $detected of $runs runs"
 summary slow
 echo "A/A, failed or inconclusive (exit != 0): $flagged of $runs runs"
 summary same
+
+# The targets: the slowdown fails at least 19 runs in 20, an unchanged run never.
+if [ $((detected * 20)) -lt $((runs * 19)) ] || [ "$flagged" -gt 0 ]; then
+    echo "target missed: at least 19 in 20 slowdowns detected and no A/A run flagged" >&2
+    exit 1
+fi

@@ -55,4 +55,6 @@ h, p = statistics.median(hyperfine), statistics.median(phasegate)
 print(f"hyperfine: median {h * 1e3:.3f} ms over {len(hyperfine)} runs")
 print(f"phasegate: median {p * 1e3:.3f} ms over {len(phasegate)} runs")
 print(f"phasegate / hyperfine = {p / h:.4f} ({(p / h - 1) * 100:+.2f}%)")
+if abs(p / h - 1) > 0.05:
+    sys.exit("target missed: phasegate's median is not within 5% of hyperfine's")
 PY

@@ -436,6 +436,15 @@ fn comparator_limits_waivers_and_requirements() {
        |            ^^^^^^^^^^^^^^^^^^^^^^^
        = help: requirements are `cpu:FEATURE` (e.g. `cpu:avx2`), `env:VARIABLE` or `build:optimized`
     "#);
+    let overriding = check("expr = \"fast.warm.median <= 1\"\nrequires = [\"env:PHASEGATE_FAST\"]");
+    insta::assert_snapshot!(spec_error(&overriding), @r#"
+    error: `env:PHASEGATE_FAST` can never be met: `PHASEGATE_*` variables override settings
+      --> spec.toml:32:12
+       |
+    32 | requires = ["env:PHASEGATE_FAST"]
+       |            ^^^^^^^^^^^^^^^^^^^^^^
+       = help: name a variable outside `PHASEGATE_`, or use `build:optimized`
+    "#);
 }
 
 #[test]

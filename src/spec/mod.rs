@@ -1276,6 +1276,15 @@ impl Resolver<'_> {
             };
             let valid = requirement == "build:optimized"
                 || requirement.strip_prefix("cpu:").or_else(|| requirement.strip_prefix("env:")).is_some_and(word);
+            if requirement.strip_prefix("env:").is_some_and(|name| name.starts_with(ENV_PREFIX)) {
+                return Err(self
+                    .locator()
+                    .value_error(
+                        &format!("{base}.requires"),
+                        format!("`{requirement}` can never be met: `{ENV_PREFIX}*` variables override settings"),
+                    )
+                    .with_hint("name a variable outside `PHASEGATE_`, or use `build:optimized`"));
+            }
             if !valid {
                 return Err(self
                     .locator()
