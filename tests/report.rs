@@ -37,6 +37,11 @@ fn fixed_report() -> PhaseReport {
         .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\", \"warm\"]")
         .replace("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]")
         .replace("time_ms = 4.0", "time_ms = 4.0\nsize = [8, 16]");
+    // Less jitter for `fast` (the seed, and so the outputs, stay shared), so the pairs'
+    // ratios vary and the report shows a real interval of them.
+    let text =
+        text.replace("time_ms = 1.0\nsize = [8, 16]\njitter = 0.05", "time_ms = 1.0\nsize = [8, 16]\njitter = 0.02");
+    assert!(text.contains("jitter = 0.02"));
     let text = format!(
         "{text}\n[[phase.check]]\nid = \"speedup\"\nexpr = \"slow.warm.median / fast.warm.median >= 3\"\nparity = {{ of = \"fast\", against = \"slow\", output = \"values\", exact = true }}\nrationale = \"fast is at least 3x slow\"\n\n[[phase.check]]\nid = \"budget\"\nexpr = \"fast[size=8].warm.median <= 0.0009\"\nrationale = \"fast stays under 0.9 ms\"\n"
     );

@@ -266,11 +266,11 @@ pub fn pwrite_chunks(source: &[u8], file: &File, chunk: usize) -> anyhow::Result
         let range = plan.range(index);
         write_at(file, &source[range.clone()], range.start as u64)
     });
-    let ChunkRun { results, latencies_ns, stall, slow_sleep } = run;
+    let ChunkRun { results, latencies_ns, stall, stalled_chunk, slow_sleep } = run;
     for result in results {
         result.context("pwrite failed")?;
     }
-    Ok(ChunkRun { results: Vec::new(), latencies_ns, stall, slow_sleep })
+    Ok(ChunkRun { results: Vec::new(), latencies_ns, stall, stalled_chunk, slow_sleep })
 }
 
 #[cfg(unix)]

@@ -87,6 +87,8 @@ pub struct ChunkRun<R> {
     pub latencies_ns: Vec<u64>,
     /// How long worker 0 actually slept for the stall (zero without one).
     pub stall: Duration,
+    /// The chunk whose claim the stall followed (`None` without one).
+    pub stalled_chunk: Option<usize>,
     /// How long worker 0 slept in total as the slow worker.
     pub slow_sleep: Duration,
 }
@@ -101,6 +103,7 @@ where
     let slots: Vec<OnceLock<(R, u64)>> = (0..count).map(|_| OnceLock::new()).collect();
     let stalled = AtomicBool::new(false);
     let stall_ns = AtomicUsize::new(0);
+    let stalled_chunk = AtomicUsize::new(usize::MAX);
     let slow_ns = AtomicUsize::new(0);
     let process = |index: usize, worker: usize| {
         let claimed = clock::now();
@@ -110,6 +113,7 @@ where
         {
             std::thread::sleep(duration);
             stall_ns.store(claimed.elapsed().as_nanos() as usize, Ordering::Relaxed);
+            stalled_chunk.store(index, Ordering::Relaxed);
         }
         let result = work(index);
         let latency = claimed.elapsed().as_nanos() as u64;
@@ -166,6 +170,7 @@ where
         results,
         latencies_ns,
         stall: Duration::from_nanos(stall_ns.into_inner() as u64),
+        stalled_chunk: Some(stalled_chunk.into_inner()).filter(|&index| index != usize::MAX),
         slow_sleep: Duration::from_nanos(slow_ns.into_inner() as u64),
     }
 }
