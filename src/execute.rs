@@ -7,10 +7,10 @@
 //!    created and set up, and set-up plus the first step are timed together; the
 //!    set-up share is kept as the metric `setup_s`.
 //! 2. **Warm**: one instance per run is set up (untimed; its duration is kept as
-//!    `setup_s` of the first warm sample), then `warmup` untimed steps and `repeats`
-//!    timed steps. In a group of several runs the steps go round-robin (A B A B ...),
-//!    so sample i of every run in the group was taken at about the same time and the
-//!    samples pair up by index.
+//!    `setup_s` of a `setup` telemetry event), then `warmup` untimed steps and
+//!    `repeats` timed steps. In a group of several runs the steps go round-robin
+//!    (A B A B ...), so sample i of every run in the group was taken at about the same
+//!    time and the samples pair up by index.
 //! 3. The outputs of the last step of each run whose outputs a check needs.
 //!
 //! Each run executes inside a rayon pool of its `threads`. A run fails, and stops
@@ -371,16 +371,17 @@ impl GroupContext<'_> {
         let elapsed = probe.elapsed_override.unwrap_or(start.elapsed());
         match outcome {
             Ok(Ok(instance)) => {
+                probe.events.push(Event {
+                    kind: "setup".into(),
+                    fields: vec![("setup_s".into(), crate::kernel::Value::Float(elapsed.as_secs_f64()))],
+                });
+                self.log_events(run, &probe.events);
                 result.events.append(&mut probe.events);
                 for warning in probe.warnings.drain(..) {
                     if !result.warnings.contains(&warning) {
                         result.warnings.push(warning);
                     }
                 }
-                result.events.push(Event {
-                    kind: "setup".into(),
-                    fields: vec![("setup_s".into(), crate::kernel::Value::Float(elapsed.as_secs_f64()))],
-                });
                 Some(instance)
             }
             Ok(Err(error)) => {
@@ -416,6 +417,26 @@ impl GroupContext<'_> {
                 live.instance = None;
                 self.fail(run, result, format!("step panicked: {}", panic_message(&payload)));
             }
+        }
+    }
+
+    /// Logs telemetry as `phasegate::telemetry` events, set-up and step telemetry alike.
+    fn log_events(&self, run: &Run, events: &[Event]) {
+        if !tracing::enabled!(target: "phasegate::telemetry", tracing::Level::DEBUG) {
+            return;
+        }
+        for event in events {
+            let fields: serde_json::Map<String, serde_json::Value> =
+                event.fields.iter().map(|(name, value)| (name.clone(), value_json(value))).collect();
+            tracing::debug!(
+                target: "phasegate::telemetry",
+                phase = %self.phase.phase.id,
+                run = %run.name(),
+                round = self.round,
+                kind = %event.kind,
+                fields = %serde_json::Value::Object(fields),
+                "telemetry"
+            );
         }
     }
 
@@ -455,21 +476,7 @@ impl GroupContext<'_> {
                 "sample"
             );
         }
-        for event in &probe.events {
-            if tracing::enabled!(target: "phasegate::telemetry", tracing::Level::DEBUG) {
-                let fields: serde_json::Map<String, serde_json::Value> =
-                    event.fields.iter().map(|(name, value)| (name.clone(), value_json(value))).collect();
-                tracing::debug!(
-                    target: "phasegate::telemetry",
-                    phase = %self.phase.phase.id,
-                    run = %run.name(),
-                    round = self.round,
-                    kind = %event.kind,
-                    fields = %serde_json::Value::Object(fields),
-                    "telemetry"
-                );
-            }
-        }
+        self.log_events(run, &probe.events);
         sample.events = std::mem::take(&mut probe.events);
         for warning in probe.warnings {
             if !result.warnings.contains(&warning) {

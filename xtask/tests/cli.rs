@@ -434,6 +434,44 @@ fn log_file_has_one_json_line_per_sample() {
 }
 
 #[test]
+fn log_file_has_the_set_up_telemetry_of_warm_runs() {
+    let project = Project::new();
+    let text = r#"
+[experiment]
+name = "e2e"
+seed = 3
+
+[[phase]]
+id = "a"
+title = "Phase A"
+
+[[phase.workload]]
+id = "image"
+kernel = "simulator"
+repeats = 1
+warmup = 0
+[phase.workload.params]
+detpixels = 8
+oversample = 1
+"#;
+    project.write("spec.toml", text);
+    let (code, stdout, stderr) = project.run("spec.toml", &["--log-file", "log.jsonl"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
+    let kinds: Vec<String> = log
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["target"] == "phasegate::telemetry")
+        .map(|record| record["fields"]["kind"].as_str().unwrap().to_owned())
+        .collect();
+    // The kernel's set-up event, then the harness's set-up time.
+    assert_eq!(kinds, ["simulator_setup", "setup"], "{log}");
+    let setup = log.lines().find(|line| line.contains(r#""kind":"setup""#)).unwrap();
+    let setup: serde_json::Value = serde_json::from_str(setup).unwrap();
+    assert!(setup["fields"]["fields"]["setup_s"].as_f64().unwrap() > 0.0, "{setup}");
+}
+
+#[test]
 fn help_documents_every_command() {
     let project = Project::new();
     let commands = ["run", "list", "check", "plan", "snapshot", "kernels"];
