@@ -14,9 +14,9 @@
 //!   run_log.txt                    one line appended per run
 //! ```
 //!
-//! Every file is written to a temporary name in the same directory, flushed and
-//! renamed over its final name, so an interrupted run never leaves a half-written
-//! report and never touches the reports of earlier runs.
+//! Every file but the run log is written to a temporary name in the same directory,
+//! flushed and renamed over its final name, so an interrupted run never leaves a
+//! half-written report and never touches the reports of earlier runs.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
