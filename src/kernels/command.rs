@@ -50,13 +50,26 @@ impl Kernel for Command {
     }
 
     fn summary(&self) -> &'static str {
-        "an external program, timed from spawn to exit; non-zero exit fails the run"
+        "an external program, timed from spawn to exit, with `OMP_NUM_THREADS` and `RAYON_NUM_THREADS` set to the \
+         run's `threads`; non-zero exit fails the run"
     }
 
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::new("program", ParamKind::Text, None, "program to run (a command line when `shell` is set)"),
-            ParamSpec::new("args", ParamKind::TextList, Value::List(vec![]), "arguments, with {name} placeholders"),
+            ParamSpec::new(
+                "program",
+                ParamKind::Text,
+                None,
+                "program to run (a command line when `shell` is set), with placeholders as in `args`",
+            ),
+            ParamSpec::new(
+                "args",
+                ParamKind::TextList,
+                Value::List(vec![]),
+                "arguments, with placeholders: `{name}` for the parameter `name` (every parameter the kernel does \
+                 not declare must be used in `program` or `args`), `{threads}`, `{seed}`, `{workdir}` (the run's \
+                 working directory), `{cwd}` (the directory phasegate started in), `{env:VAR}`",
+            ),
             ParamSpec::new("shell", ParamKind::Bool, Value::Bool(false), "run `program` through `sh -c`"),
             ParamSpec::new(
                 "workdir",
