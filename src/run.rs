@@ -8,12 +8,13 @@
 //! |---|---|
 //! | 0 | every check passed (or is not applicable, skipped or waived) |
 //! | 1 | a check failed, or could not be measured |
-//! | 2 | the spec or the command line is invalid; nothing ran |
+//! | 2 | the spec or the command line is invalid (nothing ran), or a passing run's CI output cannot be written |
 //! | 3 | a workload crashed (error, panic or timeout) |
 //! | 4 | a check stayed inconclusive after its re-runs |
 //! | 130 | interrupted (SIGINT or SIGTERM) |
 //!
-//! When several apply, the lowest row wins except that 3 beats 1 and 1 beats 4.
+//! When several apply, the first of 2, 3, 1, 4 wins (`worst`); 130 ends the
+//! process whatever else applied.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};

@@ -123,7 +123,8 @@ struct RunArgs {
     /// committed reports. Regressions beyond `[baseline] tolerance` fail.
     #[arg(long, value_name = "RUN")]
     baseline: Option<String>,
-    /// Write a JUnit XML file with one test case per check.
+    /// Write a JUnit XML file with one test case per check verdict (per matrix point) and
+    /// one per crashed run.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Append the Markdown summary to this file (e.g. "$GITHUB_STEP_SUMMARY").
