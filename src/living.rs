@@ -78,7 +78,8 @@ pub fn regenerate(text: &str, lookup: &mut dyn FnMut(&str, &str) -> Found) -> Re
         let body = match lookup(&region.experiment, &region.phase)? {
             Some((report, path)) => render_region(&report, &path),
             None => format!(
-                "\n_No report yet for `{}/{}`: run `cargo xtask run experiments/{}.toml`, then `cargo xtask plan`._\n",
+                "\n_No report yet for `{}/{}`: run `cargo xtask run experiments/{}.toml`, then \
+                 `cargo xtask plan --all`._\n",
                 region.experiment, region.phase, region.experiment
             ),
         };
@@ -229,6 +230,7 @@ mod tests {
         assert_eq!((found[0].experiment.as_str(), found[0].phase.as_str()), ("exp", "a"));
         let regenerated = regenerate(text, &mut |_, _| Ok(None)).unwrap();
         assert!(regenerated.starts_with("# Plan\nintro\n<!-- phasegate:begin exp/a -->\n_No report yet for `exp/a`"));
+        assert!(regenerated.contains("`cargo xtask run experiments/exp.toml`, then `cargo xtask plan --all`._\n"));
         assert!(regenerated.contains("<!-- phasegate:end -->\nmiddle [ ] keep\n<!-- phasegate:begin exp/b -->"));
         assert!(regenerated.ends_with("<!-- phasegate:end -->\ntail\n"));
         assert_eq!(regenerate(&regenerated, &mut |_, _| Ok(None)).unwrap(), regenerated, "idempotent");
