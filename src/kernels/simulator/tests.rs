@@ -569,7 +569,7 @@ fn automatic_oversample_is_held_to_the_explicit_limit() {
     assert_eq!(automatic.simulation(None).oversample, 10);
 }
 
-/// The audit's overflowing configuration: one pixel at the Bragg peak of 10^5 cells
+/// A configuration whose intensity overflows f32: one pixel at the Bragg peak of 10^5 cells
 /// per axis with `F = 10^12`, whose value is far beyond f32.
 fn overflowing() -> SimulatorParams {
     SimulatorParams {
