@@ -16,7 +16,13 @@
 //! **Euclidean**: `d(x, y) = sqrt(sum_c (x_c - y_c)^2)`, summed in coordinate order.
 //!
 //! **Instruction sets.** Hot loops are compiled three times (AVX-512, AVX2, portable)
-//! and chosen at run time by [`Isa::detect`]; results are identical across them.
+//! and chosen at run time by [`Isa::detect`]; results are identical across them. A
+//! set is detected only when the CPU has every feature its code enables
+//! ([`Isa::required_features`]), and every public entry point that takes an [`Isa`]
+//! refuses one the CPU lacks. Below them, the functions and the [`Metric`] methods with
+//! a `const ISA: u8` parameter run that set's instructions unchecked (a check in the
+//! hot loops would cost): they are instantiated only by the dispatch of `multiversion!`
+//! for a set already checked, and those that call intrinsics are crate-private.
 
 use rayon::prelude::*;
 
@@ -42,23 +48,24 @@ pub fn dot(left: &[f64], right: &[f64]) -> f64 {
 }
 
 /// [`dot`] compiled for an instruction set: the same multiplies and adds per lane, so
-/// the same bits.
+/// the same bits. `ISA` must be a set the CPU runs (see the module documentation).
 #[inline(always)]
-pub fn dot_with<const ISA: u8>(left: &[f64], right: &[f64]) -> f64 {
+pub(crate) fn dot_with<const ISA: u8>(left: &[f64], right: &[f64]) -> f64 {
     reduce_lanes(dot_lanes::<ISA>(left, right))
 }
 
-/// The eight lane sums of [`dot`].
+/// The eight lane sums of [`dot`]. `ISA` must be a set the CPU runs (see the module
+/// documentation).
 #[inline(always)]
-pub fn dot_lanes<const ISA: u8>(left: &[f64], right: &[f64]) -> [f64; LANES] {
+pub(crate) fn dot_lanes<const ISA: u8>(left: &[f64], right: &[f64]) -> [f64; LANES] {
     assert_eq!(left.len(), right.len(), "dot product of rows of different lengths");
     assert_eq!(left.len() % LANES, 0, "dot product rows must be padded to the lane count");
     // The AVX2 intrinsics serve both vector instantiations: the AVX-512 ones need a
     // newer compiler than the crate's minimum.
     #[cfg(target_arch = "x86_64")]
     if ISA == AVX512 || ISA == AVX2 {
-        // SAFETY: both vector instantiations only run on CPUs with AVX2; the lengths
-        // were checked above.
+        // SAFETY: `ISA` is a set the CPU runs, and both vector sets require AVX2; the
+        // lengths were checked above.
         return unsafe { dot_lanes_avx2(left, right) };
     }
     let mut sums = [0.0f64; LANES];
@@ -100,9 +107,9 @@ unsafe fn dot_lanes_avx2(left: &[f64], right: &[f64]) -> [f64; LANES] {
 /// Dot products of `shared` with `count` rows of `others` (row r at `r * stride`), into
 /// `output`: each the bits of [`dot`]. Eight rows at a time share every load of `shared`
 /// and keep eight independent chains of adds in flight, where one [`dot`] waits on its
-/// own chain.
+/// own chain. `ISA` must be a set the CPU runs (see the module documentation).
 #[inline(always)]
-pub fn dots_with<const ISA: u8>(shared: &[f64], others: &[f64], stride: usize, output: &mut [f64]) {
+pub(crate) fn dots_with<const ISA: u8>(shared: &[f64], others: &[f64], stride: usize, output: &mut [f64]) {
     let length = shared.len();
     assert_eq!(length % LANES, 0, "dot product rows must be padded to the lane count");
     let count = output.len();
@@ -132,8 +139,8 @@ fn dot_lanes_eight<const ISA: u8>(shared: &[f64], rows: &[&[f64]; LANES]) -> [[f
     }
     #[cfg(target_arch = "x86_64")]
     if ISA == AVX512 {
-        // SAFETY: the AVX-512 instantiation only runs on CPUs with AVX-512F; the lengths
-        // were checked above and are multiples of eight.
+        // SAFETY: `ISA` is a set the CPU runs, and the AVX-512 set requires AVX-512F;
+        // the lengths were checked above and are multiples of eight.
         return unsafe { dot_lanes_eight_avx512(shared, rows) };
     }
     let mut sums = [[0.0f64; LANES]; LANES];
@@ -222,12 +229,12 @@ pub const AVX512: u8 = 2;
 
 /// Bit `lane` set when `values[lane] <= limits[lane]` (false for NaN, as in scalar
 /// code). Compare and move-mask instructions where there are some; LLVM does not find
-/// them on its own.
+/// them on its own. `ISA` must be a set the CPU runs (see the module documentation).
 #[inline(always)]
-pub fn lane_mask<const ISA: u8>(values: &[f64; LANES], limits: &[f64; LANES]) -> u32 {
+pub(crate) fn lane_mask<const ISA: u8>(values: &[f64; LANES], limits: &[f64; LANES]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if ISA == AVX512 || ISA == AVX2 {
-        // SAFETY: both vector instantiations only run on CPUs with AVX2.
+        // SAFETY: `ISA` is a set the CPU runs, and both vector sets require AVX2.
         return unsafe { lane_mask_avx2(values, limits) };
     }
     let mut mask = 0u32;
@@ -357,7 +364,9 @@ pub struct ChunkScreen {
 /// What the tree needs from a metric space over n data points.
 ///
 /// A *query* is a data point (during the build, and residual queries) or an external
-/// point (Euclidean queries).
+/// point (Euclidean queries). The methods with a `const ISA: u8` parameter run that
+/// instruction set's code: they may only be instantiated for a set the CPU runs (see
+/// the module documentation).
 pub trait Metric: Sync {
     type Query<'a>: Copy + Send + Sync
     where
@@ -596,27 +605,39 @@ pub enum Isa {
 impl Isa {
     /// The best instruction set this CPU supports.
     pub fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-            {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Portable
+        Isa::best_with(cpu_has)
+    }
+
+    /// The best instruction set whose [`Isa::required_features`] all pass `has`.
+    pub fn best_with(has: impl Fn(&str) -> bool) -> Isa {
+        [Isa::Avx512, Isa::Avx2].into_iter().find(|isa| isa.is_supported_by(&has)).unwrap_or(Isa::Portable)
     }
 
     /// Whether this CPU can run code compiled for `self`.
     pub fn is_available(self) -> bool {
-        matches!(
-            (self, Isa::detect()),
-            (Isa::Portable, _) | (Isa::Avx2, Isa::Avx2 | Isa::Avx512) | (Isa::Avx512, Isa::Avx512)
-        )
+        self.is_supported_by(cpu_has)
+    }
+
+    /// Whether a CPU whose features pass `has` can run code compiled for `self`.
+    pub fn is_supported_by(self, has: impl Fn(&str) -> bool) -> bool {
+        match self {
+            Isa::Portable => true,
+            Isa::Avx2 | Isa::Avx512 => {
+                cfg!(target_arch = "x86_64") && self.required_features().iter().all(|feature| has(feature))
+            }
+        }
+    }
+
+    /// Every CPU feature that code compiled for `self` enables (the
+    /// `#[target_feature(enable = ..)]` lists of its functions, and the intrinsics they
+    /// call): the CPU must have them all. Both vector sets fuse multiplies and adds
+    /// (the prefix bounds, the peak), and the AVX-512 code also runs the AVX2 kernels.
+    pub fn required_features(self) -> &'static [&'static str] {
+        match self {
+            Isa::Avx512 => &["avx512f", "avx512dq", "avx512vl", "avx2", "fma"],
+            Isa::Avx2 => &["avx2", "fma"],
+            Isa::Portable => &[],
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -625,6 +646,27 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Portable => "portable",
         }
+    }
+}
+
+/// Whether this CPU has a feature of [`Isa::required_features`] (the detection macro
+/// takes only literals).
+fn cpu_has(feature: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match feature {
+            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+            "avx512dq" => std::arch::is_x86_feature_detected!("avx512dq"),
+            "avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
+            "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+            "fma" => std::arch::is_x86_feature_detected!("fma"),
+            _ => false,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = feature;
+        false
     }
 }
 
@@ -659,12 +701,16 @@ macro_rules! multiversion {
                 generic::<{ $crate::kernels::tree::metric::AVX2 }, $($($generic),*)?>($($argument),*)
             }
 
+            // Callers pass a detected set, or one they checked with `Isa::is_available`.
+            debug_assert!(isa.is_available(), "instruction set {isa:?} is not available");
             match isa {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Isa::detect` only returns `Avx512` when the CPU has these features.
+                // SAFETY: the CPU runs `Avx512` code, which needs exactly the features
+                // enabled here (`Isa::required_features`).
                 $crate::kernels::tree::metric::Isa::Avx512 => unsafe { with_avx512($($argument),*) },
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Isa::detect` only returns `Avx2` when the CPU has these features.
+                // SAFETY: the CPU runs `Avx2` code, which needs exactly the features
+                // enabled here (`Isa::required_features`).
                 $crate::kernels::tree::metric::Isa::Avx2 => unsafe { with_avx2($($argument),*) },
                 _ => generic::<{ $crate::kernels::tree::metric::PORTABLE }, $($($generic),*)?>($($argument),*),
             }

@@ -25,7 +25,9 @@ pub struct PeakWork {
 
 /// Runs `steps` multiply-add steps per chain on every thread of the current pool (one
 /// share each, at the same time: a parallel iterator might let one thread take two).
+/// `isa` must be a set this CPU runs ([`Isa::is_available`]).
 pub fn run(isa: Isa, steps: usize) -> PeakWork {
+    assert!(isa.is_available(), "instruction set {isa:?} is not available");
     let results: Vec<PeakWork> = rayon::broadcast(|_| chains(isa, steps));
     let flops = results.iter().map(|work| work.flops).sum();
     let checksum = results.iter().map(|work| work.checksum).sum();

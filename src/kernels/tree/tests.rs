@@ -1280,3 +1280,114 @@ fn level_profiles_are_exact_and_tighter_than_the_balls() {
     // 239 of 956 for this data: nodes whose farthest descendants are not their children.
     assert!(tighter * 5 > lanes, "the profile is tighter than the ball for only {tighter} of {lanes} nodes");
 }
+
+/// A CPU that has exactly `features`.
+fn cpu_with(features: &'static [&'static str]) -> impl Fn(&str) -> bool {
+    move |feature| features.contains(&feature)
+}
+
+/// The `(function name, enabled features)` of every `#[target_feature(enable = ..)]`
+/// in the tree's sources.
+fn enabled_target_features() -> Vec<(String, Vec<String>)> {
+    let sources = [
+        include_str!("brute.rs"),
+        include_str!("bucket.rs"),
+        include_str!("build.rs"),
+        include_str!("cover.rs"),
+        include_str!("metric.rs"),
+        include_str!("peak.rs"),
+        include_str!("query.rs"),
+        include_str!("residual.rs"),
+    ];
+    let mut found = Vec::new();
+    for source in sources {
+        let lines: Vec<&str> = source.lines().map(str::trim).collect();
+        for (position, line) in lines.iter().enumerate() {
+            let Some(rest) = line.strip_prefix("#[target_feature(enable = \"") else { continue };
+            let features = rest.split('"').next().unwrap_or_default().split(',').map(str::to_owned).collect();
+            let name = lines[position + 1..]
+                .iter()
+                .find_map(|line| line.split("fn ").nth(1))
+                .and_then(|rest| rest.split(['<', '(']).next())
+                .unwrap_or_default();
+            found.push((name.to_owned(), features));
+        }
+    }
+    found
+}
+
+#[test]
+fn vector_sets_need_every_feature_their_code_enables() {
+    // Code compiled for a set enables no feature the set does not require: the vector
+    // sets are told apart by the functions' names.
+    let enabled = enabled_target_features();
+    assert!(enabled.len() >= 8 && enabled.iter().any(|(name, _)| name == "with_avx2"), "{enabled:?}");
+    for (name, features) in &enabled {
+        let isa = if name.contains("avx512") {
+            Isa::Avx512
+        } else if name.contains("avx2") {
+            Isa::Avx2
+        } else {
+            panic!("`{name}` enables {features:?} but names no instruction set")
+        };
+        for feature in features {
+            assert!(
+                isa.required_features().contains(&feature.as_str()),
+                "`{name}` enables {feature}, {isa:?} lacks it"
+            );
+        }
+    }
+    assert!(enabled.iter().any(|(_, features)| features.iter().any(|feature| feature == "fma")));
+    // A set is detected only with all of its features: a CPU (or a virtual machine)
+    // may report AVX2 without FMA, or AVX-512 without AVX2.
+    assert_eq!(Isa::best_with(cpu_with(&["avx2"])), Isa::Portable, "AVX2 without FMA");
+    assert_eq!(Isa::best_with(cpu_with(&["fma"])), Isa::Portable);
+    assert_eq!(Isa::best_with(cpu_with(&["avx2", "fma"])), Isa::Avx2);
+    assert_eq!(
+        Isa::best_with(cpu_with(&["avx512f", "avx512dq", "avx512vl"])),
+        Isa::Portable,
+        "AVX-512 without AVX2 and FMA"
+    );
+    assert_eq!(Isa::best_with(cpu_with(&["avx512f", "avx512dq", "avx512vl", "avx2"])), Isa::Portable);
+    assert_eq!(Isa::best_with(cpu_with(&["avx512f", "avx512dq", "avx512vl", "fma"])), Isa::Portable);
+    assert_eq!(Isa::best_with(cpu_with(&["avx512f", "avx512dq", "avx2", "fma"])), Isa::Avx2);
+    let everything = cpu_with(&["avx512f", "avx512dq", "avx512vl", "avx2", "fma"]);
+    assert_eq!(Isa::best_with(&everything), if cfg!(target_arch = "x86_64") { Isa::Avx512 } else { Isa::Portable });
+    assert!(!Isa::Avx2.is_supported_by(cpu_with(&["avx2"])));
+    assert!(!Isa::Avx512.is_supported_by(cpu_with(&["avx2", "fma"])));
+    assert!(Isa::Portable.is_supported_by(cpu_with(&[])));
+    // The AVX-512 code runs the AVX2 kernels too; this CPU runs what it detects, and
+    // every set whose features that one has.
+    let avx2 = Isa::Avx2.required_features();
+    assert!(avx2.iter().all(|feature| Isa::Avx512.required_features().contains(feature)));
+    let detected = Isa::detect();
+    for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
+        if isa.required_features().iter().all(|feature| detected.required_features().contains(feature)) {
+            assert!(isa.is_available(), "{isa:?} below the detected {detected:?}");
+        }
+    }
+}
+
+#[test]
+fn instruction_sets_this_cpu_lacks_are_refused() {
+    let points = data::standard_normal_points(40, 3, 1);
+    let metric = EuclideanMetric { points: points.clone() };
+    let model = residual_model(points, 8, ResidualParams::default(), 1);
+    let tree = build::build(&metric, &BuildParams::default(), false, |_, _| {}).tree;
+    let queries = euclidean_queries(&metric.points);
+    for isa in [Isa::Avx2, Isa::Avx512].into_iter().filter(|isa| !isa.is_available()) {
+        let refused = |job: &dyn Fn()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err();
+        assert!(refused(&|| {
+            super::peak::run(isa, 10);
+        }));
+        assert!(refused(&|| {
+            build::build_with(isa, &metric, &BuildParams::default(), false, |_, _| {});
+        }));
+        assert!(refused(&|| {
+            query::knn_with(isa, &metric, &tree, &queries, &QueryParams::default());
+        }));
+        assert!(refused(&|| {
+            brute::residual_brute_knn(isa, &model, &[0, 1], &QueryParams::default());
+        }));
+    }
+}
