@@ -118,6 +118,18 @@ impl LeafBuckets {
         buckets
     }
 
+    /// Bytes the buckets of a tree over `n` points in `dimension` coordinates hold:
+    /// every point once more in chunks and the boxes of their groups, taking twice the
+    /// chunks and groups the points would fill (a bucket's last chunk and group are
+    /// partly empty, and small buckets are many), with the bucket of every node.
+    pub fn memory_estimate(n: usize, dimension: usize) -> u64 {
+        let chunks = 2 * n.div_ceil(LANES) as u64;
+        let groups = 2 * n.div_ceil(LANES * LANES) as u64;
+        let chunk_bytes = (4 * LANES + 1 + 8 * LANES * dimension) as u64;
+        let group_bytes = (4 + 4 + 4 + 2 * 8 * LANES * dimension) as u64;
+        4 * n as u64 + chunks * chunk_bytes + groups * group_bytes
+    }
+
     /// Appends one group of up to `LANES * LANES` points, in chunks of [`LANES`].
     fn push_group<'a>(&mut self, members: &[u32], coordinates: &impl Fn(u32) -> &'a [f64]) {
         let dimension = self.dimension;

@@ -878,6 +878,19 @@ impl SparseLanes {
     }
 }
 
+/// Bytes a batch of `batch_size` points with `payload_width` payload values each may
+/// hold at once: its placements with their qualifying nodes and scopes (a few dozen
+/// each), the points packed for the conflict graph, and the graph itself at its worst,
+/// every pair joined: an edge is kept once in its row and twice in the adjacency lists,
+/// as u32. The graph's term grows with the square of the batch.
+pub fn batch_memory_estimate(batch_size: usize, payload_width: usize) -> u64 {
+    let points = batch_size as u64;
+    let placement = std::mem::size_of::<Placement>() as u64 + 64 * (16 + 4);
+    let packed = points.div_ceil(LANES as u64) * (4 * LANES + 8 * LANES * payload_width) as u64;
+    let edges = points * points.saturating_sub(1) / 2;
+    points * placement + packed + 12 * edges
+}
+
 /// Adjacency lists (sorted, by position in `active`) of the conflict graph.
 ///
 /// The active points are packed into chunks once (in position order); every point then

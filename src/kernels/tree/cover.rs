@@ -111,6 +111,13 @@ impl Chunks {
         chunk_view(&self.ids, &self.len, &self.payload, self.payload_width, chunk)
     }
 
+    /// Bytes of one chunk of the pool with `payload_width` values per lane, with its
+    /// entry in its parent's list of chunks.
+    pub fn bytes_per_chunk(payload_width: usize) -> u64 {
+        let per_lane = 4 + 4 + 8 + 8 + 8 + 8 * PROFILE_BUCKETS + 8 * payload_width;
+        (LANES * per_lane + 1 + 4 + 4) as u64
+    }
+
     fn with_capacity(payload_width: usize, chunks: usize) -> Chunks {
         Chunks {
             ids: Vec::with_capacity(chunks),
@@ -139,6 +146,28 @@ impl Chunks {
         self.payload.resize(self.payload.len() + self.payload_width * LANES, 0.0);
         chunk
     }
+}
+
+/// Chunks the pool of a tree over `n` points reserves: about 0.29 chunks per point for
+/// N(0, 1) data in 8 dimensions (9,527 for 32,768 points), 1/8 for a flat tree;
+/// reserved, so the pool is not copied as it grows.
+pub fn reserved_chunks(n: usize) -> usize {
+    n * 5 / 16 + 1
+}
+
+/// Bytes a finished tree over `n` points with `payload_width` values per lane and
+/// `chunks` chunks in its pool holds, its leaf buckets aside (see
+/// [`LeafBuckets::memory_estimate`]): per node its fields and its list of chunks, the
+/// pool (at least its reservation, [`reserved_chunks`]), and the depth-first layout, a
+/// second copy of every node's payload.
+pub fn memory_estimate(n: usize, payload_width: usize, chunks: usize) -> u64 {
+    let nodes = n as u64;
+    // Level, parent, radius, the chunk list's header, the slot.
+    let per_node = 4 + 4 + 8 + 24 + 8;
+    let pool = chunks.max(reserved_chunks(n)) as u64 * Chunks::bytes_per_chunk(payload_width);
+    let layout_chunks = n.div_ceil(LANES) as u64;
+    let layout = nodes * 8 + layout_chunks * (4 * LANES as u64 + 1 + 8 * (LANES * payload_width) as u64);
+    nodes * per_node + pool + layout
 }
 
 /// A compressed cover tree over data points `0..n`.
@@ -178,10 +207,7 @@ impl CoverTree {
             child_chunks: vec![Vec::new(); n],
             root_group_chunks: std::collections::HashMap::new(),
             slot: vec![(u32::MAX, 0); n],
-            // About 0.29 chunks per point for N(0, 1) data in 8 dimensions (9,527 for
-            // 32,768 points), 1/8 for a flat tree: reserved, so the pool is not copied
-            // as it grows.
-            chunks: Chunks::with_capacity(metric.payload_width(), n * 5 / 16 + 1),
+            chunks: Chunks::with_capacity(metric.payload_width(), reserved_chunks(n)),
             layout: SubtreeLayout::default(),
             buckets: LeafBuckets::default(),
         }

@@ -224,7 +224,10 @@ impl TreeParams {
         }
     }
 
-    /// Peak memory of a run, estimated from the sizes of its arrays.
+    /// Peak memory of a run, estimated from the sizes of its arrays: what a run holds
+    /// throughout (the data, the model, the answers), plus the largest of what the
+    /// steps hold in turn (the model's solve, the bound tables' subspace iteration, the
+    /// tree with its tables and a batch, kiddo's trees).
     pub fn memory_estimate(&self) -> u64 {
         if self.algorithm == Algorithm::Peak {
             return 0;
@@ -233,28 +236,54 @@ impl TreeParams {
         let dimension = self.dimension as u64;
         let queries = self.queries as u64;
         let k = self.k as u64;
-        let mut bytes = n * dimension * 8 + queries * dimension * 8;
+        let mut bytes = n * dimension * 8;
+        bytes += match self.metric {
+            // The points, and a view of each.
+            MetricChoice::Euclidean => queries * (dimension * 8 + 24),
+            MetricChoice::Residual(_) => queries * 8,
+        };
         // Answers: the reference and the current one, indices and distances.
-        bytes += 2 * queries * k * 16;
+        bytes += 2 * queries * k * 12;
+        let mut step: u64 = 0;
+        let rank = self.inducing_count();
         if let MetricChoice::Residual(_) = self.metric {
-            let stride = metric::padded_length(self.inducing_count().max(1)) as u64;
-            let rank = self.inducing_count() as u64;
-            // V, the bound tables, the Cholesky factor and its matrix.
-            bytes += n * stride * 8 + n * (64 + 5) * 8 + 2 * rank * rank * 8 + n * 32;
+            let stride = metric::padded_length(rank.max(1)) as u64;
+            let rank = rank as u64;
+            // V and four values per point; the inducing covariance and its Cholesky
+            // factor while V is solved.
+            bytes += n * stride * 8 + n * 4 * 8;
+            step = step.max(2 * rank * rank * 8);
         }
         if self.algorithm == Algorithm::Pcct {
-            // Per node and per chunk lane (payload of up to d + 2 values).
-            bytes += n * (64 + 16 * (dimension + 2));
+            let (width, tables) = match self.metric {
+                MetricChoice::Euclidean => (self.dimension, 0),
+                MetricChoice::Residual(_) => {
+                    let (tables, transient) = residual::bounds_memory_estimate(self.points, rank);
+                    step = step.max(transient);
+                    (residual::bounded_payload_width(self.dimension, rank), tables)
+                }
+            };
+            // The chunk pool holds its reservation, or more where the tree outgrows it:
+            // N(0, 1) points in fewer than 8 dimensions make deeper trees, with up to
+            // 0.43 chunks per point in one dimension (0.40 in two, 0.34 in four, 0.32 in
+            // six, 0.28 in eight; the reservation is 0.31).
+            let chunks = match self.metric {
+                MetricChoice::Euclidean if self.dimension < 8 => self.points / 2,
+                _ => cover::reserved_chunks(self.points),
+            };
+            let batch = self.build.batch_size.min(self.points.saturating_sub(1));
+            let mut tree = tables + cover::memory_estimate(self.points, width, chunks);
+            tree += build::batch_memory_estimate(batch, width);
             if self.metric == MetricChoice::Euclidean && self.build.bucket_size > 0 {
-                // The leaf buckets: another copy of the points, and a box per chunk.
-                bytes += n * (8 * dimension + 4 + 2 * dimension);
+                tree += bucket::LeafBuckets::memory_estimate(self.points, self.dimension);
             }
+            step = step.max(tree);
         }
         if self.algorithm.kiddo_name().is_some() {
             // kiddo's copy of the points and its tree (one at a time).
-            bytes += 2 * n * (dimension * 8 + 4);
+            step = step.max(2 * n * (dimension * 8 + 4));
         }
-        bytes
+        bytes + step
     }
 }
 

@@ -394,11 +394,17 @@ pub struct ResidualBounds {
 }
 
 impl ResidualBounds {
+    /// T and the number of checkpoints up to it, for a model of rank m.
+    pub fn table_widths(rank: usize) -> (usize, usize) {
+        let prefix_length = CHECKPOINTS[CHECKPOINTS.len() - 1].min(padded_length(rank.max(1)));
+        let checkpoint_count = CHECKPOINTS.iter().filter(|&&checkpoint| checkpoint <= prefix_length).count();
+        (prefix_length, checkpoint_count)
+    }
+
     /// Builds the tables for a model; `seed` seeds the subspace iteration.
     pub fn new(model: &ResidualModel, seed: u64) -> ResidualBounds {
         let n = model.len();
-        let prefix_length = CHECKPOINTS[CHECKPOINTS.len() - 1].min(padded_length(model.rank));
-        let checkpoint_count = CHECKPOINTS.iter().filter(|&&checkpoint| checkpoint <= prefix_length).count();
+        let (prefix_length, checkpoint_count) = ResidualBounds::table_widths(model.rank);
         let basis = dominant_basis(model, prefix_length, seed);
         let orthogonality_error = orthogonality_error(&basis, model.stride, prefix_length);
         let mut prefix = vec![0.0; n * prefix_length];
@@ -471,6 +477,29 @@ impl PointGroups {
         }
         PointGroups { of_point }
     }
+}
+
+/// Values per point in a chunk payload of the residual metric with bound tables, for
+/// points of `dimension` coordinates and a model of rank `rank`: the coordinates, `s_i`,
+/// `w_i`, the inducing factor, the rotated prefix and the suffix norms.
+pub fn bounded_payload_width(dimension: usize, rank: usize) -> usize {
+    let (prefix_length, checkpoint_count) = ResidualBounds::table_widths(rank);
+    dimension + 3 + prefix_length + checkpoint_count
+}
+
+/// Bytes [`ResidualBounds::new`] holds for a model of `n` points and rank `rank`:
+/// `(tables, transient)`. The tables are the rotated prefixes, the suffix norms and the
+/// groups; before them, the subspace iteration holds the partial Gram matrices of the
+/// sample (all at once, they are summed in order), the Gram matrix and a few blocks of
+/// basis vectors.
+pub fn bounds_memory_estimate(n: usize, rank: usize) -> (u64, u64) {
+    let (prefix_length, checkpoint_count) = ResidualBounds::table_widths(rank);
+    let stride = padded_length(rank.max(1)) as u64;
+    let tables = (n * (prefix_length + checkpoint_count)) as u64 * 8 + 8 * n as u64;
+    let matrix = rank as u64 * stride * 8;
+    let partials = n.min(GRAM_SAMPLE).div_ceil(GRAM_ROWS) as u64;
+    let basis = subspace_block(prefix_length, rank) as u64 * stride * 8;
+    (tables, (partials + 1) * matrix + 4 * basis)
 }
 
 /// The residual metric over a model, with or without bound tables (without them every
@@ -643,7 +672,7 @@ impl Metric for ResidualMetric<'_> {
     }
 
     /// Coordinates, `s_i`, `w_i`, the inducing factor, and with bounds the rotated
-    /// prefix and the suffix norms.
+    /// prefix and the suffix norms (see [`bounded_payload_width`]).
     fn payload_width(&self) -> usize {
         let base = self.model.points.dimension + 3;
         match self.bounds {
@@ -1078,6 +1107,15 @@ multiversion! {
 /// matrix does not depend on the thread count.
 const GRAM_ROWS: usize = 256;
 
+/// Rows of V the Gram matrix of [`dominant_basis`] is taken over (evenly spaced).
+const GRAM_SAMPLE: usize = 4096;
+
+/// The columns the subspace iteration of [`dominant_basis`] carries for `columns`
+/// wanted: half as many again, at most the rank.
+fn subspace_block(columns: usize, rank: usize) -> usize {
+    (columns + columns / 2).min(rank)
+}
+
 /// An m x T matrix with orthonormal columns (column-major, columns of `stride`)
 /// approximating the dominant subspace of the rows of V.
 ///
@@ -1092,7 +1130,7 @@ fn dominant_basis(model: &ResidualModel, columns: usize, seed: u64) -> Vec<f64> 
     let stride = model.stride;
     let n = model.len();
     let isa = Isa::detect();
-    let sample_count = n.min(4096);
+    let sample_count = n.min(GRAM_SAMPLE);
     let sample: Vec<usize> = (0..sample_count).map(|index| index * n / sample_count).collect();
     // Gram matrix G (rank rows of `stride`, zero padded), accumulated in row blocks.
     let partials: Vec<Vec<f64>> = sample.par_chunks(GRAM_ROWS).map(|rows| gram_partial(isa, model, rows)).collect();
@@ -1102,7 +1140,7 @@ fn dominant_basis(model: &ResidualModel, columns: usize, seed: u64) -> Vec<f64> 
             *slot += value;
         }
     }
-    let block = (columns + columns / 2).min(rank);
+    let block = subspace_block(columns, rank);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut basis = vec![0.0; block * stride];
     for column in 0..block {

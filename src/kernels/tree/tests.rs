@@ -1391,3 +1391,46 @@ fn instruction_sets_this_cpu_lacks_are_refused() {
         }));
     }
 }
+
+#[test]
+fn memory_estimate_grows_with_the_square_of_the_batch() {
+    let estimate = |batch_size| {
+        let build = BuildParams { batch_size, ..BuildParams::default() };
+        TreeParams { points: 1 << 15, build, ..TreeParams::default() }.memory_estimate()
+    };
+    // The worst conflict graph joins every pair: 12 bytes an edge.
+    let pairs = |batch: u64| batch * (batch - 1) / 2;
+    assert!(estimate(4096) - estimate(512) >= 12 * (pairs(4096) - pairs(512)));
+    // A batch never holds more than the points after the root.
+    let few = |batch_size| {
+        let build = BuildParams { batch_size, ..BuildParams::default() };
+        TreeParams { points: 100, k: 4, build, ..TreeParams::default() }.memory_estimate()
+    };
+    assert_eq!(few(99), few(4096));
+}
+
+#[test]
+fn memory_estimate_bounds_the_measured_peaks() {
+    // Net peaks of single runs (the peak resident memory of `xtask run`, built with
+    // the measure profile, less that of a 64-point run, 8.5 MiB): 2 threads, 1024
+    // queries, k = 8, verify on, seed 7. The estimate was 0.6x of them before it
+    // counted the bound tables' 134 values a point, the pool's reservation at full
+    // payload width and the layout's copy of the payload.
+    let int = |name: &'static str, value: i64| (name, Value::Int(value));
+    let residual = ("metric", Value::from("residual"));
+    let cases: [(Vec<(&str, Value)>, f64); 8] = [
+        (vec![int("points", 32768)], 22.4),
+        (vec![int("points", 262_144)], 144.1),
+        (vec![int("points", 262_144), int("dimension", 1)], 90.8),
+        (vec![int("points", 262_144), int("dimension", 2)], 99.0),
+        (vec![int("points", 65536), int("dimension", 32)], 105.7),
+        (vec![residual.clone(), int("points", 8192)], 68.4),
+        (vec![residual.clone(), int("points", 32768)], 259.8),
+        (vec![residual, int("points", 32768), int("inducing", 64)], 98.6),
+    ];
+    for (overrides, measured) in cases {
+        let params = kernel_params(&overrides).expect("valid parameters");
+        let estimate = TreeParams::from_params(&params, 7).memory_estimate() as f64 / f64::from(1 << 20);
+        assert!(estimate >= measured && estimate <= 1.5 * measured, "{overrides:?}: {estimate:.1} MiB for {measured}");
+    }
+}
