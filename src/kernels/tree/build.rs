@@ -81,6 +81,19 @@ const TRAVERSAL_BLOCK: (usize, usize) = (64, 256);
 /// distance can produce (2^-1074 is the smallest).
 const INITIAL_ROOT_LEVEL: i32 = -2000;
 
+/// The largest batch the kernel accepts. Two points of a batch conflict when they lie
+/// within their levels' separation, and in a batch inserted into a small tree (the
+/// first batch, or any batch of points crowded together, as in one dimension) that can
+/// be nearly every pair: the conflict graph's memory and time grow with the square of
+/// the batch (see [`batch_memory_estimate`]). Measured with as many points as the batch
+/// holds (N(0, 1) points, one batch, 2 threads): in 8 dimensions 8192 points gave 1.28
+/// million edges, a 34 MB peak and a 0.39 s build, 32,768 points 20.8 million edges,
+/// 320 MB and 5.1 s; at 4096 points, 0.32 million edges, 7 MB and 0.04 s, and in one
+/// dimension, where more pairs conflict, 1.9 million edges, 27 MB and 0.09 s. The worst
+/// graph of 4096 points, every pair joined, holds 8.4 million edges (about 100 MB) and
+/// costs as many distances a round. The experiments use 512.
+pub const MAX_BATCH_SIZE: usize = 4096;
+
 /// Points per leaf bucket by default. The kernel's `bucket_size` is a floor: its
 /// buckets hold up to the larger of it and a quarter of the points (see
 /// [`bucket_cap`]).
@@ -882,7 +895,8 @@ impl SparseLanes {
 /// hold at once: its placements with their qualifying nodes and scopes (a few dozen
 /// each), the points packed for the conflict graph, and the graph itself at its worst,
 /// every pair joined: an edge is kept once in its row and twice in the adjacency lists,
-/// as u32. The graph's term grows with the square of the batch.
+/// as u32. The graph's term grows with the square of the batch (see
+/// [`MAX_BATCH_SIZE`]).
 pub fn batch_memory_estimate(batch_size: usize, payload_width: usize) -> u64 {
     let points = batch_size as u64;
     let placement = std::mem::size_of::<Placement>() as u64 + 64 * (16 + 4);

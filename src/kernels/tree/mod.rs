@@ -355,9 +355,9 @@ impl Kernel for Tree {
             ),
             ParamSpec::new(
                 "batch_size",
-                ParamKind::Int { min: 1, max: 1 << 20 },
+                ParamKind::Int { min: 1, max: build::MAX_BATCH_SIZE as i64 },
                 Value::from(defaults.build.batch_size),
-                "points inserted per batch",
+                "points inserted per batch; at most 4096, as a batch's conflict graph may join every pair of its points (4096: up to 8.4 million edges, about 100 MB, and as many distances)",
             ),
             ParamSpec::new(
                 "traversal",

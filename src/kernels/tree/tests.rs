@@ -951,6 +951,8 @@ fn bad_parameters_are_clear_errors() {
         "GiB",
     );
     check_error(&[("traversal", Value::from("both"))], "is not one of dense, sparse");
+    check_error(&[("batch_size", Value::Int(4097))], "parameter `batch_size`: 4097 is out of range");
+    check_error(&[("points", Value::Int(1 << 20)), ("batch_size", Value::Int(1 << 20))], "`batch_size`");
     let typed = TreeParams { dimension: 0, ..TreeParams::default() };
     assert_eq!(typed.validate(), Err("dimension must be at least 1".into()));
     assert!(Tree.check(&kernel_params(&[]).expect("defaults are valid")).is_ok());
@@ -1056,7 +1058,7 @@ fn kernel_is_exact_at_the_corners_of_its_parameter_ranges() {
     check_kernel_exact(&[int("points", 600), int("dimension", 1), int("k", 16)]);
     check_kernel_exact(&[int("points", 240), int("dimension", 64), int("k", 5)]);
     check_kernel_exact(&[int("points", 160), int("batch_size", 1)]);
-    check_kernel_exact(&[int("points", 160), int("batch_size", 1 << 20)]);
+    check_kernel_exact(&[int("points", 160), int("batch_size", build::MAX_BATCH_SIZE as i64)]);
     check_kernel_exact(&[int("points", 100), int("k", 100), ("self_match", Value::from("exclude"))]);
     // Residual: the ends of the kernel variance and lengthscale ranges (from nearly
     // independent points to an inducing covariance that only the jitter keeps
