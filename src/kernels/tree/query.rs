@@ -147,10 +147,16 @@ impl TopK {
 /// Work done by the queries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueryStats {
+    /// The screening's work: its exact distances (`exact`) evaluate each (query, point)
+    /// pair at most once, so they never exceed queries x points. The seeds' exact
+    /// distances are counted apart, in `seeds` (their flops are in `dot_flops`).
     pub counts: DistanceCounts,
     /// Subtrees popped from the heap and expanded.
     pub expansions: u64,
-    /// Children evaluated exactly as seeds.
+    /// Candidates evaluated exactly as seeds. The screening that follows evaluates a
+    /// seed again unless its bounds reject it: counting it there too would count the
+    /// pair twice, and telling which seeds come back would cost a look-up per
+    /// screened candidate.
     pub seeds: u64,
 }
 
@@ -262,7 +268,6 @@ impl<'q, M: Metric> Search<'q, M> {
     fn offer_seeds(&mut self, metric: &M, seeds: &[(f64, u32)]) {
         for &(_, candidate) in seeds {
             let distance = metric.distance(self.query, candidate as usize);
-            self.stats.counts.exact += 1;
             self.stats.counts.dot_flops += metric.exact_flops();
             self.stats.seeds += 1;
             if Some(candidate) != self.excluded {

@@ -1395,6 +1395,34 @@ fn instruction_sets_this_cpu_lacks_are_refused() {
 }
 
 #[test]
+fn query_distance_counts_never_exceed_the_pairs() {
+    // With a lengthscale of 1e-6 the points are all but uncorrelated, every distance
+    // is near 1 and nothing is pruned: each query evaluates its seeds, then every
+    // point in its screening, seeds included. Counting the seeds there too gave 270,081
+    // distances for 256 x 1024 pairs, and a negative pruning rate.
+    for lengthscale in [1e-6, 0.05, 1e6] {
+        let (probe, _) = run_kernel(
+            &[
+                ("metric", Value::from("residual")),
+                ("points", Value::Int(1024)),
+                ("inducing", Value::Int(256)),
+                ("queries", Value::Int(256)),
+                ("lengthscale", Value::Float(lengthscale)),
+            ],
+            2,
+        );
+        assert_eq!(probe.metric_value("recall"), Some(1.0));
+        let evaluations = probe.metric_value("distance_evals_query").expect("query distances reported");
+        assert!(evaluations <= 256.0 * 1024.0, "l = {lengthscale}: {evaluations} distances for 256 x 1024 pairs");
+        let rate = probe.metric_value("pruning_rate").expect("a pruning rate");
+        assert!((0.0..=1.0).contains(&rate), "l = {lengthscale}: pruning rate {rate}");
+        let run = probe.events().iter().find(|event| event.kind == "run").expect("a run event");
+        let seeds = run.fields.iter().find(|(name, _)| name == "seed_evals_query").map(|(_, value)| value.clone());
+        assert_eq!(seeds, Some(Value::Int(256 * 32)), "l = {lengthscale}: 4k seeds per query, reported apart");
+    }
+}
+
+#[test]
 fn memory_estimate_grows_with_the_square_of_the_batch() {
     let estimate = |batch_size| {
         let build = BuildParams { batch_size, ..BuildParams::default() };
