@@ -191,6 +191,13 @@ pub fn squared_euclidean(left: &[f64], right: &[f64]) -> f64 {
     sum
 }
 
+/// Floating-point operations of one [`squared_euclidean`] distance in `dimension`
+/// coordinates: a subtraction, a multiplication and an addition per coordinate. Every
+/// exact Euclidean distance the tree counts is one (its square root is not counted).
+pub fn squared_euclidean_flops(dimension: usize) -> u64 {
+    3 * dimension as u64
+}
+
 /// Euclidean distance.
 #[inline(always)]
 pub fn euclidean(left: &[f64], right: &[f64]) -> f64 {
@@ -331,7 +338,9 @@ pub struct DistanceCounts {
     /// Pairs that needed at least one prefix dot product (residual metric only).
     pub prefix_pairs: u64,
     /// Floating-point operations in dot products (exact and prefix), counting a
-    /// multiply and an add as two.
+    /// multiply and an add as two. The Euclidean metric has none: its flops follow
+    /// from `exact` (see [`squared_euclidean_flops`]), which keeps the count out of
+    /// its screening loops.
     pub dot_flops: u64,
 }
 
@@ -512,7 +521,8 @@ pub trait Metric: Sync {
     /// of subtree radius `radius`.
     fn triangle_slack(&self, distance: f64, radius: f64, query_weight: f64) -> f64;
 
-    /// Floating-point operations of one exact distance's dot product (for GFLOP/s).
+    /// Floating-point operations of one exact distance's dot product (for GFLOP/s; 0
+    /// for a metric without one).
     fn exact_flops(&self) -> u64;
 }
 

@@ -391,6 +391,9 @@ pub struct ResidualBounds {
     pub orthogonality_error: f64,
     /// The group of every point (see [`PointGroups`]).
     pub groups: PointGroups,
+    /// Floating-point operations of the dot and matrix products that built the tables
+    /// (see [`bound_table_flops`]).
+    pub dot_flops: u64,
 }
 
 impl ResidualBounds {
@@ -429,7 +432,8 @@ impl ResidualBounds {
             }
         });
         let groups = PointGroups::new(model);
-        ResidualBounds { prefix_length, prefix, suffix, checkpoint_count, orthogonality_error, groups }
+        let dot_flops = bound_table_flops(n, model.rank, model.stride, prefix_length);
+        ResidualBounds { prefix_length, prefix, suffix, checkpoint_count, orthogonality_error, groups, dot_flops }
     }
 
     #[inline(always)]
@@ -1110,10 +1114,49 @@ const GRAM_ROWS: usize = 256;
 /// Rows of V the Gram matrix of [`dominant_basis`] is taken over (evenly spaced).
 const GRAM_SAMPLE: usize = 4096;
 
+/// Steps of the subspace iteration of [`dominant_basis`].
+const SUBSPACE_STEPS: usize = 10;
+
 /// The columns the subspace iteration of [`dominant_basis`] carries for `columns`
 /// wanted: half as many again, at most the rank.
 fn subspace_block(columns: usize, rank: usize) -> usize {
     (columns + columns / 2).min(rank)
+}
+
+/// Floating-point operations of the dot and matrix products that build the bound
+/// tables of `n` rows of rank `rank` (row stride `stride`) with `columns` rotated
+/// coordinates, a multiply and an add counting two, over the m values of a row (not
+/// the padding), as the exact distances count theirs:
+///
+/// - the Gram matrix over the sample, as [`gram_partial`] tiles it (the blocks left of
+///   a tile's diagonal block are copied, not computed);
+/// - the subspace iteration: `G Q` eleven times, Gram-Schmidt twice over the block
+///   after each and at the start (a dot product and an update per pair, a dot product
+///   and a division per column), `Q^T G Q`, the rotation by the eigenvectors and its
+///   Gram-Schmidt; not the small eigen-decomposition;
+/// - the rotated, scaled prefixes (a dot product and a scaling per value) and their
+///   suffix norms (a square and an add per value).
+pub fn bound_table_flops(n: usize, rank: usize, stride: usize, columns: usize) -> u64 {
+    let (n, rank, stride, columns) = (n as u64, rank as u64, stride as u64, columns as u64);
+    let lanes = LANES as u64;
+    let row_tile = 4;
+    let gram_per_row: u64 = (0..rank)
+        .step_by(row_tile as usize)
+        .map(|first| {
+            let count = (rank - first).min(row_tile);
+            let diagonal_block = first / row_tile * row_tile / lanes * lanes;
+            count * (stride - diagonal_block)
+        })
+        .sum();
+    let gram = 2 * gram_per_row * n.min(GRAM_SAMPLE as u64);
+    let block = subspace_block(columns as usize, rank as usize) as u64;
+    let gram_product = 2 * rank * rank * block;
+    let gram_schmidt = |count: u64| 2 * (count * count.saturating_sub(1) / 2 * 4 * rank + count * 3 * rank);
+    let steps = SUBSPACE_STEPS as u64;
+    let iteration = (steps + 1) * gram_product + (steps + 1) * gram_schmidt(block);
+    let rayleigh_ritz = 2 * block * block * rank + 2 * columns.min(block) * block * rank + gram_schmidt(columns);
+    let prefixes = n * columns * (2 * rank + 1) + 2 * n * columns;
+    gram + iteration + rayleigh_ritz + prefixes
 }
 
 /// An m x T matrix with orthonormal columns (column-major, columns of `stride`)
@@ -1159,7 +1202,7 @@ multiversion! {
         let block = basis.len() / stride;
         let mut basis = basis;
         orthonormalize::<ISA>(&mut basis, stride, block);
-        for _ in 0..10 {
+        for _ in 0..SUBSPACE_STEPS {
             basis = gram_product::<ISA>(gram, &basis, rank, stride);
             orthonormalize::<ISA>(&mut basis, stride, block);
         }

@@ -1097,6 +1097,10 @@ fn kernel_measures_the_multiply_add_peak_without_data() {
     assert!(peak.is_finite() && peak > 0.0, "{peak}");
     assert!(outputs.is_empty(), "the peak has no answer to compare");
     assert_eq!(probe.metric_value("recall"), None);
+    let declared: Vec<&str> = Tree.metrics().iter().map(|spec| spec.name).collect();
+    for (name, _) in probe.metrics() {
+        assert!(declared.contains(&name.as_str()), "metric {name} is not declared");
+    }
 }
 
 #[test]
@@ -1420,6 +1424,65 @@ fn query_distance_counts_never_exceed_the_pairs() {
         let seeds = run.fields.iter().find(|(name, _)| name == "seed_evals_query").map(|(_, value)| value.clone());
         assert_eq!(seeds, Some(Value::Int(256 * 32)), "l = {lengthscale}: 4k seeds per query, reported apart");
     }
+}
+
+#[test]
+fn every_algorithm_reports_declared_metrics_with_its_flops() {
+    let declared: Vec<&str> = Tree.metrics().iter().map(|spec| spec.name).collect();
+    let small = [("points", Value::Int(2000)), ("queries", Value::Int(32)), ("dimension", Value::Int(3))];
+    let residual = [("metric", Value::from("residual")), ("inducing", Value::Int(64))];
+    let cases: Vec<Vec<(&str, Value)>> = vec![
+        vec![],
+        vec![("algorithm", Value::from("brute"))],
+        vec![("algorithm", Value::from("kiddo"))],
+        vec![("algorithm", Value::from("kiddo_insertions"))],
+        residual.to_vec(),
+        [&residual[..], &[("algorithm", Value::from("brute"))]].concat(),
+    ];
+    for case in cases {
+        let overrides = [&small[..], &case].concat();
+        let (probe, _) = run_kernel(&overrides, 2);
+        for (name, _) in probe.metrics() {
+            assert!(declared.contains(&name.as_str()), "{case:?}: metric {name} is not declared");
+        }
+        // Every rate of flops is a real one (the Euclidean distances were once
+        // counted as none).
+        for (rate, seconds) in [("gflops_query", "query_s"), ("gflops_build", "build_s")] {
+            let Some(value) = probe.metric_value(rate) else { continue };
+            assert!(value > 0.0 && value.is_finite(), "{case:?}: {rate} = {value}");
+            let seconds = probe.metric_value(seconds).expect("the phase's time");
+            let evaluations = probe.metric_value(&rate.replace("gflops", "distance_evals")).expect("distances");
+            let flops = value * 1e9 * seconds;
+            if !case.iter().any(|(name, _)| *name == "metric") {
+                // Euclidean: 3d per squared distance, nothing else.
+                let expected = evaluations * 3.0 * 3.0;
+                assert!((flops - expected).abs() <= 1e-9 * expected, "{case:?}: {rate}: {flops} flops, {expected}");
+            } else {
+                // Residual: at least the exact distances' dot products (the prefix
+                // bounds and, in the build, the bound tables add to them).
+                let exact = evaluations * 2.0 * 64.0;
+                assert!(flops >= exact * (1.0 - 1e-9), "{case:?}: {rate}: {flops} flops below {exact}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bound_table_flops_count_every_product_that_builds_them() {
+    // n = 90, m = 13 (stride 16), T = 16 rotated coordinates, a block of 13 columns:
+    // - Gram over all 90 rows, in row tiles of 4 from the diagonal's block of 8 on:
+    //   4 x 16 + 4 x 16 + 4 x 8 + 1 x 8 = 168 multiply-adds a row, 2 x 168 x 90 = 30,240;
+    // - G Q eleven times: 11 x 2 x 13 x 13 x 13 = 48,334;
+    // - Gram-Schmidt of 13 columns eleven times, twice each: 11 x 2 x (78 x 4 x 13 +
+    //   13 x 3 x 13) = 100,386; of the 16 rotated columns once: 2 x (120 x 52 + 16 x 39)
+    //   = 13,728;
+    // - Q^T G Q: 2 x 13 x 13 x 13 = 4,394; the rotation: 2 x 13 x 13 x 13 = 4,394;
+    // - the prefixes: 90 x 16 x (2 x 13 + 1) = 38,880; the suffix norms: 2 x 90 x 16
+    //   = 2,880.
+    let expected = 30_240 + 48_334 + 100_386 + 13_728 + 4_394 + 4_394 + 38_880 + 2_880;
+    assert_eq!(residual::bound_table_flops(90, 13, 16, 16), expected);
+    let model = residual_model(data::standard_normal_points(90, 3, 45), 13, ResidualParams::default(), 45);
+    assert_eq!(ResidualBounds::new(&model, 45).dot_flops, expected);
 }
 
 #[test]
