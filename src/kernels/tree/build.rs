@@ -66,7 +66,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::cover::Chunks;
-pub use super::cover::{CoverTree, DUPLICATE_LEVEL, NO_PARENT, ceil_log2, power_of_two};
+pub use super::cover::{CoverTree, DUPLICATE_LEVEL, INITIAL_ROOT_LEVEL, NO_PARENT, ceil_log2, power_of_two};
 use super::metric::{
     ChunkScreen, DistanceCounts, Isa, LANES, Metric, PackedPoints, lane_mask, lanes, multiversion, screen_packed,
     squared_limit, task_size, tile_squared_distances,
@@ -76,10 +76,6 @@ use crate::clock;
 /// Smallest and largest blocks of batch points that traverse together (see
 /// [`task_size`]).
 const TRAVERSAL_BLOCK: (usize, usize) = (64, 256);
-
-/// The root's level before anything is inserted: below every level a positive f64
-/// distance can produce (2^-1074 is the smallest).
-const INITIAL_ROOT_LEVEL: i32 = -2000;
 
 /// The largest batch the kernel accepts. Two points of a batch conflict when they lie
 /// within their levels' separation, and in a batch inserted into a small tree (the

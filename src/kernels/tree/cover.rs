@@ -30,6 +30,12 @@ pub const DUPLICATE_LEVEL: i32 = i32::MIN;
 /// The parent of the root.
 pub const NO_PARENT: u32 = u32::MAX;
 
+/// The root's level before anything is inserted: below every level a positive f64
+/// distance can produce (2^-1074 is the smallest), so the first point at a positive
+/// distance from the root raises it. With one point, or only duplicates of the root,
+/// it stays there (see [`CoverTree::root_level`]).
+pub const INITIAL_ROOT_LEVEL: i32 = -2000;
+
 /// The smallest integer i with `distance <= 2^i`, for a positive finite distance.
 pub fn ceil_log2(distance: f64) -> i32 {
     debug_assert!(distance > 0.0 && distance.is_finite());
@@ -308,6 +314,17 @@ impl CoverTree {
         }
     }
 
+    /// The level of the root as reported: its stored level, or 0 while that is still
+    /// [`INITIAL_ROOT_LEVEL`] (no point lies at a positive distance from the root, so
+    /// no level was ever asked of it; the stored value is an internal starting point,
+    /// kept as is because the digest covers it).
+    pub fn root_level(&self) -> i32 {
+        match self.level[self.root as usize] {
+            INITIAL_ROOT_LEVEL => 0,
+            level => level,
+        }
+    }
+
     /// Depth of the deepest node (the root has depth 0).
     pub fn depth(&self) -> usize {
         let mut deepest = 0;
@@ -321,11 +338,12 @@ impl CoverTree {
         deepest
     }
 
-    /// (level, node count) in increasing level order; duplicates under
-    /// [`DUPLICATE_LEVEL`].
+    /// (level, node count) in increasing level order, the root at
+    /// [`CoverTree::root_level`]; duplicates under [`DUPLICATE_LEVEL`].
     pub fn level_histogram(&self) -> Vec<(i32, usize)> {
         let mut histogram = std::collections::BTreeMap::new();
-        for &level in &self.level {
+        for (node, &level) in self.level.iter().enumerate() {
+            let level = if node == self.root as usize { self.root_level() } else { level };
             *histogram.entry(level).or_insert(0) += 1;
         }
         histogram.into_iter().collect()

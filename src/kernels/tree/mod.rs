@@ -455,7 +455,12 @@ impl Kernel for Tree {
                 "algorithm peak: f64 multiply-adds per second on every thread, in registers",
             ),
             MetricSpec::new("tree_depth", "", Better::Neither, "deepest node (root at 0)"),
-            MetricSpec::new("root_level", "", Better::Neither, "level of the root"),
+            MetricSpec::new(
+                "root_level",
+                "",
+                Better::Neither,
+                "level of the root (0 when no point lies at a positive distance from it)",
+            ),
             MetricSpec::new("radius_mean", "", Better::Neither, "mean subtree radius over nodes with children"),
             MetricSpec::new("radius_max", "", Better::Neither, "largest subtree radius"),
             MetricSpec::new("conflict_edges", "", Better::Neither, "conflict-graph edges over all batches"),
@@ -707,7 +712,7 @@ impl TreeInstance {
         let mis_iterations: usize = outcome.batches.iter().map(|batch| batch.mis_iterations).sum();
         let scope_sum: usize = outcome.batches.iter().map(|batch| batch.scope_size_sum).sum();
         let depth = tree.depth();
-        let root_level = tree.level[tree.root as usize];
+        let root_level = tree.root_level();
         probe.metric("qps", query_count / query_seconds);
         probe.metric("distance_evals_build", outcome.counts.exact as f64);
         probe.metric("distance_evals_query", stats.counts.exact as f64);

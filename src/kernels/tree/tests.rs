@@ -1486,6 +1486,29 @@ fn bound_table_flops_count_every_product_that_builds_them() {
 }
 
 #[test]
+fn root_level_is_zero_when_no_point_raised_it() {
+    // One point: the root's stored level is the build's starting point, never raised.
+    let (probe, _) = run_kernel(&[("points", Value::Int(1)), ("k", Value::Int(1))], 1);
+    assert_eq!(probe.metric_value("root_level"), Some(0.0));
+    let run = probe.events().iter().find(|event| event.kind == "run").expect("a run event");
+    let field = |name: &str| run.fields.iter().find(|(field, _)| field == name).map(|(_, value)| value.clone());
+    assert_eq!(field("root_level"), Some(Value::Int(0)));
+    assert_eq!(field("level_histogram"), Some(Value::Text("0:1".into())));
+    // Only duplicates of the root: the same, and the stored level (which the digest
+    // covers) is left alone.
+    let copies = EuclideanMetric { points: Points::new(2, [1.5, -2.0].repeat(12)).expect("valid points") };
+    let tree = build::build(&copies, &BuildParams { batch_size: 5, ..BuildParams::default() }, false, |_, _| {}).tree;
+    assert_eq!(tree.root_level(), 0);
+    assert_eq!(tree.level_histogram(), vec![(cover::DUPLICATE_LEVEL, 11), (0, 1)]);
+    assert_eq!(tree.level[tree.root as usize], cover::INITIAL_ROOT_LEVEL);
+    // Spread points raise the root, and its level is reported as stored.
+    let metric = EuclideanMetric { points: data::standard_normal_points(50, 2, 3) };
+    let tree = build::build(&metric, &BuildParams::default(), false, |_, _| {}).tree;
+    assert_eq!(tree.root_level(), tree.level[tree.root as usize]);
+    assert!((1..=4).contains(&tree.root_level()), "root level {}", tree.root_level());
+}
+
+#[test]
 fn memory_estimate_grows_with_the_square_of_the_batch() {
     let estimate = |batch_size| {
         let build = BuildParams { batch_size, ..BuildParams::default() };
