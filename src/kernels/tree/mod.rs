@@ -188,6 +188,11 @@ impl TreeParams {
         if self.k == 0 {
             return Err("k must be at least 1".into());
         }
+        if self.self_match == SelfMatch::Exclude && self.metric == MetricChoice::Euclidean {
+            return Err("self_match = \"exclude\" needs the residual metric: euclidean queries are fresh points, \
+                        never data points, so there is no self to exclude"
+                .into());
+        }
         // Residual queries are data points, so excluding self leaves n - 1 candidates.
         let candidates = match (self.metric, self.self_match) {
             (MetricChoice::Residual(_), SelfMatch::Exclude) => self.points - 1,
@@ -391,7 +396,7 @@ impl Kernel for Tree {
                 "self_match",
                 ParamKind::Choice(&["include", "exclude"]),
                 Value::from("include"),
-                "whether a data-point query may list itself",
+                "whether a data-point query may list itself (exclude: residual metric only, whose queries are data points; euclidean queries are fresh points)",
             ),
             ParamSpec::new(
                 "algorithm",

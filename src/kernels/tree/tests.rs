@@ -951,6 +951,7 @@ fn bad_parameters_are_clear_errors() {
         "GiB",
     );
     check_error(&[("traversal", Value::from("both"))], "is not one of dense, sparse");
+    check_error(&[("self_match", Value::from("exclude"))], "self_match = \"exclude\" needs the residual metric");
     check_error(&[("batch_size", Value::Int(4097))], "parameter `batch_size`: 4097 is out of range");
     check_error(&[("points", Value::Int(1 << 20)), ("batch_size", Value::Int(1 << 20))], "`batch_size`");
     let typed = TreeParams { dimension: 0, ..TreeParams::default() };
@@ -1059,7 +1060,7 @@ fn kernel_is_exact_at_the_corners_of_its_parameter_ranges() {
     check_kernel_exact(&[int("points", 240), int("dimension", 64), int("k", 5)]);
     check_kernel_exact(&[int("points", 160), int("batch_size", 1)]);
     check_kernel_exact(&[int("points", 160), int("batch_size", build::MAX_BATCH_SIZE as i64)]);
-    check_kernel_exact(&[int("points", 100), int("k", 100), ("self_match", Value::from("exclude"))]);
+    check_kernel_exact(&[int("points", 100), int("k", 100)]);
     // Residual: the ends of the kernel variance and lengthscale ranges (from nearly
     // independent points to an inducing covariance that only the jitter keeps
     // invertible), one inducing point and more than there are points, both covariance
