@@ -75,7 +75,7 @@ use crate::clock;
 
 /// Smallest and largest blocks of batch points that traverse together (see
 /// [`task_size`]).
-const TRAVERSAL_BLOCK: (usize, usize) = (64, 256);
+pub(super) const TRAVERSAL_BLOCK: (usize, usize) = (64, 256);
 
 /// The largest batch the kernel accepts. Two points of a batch conflict when they lie
 /// within their levels' separation, and in a batch inserted into a small tree (the

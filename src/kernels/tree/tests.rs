@@ -203,10 +203,11 @@ proptest! {
 
     #[test]
     fn residual_knn_equals_brute_force(
-        count in 2usize..90,
+        count in 2usize..150,
         dimension in 1usize..4,
         k in 1usize..8,
-        inducing in 1usize..24,
+        // Ranks past every checkpoint of the prefix bounds (8 to 128).
+        inducing in 1usize..140,
         batch_size in 1usize..40,
         // Log-uniform over most of the kernel's ranges: small variances floor p_i.
         log_variance in -12.0f64..12.0,
@@ -229,8 +230,9 @@ proptest! {
 
     #[test]
     fn bounds_never_reject_a_pair_within_its_threshold(
-        count in 8usize..80,
-        inducing in 1usize..24,
+        count in 8usize..150,
+        // Ranks past every checkpoint of the prefix bounds (8 to 128).
+        inducing in 1usize..140,
         slack in -1e-3f64..0.3,
         seed in any::<u64>(),
     ) {
@@ -482,24 +484,51 @@ fn bucket_boxes_never_exceed_a_member_distance() {
 }
 
 #[test]
-fn scope_cap_never_changes_the_tree() {
+fn scope_cap_truncates_only_the_scope_telemetry() {
     let metric = EuclideanMetric { points: data::standard_normal_points(600, 3, 11) };
-    let full = build::build(
-        &metric,
-        &BuildParams { batch_size: 100, scope_cap: 0, ..BuildParams::default() },
-        false,
-        |_, _| {},
-    );
-    let capped = build::build(
-        &metric,
-        &BuildParams { batch_size: 100, scope_cap: 1, ..BuildParams::default() },
-        false,
-        |_, _| {},
-    );
-    assert_eq!(full.tree.digest(), capped.tree.digest());
-    let saturated: usize = capped.batches.iter().map(|batch| batch.scope_chunk_saturated).sum();
-    let largest = full.batches.iter().map(|batch| batch.scope_size_max).max().unwrap_or(0);
-    assert_eq!(saturated > 0, largest > 1, "saturation is reported exactly when a scope exceeds the cap");
+    let queries = data::standard_normal_points(30, 3, 12);
+    let queries = euclidean_queries(&queries);
+    let build_capped = |scope_cap| {
+        let params = BuildParams { batch_size: 100, scope_cap, ..BuildParams::default() };
+        build::build(&metric, &params, true, |_, _| {})
+    };
+    let full = build_capped(0);
+    let full_scopes = full.scopes.as_ref().expect("scopes kept");
+    let (full_answer, _) = query::knn(&metric, &full.tree, &queries, &QueryParams::default());
+    assert!(full.batches.iter().all(|batch| batch.scope_chunk_saturated == 0), "nothing saturates without a cap");
+    let mut cut = 0;
+    for cap in [1, 2, 5] {
+        let capped = build_capped(cap);
+        // The whole tree (chunks, layout and buckets too) and the answers are the
+        // uncapped ones.
+        assert!(capped.tree == full.tree, "cap {cap} changed the tree");
+        assert_eq!(capped.tree.digest(), full.tree.digest());
+        let (answer, _) = query::knn(&metric, &capped.tree, &queries, &QueryParams::default());
+        assert_eq!(answer, full_answer, "cap {cap} changed the answers");
+        // The kept scopes are the full ones cut at the cap, and the reports count
+        // exactly the points cut and the members kept; the full sizes stay reported.
+        let capped_scopes = capped.scopes.as_ref().expect("scopes kept");
+        for (((report, full_report), full_batch), capped_batch) in
+            capped.batches.iter().zip(&full.batches).zip(full_scopes).zip(capped_scopes)
+        {
+            let mut saturated = 0;
+            let mut kept = 0;
+            for ((point, scope), (capped_point, capped_scope)) in full_batch.iter().zip(capped_batch) {
+                assert_eq!(point, capped_point);
+                assert_eq!(capped_scope[..], scope[..scope.len().min(cap)], "cap {cap}, point {point}");
+                saturated += usize::from(scope.len() > cap);
+                kept += scope.len().min(cap);
+            }
+            assert_eq!(report.scope_chunk_saturated, saturated, "cap {cap}");
+            assert_eq!(report.scope_chunk_points, kept, "cap {cap}");
+            assert_eq!(
+                (report.scope_size_sum, report.scope_size_max),
+                (full_report.scope_size_sum, full_report.scope_size_max)
+            );
+            cut += saturated;
+        }
+    }
+    assert!(cut > 0, "the caps cut some scopes");
 }
 
 /// Runs `job` in a rayon pool of `threads` threads.
@@ -526,12 +555,19 @@ fn results_do_not_depend_on_the_thread_count() {
     assert_eq!(one.2, three.2, "answers differ");
     assert_eq!(one.3, three.3, "query counts differ");
 
+    // Batches of 200 traverse in one block on 1 thread and in two of 100 on 2; the
+    // Euclidean build above in blocks of 128 and 64.
+    let block = |threads, batch| {
+        in_pool(threads, || metric::task_size(batch, build::TRAVERSAL_BLOCK.0, build::TRAVERSAL_BLOCK.1))
+    };
+    assert_eq!((block(1, 200), block(2, 200)), (200, 100));
+    assert_eq!((block(1, 128), block(3, 128)), (128, 64));
     let model = residual_model(data::standard_normal_points(700, 4, 23), 96, ResidualParams::default(), 23);
     let residual_queries = data::uniform_indices(48, 700, 24);
     let run = || {
         let bounds = ResidualBounds::new(&model, 23);
         let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
-        let params = BuildParams { batch_size: 64, traversal: Traversal::Dense, ..BuildParams::default() };
+        let params = BuildParams { batch_size: 200, traversal: Traversal::Dense, ..BuildParams::default() };
         let outcome = build::build(&metric, &params, false, |_, _| {});
         let (answer, stats) = query::knn(&metric, &outcome.tree, &residual_queries, &query_params);
         let (brute, _) = brute::residual_brute_knn(Isa::detect(), &model, &residual_queries, &query_params);
