@@ -176,6 +176,49 @@ fn grouped_chunks_hold_one_group_and_change_no_node() {
     assert_eq!(with_groups.digest(), without.digest());
 }
 
+/// The inputs of [`euclidean_knn_equals_brute_force`].
+#[derive(Clone, Copy, Debug)]
+struct EuclideanCase {
+    count: usize,
+    dimension: usize,
+    k: usize,
+    batch_size: usize,
+    duplicates: usize,
+    grid: bool,
+    /// The points and queries are scaled by `10^log_scale`.
+    log_scale: f64,
+    seed: u64,
+}
+
+fn check_euclidean_case(case: &EuclideanCase) {
+    let &EuclideanCase { count, dimension, k, batch_size, duplicates, grid, log_scale, seed } = case;
+    let scale = 10f64.powf(log_scale);
+    let mut points = test_points(count, dimension, seed, duplicates, grid);
+    points.coordinates.iter_mut().for_each(|value| *value *= scale);
+    let mut queries = test_points(12, dimension, seed.wrapping_add(1), 0, grid);
+    queries.coordinates.iter_mut().for_each(|value| *value *= scale);
+    // Some queries sit exactly on data points.
+    queries.coordinates[..dimension].copy_from_slice(points.row(count / 2));
+    check_euclidean(points, &queries, k.min(count), batch_size, seed);
+}
+
+/// The case in `proptest-regressions/kernels/tree/tests.txt`, recorded before the
+/// property test scaled its points: proptest no longer draws it from that seed, so it
+/// is pinned here, unscaled.
+#[test]
+fn euclidean_knn_equals_brute_force_on_the_recorded_regression() {
+    check_euclidean_case(&EuclideanCase {
+        count: 20,
+        dimension: 1,
+        k: 3,
+        batch_size: 1,
+        duplicates: 3,
+        grid: false,
+        log_scale: 0.0,
+        seed: 8_714_537_767_806_946_987,
+    });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 192, rng_seed: RngSeed::Fixed(20261206), ..ProptestConfig::default() })]
 
@@ -191,14 +234,8 @@ proptest! {
         log_scale in -6.0f64..6.0,
         seed in any::<u64>(),
     ) {
-        let scale = 10f64.powf(log_scale);
-        let mut points = test_points(count, dimension, seed, duplicates, grid);
-        points.coordinates.iter_mut().for_each(|value| *value *= scale);
-        let mut queries = test_points(12, dimension, seed.wrapping_add(1), 0, grid);
-        queries.coordinates.iter_mut().for_each(|value| *value *= scale);
-        // Some queries sit exactly on data points.
-        queries.coordinates[..dimension].copy_from_slice(points.row(count / 2));
-        check_euclidean(points, &queries, k.min(count), batch_size, seed);
+        let case = EuclideanCase { count, dimension, k, batch_size, duplicates, grid, log_scale, seed };
+        check_euclidean_case(&case);
     }
 
     #[test]
@@ -782,7 +819,6 @@ fn residual_metric_obeys_the_triangle_inequality_on_samples() {
     let model = residual_model(data::standard_normal_points(600, 4, 51), 64, ResidualParams::default(), 52);
     let mut rng = ChaCha8Rng::seed_from_u64(53);
     let mut worst: f64 = f64::NEG_INFINITY;
-    let mut sampled = 0;
     // Random triples, and triples through inducing points, whose residual variances
     // are at the jitter.
     for step in 0..30_000 {
@@ -795,9 +831,7 @@ fn residual_metric_obeys_the_triangle_inequality_on_samples() {
         let c = rng.random_range(0..600);
         let excess = model.distance(a, c) - model.distance(a, b) - model.distance(b, c);
         worst = worst.max(excess);
-        sampled += 1;
     }
-    assert_eq!(sampled, 30_000);
     // The largest violation must stay inside the slack the pruning allows for.
     let metric = ResidualMetric { model: &model, bounds: None };
     let slack = metric.triangle_slack(1.0, 1.0, model.largest_error_weight);
