@@ -19,6 +19,28 @@ fn verdicts(text: &str, facts: &Facts) -> Vec<Verdict> {
     run_plan(&plan, facts).remove(0).1
 }
 
+/// Runs a phase with its re-runs, as `cargo xtask run` does: results, verdicts, rounds.
+fn with_reruns(phase: &phasegate::plan::PhasePlan) -> (Vec<phasegate::execute::RunResult>, Vec<Verdict>, u32) {
+    let scratch = tempfile::tempdir().unwrap();
+    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
+    phasegate::run::execute_with_reruns(
+        phase,
+        &options,
+        &phasegate::execute::Silent,
+        &Facts::default(),
+        &phasegate::verdict::Snapshots::new(),
+    )
+}
+
+/// The order in which the steps of a phase finish: (workload, warm-up, index).
+fn step_order(phase: &phasegate::plan::PhasePlan) -> Vec<(String, bool, u32)> {
+    let scratch = tempfile::tempdir().unwrap();
+    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
+    let order = StepOrder::default();
+    phasegate::execute::execute_phase(phase, &options, &order);
+    order.0.into_inner().unwrap()
+}
+
 fn status_of(verdicts: &[Verdict], name: &str) -> Status {
     verdicts.iter().find(|verdict| verdict.name() == name).unwrap_or_else(|| panic!("no verdict {name}")).status
 }
@@ -51,14 +73,7 @@ impl phasegate::execute::Observer for StepOrder {
 fn a_workload_and_its_reference_take_turns_sample_by_sample() {
     let text = BASE.replace("repeats = 5", "repeats = 3\nwarmup = 2");
     let plan = expand(&text).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
-    let order = StepOrder::default();
-    phasegate::execute::execute_phase(&plan.phases[0], &options, &order);
-    let steps: Vec<String> = order
-        .0
-        .into_inner()
-        .unwrap()
+    let steps: Vec<String> = step_order(&plan.phases[0])
         .into_iter()
         .map(|(workload, warmup, index)| format!("{workload}{}{index}", if warmup { " warm-up " } else { " " }))
         .collect();
@@ -83,11 +98,7 @@ fn a_workload_and_its_reference_take_turns_sample_by_sample() {
 fn sequential_order_runs_one_workload_after_the_other() {
     let text = BASE.replace("repeats = 5", "repeats = 2\norder = \"sequential\"");
     let plan = expand(&text).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
-    let order = StepOrder::default();
-    phasegate::execute::execute_phase(&plan.phases[0], &options, &order);
-    let workloads: Vec<String> = order.0.into_inner().unwrap().into_iter().map(|(workload, ..)| workload).collect();
+    let workloads: Vec<String> = step_order(&plan.phases[0]).into_iter().map(|(workload, ..)| workload).collect();
     assert_eq!(workloads, ["slow", "slow", "slow", "fast", "fast", "fast"]);
 }
 
@@ -279,16 +290,7 @@ fn inconclusive_checks_are_rerun_within_budget() {
     let text = text.replacen("kernel = \"mock\"\nreference", "kernel = \"mock\"\nseed = 99\nreference", 1);
     let text = with_checks(&text, &[("straddles", "expr = \"slow.warm.median / fast.warm.median >= 4\"")]);
     let plan = expand(&text).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let options =
-        phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
-    let (results, verdicts, rounds) = phasegate::run::execute_with_reruns(
-        &plan.phases[0],
-        &options,
-        &phasegate::execute::Silent,
-        &Facts::default(),
-        &phasegate::verdict::Snapshots::new(),
-    );
+    let (results, verdicts, rounds) = with_reruns(&plan.phases[0]);
     assert_eq!(rounds, 3, "one round plus two re-runs");
     assert_eq!(results[0].timed(phasegate::spec::Mode::Warm).count(), 15);
     assert_eq!(verdicts[0].measured.as_ref().unwrap().ratios.as_ref().unwrap().n, 15);
@@ -303,13 +305,7 @@ fn inconclusive_checks_are_rerun_within_budget() {
     assert_ne!(round(0), round(1));
     assert_ne!(round(1), round(2));
     // And still reproducible: the same spec gives the same samples.
-    let (again, _, _) = phasegate::run::execute_with_reruns(
-        &plan.phases[0],
-        &options,
-        &phasegate::execute::Silent,
-        &Facts::default(),
-        &phasegate::verdict::Snapshots::new(),
-    );
+    let (again, _, _) = with_reruns(&plan.phases[0]);
     assert_eq!(results[0].samples, again[0].samples);
 }
 
@@ -322,16 +318,7 @@ fn too_few_samples_decide_nothing_until_reruns_pool_enough() {
     assert_eq!(status_of(&verdicts, "clears"), Status::Inconclusive);
     assert!(verdicts[0].reason.as_ref().unwrap().contains("more repeats are needed"), "{:?}", verdicts[0].reason);
     let plan = expand(&text).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let options =
-        phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
-    let (_, verdicts, rounds) = phasegate::run::execute_with_reruns(
-        &plan.phases[0],
-        &options,
-        &phasegate::execute::Silent,
-        &Facts::default(),
-        &phasegate::verdict::Snapshots::new(),
-    );
+    let (_, verdicts, rounds) = with_reruns(&plan.phases[0]);
     assert_eq!(rounds, 5, "re-runs until five pairs");
     assert_eq!(verdicts[0].status, Status::Pass);
     assert_eq!(verdicts[0].measured.as_ref().unwrap().ratios.as_ref().unwrap().n, 5);
