@@ -584,7 +584,6 @@ impl Instance for TreeInstance {
         }
         let data = self.data.as_ref().context("run before set-up")?;
         let query_params = QueryParams { k: self.params.k, self_match: self.params.self_match };
-        let n = self.params.points as f64;
         let query_count = self.params.queries as f64;
         let first_run = self.runs == 0;
         self.runs += 1;
@@ -619,16 +618,14 @@ impl Instance for TreeInstance {
                 let start = probe.start();
                 let (answer, counts) = brute::brute_knn(metric, &euclidean_queries(queries), &query_params);
                 let query_time = probe.phase("query", start);
-                let flops = self.params.distance_flops(&counts);
-                record_brute(probe, &counts, flops, query_time.as_secs_f64(), query_count, n);
+                self.record_query(probe, &counts, query_time);
                 answer
             }
             (Algorithm::Brute, RunData::Residual { model, queries }) => {
                 let start = probe.start();
                 let (answer, counts) = brute::residual_brute_knn(Isa::detect(), model, queries, &query_params);
                 let query_time = probe.phase("query", start);
-                let flops = self.params.distance_flops(&counts);
-                record_brute(probe, &counts, flops, query_time.as_secs_f64(), query_count, n);
+                self.record_query(probe, &counts, query_time);
                 answer
             }
             (Algorithm::Kiddo, RunData::Euclidean { metric, queries }) => {
@@ -693,6 +690,17 @@ impl Instance for TreeInstance {
 }
 
 impl TreeInstance {
+    /// The query metrics every algorithm with an answer records: throughput, exact
+    /// distances, the pruning rate and the distances' GFLOP/s.
+    fn record_query(&self, probe: &mut Probe, counts: &DistanceCounts, query_time: std::time::Duration) {
+        let query_seconds = query_time.as_secs_f64().max(1e-12);
+        let query_count = self.params.queries as f64;
+        probe.metric("qps", query_count / query_seconds);
+        probe.metric("distance_evals_query", counts.exact as f64);
+        probe.metric("pruning_rate", 1.0 - counts.exact as f64 / (query_count * self.params.points as f64));
+        probe.metric("gflops_query", self.params.distance_flops(counts) as f64 / query_seconds / 1e9);
+    }
+
     /// Metrics and telemetry of a tree run: per run always, per batch on the first run
     /// only (later runs rebuild the same tree; only their timings differ).
     fn record_pcct(
@@ -718,13 +726,10 @@ impl TreeInstance {
         let scope_sum: usize = outcome.batches.iter().map(|batch| batch.scope_size_sum).sum();
         let depth = tree.depth();
         let root_level = tree.root_level();
-        probe.metric("qps", query_count / query_seconds);
+        self.record_query(probe, &stats.counts, query_time);
         probe.metric("distance_evals_build", outcome.counts.exact as f64);
-        probe.metric("distance_evals_query", stats.counts.exact as f64);
         probe.metric("bound_evals_query", stats.counts.bounded as f64);
         probe.metric("prefix_pairs_query", stats.counts.prefix_pairs as f64);
-        probe.metric("pruning_rate", 1.0 - stats.counts.exact as f64 / (query_count * n));
-        probe.metric("gflops_query", self.params.distance_flops(&stats.counts) as f64 / query_seconds / 1e9);
         probe.metric("gflops_build", self.params.distance_flops(&outcome.counts) as f64 / build_seconds / 1e9);
         probe.metric("tree_depth", depth as f64);
         probe.metric("root_level", f64::from(root_level));
@@ -801,14 +806,6 @@ impl TreeInstance {
 }
 
 /// Metrics of a brute-force run.
-fn record_brute(probe: &mut Probe, counts: &DistanceCounts, flops: u64, query_seconds: f64, query_count: f64, n: f64) {
-    let query_seconds = query_seconds.max(1e-12);
-    probe.metric("qps", query_count / query_seconds);
-    probe.metric("distance_evals_query", counts.exact as f64);
-    probe.metric("pruning_rate", 1.0 - counts.exact as f64 / (query_count * n));
-    probe.metric("gflops_query", flops as f64 / query_seconds / 1e9);
-}
-
 /// Euclidean queries over external points.
 fn euclidean_queries(queries: &Points) -> Vec<EuclideanQuery<'_>> {
     (0..queries.len()).map(|index| EuclideanQuery { coordinates: queries.row(index), index: None }).collect()
