@@ -490,7 +490,9 @@ multiversion! {
         let thresholds: Vec<f64> =
             nodes.iter().map(|&node| power_of_two(tree.level[node as usize]).min(bound)).collect();
         let mut found = Vec::new();
-        screen_packed::<ISA, M>(metric, metric.point(placement.point as usize), packed, &thresholds, &mut found, &mut placement.counts);
+        let query = metric.point(placement.point as usize);
+        // SAFETY: `multiversion!` instantiates this body only for a checked `ISA`.
+        unsafe { screen_packed::<ISA, M>(metric, query, packed, &thresholds, &mut found, &mut placement.counts) };
         for (node, distance) in found {
             if distance <= power_of_two(tree.level[node as usize]) {
                 placement.offer(node, distance);
@@ -523,7 +525,10 @@ multiversion! {
                     point_thresholds[lane] = cover[lane].min(limit);
                 }
             }
-            metric.bound_chunk_many::<ISA>(&queries, view, &thresholds, &mut distances, &mut screens, &mut counts);
+            // SAFETY: `multiversion!` instantiates this body only for a checked `ISA`.
+            unsafe {
+                metric.bound_chunk_many::<ISA>(&queries, view, &thresholds, &mut distances, &mut screens, &mut counts)
+            };
             let mut any_pending = 0u32;
             for (position, placement) in block.iter_mut().enumerate() {
                 let screen = screens[position];
@@ -546,7 +551,8 @@ multiversion! {
                         continue;
                     }
                     let query = metric.point(placement.point as usize);
-                    let distance = metric.exact_distance::<ISA>(query, node as usize, &mut placement.counts);
+                    // SAFETY: `multiversion!` instantiates this body only for a checked `ISA`.
+                    let distance = unsafe { metric.exact_distance::<ISA>(query, node as usize, &mut placement.counts) };
                     if distance <= cover[lane] {
                         placement.offer(node, distance);
                     }
@@ -648,22 +654,26 @@ multiversion! {
                     }
                     let count = live.len();
                     let view = chunks.view(chunk);
-                    metric.bound_chunk_many::<ISA>(
-                        &queries,
-                        view,
-                        &thresholds[..count],
-                        &mut distances[..count],
-                        &mut screens[..count],
-                        &mut counts,
-                    );
+                    // SAFETY: `multiversion!` instantiates this body only for a checked `ISA`.
+                    unsafe {
+                        metric.bound_chunk_many::<ISA>(
+                            &queries,
+                            view,
+                            &thresholds[..count],
+                            &mut distances[..count],
+                            &mut screens[..count],
+                            &mut counts,
+                        )
+                    };
                     for slot in 0..count {
                         let placement = &mut block[live[slot] as usize];
                         let mut pending = screens[slot].pending;
                         while pending != 0 {
                             let lane = pending.trailing_zeros() as usize;
                             pending &= pending - 1;
-                            distances[slot][lane] =
-                                metric.exact_distance::<ISA>(queries[slot], view.ids[lane] as usize, &mut counts);
+                            let node = view.ids[lane] as usize;
+                            // SAFETY: `multiversion!` instantiates this body only for a checked `ISA`.
+                            distances[slot][lane] = unsafe { metric.exact_distance::<ISA>(queries[slot], node, &mut counts) };
                         }
                         let mask = screens[slot].known | screens[slot].pending;
                         lanes[slot].accept(chunks, chunk, mask, &distances[slot], placement, live[slot], &mut by_lane);
@@ -966,7 +976,8 @@ multiversion! {
             if first <= left {
                 thresholds[..=left - first].fill(0.0);
             }
-            let mask = metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut counts);
+            // SAFETY: `multiversion!` instantiates this body only for a checked `ISA`.
+            let mask = unsafe { metric.screen_chunk::<ISA>(query, view, &thresholds, &mut distances, &mut counts) };
             let mut remaining = mask & ((1u32 << len) - 1);
             while remaining != 0 {
                 let lane = remaining.trailing_zeros() as usize;

@@ -21,8 +21,9 @@
 //! ([`Isa::required_features`]), and every public entry point that takes an [`Isa`]
 //! refuses one the CPU lacks. Below them, the functions and the [`Metric`] methods with
 //! a `const ISA: u8` parameter run that set's instructions unchecked (a check in the
-//! hot loops would cost): they are instantiated only by the dispatch of `multiversion!`
-//! for a set already checked, and those that call intrinsics are crate-private.
+//! hot loops would cost). The public ones ([`Metric`]'s methods, [`screen_packed`]) are
+//! `unsafe` to call; the crate-private ones are instantiated only by the dispatch of
+//! `multiversion!` for a set already checked.
 
 use rayon::prelude::*;
 
@@ -373,9 +374,11 @@ pub struct ChunkScreen {
 /// What the tree needs from a metric space over n data points.
 ///
 /// A *query* is a data point (during the build, and residual queries) or an external
-/// point (Euclidean queries). The methods with a `const ISA: u8` parameter run that
-/// instruction set's code: they may only be instantiated for a set the CPU runs (see
-/// the module documentation).
+/// point (Euclidean queries).
+///
+/// The methods with a `const ISA: u8` parameter run that instruction set's code
+/// without checking it, so they are `unsafe` to call. Inside the crate they are
+/// called only from bodies that `multiversion!` instantiates for a checked set.
 pub trait Metric: Sync {
     type Query<'a>: Copy + Send + Sync
     where
@@ -435,7 +438,11 @@ pub trait Metric: Sync {
     /// [`Metric::distance`]; together they cover every used lane whose exact distance
     /// is at most its threshold (other lanes may be included too; callers test the
     /// distance).
-    fn bound_chunk<const ISA: u8>(
+    ///
+    /// # Safety
+    ///
+    /// `ISA` must be a set the CPU runs ([`Isa::is_available`]; [`PORTABLE`] always is).
+    unsafe fn bound_chunk<const ISA: u8>(
         &self,
         query: Self::Query<'_>,
         chunk: ChunkView<'_>,
@@ -448,8 +455,12 @@ pub trait Metric: Sync {
     /// in the outputs. Metrics whose bounds run in stages override it to share each
     /// stage's loads of the chunk across the queries; the screens obey the same
     /// contract. The counts of all the queries go to `counts`.
+    ///
+    /// # Safety
+    ///
+    /// `ISA` must be a set the CPU runs ([`Isa::is_available`]; [`PORTABLE`] always is).
     #[inline(always)]
-    fn bound_chunk_many<const ISA: u8>(
+    unsafe fn bound_chunk_many<const ISA: u8>(
         &self,
         queries: &[Self::Query<'_>],
         chunk: ChunkView<'_>,
@@ -459,15 +470,21 @@ pub trait Metric: Sync {
         counts: &mut DistanceCounts,
     ) {
         for (index, &query) in queries.iter().enumerate() {
-            screens[index] = self.bound_chunk::<ISA>(query, chunk, &thresholds[index], &mut distances[index], counts);
+            // SAFETY: the caller's contract for `ISA` is this method's.
+            screens[index] =
+                unsafe { self.bound_chunk::<ISA>(query, chunk, &thresholds[index], &mut distances[index], counts) };
         }
     }
 
     /// [`Metric::bound_chunk`], then the exact distances of the pending lanes: for every
     /// lane set in the returned mask `distances[lane]` is exact, and every lane within
     /// its threshold is set.
+    ///
+    /// # Safety
+    ///
+    /// `ISA` must be a set the CPU runs ([`Isa::is_available`]; [`PORTABLE`] always is).
     #[inline(always)]
-    fn screen_chunk<const ISA: u8>(
+    unsafe fn screen_chunk<const ISA: u8>(
         &self,
         query: Self::Query<'_>,
         chunk: ChunkView<'_>,
@@ -475,19 +492,29 @@ pub trait Metric: Sync {
         distances: &mut [f64; LANES],
         counts: &mut DistanceCounts,
     ) -> u32 {
-        let screen = self.bound_chunk::<ISA>(query, chunk, thresholds, distances, counts);
+        // SAFETY (both calls): the caller's contract for `ISA` is this method's.
+        let screen = unsafe { self.bound_chunk::<ISA>(query, chunk, thresholds, distances, counts) };
         let mut pending = screen.pending;
         while pending != 0 {
             let lane = pending.trailing_zeros() as usize;
             pending &= pending - 1;
-            distances[lane] = self.exact_distance::<ISA>(query, chunk.ids[lane] as usize, counts);
+            distances[lane] = unsafe { self.exact_distance::<ISA>(query, chunk.ids[lane] as usize, counts) };
         }
         screen.known | screen.pending
     }
 
     /// [`Metric::distance`] compiled for an instruction set (same bits), counted.
+    ///
+    /// # Safety
+    ///
+    /// `ISA` must be a set the CPU runs ([`Isa::is_available`]; [`PORTABLE`] always is).
     #[inline(always)]
-    fn exact_distance<const ISA: u8>(&self, query: Self::Query<'_>, index: usize, counts: &mut DistanceCounts) -> f64 {
+    unsafe fn exact_distance<const ISA: u8>(
+        &self,
+        query: Self::Query<'_>,
+        index: usize,
+        counts: &mut DistanceCounts,
+    ) -> f64 {
         counts.exact += 1;
         counts.dot_flops += self.exact_flops();
         self.distance(query, index)
@@ -501,7 +528,11 @@ pub trait Metric: Sync {
     }
 
     /// Cheap per-lane scores, higher meaning more likely near the query.
-    fn seed_scores<const ISA: u8>(&self, _query: Self::Query<'_>, _chunk: ChunkView<'_>) -> [f64; LANES] {
+    ///
+    /// # Safety
+    ///
+    /// `ISA` must be a set the CPU runs ([`Isa::is_available`]; [`PORTABLE`] always is).
+    unsafe fn seed_scores<const ISA: u8>(&self, _query: Self::Query<'_>, _chunk: ChunkView<'_>) -> [f64; LANES] {
         [0.0; LANES]
     }
 
@@ -580,8 +611,12 @@ impl PackedPoints {
 /// Screens packed candidates against one threshold each (in packing order). Appends
 /// `(candidate, exact distance)` in that order for every candidate the screening keeps
 /// whose distance is at most its threshold.
+///
+/// # Safety
+///
+/// `ISA` must be a set the CPU runs, as for the [`Metric`] methods it calls.
 #[inline(always)]
-pub fn screen_packed<const ISA: u8, M: Metric>(
+pub unsafe fn screen_packed<const ISA: u8, M: Metric>(
     metric: &M,
     query: M::Query<'_>,
     candidates: &PackedPoints,
@@ -595,7 +630,8 @@ pub fn screen_packed<const ISA: u8, M: Metric>(
         let view = candidates.view(chunk);
         let mut lane_thresholds = [0.0; LANES];
         lane_thresholds[..view.len].copy_from_slice(&chunk_thresholds[..view.len]);
-        let mask = metric.screen_chunk::<ISA>(query, view, &lane_thresholds, &mut distances, counts);
+        // SAFETY: the caller's contract for `ISA` is this function's.
+        let mask = unsafe { metric.screen_chunk::<ISA>(query, view, &lane_thresholds, &mut distances, counts) };
         for lane in 0..view.len {
             if mask & (1 << lane) != 0 && distances[lane] <= lane_thresholds[lane] {
                 found.push((view.ids[lane], distances[lane]));
@@ -811,7 +847,7 @@ impl Metric for EuclideanMetric {
 
     /// Every lane's exact distance: a bound would cost about as much.
     #[inline(always)]
-    fn bound_chunk<const ISA: u8>(
+    unsafe fn bound_chunk<const ISA: u8>(
         &self,
         query: EuclideanQuery<'_>,
         chunk: ChunkView<'_>,
@@ -826,7 +862,7 @@ impl Metric for EuclideanMetric {
     /// The queries in tiles of [`EUCLIDEAN_TILE`], which hide the latency of each
     /// query's chain of adds behind the others'.
     #[inline(always)]
-    fn bound_chunk_many<const ISA: u8>(
+    unsafe fn bound_chunk_many<const ISA: u8>(
         &self,
         queries: &[EuclideanQuery<'_>],
         chunk: ChunkView<'_>,

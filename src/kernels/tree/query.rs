@@ -286,7 +286,9 @@ impl<'q, M: Metric> Search<'q, M> {
         while pending != 0 {
             let lane = pending.trailing_zeros() as usize;
             pending &= pending - 1;
-            distances[lane] = metric.exact_distance::<ISA>(self.query, view.ids[lane] as usize, &mut self.stats.counts);
+            let node = view.ids[lane] as usize;
+            // SAFETY: this module instantiates `ISA` only from `multiversion!` bodies, for a checked set.
+            distances[lane] = unsafe { metric.exact_distance::<ISA>(self.query, node, &mut self.stats.counts) };
         }
         self.accept_chunk(metric, chunks, chunk, screen.known | screen.pending, unprunable, &distances);
     }
@@ -305,7 +307,10 @@ impl<'q, M: Metric> Search<'q, M> {
         let mut thresholds = [0.0; LANES];
         let unprunable = self.chunk_thresholds(metric, chunks, chunk, &mut thresholds);
         let view = chunks.view(chunk);
-        (metric.bound_chunk::<ISA>(self.query, view, &thresholds, distances, &mut self.stats.counts), unprunable)
+        // SAFETY: this module instantiates `ISA` only from `multiversion!` bodies, for a checked set.
+        let screen =
+            unsafe { metric.bound_chunk::<ISA>(self.query, view, &thresholds, distances, &mut self.stats.counts) };
+        (screen, unprunable)
     }
 
     /// The thresholds of a chunk's lanes from the current k-th distance; pushes the
@@ -491,7 +496,10 @@ fn expand_together<'q, const ISA: u8, M: Metric>(
             *lanes_entered = searches[position].chunk_thresholds(metric, chunks, chunk, lane_thresholds);
         }
         let view = chunks.view(chunk);
-        metric.bound_chunk_many::<ISA>(&queries, view, &thresholds, &mut distances, &mut screens, &mut counts);
+        // SAFETY: this module instantiates `ISA` only from `multiversion!` bodies, for a checked set.
+        unsafe {
+            metric.bound_chunk_many::<ISA>(&queries, view, &thresholds, &mut distances, &mut screens, &mut counts)
+        };
         exact_pending::<ISA, M>(metric, view, searches, positions, &screens, &mut distances);
         for (((&position, lane_distances), screen), &lanes_entered) in
             positions.iter().zip(&distances).zip(&screens).zip(&unprunable)
@@ -614,8 +622,10 @@ fn exact_pending<'q, const ISA: u8, M: Metric>(
         for ((&position, lane_distances), screen) in positions.iter().zip(distances.iter_mut()).zip(screens) {
             if (screen.pending >> lane) & 1 == 1 {
                 let search = &mut searches[position];
+                let node = view.ids[lane] as usize;
+                // SAFETY: this module instantiates `ISA` only from `multiversion!` bodies, for a checked set.
                 lane_distances[lane] =
-                    metric.exact_distance::<ISA>(search.query, view.ids[lane] as usize, &mut search.stats.counts);
+                    unsafe { metric.exact_distance::<ISA>(search.query, node, &mut search.stats.counts) };
             }
         }
     }
@@ -639,7 +649,8 @@ fn collect_seeds<'c, 'q, const ISA: u8, M: Metric>(
 ) {
     for (view, mask) in views {
         for (&query, buffer) in queries.iter().zip(buffers.iter_mut()) {
-            let scores = metric.seed_scores::<ISA>(query, view);
+            // SAFETY: this module instantiates `ISA` only from `multiversion!` bodies, for a checked set.
+            let scores = unsafe { metric.seed_scores::<ISA>(query, view) };
             let floor = if buffer.entries.len() == buffer.capacity {
                 buffer.entries[buffer.capacity - 1].0
             } else {
@@ -700,7 +711,10 @@ fn screen_descendants<'q, const ISA: u8, M: Metric>(
                 *threshold = if (mask >> lane) & 1 == 1 { kth } else { 0.0 };
             }
         }
-        metric.bound_chunk_many::<ISA>(&queries, view, &thresholds, &mut distances, &mut screens, &mut counts);
+        // SAFETY: this module instantiates `ISA` only from `multiversion!` bodies, for a checked set.
+        unsafe {
+            metric.bound_chunk_many::<ISA>(&queries, view, &thresholds, &mut distances, &mut screens, &mut counts)
+        };
         for screen in &mut screens {
             screen.known &= mask;
             screen.pending &= mask;

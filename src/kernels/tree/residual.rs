@@ -712,7 +712,7 @@ impl Metric for ResidualMetric<'_> {
     /// then (if a lane survives) the prefix stages. What survives is pending. Without
     /// bounds every used lane is pending.
     #[inline(always)]
-    fn bound_chunk<const ISA: u8>(
+    unsafe fn bound_chunk<const ISA: u8>(
         &self,
         query: usize,
         chunk: ChunkView<'_>,
@@ -749,7 +749,7 @@ impl Metric for ResidualMetric<'_> {
     /// [`PREFIX_TILE`] queries, so each column of the chunk's prefix is loaded once per
     /// tile.
     #[inline(always)]
-    fn bound_chunk_many<const ISA: u8>(
+    unsafe fn bound_chunk_many<const ISA: u8>(
         &self,
         queries: &[usize],
         chunk: ChunkView<'_>,
@@ -822,7 +822,7 @@ impl Metric for ResidualMetric<'_> {
     }
 
     #[inline(always)]
-    fn exact_distance<const ISA: u8>(&self, query: usize, index: usize, counts: &mut DistanceCounts) -> f64 {
+    unsafe fn exact_distance<const ISA: u8>(&self, query: usize, index: usize, counts: &mut DistanceCounts) -> f64 {
         counts.exact += 1;
         counts.dot_flops += self.exact_flops();
         let model = self.model;
@@ -846,7 +846,7 @@ impl Metric for ResidualMetric<'_> {
     /// almost always among the nearest in space (scaling by `s_j` would favour the
     /// inducing points, whose residuals are tiny and uncorrelated with anything).
     #[inline(always)]
-    fn seed_scores<const ISA: u8>(&self, query: usize, chunk: ChunkView<'_>) -> [f64; LANES] {
+    unsafe fn seed_scores<const ISA: u8>(&self, query: usize, chunk: ChunkView<'_>) -> [f64; LANES] {
         let query_point = self.model.points.row(query);
         let squared = lane_squared_distances(query_point, chunk.payload);
         let mut scores = [0.0f64; LANES];

@@ -283,7 +283,17 @@ proptest! {
             let thresholds: Vec<f64> = (0..count).map(|index| model.distance(query, index) + slack).collect();
             let mut found = Vec::new();
             let mut counts = DistanceCounts::default();
-            metric::screen_packed::<{ metric::PORTABLE }, _>(&metric, query, &candidates, &thresholds, &mut found, &mut counts);
+            // SAFETY: the portable set runs everywhere.
+            unsafe {
+                metric::screen_packed::<{ metric::PORTABLE }, _>(
+                    &metric,
+                    query,
+                    &candidates,
+                    &thresholds,
+                    &mut found,
+                    &mut counts,
+                )
+            };
             for (index, &threshold) in thresholds.iter().enumerate() {
                 let exact = model.distance(query, index);
                 if exact <= threshold {
@@ -336,31 +346,34 @@ fn block_screening_keeps_every_pair_within_its_threshold() {
                     let mut screens = vec![ChunkScreen::default(); queries.len()];
                     let mut counts = DistanceCounts::default();
                     let (queries, thresholds) = (&queries[..], &thresholds[..]);
-                    match isa {
-                        Isa::Portable => metric.bound_chunk_many::<{ metric::PORTABLE }>(
-                            queries,
-                            view,
-                            thresholds,
-                            &mut distances,
-                            &mut screens,
-                            &mut counts,
-                        ),
-                        Isa::Avx2 => metric.bound_chunk_many::<{ metric::AVX2 }>(
-                            queries,
-                            view,
-                            thresholds,
-                            &mut distances,
-                            &mut screens,
-                            &mut counts,
-                        ),
-                        Isa::Avx512 => metric.bound_chunk_many::<{ metric::AVX512 }>(
-                            queries,
-                            view,
-                            thresholds,
-                            &mut distances,
-                            &mut screens,
-                            &mut counts,
-                        ),
+                    // SAFETY: `isa` is available (checked above).
+                    unsafe {
+                        match isa {
+                            Isa::Portable => metric.bound_chunk_many::<{ metric::PORTABLE }>(
+                                queries,
+                                view,
+                                thresholds,
+                                &mut distances,
+                                &mut screens,
+                                &mut counts,
+                            ),
+                            Isa::Avx2 => metric.bound_chunk_many::<{ metric::AVX2 }>(
+                                queries,
+                                view,
+                                thresholds,
+                                &mut distances,
+                                &mut screens,
+                                &mut counts,
+                            ),
+                            Isa::Avx512 => metric.bound_chunk_many::<{ metric::AVX512 }>(
+                                queries,
+                                view,
+                                thresholds,
+                                &mut distances,
+                                &mut screens,
+                                &mut counts,
+                            ),
+                        }
                     }
                     for (position, &query) in queries.iter().enumerate() {
                         let screen = screens[position];
@@ -386,7 +399,11 @@ fn block_screening_keeps_every_pair_within_its_threshold() {
 }
 
 /// The Euclidean screening of several queries at once, compiled for `ISA`.
-fn euclidean_screens<const ISA: u8>(
+///
+/// # Safety
+///
+/// `ISA` must be a set the CPU runs.
+unsafe fn euclidean_screens<const ISA: u8>(
     metric: &EuclideanMetric,
     queries: &[EuclideanQuery<'_>],
     view: ChunkView<'_>,
@@ -394,14 +411,17 @@ fn euclidean_screens<const ISA: u8>(
 ) -> (Vec<[f64; LANES]>, Vec<ChunkScreen>) {
     let mut distances = vec![[0.0; LANES]; queries.len()];
     let mut screens = vec![ChunkScreen::default(); queries.len()];
-    metric.bound_chunk_many::<ISA>(
-        queries,
-        view,
-        thresholds,
-        &mut distances,
-        &mut screens,
-        &mut DistanceCounts::default(),
-    );
+    // SAFETY: the caller's contract for `ISA` is this function's.
+    unsafe {
+        metric.bound_chunk_many::<ISA>(
+            queries,
+            view,
+            thresholds,
+            &mut distances,
+            &mut screens,
+            &mut DistanceCounts::default(),
+        )
+    };
     (distances, screens)
 }
 
@@ -439,11 +459,18 @@ fn euclidean_block_screening_gives_the_exact_distances() {
                 })
                 .collect();
             for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
-                let (distances, screens) = match isa {
-                    _ if !isa.is_available() => continue,
-                    Isa::Portable => euclidean_screens::<{ metric::PORTABLE }>(&metric, &queries, view, &thresholds),
-                    Isa::Avx2 => euclidean_screens::<{ metric::AVX2 }>(&metric, &queries, view, &thresholds),
-                    Isa::Avx512 => euclidean_screens::<{ metric::AVX512 }>(&metric, &queries, view, &thresholds),
+                if !isa.is_available() {
+                    continue;
+                }
+                // SAFETY: `isa` is available (checked above).
+                let (distances, screens) = unsafe {
+                    match isa {
+                        Isa::Portable => {
+                            euclidean_screens::<{ metric::PORTABLE }>(&metric, &queries, view, &thresholds)
+                        }
+                        Isa::Avx2 => euclidean_screens::<{ metric::AVX2 }>(&metric, &queries, view, &thresholds),
+                        Isa::Avx512 => euclidean_screens::<{ metric::AVX512 }>(&metric, &queries, view, &thresholds),
+                    }
                 };
                 for (position, query) in queries.iter().enumerate() {
                     assert_eq!(screens[position].pending, 0, "{isa:?}: every Euclidean distance is known");
