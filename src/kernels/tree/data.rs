@@ -15,11 +15,21 @@
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// A set of points in R^d stored row by row (`coordinates[i * dimension + c]`).
+/// A set of points in R^d stored row by row (`coordinates[i * dimension + c]`), every
+/// coordinate finite and within [`coordinate_limit`]. Outside the kernel it is made
+/// only by [`Points::new`], which checks both.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Points {
-    pub dimension: usize,
-    pub coordinates: Vec<f64>,
+    pub(super) dimension: usize,
+    pub(super) coordinates: Vec<f64>,
+}
+
+/// The largest coordinate magnitude [`Points::new`] accepts in `dimension` dimensions:
+/// a quarter of `sqrt(f64::MAX / dimension)`, so no squared distance (at most
+/// `dimension * (2 * limit)^2 = f64::MAX / 4`, about 4.5e307) overflows, and neither
+/// does a sum of two distances. In 8 dimensions it is about 1.2e153.
+pub fn coordinate_limit(dimension: usize) -> f64 {
+    (f64::MAX / dimension.max(1) as f64).sqrt() / 4.0
 }
 
 /// Input the tree refuses: it would make distances meaningless.
@@ -31,11 +41,15 @@ pub enum DataError {
     RaggedRows { length: usize, dimension: usize },
     #[error("point {row} has a non-finite coordinate ({value}) at position {column}")]
     NonFinite { row: usize, column: usize, value: f64 },
+    #[error(
+        "point {row} has coordinate {value:e} at position {column}, beyond the {limit:.3e} at which squared distances could overflow in dimension {dimension}"
+    )]
+    OutOfRange { row: usize, column: usize, value: f64, limit: f64, dimension: usize },
 }
 
 impl Points {
-    /// Wraps row-major coordinates, refusing a zero dimension, ragged rows and
-    /// non-finite values.
+    /// Wraps row-major coordinates, refusing a zero dimension, ragged rows, non-finite
+    /// values and values beyond [`coordinate_limit`].
     pub fn new(dimension: usize, coordinates: Vec<f64>) -> Result<Points, DataError> {
         if dimension == 0 {
             return Err(DataError::ZeroDimension);
@@ -50,7 +64,26 @@ impl Points {
                 value: coordinates[position],
             });
         }
+        let limit = coordinate_limit(dimension);
+        if let Some(position) = coordinates.iter().position(|value| value.abs() > limit) {
+            return Err(DataError::OutOfRange {
+                row: position / dimension,
+                column: position % dimension,
+                value: coordinates[position],
+                limit,
+                dimension,
+            });
+        }
         Ok(Points { dimension, coordinates })
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    /// The coordinates, row by row.
+    pub fn coordinates(&self) -> &[f64] {
+        &self.coordinates
     }
 
     pub fn len(&self) -> usize {

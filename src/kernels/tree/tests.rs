@@ -999,6 +999,30 @@ fn non_finite_and_ragged_input_is_refused() {
     assert!(Points::new(1, vec![f64::INFINITY]).is_err());
 }
 
+#[test]
+fn coordinates_whose_squared_distances_could_overflow_are_refused() {
+    for dimension in [1, 8, 1000] {
+        let limit = data::coordinate_limit(dimension);
+        // The farthest two accepted points are apart by a finite squared distance,
+        // with room for a sum of two distances.
+        let low = Points::new(dimension, vec![-limit; dimension]).expect("at the limit");
+        let high = Points::new(dimension, vec![limit; dimension]).expect("at the limit");
+        let squared = metric::squared_euclidean(low.row(0), high.row(0));
+        assert!(squared <= f64::MAX / 4.0 * (1.0 + 1e-12), "{dimension}: {squared:e}");
+        assert!((2.0 * metric::euclidean(low.row(0), high.row(0))).is_finite());
+        let beyond = limit * (1.0 + f64::EPSILON);
+        let error = Points::new(dimension, [vec![0.0; dimension], vec![-beyond; dimension]].concat())
+            .expect_err("beyond the limit");
+        assert!(matches!(error, DataError::OutOfRange { row: 1, column: 0, .. }), "{error:?}");
+    }
+    // Before the limit, 1e200 in one dimension made every distance infinite.
+    let error = Points::new(1, vec![0.0, 1e200]).expect_err("1e200 is beyond the limit");
+    assert_eq!(
+        error.to_string(),
+        "point 1 has coordinate 1e200 at position 0, beyond the 3.352e153 at which squared distances could overflow in dimension 1"
+    );
+}
+
 /// A parameter set for the kernel, from the defaults with overrides.
 fn kernel_params(overrides: &[(&str, Value)]) -> Result<Params, String> {
     let given: BTreeMap<String, Value> =
