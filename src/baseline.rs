@@ -162,6 +162,7 @@ fn judge(
             interval: Some((low, high)),
             coverage: Some(coverage),
             ratios: None,
+            terms: Vec::new(),
             status,
         }),
         parity: None,

@@ -177,6 +177,62 @@ impl Node {
         })
     }
 
+    /// The positions (in [`Node::references`] order) of the numerator of every
+    /// sub-expression `A / B` of two references with the same mode and statistic: the
+    /// ratios that may be formed per pair of samples when A and B were taken together.
+    /// The denominator is the next position.
+    pub fn reference_ratios(&self) -> Vec<usize> {
+        let mut found = Vec::new();
+        self.find_ratios(&mut 0, &mut found);
+        found
+    }
+
+    fn find_ratios(&self, position: &mut usize, found: &mut Vec<usize>) {
+        match self {
+            Node::Number(_) => {}
+            Node::Ref(_) => *position += 1,
+            Node::Neg(inner) => inner.find_ratios(position, found),
+            Node::Binary('/', left, right) if matches!((left.as_ref(), right.as_ref()), (Node::Ref(a), Node::Ref(b)) if a.mode == b.mode && a.stat == b.stat) =>
+            {
+                found.push(*position);
+                *position += 2;
+            }
+            Node::Binary(_, left, right) => {
+                left.find_ratios(position, found);
+                right.find_ratios(position, found);
+            }
+        }
+    }
+
+    /// The expression with each ratio whose numerator sits at one of `numerators` (see
+    /// [`Node::reference_ratios`]) folded into one term, its numerator's reference:
+    /// evaluated with values given in order, each such ratio takes one value.
+    pub fn fold_ratios(&self, numerators: &[usize]) -> Node {
+        self.fold(numerators, &mut 0)
+    }
+
+    fn fold(&self, numerators: &[usize], position: &mut usize) -> Node {
+        match self {
+            Node::Number(value) => Node::Number(*value),
+            Node::Ref(reference) => {
+                *position += 1;
+                Node::Ref(reference.clone())
+            }
+            Node::Neg(inner) => Node::Neg(Box::new(inner.fold(numerators, position))),
+            Node::Binary('/', left, right)
+                if numerators.contains(position)
+                    && matches!((left.as_ref(), right.as_ref()), (Node::Ref(_), Node::Ref(_))) =>
+            {
+                *position += 2;
+                left.as_ref().clone()
+            }
+            Node::Binary(op, left, right) => {
+                let left = left.fold(numerators, position);
+                Node::Binary(*op, Box::new(left), Box::new(right.fold(numerators, position)))
+            }
+        }
+    }
+
     /// The range of the expression when every reference lies in the interval `lookup`
     /// gives it (interval arithmetic; a divisor whose interval holds 0 makes the range
     /// unbounded).
@@ -556,6 +612,28 @@ mod tests {
         let mut next = points.into_iter();
         let value = condition.left.eval(&mut |_| next.next()).unwrap();
         assert!((-11.0..=0.5).contains(&value), "{value}");
+    }
+
+    #[test]
+    fn ratios_of_two_references_fold_into_terms() {
+        let condition = parse(
+            "a.warm.median / b.warm.median / (c.warm.median / d.cold.median) - e.warm.median / f.warm.median >= 1",
+        )
+        .unwrap();
+        // c / d mixes modes: not a ratio of samples.
+        assert_eq!(condition.left.reference_ratios(), vec![0, 4]);
+        let folded = condition.left.fold_ratios(&[4]);
+        assert_eq!(
+            folded.references().iter().map(|reference| reference.workload.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c", "d", "e"]
+        );
+        // (a / b) / (c / d) - e, with e standing for e / f.
+        let mut next = [8.0, 2.0, 3.0, 1.5, 1.0].into_iter();
+        assert_eq!(folded.eval(&mut |_| next.next()), Some(1.0));
+        let all = condition.left.fold_ratios(&[0, 4]);
+        assert_eq!(all.references().len(), 4);
+        let mut next = [4.0, 3.0, 1.5, 1.0].into_iter();
+        assert_eq!(all.eval(&mut |_| next.next()), Some(1.0));
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct CheckPoint {
     /// For a paired-ratio condition: the numerator's and denominator's runs, when they
     /// are in the same execution group (or are the same run).
     pub paired: Option<(usize, usize)>,
+    /// The ratios of two references in the condition's left side whose runs are in one
+    /// execution group (or are the same run), by their numerator's position in
+    /// `condition_runs` (see [`crate::expr::Node::reference_ratios`]).
+    pub paired_ratios: Vec<usize>,
     /// `(of, against)` runs of the parity comparison.
     pub parity_runs: Option<(usize, usize)>,
     /// The run whose output is compared with its stored snapshot.
@@ -476,10 +480,16 @@ fn check_points(
             check.parity.as_ref().map(|_| (resolved[n_condition + n_applies], resolved[n_condition + n_applies + 1]));
         let n_parity = if check.parity.is_some() { 2 } else { 0 };
         let snapshot_run = check.snapshot.as_ref().map(|_| resolved[n_condition + n_applies + n_parity]);
+        let same_group =
+            |left: usize, right: usize| groups.iter().any(|group| group.contains(&left) && group.contains(&right));
         let paired = check.condition.as_ref().and_then(|condition| condition.ratio()).and_then(|_| {
             let (numerator, denominator) = (condition_runs[0], condition_runs[1]);
-            let same_group = groups.iter().any(|group| group.contains(&numerator) && group.contains(&denominator));
-            same_group.then_some((numerator, denominator))
+            same_group(numerator, denominator).then_some((numerator, denominator))
+        });
+        let paired_ratios = check.condition.as_ref().map_or_else(Vec::new, |condition| {
+            let mut ratios = condition.left.reference_ratios();
+            ratios.retain(|&position| same_group(condition_runs[position], condition_runs[position + 1]));
+            ratios
         });
         let label = combination
             .iter()
@@ -487,7 +497,15 @@ fn check_points(
             .map(|(axis, &value)| value_names[axis][value].as_str())
             .collect::<Vec<_>>()
             .join(",");
-        points.push(CheckPoint { label, condition_runs, paired, parity_runs, snapshot_run, applies_runs });
+        points.push(CheckPoint {
+            label,
+            condition_runs,
+            paired,
+            paired_ratios,
+            parity_runs,
+            snapshot_run,
+            applies_runs,
+        });
     }
     if points.is_empty() {
         return Err(locator

@@ -109,7 +109,31 @@ pub struct Measured {
     pub coverage: Option<f64>,
     /// For paired ratios: the summary of the per-pair ratios.
     pub ratios: Option<Summary>,
+    /// For [`Method::MedianInterval`]: the terms whose intervals decided, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<Term>,
     pub status: Status,
+}
+
+/// One term of a condition decided on its terms' intervals: the median of one run's
+/// samples, or the median of the per-pair ratios of two runs taken together.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Term {
+    /// The term as written: a reference, or `A / B` for a ratio of two runs taken
+    /// together.
+    pub expr: String,
+    pub paired: bool,
+    /// Samples, or pairs for a paired ratio.
+    pub n: usize,
+    #[serde(with = "crate::report::float")]
+    pub median: f64,
+    #[serde(with = "crate::report::float")]
+    pub low: f64,
+    #[serde(with = "crate::report::float")]
+    pub high: f64,
+    /// Coverage of `[low, high]` alone.
+    #[serde(with = "crate::report::float")]
+    pub coverage: f64,
 }
 
 /// Figures of a parity comparison.
@@ -494,43 +518,69 @@ fn measure(condition: &Condition, point: &CheckPoint, results: &[RunResult]) -> 
     }
     let references = condition.left.references();
     if condition.right.references().is_empty() && references.iter().all(|reference| reference.stat == Stat::Median) {
-        return medians(condition, &references, &point.condition_runs, results);
+        return medians(condition, &references, point, results);
     }
     let (left, right) = point_value(condition, &point.condition_runs, results)?;
     Ok(decide(Method::Point, left, right, cmp, None, None, None))
 }
 
-/// A condition on the medians of k runs (not a paired ratio), against a constant.
-/// Each median gets its distribution-free interval at level 1 - (1 - CONFIDENCE)/k,
-/// so that all k cover their medians together with at least CONFIDENCE (Bonferroni's
+/// A condition on medians (not a paired ratio), against a constant, decided on its
+/// terms: each reference's median, except that a ratio `A / B` of two runs taken
+/// together (in one execution group) is one term, the median of its per-pair ratios,
+/// which a drift of the machine moves far less than either median. Each of the k
+/// terms gets its distribution-free interval at level 1 - (1 - CONFIDENCE)/k, so that
+/// all k cover their medians together with at least CONFIDENCE (Bonferroni's
 /// inequality, which holds whatever the runs' dependence), and the expression's
 /// range over those intervals is the interval that decides. The coverage reported is
 /// that joint lower bound, 1 - sum of the intervals' misses.
 fn medians(
     condition: &Condition,
     references: &[&Reference],
-    runs: &[usize],
+    point: &CheckPoint,
     results: &[RunResult],
 ) -> Result<Measured, String> {
-    let level = 1.0 - (1.0 - stats::CONFIDENCE) / references.len() as f64;
-    let mut medians = Vec::with_capacity(references.len());
-    let mut intervals = Vec::with_capacity(references.len());
-    let mut miss = 0.0;
-    for (reference, &run) in references.iter().zip(runs) {
-        let mut values = plain(&values_of(reference, run, results)?);
+    let runs = &point.condition_runs;
+    let mut inputs: Vec<(String, bool, Vec<f64>)> = Vec::with_capacity(references.len());
+    let mut position = 0;
+    while position < references.len() {
+        let reference = references[position];
+        let samples = values_of(reference, runs[position], results)?;
+        if point.paired_ratios.contains(&position) {
+            let denominator = references[position + 1];
+            let bottom = values_of(denominator, runs[position + 1], results)?;
+            // Pair samples taken together: equal round and index.
+            let bottom: std::collections::HashMap<(u32, u32), f64> = bottom.into_iter().collect();
+            let ratios: Vec<f64> = samples.iter().filter_map(|(key, a)| bottom.get(key).map(|b| a / b)).collect();
+            if ratios.is_empty() {
+                return Err(format!("`{reference}` and `{denominator}` have no samples taken together"));
+            }
+            inputs.push((format!("{reference} / {denominator}"), true, ratios));
+            position += 2;
+        } else {
+            inputs.push((reference.to_string(), false, plain(&samples)));
+            position += 1;
+        }
+    }
+    let level = 1.0 - (1.0 - stats::CONFIDENCE) / inputs.len() as f64;
+    let mut terms = Vec::with_capacity(inputs.len());
+    for (expr, paired, mut values) in inputs {
         values.sort_by(f64::total_cmp);
         let (low, high, coverage) = stats::median_interval(&values, level);
-        medians.push(stats::median_of_sorted(&values));
-        intervals.push((low, high));
-        miss += 1.0 - coverage;
+        let median = stats::median_of_sorted(&values);
+        terms.push(Term { expr, paired, n: values.len(), median, low, high, coverage });
     }
+    let expression = condition.left.fold_ratios(&point.paired_ratios);
     let threshold = condition.right.eval(&mut |_| None).ok_or("the threshold is not a constant")?;
-    let mut medians = medians.into_iter();
-    let observed = condition.left.eval(&mut |_| medians.next()).ok_or("incomplete values")?;
-    let mut intervals = intervals.into_iter();
-    let interval = condition.left.eval_interval(&mut |_| intervals.next()).ok_or("incomplete values")?;
+    let mut medians = terms.iter().map(|term| term.median);
+    let observed = expression.eval(&mut |_| medians.next()).ok_or("incomplete values")?;
+    let mut intervals = terms.iter().map(|term| (term.low, term.high));
+    let interval = expression.eval_interval(&mut |_| intervals.next()).ok_or("incomplete values")?;
+    let miss: f64 = terms.iter().map(|term| 1.0 - term.coverage).sum();
     let coverage = (1.0 - miss).max(0.0);
-    Ok(decide(Method::MedianInterval, observed, threshold, condition.cmp, Some(interval), Some(coverage), None))
+    let mut measured =
+        decide(Method::MedianInterval, observed, threshold, condition.cmp, Some(interval), Some(coverage), None);
+    measured.terms = terms;
+    Ok(measured)
 }
 
 fn decide(
@@ -565,7 +615,18 @@ fn decide(
         Cmp::Le | Cmp::Lt if threshold != 0.0 => Some((threshold - observed) / threshold.abs()),
         _ => None,
     };
-    Measured { method, observed, threshold, cmp: cmp.symbol().to_owned(), margin, interval, coverage, ratios, status }
+    Measured {
+        method,
+        observed,
+        threshold,
+        cmp: cmp.symbol().to_owned(),
+        margin,
+        interval,
+        coverage,
+        ratios,
+        terms: Vec::new(),
+        status,
+    }
 }
 
 fn output_named<'a>(result: &'a RunResult, name: &str) -> Option<&'a Output> {

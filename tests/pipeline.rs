@@ -167,6 +167,65 @@ fn medians_of_runs_not_taken_together_decide_on_their_joint_interval() {
 }
 
 #[test]
+fn ratios_of_partners_inside_an_expression_are_terms_of_paired_samples() {
+    // Two sizes (slowdown 1 and 8) of a workload and its partner: the same seed gives
+    // partners the same noise, as a drift of the machine would, so each ratio of
+    // partners is exactly 2 while every median moves by up to 50%.
+    let text = BASE
+        .replace("repeats = 5", "repeats = 7")
+        .replace("jitter = 0.05", "jitter = 0.5\nslowdown = [1.0, 8.0]")
+        .replace("time_ms = 4.0", "time_ms = 2.0");
+    let growth = |numerator: &str, denominator: &str| format!("expr = \"{numerator} / ({denominator}) <= 1.05\"",);
+    let text = with_checks(
+        &text,
+        &[
+            (
+                "paired",
+                &growth(
+                    "slow[slowdown=8].warm.median / fast[slowdown=8].warm.median",
+                    "slow[slowdown=1].warm.median / fast[slowdown=1].warm.median",
+                ),
+            ),
+            (
+                "unpaired",
+                &growth(
+                    "slow[slowdown=8].warm.median / slow[slowdown=1].warm.median",
+                    "fast[slowdown=8].warm.median / fast[slowdown=1].warm.median",
+                ),
+            ),
+        ],
+    );
+    let verdicts = verdicts(&text, &Facts::default());
+    // The same growth over the same samples, taken as four medians: their intervals
+    // leave it undecided.
+    assert_eq!(status_of(&verdicts, "unpaired"), Status::Inconclusive);
+    assert!(verdicts[1].reason.as_ref().unwrap().contains("straddles the threshold"), "{:?}", verdicts[1].reason);
+    let unpaired = verdicts[1].measured.as_ref().unwrap();
+    assert_eq!(unpaired.terms.len(), 4);
+    assert!(unpaired.terms.iter().all(|term| !term.paired && term.n == 7 && term.low < term.high));
+    // As two ratios of partners it is decided on their paired ratios.
+    assert_eq!(status_of(&verdicts, "paired"), Status::Pass);
+    let paired = verdicts[0].measured.as_ref().unwrap();
+    assert_eq!(paired.method, Method::MedianInterval);
+    let terms: Vec<(&str, bool, usize)> =
+        paired.terms.iter().map(|term| (term.expr.as_str(), term.paired, term.n)).collect();
+    assert_eq!(
+        terms,
+        [
+            ("slow[slowdown=8].warm.time.median / fast[slowdown=8].warm.time.median", true, 7),
+            ("slow[slowdown=1].warm.time.median / fast[slowdown=1].warm.time.median", true, 7),
+        ]
+    );
+    // Only the nanosecond rounding of the reported times is left of the noise.
+    let near = |value: f64, target: f64| (value - target).abs() < 1e-5;
+    assert!(paired.terms.iter().all(|term| near(term.low, 2.0) && near(term.high, 2.0)), "{paired:?}");
+    let (low, high) = paired.interval.unwrap();
+    assert!(near(paired.observed, 1.0) && near(low, 1.0) && near(high, 1.0), "{paired:?}");
+    // Two intervals of 7 pairs, each [min, max] missing its median with 1/64.
+    assert_eq!(paired.coverage, Some(1.0 - 2.0 / 64.0));
+}
+
+#[test]
 fn failed_runs_make_checks_not_measured() {
     let text = BASE.replace("time_ms = 1.0", "time_ms = 1.0\nfail_at = 3");
     let text = with_checks(&text, &[("speed", "expr = \"slow.warm.median / fast.warm.median >= 3\"")]);

@@ -43,7 +43,7 @@ fn fixed_report() -> PhaseReport {
         text.replace("time_ms = 1.0\nsize = [8, 16]\njitter = 0.05", "time_ms = 1.0\nsize = [8, 16]\njitter = 0.02");
     assert!(text.contains("jitter = 0.02"));
     let text = format!(
-        "{text}\n[[phase.check]]\nid = \"speedup\"\nexpr = \"slow.warm.median / fast.warm.median >= 3\"\nparity = {{ of = \"fast\", against = \"slow\", output = \"values\", exact = true }}\nrationale = \"fast is at least 3x slow\"\n\n[[phase.check]]\nid = \"budget\"\nexpr = \"fast[size=8].warm.median <= 0.0009\"\nrationale = \"fast stays under 0.9 ms\"\n"
+        "{text}\n[[phase.check]]\nid = \"speedup\"\nexpr = \"slow.warm.median / fast.warm.median >= 3\"\nparity = {{ of = \"fast\", against = \"slow\", output = \"values\", exact = true }}\nrationale = \"fast is at least 3x slow\"\n\n[[phase.check]]\nid = \"budget\"\nexpr = \"fast[size=8].warm.median <= 0.0009\"\nrationale = \"fast stays under 0.9 ms\"\n\n[[phase.check]]\nid = \"steady\"\nexpr = \"slow[size=16].warm.median / fast[size=16].warm.median / (slow[size=8].warm.median / fast[size=8].warm.median) <= 1.5\"\nrationale = \"the speed-up does not depend on the size\"\n"
     );
     let plan = expand(&text).unwrap();
     let (results, verdicts) = run_plan(&plan, &Facts::default()).remove(0);
@@ -166,8 +166,8 @@ fn junit_has_an_error_for_every_crashed_run() {
     // A crash in a run that no check uses would otherwise leave no trace in the XML.
     report.runs[0].status = phasegate::execute::RunStatus::Failed("step failed: out of memory\ndetails".into());
     let junit = report::junit::render(&[report]);
-    assert!(junit.contains(" tests=\"4\" failures=\"1\" errors=\"1\">"), "{junit}");
-    assert!(junit.contains("<testsuite name=\"demo.a\" tests=\"4\" failures=\"1\" errors=\"1\""), "{junit}");
+    assert!(junit.contains(" tests=\"5\" failures=\"2\" errors=\"1\">"), "{junit}");
+    assert!(junit.contains("<testsuite name=\"demo.a\" tests=\"5\" failures=\"2\" errors=\"1\""), "{junit}");
     assert!(
         junit.contains("<testcase classname=\"demo.a\" name=\"run slow[size=8]\">\n      <error type=\"crashed\" message=\"step failed: out of memory\">step failed: out of memory&#10;details</error>"),
         "{junit}"

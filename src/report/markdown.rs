@@ -195,24 +195,59 @@ fn checks(out: &mut String, verdicts: &[Verdict]) {
                     .map_or(0, |ratios| ratios.n);
                 format!(" (paired ratio over {pairs} interleaved pairs)")
             }
-            Some(Method::MedianInterval) => {
-                let medians = verdict
-                    .expr
-                    .as_deref()
-                    .and_then(|expr| crate::expr::parse(expr).ok())
-                    .map_or(1, |condition| condition.references().len());
-                if medians == 1 {
-                    " (median with its confidence interval)".into()
-                } else {
-                    format!(" (its range over the intervals of its {medians} medians)")
-                }
-            }
+            Some(Method::MedianInterval) => median_interval_label(verdict),
             Some(Method::Point) => " (point values)".into(),
             None => String::new(),
         };
         let _ = writeln!(out, "- `{}`: `{}`{method}", verdict.name(), verdict.expr.as_deref().unwrap_or_default());
+        let terms = verdict.measured.as_ref().map_or(&[][..], |measured| &measured.terms[..]);
+        if terms.len() > 1 {
+            for term in terms {
+                let samples = if term.paired { "pairs" } else { "samples" };
+                let _ = writeln!(
+                    out,
+                    "  - `{}`: {} [{}, {}] ({:.1}%, {} {samples})",
+                    term.expr,
+                    format_number(term.median),
+                    format_number(term.low),
+                    format_number(term.high),
+                    100.0 * term.coverage,
+                    term.n,
+                );
+            }
+        }
     }
     out.push('\n');
+}
+
+/// How a [`Method::MedianInterval`] verdict was decided: on how many terms, and how
+/// many of them paired ratios. Reports written before the terms were recorded give
+/// only the expression, whose references are then all plain medians.
+fn median_interval_label(verdict: &Verdict) -> String {
+    let terms = verdict.measured.as_ref().map_or(&[][..], |measured| &measured.terms[..]);
+    let (count, paired) = if terms.is_empty() {
+        let references = verdict
+            .expr
+            .as_deref()
+            .and_then(|expr| crate::expr::parse(expr).ok())
+            .map_or(1, |condition| condition.references().len());
+        (references, 0)
+    } else {
+        (terms.len(), terms.iter().filter(|term| term.paired).count())
+    };
+    match (count, paired) {
+        (1, 0) => " (median with its confidence interval)".into(),
+        (1, _) => " (median of the ratios of pairs taken together, with its confidence interval)".into(),
+        (_, 0) => format!(" (its range over the intervals of its {count} medians)"),
+        (_, _) if paired == count => {
+            format!(
+                " (its range over the intervals of its {count} terms, each a median of the ratios of pairs taken together)"
+            )
+        }
+        (_, _) => format!(
+            " (its range over the intervals of its {count} terms, {paired} of them medians of the ratios of pairs taken together)"
+        ),
+    }
 }
 
 fn measured_cells(measured: &Measured) -> (String, String, String, String) {
