@@ -482,6 +482,24 @@ fn values_of(reference: &Reference, run: usize, results: &[RunResult]) -> Result
     Ok(values)
 }
 
+/// The ratios `numerator / denominator` of the samples of `runs` (the numerator's and
+/// the denominator's) taken together: equal round and index. At least one.
+fn pair_ratios(
+    numerator: &Reference,
+    denominator: &Reference,
+    runs: &[usize],
+    results: &[RunResult],
+) -> Result<Vec<f64>, String> {
+    let top = values_of(numerator, runs[0], results)?;
+    let bottom: std::collections::HashMap<(u32, u32), f64> =
+        values_of(denominator, runs[1], results)?.into_iter().collect();
+    let ratios: Vec<f64> = top.iter().filter_map(|(key, a)| bottom.get(key).map(|b| a / b)).collect();
+    if ratios.is_empty() {
+        return Err(format!("`{numerator}` and `{denominator}` have no samples taken together"));
+    }
+    Ok(ratios)
+}
+
 fn plain(values: &[Keyed]) -> Vec<f64> {
     values.iter().map(|(_, value)| *value).collect()
 }
@@ -503,13 +521,8 @@ fn point_value(condition: &Condition, runs: &[usize], results: &[RunResult]) -> 
 fn measure(condition: &Condition, point: &CheckPoint, results: &[RunResult]) -> Result<Measured, String> {
     let cmp = condition.cmp;
     if let (Some((numerator, denominator)), Some(_)) = (condition.ratio(), point.paired) {
-        let top = values_of(numerator, point.condition_runs[0], results)?;
-        let bottom = values_of(denominator, point.condition_runs[1], results)?;
-        // Pair samples taken together: equal round and index.
-        let bottom: std::collections::HashMap<(u32, u32), f64> = bottom.into_iter().collect();
-        let ratios: Vec<f64> = top.iter().filter_map(|(key, a)| bottom.get(key).map(|b| a / b)).collect();
-        let summary = Summary::of(&ratios)
-            .ok_or_else(|| format!("`{numerator}` and `{denominator}` have no samples taken together"))?;
+        let ratios = pair_ratios(numerator, denominator, &point.condition_runs[..2], results)?;
+        let summary = Summary::of(&ratios).expect("pair_ratios gives at least one ratio");
         let threshold = condition.right.eval(&mut |_| None).ok_or("the threshold is not a constant")?;
         let observed = summary.stat(numerator.stat);
         let interval = (numerator.stat == Stat::Median).then_some((summary.ci_low, summary.ci_high));
@@ -544,20 +557,13 @@ fn medians(
     let mut position = 0;
     while position < references.len() {
         let reference = references[position];
-        let samples = values_of(reference, runs[position], results)?;
         if point.paired_ratios.contains(&position) {
             let denominator = references[position + 1];
-            let bottom = values_of(denominator, runs[position + 1], results)?;
-            // Pair samples taken together: equal round and index.
-            let bottom: std::collections::HashMap<(u32, u32), f64> = bottom.into_iter().collect();
-            let ratios: Vec<f64> = samples.iter().filter_map(|(key, a)| bottom.get(key).map(|b| a / b)).collect();
-            if ratios.is_empty() {
-                return Err(format!("`{reference}` and `{denominator}` have no samples taken together"));
-            }
+            let ratios = pair_ratios(reference, denominator, &runs[position..position + 2], results)?;
             inputs.push((format!("{reference} / {denominator}"), true, ratios));
             position += 2;
         } else {
-            inputs.push((reference.to_string(), false, plain(&samples)));
+            inputs.push((reference.to_string(), false, plain(&values_of(reference, runs[position], results)?)));
             position += 1;
         }
     }
