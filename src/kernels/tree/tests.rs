@@ -342,39 +342,7 @@ fn block_screening_keeps_every_pair_within_its_threshold() {
                     if !isa.is_available() {
                         continue;
                     }
-                    let mut distances = vec![[0.0; LANES]; queries.len()];
-                    let mut screens = vec![ChunkScreen::default(); queries.len()];
-                    let mut counts = DistanceCounts::default();
-                    let (queries, thresholds) = (&queries[..], &thresholds[..]);
-                    // SAFETY: `isa` is available (checked above).
-                    unsafe {
-                        match isa {
-                            Isa::Portable => metric.bound_chunk_many::<{ metric::PORTABLE }>(
-                                queries,
-                                view,
-                                thresholds,
-                                &mut distances,
-                                &mut screens,
-                                &mut counts,
-                            ),
-                            Isa::Avx2 => metric.bound_chunk_many::<{ metric::AVX2 }>(
-                                queries,
-                                view,
-                                thresholds,
-                                &mut distances,
-                                &mut screens,
-                                &mut counts,
-                            ),
-                            Isa::Avx512 => metric.bound_chunk_many::<{ metric::AVX512 }>(
-                                queries,
-                                view,
-                                thresholds,
-                                &mut distances,
-                                &mut screens,
-                                &mut counts,
-                            ),
-                        }
-                    }
+                    let (distances, screens) = screens_with(isa, &metric, &queries, view, &thresholds);
                     for (position, &query) in queries.iter().enumerate() {
                         let screen = screens[position];
                         for (lane, &member) in members.iter().enumerate() {
@@ -398,30 +366,32 @@ fn block_screening_keeps_every_pair_within_its_threshold() {
     }
 }
 
-/// The Euclidean screening of several queries at once, compiled for `ISA`.
-///
-/// # Safety
-///
-/// `ISA` must be a set the CPU runs.
-unsafe fn euclidean_screens<const ISA: u8>(
-    metric: &EuclideanMetric,
-    queries: &[EuclideanQuery<'_>],
+/// [`Metric::bound_chunk_many`] of several queries against one chunk, run with `isa`
+/// (which must be available): the distances and the screens.
+fn screens_with<M: Metric>(
+    isa: Isa,
+    metric: &M,
+    queries: &[M::Query<'_>],
     view: ChunkView<'_>,
     thresholds: &[[f64; LANES]],
 ) -> (Vec<[f64; LANES]>, Vec<ChunkScreen>) {
+    assert!(isa.is_available(), "{isa:?} is not available");
     let mut distances = vec![[0.0; LANES]; queries.len()];
     let mut screens = vec![ChunkScreen::default(); queries.len()];
-    // SAFETY: the caller's contract for `ISA` is this function's.
+    let mut counts = DistanceCounts::default();
+    let outputs = (&mut distances[..], &mut screens[..], &mut counts);
+    // SAFETY: `isa` is available (asserted above).
     unsafe {
-        metric.bound_chunk_many::<ISA>(
-            queries,
-            view,
-            thresholds,
-            &mut distances,
-            &mut screens,
-            &mut DistanceCounts::default(),
-        )
-    };
+        match isa {
+            Isa::Portable => metric
+                .bound_chunk_many::<{ metric::PORTABLE }>(queries, view, thresholds, outputs.0, outputs.1, outputs.2),
+            Isa::Avx2 => {
+                metric.bound_chunk_many::<{ metric::AVX2 }>(queries, view, thresholds, outputs.0, outputs.1, outputs.2)
+            }
+            Isa::Avx512 => metric
+                .bound_chunk_many::<{ metric::AVX512 }>(queries, view, thresholds, outputs.0, outputs.1, outputs.2),
+        }
+    }
     (distances, screens)
 }
 
@@ -462,16 +432,7 @@ fn euclidean_block_screening_gives_the_exact_distances() {
                 if !isa.is_available() {
                     continue;
                 }
-                // SAFETY: `isa` is available (checked above).
-                let (distances, screens) = unsafe {
-                    match isa {
-                        Isa::Portable => {
-                            euclidean_screens::<{ metric::PORTABLE }>(&metric, &queries, view, &thresholds)
-                        }
-                        Isa::Avx2 => euclidean_screens::<{ metric::AVX2 }>(&metric, &queries, view, &thresholds),
-                        Isa::Avx512 => euclidean_screens::<{ metric::AVX512 }>(&metric, &queries, view, &thresholds),
-                    }
-                };
+                let (distances, screens) = screens_with(isa, &metric, &queries, view, &thresholds);
                 for (position, query) in queries.iter().enumerate() {
                     assert_eq!(screens[position].pending, 0, "{isa:?}: every Euclidean distance is known");
                     let mut expected = 0u32;
