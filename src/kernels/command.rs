@@ -3,16 +3,16 @@
 //! The program runs with an argument array (no shell unless `shell = true`), stdin and
 //! stdout connected to `/dev/null` and stderr kept in a file, so a failing run reports
 //! the end of its stderr (the last lines of its last 4 KiB). Arguments may contain
-//! `{name}` placeholders, filled from the run's other
-//! parameters (every extra parameter must be used by some argument), from `{threads}`,
-//! `{seed}`, `{workdir}` (the run's working directory) and `{cwd}` (the directory
-//! phasegate was started in), and from `{env:VAR}`. The child sees `OMP_NUM_THREADS` and
-//! `RAYON_NUM_THREADS` set to the run's thread count. The timed region is the interval from
-//! spawning the child to its exit, the interval `hyperfine -N` measures.
-//! `workdir = "fresh"` gives every run its own empty directory (programs that cache
-//! files in the current directory otherwise measure their cache); `output_file` names a
-//! raw little-endian float file the program writes there, exposed as the output
-//! `output_name` for parity checks.
+//! `{name}` placeholders, filled from the run's other parameters (every extra
+//! parameter must be used by some argument), from `{threads}`, `{seed}`, `{workdir}`
+//! (the run's working directory) and `{cwd}` (the directory phasegate was started
+//! in), and from `{env:VAR}`. The child sees `OMP_NUM_THREADS` and `RAYON_NUM_THREADS`
+//! set to the run's thread count. The timed region is the interval from spawning the
+//! child to its exit, the interval `hyperfine -N` measures. `workdir = "fresh"` gives
+//! every run its own empty directory (programs that cache files in the current
+//! directory otherwise measure their cache); `output_file` names a raw little-endian
+//! float file the program writes there, exposed as the output `output_name` for
+//! parity checks.
 //!
 //! The child leads a process group of its own, and the whole group is killed when the
 //! sample times out, when the child exits, when the instance gives up on the child for
@@ -20,9 +20,8 @@
 //! the child would leave the processes it started (a shell's commands, a benchmark's
 //! workers) running, and what a program leaves running when it exits would share the
 //! machine with the next sample. A process that must outlive the program has to leave
-//! the group (`setsid`). Being
-//! outside phasegate's own group, the child does not receive the terminal's Ctrl-C;
-//! the interrupt handler ends it instead.
+//! the group (`setsid`). Being outside phasegate's own group, the child does not
+//! receive the terminal's Ctrl-C; the interrupt handler ends it instead.
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};

@@ -805,7 +805,6 @@ impl TreeInstance {
     }
 }
 
-/// Metrics of a brute-force run.
 /// Euclidean queries over external points.
 fn euclidean_queries(queries: &Points) -> Vec<EuclideanQuery<'_>> {
     (0..queries.len()).map(|index| EuclideanQuery { coordinates: queries.row(index), index: None }).collect()
