@@ -472,3 +472,81 @@ pub fn format_bytes(bytes: f64) -> String {
     }
     if unit == 0 { format!("{value:.0} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Term;
+
+    fn verdict(expr: &str, paired: &[bool]) -> Verdict {
+        let terms = paired
+            .iter()
+            .enumerate()
+            .map(|(index, &paired)| Term {
+                expr: format!("term{index}"),
+                paired,
+                n: 5,
+                median: 1.0,
+                low: 0.9,
+                high: 1.1,
+                coverage: 0.9375,
+            })
+            .collect();
+        Verdict {
+            check: "check".into(),
+            point: String::new(),
+            status: Status::Pass,
+            rationale: String::new(),
+            expr: Some(expr.into()),
+            measured: Some(Measured {
+                method: Method::MedianInterval,
+                observed: 1.0,
+                threshold: 2.0,
+                cmp: "<=".into(),
+                margin: Some(0.5),
+                interval: Some((0.9, 1.1)),
+                coverage: Some(0.9375),
+                ratios: None,
+                terms,
+                status: Status::Pass,
+            }),
+            parity: None,
+            snapshot: None,
+            reason: None,
+            waiver: None,
+            noise_floor: None,
+        }
+    }
+
+    #[test]
+    fn the_median_interval_label_counts_terms_and_paired_ones() {
+        let cases: [(&str, &[bool], &str); 6] = [
+            ("fast.warm.median <= 2", &[false], " (median with its confidence interval)"),
+            (
+                "-(fast.warm.median / slow.warm.median) >= -2",
+                &[true],
+                " (median of the ratios of pairs taken together, with its confidence interval)",
+            ),
+            ("a.warm.median / b.warm.median <= 2", &[false, false], " (its range over the intervals of its 2 medians)"),
+            (
+                "(a.warm.median / b.warm.median) / (c.warm.median / d.warm.median) <= 2",
+                &[true, true],
+                " (its range over the intervals of its 2 terms, each a median of the ratios of pairs taken together)",
+            ),
+            (
+                "(a.warm.median / b.warm.median) / c.warm.median <= 2",
+                &[true, false],
+                " (its range over the intervals of its 2 terms, 1 of them medians of the ratios of pairs taken together)",
+            ),
+            // A report written before terms were recorded: the expression's references.
+            (
+                "a.warm.median / b.warm.median + c.warm.median <= 2",
+                &[],
+                " (its range over the intervals of its 3 medians)",
+            ),
+        ];
+        for (expr, paired, label) in cases {
+            assert_eq!(median_interval_label(&verdict(expr, paired)), label, "{expr}");
+        }
+    }
+}

@@ -783,7 +783,7 @@ pub struct EuclideanQuery<'a> {
 }
 
 /// Queries per tile of [`EuclideanMetric::bound_chunk_many`].
-const EUCLIDEAN_TILE: usize = 4;
+pub const EUCLIDEAN_TILE: usize = 4;
 
 /// The exact distances of a chunk's lanes from their squared sums, and the lanes
 /// within their thresholds.

@@ -21,7 +21,7 @@
 //! formula puts a point `sqrt(2 c_i)` from itself, where d(i, i) = 0.
 //! Everything is f64: next to an inducing point `p_i` is about 1e-6 and f32 would lose
 //! up to 0.05 in rho. The exact distance uses `f64::exp` and the fixed-order
-//! [`dot`](super::metric::dot), so the brute force, the build and the query all see the
+//! [`dot`], so the brute force, the build and the query all see the
 //! same bits.
 //!
 //! **Cheap lower bounds.** With `s_i = 1 / sqrt(p_i)`, `u_i = s_i V_i` and
@@ -356,7 +356,7 @@ fn solve_rows(
 }
 
 /// Checkpoints (prefix lengths) at which the suffix bound is tested.
-const CHECKPOINTS: [usize; 6] = [0, 8, 16, 32, 64, 128];
+pub const CHECKPOINTS: [usize; 6] = [0, 8, 16, 32, 64, 128];
 
 /// Relative margin on the inducing bound, times `s_i`: the identity behind it holds for
 /// the exact V, and the computed V carries the forward-substitution error, at most
@@ -448,13 +448,13 @@ impl ResidualBounds {
 }
 
 /// Points per group of [`PointGroups`].
-const GROUP_SIZE: usize = 64;
+pub const GROUP_SIZE: usize = 64;
 
 /// A partition of the points into groups of [`GROUP_SIZE`] consecutive points in the
 /// order of `w` (ties by index). Stage 0 bounds a pair by `K s_i s_j + w_i w_j`, and
 /// the kernel term is small for most pairs, so whether a lane survives it depends
 /// mostly on `w`. The tree keeps the root's children in chunks of one group each
-/// ([`Metric::chunk_group`](super::metric::Metric::chunk_group)): with the lanes of a
+/// ([`Metric::chunk_group`]): with the lanes of a
 /// chunk alike in `w`, the lanes a point keeps after stage 0 gather in fewer chunks,
 /// and the prefix stages, which run chunk by chunk, do less work (at 32,768 points,
 /// 1.19e10 instead of 2.24e10 flops in the build). Which chunk a node lands in never
@@ -977,7 +977,7 @@ const SPACE_TILE: usize = 4;
 const PREFIX_GROUP: usize = 16;
 
 /// Queries per tile of the prefix stages.
-const PREFIX_TILE: usize = 8;
+pub const PREFIX_TILE: usize = 8;
 
 /// `sum_c values[t][c] * rows[c * LANES + lane]` for the [`PREFIX_TILE`] queries of a
 /// tile and every lane: each row of the chunk is loaded once for the tile, and the
@@ -1128,7 +1128,7 @@ fn subspace_block(columns: usize, rank: usize) -> usize {
 /// coordinates, a multiply and an add counting two, over the m values of a row (not
 /// the padding), as the exact distances count theirs:
 ///
-/// - the Gram matrix over the sample, as [`gram_partial`] tiles it (the blocks left of
+/// - the Gram matrix over the sample, as `gram_partial` tiles it (the blocks left of
 ///   a tile's diagonal block are copied, not computed);
 /// - the subspace iteration: `G Q` eleven times, Gram-Schmidt twice over the block
 ///   after each and at the start (a dot product and an update per pair, a dot product
