@@ -15,8 +15,9 @@
 //!
 //! Each run executes inside a rayon pool of its `threads`. A run fails, and stops
 //! sampling, when `setup` or `run` returns an error or panics, or when a sample takes
-//! longer than the timeout (in-process kernels cannot be interrupted: the sample is
-//! allowed to finish first). Scratch directories are removed after the group, and by
+//! longer than the timeout (in-process kernels cannot be interrupted: each sample's
+//! [`Probe::deadline`] lets a kernel give up long work between units of it, and a
+//! sample that ignores it is allowed to finish first). Scratch directories are removed after the group, and by
 //! the interrupt handler if the process is interrupted; the handler first kills the
 //! process groups of running commands.
 
@@ -29,7 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
-use crate::kernel::{Event, Instance, Kernel, Output, Probe, RunContext};
+use crate::kernel::{Deadline, Event, Instance, Kernel, Output, Probe, RunContext};
 use crate::kernels;
 use crate::plan::{PhasePlan, Run};
 use crate::spec::Mode;
@@ -329,8 +330,8 @@ impl GroupContext<'_> {
     fn cold_sample(&self, run: &Run, result: &mut RunResult, index: u32, keep_outputs: bool) {
         let kernel = kernels::find(&run.kernel).expect("validated kernel");
         self.scratch.create(run.index);
-        let mut probe = Probe::default();
         let start = clock::now();
+        let mut probe = Probe { deadline: Some(self.deadline(run, start)), ..Probe::default() };
         let outcome = self.instantiate(kernel, run, Some(index), &mut probe);
         let setup_elapsed = start.elapsed();
         let mut instance = match outcome {
@@ -360,6 +361,11 @@ impl GroupContext<'_> {
                 }
             }
         }
+    }
+
+    /// The deadline of a sample that starts at `start`.
+    fn deadline(&self, run: &Run, start: clock::Stamp) -> Deadline {
+        Deadline::new(start, Duration::from_secs_f64(run.settings.timeout_s))
     }
 
     fn warm_setup(&self, run: &Run, result: &mut RunResult) -> Option<Box<dyn Instance>> {
@@ -400,8 +406,8 @@ impl GroupContext<'_> {
             return;
         }
         let Some(instance) = live.instance.as_mut() else { return };
-        let mut probe = Probe::default();
         let start = clock::now();
+        let mut probe = Probe { deadline: Some(self.deadline(run, start)), ..Probe::default() };
         let outcome = catch_unwind(AssertUnwindSafe(|| instance.run(&mut probe)));
         let elapsed = start.elapsed();
         match outcome {

@@ -392,7 +392,7 @@ pub struct RunContext {
     /// A directory the instance may write scratch files to; the harness removes it
     /// after the run, also when the run fails or is interrupted.
     pub scratch_dir: PathBuf,
-    /// The per-sample timeout; in-process kernels may use it to bound waits.
+    /// The per-sample timeout; within a sample, [`Probe::deadline`] says when it is up.
     pub timeout: Duration,
     /// The execution round: 0 for the first, then one more per re-run. A kernel that
     /// draws seeded noise derives it from the round too, or a re-run would repeat the
@@ -454,6 +454,42 @@ pub struct Event {
     pub fields: Vec<(String, Value)>,
 }
 
+/// The moment the current sample runs out of time: its start plus the per-sample
+/// timeout. The harness cannot interrupt an in-process kernel, so a kernel with long
+/// work checks [`Deadline::passed`] between units of it and returns an error (see
+/// [`Deadline::error`]) once it has passed; one that does not is failed after the
+/// sample.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    start: Stamp,
+    timeout: Duration,
+}
+
+impl Deadline {
+    pub fn new(start: Stamp, timeout: Duration) -> Deadline {
+        Deadline { start, timeout }
+    }
+
+    /// A deadline that never passes (a probe outside the harness).
+    pub fn never() -> Deadline {
+        Deadline { start: clock::now(), timeout: Duration::MAX }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.start.elapsed() > self.timeout
+    }
+
+    /// The error a kernel returns when it stops at the deadline; `progress` says how far
+    /// it got ("after 37 of 64 insertion batches").
+    pub fn error(&self, progress: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "stopped {progress}: {:.3} s into the sample, past its timeout of {} s",
+            self.start.elapsed().as_secs_f64(),
+            self.timeout.as_secs_f64()
+        )
+    }
+}
+
 /// The kernel's window on the harness during `setup` and `run`.
 #[derive(Debug, Default)]
 pub struct Probe {
@@ -461,6 +497,7 @@ pub struct Probe {
     pub(crate) events: Vec<Event>,
     pub(crate) warnings: Vec<String>,
     pub(crate) elapsed_override: Option<Duration>,
+    pub(crate) deadline: Option<Deadline>,
 }
 
 impl Probe {
@@ -484,6 +521,12 @@ impl Probe {
         if !self.warnings.contains(&message) {
             self.warnings.push(message);
         }
+    }
+
+    /// When the current sample runs out of time ([`Deadline::never`] outside the
+    /// harness). In cold mode the sample, and so the deadline, starts with the set-up.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline.unwrap_or_else(Deadline::never)
     }
 
     /// Starts timing a sub-phase of the step (for example the transfer phase of an

@@ -254,6 +254,39 @@ seconds = 5
     assert!(stdout.contains("timed out after 0.200 s"), "{stdout}");
 }
 
+#[test]
+fn tree_build_stops_between_batches_at_the_timeout() {
+    let project = Project::new();
+    // The root and 8 batches of 512: the build is asked after each batch whether the
+    // sample's time is up, and one batch takes longer than a microsecond.
+    let text = r#"
+[experiment]
+name = "slowtree"
+seed = 1
+
+[defaults]
+repeats = 1
+warmup = 0
+timeout = 0.000001
+
+[[phase]]
+id = "a"
+
+[[phase.workload]]
+id = "pcct"
+kernel = "tree"
+[phase.workload.params]
+points = 4097
+queries = 16
+verify = false
+"#;
+    project.write("tree.toml", text);
+    let (code, stdout, _) = project.run("tree.toml", &[]);
+    assert_eq!(code, 3, "{stdout}");
+    assert!(stdout.contains("run pcct failed: step failed: stopped after 1 of 8 insertion batches: "), "{stdout}");
+    assert!(stdout.contains("past its timeout of 0.000001 s"), "{stdout}");
+}
+
 /// Whether `pid` is a process that has not exited (a zombie has).
 fn running(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -327,8 +327,40 @@ pub fn build_with<M: Metric>(
     metric: &M,
     params: &BuildParams,
     keep_scopes: bool,
-    mut observe: impl FnMut(&CoverTree, &BatchReport),
+    observe: impl FnMut(&CoverTree, &BatchReport),
 ) -> BuildOutcome {
+    match build_batches(isa, metric, params, keep_scopes, observe, || false) {
+        Ok(outcome) => outcome,
+        Err(stopped) => unreachable!("a build that is never stopped stopped after {} batches", stopped.batches_done),
+    }
+}
+
+/// A build given up between two batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    /// Batches inserted (point 0, the root, is not one).
+    pub batches_done: usize,
+    pub batches: usize,
+}
+
+/// [`build`], given up between two batches once `stop` returns true (it is asked
+/// after every batch but the last): the way a run honours its per-sample timeout.
+pub fn build_until<M: Metric>(
+    metric: &M,
+    params: &BuildParams,
+    stop: impl FnMut() -> bool,
+) -> Result<BuildOutcome, Stopped> {
+    build_batches(Isa::detect(), metric, params, false, |_, _| {}, stop)
+}
+
+fn build_batches<M: Metric>(
+    isa: Isa,
+    metric: &M,
+    params: &BuildParams,
+    keep_scopes: bool,
+    mut observe: impl FnMut(&CoverTree, &BatchReport),
+    mut stop: impl FnMut() -> bool,
+) -> Result<BuildOutcome, Stopped> {
     let n = metric.len();
     assert!(n > 0, "cannot build a tree over no points");
     assert!(n < u32::MAX as usize, "too many points for 32-bit node ids");
@@ -339,14 +371,18 @@ pub fn build_with<M: Metric>(
     let mut counts = DistanceCounts::default();
     let mut scopes = keep_scopes.then(Vec::new);
     let points: Vec<u32> = (1..n as u32).collect();
+    let batch_count = points.len().div_ceil(batch_size);
     for (batch_index, batch) in points.chunks(batch_size).enumerate() {
         let report = insert_batch(isa, metric, params, &mut tree, batch, batch_index, scopes.as_mut());
         counts.add(&report.counts);
         observe(&tree, &report);
         batches.push(report);
+        if batch_index + 1 < batch_count && stop() {
+            return Err(Stopped { batches_done: batch_index + 1, batches: batch_count });
+        }
     }
     tree.finish(metric, params.bucket_size);
-    BuildOutcome { tree, batches, counts, scopes }
+    Ok(BuildOutcome { tree, batches, counts, scopes })
 }
 
 fn elapsed_ms(since: clock::Stamp) -> f64 {

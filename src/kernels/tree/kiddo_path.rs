@@ -16,6 +16,7 @@ use kiddo::SquaredEuclidean;
 use kiddo::immutable::float::kdtree::ImmutableKdTree;
 use rayon::prelude::*;
 
+use super::build::Stopped;
 use super::data::Points;
 use super::metric::euclidean;
 use super::query::Neighbours;
@@ -119,8 +120,13 @@ pub struct InsertionSearches {
     pub search: Duration,
 }
 
-fn searches_in<const D: usize>(points: &Points, batch_size: usize) -> InsertionSearches {
+fn searches_in<const D: usize>(
+    points: &Points,
+    batch_size: usize,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<InsertionSearches, Stopped> {
     let rows = rows::<D>(points);
+    let batches = rows.len().saturating_sub(1).div_ceil(batch_size);
     let mut outcome =
         InsertionSearches { nearest: Vec::with_capacity(rows.len()), build: Duration::ZERO, search: Duration::ZERO };
     let mut start = 1;
@@ -135,27 +141,35 @@ fn searches_in<const D: usize>(points: &Points, batch_size: usize) -> InsertionS
         outcome.search += searched.elapsed();
         outcome.nearest.extend(nearest);
         start = end;
+        if start < rows.len() && stop() {
+            return Err(Stopped { batches_done: (start - 1) / batch_size, batches });
+        }
     }
-    outcome
+    Ok(outcome)
 }
 
 /// The searches a build by insertion implies, done by kiddo: as in the tree's build,
 /// point 0 comes first and the others follow in batches of `batch_size` (in index
 /// order), and every point of a batch finds its nearest neighbour among the points
 /// before its batch, in a k-d tree built over them. `None` for an unsupported
-/// dimension.
-pub fn insertion_searches(points: &Points, batch_size: usize) -> Option<InsertionSearches> {
+/// dimension; given up between two batches once `stop` returns true, as
+/// [`build_until`](super::build::build_until) is.
+pub fn insertion_searches(
+    points: &Points,
+    batch_size: usize,
+    stop: &mut dyn FnMut() -> bool,
+) -> Option<Result<InsertionSearches, Stopped>> {
     let batch_size = batch_size.max(1);
     Some(match points.dimension {
-        1 => searches_in::<1>(points, batch_size),
-        2 => searches_in::<2>(points, batch_size),
-        3 => searches_in::<3>(points, batch_size),
-        4 => searches_in::<4>(points, batch_size),
-        6 => searches_in::<6>(points, batch_size),
-        8 => searches_in::<8>(points, batch_size),
-        10 => searches_in::<10>(points, batch_size),
-        12 => searches_in::<12>(points, batch_size),
-        16 => searches_in::<16>(points, batch_size),
+        1 => searches_in::<1>(points, batch_size, stop),
+        2 => searches_in::<2>(points, batch_size, stop),
+        3 => searches_in::<3>(points, batch_size, stop),
+        4 => searches_in::<4>(points, batch_size, stop),
+        6 => searches_in::<6>(points, batch_size, stop),
+        8 => searches_in::<8>(points, batch_size, stop),
+        10 => searches_in::<10>(points, batch_size, stop),
+        12 => searches_in::<12>(points, batch_size, stop),
+        16 => searches_in::<16>(points, batch_size, stop),
         _ => return None,
     })
 }

@@ -47,12 +47,12 @@ mod tests;
 use anyhow::Context;
 
 use crate::kernel::{
-    Better, Instance, Kernel, MetricSpec, Output, OutputData, ParamKind, ParamSpec, Params, Probe, Resources,
+    Better, Deadline, Instance, Kernel, MetricSpec, Output, OutputData, ParamKind, ParamSpec, Params, Probe, Resources,
     RunContext, Value,
 };
 use build::{BuildOutcome, BuildParams, Traversal};
 use data::Points;
-use metric::{DistanceCounts, EuclideanMetric, EuclideanQuery, Isa};
+use metric::{DistanceCounts, EuclideanMetric, EuclideanQuery, Isa, Metric};
 use query::{Neighbours, QueryParams, QueryStats, SelfMatch};
 use residual::{CovarianceFunction, ResidualBounds, ResidualMetric, ResidualModel, ResidualParams};
 
@@ -583,6 +583,7 @@ impl Instance for TreeInstance {
             return Ok(());
         }
         let data = self.data.as_ref().context("run before set-up")?;
+        let deadline = probe.deadline();
         let query_params = QueryParams { k: self.params.k, self_match: self.params.self_match };
         let query_count = self.params.queries as f64;
         let first_run = self.runs == 0;
@@ -590,7 +591,7 @@ impl Instance for TreeInstance {
         let answer = match (self.params.algorithm, data) {
             (Algorithm::Pcct, RunData::Euclidean { metric, queries }) => {
                 let start = probe.start();
-                let outcome = build::build(metric, &self.params.build, false, |_, _| {});
+                let outcome = build_within(metric, &self.params.build, deadline)?;
                 let build_time = probe.phase("build", start);
                 let start = probe.start();
                 let (answer, stats) = query::knn(metric, &outcome.tree, &euclidean_queries(queries), &query_params);
@@ -603,7 +604,7 @@ impl Instance for TreeInstance {
                 let start = probe.start();
                 let bounds = ResidualBounds::new(model, self.params.seed);
                 let metric = ResidualMetric { model, bounds: Some(&bounds) };
-                let mut outcome = build::build(&metric, &self.params.build, false, |_, _| {});
+                let mut outcome = build_within(&metric, &self.params.build, deadline)?;
                 let build_time = probe.phase("build", start);
                 // The bound tables are part of the build's time, and so of its flops.
                 outcome.counts.dot_flops += bounds.dot_flops;
@@ -640,8 +641,12 @@ impl Instance for TreeInstance {
             }
             (Algorithm::KiddoInsertions, RunData::Euclidean { metric, .. }) => {
                 // A yardstick: no answer to compare.
-                let searches = kiddo_path::insertion_searches(&metric.points, self.params.build.batch_size)
-                    .context("kiddo does not support this dimension")?;
+                let searches =
+                    kiddo_path::insertion_searches(&metric.points, self.params.build.batch_size, &mut || {
+                        deadline.passed()
+                    })
+                    .context("kiddo does not support this dimension")?
+                    .map_err(|stopped| stopped_error(stopped, deadline))?;
                 probe.metric("build_s", searches.build.as_secs_f64());
                 probe.metric("search_s", searches.search.as_secs_f64());
                 return Ok(());
@@ -806,6 +811,17 @@ impl TreeInstance {
 }
 
 /// Euclidean queries over external points.
+/// The tree's build, given up between two batches once the sample's deadline has
+/// passed: a build whose cost grows with the square of the points (the residual
+/// metric's flat tree) can run for hours at sizes the memory allows.
+fn build_within<M: Metric>(metric: &M, params: &BuildParams, deadline: Deadline) -> anyhow::Result<BuildOutcome> {
+    build::build_until(metric, params, || deadline.passed()).map_err(|stopped| stopped_error(stopped, deadline))
+}
+
+fn stopped_error(stopped: build::Stopped, deadline: Deadline) -> anyhow::Error {
+    deadline.error(&format!("after {} of {} insertion batches", stopped.batches_done, stopped.batches))
+}
+
 fn euclidean_queries(queries: &Points) -> Vec<EuclideanQuery<'_>> {
     (0..queries.len()).map(|index| EuclideanQuery { coordinates: queries.row(index), index: None }).collect()
 }

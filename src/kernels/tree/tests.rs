@@ -1193,7 +1193,9 @@ fn kiddo_insertion_searches_find_the_nearest_earlier_point() {
     for (dimension, grid) in [(3, true), (8, false)] {
         let points = test_points(700, dimension, 41 + dimension as u64, 20, grid);
         let batch_size = 64;
-        let searches = in_pool(2, || super::kiddo_path::insertion_searches(&points, batch_size)).expect("supported");
+        let searches = in_pool(2, || super::kiddo_path::insertion_searches(&points, batch_size, &mut || false))
+            .expect("supported")
+            .expect("never stopped");
         assert_eq!(searches.nearest.len(), points.len() - 1);
         for point in 1..points.len() {
             // The batch of `point` starts at 1 + a multiple of the batch size.
@@ -1206,7 +1208,76 @@ fn kiddo_insertion_searches_find_the_nearest_earlier_point() {
             assert_eq!(metric::euclidean(points.row(point), points.row(found)), nearest, "point {point}");
         }
     }
-    assert!(super::kiddo_path::insertion_searches(&test_points(10, 5, 1, 0, false), 4).is_none());
+    assert!(super::kiddo_path::insertion_searches(&test_points(10, 5, 1, 0, false), 4, &mut || false).is_none());
+}
+
+#[test]
+fn builds_and_kiddo_searches_stop_between_batches_when_asked() {
+    // 700 points: the root, then batches of 100 (the last holds 99).
+    let points = test_points(700, 3, 5, 0, false);
+    let metric = EuclideanMetric { points: points.clone() };
+    let params = BuildParams { batch_size: 100, ..BuildParams::default() };
+    for stop_after in [1, 3, 6] {
+        let mut asked = 0;
+        let stopped = build::build_until(&metric, &params, || {
+            asked += 1;
+            asked == stop_after
+        })
+        .map(|_| ())
+        .expect_err("stopped");
+        assert_eq!(stopped, build::Stopped { batches_done: stop_after, batches: 7 });
+        let mut asked = 0;
+        let stopped = super::kiddo_path::insertion_searches(&points, 100, &mut || {
+            asked += 1;
+            asked == stop_after
+        })
+        .expect("supported")
+        .map(|_| ())
+        .expect_err("stopped");
+        assert_eq!(stopped, build::Stopped { batches_done: stop_after, batches: 7 });
+    }
+    // Asked after every batch but the last, so a build that is never told to stop is
+    // the plain build.
+    let mut asked = 0;
+    let outcome = build::build_until(&metric, &params, || {
+        asked += 1;
+        false
+    })
+    .expect("not stopped");
+    assert_eq!(asked, 6);
+    assert_eq!(outcome.tree.digest(), build::build(&metric, &params, false, |_, _| {}).tree.digest());
+}
+
+#[test]
+fn a_run_past_its_deadline_stops_with_its_progress() {
+    for algorithm in ["pcct", "kiddo_insertions"] {
+        let params = kernel_params(&[
+            ("algorithm", Value::from(algorithm)),
+            ("points", Value::Int(700)),
+            ("queries", Value::Int(8)),
+            ("batch_size", Value::Int(100)),
+        ])
+        .expect("valid parameters");
+        let context = RunContext {
+            seed: 3,
+            threads: 1,
+            scratch_dir: std::env::temp_dir(),
+            timeout: std::time::Duration::from_secs(60),
+            round: 0,
+            cold_sample: None,
+        };
+        let mut instance = Tree.instantiate(&params, &context).expect("instance");
+        instance.setup(&mut Probe::default()).expect("set-up");
+        let mut probe = Probe {
+            deadline: Some(crate::kernel::Deadline::new(crate::clock::now(), std::time::Duration::ZERO)),
+            ..Probe::default()
+        };
+        let message = format!("{:#}", instance.run(&mut probe).expect_err("past the deadline"));
+        assert!(message.starts_with("stopped after 1 of 7 insertion batches: "), "{algorithm}: {message}");
+        assert!(message.ends_with("past its timeout of 0 s"), "{algorithm}: {message}");
+        // The same instance, with time left, runs.
+        instance.run(&mut Probe::default()).expect("no deadline");
+    }
 }
 
 #[test]
