@@ -456,9 +456,9 @@ pub struct Event {
 
 /// The moment the current sample runs out of time: its start plus the per-sample
 /// timeout. The harness cannot interrupt an in-process kernel, so a kernel with long
-/// work checks [`Deadline::passed`] between units of it and returns an error (see
-/// [`Deadline::error`]) once it has passed; one that does not is failed after the
-/// sample.
+/// work checks [`Deadline::passed`] between units of it and, once it has passed,
+/// returns the error [`Deadline::stopped`] makes; one that does not is failed after
+/// the sample.
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline {
     start: Stamp,
@@ -479,15 +479,26 @@ impl Deadline {
         self.start.elapsed() > self.timeout
     }
 
-    /// The error a kernel returns when it stops at the deadline; `progress` says how far
-    /// it got ("after 37 of 64 insertion batches").
-    pub fn error(&self, progress: &str) -> anyhow::Error {
+    /// The error of work given up at the deadline, `units` naming what `stopped`
+    /// counts ("stopped after 37 of 64 insertion batches: 12.041 s into the sample,
+    /// past its timeout of 10 s").
+    pub fn stopped(&self, stopped: Stopped, units: &str) -> anyhow::Error {
         anyhow::anyhow!(
-            "stopped {progress}: {:.3} s into the sample, past its timeout of {} s",
+            "stopped after {} of {} {units}: {:.3} s into the sample, past its timeout of {} s",
+            stopped.done,
+            stopped.total,
             self.start.elapsed().as_secs_f64(),
             self.timeout.as_secs_f64()
         )
     }
+}
+
+/// Long work given up between two of its units (asked to stop, as at a [`Deadline`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    /// Units finished.
+    pub done: usize,
+    pub total: usize,
 }
 
 /// The kernel's window on the harness during `setup` and `run`.

@@ -37,7 +37,7 @@
 //! omega, polarization or capture fraction is exactly zero (where the reference keeps
 //! recomputing them) are also handed to the scalar pixel function.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -47,6 +47,7 @@ use super::interpolate;
 use super::model::{InterpolationFallback, RenderOutcome, RowStatistics, Simulation};
 use super::scalar::{self, InterpolationState};
 use super::vector_math;
+use crate::kernel::Stopped;
 
 /// Pixels rendered together: one AVX-512 register of f64, two AVX2 ones.
 pub const LANES: usize = 8;
@@ -126,7 +127,21 @@ pub fn render(simulation: &Simulation, image: &mut [f32]) -> RenderOutcome {
 
 /// Renders the whole image with the given (supported) instruction set.
 pub fn render_with(simulation: &Simulation, image: &mut [f32], instruction_set: InstructionSet) -> RenderOutcome {
-    render_rows(simulation, image, instruction_set, FallbackHint::Use)
+    match render_rows(simulation, image, instruction_set, FallbackHint::Use, &|| false) {
+        Ok(outcome) => outcome,
+        Err(stopped) => unreachable!("a render that is never stopped stopped after {} rows", stopped.done),
+    }
+}
+
+/// [`render_with`], given up once `stop` returns true: every row not yet started is
+/// skipped (`stop` is asked before each), and [`Stopped`] counts the rows finished.
+pub fn render_until(
+    simulation: &Simulation,
+    image: &mut [f32],
+    instruction_set: InstructionSet,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<RenderOutcome, Stopped> {
+    render_rows(simulation, image, instruction_set, FallbackHint::Use, stop)
 }
 
 /// Whether rows below a fallback already found skip interpolation (the normal case), or
@@ -142,16 +157,22 @@ pub(crate) fn render_rows(
     image: &mut [f32],
     instruction_set: InstructionSet,
     hint: FallbackHint,
-) -> RenderOutcome {
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<RenderOutcome, Stopped> {
     let kernel = instruction_set.row_kernel();
     let plan = Plan::new(simulation);
     let fast_pixels = simulation.detector.fast_pixels;
     let first_fallback_row = AtomicUsize::new(usize::MAX);
+    let stopped = AtomicBool::new(false);
 
-    let mut rows: Vec<RowRecord> = image
+    let rows: Vec<Option<RowRecord>> = image
         .par_chunks_mut(fast_pixels)
         .enumerate()
         .map(|(slow_pixel, row)| {
+            if stopped.load(Ordering::Relaxed) || stop() {
+                stopped.store(true, Ordering::Relaxed);
+                return None;
+            }
             // Rows below a known fallback are rendered without interpolation right away;
             // the others optimistically interpolate and are corrected after the pass.
             let interpolating = simulation.interpolate
@@ -160,9 +181,13 @@ pub(crate) fn render_rows(
             if result.fallback.is_some() {
                 first_fallback_row.fetch_min(slow_pixel, Ordering::Relaxed);
             }
-            RowRecord { interpolating, fallback: result.fallback, statistics: result.statistics }
+            Some(RowRecord { interpolating, fallback: result.fallback, statistics: result.statistics })
         })
         .collect();
+    if stopped.into_inner() {
+        return Err(Stopped { done: rows.iter().flatten().count(), total: rows.len() });
+    }
+    let mut rows: Vec<RowRecord> = rows.into_iter().flatten().collect();
 
     let fallback_row = rows.iter().position(|row| row.fallback.is_some());
     if let Some(fallback_row) = fallback_row {
@@ -177,7 +202,7 @@ pub(crate) fn render_rows(
             });
     }
     let statistics: Vec<RowStatistics> = rows.iter().map(|row| row.statistics).collect();
-    RenderOutcome::from_rows(&statistics, fallback_row.and_then(|row| rows[row].fallback))
+    Ok(RenderOutcome::from_rows(&statistics, fallback_row.and_then(|row| rows[row].fallback)))
 }
 
 struct RowRecord {

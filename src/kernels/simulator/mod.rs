@@ -36,7 +36,7 @@ use anyhow::Context;
 
 use crate::kernel::{
     Better, Instance, Kernel, MetricSpec, Output, OutputData, ParamKind, ParamSpec, Params, Probe, Resources,
-    RunContext, Value,
+    RunContext, Stopped, Value,
 };
 
 use crystal::{Cell, Crystal};
@@ -376,6 +376,21 @@ pub fn render(
     }
 }
 
+/// [`render`], given up once `stop` returns true, which either path asks before every
+/// detector row; [`Stopped`] counts the rows finished.
+pub fn render_until(
+    simulation: &Simulation,
+    path: RenderPath,
+    instruction_set: InstructionSet,
+    image: &mut [f32],
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<RenderOutcome, Stopped> {
+    match path {
+        RenderPath::Scalar => scalar::render_until(simulation, image, stop),
+        RenderPath::Fast => fast::render_until(simulation, image, instruction_set, stop),
+    }
+}
+
 impl Kernel for Simulator {
     fn name(&self) -> &'static str {
         "simulator"
@@ -592,8 +607,12 @@ impl Instance for SimulatorInstance {
     fn run(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
         let prepared = self.prepared.as_ref().context("run before set-up")?;
         let simulation = &prepared.simulation;
+        let deadline = probe.deadline();
         let start = probe.start();
-        let outcome = render(simulation, self.params.path, prepared.instruction_set, &mut self.image);
+        let outcome = render_until(simulation, self.params.path, prepared.instruction_set, &mut self.image, &|| {
+            deadline.passed()
+        })
+        .map_err(|stopped| deadline.stopped(stopped, "detector rows"))?;
         let render_time = probe.phase("render", start);
         outcome.check_finite().map_err(anyhow::Error::msg)?;
         let pixels = self.image.len() as f64;

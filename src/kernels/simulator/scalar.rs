@@ -12,6 +12,7 @@ use std::f64::consts::PI;
 use super::geometry::Vec3;
 use super::interpolate;
 use super::model::{InterpolationFallback, RenderOutcome, RowStatistics, Simulation, polarization_factor, sincg};
+use crate::kernel::Stopped;
 
 /// Whether interpolation is still on, and where it was switched off.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -22,16 +23,33 @@ pub struct InterpolationState {
 
 /// Renders the whole image (`fast_pixels * slow_pixels` values, slow-major).
 pub fn render(simulation: &Simulation, image: &mut [f32]) -> RenderOutcome {
+    match render_until(simulation, image, &|| false) {
+        Ok(outcome) => outcome,
+        Err(stopped) => unreachable!("a render that is never stopped stopped after {} rows", stopped.done),
+    }
+}
+
+/// [`render`], given up once `stop` returns true (it is asked before every row);
+/// [`Stopped`] counts the rows finished.
+pub fn render_until(
+    simulation: &Simulation,
+    image: &mut [f32],
+    stop: &dyn Fn() -> bool,
+) -> Result<RenderOutcome, Stopped> {
     let fast_pixels = simulation.detector.fast_pixels;
+    let slow_pixels = simulation.detector.slow_pixels;
     let mut state = InterpolationState { on: simulation.interpolate, fallback: None };
-    let mut rows = Vec::with_capacity(simulation.detector.slow_pixels);
+    let mut rows = Vec::with_capacity(slow_pixels);
     for (slow_pixel, row) in image.chunks_mut(fast_pixels).enumerate() {
+        if stop() {
+            return Err(Stopped { done: slow_pixel, total: slow_pixels });
+        }
         for (fast_pixel, value) in row.iter_mut().enumerate() {
             *value = pixel(simulation, fast_pixel, slow_pixel, &mut state);
         }
         rows.push(RowStatistics::of(row));
     }
-    RenderOutcome::from_rows(&rows, state.fallback)
+    Ok(RenderOutcome::from_rows(&rows, state.fallback))
 }
 
 /// One pixel's value; `state` carries the interpolation switch across pixels in serial order.

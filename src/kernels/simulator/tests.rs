@@ -412,7 +412,8 @@ fn interpolation_fallback_follows_the_serial_order() {
     let (hinted, hinted_outcome) = render_fast(&simulation, 2);
     let mut corrected = vec![0.0f32; hinted.len()];
     let corrected_outcome =
-        fast::render_rows(&simulation, &mut corrected, InstructionSet::detect(), fast::FallbackHint::Ignore);
+        fast::render_rows(&simulation, &mut corrected, InstructionSet::detect(), fast::FallbackHint::Ignore, &|| false)
+            .expect("never stopped");
     assert!(hinted.iter().zip(&corrected).all(|(a, b)| a.to_bits() == b.to_bits()));
     assert_eq!(hinted_outcome, corrected_outcome);
     // Rows below the switch are nearest-neighbour images; rows above are interpolated.
@@ -705,4 +706,47 @@ fn kernel_setup_fails_clearly_on_a_missing_hkl_file() {
     let mut instance = Simulator.instantiate(&params, &context()).unwrap();
     let error = instance.setup(&mut Probe::default()).unwrap_err();
     assert!(format!("{error:#}").contains("cannot read HKL file no/such/file.hkl"), "{error:#}");
+}
+
+#[test]
+fn both_paths_stop_between_rows_when_asked() {
+    let simulation = simulation_of(&SimulatorParams { detector_pixels: 16, ..SimulatorParams::default() });
+    for stop_at in [1, 5] {
+        // One thread, so the fast path's rows are asked in order too.
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let stop = || asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == stop_at;
+        let mut image = vec![0.0; simulation.detector.pixels()];
+        let stopped = scalar::render_until(&simulation, &mut image, &stop).map(|_| ()).expect_err("stopped");
+        assert_eq!(stopped, Stopped { done: stop_at - 1, total: 16 });
+        asked.store(0, std::sync::atomic::Ordering::Relaxed);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let stopped = pool
+            .install(|| fast::render_until(&simulation, &mut image, InstructionSet::detect(), &stop))
+            .map(|_| ())
+            .expect_err("stopped");
+        assert_eq!(stopped, Stopped { done: stop_at - 1, total: 16 });
+    }
+    // Never told to stop: the plain render.
+    let (reference, _) = render_scalar(&simulation);
+    let mut image = vec![0.0; simulation.detector.pixels()];
+    scalar::render_until(&simulation, &mut image, &|| false).expect("not stopped");
+    assert_eq!(image, reference);
+}
+
+#[test]
+fn a_render_past_its_deadline_stops_with_its_progress() {
+    for render_path in ["fast", "scalar"] {
+        let params = kernel_params(&[("path", Value::from(render_path)), ("detpixels", Value::Int(16))]);
+        let mut instance = Simulator.instantiate(&params, &context()).unwrap();
+        instance.setup(&mut Probe::default()).unwrap();
+        let mut probe = Probe {
+            deadline: Some(crate::kernel::Deadline::new(crate::clock::now(), std::time::Duration::ZERO)),
+            ..Probe::default()
+        };
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let message = format!("{:#}", instance.run(&mut probe).unwrap_err());
+        assert!(message.starts_with("stopped after 0 of 16 detector rows: "), "{render_path}: {message}");
+        assert!(message.ends_with("past its timeout of 0 s"), "{render_path}: {message}");
+        instance.run(&mut Probe::default()).expect("no deadline");
+    }
 }

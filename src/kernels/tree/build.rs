@@ -72,6 +72,7 @@ use super::metric::{
     squared_limit, task_size, tile_squared_distances,
 };
 use crate::clock;
+use crate::kernel::Stopped;
 
 /// Smallest and largest blocks of batch points that traverse together (see
 /// [`task_size`]).
@@ -331,20 +332,13 @@ pub fn build_with<M: Metric>(
 ) -> BuildOutcome {
     match build_batches(isa, metric, params, keep_scopes, observe, || false) {
         Ok(outcome) => outcome,
-        Err(stopped) => unreachable!("a build that is never stopped stopped after {} batches", stopped.batches_done),
+        Err(stopped) => unreachable!("a build that is never stopped stopped after {} batches", stopped.done),
     }
-}
-
-/// A build given up between two batches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stopped {
-    /// Batches inserted (point 0, the root, is not one).
-    pub batches_done: usize,
-    pub batches: usize,
 }
 
 /// [`build`], given up between two batches once `stop` returns true (it is asked
 /// after every batch but the last): the way a run honours its per-sample timeout.
+/// [`Stopped`] counts batches; point 0, the root, is not one.
 pub fn build_until<M: Metric>(
     metric: &M,
     params: &BuildParams,
@@ -378,7 +372,7 @@ fn build_batches<M: Metric>(
         observe(&tree, &report);
         batches.push(report);
         if batch_index + 1 < batch_count && stop() {
-            return Err(Stopped { batches_done: batch_index + 1, batches: batch_count });
+            return Err(Stopped { done: batch_index + 1, total: batch_count });
         }
     }
     tree.finish(metric, params.bucket_size);

@@ -16,11 +16,11 @@ use kiddo::SquaredEuclidean;
 use kiddo::immutable::float::kdtree::ImmutableKdTree;
 use rayon::prelude::*;
 
-use super::build::Stopped;
 use super::data::Points;
 use super::metric::euclidean;
 use super::query::Neighbours;
 use crate::clock;
+use crate::kernel::Stopped;
 
 /// Dimensions the comparison path is compiled for.
 pub const KIDDO_DIMENSIONS: [usize; 9] = [1, 2, 3, 4, 6, 8, 10, 12, 16];
@@ -142,7 +142,7 @@ fn searches_in<const D: usize>(
         outcome.nearest.extend(nearest);
         start = end;
         if start < rows.len() && stop() {
-            return Err(Stopped { batches_done: (start - 1) / batch_size, batches });
+            return Err(Stopped { done: (start - 1) / batch_size, total: batches });
         }
     }
     Ok(outcome)

@@ -646,7 +646,7 @@ impl Instance for TreeInstance {
                         deadline.passed()
                     })
                     .context("kiddo does not support this dimension")?
-                    .map_err(|stopped| stopped_error(stopped, deadline))?;
+                    .map_err(|stopped| deadline.stopped(stopped, "insertion batches"))?;
                 probe.metric("build_s", searches.build.as_secs_f64());
                 probe.metric("search_s", searches.search.as_secs_f64());
                 return Ok(());
@@ -815,11 +815,8 @@ impl TreeInstance {
 /// passed: a build whose cost grows with the square of the points (the residual
 /// metric's flat tree) can run for hours at sizes the memory allows.
 fn build_within<M: Metric>(metric: &M, params: &BuildParams, deadline: Deadline) -> anyhow::Result<BuildOutcome> {
-    build::build_until(metric, params, || deadline.passed()).map_err(|stopped| stopped_error(stopped, deadline))
-}
-
-fn stopped_error(stopped: build::Stopped, deadline: Deadline) -> anyhow::Error {
-    deadline.error(&format!("after {} of {} insertion batches", stopped.batches_done, stopped.batches))
+    build::build_until(metric, params, || deadline.passed())
+        .map_err(|stopped| deadline.stopped(stopped, "insertion batches"))
 }
 
 fn euclidean_queries(queries: &Points) -> Vec<EuclideanQuery<'_>> {

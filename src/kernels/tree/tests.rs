@@ -20,7 +20,7 @@ use super::metric::{
 use super::query::{self, Neighbours, QueryParams, SelfMatch};
 use super::residual::{self, CovarianceFunction, ResidualBounds, ResidualMetric, ResidualModel, ResidualParams};
 use super::{Algorithm, MetricChoice, Tree, TreeParams, brute, compare};
-use crate::kernel::{Kernel, OutputData, Params, Probe, RunContext, Value};
+use crate::kernel::{Kernel, OutputData, Params, Probe, RunContext, Stopped, Value};
 
 /// Points with N(0, 1) coordinates, some rows copied (duplicates) and, with `grid`,
 /// rounded to a coarse grid so many distances tie exactly.
@@ -1225,7 +1225,7 @@ fn builds_and_kiddo_searches_stop_between_batches_when_asked() {
         })
         .map(|_| ())
         .expect_err("stopped");
-        assert_eq!(stopped, build::Stopped { batches_done: stop_after, batches: 7 });
+        assert_eq!(stopped, Stopped { done: stop_after, total: 7 });
         let mut asked = 0;
         let stopped = super::kiddo_path::insertion_searches(&points, 100, &mut || {
             asked += 1;
@@ -1234,7 +1234,7 @@ fn builds_and_kiddo_searches_stop_between_batches_when_asked() {
         .expect("supported")
         .map(|_| ())
         .expect_err("stopped");
-        assert_eq!(stopped, build::Stopped { batches_done: stop_after, batches: 7 });
+        assert_eq!(stopped, Stopped { done: stop_after, total: 7 });
     }
     // Asked after every batch but the last, so a build that is never told to stop is
     // the plain build.
