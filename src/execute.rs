@@ -17,9 +17,9 @@
 //! sampling, when `setup` or `run` returns an error or panics, or when a sample takes
 //! longer than the timeout (in-process kernels cannot be interrupted: each sample's
 //! [`Probe::deadline`] lets a kernel give up long work between units of it, and a
-//! sample that ignores it is allowed to finish first). Scratch directories are removed after the group, and by
-//! the interrupt handler if the process is interrupted; the handler first kills the
-//! process groups of running commands.
+//! sample that ignores it is allowed to finish first). Scratch directories are
+//! removed after the group, and by the interrupt handler if the process is
+//! interrupted; the handler first kills the process groups of running commands.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -810,7 +810,6 @@ impl TreeInstance {
     }
 }
 
-/// Euclidean queries over external points.
 /// The tree's build, given up between two batches once the sample's deadline has
 /// passed: a build whose cost grows with the square of the points (the residual
 /// metric's flat tree) can run for hours at sizes the memory allows.
@@ -819,6 +818,7 @@ fn build_within<M: Metric>(metric: &M, params: &BuildParams, deadline: Deadline)
         .map_err(|stopped| deadline.stopped(stopped, "insertion batches"))
 }
 
+/// Euclidean queries over external points.
 fn euclidean_queries(queries: &Points) -> Vec<EuclideanQuery<'_>> {
     (0..queries.len()).map(|index| EuclideanQuery { coordinates: queries.row(index), index: None }).collect()
 }

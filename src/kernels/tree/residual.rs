@@ -20,9 +20,8 @@
 //! `c_i = (1 - ||r_i||^2) / 2`, still a metric (by Minkowski's inequality), but the
 //! formula puts a point `sqrt(2 c_i)` from itself, where d(i, i) = 0.
 //! Everything is f64: next to an inducing point `p_i` is about 1e-6 and f32 would lose
-//! up to 0.05 in rho. The exact distance uses `f64::exp` and the fixed-order
-//! [`dot`], so the brute force, the build and the query all see the
-//! same bits.
+//! up to 0.05 in rho. The exact distance uses `f64::exp` and the fixed-order [`dot`],
+//! so the brute force, the build and the query all see the same bits.
 //!
 //! **Cheap lower bounds.** With `s_i = 1 / sqrt(p_i)`, `u_i = s_i V_i` and
 //! `w_i = ||u_i||`, `rho_ij = K_ij s_i s_j - u_i . u_j`. A pair is within distance tau
