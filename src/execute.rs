@@ -635,6 +635,9 @@ fn install_interrupt_cleanup() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         let _ = ctrlc::try_set_handler(|| {
+            // Marked before the kills, so the threads that see their commands die park
+            // instead of recording failures (see `halt_if_interrupted`).
+            crate::kernel::set_interrupted();
             // The children first: they may still be writing into their scratch
             // directories.
             kernels::command::kill_running();

@@ -167,6 +167,8 @@ fn main() -> ExitCode {
             Ok(Exit::Pass)
         }
     };
+    // An interrupt being handled exits the process itself (with 130).
+    phasegate::kernel::halt_if_interrupted();
     match result {
         Ok(exit) => ExitCode::from(exit.code() as u8),
         Err(error) => {
