@@ -524,6 +524,15 @@ pub struct Stopped {
     pub total: usize,
 }
 
+impl Stopped {
+    /// The outcome of work whose stop condition never holds.
+    pub fn never<T>(result: Result<T, Stopped>) -> T {
+        result.unwrap_or_else(|stopped| {
+            unreachable!("work never asked to stop stopped after {} of {} units", stopped.done, stopped.total)
+        })
+    }
+}
+
 /// The kernel's window on the harness during `setup` and `run`.
 #[derive(Debug, Default)]
 pub struct Probe {
@@ -561,6 +570,14 @@ impl Probe {
     /// harness). In cold mode the sample, and so the deadline, starts with the set-up.
     pub fn deadline(&self) -> Deadline {
         self.deadline.unwrap_or_else(Deadline::never)
+    }
+
+    /// A probe whose sample is already past its deadline.
+    #[cfg(test)]
+    pub(crate) fn past_deadline() -> Probe {
+        let start = clock::now();
+        std::thread::sleep(Duration::from_millis(1));
+        Probe { deadline: Some(Deadline::new(start, Duration::ZERO)), ..Probe::default() }
     }
 
     /// Starts timing a sub-phase of the step (for example the transfer phase of an

@@ -127,10 +127,7 @@ pub fn render(simulation: &Simulation, image: &mut [f32]) -> RenderOutcome {
 
 /// Renders the whole image with the given (supported) instruction set.
 pub fn render_with(simulation: &Simulation, image: &mut [f32], instruction_set: InstructionSet) -> RenderOutcome {
-    match render_rows(simulation, image, instruction_set, FallbackHint::Use, &|| false) {
-        Ok(outcome) => outcome,
-        Err(stopped) => unreachable!("a render that is never stopped stopped after {} rows", stopped.done),
-    }
+    Stopped::never(render_rows(simulation, image, instruction_set, FallbackHint::Use, &|| false))
 }
 
 /// [`render_with`], given up once `stop` returns true: every row not yet started is

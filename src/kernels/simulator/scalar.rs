@@ -23,10 +23,7 @@ pub struct InterpolationState {
 
 /// Renders the whole image (`fast_pixels * slow_pixels` values, slow-major).
 pub fn render(simulation: &Simulation, image: &mut [f32]) -> RenderOutcome {
-    match render_until(simulation, image, &|| false) {
-        Ok(outcome) => outcome,
-        Err(stopped) => unreachable!("a render that is never stopped stopped after {} rows", stopped.done),
-    }
+    Stopped::never(render_until(simulation, image, &|| false))
 }
 
 /// [`render`], given up once `stop` returns true (it is asked before every row);

@@ -739,12 +739,7 @@ fn a_render_past_its_deadline_stops_with_its_progress() {
         let params = kernel_params(&[("path", Value::from(render_path)), ("detpixels", Value::Int(16))]);
         let mut instance = Simulator.instantiate(&params, &context()).unwrap();
         instance.setup(&mut Probe::default()).unwrap();
-        let mut probe = Probe {
-            deadline: Some(crate::kernel::Deadline::new(crate::clock::now(), std::time::Duration::ZERO)),
-            ..Probe::default()
-        };
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        let message = format!("{:#}", instance.run(&mut probe).unwrap_err());
+        let message = format!("{:#}", instance.run(&mut Probe::past_deadline()).unwrap_err());
         assert!(message.starts_with("stopped after 0 of 16 detector rows: "), "{render_path}: {message}");
         assert!(message.ends_with("past its timeout of 0 s"), "{render_path}: {message}");
         instance.run(&mut Probe::default()).expect("no deadline");

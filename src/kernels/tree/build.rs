@@ -330,10 +330,7 @@ pub fn build_with<M: Metric>(
     keep_scopes: bool,
     observe: impl FnMut(&CoverTree, &BatchReport),
 ) -> BuildOutcome {
-    match build_batches(isa, metric, params, keep_scopes, observe, || false) {
-        Ok(outcome) => outcome,
-        Err(stopped) => unreachable!("a build that is never stopped stopped after {} batches", stopped.done),
-    }
+    Stopped::never(build_batches(isa, metric, params, keep_scopes, observe, || false))
 }
 
 /// [`build`], given up between two batches once `stop` returns true (it is asked

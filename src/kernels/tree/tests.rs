@@ -1265,11 +1265,7 @@ fn a_run_past_its_deadline_stops_with_its_progress() {
         .expect("valid parameters");
         let mut instance = Tree.instantiate(&params, &test_context(3, 1)).expect("instance");
         instance.setup(&mut Probe::default()).expect("set-up");
-        let mut probe = Probe {
-            deadline: Some(crate::kernel::Deadline::new(crate::clock::now(), std::time::Duration::ZERO)),
-            ..Probe::default()
-        };
-        let message = format!("{:#}", instance.run(&mut probe).expect_err("past the deadline"));
+        let message = format!("{:#}", instance.run(&mut Probe::past_deadline()).expect_err("past the deadline"));
         assert!(message.starts_with("stopped after 1 of 7 insertion batches: "), "{algorithm}: {message}");
         assert!(message.ends_with("past its timeout of 0 s"), "{algorithm}: {message}");
         // The same instance, with time left, runs.
