@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -218,6 +219,8 @@ impl GroupContext<'_> {
     }
 
     fn fail(&self, run: &Run, result: &mut RunResult, message: String) {
+        // A run the interrupt ended (its command killed) did not fail on its own.
+        halt_if_interrupted();
         tracing::warn!(target: "phasegate::run", run = %run.name(), "run failed: {message}");
         self.observer.run_failed(self.phase, run, &message);
         result.status = RunStatus::Failed(message);
@@ -457,6 +460,7 @@ impl GroupContext<'_> {
         warmup: bool,
         seconds: f64,
     ) {
+        halt_if_interrupted();
         let mut sample = Sample {
             mode,
             warmup,
@@ -628,6 +632,21 @@ pub fn set_interrupt_record(record: Option<(PathBuf, String)>) {
     *interrupt_record() = record;
 }
 
+/// Set for good when an interrupt is being handled.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Parks the calling thread for good once an interrupt is being handled, leaving the
+/// exit to the handler. Every sample's outcome is recorded through it, so a run whose
+/// command the handler killed is not recorded as failed, and a finished run does not
+/// race the handler to exit the process (`main` calls it before it returns).
+pub fn halt_if_interrupted() {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 /// On SIGINT or SIGTERM: kill the running commands' process groups, remove live
 /// scratch directories and exit with 130. Reports written so far stay intact (they are
 /// written atomically).
@@ -637,7 +656,7 @@ fn install_interrupt_cleanup() {
         let _ = ctrlc::try_set_handler(|| {
             // Marked before the kills, so the threads that see their commands die park
             // instead of recording failures (see `halt_if_interrupted`).
-            crate::kernel::set_interrupted();
+            INTERRUPTED.store(true, Ordering::SeqCst);
             // The children first: they may still be writing into their scratch
             // directories.
             kernels::command::kill_running();

@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::clock::{self, Stamp};
@@ -453,28 +452,6 @@ impl OutputData {
 pub struct Event {
     pub kind: String,
     pub fields: Vec<(String, Value)>,
-}
-
-/// Set for good when the process is being interrupted (see
-/// `execute::install_interrupt_cleanup`).
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Marks the process as interrupted: the interrupt handler does it before it kills
-/// the running commands, cleans up and exits.
-pub fn set_interrupted() {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Parks the calling thread for good when the process is being interrupted, leaving
-/// the exit to the interrupt handler: a thread that saw its command die would
-/// otherwise record the interrupt's kill as the run's failure, and one that finished
-/// could race the handler to exit the process.
-pub fn halt_if_interrupted() {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        loop {
-            std::thread::park();
-        }
-    }
 }
 
 /// The moment the current sample runs out of time: its start plus the per-sample

@@ -243,8 +243,6 @@ impl Instance for CommandInstance {
         let start = probe.start();
         let mut child = GroupChild::spawn(&mut process).with_context(|| format!("cannot start `{}`", self.program))?;
         let waited = child.wait_timeout(self.timeout).context("cannot wait for the child process")?;
-        // An interrupt kills the child: its end is then the interrupt's, not the run's.
-        crate::kernel::halt_if_interrupted();
         let Some((status, exited)) = waited else {
             bail!("`{}` timed out after {:.3} s", self.program, self.timeout.as_secs_f64());
         };

@@ -168,7 +168,7 @@ fn main() -> ExitCode {
         }
     };
     // An interrupt being handled exits the process itself (with 130).
-    phasegate::kernel::halt_if_interrupted();
+    phasegate::execute::halt_if_interrupted();
     match result {
         Ok(exit) => ExitCode::from(exit.code() as u8),
         Err(error) => {
