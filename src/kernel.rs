@@ -479,6 +479,21 @@ impl Deadline {
         self.start.elapsed() > self.timeout
     }
 
+    /// The time left until the deadline (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        self.timeout.saturating_sub(self.start.elapsed())
+    }
+
+    /// The error of `what` (a program) stopped at the deadline ("`solver` timed out:
+    /// 10.002 s into the sample, past its timeout of 10 s").
+    pub fn timed_out(&self, what: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{what} timed out: {:.3} s into the sample, past its timeout of {} s",
+            self.start.elapsed().as_secs_f64(),
+            self.timeout.as_secs_f64()
+        )
+    }
+
     /// The error of work given up at the deadline, `units` naming what `stopped`
     /// counts ("stopped after 37 of 64 insertion batches: 12.041 s into the sample,
     /// past its timeout of 10 s").
@@ -549,12 +564,18 @@ impl Probe {
         self.deadline.unwrap_or_else(Deadline::never)
     }
 
+    /// A probe whose sample starts now and times out after `timeout`.
+    #[cfg(test)]
+    pub(crate) fn with_timeout(timeout: Duration) -> Probe {
+        Probe { deadline: Some(Deadline::new(clock::now(), timeout)), ..Probe::default() }
+    }
+
     /// A probe whose sample is already past its deadline.
     #[cfg(test)]
     pub(crate) fn past_deadline() -> Probe {
-        let start = clock::now();
+        let probe = Probe::with_timeout(Duration::ZERO);
         std::thread::sleep(Duration::from_millis(1));
-        Probe { deadline: Some(Deadline::new(start, Duration::ZERO)), ..Probe::default() }
+        probe
     }
 
     /// Starts timing a sub-phase of the step (for example the transfer phase of an

@@ -169,7 +169,6 @@ impl Kernel for Command {
             args,
             workdir,
             stderr_path: context.scratch_dir.join("stderr.txt"),
-            timeout: context.timeout,
             threads: context.threads,
             output: (!output_file.is_empty()).then(|| OutputFile {
                 path: PathBuf::from(output_file),
@@ -217,7 +216,6 @@ struct CommandInstance {
     args: Vec<String>,
     workdir: Option<PathBuf>,
     stderr_path: PathBuf,
-    timeout: std::time::Duration,
     threads: usize,
     output: Option<OutputFile>,
 }
@@ -240,11 +238,14 @@ impl Instance for CommandInstance {
         if let Some(workdir) = &self.workdir {
             process.current_dir(workdir);
         }
+        // The sample's deadline counts from its start: in cold mode that is the
+        // set-up's start, so the program gets what the set-up left of the timeout.
+        let deadline = probe.deadline();
         let start = probe.start();
         let mut child = GroupChild::spawn(&mut process).with_context(|| format!("cannot start `{}`", self.program))?;
-        let waited = child.wait_timeout(self.timeout).context("cannot wait for the child process")?;
+        let waited = child.wait_timeout(deadline.remaining()).context("cannot wait for the child process")?;
         let Some((status, exited)) = waited else {
-            bail!("`{}` timed out after {:.3} s", self.program, self.timeout.as_secs_f64());
+            return Err(deadline.timed_out(&format!("`{}`", self.program)));
         };
         probe.report_elapsed(exited.duration_since(start));
         if !status.success() {
@@ -450,10 +451,11 @@ mod tests {
     use crate::kernel::{Instance, Kernel, Params, Probe, RunContext, Value};
 
     /// An instance running `line` through `sh -c`, with scratch files under `scratch`.
-    fn shell_instance(line: &str, timeout: Duration, scratch: &Path) -> Box<dyn Instance> {
+    fn shell_instance(line: &str, scratch: &Path) -> Box<dyn Instance> {
         let given =
             BTreeMap::from([("program".to_owned(), Value::from(line)), ("shell".to_owned(), Value::Bool(true))]);
         let params = Params::validate(&Command.params(), &given, true).unwrap();
+        let timeout = Duration::from_secs(60);
         let context =
             RunContext { seed: 1, threads: 1, scratch_dir: scratch.to_owned(), timeout, round: 0, cold_sample: None };
         Command.instantiate(&params, &context).unwrap()
@@ -491,10 +493,25 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let pid_file = scratch.path().join("pid");
         let line = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
-        let mut instance = shell_instance(&line, Duration::from_millis(500), scratch.path());
-        let error = instance.run(&mut Probe::default()).unwrap_err();
-        assert!(error.to_string().contains("timed out after 0.500 s"), "{error:#}");
+        let mut instance = shell_instance(&line, scratch.path());
+        let error = instance.run(&mut Probe::with_timeout(Duration::from_millis(500))).unwrap_err();
+        assert!(error.to_string().contains("timed out: "), "{error:#}");
+        assert!(error.to_string().contains("s into the sample, past its timeout of 0.5 s"), "{error:#}");
         assert_gone(&pid_file, "the timed-out run");
+    }
+
+    #[test]
+    fn the_timeout_counts_from_the_start_of_the_sample() {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut instance = shell_instance("sleep 30", scratch.path());
+        // A cold sample's set-up has used 1.5 s of its 2 s before the program starts.
+        let mut probe = Probe::with_timeout(Duration::from_secs(2));
+        std::thread::sleep(Duration::from_millis(1500));
+        let start = std::time::Instant::now();
+        let error = instance.run(&mut probe).unwrap_err();
+        let waited = start.elapsed();
+        assert!(waited < Duration::from_millis(1900), "the program ran {waited:?} of what was left (0.5 s)");
+        assert!(error.to_string().contains("past its timeout of 2 s"), "{error:#}");
     }
 
     #[test]
@@ -502,7 +519,7 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let pid_file = scratch.path().join("pid");
         let line = format!("sleep 30 & echo $! > {}", pid_file.display());
-        let mut instance = shell_instance(&line, Duration::from_secs(60), scratch.path());
+        let mut instance = shell_instance(&line, scratch.path());
         let mut probe = Probe::default();
         instance.run(&mut probe).unwrap();
         assert_gone(&pid_file, "the program that started it");
@@ -515,7 +532,7 @@ mod tests {
     fn a_failure_reports_stderr_that_is_not_utf8() {
         let scratch = tempfile::tempdir().unwrap();
         let line = r"printf 'important diagnostic \377\n' >&2; exit 1";
-        let mut instance = shell_instance(line, Duration::from_secs(60), scratch.path());
+        let mut instance = shell_instance(line, scratch.path());
         let error = instance.run(&mut Probe::default()).unwrap_err().to_string();
         assert!(error.ends_with("stderr:\nimportant diagnostic \u{fffd}"), "{error}");
     }
@@ -524,7 +541,7 @@ mod tests {
     fn a_failure_reports_only_the_end_of_a_huge_stderr() {
         let scratch = tempfile::tempdir().unwrap();
         let line = "head -c 5000000 /dev/zero | tr '\\0' x >&2; echo ' the end' >&2; exit 1";
-        let mut instance = shell_instance(line, Duration::from_secs(60), scratch.path());
+        let mut instance = shell_instance(line, scratch.path());
         let error = instance.run(&mut Probe::default()).unwrap_err().to_string();
         assert!(error.len() < 1000, "{} bytes: {}...", error.len(), &error[..200]);
         assert!(error.ends_with(&format!(":\n[...]{} the end", "x".repeat(248))), "{error}");

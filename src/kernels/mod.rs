@@ -83,9 +83,12 @@ pub fn describe() -> String {
     for kernel in all() {
         let _ = writeln!(out, "{}: {}", kernel.name(), kernel.summary());
         for param in kernel.params() {
-            let default =
-                param.default.as_ref().map_or_else(|| "required".to_owned(), |value| format!("default {value}"));
-            let _ = writeln!(out, "  param  {:<22} {:?} ({default}): {}", param.name, param.kind, param.doc);
+            let default = match &param.default {
+                None => "required".to_owned(),
+                Some(crate::kernel::Value::Text(text)) => format!("default \"{text}\""),
+                Some(value) => format!("default {value}"),
+            };
+            let _ = writeln!(out, "  param  {:<22} {}; {default}: {}", param.name, param.kind.describe(), param.doc);
         }
         if kernel.accepts_extra_params() {
             let _ = writeln!(out, "  param  <any other>            substitution variables for {{name}} placeholders");
@@ -98,4 +101,18 @@ pub fn describe() -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_listing_states_each_parameter_in_words() {
+        let text = super::describe();
+        let points = text.lines().find(|line| line.trim_start().starts_with("param  points")).expect("tree's points");
+        assert!(points.contains("an integer in 1..=16777216; default 8192: n,"), "{points}");
+        let metric = text.lines().find(|line| line.trim_start().starts_with("param  metric")).expect("tree's metric");
+        assert!(metric.contains("one of euclidean, residual; default \"euclidean\":"), "{metric}");
+        // No parameter kind is printed in its debug form (`Int { min: 1, .. }`).
+        assert!(!text.lines().any(|line| line.starts_with("  param") && line.contains(" { ")), "{text}");
+    }
 }

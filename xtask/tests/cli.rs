@@ -251,7 +251,8 @@ seconds = 5
     project.write("slow.toml", text);
     let (code, stdout, _) = project.run("slow.toml", &[]);
     assert_eq!(code, 3, "{stdout}");
-    assert!(stdout.contains("timed out after 0.200 s"), "{stdout}");
+    assert!(stdout.contains("`sleep` timed out: "), "{stdout}");
+    assert!(stdout.contains("s into the sample, past its timeout of 0.2 s"), "{stdout}");
 }
 
 #[test]
