@@ -319,19 +319,23 @@ fn validated(pairs: &[(&str, Value)]) -> Params {
     Params::validate(&Io.params(), &given(pairs), false).expect("valid parameters")
 }
 
+fn run_context(scratch_dir: &std::path::Path, threads: usize) -> RunContext {
+    RunContext {
+        seed: 1,
+        threads,
+        scratch_dir: scratch_dir.to_path_buf(),
+        timeout: Duration::from_secs(60),
+        round: 0,
+        cold_sample: None,
+    }
+}
+
 fn run_kernel(pairs: &[(&str, Value)], threads: usize, samples: usize) -> KernelRun {
     let params = validated(pairs);
     let resources = Io.check(&params).expect("the check passes");
     assert!(resources.memory_bytes >= params.int("size") as u64 / 8);
     let directory = tempfile::tempdir().expect("a temporary directory");
-    let context = RunContext {
-        seed: 1,
-        threads,
-        scratch_dir: directory.path().to_path_buf(),
-        timeout: Duration::from_secs(60),
-        round: 0,
-        cold_sample: None,
-    };
+    let context = run_context(directory.path(), threads);
     let declared: Vec<&str> = Io.metrics().iter().map(|metric| metric.name).collect();
     let (probes, outputs) = pool(threads).install(|| {
         let mut instance = Io.instantiate(&params, &context).expect("an instance");
@@ -522,6 +526,27 @@ fn every_bits_path_gives_the_same_result() {
             results.push(digest_output(&run.outputs, "result"));
         }
         assert!(results.windows(2).all(|pair| pair[0] == pair[1]), "{op}: {results:?}");
+    }
+}
+
+#[test]
+fn bits_passes_stop_at_the_deadline() {
+    // A pass over 1 MiB asks after every pass; passes over 4 KiB ask once per 256
+    // passes (1 MiB of input).
+    for (size, pass_bytes, expected) in [(1 << 20, 4 << 20, "1 of 4"), (4096, 8 << 20, "256 of 2048")] {
+        let params = validated(&[
+            ("family", Value::from("bits")),
+            ("size", Value::Int(size)),
+            ("op", Value::from("popcount")),
+            ("pass_bytes", Value::Int(pass_bytes)),
+        ]);
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let mut instance = Io.instantiate(&params, &run_context(directory.path(), 1)).expect("an instance");
+        instance.setup(&mut Probe::default()).expect("set-up");
+        let message = format!("{:#}", instance.run(&mut Probe::past_deadline()).expect_err("past the deadline"));
+        assert!(message.contains(&format!("stopped after {expected} passes")), "{message}");
+        // The same instance runs in full when its time is not up.
+        instance.run(&mut Probe::default()).expect("a sample");
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `bits` family's workload: one operation over seeded operands on one path,
 //! repeated for `passes = max(1, ceil(pass_bytes / size))` passes per sample so that an
-//! L2-sized operand still gives a sample long enough to time.
+//! L2-sized operand still gives a sample long enough to time. Once the sample's time is
+//! up the passes stop (asked between passes, at most once per MiB of input).
 //!
 //! A requested path the CPU lacks falls back to the best path below it (`simd` is
 //! `avx512` resolved downwards) with a warning; `path_code` records the path that ran.
@@ -11,10 +12,14 @@
 use anyhow::Context;
 
 use super::{BinaryOp, BitsPath};
-use crate::kernel::{Instance, Output, OutputData, Params, Probe, Resources};
+use crate::kernel::{Instance, Output, OutputData, Params, Probe, Resources, Stopped};
 use crate::kernels::io::data::{self, AlignedBuffer};
 use crate::kernels::io::sys::Usage;
 use crate::kernels::io::{Environment, record_step};
+
+/// Input bytes between two questions of a sample's deadline (see `Probe::deadline`):
+/// a pass over a larger operand asks after every pass.
+const DEADLINE_BYTES: usize = 1 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BitsOp {
@@ -194,10 +199,18 @@ impl Instance for BitsInstance {
     fn run(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
         let a = self.a.as_ref().context("set-up did not run")?;
         let passes = self.params.passes();
+        // The deadline is asked between passes, once per `DEADLINE_BYTES` of input at
+        // most, so that passes over a small operand do not each pay for a clock read.
+        let deadline = probe.deadline();
+        let input_bytes = self.params.op.input_bytes(self.params.size).max(1);
+        let ask_every = DEADLINE_BYTES.div_ceil(input_bytes).max(1);
         let usage_before = Usage::now();
         let start = probe.start();
         let mut count = None;
-        for _ in 0..passes {
+        for pass in 0..passes {
+            if pass > 0 && pass % ask_every == 0 && deadline.passed() {
+                return Err(deadline.stopped(Stopped { done: pass, total: passes }, "passes"));
+            }
             count = one_pass(self.params.op, self.path, a, self.b.as_ref(), self.out.as_mut());
             std::hint::black_box(&mut self.out);
             std::hint::black_box(count);
