@@ -212,7 +212,6 @@ impl GroupContext<'_> {
             seed: run.seed,
             threads: run.threads,
             scratch_dir: self.scratch.dir(run.index),
-            timeout: Duration::from_secs_f64(run.settings.timeout_s),
             round: self.round,
             cold_sample,
         }

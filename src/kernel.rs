@@ -392,8 +392,6 @@ pub struct RunContext {
     /// A directory the instance may write scratch files to; the harness removes it
     /// after the run, also when the run fails or is interrupted.
     pub scratch_dir: PathBuf,
-    /// The per-sample timeout; within a sample, [`Probe::deadline`] says when it is up.
-    pub timeout: Duration,
     /// The execution round: 0 for the first, then one more per re-run. A kernel that
     /// draws seeded noise derives it from the round too, or a re-run would repeat the
     /// first round's samples and add no evidence.
@@ -401,6 +399,15 @@ pub struct RunContext {
     /// The cold sample this instance is created for (each cold sample is a fresh
     /// instance), or `None` for the run's warm instance.
     pub cold_sample: Option<u32>,
+}
+
+impl RunContext {
+    /// The context of an instance made outside the harness: round 0, the warm
+    /// instance.
+    #[cfg(test)]
+    pub(crate) fn outside_harness(seed: u64, threads: usize, scratch_dir: &std::path::Path) -> RunContext {
+        RunContext { seed, threads, scratch_dir: scratch_dir.to_owned(), round: 0, cold_sample: None }
+    }
 }
 
 /// A named output of a run, compared between workloads (parity) or with a stored
@@ -487,21 +494,20 @@ impl Deadline {
     /// The error of `what` (a program) stopped at the deadline ("`solver` timed out:
     /// 10.002 s into the sample, past its timeout of 10 s").
     pub fn timed_out(&self, what: &str) -> anyhow::Error {
-        anyhow::anyhow!(
-            "{what} timed out: {:.3} s into the sample, past its timeout of {} s",
-            self.start.elapsed().as_secs_f64(),
-            self.timeout.as_secs_f64()
-        )
+        anyhow::anyhow!("{what} timed out: {}", self.overrun())
     }
 
     /// The error of work given up at the deadline, `units` naming what `stopped`
     /// counts ("stopped after 37 of 64 insertion batches: 12.041 s into the sample,
     /// past its timeout of 10 s").
     pub fn stopped(&self, stopped: Stopped, units: &str) -> anyhow::Error {
-        anyhow::anyhow!(
-            "stopped after {} of {} {units}: {:.3} s into the sample, past its timeout of {} s",
-            stopped.done,
-            stopped.total,
+        anyhow::anyhow!("stopped after {} of {} {units}: {}", stopped.done, stopped.total, self.overrun())
+    }
+
+    /// How far into the sample it is now, against the timeout.
+    fn overrun(&self) -> String {
+        format!(
+            "{:.3} s into the sample, past its timeout of {} s",
             self.start.elapsed().as_secs_f64(),
             self.timeout.as_secs_f64()
         )

@@ -455,10 +455,7 @@ mod tests {
         let given =
             BTreeMap::from([("program".to_owned(), Value::from(line)), ("shell".to_owned(), Value::Bool(true))]);
         let params = Params::validate(&Command.params(), &given, true).unwrap();
-        let timeout = Duration::from_secs(60);
-        let context =
-            RunContext { seed: 1, threads: 1, scratch_dir: scratch.to_owned(), timeout, round: 0, cold_sample: None };
-        Command.instantiate(&params, &context).unwrap()
+        Command.instantiate(&params, &RunContext::outside_harness(1, 1, scratch)).unwrap()
     }
 
     /// Whether `pid` is a process that has not exited (a zombie has).

@@ -33,11 +33,7 @@ pub fn describe_markdown() -> String {
         let _ = writeln!(out, "\n### `{}`\n\n{}.\n", kernel.name(), kernel.summary());
         let _ = writeln!(out, "| parameter | type | default | meaning |\n|---|---|---|---|");
         for param in kernel.params() {
-            let default = match &param.default {
-                None => "required".to_owned(),
-                Some(crate::kernel::Value::Text(text)) => format!("`\"{text}\"`"),
-                Some(value) => format!("`{value}`"),
-            };
+            let default = default_value(&param).map_or_else(|| "required".to_owned(), |value| format!("`{value}`"));
             let _ = writeln!(
                 out,
                 "| `{}` | {} | {default} | {} |",
@@ -76,6 +72,15 @@ pub fn describe_markdown() -> String {
     out
 }
 
+/// A parameter's default as written in a spec (strings quoted), or `None` when the
+/// parameter is required.
+fn default_value(param: &crate::kernel::ParamSpec) -> Option<String> {
+    param.default.as_ref().map(|value| match value {
+        crate::kernel::Value::Text(text) => format!("\"{text}\""),
+        value => value.to_string(),
+    })
+}
+
 /// `cargo xtask kernels`: every kernel with its parameters, metrics and outputs.
 pub fn describe() -> String {
     use std::fmt::Write;
@@ -83,11 +88,8 @@ pub fn describe() -> String {
     for kernel in all() {
         let _ = writeln!(out, "{}: {}", kernel.name(), kernel.summary());
         for param in kernel.params() {
-            let default = match &param.default {
-                None => "required".to_owned(),
-                Some(crate::kernel::Value::Text(text)) => format!("default \"{text}\""),
-                Some(value) => format!("default {value}"),
-            };
+            let default =
+                default_value(&param).map_or_else(|| "required".to_owned(), |value| format!("default {value}"));
             let _ = writeln!(out, "  param  {:<22} {}; {default}: {}", param.name, param.kind.describe(), param.doc);
         }
         if kernel.accepts_extra_params() {

@@ -319,23 +319,12 @@ fn validated(pairs: &[(&str, Value)]) -> Params {
     Params::validate(&Io.params(), &given(pairs), false).expect("valid parameters")
 }
 
-fn run_context(scratch_dir: &std::path::Path, threads: usize) -> RunContext {
-    RunContext {
-        seed: 1,
-        threads,
-        scratch_dir: scratch_dir.to_path_buf(),
-        timeout: Duration::from_secs(60),
-        round: 0,
-        cold_sample: None,
-    }
-}
-
 fn run_kernel(pairs: &[(&str, Value)], threads: usize, samples: usize) -> KernelRun {
     let params = validated(pairs);
     let resources = Io.check(&params).expect("the check passes");
     assert!(resources.memory_bytes >= params.int("size") as u64 / 8);
     let directory = tempfile::tempdir().expect("a temporary directory");
-    let context = run_context(directory.path(), threads);
+    let context = RunContext::outside_harness(1, threads, directory.path());
     let declared: Vec<&str> = Io.metrics().iter().map(|metric| metric.name).collect();
     let (probes, outputs) = pool(threads).install(|| {
         let mut instance = Io.instantiate(&params, &context).expect("an instance");
@@ -541,7 +530,8 @@ fn bits_passes_stop_at_the_deadline() {
             ("pass_bytes", Value::Int(pass_bytes)),
         ]);
         let directory = tempfile::tempdir().expect("a temporary directory");
-        let mut instance = Io.instantiate(&params, &run_context(directory.path(), 1)).expect("an instance");
+        let mut instance =
+            Io.instantiate(&params, &RunContext::outside_harness(1, 1, directory.path())).expect("an instance");
         instance.setup(&mut Probe::default()).expect("set-up");
         let message = format!("{:#}", instance.run(&mut Probe::past_deadline()).expect_err("past the deadline"));
         assert!(message.contains(&format!("stopped after {expected} passes")), "{message}");
