@@ -78,6 +78,14 @@ use crate::kernel::Stopped;
 /// [`task_size`]).
 pub(super) const TRAVERSAL_BLOCK: (usize, usize) = (64, 256);
 
+/// Fewest conflict-graph rows per parallel task (see [`conflict_graph`]): the graph of
+/// a round of 64 points is about 2,000 pairs, under the Euclidean metric less work
+/// than waking a thread.
+const CONFLICT_ROWS_PER_TASK: usize = 64;
+
+/// Fewest dominated points per parallel task when they meet a round's new leaves.
+const DOMINATED_PER_TASK: usize = 8;
+
 /// The largest batch the kernel accepts. Two points of a batch conflict when they lie
 /// within their levels' separation, and in a batch inserted into a small tree (the
 /// first batch, or any batch of points crowded together, as in one dimension) that can
@@ -183,7 +191,8 @@ pub struct BatchReport {
     /// Wall time of the distance screening in the traversal (its CPU time divided by
     /// the thread count; all of a dense traversal).
     pub traversal_pairwise_ms: f64,
-    /// Time spent sorting the scopes into sets.
+    /// Time spent sorting the scopes into sets (its CPU time divided by the thread
+    /// count, as for `traversal_pairwise_ms`).
     pub traversal_semisort_ms: f64,
     pub conflict_graph_ms: f64,
     pub mis_ms: f64,
@@ -392,10 +401,11 @@ fn insert_batch<M: Metric>(
     let mut report = BatchReport { batch_index, candidates: batch.len(), ..BatchReport::default() };
     let traversal_start = clock::now();
 
-    // Raise the root until it qualifies for every batch point.
+    // Raise the root until it qualifies for every batch point. Its distances are taken
+    // on one thread: a distance per point is less work than waking the others.
     let root = tree.root;
     let root_distances: Vec<f64> =
-        batch.par_iter().map(|&point| metric.distance(metric.point(point as usize), root as usize)).collect();
+        batch.iter().map(|&point| metric.distance(metric.point(point as usize), root as usize)).collect();
     report.counts.exact += batch.len() as u64;
     report.counts.dot_flops += batch.len() as u64 * metric.exact_flops();
     for &distance in &root_distances {
@@ -419,7 +429,9 @@ fn insert_batch<M: Metric>(
     // its points before moving on, so each chunk is loaded once per block; a sparse
     // block descends wave by wave.
     let block_size = task_size(batch.len(), TRAVERSAL_BLOCK.0, TRAVERSAL_BLOCK.1);
-    let block_seconds: Vec<f64> = placements
+    // Each block sorts its points' scopes as soon as it is through (one parallel
+    // region per batch, not two).
+    let block_seconds: Vec<(f64, f64)> = placements
         .par_chunks_mut(block_size)
         .map(|block| {
             let start = clock::now();
@@ -427,13 +439,17 @@ fn insert_batch<M: Metric>(
                 Traversal::Dense => dense_traverse(isa, metric, tree_view, block),
                 Traversal::Sparse => sparse_traverse(isa, metric, tree_view, block),
             }
-            start.elapsed().as_secs_f64()
+            let traversed = start.elapsed().as_secs_f64();
+            let semisort_start = clock::now();
+            for placement in block.iter_mut() {
+                placement.finish_scope(params.scope_cap);
+            }
+            (traversed, semisort_start.elapsed().as_secs_f64())
         })
         .collect();
-    let semisort_start = clock::now();
-    placements.par_iter_mut().for_each(|placement| placement.finish_scope(params.scope_cap));
-    report.traversal_semisort_ms = elapsed_ms(semisort_start);
-    let pairwise_seconds: f64 = block_seconds.iter().sum();
+    let threads = rayon::current_num_threads() as f64;
+    let pairwise_seconds: f64 = block_seconds.iter().map(|&(traversed, _)| traversed).sum();
+    report.traversal_semisort_ms = block_seconds.iter().map(|&(_, sorted)| sorted).sum::<f64>() * 1e3 / threads;
     for placement in &placements {
         report.counts.add(&placement.counts);
         add_by_level(&mut report.screened_by_level, &placement.screened_by_level);
@@ -445,7 +461,7 @@ fn insert_batch<M: Metric>(
             report.scope_chunk_saturated += 1;
         }
     }
-    report.traversal_pairwise_ms = pairwise_seconds * 1e3 / rayon::current_num_threads() as f64;
+    report.traversal_pairwise_ms = pairwise_seconds * 1e3 / threads;
     if let Some(scopes) = scopes {
         scopes.push(placements.iter().map(|placement| (placement.point, placement.scope.clone())).collect());
     }
@@ -487,7 +503,9 @@ fn insert_batch<M: Metric>(
             .collect();
         let tree_view: &CoverTree = tree;
         let packed = PackedPoints::new(metric, &new_nodes);
-        dominated.par_iter_mut().for_each(|placement| {
+        // Most rounds leave a handful of dominated points, each screening the few
+        // hundred new leaves: tasks of `DOMINATED_PER_TASK` keep that on one thread.
+        dominated.par_iter_mut().with_min_len(DOMINATED_PER_TASK).for_each(|placement| {
             placement.counts = DistanceCounts::default();
             meet_new_nodes(isa, metric, tree_view, &new_nodes, &packed, placement);
             placement.finish_scope(params.scope_cap);
@@ -954,8 +972,13 @@ fn conflict_graph<M: Metric>(isa: Isa, metric: &M, active: &[Placement]) -> (Vec
             *cover = power_of_two(placement.level());
         }
     }
-    let rows: Vec<(Vec<u32>, DistanceCounts)> =
-        (0..count).into_par_iter().map(|left| conflict_row(isa, metric, active, &packed, &covers, left)).collect();
+    // Rows in tasks of at least `CONFLICT_ROWS_PER_TASK`: the later rounds of a batch
+    // hold a handful of points, whose graph is less work than waking another thread.
+    let rows: Vec<(Vec<u32>, DistanceCounts)> = (0..count)
+        .into_par_iter()
+        .with_min_len(CONFLICT_ROWS_PER_TASK)
+        .map(|left| conflict_row(isa, metric, active, &packed, &covers, left))
+        .collect();
     let mut adjacency: Vec<Vec<u32>> = vec![Vec::new(); count];
     let mut counts = DistanceCounts::default();
     for (left, (neighbours, row_counts)) in rows.into_iter().enumerate() {
@@ -1070,29 +1093,20 @@ fn insert_leaders<M: Metric>(metric: &M, tree: &mut CoverTree, leaders: &[Placem
         tree.level[leader.point as usize] = leader.level();
         tree.add_child(metric, leader.parent, leader.point);
     }
-    let tree_view: &CoverTree = tree;
-    let updates: Vec<(Vec<(u32, f64)>, DistanceCounts)> = leaders
-        .par_iter()
-        .map(|leader| {
-            let mut counts = DistanceCounts::default();
-            let query = metric.point(leader.point as usize);
-            let mut path = vec![(leader.parent, leader.parent_distance)];
-            let mut ancestor = tree_view.parent[leader.parent as usize];
-            while ancestor != NO_PARENT {
-                path.push((ancestor, metric.distance(query, ancestor as usize)));
-                counts.exact += 1;
-                counts.dot_flops += metric.exact_flops();
-                ancestor = tree_view.parent[ancestor as usize];
-            }
-            (path, counts)
-        })
-        .collect();
-    let mut counts = DistanceCounts::default();
-    for (leader, (path, path_counts)) in leaders.iter().zip(updates) {
-        counts.add(&path_counts);
-        for (ancestor, distance) in path {
-            tree.widen(ancestor, distance, leader.level());
+    // On one thread: a few distances per leader (one per ancestor above the parent)
+    // are less work than waking the others.
+    let mut computed = 0u64;
+    for leader in leaders {
+        let query = metric.point(leader.point as usize);
+        let level = leader.level();
+        tree.widen(leader.parent, leader.parent_distance, level);
+        let mut ancestor = tree.parent[leader.parent as usize];
+        while ancestor != NO_PARENT {
+            let distance = metric.distance(query, ancestor as usize);
+            computed += 1;
+            tree.widen(ancestor, distance, level);
+            ancestor = tree.parent[ancestor as usize];
         }
     }
-    counts
+    DistanceCounts { exact: computed, dot_flops: computed * metric.exact_flops(), ..DistanceCounts::default() }
 }
