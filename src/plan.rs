@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::SpecError;
-use crate::expr::Reference;
+use crate::expr::{Condition, Reference};
 use crate::kernel::{Params, Resources, Value};
 use crate::kernels;
 use crate::spec::{Check, Order, Phase, Settings, Spec, Workload};
@@ -68,9 +68,6 @@ pub struct CheckPoint {
     pub label: String,
     /// The run each reference of the condition (left to right) resolves to.
     pub condition_runs: Vec<usize>,
-    /// For a paired-ratio condition: the numerator's and denominator's runs, when they
-    /// are in the same execution group (or are the same run).
-    pub paired: Option<(usize, usize)>,
     /// The ratios of two references in the condition's left side whose runs are in one
     /// execution group (or are the same run), by their numerator's position in
     /// `condition_runs` (see [`crate::expr::Node::reference_ratios`]).
@@ -81,6 +78,16 @@ pub struct CheckPoint {
     pub snapshot_run: Option<usize>,
     /// The runs `applies_if` references.
     pub applies_runs: Vec<usize>,
+}
+
+impl CheckPoint {
+    /// For a paired-ratio condition ([`Condition::ratio`]): the numerator's and
+    /// denominator's runs, when they are in one execution group (or are the same run).
+    pub fn paired(&self, condition: &Condition) -> Option<(usize, usize)> {
+        condition.ratio()?;
+        // The ratio is the whole left side, so its numerator is the first reference.
+        (self.paired_ratios.first() == Some(&0)).then(|| (self.condition_runs[0], self.condition_runs[1]))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -482,10 +489,6 @@ fn check_points(
         let snapshot_run = check.snapshot.as_ref().map(|_| resolved[n_condition + n_applies + n_parity]);
         let same_group =
             |left: usize, right: usize| groups.iter().any(|group| group.contains(&left) && group.contains(&right));
-        let paired = check.condition.as_ref().and_then(|condition| condition.ratio()).and_then(|_| {
-            let (numerator, denominator) = (condition_runs[0], condition_runs[1]);
-            same_group(numerator, denominator).then_some((numerator, denominator))
-        });
         let paired_ratios = check.condition.as_ref().map_or_else(Vec::new, |condition| {
             let mut ratios = condition.left.reference_ratios();
             ratios.retain(|&position| same_group(condition_runs[position], condition_runs[position + 1]));
@@ -497,15 +500,7 @@ fn check_points(
             .map(|(axis, &value)| value_names[axis][value].as_str())
             .collect::<Vec<_>>()
             .join(",");
-        points.push(CheckPoint {
-            label,
-            condition_runs,
-            paired,
-            paired_ratios,
-            parity_runs,
-            snapshot_run,
-            applies_runs,
-        });
+        points.push(CheckPoint { label, condition_runs, paired_ratios, parity_runs, snapshot_run, applies_runs });
     }
     if points.is_empty() {
         return Err(locator

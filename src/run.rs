@@ -330,10 +330,9 @@ pub fn calibrate(phase: &PhasePlan, execution: &ExecutionOptions, calibration: &
         return floors;
     }
     for check in &phase.checks {
-        let Some((_, denominator)) = check.check.condition.as_ref().and_then(|condition| condition.ratio()) else {
-            continue;
-        };
-        for (_, reference) in check.points.iter().filter_map(|point| point.paired) {
+        let Some(condition) = check.check.condition.as_ref() else { continue };
+        let Some((_, denominator)) = condition.ratio() else { continue };
+        for (_, reference) in check.points.iter().filter_map(|point| point.paired(condition)) {
             let key = (reference, denominator.mode, denominator.quantity.clone());
             if floors.contains_key(&key) || phase.runs[reference].skip.is_some() {
                 continue;
@@ -372,9 +371,8 @@ pub fn apply_noise_floors(phase: &PhasePlan, verdicts: &mut [Verdict], floors: &
     }
     let points = phase.checks.iter().flat_map(|check| check.points.iter().map(move |point| (check, point)));
     for ((check, point), verdict) in points.zip(verdicts.iter_mut()) {
-        let (Some((_, reference)), Some((_, denominator))) =
-            (point.paired, check.check.condition.as_ref().and_then(|condition| condition.ratio()))
-        else {
+        let Some(condition) = check.check.condition.as_ref() else { continue };
+        let (Some((_, reference)), Some((_, denominator))) = (point.paired(condition), condition.ratio()) else {
             continue;
         };
         let Some(&floor) = floors.get(&(reference, denominator.mode, denominator.quantity.clone())) else { continue };

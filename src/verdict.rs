@@ -520,7 +520,7 @@ fn point_value(condition: &Condition, runs: &[usize], results: &[RunResult]) -> 
 
 fn measure(condition: &Condition, point: &CheckPoint, results: &[RunResult]) -> Result<Measured, String> {
     let cmp = condition.cmp;
-    if let (Some((numerator, denominator)), Some(_)) = (condition.ratio(), point.paired) {
+    if let (Some((numerator, denominator)), Some(_)) = (condition.ratio(), point.paired(condition)) {
         let ratios = pair_ratios(numerator, denominator, &point.condition_runs[..2], results)?;
         let summary = Summary::of(&ratios).expect("pair_ratios gives at least one ratio");
         let threshold = condition.right.eval(&mut |_| None).ok_or("the threshold is not a constant")?;

@@ -77,7 +77,8 @@ fn check_points_follow_shared_axes() {
     let check = &plan.phases[0].checks[0];
     let labels: Vec<&str> = check.points.iter().map(|point| point.label.as_str()).collect();
     assert_eq!(labels, ["size=8", "size=16"], "size=32 has no slow run and is skipped");
-    assert!(check.points.iter().all(|point| point.paired.is_some()), "partners are paired");
+    let condition = check.check.condition.as_ref().expect("a condition");
+    assert!(check.points.iter().all(|point| point.paired(condition).is_some()), "partners are paired");
 }
 
 #[test]
@@ -88,7 +89,9 @@ fn sequential_order_disables_pairing() {
     );
     let plan = expand(&text).unwrap();
     assert_eq!(plan.phases[0].groups.len(), 2);
-    assert!(plan.phases[0].checks[0].points[0].paired.is_none());
+    let check = &plan.phases[0].checks[0];
+    let condition = check.check.condition.as_ref().expect("a condition");
+    assert!(check.points[0].paired(condition).is_none());
     let listing = phasegate::describe::list(&plan);
     assert!(listing.contains("repeats, after slow, unpaired)"), "{listing}");
     assert!(!listing.contains("interleaved"), "{listing}");
