@@ -333,7 +333,7 @@ impl GroupContext<'_> {
         let kernel = kernels::find(&run.kernel).expect("validated kernel");
         self.scratch.create(run.index);
         let start = clock::now();
-        let mut probe = Probe { deadline: Some(self.deadline(run, start)), ..Probe::default() };
+        let mut probe = Probe::until(self.deadline(run, start));
         let outcome = self.instantiate(kernel, run, Some(index), &mut probe);
         let setup_elapsed = start.elapsed();
         let mut instance = match outcome {
@@ -409,7 +409,7 @@ impl GroupContext<'_> {
         }
         let Some(instance) = live.instance.as_mut() else { return };
         let start = clock::now();
-        let mut probe = Probe { deadline: Some(self.deadline(run, start)), ..Probe::default() };
+        let mut probe = Probe::until(self.deadline(run, start));
         let outcome = catch_unwind(AssertUnwindSafe(|| instance.run(&mut probe)));
         let elapsed = start.elapsed();
         match outcome {

@@ -570,10 +570,15 @@ impl Probe {
         self.deadline.unwrap_or_else(Deadline::never)
     }
 
+    /// A probe for a sample that runs out of time at `deadline`.
+    pub(crate) fn until(deadline: Deadline) -> Probe {
+        Probe { deadline: Some(deadline), ..Probe::default() }
+    }
+
     /// A probe whose sample starts now and times out after `timeout`.
     #[cfg(test)]
     pub(crate) fn with_timeout(timeout: Duration) -> Probe {
-        Probe { deadline: Some(Deadline::new(clock::now(), timeout)), ..Probe::default() }
+        Probe::until(Deadline::new(clock::now(), timeout))
     }
 
     /// A probe whose sample is already past its deadline.
