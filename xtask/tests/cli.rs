@@ -224,31 +224,35 @@ code = 3
     assert!(report.contains("### `ok` (kernel `command`)"), "{report}");
 }
 
-#[test]
-fn command_kernel_timeout_fails_the_run() {
-    let project = Project::new();
-    let text = r#"
+/// A spec of one sample of one workload, under a per-sample `timeout` in seconds.
+fn timeout_spec(name: &str, timeout: &str, workload: &str, kernel: &str, params: &str) -> String {
+    format!(
+        r#"
 [experiment]
-name = "slowcmd"
+name = "{name}"
 seed = 1
 
 [defaults]
 repeats = 1
 warmup = 0
-timeout = 0.2
+timeout = {timeout}
 
 [[phase]]
 id = "a"
 
 [[phase.workload]]
-id = "sleepy"
-kernel = "command"
+id = "{workload}"
+kernel = "{kernel}"
 [phase.workload.params]
-program = "sleep"
-args = ["{seconds}"]
-seconds = 5
-"#;
-    project.write("slow.toml", text);
+{params}"#
+    )
+}
+
+#[test]
+fn command_kernel_timeout_fails_the_run() {
+    let project = Project::new();
+    let params = "program = \"sleep\"\nargs = [\"{seconds}\"]\nseconds = 5\n";
+    project.write("slow.toml", &timeout_spec("slowcmd", "0.2", "sleepy", "command", params));
     let (code, stdout, _) = project.run("slow.toml", &[]);
     assert_eq!(code, 3, "{stdout}");
     assert!(stdout.contains("`sleep` timed out: "), "{stdout}");
@@ -260,28 +264,8 @@ fn tree_build_stops_between_batches_at_the_timeout() {
     let project = Project::new();
     // The root and 8 batches of 512: the build is asked after each batch whether the
     // sample's time is up, and one batch takes longer than a microsecond.
-    let text = r#"
-[experiment]
-name = "slowtree"
-seed = 1
-
-[defaults]
-repeats = 1
-warmup = 0
-timeout = 0.000001
-
-[[phase]]
-id = "a"
-
-[[phase.workload]]
-id = "pcct"
-kernel = "tree"
-[phase.workload.params]
-points = 4097
-queries = 16
-verify = false
-"#;
-    project.write("tree.toml", text);
+    let params = "points = 4097\nqueries = 16\nverify = false\n";
+    project.write("tree.toml", &timeout_spec("slowtree", "0.000001", "pcct", "tree", params));
     let (code, stdout, _) = project.run("tree.toml", &[]);
     assert_eq!(code, 3, "{stdout}");
     assert!(stdout.contains("run pcct failed: step failed: stopped after 1 of 8 insertion batches: "), "{stdout}");
