@@ -187,13 +187,20 @@ impl Node {
         found
     }
 
+    /// `(A, B)` when this node is `A / B` of two references with the same mode and
+    /// statistic.
+    fn reference_ratio(&self) -> Option<(&Reference, &Reference)> {
+        let Node::Binary('/', left, right) = self else { return None };
+        let (Node::Ref(numerator), Node::Ref(denominator)) = (left.as_ref(), right.as_ref()) else { return None };
+        (numerator.mode == denominator.mode && numerator.stat == denominator.stat).then_some((numerator, denominator))
+    }
+
     fn find_ratios(&self, position: &mut usize, found: &mut Vec<usize>) {
         match self {
             Node::Number(_) => {}
             Node::Ref(_) => *position += 1,
             Node::Neg(inner) => inner.find_ratios(position, found),
-            Node::Binary('/', left, right) if matches!((left.as_ref(), right.as_ref()), (Node::Ref(a), Node::Ref(b)) if a.mode == b.mode && a.stat == b.stat) =>
-            {
+            Node::Binary(..) if self.reference_ratio().is_some() => {
                 found.push(*position);
                 *position += 2;
             }
@@ -278,13 +285,10 @@ impl Condition {
     /// left side is `A / B` with equal mode and statistic and the right side is
     /// constant. Whether A and B really are interleaved partners is decided by the plan.
     pub fn ratio(&self) -> Option<(&Reference, &Reference)> {
-        let Node::Binary('/', numerator, denominator) = &self.left else { return None };
-        let (Node::Ref(numerator), Node::Ref(denominator)) = (numerator.as_ref(), denominator.as_ref()) else {
+        if !self.right.references().is_empty() {
             return None;
-        };
-        let constant_right = self.right.references().is_empty();
-        (constant_right && numerator.mode == denominator.mode && numerator.stat == denominator.stat)
-            .then_some((numerator, denominator))
+        }
+        self.left.reference_ratio()
     }
 }
 
