@@ -182,6 +182,11 @@ impl Verdict {
     pub fn name(&self) -> String {
         if self.point.is_empty() { self.check.clone() } else { format!("{}[{}]", self.check, self.point) }
     }
+
+    /// The terms a median-interval verdict was decided on (none for other methods).
+    pub fn terms(&self) -> &[Term] {
+        self.measured.as_ref().map_or(&[], |measured| &measured.terms)
+    }
 }
 
 /// Facts about the machine that checks may depend on.

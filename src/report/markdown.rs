@@ -200,7 +200,7 @@ fn checks(out: &mut String, verdicts: &[Verdict]) {
             None => String::new(),
         };
         let _ = writeln!(out, "- `{}`: `{}`{method}", verdict.name(), verdict.expr.as_deref().unwrap_or_default());
-        let terms = verdict.measured.as_ref().map_or(&[][..], |measured| &measured.terms[..]);
+        let terms = verdict.terms();
         if terms.len() > 1 {
             for term in terms {
                 let samples = if term.paired { "pairs" } else { "samples" };
@@ -224,7 +224,7 @@ fn checks(out: &mut String, verdicts: &[Verdict]) {
 /// many of them paired ratios. Reports written before the terms were recorded give
 /// only the expression, whose references are then all plain medians.
 fn median_interval_label(verdict: &Verdict) -> String {
-    let terms = verdict.measured.as_ref().map_or(&[][..], |measured| &measured.terms[..]);
+    let terms = verdict.terms();
     let (count, paired) = if terms.is_empty() {
         let references = verdict
             .expr
