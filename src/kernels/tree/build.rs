@@ -858,6 +858,12 @@ impl SparseLanes {
         let radii = &chunks.radius[chunk];
         let profile = &chunks.profile[chunk];
         let parents = chunks.has_children[chunk];
+        if parents == 0 {
+            // No lane has a subtree to reach into: a lane is needed only when it
+            // qualifies, and `accept` never reads the slacks.
+            self.reach = [f64::NEG_INFINITY; LANES];
+            return std::array::from_fn(|lane| cover[lane].min(limit));
+        }
         // The farthest a qualifying descendant can put the child: over the profile's
         // buckets, its distance to the bucket's farthest node plus the largest distance
         // at which a node of the bucket's highest level qualifies. At most

@@ -762,9 +762,11 @@ impl Metric for ResidualMetric<'_> {
             return;
         };
         let prefix = self.prefix_row_offset();
+        // Every member of a group gets its stage from `stage_zero` before it is read, so
+        // the stages are set up once per chunk, not once per group.
+        let mut stages = [ScreenState::default(); PREFIX_GROUP];
         for group_start in (0..queries.len()).step_by(PREFIX_GROUP) {
             let group = &queries[group_start..queries.len().min(group_start + PREFIX_GROUP)];
-            let mut stages = [ScreenState::default(); PREFIX_GROUP];
             for (tile_start, tile) in (0..group.len())
                 .step_by(SPACE_TILE)
                 .map(|start| (start, &group[start..group.len().min(start + SPACE_TILE)]))
