@@ -121,13 +121,33 @@ impl Reference {
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.workload)?;
-        if !self.selectors.is_empty() {
-            let parts: Vec<String> = self.selectors.iter().map(|(name, value)| format!("{name}={value}")).collect();
-            write!(f, "[{}]", parts.join(","))?;
-        }
+        write_selected(f, &self.workload, &self.selectors)?;
         write!(f, ".{}.{}.{}", self.mode.name(), self.quantity, self.stat.name())
     }
+}
+
+/// The runs of one workload that a parity or snapshot check names: `fast`, or
+/// `fast[variant="simd"]` for those with the selected parameter values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Selected {
+    pub workload: String,
+    pub selectors: Vec<(String, Value)>,
+}
+
+impl fmt::Display for Selected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_selected(f, &self.workload, &self.selectors)
+    }
+}
+
+/// `workload[name=value,...]`, as a reference is written.
+fn write_selected(f: &mut fmt::Formatter<'_>, workload: &str, selectors: &[(String, Value)]) -> fmt::Result {
+    f.write_str(workload)?;
+    if !selectors.is_empty() {
+        let parts: Vec<String> = selectors.iter().map(|(name, value)| format!("{name}={value}")).collect();
+        write!(f, "[{}]", parts.join(","))?;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -335,6 +355,27 @@ pub fn parse(text: &str) -> Result<Condition, ExprError> {
     Ok(Condition { text: text.to_owned(), left, cmp, right })
 }
 
+/// Parses the workload of a parity or snapshot check: `fast` or `fast[size=1024]`.
+pub fn parse_selected(text: &str) -> Result<Selected, ExprError> {
+    let tokens = tokenize(text)?;
+    let mut parser = Parser { tokens, position: 0, end: text.len() };
+    let workload = match parser.next() {
+        Some((Token::Ident(workload), _)) => workload,
+        Some((token, span)) => {
+            return Err(ExprError { message: format!("expected a workload id, found {token}"), span });
+        }
+        None => return Err(ExprError { message: "expected a workload id".into(), span: 0..0 }),
+    };
+    let selectors = parser.selectors(0)?;
+    if let Some((token, span)) = parser.next() {
+        return Err(ExprError {
+            message: format!("unexpected {token}: write a workload id with optional selectors, e.g. `fast[size=1024]`"),
+            span,
+        });
+    }
+    Ok(Selected { workload, selectors })
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Token {
     /// The value, and whether it was written as an integer.
@@ -515,7 +556,8 @@ impl Parser {
         }
     }
 
-    fn reference(&mut self, workload: String, start: usize) -> Result<Node, ExprError> {
+    /// Optional selectors `[name=value, ...]` after a workload id starting at `start`.
+    fn selectors(&mut self, start: usize) -> Result<Vec<(String, Value)>, ExprError> {
         let mut selectors = Vec::new();
         if self.peek() == Some(&Token::Symbol('[')) {
             self.position += 1;
@@ -558,6 +600,11 @@ impl Parser {
                 }
             }
         }
+        Ok(selectors)
+    }
+
+    fn reference(&mut self, workload: String, start: usize) -> Result<Node, ExprError> {
+        let selectors = self.selectors(start)?;
         let mut parts = Vec::new();
         let mut end = start + workload.len();
         while self.peek() == Some(&Token::Symbol('.')) {
@@ -598,7 +645,7 @@ impl Parser {
 
 #[cfg(test)]
 mod tests {
-    use super::{Cmp, Node, Stat, parse};
+    use super::{Cmp, Node, Selected, Stat, parse, parse_selected};
     use crate::kernel::Value;
 
     #[test]
@@ -674,6 +721,24 @@ mod tests {
         assert_eq!(selectors[1].1, Value::Float(-0.5));
         assert_eq!(selectors[2].1, Value::Int(2));
         assert_eq!(parse("a[x=-b].warm.median >= 0").unwrap_err().message, "expected a number after `-`, found `b`");
+    }
+
+    #[test]
+    fn parses_a_selected_workload() {
+        let plain = parse_selected("fast").unwrap();
+        assert_eq!(plain, Selected { workload: "fast".into(), selectors: Vec::new() });
+        let selected = parse_selected("tree[traversal=dense, points=4096]").unwrap();
+        assert_eq!(selected.workload, "tree");
+        assert_eq!(
+            selected.selectors,
+            vec![("traversal".to_owned(), Value::Text("dense".into())), ("points".to_owned(), Value::Int(4096))]
+        );
+        assert_eq!(selected.to_string(), "tree[traversal=dense,points=4096]");
+        let error = parse_selected("fast.warm.median").unwrap_err();
+        assert!(error.message.starts_with("unexpected `.`"), "{}", error.message);
+        assert_eq!(error.span, 4..5);
+        assert_eq!(parse_selected("").unwrap_err().message, "expected a workload id");
+        assert_eq!(parse_selected("[x=1]").unwrap_err().message, "expected a workload id, found `[`");
     }
 
     #[test]

@@ -371,11 +371,20 @@ fn check_points(
         });
     }
     if let Some(parity) = &check.parity {
-        references.push(Mention { workload: parity.of.clone(), selectors: Vec::new(), key: "parity" });
-        references.push(Mention { workload: parity.against.clone(), selectors: Vec::new(), key: "parity" });
+        for selected in [&parity.of, &parity.against] {
+            references.push(Mention {
+                workload: selected.workload.clone(),
+                selectors: selected.selectors.clone(),
+                key: "parity",
+            });
+        }
     }
     if let Some(snapshot) = &check.snapshot {
-        references.push(Mention { workload: snapshot.of.clone(), selectors: Vec::new(), key: "snapshot" });
+        references.push(Mention {
+            workload: snapshot.of.workload.clone(),
+            selectors: snapshot.of.selectors.clone(),
+            key: "snapshot",
+        });
     }
     // The axes of the referenced workloads, in order of first appearance.
     let mut axes: Vec<(String, Vec<Value>)> = Vec::new();

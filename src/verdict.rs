@@ -342,7 +342,7 @@ fn evaluate_point(
     }
     if let (Some(snapshot), Some(run)) = (&check.snapshot, point.snapshot_run) {
         let stored = snapshots.get(&(run, snapshot.output.clone())).cloned().flatten();
-        match (output_of(&results[run], &snapshot.of, &snapshot.output), stored) {
+        match (output_of(&results[run], &snapshot.of.to_string(), &snapshot.output), stored) {
             (Err(reason), _) => {
                 statuses.push(Status::NotMeasured);
                 reasons.push(reason);
@@ -653,8 +653,8 @@ fn output_of<'a>(result: &'a RunResult, id: &str, name: &str) -> Result<&'a Outp
 }
 
 fn compare_outputs(parity: &Parity, of: &RunResult, against: &RunResult) -> Result<ParityFigures, String> {
-    let a = output_of(of, &parity.of, &parity.output)?;
-    let b = output_of(against, &parity.against, &parity.output)?;
+    let a = output_of(of, &parity.of.to_string(), &parity.output)?;
+    let b = output_of(against, &parity.against.to_string(), &parity.output)?;
     Ok(compare(parity, &a.data, &b.data))
 }
 
@@ -662,8 +662,8 @@ fn compare_outputs(parity: &Parity, of: &RunResult, against: &RunResult) -> Resu
 pub fn compare(parity: &Parity, a: &OutputData, b: &OutputData) -> ParityFigures {
     let comparators = &parity.comparators;
     let mut figures = ParityFigures {
-        of: parity.of.clone(),
-        against: parity.against.clone(),
+        of: parity.of.to_string(),
+        against: parity.against.to_string(),
         output: parity.output.clone(),
         n: a.len(),
         identical: a == b,

@@ -445,3 +445,32 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     assert_eq!(verdicts[0].status, Status::Fail);
     assert_eq!(verdicts[0].noise_floor, Some(margin.abs() + 0.01));
 }
+
+#[test]
+fn parity_compares_runs_of_one_workload_told_apart_by_selectors() {
+    let text = BASE.replace("time_ms = 4.0", "time_ms = 4.0\nsize = [8, 16]\nperturb = [0.0, 1e-3]");
+    let text = with_checks(
+        &text,
+        &[
+            (
+                "shifted",
+                "parity = { of = \"slow[perturb=0.001]\", against = \"slow[perturb=0]\", output = \"values\", max_abs = 1e-6 }",
+            ),
+            (
+                "within",
+                "parity = { of = \"slow[perturb=0.001]\", against = \"slow[perturb=0]\", output = \"values\", max_abs = 2e-3 }",
+            ),
+        ],
+    );
+    let verdicts = verdicts(&text, &Facts::default());
+    // One verdict per value of the axis the selectors leave free.
+    for size in [8, 16] {
+        let shifted = verdicts.iter().find(|verdict| verdict.name() == format!("shifted[size={size}]")).unwrap();
+        assert_eq!(shifted.status, Status::Fail);
+        let figures = shifted.parity.as_ref().unwrap();
+        assert!((figures.max_abs_diff.unwrap() - 1e-3).abs() < 1e-12, "{figures:?}");
+        assert_eq!((figures.of.as_str(), figures.against.as_str()), ("slow[perturb=0.001]", "slow[perturb=0]"));
+        assert_eq!(status_of(&verdicts, &format!("within[size={size}]")), Status::Pass);
+    }
+    assert_eq!(verdicts.len(), 4);
+}

@@ -504,3 +504,35 @@ fn simulator_peak_beyond_f32() {
        |                 ^^^^^^
     ");
 }
+
+#[test]
+fn parity_selectors_are_checked() {
+    let parity = |of: &str, against: &str| {
+        format!(
+            "{BASE}\n[[phase.check]]\nid = \"same\"\nparity = {{ of = \"{of}\", against = \"{against}\", output = \"values\", exact = true }}\nrationale = \"why\"\n"
+        )
+    };
+    insta::assert_snapshot!(spec_error(&parity("fast[sise=8]", "slow")), @r#"
+    error: selector `sise`: workload `fast` sets no parameter `sise` (it sets: threads, time_ms, jitter)
+      --> spec.toml:31:18
+       |
+    31 | parity = { of = "fast[sise=8]", against = "slow", output = "values", exact = true }
+       |                  ^^^^^^^^^^^^
+    "#);
+    insta::assert_snapshot!(spec_error(&parity("fast[size=8", "slow")), @r#"
+    error: unterminated selector
+      --> spec.toml:31:18
+       |
+    31 | parity = { of = "fast[size=8", against = "slow", output = "values", exact = true }
+       |                  ^^^^^^^^^^^
+    "#);
+    let same = parity("fast[size=8]", "fast[size=8]").replace("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]");
+    insta::assert_snapshot!(spec_error(&same), @r#"
+    error: `of` and `against` both name `fast[size=8]`: parity compares two sets of runs
+      --> spec.toml:32:10
+       |
+    32 | parity = { of = "fast[size=8]", against = "fast[size=8]", output = "values", exact = true }
+       |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+       = help: name another workload, or other runs of this one: `of = "k[variant=simd]", against = "k[variant=scalar]"`
+    "#);
+}

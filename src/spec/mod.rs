@@ -39,7 +39,7 @@ pub use self::document::Locator;
 use self::document::{Document, FileOrder, valid_id};
 use crate::baseline::BaselineSettings;
 use crate::error::{SpecError, nearest};
-use crate::expr::{self, Condition};
+use crate::expr::{self, Condition, Selected};
 use crate::kernel::{Better, Value};
 use crate::kernels;
 
@@ -270,11 +270,13 @@ impl Comparators {
     }
 }
 
-/// Compare an output of one workload with the same output of another, run by run.
+/// Compare an output of one workload's runs with the same output of another's (or of
+/// other runs of the same workload, told apart by selectors), run by run. A snapshot
+/// check has no `against` (an empty workload id).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Parity {
-    pub of: String,
-    pub against: String,
+    pub of: Selected,
+    pub against: Selected,
     pub output: String,
     pub comparators: Comparators,
 }
@@ -1228,23 +1230,7 @@ impl Resolver<'_> {
                         return Err(self.locator().string_error(&path, text, reference.span.clone(), message));
                     }
                 }
-                for (name, _) in &reference.selectors {
-                    let known = name == "threads" || workload.params.iter().any(|(param, _)| param == name);
-                    if !known {
-                        let given: Vec<&str> = workload.params.iter().map(|(param, _)| param.as_str()).collect();
-                        return Err(self.locator().string_error(
-                            &path,
-                            text,
-                            reference.span.clone(),
-                            format!(
-                                "selector `{name}`: workload `{}` sets no parameter `{name}` (it sets: threads{}{})",
-                                workload.id,
-                                if given.is_empty() { "" } else { ", " },
-                                given.join(", ")
-                            ),
-                        ));
-                    }
-                }
+                self.check_selectors(&path, text, reference.span.clone(), workload, &reference.selectors)?;
             }
             Ok(condition)
         };
@@ -1322,6 +1308,36 @@ impl Resolver<'_> {
         })
     }
 
+    /// Selectors name parameters the workload sets (or `threads`); `span` is where the
+    /// selected reference sits in `text`, the value at `path`.
+    fn check_selectors(
+        &self,
+        path: &str,
+        text: &str,
+        span: Range<usize>,
+        workload: &Workload,
+        selectors: &[(String, Value)],
+    ) -> Result<(), SpecError> {
+        for (name, _) in selectors {
+            let known = name == "threads" || workload.params.iter().any(|(param, _)| param == name);
+            if !known {
+                let given: Vec<&str> = workload.params.iter().map(|(param, _)| param.as_str()).collect();
+                return Err(self.locator().string_error(
+                    path,
+                    text,
+                    span,
+                    format!(
+                        "selector `{name}`: workload `{}` sets no parameter `{name}` (it sets: threads{}{})",
+                        workload.id,
+                        if given.is_empty() { "" } else { ", " },
+                        given.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A `parity` (two workloads) or `snapshot` (one workload and its stored output)
     /// comparison.
     fn comparison(
@@ -1345,11 +1361,22 @@ impl Resolver<'_> {
             }
             (_, None) => String::new(),
         };
-        let compared: Vec<&String> = if against.is_empty() { vec![&raw.of] } else { vec![&raw.of, &against] };
-        for workload_id in compared {
-            let Some(workload) = workloads.iter().find(|workload| &workload.id == workload_id) else {
-                return Err(self.locator().value_error(&key, unknown_id("workload", workload_id, ids)));
+        let select = |field: &str, text: &str| -> Result<(Selected, &Workload), SpecError> {
+            let path = format!("{key}.{field}");
+            let selected = expr::parse_selected(text)
+                .map_err(|error| self.locator().string_error(&path, text, error.span, error.message))?;
+            let Some(workload) = workloads.iter().find(|workload| workload.id == selected.workload) else {
+                return Err(self.locator().value_error(&path, unknown_id("workload", &selected.workload, ids)));
             };
+            self.check_selectors(&path, text, 0..text.len(), workload, &selected.selectors)?;
+            Ok((selected, workload))
+        };
+        let mut compared = vec![select("of", &raw.of)?];
+        if !against.is_empty() {
+            compared.push(select("against", &against)?);
+        }
+        for (_, workload) in &compared {
+            let workload_id = &workload.id;
             let kernel = kernels::find(&workload.kernel).expect("validated kernel");
             let outputs: Vec<String> = if kernel.name() == "command" {
                 let names = workload.params.iter().find(|(name, _)| name == "output_name").map(|(_, values)| values);
@@ -1375,8 +1402,14 @@ impl Resolver<'_> {
                 ));
             }
         }
-        if raw.of == against {
-            return Err(self.locator().value_error(&key, "parity compares two different workloads"));
+        let mut compared = compared.into_iter().map(|(selected, _)| selected);
+        let of = compared.next().expect("`of` is always compared");
+        let against = compared.next().unwrap_or_default();
+        if of == against {
+            return Err(self
+                .locator()
+                .value_error(&key, format!("`of` and `against` both name `{of}`: parity compares two sets of runs"))
+                .with_hint("name another workload, or other runs of this one: `of = \"k[variant=simd]\", against = \"k[variant=scalar]\"`"));
         }
         let mut dict = Dict::new();
         for (comparator, value) in raw.comparators {
@@ -1418,7 +1451,7 @@ impl Resolver<'_> {
                 .locator()
                 .value_error(&key, "`atol` needs `rtol` (write `rtol = 0` for an absolute tolerance)"));
         }
-        Ok(Parity { of: raw.of, against, output: raw.output, comparators })
+        Ok(Parity { of, against, output: raw.output, comparators })
     }
 
     /// Orders phases so that every phase comes after those it `needs`, keeping file
