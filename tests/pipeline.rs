@@ -449,19 +449,12 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
 #[test]
 fn parity_compares_runs_of_one_workload_told_apart_by_selectors() {
     let text = BASE.replace("time_ms = 4.0", "time_ms = 4.0\nsize = [8, 16]\nperturb = [0.0, 1e-3]");
-    let text = with_checks(
-        &text,
-        &[
-            (
-                "shifted",
-                "parity = { of = \"slow[perturb=0.001]\", against = \"slow[perturb=0]\", output = \"values\", max_abs = 1e-6 }",
-            ),
-            (
-                "within",
-                "parity = { of = \"slow[perturb=0.001]\", against = \"slow[perturb=0]\", output = \"values\", max_abs = 2e-3 }",
-            ),
-        ],
-    );
+    let parity = |max_abs: &str| {
+        format!(
+            "parity = {{ of = \"slow[perturb=0.001]\", against = \"slow[perturb=0]\", output = \"values\", max_abs = {max_abs} }}"
+        )
+    };
+    let text = with_checks(&text, &[("shifted", &parity("1e-6")), ("within", &parity("2e-3"))]);
     let verdicts = verdicts(&text, &Facts::default());
     // One verdict per value of the axis the selectors leave free.
     for size in [8, 16] {
