@@ -117,6 +117,11 @@ impl Reference {
     pub fn is_time(&self) -> bool {
         self.quantity == "time"
     }
+
+    /// The runs this reference selects.
+    pub fn selected(&self) -> Selected {
+        Selected { workload: self.workload.clone(), selectors: self.selectors.clone() }
+    }
 }
 
 impl fmt::Display for Reference {

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::SpecError;
-use crate::expr::{Condition, Reference};
+use crate::expr::{Condition, Reference, Selected};
 use crate::kernel::{Params, Resources, Value};
 use crate::kernels;
 use crate::spec::{Check, Order, Phase, Settings, Spec, Workload};
@@ -345,10 +345,9 @@ fn check_points(
 ) -> Result<Vec<CheckPoint>, SpecError> {
     let locator = spec.locator();
     let base = format!("phase.{}.check.{}", phase.id, check.id);
-    // Every reference of the check: workload, selectors, and the key it was written in.
+    // Every reference of the check: the runs it selects, and the key it was written in.
     struct Mention {
-        workload: String,
-        selectors: Vec<(String, Value)>,
+        selected: Selected,
         key: &'static str,
     }
     let mut references: Vec<Mention> = Vec::new();
@@ -357,42 +356,28 @@ fn check_points(
     let applies_references: Vec<&Reference> =
         check.applies_if.iter().flat_map(|condition| condition.references()).collect();
     for reference in &condition_references {
-        references.push(Mention {
-            workload: reference.workload.clone(),
-            selectors: reference.selectors.clone(),
-            key: "expr",
-        });
+        references.push(Mention { selected: reference.selected(), key: "expr" });
     }
     for reference in &applies_references {
-        references.push(Mention {
-            workload: reference.workload.clone(),
-            selectors: reference.selectors.clone(),
-            key: "applies_if",
-        });
+        references.push(Mention { selected: reference.selected(), key: "applies_if" });
     }
     if let Some(parity) = &check.parity {
-        for selected in [&parity.of, &parity.against] {
-            references.push(Mention {
-                workload: selected.workload.clone(),
-                selectors: selected.selectors.clone(),
-                key: "parity",
-            });
-        }
+        references.push(Mention { selected: parity.of.clone(), key: "parity" });
+        references.push(Mention { selected: parity.against.clone(), key: "parity" });
     }
     if let Some(snapshot) = &check.snapshot {
-        references.push(Mention {
-            workload: snapshot.of.workload.clone(),
-            selectors: snapshot.of.selectors.clone(),
-            key: "snapshot",
-        });
+        references.push(Mention { selected: snapshot.of.clone(), key: "snapshot" });
     }
     // The axes of the referenced workloads, in order of first appearance.
     let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
     for mention in &references {
-        let workload =
-            phase.workloads.iter().find(|workload| workload.id == mention.workload).expect("validated reference");
+        let workload = phase
+            .workloads
+            .iter()
+            .find(|workload| workload.id == mention.selected.workload)
+            .expect("validated reference");
         for axis in workload.axes() {
-            if mention.selectors.iter().any(|(name, _)| name == axis) {
+            if mention.selected.selectors.iter().any(|(name, _)| name == axis) {
                 continue;
             }
             let values: Vec<Value> = if axis == "threads" {
@@ -426,11 +411,11 @@ fn check_points(
         .map(|mention| {
             let candidates: Vec<&Run> = runs
                 .iter()
-                .filter(|run| run.workload == mention.workload)
+                .filter(|run| run.workload == mention.selected.workload)
                 .filter(|run| {
                     // Compared as written out, as runs are named: `size=1` selects the run
                     // of `size = 1.0`.
-                    mention.selectors.iter().all(|(name, value)| {
+                    mention.selected.selectors.iter().all(|(name, value)| {
                         run.coord(name).is_some_and(|coord| coord.to_string() == value.to_string())
                     })
                 })
@@ -463,7 +448,7 @@ fn check_points(
         let mut resolved = Vec::with_capacity(references.len());
         let mut complete = true;
         for (mention, (set, index)) in references.iter().zip(&indexes) {
-            let (workload_id, place) = (&mention.workload, mention.key);
+            let (workload_id, place) = (&mention.selected.workload, mention.key);
             let key: Vec<usize> = set.iter().map(|&axis| combination[axis]).collect();
             let matches = index.get(&key).unwrap_or(&no_runs);
             match matches.len() {
