@@ -433,11 +433,15 @@ fn kernel_params(pairs: &[(&str, Value)]) -> Params {
     Params::validate(&Simulator.params(), &given, false).unwrap()
 }
 
+/// An instance made outside the harness, on 2 threads.
+fn instance(params: &Params) -> Box<dyn crate::kernel::Instance> {
+    Simulator.instantiate(params, &RunContext::outside_harness(1, 2, &std::env::temp_dir())).unwrap()
+}
+
 /// Runs the kernel through its public interface: set-up and `samples` runs.
 fn run_kernel(params: &Params, samples: usize) -> (Vec<Probe>, Vec<crate::kernel::Output>) {
     Simulator.check(params).unwrap();
-    let mut instance =
-        Simulator.instantiate(params, &RunContext::outside_harness(1, 2, &std::env::temp_dir())).unwrap();
+    let mut instance = instance(params);
     let mut setup_probe = Probe::default();
     instance.setup(&mut setup_probe).unwrap();
     let probes = (0..samples)
@@ -638,8 +642,7 @@ fn kernel_setup_refuses_hkl_amplitudes_that_could_overflow_the_image() {
     // `default_f` alone is far from the limit, so the parameters pass; the file's
     // amplitudes are bounded once read.
     Simulator.check(&params).unwrap();
-    let mut instance =
-        Simulator.instantiate(&params, &RunContext::outside_harness(1, 2, &std::env::temp_dir())).unwrap();
+    let mut instance = instance(&params);
     let error = format!("{:#}", instance.setup(&mut Probe::default()).unwrap_err());
     assert!(error.contains("beyond the largest f32") && error.contains("bright.hkl"), "{error}");
 }
@@ -694,8 +697,7 @@ fn hkl_files_round_trip_and_fill_missing_entries() {
 #[test]
 fn kernel_setup_fails_clearly_on_a_missing_hkl_file() {
     let params = kernel_params(&[("hkl", Value::from("no/such/file.hkl"))]);
-    let mut instance =
-        Simulator.instantiate(&params, &RunContext::outside_harness(1, 2, &std::env::temp_dir())).unwrap();
+    let mut instance = instance(&params);
     let error = instance.setup(&mut Probe::default()).unwrap_err();
     assert!(format!("{error:#}").contains("cannot read HKL file no/such/file.hkl"), "{error:#}");
 }
@@ -729,8 +731,7 @@ fn both_paths_stop_between_rows_when_asked() {
 fn a_render_past_its_deadline_stops_with_its_progress() {
     for render_path in ["fast", "scalar"] {
         let params = kernel_params(&[("path", Value::from(render_path)), ("detpixels", Value::Int(16))]);
-        let mut instance =
-            Simulator.instantiate(&params, &RunContext::outside_harness(1, 2, &std::env::temp_dir())).unwrap();
+        let mut instance = instance(&params);
         instance.setup(&mut Probe::default()).unwrap();
         let message = format!("{:#}", instance.run(&mut Probe::past_deadline()).unwrap_err());
         assert!(message.starts_with("stopped after 0 of 16 detector rows: "), "{render_path}: {message}");

@@ -1041,12 +1041,17 @@ fn bad_parameters_are_clear_errors() {
     assert!(Tree.check(&kernel_params(&[]).expect("defaults are valid")).is_ok());
 }
 
+/// A run's context for a kernel instance made outside the harness.
+fn test_context(seed: u64, threads: usize) -> RunContext {
+    RunContext::outside_harness(seed, threads, &std::env::temp_dir())
+}
+
 /// Runs the kernel like the harness does and returns the probe of the last run and the
 /// outputs.
 fn run_kernel(overrides: &[(&str, Value)], threads: usize) -> (Probe, Vec<crate::kernel::Output>) {
     let params = kernel_params(overrides).expect("valid parameters");
     Tree.check(&params).expect("parameters pass the check");
-    let context = RunContext::outside_harness(99, threads, &std::env::temp_dir());
+    let context = test_context(99, threads);
     in_pool(threads, || {
         let mut instance = Tree.instantiate(&params, &context).expect("instance");
         let mut probe = Probe::default();
@@ -1251,8 +1256,7 @@ fn a_run_past_its_deadline_stops_with_its_progress() {
             ("batch_size", Value::Int(100)),
         ])
         .expect("valid parameters");
-        let mut instance =
-            Tree.instantiate(&params, &RunContext::outside_harness(3, 1, &std::env::temp_dir())).expect("instance");
+        let mut instance = Tree.instantiate(&params, &test_context(3, 1)).expect("instance");
         instance.setup(&mut Probe::default()).expect("set-up");
         let message = format!("{:#}", instance.run(&mut Probe::past_deadline()).expect_err("past the deadline"));
         assert!(message.starts_with("stopped after 1 of 7 insertion batches: "), "{algorithm}: {message}");
@@ -1279,8 +1283,7 @@ fn first_run_reports_batches_with_the_fields_names() {
     let params =
         kernel_params(&[("points", Value::Int(700)), ("queries", Value::Int(8)), ("batch_size", Value::Int(200))])
             .expect("valid parameters");
-    let mut instance =
-        Tree.instantiate(&params, &RunContext::outside_harness(3, 1, &std::env::temp_dir())).expect("instance");
+    let mut instance = Tree.instantiate(&params, &test_context(3, 1)).expect("instance");
     let mut probe = Probe::default();
     instance.setup(&mut probe).expect("set-up");
     instance.run(&mut probe).expect("run");
