@@ -32,7 +32,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::execute::{RunResult, RunStatus};
-use crate::expr::{Cmp, Condition, Reference, Stat};
+use crate::expr::{Cmp, Condition, Reference, Selected, Stat};
 use crate::kernel::{Output, OutputData};
 use crate::plan::{CheckPlan, CheckPoint, PhasePlan};
 use crate::spec::{Comparators, Experiment, Mode, Parity, Xfail};
@@ -342,7 +342,7 @@ fn evaluate_point(
     }
     if let (Some(snapshot), Some(run)) = (&check.snapshot, point.snapshot_run) {
         let stored = snapshots.get(&(run, snapshot.output.clone())).cloned().flatten();
-        match (output_of(&results[run], &snapshot.of.to_string(), &snapshot.output), stored) {
+        match (output_of(&results[run], &snapshot.of, &snapshot.output), stored) {
             (Err(reason), _) => {
                 statuses.push(Status::NotMeasured);
                 reasons.push(reason);
@@ -645,16 +645,16 @@ fn output_named<'a>(result: &'a RunResult, name: &str) -> Option<&'a Output> {
 }
 
 /// The output `name` of a run of workload `id`, or why there is none.
-fn output_of<'a>(result: &'a RunResult, id: &str, name: &str) -> Result<&'a Output, String> {
+fn output_of<'a>(result: &'a RunResult, selected: &Selected, name: &str) -> Result<&'a Output, String> {
     if let Some(message) = result.failed() {
-        return Err(format!("run `{id}` failed: {}", first_line(message)));
+        return Err(format!("run `{selected}` failed: {}", first_line(message)));
     }
-    output_named(result, name).ok_or_else(|| format!("`{id}` produced no output `{name}`"))
+    output_named(result, name).ok_or_else(|| format!("`{selected}` produced no output `{name}`"))
 }
 
 fn compare_outputs(parity: &Parity, of: &RunResult, against: &RunResult) -> Result<ParityFigures, String> {
-    let a = output_of(of, &parity.of.to_string(), &parity.output)?;
-    let b = output_of(against, &parity.against.to_string(), &parity.output)?;
+    let a = output_of(of, &parity.of, &parity.output)?;
+    let b = output_of(against, &parity.against, &parity.output)?;
     Ok(compare(parity, &a.data, &b.data))
 }
 
