@@ -622,15 +622,21 @@ multiversion! {
     /// loaded once per wave and block, and a metric may share its loads across the
     /// points). A point screens a node's children only while the bound it entered
     /// with is within `2^E` for its current E; the children whose subtrees may hold a
-    /// qualifying node within `2^E` form the next wave.
+    /// qualifying node within `2^E` form the next wave. Under a node with many chunks
+    /// (the root), each run of `LANES` chunks is first screened by the chunks'
+    /// summaries ([`Metric::screen_summaries`]), and a point skips the chunks they
+    /// reject.
     fn sparse_traverse<'a, M: Metric>(metric: &M, tree: &CoverTree, block: &mut [Placement]) -> () {
         let chunks = &tree.chunks;
         let points: Vec<M::Query<'_>> =
             block.iter().map(|placement| metric.point(placement.point as usize)).collect();
         let weights: Vec<f64> = points.iter().map(|&point| metric.query_error_weight(point)).collect();
         let squared = metric.payload_is_coordinates();
-        let coordinates: Vec<&[f64]> =
-            if squared { points.iter().map(|&point| metric.coordinates(point).expect("a payload of coordinates")).collect() } else { Vec::new() };
+        let coordinates: Vec<&[f64]> = if squared {
+            points.iter().map(|&point| metric.coordinates(point).expect("a payload of coordinates")).collect()
+        } else {
+            Vec::new()
+        };
         let mut wave: Vec<Entered> = (0..block.len() as u32).map(|position| (tree.root, position, 0)).collect();
         if !squared {
             // Points alike in error weight screen a chunk one after another, so the
@@ -642,14 +648,11 @@ multiversion! {
         }
         let mut next: Vec<Entered> = Vec::new();
         let mut by_lane: [Vec<(u32, u64)>; LANES] = Default::default();
-        // Per live point of a chunk: its position, query, lane thresholds, reaches and
-        // slacks, the screen and the distances.
-        let mut live: Vec<u32> = Vec::with_capacity(block.len());
-        let mut queries: Vec<M::Query<'_>> = Vec::with_capacity(block.len());
-        let mut lanes = vec![SparseLanes::default(); block.len()];
-        let mut thresholds = vec![[0.0; LANES]; block.len()];
-        let mut distances = vec![[0.0; LANES]; block.len()];
-        let mut screens = vec![ChunkScreen::default(); block.len()];
+        let mut scratch = LiveScratch::<M>::new(block.len());
+        // Per entry of a node's group: the chunks of the current run of `LANES` that
+        // its summary screen kept.
+        let mut kept = vec![0u32; block.len()];
+        let mut summaries = RunSummaries::new(metric);
         // Counts are only ever summed over the block's points.
         let mut counts = DistanceCounts::default();
         let mut screened_by_level = Vec::new();
@@ -658,18 +661,15 @@ multiversion! {
             // and lane by lane, and every node sits in one lane of one chunk.
             for group in wave.chunk_by(|left, right| left.0 == right.0) {
                 let screened_before = counts.exact;
-                let largest_weight = if squared {
-                    group.iter().map(|&(_, position, _)| weights[position as usize]).fold(0.0, f64::max)
-                } else {
-                    0.0
-                };
-                for &chunk in &tree.child_chunks[group[0].0 as usize] {
-                    let chunk = chunk as usize;
-                    if squared {
+                let largest_weight =
+                    group.iter().map(|&(_, position, _)| weights[position as usize]).fold(0.0, f64::max);
+                let node_chunks = &tree.child_chunks[group[0].0 as usize];
+                if squared {
+                    for &chunk in node_chunks {
                         screen_squared::<ISA, M>(
                             metric,
                             chunks,
-                            chunk,
+                            chunk as usize,
                             group,
                             &coordinates,
                             &weights,
@@ -678,52 +678,44 @@ multiversion! {
                             &mut by_lane,
                             &mut counts,
                         );
-                        drain_by_lane(&chunks.ids[chunk], &mut by_lane, &mut next);
-                        continue;
+                        drain_by_lane(&chunks.ids[chunk as usize], &mut by_lane, &mut next);
                     }
-                    live.clear();
-                    queries.clear();
-                    for &(_, position, bound_bits) in group {
-                        let placement = &mut block[position as usize];
-                        if !placement.screens(bound_bits) {
-                            continue;
+                } else {
+                    // Nodes with many chunks (the root) first screen each run of `LANES`
+                    // chunks by the chunks' summaries.
+                    let summarize = summaries.width > 0 && node_chunks.len() >= SUMMARY_CHUNKS;
+                    for run in node_chunks.chunks(LANES) {
+                        if summarize {
+                            summaries.screen::<ISA, M>(
+                                metric,
+                                chunks,
+                                run,
+                                group,
+                                &points,
+                                largest_weight,
+                                block,
+                                &mut kept,
+                                &mut counts,
+                            );
                         }
-                        let slot = live.len();
-                        let weight = weights[position as usize];
-                        thresholds[slot] = lanes[slot].prepare(metric, chunks, chunk, placement.bound, weight);
-                        live.push(position);
-                        queries.push(points[position as usize]);
-                    }
-                    if live.is_empty() {
-                        continue;
-                    }
-                    let count = live.len();
-                    let view = chunks.view(chunk);
-                    // SAFETY: `multiversion!` instantiates this body only for a checked `ISA`.
-                    unsafe {
-                        metric.bound_chunk_many::<ISA>(
-                            &queries,
-                            view,
-                            &thresholds[..count],
-                            &mut distances[..count],
-                            &mut screens[..count],
-                            &mut counts,
-                        )
-                    };
-                    for slot in 0..count {
-                        let placement = &mut block[live[slot] as usize];
-                        let mut pending = screens[slot].pending;
-                        while pending != 0 {
-                            let lane = pending.trailing_zeros() as usize;
-                            pending &= pending - 1;
-                            let node = view.ids[lane] as usize;
-                            // SAFETY: `multiversion!` instantiates this body only for a checked `ISA`.
-                            distances[slot][lane] = unsafe { metric.exact_distance::<ISA>(queries[slot], node, &mut counts) };
+                        for (slot, &chunk) in run.iter().enumerate() {
+                            let keeps = |entry: usize| !summarize || (kept[entry] >> slot) & 1 == 1;
+                            let chunk = chunk as usize;
+                            scratch.screen::<ISA>(
+                                metric,
+                                chunks,
+                                chunk,
+                                group,
+                                keeps,
+                                &points,
+                                &weights,
+                                block,
+                                &mut by_lane,
+                                &mut counts,
+                            );
+                            drain_by_lane(&chunks.ids[chunk], &mut by_lane, &mut next);
                         }
-                        let mask = screens[slot].known | screens[slot].pending;
-                        lanes[slot].accept(chunks, chunk, mask, &distances[slot], placement, live[slot], &mut by_lane);
                     }
-                    drain_by_lane(&chunks.ids[chunk], &mut by_lane, &mut next);
                 }
                 let screened = counts.exact - screened_before;
                 if screened > 0 {
@@ -740,6 +732,156 @@ multiversion! {
     }
 }
 
+/// The sparse traversal's buffers for screening a chunk lane by lane (metrics whose
+/// payload is not the coordinates): per live point of the chunk, its position, query,
+/// lane thresholds, reaches and slacks, screen and distances.
+struct LiveScratch<'m, M: Metric + 'm> {
+    live: Vec<u32>,
+    queries: Vec<M::Query<'m>>,
+    lanes: Vec<SparseLanes>,
+    thresholds: Vec<[f64; LANES]>,
+    distances: Vec<[f64; LANES]>,
+    screens: Vec<ChunkScreen>,
+}
+
+impl<'m, M: Metric> LiveScratch<'m, M> {
+    fn new(points: usize) -> LiveScratch<'m, M> {
+        LiveScratch {
+            live: Vec::with_capacity(points),
+            queries: Vec::with_capacity(points),
+            lanes: vec![SparseLanes::default(); points],
+            thresholds: vec![[0.0; LANES]; points],
+            distances: vec![[0.0; LANES]; points],
+            screens: vec![ChunkScreen::default(); points],
+        }
+    }
+
+    /// Screens `chunk` for the entries of `group` that `keeps` (by their position in
+    /// the group) and that still screen: [`Metric::bound_chunk_many`] for all of them
+    /// at once, the exact distances it leaves pending, then [`SparseLanes::accept`].
+    /// `points` and `weights` are the block's queries and error weights.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn screen<const ISA: u8>(
+        &mut self,
+        metric: &'m M,
+        chunks: &Chunks,
+        chunk: usize,
+        group: &[Entered],
+        keeps: impl Fn(usize) -> bool,
+        points: &[M::Query<'m>],
+        weights: &[f64],
+        block: &mut [Placement],
+        by_lane: &mut [Vec<(u32, u64)>; LANES],
+        counts: &mut DistanceCounts,
+    ) {
+        self.live.clear();
+        self.queries.clear();
+        for (entry, &(_, position, bound_bits)) in group.iter().enumerate() {
+            if !keeps(entry) {
+                continue;
+            }
+            let placement = &mut block[position as usize];
+            if !placement.screens(bound_bits) {
+                continue;
+            }
+            let slot = self.live.len();
+            let weight = weights[position as usize];
+            self.thresholds[slot] = self.lanes[slot].prepare(metric, chunks, chunk, placement.bound, weight);
+            self.live.push(position);
+            self.queries.push(points[position as usize]);
+        }
+        let count = self.live.len();
+        if count == 0 {
+            return;
+        }
+        let view = chunks.view(chunk);
+        // SAFETY: the caller runs on a CPU with `ISA` (a `multiversion!` body).
+        unsafe {
+            metric.bound_chunk_many::<ISA>(
+                &self.queries,
+                view,
+                &self.thresholds[..count],
+                &mut self.distances[..count],
+                &mut self.screens[..count],
+                counts,
+            )
+        };
+        for slot in 0..count {
+            let position = self.live[slot];
+            let distances = &mut self.distances[slot];
+            let mut pending = self.screens[slot].pending;
+            while pending != 0 {
+                let lane = pending.trailing_zeros() as usize;
+                pending &= pending - 1;
+                let node = view.ids[lane] as usize;
+                // SAFETY: as above.
+                distances[lane] = unsafe { metric.exact_distance::<ISA>(self.queries[slot], node, counts) };
+            }
+            let mask = self.screens[slot].known | self.screens[slot].pending;
+            self.lanes[slot].accept(chunks, chunk, mask, distances, &mut block[position as usize], position, by_lane);
+        }
+    }
+}
+
+/// The summaries of a run of up to [`LANES`] chunks, `[value][chunk]`, for
+/// [`Metric::screen_summaries`].
+struct RunSummaries {
+    width: usize,
+    values: Vec<f64>,
+}
+
+impl RunSummaries {
+    fn new<M: Metric>(metric: &M) -> RunSummaries {
+        let width = metric.summary_width();
+        RunSummaries { width, values: vec![0.0; width * LANES] }
+    }
+
+    /// Screens the chunks of `run` by their summaries for every entry of `group` that
+    /// still screens: bit `slot` of `kept[entry]` is set when the entry must screen
+    /// `run[slot]` lane by lane. Each chunk's threshold is the largest
+    /// [`SparseLanes::prepare`] can give it for any E and error weights up to
+    /// `largest_weight` (the group's largest), so the screen holds for every entry.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn screen<const ISA: u8, M: Metric>(
+        &mut self,
+        metric: &M,
+        chunks: &Chunks,
+        run: &[u32],
+        group: &[Entered],
+        points: &[M::Query<'_>],
+        largest_weight: f64,
+        block: &[Placement],
+        kept: &mut [u32],
+        counts: &mut DistanceCounts,
+    ) {
+        let used = (1u32 << run.len()) - 1;
+        let mut thresholds = [f64::NEG_INFINITY; LANES];
+        for (slot, &chunk) in run.iter().enumerate() {
+            let chunk = chunk as usize;
+            let lanes = SparseLanes::default().prepare(metric, chunks, chunk, f64::INFINITY, largest_weight);
+            thresholds[slot] = lanes.into_iter().fold(f64::NEG_INFINITY, f64::max);
+            for (value, &summary) in chunks.summary(chunk).iter().enumerate() {
+                self.values[value * LANES + slot] = summary;
+            }
+        }
+        for (entry, &(_, position, bound_bits)) in group.iter().enumerate() {
+            // `Placement::screens` without counting a scan.
+            if f64::from_bits(bound_bits) > block[position as usize].bound {
+                kept[entry] = 0;
+                continue;
+            }
+            // SAFETY: the caller runs on a CPU with `ISA` (a `multiversion!` body).
+            let screen =
+                unsafe { metric.screen_summaries::<ISA>(points[position as usize], &self.values, &thresholds) };
+            kept[entry] = screen & used;
+            counts.summary_screened += run.len() as u64;
+            counts.summary_rejected += u64::from(run.len() as u32 - kept[entry].count_ones());
+        }
+    }
+}
+
 /// Appends the subtrees queued by lane for one chunk to the next wave, lane by lane.
 #[inline(always)]
 fn drain_by_lane(ids: &[u32; LANES], by_lane: &mut [Vec<(u32, u64)>; LANES], next: &mut Vec<Entered>) {
@@ -749,6 +891,13 @@ fn drain_by_lane(ids: &[u32; LANES], by_lane: &mut [Vec<(u32, u64)>; LANES], nex
         }
     }
 }
+
+/// Fewest chunks under a node for the sparse traversal to screen them by their
+/// summaries first ([`Metric::screen_summaries`]): only the root has that many for
+/// data like the experiments' (its children are grouped by [`Metric::chunk_group`],
+/// which makes the summaries tight); the other nodes' few chunks are screened lane by
+/// lane directly.
+const SUMMARY_CHUNKS: usize = 2 * LANES;
 
 /// Points per tile of [`screen_squared`].
 const SQUARED_TILE: usize = 4;

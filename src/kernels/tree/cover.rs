@@ -105,6 +105,9 @@ pub struct Chunks {
     /// `payload_width * LANES` values per chunk.
     pub payload: Vec<f64>,
     pub payload_width: usize,
+    /// The chunks' summaries ([`Metric::summarize`]), `summary_width` values per chunk.
+    pub summary: Vec<f64>,
+    pub summary_width: usize,
 }
 
 impl Chunks {
@@ -117,14 +120,21 @@ impl Chunks {
         chunk_view(&self.ids, &self.len, &self.payload, self.payload_width, chunk)
     }
 
-    /// Bytes of one chunk of the pool with `payload_width` values per lane, with its
-    /// entry in its parent's list of chunks.
-    pub fn bytes_per_chunk(payload_width: usize) -> u64 {
-        let per_lane = 4 + 4 + 8 + 8 + 8 + 8 * PROFILE_BUCKETS + 8 * payload_width;
-        (LANES * per_lane + 1 + 4 + 4) as u64
+    /// The summary of chunk `chunk` (`summary_width` values).
+    #[inline(always)]
+    pub fn summary(&self, chunk: usize) -> &[f64] {
+        &self.summary[chunk * self.summary_width..(chunk + 1) * self.summary_width]
     }
 
-    fn with_capacity(payload_width: usize, chunks: usize) -> Chunks {
+    /// Bytes of one chunk of the pool with `payload_width` values per lane and a
+    /// summary of `summary_width` values, with its entry in its parent's list of
+    /// chunks.
+    pub fn bytes_per_chunk(payload_width: usize, summary_width: usize) -> u64 {
+        let per_lane = 4 + 4 + 8 + 8 + 8 + 8 * PROFILE_BUCKETS + 8 * payload_width;
+        (LANES * per_lane + 8 * summary_width + 1 + 4 + 4) as u64
+    }
+
+    fn with_capacity(payload_width: usize, summary_width: usize, chunks: usize) -> Chunks {
         Chunks {
             ids: Vec::with_capacity(chunks),
             len: Vec::with_capacity(chunks),
@@ -136,6 +146,8 @@ impl Chunks {
             has_children: Vec::with_capacity(chunks),
             payload: Vec::with_capacity(chunks * payload_width * LANES),
             payload_width,
+            summary: Vec::with_capacity(chunks * summary_width),
+            summary_width,
         }
     }
 
@@ -150,6 +162,7 @@ impl Chunks {
         self.profile.push([[f64::NEG_INFINITY; LANES]; PROFILE_BUCKETS]);
         self.has_children.push(0);
         self.payload.resize(self.payload.len() + self.payload_width * LANES, 0.0);
+        self.summary.resize(self.summary.len() + self.summary_width, 0.0);
         chunk
     }
 }
@@ -161,16 +174,16 @@ pub fn reserved_chunks(n: usize) -> usize {
     n * 5 / 16 + 1
 }
 
-/// Bytes a finished tree over `n` points with `payload_width` values per lane and
-/// `chunks` chunks in its pool holds, its leaf buckets aside (see
+/// Bytes a finished tree over `n` points with `payload_width` values per lane, chunk
+/// summaries of `summary_width` values and `chunks` chunks in its pool holds, its leaf buckets aside (see
 /// [`LeafBuckets::memory_estimate`]): per node its fields and its list of chunks, the
 /// pool (at least its reservation, [`reserved_chunks`]), and the depth-first layout, a
 /// second copy of every node's payload.
-pub fn memory_estimate(n: usize, payload_width: usize, chunks: usize) -> u64 {
+pub fn memory_estimate(n: usize, payload_width: usize, summary_width: usize, chunks: usize) -> u64 {
     let nodes = n as u64;
     // Level, parent, radius, the chunk list's header, the slot.
     let per_node = 4 + 4 + 8 + 24 + 8;
-    let pool = chunks.max(reserved_chunks(n)) as u64 * Chunks::bytes_per_chunk(payload_width);
+    let pool = chunks.max(reserved_chunks(n)) as u64 * Chunks::bytes_per_chunk(payload_width, summary_width);
     let layout_chunks = n.div_ceil(LANES) as u64;
     let layout = nodes * 8 + layout_chunks * (4 * LANES as u64 + 1 + 8 * (LANES * payload_width) as u64);
     nodes * per_node + pool + layout
@@ -213,7 +226,7 @@ impl CoverTree {
             child_chunks: vec![Vec::new(); n],
             root_group_chunks: std::collections::HashMap::new(),
             slot: vec![(u32::MAX, 0); n],
-            chunks: Chunks::with_capacity(metric.payload_width(), reserved_chunks(n)),
+            chunks: Chunks::with_capacity(metric.payload_width(), metric.summary_width(), reserved_chunks(n)),
             layout: SubtreeLayout::default(),
             buckets: LeafBuckets::default(),
         }
@@ -289,6 +302,11 @@ impl CoverTree {
             lane,
             &mut self.chunks.payload[chunk_index * width..(chunk_index + 1) * width],
         );
+        let summary_width = self.chunks.summary_width;
+        if summary_width > 0 {
+            let summary = &mut self.chunks.summary[chunk_index * summary_width..(chunk_index + 1) * summary_width];
+            metric.summarize(child_index, lane == 0, summary);
+        }
         self.parent[child_index] = parent;
         self.slot[child_index] = (chunk, lane as u8);
     }

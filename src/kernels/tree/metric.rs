@@ -338,6 +338,11 @@ pub struct DistanceCounts {
     pub bounded: u64,
     /// Pairs that needed at least one prefix dot product (residual metric only).
     pub prefix_pairs: u64,
+    /// Chunks screened by their summary ([`Metric::screen_summaries`]), one per query
+    /// and chunk.
+    pub summary_screened: u64,
+    /// Of those, the chunks the summary rejected: none of their lanes was looked at.
+    pub summary_rejected: u64,
     /// Floating-point operations in dot products (exact and prefix), counting a
     /// multiply and an add as two. The Euclidean metric has none: its flops follow
     /// from `exact` (see [`squared_euclidean_flops`]), which keeps the count out of
@@ -350,6 +355,8 @@ impl DistanceCounts {
         self.exact += other.exact;
         self.bounded += other.bounded;
         self.prefix_pairs += other.prefix_pairs;
+        self.summary_screened += other.summary_screened;
+        self.summary_rejected += other.summary_rejected;
         self.dot_flops += other.dot_flops;
     }
 }
@@ -413,6 +420,36 @@ pub trait Metric: Sync {
     /// changes a result.
     fn chunk_group(&self, _index: usize) -> u32 {
         0
+    }
+
+    /// Values per chunk of a chunk summary (0: the metric keeps none). A summary is a
+    /// cheap description of all the points of a chunk (say, their bounding box) that
+    /// [`Metric::screen_summaries`] can reject whole chunks with before any lane is
+    /// looked at; the tree keeps one per chunk with [`Metric::summarize`].
+    fn summary_width(&self) -> usize {
+        0
+    }
+
+    /// Folds point `index` into its chunk's summary (`summary_width` values); `first`
+    /// when it is the chunk's first point, whose values the summary then takes.
+    fn summarize(&self, _index: usize, _first: bool, _summary: &mut [f64]) {}
+
+    /// Screens up to [`LANES`] chunks for one query from their summaries
+    /// (`[value][chunk]`, `summary_width * LANES` values): bit c of the result is clear
+    /// only when no point of chunk c has a computed distance within `thresholds[c]` of
+    /// the query, so that skipping the chunk changes nothing but the work done. Bits of
+    /// chunks beyond the ones given are the caller's to mask.
+    ///
+    /// # Safety
+    ///
+    /// `ISA` must be a set the CPU runs ([`Isa::is_available`]; [`PORTABLE`] always is).
+    unsafe fn screen_summaries<const ISA: u8>(
+        &self,
+        _query: Self::Query<'_>,
+        _summaries: &[f64],
+        _thresholds: &[f64; LANES],
+    ) -> u32 {
+        (1u32 << LANES) - 1
     }
 
     /// Whether a chunk payload holds the points' coordinates (`[coordinate][lane]`) and

@@ -270,12 +270,13 @@ impl TreeParams {
             step = step.max(2 * rank * rank * 8);
         }
         if self.algorithm == Algorithm::Pcct {
-            let (width, tables) = match self.metric {
-                MetricChoice::Euclidean => (self.dimension, 0),
+            let (width, summary_width, tables) = match self.metric {
+                MetricChoice::Euclidean => (self.dimension, 0, 0),
                 MetricChoice::Residual(_) => {
                     let (tables, transient) = residual::bounds_memory_estimate(self.points, rank);
                     step = step.max(transient);
-                    (residual::bounded_payload_width(self.dimension, rank), tables)
+                    let width = residual::bounded_payload_width(self.dimension, rank);
+                    (width, residual::summary_width(self.dimension), tables)
                 }
             };
             // The chunk pool holds its reservation, or more where the tree outgrows it:
@@ -287,7 +288,7 @@ impl TreeParams {
                 _ => cover::reserved_chunks(self.points),
             };
             let batch = self.build.batch_size.min(self.points.saturating_sub(1));
-            let mut tree = tables + cover::memory_estimate(self.points, width, chunks);
+            let mut tree = tables + cover::memory_estimate(self.points, width, summary_width, chunks);
             tree += build::batch_memory_estimate(batch, width);
             if self.metric == MetricChoice::Euclidean && self.build.bucket_size > 0 {
                 tree += bucket::LeafBuckets::memory_estimate(self.points, self.dimension);
@@ -427,6 +428,18 @@ impl Kernel for Tree {
             MetricSpec::new("recall", "", Better::Higher, "share of the reference neighbours found (must be 1)"),
             MetricSpec::new("kth_distance_error", "", Better::Lower, "largest |k-th distance - reference|"),
             MetricSpec::new("distance_evals_build", "", Better::Lower, "exact distances in the build"),
+            MetricSpec::new(
+                "summary_screens_build",
+                "",
+                Better::Neither,
+                "residual, sparse traversal: (point, chunk) pairs of the build screened by the chunk's summary (box in space, largest s and w)",
+            ),
+            MetricSpec::new(
+                "summary_rejected_build",
+                "",
+                Better::Higher,
+                "share of summary_screens_build rejected whole, without a lane looked at",
+            ),
             MetricSpec::new(
                 "distance_evals_query",
                 "",
@@ -733,6 +746,11 @@ impl TreeInstance {
         let root_level = tree.root_level();
         self.record_query(probe, &stats.counts, query_time);
         probe.metric("distance_evals_build", outcome.counts.exact as f64);
+        let summary_screens = outcome.counts.summary_screened;
+        probe.metric("summary_screens_build", summary_screens as f64);
+        if summary_screens > 0 {
+            probe.metric("summary_rejected_build", outcome.counts.summary_rejected as f64 / summary_screens as f64);
+        }
         probe.metric("bound_evals_query", stats.counts.bounded as f64);
         probe.metric("prefix_pairs_query", stats.counts.prefix_pairs as f64);
         probe.metric("gflops_build", self.params.distance_flops(&outcome.counts) as f64 / build_seconds / 1e9);

@@ -449,15 +449,20 @@ impl ResidualBounds {
 /// Points per group of [`PointGroups`].
 pub const GROUP_SIZE: usize = 64;
 
-/// A partition of the points into groups of [`GROUP_SIZE`] consecutive points in the
-/// order of `w` (ties by index). Stage 0 bounds a pair by `K s_i s_j + w_i w_j`, and
-/// the kernel term is small for most pairs, so whether a lane survives it depends
-/// mostly on `w`. The tree keeps the root's children in chunks of one group each
-/// ([`Metric::chunk_group`]): with the lanes of a
-/// chunk alike in `w`, the lanes a point keeps after stage 0 gather in fewer chunks,
-/// and the prefix stages, which run chunk by chunk, do less work (at 32,768 points,
-/// 1.19e10 instead of 2.24e10 flops in the build). Which chunk a node lands in never
-/// changes a result.
+/// Groups per band of `w` in [`PointGroups`].
+const BAND_GROUPS: usize = 32;
+
+/// A partition of the points into groups of [`GROUP_SIZE`] points alike in `w` and
+/// near each other in space: the points in the order of `w` (ties by index) are cut
+/// into bands of [`BAND_GROUPS`] groups, and each band into groups by halving it
+/// along the coordinate of its widest extent, again and again (a k-d split, at
+/// multiples of the group size). Stage 0 bounds a pair by `K s_i s_j + w_i w_j`. The
+/// tree keeps the root's children in chunks of one group each
+/// ([`Metric::chunk_group`]), so a chunk's lanes are alike in `w`, and the lanes a
+/// point keeps after stage 0 gather in fewer chunks; and they are close together in
+/// space, so the chunk's bounding box in its summary ([`Metric::screen_summaries`])
+/// is small and rejects the chunks far from a point whole. Which chunk a node lands in
+/// never changes a result.
 #[derive(Clone, Debug, Default)]
 pub struct PointGroups {
     /// The group of every point, from 1 (without bounds, the metric puts every point in
@@ -473,14 +478,60 @@ impl PointGroups {
             model.norm[left as usize].total_cmp(&model.norm[right as usize]).then(left.cmp(&right))
         });
         let mut of_point = vec![0; n];
-        for (position, group) in order.chunks(GROUP_SIZE).enumerate() {
-            for &member in group {
-                of_point[member as usize] = position as u32 + 1;
-            }
+        let mut groups = 0;
+        for band in order.chunks_mut(GROUP_SIZE * BAND_GROUPS) {
+            split_into_groups(&model.points, band, &mut |group| {
+                groups += 1;
+                for &member in group {
+                    of_point[member as usize] = groups;
+                }
+            });
         }
         PointGroups { of_point }
     }
 }
+
+/// Cuts `members` into groups of [`GROUP_SIZE`] points (the last one of a band may be
+/// smaller) by halving along the coordinate of the widest extent, in a fixed order:
+/// the points are sorted by that coordinate, ties by index.
+fn split_into_groups(points: &Points, members: &mut [u32], emit: &mut impl FnMut(&[u32])) {
+    if members.len() <= GROUP_SIZE {
+        emit(members);
+        return;
+    }
+    let widest = (0..points.dimension)
+        .map(|coordinate| {
+            let values = members.iter().map(|&member| points.row(member as usize)[coordinate]);
+            let low = values.clone().fold(f64::INFINITY, f64::min);
+            let high = values.fold(f64::NEG_INFINITY, f64::max);
+            high - low
+        })
+        .enumerate()
+        .fold(
+            (0, f64::NEG_INFINITY),
+            |best, (coordinate, extent)| if extent > best.1 { (coordinate, extent) } else { best },
+        );
+    let coordinate = widest.0;
+    members.sort_unstable_by(|&left, &right| {
+        let left_value = points.row(left as usize)[coordinate];
+        let right_value = points.row(right as usize)[coordinate];
+        left_value.total_cmp(&right_value).then(left.cmp(&right))
+    });
+    let split = members.len().div_ceil(GROUP_SIZE) / 2 * GROUP_SIZE;
+    let (lower, upper) = members.split_at_mut(split);
+    split_into_groups(points, lower, emit);
+    split_into_groups(points, upper, emit);
+}
+
+/// Values per chunk of the residual metric's chunk summaries, for points of
+/// `dimension` coordinates: the box's lower and upper corners, the largest `s_j` and
+/// the largest `w_j`.
+pub fn summary_width(dimension: usize) -> usize {
+    2 * dimension + 2
+}
+
+/// Relative slack of the chunk summaries' screen ([`Metric::screen_summaries`]).
+const SUMMARY_SLACK: f64 = 1e-9;
 
 /// Values per point in a chunk payload of the residual metric with bound tables, for
 /// points of `dimension` coordinates and a model of rank `rank`: the coordinates, `s_i`,
@@ -534,14 +585,11 @@ impl ResidualMetric<'_> {
         params.variance * (1.0 + a + a * a * (1.0 / 3.0)) * exp_bound(-a)
     }
 
-    /// Stage-0 kernel terms `K s_q s_j` (fast exp) of a chunk's lanes, from their
-    /// squared distances to the query in space. The covariance is chosen outside the
-    /// lane loops so they vectorize.
+    /// Stage-0 kernel terms `K s_q s_j` (fast exp) of eight lanes, from their squared
+    /// distances to the query in space and their scales `s_j`. The covariance is chosen
+    /// outside the lane loops so they vectorize.
     #[inline(always)]
-    fn kernel_terms(&self, query: usize, squared: &[f64; LANES], chunk: ChunkView<'_>) -> [f64; LANES] {
-        let dimension = self.model.points.dimension;
-        let scales = lanes(chunk.payload, dimension * LANES);
-        let query_scale = self.model.inverse_scale[query];
+    fn kernel_terms(&self, query_scale: f64, squared: &[f64; LANES], scales: &[f64; LANES]) -> [f64; LANES] {
         let mut terms = [0.0f64; LANES];
         match self.model.params.covariance {
             CovarianceFunction::Rbf => {
@@ -571,8 +619,8 @@ impl ResidualMetric<'_> {
         counts: &mut DistanceCounts,
     ) -> ScreenState {
         let model = self.model;
-        let terms = self.kernel_terms(query, squared, chunk);
         let scales = lanes(chunk.payload, self.scale_row() * LANES);
+        let terms = self.kernel_terms(model.inverse_scale[query], squared, scales);
         let norms = lanes(chunk.payload, self.norm_row() * LANES);
         let factors = lanes(chunk.payload, self.factor_row() * LANES);
         let query_scale = model.inverse_scale[query];
@@ -705,6 +753,89 @@ impl Metric for ResidualMetric<'_> {
 
     fn chunk_group(&self, index: usize) -> u32 {
         self.bounds.map_or(0, |bounds| bounds.groups.of_point[index])
+    }
+
+    /// With bounds: the chunk's bounding box in space, its largest `s_j` and its largest
+    /// `w_j` (see [`summary_width`]). Without bounds, none: every pair gets its exact
+    /// distance.
+    fn summary_width(&self) -> usize {
+        if self.bounds.is_some() { summary_width(self.model.points.dimension) } else { 0 }
+    }
+
+    fn summarize(&self, index: usize, first: bool, summary: &mut [f64]) {
+        let model = self.model;
+        let dimension = model.points.dimension;
+        let (low, rest) = summary.split_at_mut(dimension);
+        let (high, rest) = rest.split_at_mut(dimension);
+        let row = model.points.row(index);
+        if first {
+            low.copy_from_slice(row);
+            high.copy_from_slice(row);
+            rest[0] = model.inverse_scale[index];
+            rest[1] = model.norm[index];
+            return;
+        }
+        for (coordinate, &value) in row.iter().enumerate() {
+            low[coordinate] = low[coordinate].min(value);
+            high[coordinate] = high[coordinate].max(value);
+        }
+        rest[0] = rest[0].max(model.inverse_scale[index]);
+        rest[1] = rest[1].max(model.norm[index]);
+    }
+
+    /// Stage 0 for a whole chunk, vectorized across eight chunks: no lane of a chunk is
+    /// nearer the query in space than the chunk's box, the kernel falls with the
+    /// distance, and `s_j`, `w_j` are at most the chunk's largest, so
+    /// `K(box) s_q max s_j + w_q max w_j` bounds the stage-0 magnitude of every lane. The
+    /// squared distance to the box is deflated and the bound inflated by a relative
+    /// [`SUMMARY_SLACK`], far above the rounding in which the two computations differ,
+    /// and it carries stage 0's margin; a threshold of at most `thresholds[c]` needs at
+    /// least the correlation stage 0 needs of it. So a rejected chunk is one whose lanes
+    /// stage 0 would all reject. The inducing bound is left out (it only ever rejects
+    /// more), and a floored query keeps every chunk (see [`screen_of`]).
+    #[inline(always)]
+    unsafe fn screen_summaries<const ISA: u8>(
+        &self,
+        query: usize,
+        summaries: &[f64],
+        thresholds: &[f64; LANES],
+    ) -> u32 {
+        let model = self.model;
+        if model.is_floored(query) {
+            return (1u32 << LANES) - 1;
+        }
+        let dimension = model.points.dimension;
+        let point = model.points.row(query);
+        let mut squared = [0.0f64; LANES];
+        for (coordinate, &value) in point.iter().enumerate() {
+            let low = lanes(summaries, coordinate * LANES);
+            let high = lanes(summaries, (dimension + coordinate) * LANES);
+            for chunk in 0..LANES {
+                let below = low[chunk] - value;
+                let above = value - high[chunk];
+                let outside = if below > above { below } else { above };
+                let gap = if outside > 0.0 { outside } else { 0.0 };
+                squared[chunk] += gap * gap;
+            }
+        }
+        for value in &mut squared {
+            *value *= 1.0 - SUMMARY_SLACK;
+        }
+        let scales = lanes(summaries, 2 * dimension * LANES);
+        let norms = lanes(summaries, (2 * dimension + 1) * LANES);
+        let terms = self.kernel_terms(model.inverse_scale[query], &squared, scales);
+        let query_norm = model.norm[query];
+        let mut needed = [0.0f64; LANES];
+        let mut bound = [0.0f64; LANES];
+        for chunk in 0..LANES {
+            needed[chunk] = 1.0 - thresholds[chunk] * thresholds[chunk] - 1e-12;
+            let magnitude = terms[chunk] + query_norm * norms[chunk];
+            bound[chunk] = magnitude * (1.0 + SUMMARY_SLACK)
+                + CORRELATION_ERROR * magnitude
+                + EXP_BOUND_ERROR * terms[chunk]
+                + 1e-15;
+        }
+        lane_mask::<ISA>(&needed, &bound)
     }
 
     /// With bounds, all vectorized across the lanes: stage 0 and the inducing bound,

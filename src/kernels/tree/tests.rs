@@ -153,12 +153,31 @@ fn grouped_chunks_hold_one_group_and_change_no_node() {
         sizes
     });
     assert!(!sizes.contains_key(&0), "every point has a group");
-    assert!(sizes.values().all(|&size| size <= 64), "groups of at most 64 points");
+    assert!(sizes.values().all(|&size| size <= residual::GROUP_SIZE), "groups of at most 64 points");
+    // Whole groups lie in bands of w: the groups ordered by their smallest w never
+    // overlap in w but within a band. Bands hold 32 groups; 1500 points make 1 band
+    // of 32 full groups and a second one of 24 groups, the last smaller.
+    let mut ranges: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
+    for (point, &group) in bounds.groups.of_point.iter().enumerate() {
+        let range = ranges.entry(group).or_insert((f64::INFINITY, f64::NEG_INFINITY));
+        *range = (range.0.min(model.norm[point]), range.1.max(model.norm[point]));
+    }
+    assert_eq!(ranges.len(), 1500_usize.div_ceil(residual::GROUP_SIZE));
+    let first_band: Vec<(f64, f64)> = ranges.values().take(32).copied().collect();
+    let second_band: Vec<(f64, f64)> = ranges.values().skip(32).copied().collect();
+    let band_top = first_band.iter().map(|range| range.1).fold(f64::NEG_INFINITY, f64::max);
+    assert!(second_band.iter().all(|range| range.0 >= band_top), "a group of the second band below the first");
     let grouped = ResidualMetric { model: &model, bounds: Some(&bounds) };
     let plain = ResidualMetric { model: &model, bounds: None };
     let params = BuildParams { batch_size: 128, traversal: Traversal::Sparse, scope_cap: 0, seed: 41, bucket_size: 0 };
-    let with_groups = build::build(&grouped, &params, false, |_, _| {}).tree;
-    let without = build::build(&plain, &params, false, |_, _| {}).tree;
+    let grouped_outcome = build::build(&grouped, &params, false, |_, _| {});
+    let plain_outcome = build::build(&plain, &params, false, |_, _| {});
+    // The root's chunks are screened by their summaries first, and some are rejected
+    // whole; without bounds there are no summaries.
+    let counts = grouped_outcome.counts;
+    assert!(counts.summary_rejected > 0 && counts.summary_rejected < counts.summary_screened, "{counts:?}");
+    assert_eq!(plain_outcome.counts.summary_screened, 0);
+    let (with_groups, without) = (grouped_outcome.tree, plain_outcome.tree);
     let root = with_groups.root as usize;
     for &chunk in &with_groups.child_chunks[root] {
         let ids = &with_groups.chunks.ids[chunk as usize][..with_groups.chunks.len[chunk as usize] as usize];
@@ -363,6 +382,110 @@ fn block_screening_keeps_every_pair_within_its_threshold() {
             }
         }
         assert!(checked > 0, "some pairs were within their thresholds");
+    }
+}
+
+/// The residual metric's chunk summaries reject a chunk only when stage 0 rejects every
+/// lane of it, so a rejected chunk never holds a point within the threshold: checked
+/// on chunks of one group each (tight boxes, so many are rejected), at thresholds at,
+/// just below and at half a chunk's nearest lane, for both covariances, on every instruction
+/// set.
+#[test]
+fn chunk_summaries_reject_only_chunks_whose_lanes_stage_zero_rejects() {
+    let mut rejected = 0;
+    let mut kept_at_nearest = 0;
+    for (seed, count, dimension, covariance) in [
+        (5u64, 600usize, 3usize, CovarianceFunction::Rbf),
+        (6, 900, 8, CovarianceFunction::Rbf),
+        (7, 500, 2, CovarianceFunction::Matern52),
+    ] {
+        let params = ResidualParams { inducing_count: 64, covariance, ..ResidualParams::default() };
+        let model = residual_model(data::standard_normal_points(count, dimension, seed), 64, params, seed);
+        let bounds = ResidualBounds::new(&model, seed);
+        let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
+        let mut by_group: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for (point, &group) in bounds.groups.of_point.iter().enumerate() {
+            by_group.entry(group).or_default().push(point as u32);
+        }
+        let chunks: Vec<&[u32]> = by_group.values().flat_map(|members| members.chunks(LANES)).collect();
+        let width = metric.payload_width();
+        let summary_width = metric.summary_width();
+        let queries: Vec<usize> = data::uniform_indices(24, count, seed.wrapping_add(1));
+        for run in chunks.chunks(LANES) {
+            let mut payloads = Vec::new();
+            let mut summaries = vec![0.0; summary_width * LANES];
+            for (slot, members) in run.iter().enumerate() {
+                let mut payload = vec![0.0; width * LANES];
+                let mut summary = vec![0.0; summary_width];
+                for (lane, &member) in members.iter().enumerate() {
+                    metric.write_payload(member as usize, lane, &mut payload);
+                    metric.summarize(member as usize, lane == 0, &mut summary);
+                }
+                for (value, &entry) in summary.iter().enumerate() {
+                    summaries[value * LANES + slot] = entry;
+                }
+                payloads.push(payload);
+            }
+            for &query in &queries {
+                let nearest: Vec<f64> = run
+                    .iter()
+                    .map(|members| {
+                        members
+                            .iter()
+                            .map(|&member| model.distance(query, member as usize))
+                            .fold(f64::INFINITY, f64::min)
+                    })
+                    .collect();
+                // Just below the nearest lane, at it, and at half its distance.
+                for (scale, shift, must_keep) in [(1.0, -1e-9, false), (1.0, 0.0, true), (0.5, 0.0, false)] {
+                    let thresholds: [f64; LANES] = std::array::from_fn(|slot| {
+                        nearest.get(slot).map_or(f64::NEG_INFINITY, |&near| near * scale + shift)
+                    });
+                    for isa in available_instruction_sets() {
+                        let screen = summaries_with(isa, &metric, query, &summaries, &thresholds);
+                        for (slot, members) in run.iter().enumerate() {
+                            if (screen >> slot) & 1 == 1 {
+                                kept_at_nearest += usize::from(must_keep);
+                                continue;
+                            }
+                            assert!(!must_keep, "{isa:?}: chunk {members:?} rejected for {query} at its nearest lane");
+                            rejected += 1;
+                            let mut ids = [0u32; LANES];
+                            ids[..members.len()].copy_from_slice(members);
+                            let view = ChunkView { ids: &ids, len: members.len(), payload: &payloads[slot] };
+                            let lanes = [[thresholds[slot]; LANES]];
+                            let (_, screens) = screens_with(isa, &metric, &[query], view, &lanes);
+                            assert_eq!(
+                                screens[0],
+                                ChunkScreen::default(),
+                                "{isa:?}: chunk {members:?} rejected for {query}, but stage 0 keeps a lane"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(rejected > 1000, "only {rejected} chunks rejected: the test checks little");
+    assert!(kept_at_nearest > 0);
+}
+
+/// [`Metric::screen_summaries`] of one query, run with `isa` (which must be available).
+fn summaries_with<M: Metric>(
+    isa: Isa,
+    metric: &M,
+    query: M::Query<'_>,
+    summaries: &[f64],
+    thresholds: &[f64; LANES],
+) -> u32 {
+    assert!(isa.is_available(), "{isa:?} is not available");
+    // SAFETY: `isa` is available (asserted above).
+    unsafe {
+        match isa {
+            Isa::Portable => metric.screen_summaries::<{ metric::PORTABLE }>(query, summaries, thresholds),
+            Isa::Avx2 => metric.screen_summaries::<{ metric::AVX2 }>(query, summaries, thresholds),
+            Isa::Avx512 => metric.screen_summaries::<{ metric::AVX512 }>(query, summaries, thresholds),
+        }
     }
 }
 
