@@ -936,6 +936,10 @@ fn screen_squared<const ISA: u8, M: Metric>(
     let used = (1u32 << view.len) - 1;
     let mut live = [0u32; SQUARED_TILE];
     let mut entries = group.iter();
+    // The lanes of the last point prepared: points alike in `2^E` and error weight
+    // (all of a Euclidean group's weights are 0) get the same reaches and slacks.
+    let mut lanes = SparseLanes::default();
+    let mut prepared = (f64::NAN, f64::NAN);
     loop {
         // Fill a tile with live points.
         let mut count = 0;
@@ -963,8 +967,11 @@ fn screen_squared<const ISA: u8, M: Metric>(
             }
             let position = live[slot];
             let placement = &mut block[position as usize];
-            let mut lanes = SparseLanes::default();
-            lanes.prepare(metric, chunks, chunk, placement.bound, weights[position as usize]);
+            let key = (placement.bound, weights[position as usize]);
+            if key != prepared {
+                lanes.prepare(metric, chunks, chunk, key.0, key.1);
+                prepared = key;
+            }
             let mut distances = [0.0; LANES];
             let mut remaining = mask;
             while remaining != 0 {
