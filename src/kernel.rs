@@ -486,6 +486,11 @@ impl Deadline {
         self.start.elapsed() > self.timeout
     }
 
+    /// Whether the deadline had passed at `now`, a time stamp the caller takes anyway.
+    pub fn passed_at(&self, now: Stamp) -> bool {
+        now.duration_since(self.start) > self.timeout
+    }
+
     /// The time left until the deadline (zero once it has passed).
     pub fn remaining(&self) -> Duration {
         self.timeout.saturating_sub(self.start.elapsed())

@@ -35,7 +35,7 @@ use super::data::{self, AlignedBuffer};
 use super::schedule::{ChunkPlan, ChunkRun, Delay, Scheduler, run_chunks};
 use super::sys::{self, Usage};
 use super::{Environment, gbps, record_latencies, record_step};
-use crate::kernel::{Instance, Output, OutputData, Params, Probe, Resources, RunContext};
+use crate::kernel::{Deadline, Instance, Output, OutputData, Params, Probe, Resources, RunContext, Stopped};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImportMethod {
@@ -248,24 +248,32 @@ fn prefault_writable(map: &mut MmapMut, probe: &mut Probe) -> f64 {
     2.0
 }
 
-/// Copies `source` into `destination` with dynamic chunk claiming on the current pool.
-pub fn copy_chunks(source: &[u8], destination: &mut [u8], chunk: usize) -> ChunkRun<()> {
+/// Copies `source` into `destination` with dynamic chunk claiming on the current pool,
+/// giving up at `deadline`.
+pub fn copy_chunks(
+    source: &[u8],
+    destination: &mut [u8],
+    chunk: usize,
+    deadline: Deadline,
+) -> Result<ChunkRun<()>, Stopped> {
     assert_eq!(source.len(), destination.len(), "copy between buffers of different sizes");
     let plan = ChunkPlan::new(source.len(), chunk);
     let pieces: Vec<Mutex<&mut [u8]>> = destination.chunks_mut(chunk).map(Mutex::new).collect();
-    run_chunks(plan.count(), Scheduler::Dynamic, Delay::None, |index| {
+    run_chunks(plan.count(), Scheduler::Dynamic, Delay::None, deadline, |index| {
         let piece = std::mem::take(&mut *pieces[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         piece.copy_from_slice(&source[plan.range(index)]);
     })
 }
 
-/// Writes `source` into `file` with `pwrite` per chunk, dynamic chunk claiming.
-pub fn pwrite_chunks(source: &[u8], file: &File, chunk: usize) -> anyhow::Result<ChunkRun<()>> {
+/// Writes `source` into `file` with `pwrite` per chunk, dynamic chunk claiming, giving
+/// up at `deadline`.
+pub fn pwrite_chunks(source: &[u8], file: &File, chunk: usize, deadline: Deadline) -> anyhow::Result<ChunkRun<()>> {
     let plan = ChunkPlan::new(source.len(), chunk);
-    let run = run_chunks(plan.count(), Scheduler::Dynamic, Delay::None, |index| {
+    let run = run_chunks(plan.count(), Scheduler::Dynamic, Delay::None, deadline, |index| {
         let range = plan.range(index);
         write_at(file, &source[range.clone()], range.start as u64)
-    });
+    })
+    .map_err(|stopped| deadline.stopped(stopped, "chunks"))?;
     let ChunkRun { results, latencies_ns, stall, stalled_chunk, slow_sleep } = run;
     for result in results {
         result.context("pwrite failed")?;
@@ -340,6 +348,12 @@ impl ImportInstance {
         record_latencies(probe, run);
     }
 
+    /// Copies the source into `destination` in chunks, until the sample's deadline.
+    fn copy_source(&self, destination: &mut [u8], deadline: Deadline) -> anyhow::Result<ChunkRun<()>> {
+        copy_chunks(self.source(), destination, self.params.chunk, deadline)
+            .map_err(|stopped| deadline.stopped(stopped, "chunks"))
+    }
+
     fn run_mmap(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
         let path = self.scratch_dir.join("import.bin");
         let usage_before = Usage::now();
@@ -347,7 +361,7 @@ impl ImportInstance {
         let (mut mapped, preparation) = map_new_file(&path, &self.params, probe)?;
         let prepare = probe.phase("prepare", start);
         let transfer_start = probe.start();
-        let run = copy_chunks(self.source(), &mut mapped.map, self.params.chunk);
+        let run = self.copy_source(&mut mapped.map, probe.deadline())?;
         let transfer = probe.phase("transfer", transfer_start);
         if self.params.durable {
             let sync_start = probe.start();
@@ -374,8 +388,15 @@ impl ImportInstance {
         let mut target = self.rewrite_target.take().context("set-up did not run")?;
         let usage_before = Usage::now();
         let start = probe.start();
-        let run = copy_chunks(self.source(), &mut target.map, self.params.chunk);
+        let copied = self.copy_source(&mut target.map, probe.deadline());
         let transfer = probe.phase("transfer", start);
+        let run = match copied {
+            Ok(run) => run,
+            Err(error) => {
+                self.rewrite_target = Some(target);
+                return Err(error);
+            }
+        };
         self.record_import_step(probe, transfer, usage_before, &run);
         probe.metric("rewrite_gbps", gbps(self.params.size, transfer));
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
@@ -388,8 +409,15 @@ impl ImportInstance {
         let mut destination = self.hot_destination.take().context("set-up did not run")?;
         let usage_before = Usage::now();
         let start = probe.start();
-        let run = copy_chunks(self.source(), destination.bytes_mut(), self.params.chunk);
+        let copied = self.copy_source(destination.bytes_mut(), probe.deadline());
         let transfer = probe.phase("transfer", start);
+        let run = match copied {
+            Ok(run) => run,
+            Err(error) => {
+                self.hot_destination = Some(destination);
+                return Err(error);
+            }
+        };
         self.record_import_step(probe, transfer, usage_before, &run);
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
         let verified = self.verify(destination.bytes(), probe);
@@ -404,7 +432,7 @@ impl ImportInstance {
             AlignedBuffer::new(self.params.size, self.params.hugepage).context("cannot map anonymous memory")?;
         let prepare = probe.phase("prepare", start);
         let transfer_start = probe.start();
-        let run = copy_chunks(self.source(), destination.bytes_mut(), self.params.chunk);
+        let run = self.copy_source(destination.bytes_mut(), probe.deadline())?;
         let transfer = probe.phase("transfer", transfer_start);
         let elapsed = start.elapsed();
         self.record_import_step(probe, elapsed, usage_before, &run);
@@ -425,7 +453,7 @@ impl ImportInstance {
         let (file, scratch) = create_file(&path)?;
         let prepare = probe.phase("prepare", start);
         let transfer_start = probe.start();
-        let run = pwrite_chunks(self.source(), &file, self.params.chunk)?;
+        let run = pwrite_chunks(self.source(), &file, self.params.chunk, probe.deadline())?;
         let transfer = probe.phase("transfer", transfer_start);
         if self.params.method == ImportMethod::PwriteFsync {
             let sync_start = probe.start();
@@ -485,7 +513,7 @@ impl Instance for ImportInstance {
             ImportMethod::Rewrite => {
                 let path = self.scratch_dir.join("rewrite.bin");
                 let (mut target, _) = map_new_file(&path, &self.params, probe)?;
-                copy_chunks(self.source(), &mut target.map, self.params.chunk);
+                self.copy_source(&mut target.map, probe.deadline())?;
                 self.rewrite_target = Some(target);
             }
             _ => {}

@@ -27,7 +27,7 @@ use super::data::{self, AlignedBuffer, GENERATION_BLOCK, f64_view, sum_f64};
 use super::schedule::{ChunkPlan, ChunkRun, Delay, Scheduler, run_chunks};
 use super::sys::{self, Usage};
 use super::{Environment, record_latencies, record_step};
-use crate::kernel::{Instance, Output, OutputData, Params, Probe, Resources, RunContext};
+use crate::kernel::{Deadline, Instance, Output, OutputData, Params, Probe, Resources, RunContext};
 
 /// Values generated and written per batch while creating the file (64 MiB).
 const WRITE_BATCH_VALUES: usize = 128 * GENERATION_BLOCK;
@@ -109,12 +109,15 @@ impl ReadParams {
 }
 
 /// Reduces `values` in chunks of `chunk_values` with dynamic claiming on the current
-/// pool; the total adds the per-chunk sums in chunk order.
-pub fn reduce_chunks(values: &[f64], chunk_values: usize) -> (f64, ChunkRun<f64>) {
+/// pool, giving up at `deadline`; the total adds the per-chunk sums in chunk order.
+pub fn reduce_chunks(values: &[f64], chunk_values: usize, deadline: Deadline) -> anyhow::Result<(f64, ChunkRun<f64>)> {
     let plan = ChunkPlan::new(values.len(), chunk_values);
-    let run = run_chunks(plan.count(), Scheduler::Dynamic, Delay::None, |index| sum_f64(&values[plan.range(index)]));
+    let run = run_chunks(plan.count(), Scheduler::Dynamic, Delay::None, deadline, |index| {
+        sum_f64(&values[plan.range(index)])
+    })
+    .map_err(|stopped| deadline.stopped(stopped, "chunks"))?;
     let total = run.results.iter().fold(0.0, |total, partial| total + partial);
-    (total, run)
+    Ok((total, run))
 }
 
 /// Writes the seeded payload of `size` bytes to `path` in batches, and syncs it when
@@ -200,7 +203,7 @@ impl ReadInstance {
         let map = map_with_advice(&payload.file, &self.params, probe)?;
         let prepare = probe.phase("prepare", start);
         let transfer_start = probe.start();
-        let (total, run) = reduce_chunks(f64_view(&map), self.params.chunk / 8);
+        let (total, run) = reduce_chunks(f64_view(&map), self.params.chunk / 8, probe.deadline())?;
         let transfer = probe.phase("transfer", transfer_start);
         let elapsed = prepare + transfer;
         let usage = Usage::now().since(usage_before);
@@ -218,7 +221,7 @@ impl ReadInstance {
         let buffer = self.memory.as_ref().context("set-up did not run")?;
         let usage_before = Usage::now();
         let start = probe.start();
-        let (total, run) = reduce_chunks(buffer.values(), self.params.chunk / 8);
+        let (total, run) = reduce_chunks(buffer.values(), self.params.chunk / 8, probe.deadline())?;
         let transfer = probe.phase("transfer", start);
         let usage = Usage::now().since(usage_before);
         probe.report_elapsed(transfer);

@@ -30,7 +30,7 @@ use super::data::{self, AlignedBuffer, sum_f64};
 use super::schedule::{ChunkPlan, Delay, Scheduler, run_chunks};
 use super::sys::Usage;
 use super::{Environment, record_latencies, record_step};
-use crate::kernel::{Instance, Output, OutputData, Params, Probe, Resources};
+use crate::kernel::{Deadline, Instance, Output, OutputData, Params, Probe, Resources, Stopped};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DelayKind {
@@ -84,8 +84,9 @@ impl SchedParams {
 /// The per-chunk partial sums of `values`, added in chunk order, with `scheduler`.
 pub fn scheduled_sum(values: &[f64], chunk_values: usize, scheduler: Scheduler, delay: Delay) -> f64 {
     let plan = ChunkPlan::new(values.len(), chunk_values);
-    let run = run_chunks(plan.count(), scheduler, delay, |index| sum_f64(&values[plan.range(index)]));
-    run.results.iter().fold(0.0, |total, partial| total + partial)
+    let run =
+        run_chunks(plan.count(), scheduler, delay, Deadline::never(), |index| sum_f64(&values[plan.range(index)]));
+    Stopped::never(run).results.iter().fold(0.0, |total, partial| total + partial)
 }
 
 /// The bound of a stalled pass (see the module doc).
@@ -156,7 +157,11 @@ impl Instance for SchedInstance {
         let workers = rayon::current_num_threads();
         let usage_before = Usage::now();
         let start = probe.start();
-        let run = run_chunks(plan.count(), self.params.scheduler, delay, |index| sum_f64(&values[plan.range(index)]));
+        let deadline = probe.deadline();
+        let run = run_chunks(plan.count(), self.params.scheduler, delay, deadline, |index| {
+            sum_f64(&values[plan.range(index)])
+        })
+        .map_err(|stopped| deadline.stopped(stopped, "chunks"))?;
         let makespan = probe.phase("makespan", start);
         let usage = Usage::now().since(usage_before);
         let total = run.results.iter().fold(0.0, |total, partial| total + partial);

@@ -17,6 +17,10 @@
 //! A chunk's latency runs from its claim to the end of its work, so it includes a stall
 //! but not the slow worker's sleep after it. The results are returned in chunk order,
 //! whatever the schedule, so reductions over them are schedule-independent.
+//!
+//! A pass gives up at the sample's deadline: every claim compares its own time stamp
+//! with it, and once one finds it passed no worker starts another chunk. The chunks
+//! already started finish, and the pass reports how many were done.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,6 +29,7 @@ use std::time::Duration;
 use rayon::prelude::*;
 
 use crate::clock;
+use crate::kernel::{Deadline, Stopped};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheduler {
@@ -94,8 +99,15 @@ pub struct ChunkRun<R> {
 }
 
 /// Runs `work` on every chunk index `0..count` with `scheduler` on the current rayon
-/// pool, injecting `delay` on worker 0.
-pub fn run_chunks<R, F>(count: usize, scheduler: Scheduler, delay: Delay, work: F) -> ChunkRun<R>
+/// pool, injecting `delay` on worker 0; gives up at `deadline` (see the module
+/// documentation) with the number of chunks done.
+pub fn run_chunks<R, F>(
+    count: usize,
+    scheduler: Scheduler,
+    delay: Delay,
+    deadline: Deadline,
+    work: F,
+) -> Result<ChunkRun<R>, Stopped>
 where
     R: Send + Sync,
     F: Fn(usize) -> R + Sync,
@@ -105,8 +117,17 @@ where
     let stall_ns = AtomicUsize::new(0);
     let stalled_chunk = AtomicUsize::new(usize::MAX);
     let slow_ns = AtomicUsize::new(0);
+    let stopped = AtomicBool::new(false);
+    // Processes chunk `index` unless the deadline has passed; returns whether it did.
     let process = |index: usize, worker: usize| {
+        if stopped.load(Ordering::Relaxed) {
+            return false;
+        }
         let claimed = clock::now();
+        if deadline.passed_at(claimed) {
+            stopped.store(true, Ordering::Relaxed);
+            return false;
+        }
         if worker == 0
             && let Delay::Stall(duration) = delay
             && !stalled.swap(true, Ordering::Relaxed)
@@ -127,13 +148,16 @@ where
             std::thread::sleep(duration);
             slow_ns.fetch_add(before.elapsed().as_nanos() as usize, Ordering::Relaxed);
         }
+        true
     };
     match scheduler {
         Scheduler::Static => {
             rayon::broadcast(|context| {
                 let (worker, workers) = (context.index(), context.num_threads());
                 for index in worker * count / workers..(worker + 1) * count / workers {
-                    process(index, worker);
+                    if !process(index, worker) {
+                        break;
+                    }
                 }
             });
         }
@@ -142,22 +166,26 @@ where
             rayon::broadcast(|context| {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
-                    if index >= count {
+                    if index >= count || !process(index, context.index()) {
                         break;
                     }
-                    process(index, context.index());
                 }
             });
         }
         Scheduler::Rayon => {
-            (0..count)
-                .into_par_iter()
-                .with_max_len(1)
-                .for_each(|index| process(index, rayon::current_thread_index().unwrap_or(0)));
+            (0..count).into_par_iter().with_max_len(1).for_each(|index| {
+                process(index, rayon::current_thread_index().unwrap_or(0));
+            });
         }
         Scheduler::RayonDefault => {
-            (0..count).into_par_iter().for_each(|index| process(index, rayon::current_thread_index().unwrap_or(0)));
+            (0..count).into_par_iter().for_each(|index| {
+                process(index, rayon::current_thread_index().unwrap_or(0));
+            });
         }
+    }
+    if stopped.into_inner() {
+        let done = slots.iter().filter(|slot| slot.get().is_some()).count();
+        return Err(Stopped { done, total: count });
     }
     let mut results = Vec::with_capacity(count);
     let mut latencies_ns = Vec::with_capacity(count);
@@ -166,13 +194,13 @@ where
         results.push(result);
         latencies_ns.push(latency);
     }
-    ChunkRun {
+    Ok(ChunkRun {
         results,
         latencies_ns,
         stall: Duration::from_nanos(stall_ns.into_inner() as u64),
         stalled_chunk: Some(stalled_chunk.into_inner()).filter(|&index| index != usize::MAX),
         slow_sleep: Duration::from_nanos(slow_ns.into_inner() as u64),
-    }
+    })
 }
 
 /// Nearest-rank percentiles of per-chunk latencies.

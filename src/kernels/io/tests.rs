@@ -16,7 +16,7 @@ use super::sched::{scheduled_sum, stall_bound};
 use super::schedule::{ChunkPlan, Delay, LatencySummary, Scheduler, run_chunks};
 use super::sys::CpuFeatures;
 use super::{Io, IoParams};
-use crate::kernel::{Kernel, Output, OutputData, Params, Probe, RunContext, Value};
+use crate::kernel::{Deadline, Kernel, Output, OutputData, Params, Probe, RunContext, Stopped, Value};
 
 const ALL_SCHEDULERS: [Scheduler; 4] =
     [Scheduler::Static, Scheduler::Dynamic, Scheduler::Rayon, Scheduler::RayonDefault];
@@ -167,7 +167,8 @@ fn the_reduction_of_integers_is_exact() {
     let values: Vec<f64> = (0..10_007).map(|index| f64::from(index % 1000)).collect();
     let exact: i64 = (0..10_007_i64).map(|index| index % 1000).sum();
     assert_eq!(sum_f64(&values), exact as f64);
-    assert_eq!(pool(2).install(|| reduce_chunks(&values, 333).0), exact as f64);
+    let (total, _) = pool(2).install(|| reduce_chunks(&values, 333, Deadline::never())).expect("a reduction");
+    assert_eq!(total, exact as f64);
 }
 
 #[test]
@@ -205,7 +206,9 @@ fn the_digest_sees_every_byte_and_the_length() {
 fn every_scheduler_runs_every_chunk_once_in_order() {
     for threads in [1, 2, 3] {
         for scheduler in ALL_SCHEDULERS {
-            let run = pool(threads).install(|| run_chunks(37, scheduler, Delay::None, |index| index * 10));
+            let run =
+                pool(threads).install(|| run_chunks(37, scheduler, Delay::None, Deadline::never(), |index| index * 10));
+            let run = Stopped::never(run);
             assert_eq!(run.results, (0..37).map(|index| index * 10).collect::<Vec<_>>());
             assert_eq!(run.latencies_ns.len(), 37);
         }
@@ -248,12 +251,60 @@ fn the_stall_delays_worker_zero_once() {
             }
             rayon::current_thread_index()
         };
-        let run = pool(2).install(|| run_chunks(64, scheduler, Delay::Stall(stall), work));
+        let run = pool(2).install(|| run_chunks(64, scheduler, Delay::Stall(stall), Deadline::never(), work));
+        let run = Stopped::never(run);
         assert!(run.stall >= stall, "{scheduler:?} slept {:?}", run.stall);
         // The stall follows one claim of worker 0, and that chunk's latency holds it.
         let chunk = run.stalled_chunk.unwrap_or_else(|| panic!("{scheduler:?}: no stall"));
         assert_eq!(run.results[chunk], Some(0), "{scheduler:?}: chunk {chunk} stalled on another worker");
         assert!(run.latencies_ns[chunk] >= stall.as_nanos() as u64, "{scheduler:?}: {:?}", run.latencies_ns[chunk]);
+    }
+}
+
+#[test]
+fn every_scheduler_stops_claiming_at_the_deadline() {
+    for scheduler in ALL_SCHEDULERS {
+        // Past already: no chunk starts.
+        let past = Deadline::new(crate::clock::now(), Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(1));
+        let stopped = pool(2).install(|| run_chunks(16, scheduler, Delay::None, past, |index| index));
+        assert_eq!(stopped.expect_err("past the deadline"), Stopped { done: 0, total: 16 }, "{scheduler:?}");
+        // Passing during the pass: 64 chunks of 10 ms on 2 workers need 320 ms; those
+        // claimed in the first 100 ms finish, no later one starts.
+        let deadline = Deadline::new(crate::clock::now(), Duration::from_millis(100));
+        let work = |_index: usize| std::thread::sleep(Duration::from_millis(10));
+        let stopped = pool(2).install(|| run_chunks(64, scheduler, Delay::None, deadline, work));
+        let Stopped { done, total } = stopped.expect_err("the deadline passed during the pass");
+        assert_eq!(total, 64);
+        assert!((1..=30).contains(&done), "{scheduler:?}: {done} chunks done by a 100 ms deadline");
+    }
+}
+
+#[test]
+fn every_family_stops_at_the_deadline_and_runs_in_full_after() {
+    let families: [&[(&str, Value)]; 8] = [
+        &[("family", Value::from("import")), ("method", Value::from("mmap"))],
+        &[("family", Value::from("import")), ("method", Value::from("rewrite"))],
+        &[("family", Value::from("import")), ("method", Value::from("memcpy_hot"))],
+        &[("family", Value::from("import")), ("method", Value::from("memcpy_fresh"))],
+        &[("family", Value::from("import")), ("method", Value::from("pwrite"))],
+        &[("family", Value::from("read")), ("source", Value::from("memory"))],
+        &[("family", Value::from("read")), ("source", Value::from("mmap")), ("cache", Value::from("hot"))],
+        &[("family", Value::from("sched"))],
+    ];
+    for family in families {
+        let mut pairs = family.to_vec();
+        pairs.push(("size", Value::Int(1 << 20)));
+        pairs.push(("chunk", Value::Int(1 << 16)));
+        let params = validated(&pairs);
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let mut instance =
+            Io.instantiate(&params, &RunContext::outside_harness(1, 1, directory.path())).expect("an instance");
+        instance.setup(&mut Probe::default()).expect("set-up");
+        let message = format!("{:#}", instance.run(&mut Probe::past_deadline()).expect_err("past the deadline"));
+        assert!(message.contains("stopped after 0 of 16 chunks"), "{family:?}: {message}");
+        // The same instance runs in full when its time is not up.
+        instance.run(&mut Probe::default()).unwrap_or_else(|error| panic!("{family:?}: {error:#}"));
     }
 }
 
@@ -292,13 +343,13 @@ fn source_bytes(len: usize) -> Vec<u8> {
 fn copies_and_writes_hold_exactly_the_source_bytes() {
     let source = source_bytes(300_016);
     let mut destination = vec![0_u8; source.len()];
-    pool(2).install(|| copy_chunks(&source, &mut destination, 4096));
+    Stopped::never(pool(2).install(|| copy_chunks(&source, &mut destination, 4096, Deadline::never())));
     assert!(destination == source);
 
     let directory = tempfile::tempdir().expect("a temporary directory");
     let path = directory.path().join("written.bin");
     let file = std::fs::File::create(&path).expect("a file");
-    pool(2).install(|| pwrite_chunks(&source, &file, 65_536)).expect("pwrite");
+    pool(2).install(|| pwrite_chunks(&source, &file, 65_536, Deadline::never())).expect("pwrite");
     drop(file);
     assert!(std::fs::read(&path).expect("the file") == source);
 }
