@@ -28,7 +28,7 @@
 use rayon::prelude::*;
 
 use super::cover::{CoverTree, chunk_view};
-use super::metric::{ChunkView, LANES, Metric};
+use super::metric::{ChunkView, LANES, Metric, box_squared_distances};
 #[cfg(doc)]
 use super::metric::{SQUARE_SLACK, squared_limit};
 
@@ -213,17 +213,7 @@ impl LeafBuckets {
         let values = dimension * LANES;
         let lower = &self.lower[group * values..(group + 1) * values];
         let upper = &self.upper[group * values..(group + 1) * values];
-        let mut sums = [0.0f64; LANES];
-        for ((lower_row, upper_row), &value) in lower.chunks_exact(LANES).zip(upper.chunks_exact(LANES)).zip(point) {
-            for lane in 0..LANES {
-                let below = lower_row[lane] - value;
-                let above = value - upper_row[lane];
-                let gap = if below > above { below } else { above };
-                let gap = if gap > 0.0 { gap } else { 0.0 };
-                sums[lane] += gap * gap;
-            }
-        }
-        sums
+        box_squared_distances(point, lower, upper)
     }
 
     /// Checks that every bucket holds exactly its root's descendants, each once, that

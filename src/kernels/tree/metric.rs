@@ -289,6 +289,26 @@ pub fn lanes(values: &[f64], start: usize) -> &[f64; LANES] {
     values[start..start + LANES].try_into().expect("eight lanes")
 }
 
+/// Squared distances from `point` to eight boxes, `lower` and `upper` holding their
+/// corners (`[coordinate][lane]`, `point.len() * LANES` values each), summed in
+/// coordinate order. A box's sum is at most that of any point inside it, computed as
+/// [`tile_squared_distances`] computes it: each gap is at most that point's difference
+/// (rounding is monotone), and the sums run in the same order.
+#[inline(always)]
+pub fn box_squared_distances(point: &[f64], lower: &[f64], upper: &[f64]) -> [f64; LANES] {
+    let mut sums = [0.0f64; LANES];
+    for ((lower_row, upper_row), &value) in lower.chunks_exact(LANES).zip(upper.chunks_exact(LANES)).zip(point) {
+        for lane in 0..LANES {
+            let below = lower_row[lane] - value;
+            let above = value - upper_row[lane];
+            let gap = if below > above { below } else { above };
+            let gap = if gap > 0.0 { gap } else { 0.0 };
+            sums[lane] += gap * gap;
+        }
+    }
+    sums
+}
+
 /// Squared Euclidean distances from `point` to the eight lanes of a chunk payload
 /// whose first `point.len()` rows hold coordinates; per lane, the same operations in
 /// the same order as `squared_euclidean`.

@@ -52,9 +52,9 @@ use super::data::Points;
 #[cfg(target_arch = "x86_64")]
 use super::metric::AVX512;
 use super::metric::{
-    AVX2, ChunkScreen, ChunkView, DistanceCounts, EXP_BOUND_ERROR, Isa, LANES, Metric, dot, dot_with, dots_with,
-    exp_bound, lane_mask, lane_squared_distances, lanes, multiversion, padded_length, squared_euclidean,
-    tile_squared_distances,
+    AVX2, ChunkScreen, ChunkView, DistanceCounts, EXP_BOUND_ERROR, Isa, LANES, Metric, box_squared_distances, dot,
+    dot_with, dots_with, exp_bound, lane_mask, lane_squared_distances, lanes, multiversion, padded_length,
+    squared_euclidean, tile_squared_distances,
 };
 
 /// Which covariance function the residual metric uses.
@@ -805,19 +805,10 @@ impl Metric for ResidualMetric<'_> {
             return (1u32 << LANES) - 1;
         }
         let dimension = model.points.dimension;
-        let point = model.points.row(query);
-        let mut squared = [0.0f64; LANES];
-        for (coordinate, &value) in point.iter().enumerate() {
-            let low = lanes(summaries, coordinate * LANES);
-            let high = lanes(summaries, (dimension + coordinate) * LANES);
-            for chunk in 0..LANES {
-                let below = low[chunk] - value;
-                let above = value - high[chunk];
-                let outside = if below > above { below } else { above };
-                let gap = if outside > 0.0 { outside } else { 0.0 };
-                squared[chunk] += gap * gap;
-            }
-        }
+        let corners = dimension * LANES;
+        let lower = &summaries[..corners];
+        let upper = &summaries[corners..2 * corners];
+        let mut squared = box_squared_distances(model.points.row(query), lower, upper);
         for value in &mut squared {
             *value *= 1.0 - SUMMARY_SLACK;
         }
