@@ -35,7 +35,7 @@ use super::data::{self, AlignedBuffer};
 use super::schedule::{ChunkPlan, ChunkRun, Delay, Scheduler, run_chunks};
 use super::sys::{self, Usage};
 use super::{Environment, gbps, record_latencies, record_step};
-use crate::kernel::{Deadline, Instance, Output, OutputData, Params, Probe, Resources, RunContext, Stopped};
+use crate::kernel::{Deadline, Instance, Output, OutputData, Params, Probe, Resources, RunContext};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImportMethod {
@@ -255,7 +255,7 @@ pub fn copy_chunks(
     destination: &mut [u8],
     chunk: usize,
     deadline: Deadline,
-) -> Result<ChunkRun<()>, Stopped> {
+) -> anyhow::Result<ChunkRun<()>> {
     assert_eq!(source.len(), destination.len(), "copy between buffers of different sizes");
     let plan = ChunkPlan::new(source.len(), chunk);
     let pieces: Vec<Mutex<&mut [u8]>> = destination.chunks_mut(chunk).map(Mutex::new).collect();
@@ -263,6 +263,7 @@ pub fn copy_chunks(
         let piece = std::mem::take(&mut *pieces[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         piece.copy_from_slice(&source[plan.range(index)]);
     })
+    .map_err(|stopped| deadline.stopped(stopped, "chunks"))
 }
 
 /// Writes `source` into `file` with `pwrite` per chunk, dynamic chunk claiming, giving
@@ -351,7 +352,19 @@ impl ImportInstance {
     /// Copies the source into `destination` in chunks, until the sample's deadline.
     fn copy_source(&self, destination: &mut [u8], deadline: Deadline) -> anyhow::Result<ChunkRun<()>> {
         copy_chunks(self.source(), destination, self.params.chunk, deadline)
-            .map_err(|stopped| deadline.stopped(stopped, "chunks"))
+    }
+
+    /// The sample of a method that copies into a destination set up before it (hot
+    /// memcpy, rewrite): the copy, its figures and the check. Returns the copy's time.
+    fn copy_into_prepared(&mut self, destination: &mut [u8], probe: &mut Probe) -> anyhow::Result<Duration> {
+        let usage_before = Usage::now();
+        let start = probe.start();
+        let run = self.copy_source(destination, probe.deadline())?;
+        let transfer = probe.phase("transfer", start);
+        self.record_import_step(probe, transfer, usage_before, &run);
+        probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
+        self.verify(destination, probe)?;
+        Ok(transfer)
     }
 
     fn run_mmap(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
@@ -385,44 +398,20 @@ impl ImportInstance {
     }
 
     fn run_rewrite(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
+        // Taken for the sample and put back whatever happens, so the next sample has it.
         let mut target = self.rewrite_target.take().context("set-up did not run")?;
-        let usage_before = Usage::now();
-        let start = probe.start();
-        let copied = self.copy_source(&mut target.map, probe.deadline());
-        let transfer = probe.phase("transfer", start);
-        let run = match copied {
-            Ok(run) => run,
-            Err(error) => {
-                self.rewrite_target = Some(target);
-                return Err(error);
-            }
-        };
-        self.record_import_step(probe, transfer, usage_before, &run);
-        probe.metric("rewrite_gbps", gbps(self.params.size, transfer));
-        probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
-        let verified = self.verify(&target.map, probe);
+        let sampled = self.copy_into_prepared(&mut target.map, probe);
         self.rewrite_target = Some(target);
-        verified
+        probe.metric("rewrite_gbps", gbps(self.params.size, sampled?));
+        Ok(())
     }
 
     fn run_memcpy_hot(&mut self, probe: &mut Probe) -> anyhow::Result<()> {
+        // As in `run_rewrite`.
         let mut destination = self.hot_destination.take().context("set-up did not run")?;
-        let usage_before = Usage::now();
-        let start = probe.start();
-        let copied = self.copy_source(destination.bytes_mut(), probe.deadline());
-        let transfer = probe.phase("transfer", start);
-        let run = match copied {
-            Ok(run) => run,
-            Err(error) => {
-                self.hot_destination = Some(destination);
-                return Err(error);
-            }
-        };
-        self.record_import_step(probe, transfer, usage_before, &run);
-        probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
-        let verified = self.verify(destination.bytes(), probe);
+        let sampled = self.copy_into_prepared(destination.bytes_mut(), probe);
         self.hot_destination = Some(destination);
-        verified
+        sampled.map(|_| ())
     }
 
     fn run_memcpy_fresh(&mut self, probe: &mut Probe) -> anyhow::Result<()> {

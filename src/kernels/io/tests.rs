@@ -343,7 +343,7 @@ fn source_bytes(len: usize) -> Vec<u8> {
 fn copies_and_writes_hold_exactly_the_source_bytes() {
     let source = source_bytes(300_016);
     let mut destination = vec![0_u8; source.len()];
-    Stopped::never(pool(2).install(|| copy_chunks(&source, &mut destination, 4096, Deadline::never())));
+    pool(2).install(|| copy_chunks(&source, &mut destination, 4096, Deadline::never())).expect("a copy");
     assert!(destination == source);
 
     let directory = tempfile::tempdir().expect("a temporary directory");
