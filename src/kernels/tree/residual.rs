@@ -450,7 +450,7 @@ impl ResidualBounds {
 pub const GROUP_SIZE: usize = 64;
 
 /// Groups per band of `w` in [`PointGroups`].
-const BAND_GROUPS: usize = 32;
+pub const BAND_GROUPS: usize = 32;
 
 /// A partition of the points into groups of [`GROUP_SIZE`] points alike in `w` and
 /// near each other in space: the points in the order of `w` (ties by index) are cut
@@ -531,7 +531,7 @@ pub fn summary_width(dimension: usize) -> usize {
 }
 
 /// Relative slack of the chunk summaries' screen ([`Metric::screen_summaries`]).
-const SUMMARY_SLACK: f64 = 1e-9;
+pub const SUMMARY_SLACK: f64 = 1e-9;
 
 /// Values per point in a chunk payload of the residual metric with bound tables, for
 /// points of `dimension` coordinates and a model of rank `rank`: the coordinates, `s_i`,
@@ -792,7 +792,7 @@ impl Metric for ResidualMetric<'_> {
     /// and it carries stage 0's margin; a threshold of at most `thresholds[c]` needs at
     /// least the correlation stage 0 needs of it. So a rejected chunk is one whose lanes
     /// stage 0 would all reject. The inducing bound is left out (it only ever rejects
-    /// more), and a floored query keeps every chunk (see [`screen_of`]).
+    /// more), and a floored query keeps every chunk (as `screen_of` keeps its lanes).
     #[inline(always)]
     unsafe fn screen_summaries<const ISA: u8>(
         &self,
