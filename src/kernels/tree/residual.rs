@@ -530,6 +530,23 @@ pub fn summary_width(dimension: usize) -> usize {
     2 * dimension + 2
 }
 
+/// The correlation `|rho|` a pair must reach to lie within `threshold` (a pair is
+/// within tau exactly when `|rho| >= 1 - tau^2`), lowered by 1e-12 for rounding. Stage 0
+/// and the chunk summaries both test against it, so a chunk the summaries reject is
+/// one stage 0 would reject lane by lane.
+#[inline(always)]
+fn needed_correlation(threshold: f64) -> f64 {
+    1.0 - threshold * threshold - 1e-12
+}
+
+/// The margin stage 0 (and the chunk summaries) add to a bound of `magnitude` whose
+/// kernel term `term` came from the fast exp: the correlation's rounding, the exp's
+/// relative error, and an absolute floor.
+#[inline(always)]
+fn stage_zero_margin(magnitude: f64, term: f64) -> f64 {
+    CORRELATION_ERROR * magnitude + EXP_BOUND_ERROR * term + 1e-15
+}
+
 /// Relative slack of the chunk summaries' screen ([`Metric::screen_summaries`]).
 pub const SUMMARY_SLACK: f64 = 1e-9;
 
@@ -632,9 +649,9 @@ impl ResidualMetric<'_> {
         let mut stage = ScreenState { terms, ..ScreenState::default() };
         let mut bound = [0.0f64; LANES];
         for lane in 0..LANES {
-            stage.needed[lane] = 1.0 - thresholds[lane] * thresholds[lane] - 1e-12;
+            stage.needed[lane] = needed_correlation(thresholds[lane]);
             let magnitude = terms[lane] + query_norm * norms[lane];
-            stage.margins[lane] = CORRELATION_ERROR * magnitude + EXP_BOUND_ERROR * terms[lane] + 1e-15;
+            stage.margins[lane] = stage_zero_margin(magnitude, terms[lane]);
             let whole = magnitude + stage.margins[lane];
             let candidate_inducing =
                 factors[lane] * query_norm + INDUCING_ERROR * scales[lane] * (query_norm + query_scale);
@@ -819,12 +836,9 @@ impl Metric for ResidualMetric<'_> {
         let mut needed = [0.0f64; LANES];
         let mut bound = [0.0f64; LANES];
         for chunk in 0..LANES {
-            needed[chunk] = 1.0 - thresholds[chunk] * thresholds[chunk] - 1e-12;
+            needed[chunk] = needed_correlation(thresholds[chunk]);
             let magnitude = terms[chunk] + query_norm * norms[chunk];
-            bound[chunk] = magnitude * (1.0 + SUMMARY_SLACK)
-                + CORRELATION_ERROR * magnitude
-                + EXP_BOUND_ERROR * terms[chunk]
-                + 1e-15;
+            bound[chunk] = magnitude * (1.0 + SUMMARY_SLACK) + stage_zero_margin(magnitude, terms[chunk]);
         }
         lane_mask::<ISA>(&needed, &bound)
     }
