@@ -126,6 +126,10 @@ impl Chunks {
         &self.summary[chunk * self.summary_width..(chunk + 1) * self.summary_width]
     }
 
+    fn summary_mut(&mut self, chunk: usize) -> &mut [f64] {
+        &mut self.summary[chunk * self.summary_width..(chunk + 1) * self.summary_width]
+    }
+
     /// Bytes of one chunk of the pool with `payload_width` values per lane and a
     /// summary of `summary_width` values, with its entry in its parent's list of
     /// chunks.
@@ -175,8 +179,8 @@ pub fn reserved_chunks(n: usize) -> usize {
 }
 
 /// Bytes a finished tree over `n` points with `payload_width` values per lane, chunk
-/// summaries of `summary_width` values and `chunks` chunks in its pool holds, its leaf buckets aside (see
-/// [`LeafBuckets::memory_estimate`]): per node its fields and its list of chunks, the
+/// summaries of `summary_width` values and `chunks` chunks in its pool holds, its leaf
+/// buckets aside (see [`LeafBuckets::memory_estimate`]): per node its fields and its list of chunks, the
 /// pool (at least its reservation, [`reserved_chunks`]), and the depth-first layout, a
 /// second copy of every node's payload.
 pub fn memory_estimate(n: usize, payload_width: usize, summary_width: usize, chunks: usize) -> u64 {
@@ -302,10 +306,8 @@ impl CoverTree {
             lane,
             &mut self.chunks.payload[chunk_index * width..(chunk_index + 1) * width],
         );
-        let summary_width = self.chunks.summary_width;
-        if summary_width > 0 {
-            let summary = &mut self.chunks.summary[chunk_index * summary_width..(chunk_index + 1) * summary_width];
-            metric.summarize(child_index, lane == 0, summary);
+        if self.chunks.summary_width > 0 {
+            metric.summarize(child_index, lane == 0, self.chunks.summary_mut(chunk_index));
         }
         self.parent[child_index] = parent;
         self.slot[child_index] = (chunk, lane as u8);
