@@ -913,10 +913,12 @@ const SQUARED_TILE: usize = 4;
 /// are first compared with the squares of the largest thresholds any point can have
 /// (those of an unbounded E and the largest error weight among the points), slackened
 /// by [`squared_limit`]: `sqrt(s) <= t` implies `s <= t^2 (1 + 2^-51)`. Only a point
-/// with a lane left gets its own thresholds, the roots and [`SparseLanes::accept`]. The
-/// extra lanes it may pass are harmless: a lane beyond the point's threshold is beyond
-/// both its cover (or `2^E`, where offering changes nothing) and its reach, so accept
-/// offers and queues exactly what the general path does.
+/// with a lane left gets its own reaches and slacks (those of the unbounded E when its
+/// `2^E` clips no bucket, see [`UnboundedLanes`]), the roots and
+/// [`SparseLanes::accept`]. The extra lanes it may pass are harmless: a lane beyond the
+/// point's threshold is beyond both its cover (or `2^E`, where offering changes
+/// nothing) and its reach, so accept offers and queues exactly what the general path
+/// does.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn screen_squared<const ISA: u8, M: Metric>(
@@ -931,15 +933,13 @@ fn screen_squared<const ISA: u8, M: Metric>(
     by_lane: &mut [Vec<(u32, u64)>; LANES],
     counts: &mut DistanceCounts,
 ) {
-    let upper = SparseLanes::upper_squares(metric, chunks, chunk, largest_weight);
+    let unbounded = UnboundedLanes::new(metric, chunks, chunk, largest_weight);
+    let upper = unbounded.upper;
+    let mut clipped = SparseLanes::default();
     let view = chunks.view(chunk);
     let used = (1u32 << view.len) - 1;
     let mut live = [0u32; SQUARED_TILE];
     let mut entries = group.iter();
-    // The lanes of the last point prepared: points alike in `2^E` and error weight
-    // (all of a Euclidean group's weights are 0) get the same reaches and slacks.
-    let mut lanes = SparseLanes::default();
-    let mut prepared = (f64::NAN, f64::NAN);
     loop {
         // Fill a tile with live points.
         let mut count = 0;
@@ -967,11 +967,15 @@ fn screen_squared<const ISA: u8, M: Metric>(
             }
             let position = live[slot];
             let placement = &mut block[position as usize];
-            let key = (placement.bound, weights[position as usize]);
-            if key != prepared {
-                lanes.prepare(metric, chunks, chunk, key.0, key.1);
-                prepared = key;
-            }
+            let weight = weights[position as usize];
+            // At 32,768 points, all but 0.2% of the points with a lane left share the
+            // unbounded lanes.
+            let lanes = if unbounded.hold_for(placement.bound, weight) {
+                &unbounded.lanes
+            } else {
+                clipped.prepare(metric, chunks, chunk, placement.bound, weight);
+                &clipped
+            };
             let mut distances = [0.0; LANES];
             let mut remaining = mask;
             while remaining != 0 {
@@ -987,13 +991,47 @@ fn screen_squared<const ISA: u8, M: Metric>(
     }
 }
 
+/// A chunk's lanes for an unbounded E and the largest error weight of a group, with
+/// the squares of their thresholds as [`squared_limit`] makes them: the largest
+/// thresholds [`SparseLanes::prepare`] can return for the chunk (any E, error weights up
+/// to the largest; the thresholds grow with both, as the slacks grow with the distance
+/// and the weight).
+pub(super) struct UnboundedLanes {
+    pub(super) lanes: SparseLanes,
+    pub(super) upper: [f64; LANES],
+    weight: f64,
+    /// The largest `2^(l - 1)` of the chunk's lanes (minus infinity for a chunk of
+    /// duplicates).
+    largest_half_cover: f64,
+}
+
+impl UnboundedLanes {
+    #[inline(always)]
+    pub(super) fn new<M: Metric>(metric: &M, chunks: &Chunks, chunk: usize, largest_weight: f64) -> UnboundedLanes {
+        let mut lanes = SparseLanes::default();
+        let upper = lanes.prepare(metric, chunks, chunk, f64::INFINITY, largest_weight).map(squared_limit);
+        let largest_half_cover = chunks.half_cover[chunk].into_iter().fold(f64::NEG_INFINITY, f64::max);
+        UnboundedLanes { lanes, upper, weight: largest_weight, largest_half_cover }
+    }
+
+    /// Whether the lanes are also those of a point whose `2^E` is `bound` and whose
+    /// error weight is `weight`: with the largest weight and `2^E` at least every
+    /// lane's `2^(l - 1)`, every bucket's cover is within the limit, so `prepare` takes
+    /// the same values as for an unbounded E (only the thresholds, which the lanes do
+    /// not keep, differ).
+    #[inline(always)]
+    pub(super) fn hold_for(&self, bound: f64, weight: f64) -> bool {
+        bound >= self.largest_half_cover && weight == self.weight
+    }
+}
+
 /// One point's view of one chunk in the sparse traversal: how far each lane's subtree
 /// reaches (minus infinity for a lane without children) and the rounding slack of its
 /// bound.
 #[derive(Clone, Copy, Debug, Default)]
-struct SparseLanes {
-    reach: [f64; LANES],
-    slacks: [f64; LANES],
+pub(super) struct SparseLanes {
+    pub(super) reach: [f64; LANES],
+    pub(super) slacks: [f64; LANES],
 }
 
 impl SparseLanes {
@@ -1001,7 +1039,7 @@ impl SparseLanes {
     /// returns the lanes' screening thresholds: a lane is needed when it qualifies
     /// (within its cover and `2^E`) or when its subtree may hold a node that does.
     #[inline(always)]
-    fn prepare<M: Metric>(
+    pub(super) fn prepare<M: Metric>(
         &mut self,
         metric: &M,
         chunks: &Chunks,
@@ -1044,17 +1082,6 @@ impl SparseLanes {
             thresholds[lane] = cover[lane].min(limit).max(self.reach[lane]);
         }
         thresholds
-    }
-
-    /// The squares of the largest thresholds [`SparseLanes::prepare`] can return for
-    /// `chunk` (any E, error weights up to `largest_weight`; the thresholds grow with
-    /// both, as the slacks grow with the distance and the weight), as
-    /// [`squared_limit`] makes them.
-    #[inline(always)]
-    fn upper_squares<M: Metric>(metric: &M, chunks: &Chunks, chunk: usize, largest_weight: f64) -> [f64; LANES] {
-        let mut lanes = SparseLanes::default();
-        let thresholds = lanes.prepare(metric, chunks, chunk, f64::INFINITY, largest_weight);
-        thresholds.map(squared_limit)
     }
 
     /// Offers the qualifying lanes of `mask` (exact distances in `distances`) and queues

@@ -1542,6 +1542,39 @@ fn level_profiles_are_exact_and_tighter_than_the_balls() {
     assert!(tighter * 5 > lanes, "the profile is tighter than the ball for only {tighter} of {lanes} nodes");
 }
 
+/// The sparse traversal's shortcut: a point whose `2^E` clips no bucket of a chunk's
+/// profile takes the chunk's unbounded lanes instead of preparing its own.
+#[test]
+fn unbounded_lanes_hold_only_for_bounds_that_clip_no_bucket() {
+    let metric = EuclideanMetric { points: test_points(3000, 4, 21, 20, false) };
+    let params = BuildParams { batch_size: 128, ..BuildParams::default() };
+    let tree = build_checked(&metric, &params).tree;
+    let chunks = &tree.chunks;
+    let bits = |values: [f64; LANES]| values.map(f64::to_bits);
+    let (mut held, mut differ) = (0, 0);
+    for chunk in 0..chunks.count() {
+        let unbounded = build::UnboundedLanes::new(&metric, chunks, chunk, 0.0);
+        let largest = chunks.half_cover[chunk].into_iter().fold(f64::NEG_INFINITY, f64::max);
+        // Bounds at, above and just below the largest `2^(l - 1)`, and far below it.
+        for bound in [f64::INFINITY, 4.0 * largest, largest, 0.75 * largest, 0.25 * largest] {
+            let mut lanes = build::SparseLanes::default();
+            lanes.prepare(&metric, chunks, chunk, bound, 0.0);
+            let same =
+                bits(lanes.reach) == bits(unbounded.lanes.reach) && bits(lanes.slacks) == bits(unbounded.lanes.slacks);
+            if unbounded.hold_for(bound, 0.0) {
+                assert!(same, "chunk {chunk}: the unbounded lanes differ from those for 2^E = {bound}");
+                held += 1;
+            } else {
+                differ += usize::from(!same);
+            }
+        }
+        assert!(!unbounded.hold_for(f64::INFINITY, 1e-9), "the lanes of one error weight hold for another");
+    }
+    assert!(held > 1000, "the unbounded lanes held for only {held} bounds");
+    // Below the largest `2^(l - 1)` the lanes often differ, so the check can fail.
+    assert!(differ > 100, "only {differ} bounds below the largest half cover changed the lanes");
+}
+
 /// A CPU that has exactly `features`.
 fn cpu_with(features: &'static [&'static str]) -> impl Fn(&str) -> bool {
     move |feature| features.contains(&feature)
