@@ -648,6 +648,12 @@ multiversion! {
         }
         let mut next: Vec<Entered> = Vec::new();
         let mut by_lane: [Vec<(u32, u64)>; LANES] = Default::default();
+        // The squared screen reads each point's `2^E` from this mirror of the placements
+        // (a compact array stays in the nearest cache; only `accept` lowers a bound, and
+        // the screen copies it back after each), and counts its scans for the whole
+        // block (the report sums them over the points).
+        let mut bounds: Vec<f64> = block.iter().map(|placement| placement.bound).collect();
+        let mut squared_scans = 0;
         let mut scratch = LiveScratch::<M>::new(block.len());
         // Per entry of a node's group: the chunks of the current run of `LANES` that
         // its summary screen kept.
@@ -675,6 +681,8 @@ multiversion! {
                             &weights,
                             largest_weight,
                             block,
+                            &mut bounds,
+                            &mut squared_scans,
                             &mut by_lane,
                             &mut counts,
                         );
@@ -728,6 +736,7 @@ multiversion! {
         if let Some(first) = block.first_mut() {
             first.counts.add(&counts);
             first.screened_by_level = screened_by_level;
+            first.scans += squared_scans;
         }
     }
 }
@@ -904,9 +913,10 @@ const SQUARED_TILE: usize = 4;
 
 /// The sparse traversal's screening of one chunk for the points of `group` that are
 /// still live, for metrics whose payload is the coordinates
-/// ([`Metric::payload_is_coordinates`]); `coordinates` and `weights` are the block's
-/// points and error weights, and the largest of the group's weights is computed once
-/// per group.
+/// ([`Metric::payload_is_coordinates`]); `coordinates`, `weights` and `bounds` are the
+/// block's points, error weights and `2^E` (kept equal to the placements' bounds), and
+/// the largest of the group's weights is computed once per group; `scans` counts the
+/// point-chunk screens.
 ///
 /// Most points are far from every lane (at 32,768 points in 8 dimensions, 88% of the
 /// screened point-chunk pairs have no lane within its threshold), so the squared sums
@@ -930,6 +940,8 @@ fn screen_squared<const ISA: u8, M: Metric>(
     weights: &[f64],
     largest_weight: f64,
     block: &mut [Placement],
+    bounds: &mut [f64],
+    scans: &mut usize,
     by_lane: &mut [Vec<(u32, u64)>; LANES],
     counts: &mut DistanceCounts,
 ) {
@@ -944,9 +956,11 @@ fn screen_squared<const ISA: u8, M: Metric>(
         // Fill a tile with live points.
         let mut count = 0;
         for &(_, position, bound_bits) in entries.by_ref() {
-            if !block[position as usize].screens(bound_bits) {
+            // `Placement::screens`, on the mirror of the bounds.
+            if f64::from_bits(bound_bits) > bounds[position as usize] {
                 continue;
             }
+            *scans += 1;
             live[count] = position;
             count += 1;
             if count == SQUARED_TILE {
@@ -984,6 +998,7 @@ fn screen_squared<const ISA: u8, M: Metric>(
                 distances[lane] = sums[slot][lane].sqrt();
             }
             lanes.accept(chunks, chunk, mask, &distances, placement, position, by_lane);
+            bounds[position as usize] = placement.bound;
         }
         if count < SQUARED_TILE {
             return;
