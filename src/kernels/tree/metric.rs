@@ -241,8 +241,13 @@ pub const AVX512: u8 = 2;
 #[inline(always)]
 pub(crate) fn lane_mask<const ISA: u8>(values: &[f64; LANES], limits: &[f64; LANES]) -> u32 {
     #[cfg(target_arch = "x86_64")]
-    if ISA == AVX512 || ISA == AVX2 {
-        // SAFETY: `ISA` is a set the CPU runs, and both vector sets require AVX2.
+    if ISA == AVX512 {
+        // SAFETY: `ISA` is a set the CPU runs, and it requires AVX-512F.
+        return unsafe { lane_mask_avx512(values, limits) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if ISA == AVX2 {
+        // SAFETY: `ISA` is a set the CPU runs, and it requires AVX2.
         return unsafe { lane_mask_avx2(values, limits) };
     }
     let mut mask = 0u32;
@@ -252,6 +257,17 @@ pub(crate) fn lane_mask<const ISA: u8>(values: &[f64; LANES], limits: &[f64; LAN
         }
     }
     mask
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn lane_mask_avx512(values: &[f64; LANES], limits: &[f64; LANES]) -> u32 {
+    use std::arch::x86_64::*;
+    // SAFETY: both pointers address eight f64 values.
+    unsafe {
+        u32::from(_mm512_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_loadu_pd(values.as_ptr()), _mm512_loadu_pd(limits.as_ptr())))
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -805,9 +805,14 @@ fn instruction_sets_compute_the_same_bits() {
     let left: Vec<f64> = (0..520).map(|_| rng.random::<f64>() - 0.5).collect();
     let right: Vec<f64> = (0..520).map(|_| rng.random::<f64>() * 3.0).collect();
     let portable = metric::dot_lanes::<{ metric::PORTABLE }>(&left, &right);
-    let values: [f64; LANES] = std::array::from_fn(|lane| left[lane]);
-    let limits: [f64; LANES] = std::array::from_fn(|lane| if lane % 3 == 0 { values[lane] } else { right[lane] - 1.5 });
+    // Equal lanes pass; a NaN on either side fails, as in scalar code.
+    let mut values: [f64; LANES] = std::array::from_fn(|lane| left[lane]);
+    let mut limits: [f64; LANES] =
+        std::array::from_fn(|lane| if lane % 3 == 0 { values[lane] } else { right[lane] - 1.5 });
+    values[7] = f64::NAN;
+    limits[4] = f64::NAN;
     let portable_mask = metric::lane_mask::<{ metric::PORTABLE }>(&values, &limits);
+    assert_eq!(portable_mask & 0b1001_0001, 0b0000_0001, "lanes 0 (equal), 4 and 7 (NaN)");
     if detected != Isa::Portable {
         assert_eq!(metric::dot_lanes::<{ metric::AVX2 }>(&left, &right), portable);
         assert_eq!(metric::lane_mask::<{ metric::AVX2 }>(&values, &limits), portable_mask);
