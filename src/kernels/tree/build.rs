@@ -665,13 +665,20 @@ multiversion! {
         while !wave.is_empty() {
             // Entries of one node are contiguous: each wave is emitted chunk by chunk
             // and lane by lane, and every node sits in one lane of one chunk.
-            for group in wave.chunk_by(|left, right| left.0 == right.0) {
+            let mut groups = wave.chunk_by(|left, right| left.0 == right.0).peekable();
+            while let Some(group) = groups.next() {
                 let screened_before = counts.exact;
                 let largest_weight =
                     group.iter().map(|&(_, position, _)| weights[position as usize]).fold(0.0, f64::max);
                 let node_chunks = &tree.child_chunks[group[0].0 as usize];
                 if squared {
-                    for &chunk in node_chunks {
+                    // Each chunk is fetched while the one before it is screened: the
+                    // node's next chunk, or the next node's first.
+                    let following = groups.peek().and_then(|next| tree.child_chunks[next[0].0 as usize].first());
+                    for (index, &chunk) in node_chunks.iter().enumerate() {
+                        if let Some(&ahead) = node_chunks.get(index + 1).or(following) {
+                            chunks.prefetch(ahead as usize);
+                        }
                         screen_squared::<ISA, M>(
                             metric,
                             chunks,
