@@ -155,6 +155,8 @@ impl Chunks {
             fetch(self.ids[chunk].as_ptr().cast());
             fetch(std::ptr::from_ref(&self.has_children[chunk]).cast());
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = chunk;
     }
 
     /// Bytes of one chunk of the pool with `payload_width` values per lane and a
