@@ -296,12 +296,10 @@ impl Placement {
         }
     }
 
-    /// Whether the point, having entered a subtree that it needs while `2^E` is at
-    /// least the value whose bits are `bound_bits`, still screens its children's chunks
-    /// for its current E; counts the scan when it does.
+    /// [`still_screens`] for the point's current E; counts the scan when it does.
     #[inline(always)]
     fn screens(&mut self, bound_bits: u64) -> bool {
-        if f64::from_bits(bound_bits) > self.bound {
+        if !still_screens(bound_bits, self.bound) {
             return false;
         }
         self.scans += 1;
@@ -317,6 +315,14 @@ impl Placement {
         let kept = if scope_cap == 0 { self.scope_size } else { self.scope_size.min(scope_cap) };
         self.scope = self.qualifying[..kept].iter().map(|&(node, _)| node).collect();
     }
+}
+
+/// Whether a point that entered a subtree it needs while `2^E` is at least the value
+/// whose bits are `bound_bits` still screens the subtree's children now that its `2^E`
+/// is `bound`.
+#[inline(always)]
+fn still_screens(bound_bits: u64, bound: f64) -> bool {
+    f64::from_bits(bound_bits) <= bound
 }
 
 /// Builds the tree over all points of `metric`, in index order: point 0 is the root,
@@ -855,9 +861,9 @@ impl RunSummaries {
 
     /// Screens the chunks of `run` by their summaries for every entry of `group` that
     /// still screens: bit `slot` of `kept[entry]` is set when the entry must screen
-    /// `run[slot]` lane by lane. Each chunk's threshold is the largest
-    /// [`SparseLanes::prepare`] can give it for any E and error weights up to
-    /// `largest_weight` (the group's largest), so the screen holds for every entry.
+    /// `run[slot]` lane by lane. Each chunk's threshold is the largest of its lanes'
+    /// [`SparseLanes::unbounded`] thresholds for `largest_weight` (the group's
+    /// largest), so the screen holds for every entry.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn screen<const ISA: u8, M: Metric>(
@@ -876,15 +882,15 @@ impl RunSummaries {
         let mut thresholds = [f64::NEG_INFINITY; LANES];
         for (slot, &chunk) in run.iter().enumerate() {
             let chunk = chunk as usize;
-            let lanes = SparseLanes::default().prepare(metric, chunks, chunk, f64::INFINITY, largest_weight);
-            thresholds[slot] = lanes.into_iter().fold(f64::NEG_INFINITY, f64::max);
+            let (_, lane_thresholds) = SparseLanes::unbounded(metric, chunks, chunk, largest_weight);
+            thresholds[slot] = lane_thresholds.into_iter().fold(f64::NEG_INFINITY, f64::max);
             for (value, &summary) in chunks.summary(chunk).iter().enumerate() {
                 self.values[value * LANES + slot] = summary;
             }
         }
         for (entry, &(_, position, bound_bits)) in group.iter().enumerate() {
             // `Placement::screens` without counting a scan.
-            if f64::from_bits(bound_bits) > block[position as usize].bound {
+            if !still_screens(bound_bits, block[position as usize].bound) {
                 kept[entry] = 0;
                 continue;
             }
@@ -964,7 +970,7 @@ fn screen_squared<const ISA: u8, M: Metric>(
         let mut count = 0;
         for &(_, position, bound_bits) in entries.by_ref() {
             // `Placement::screens`, on the mirror of the bounds.
-            if f64::from_bits(bound_bits) > bounds[position as usize] {
+            if !still_screens(bound_bits, bounds[position as usize]) {
                 continue;
             }
             *scans += 1;
@@ -1013,11 +1019,9 @@ fn screen_squared<const ISA: u8, M: Metric>(
     }
 }
 
-/// A chunk's lanes for an unbounded E and the largest error weight of a group, with
-/// the squares of their thresholds as [`squared_limit`] makes them: the largest
-/// thresholds [`SparseLanes::prepare`] can return for the chunk (any E, error weights up
-/// to the largest; the thresholds grow with both, as the slacks grow with the distance
-/// and the weight).
+/// A chunk's lanes for an unbounded E and the largest error weight of a group
+/// ([`SparseLanes::unbounded`]), with the squares of their thresholds as
+/// [`squared_limit`] makes them.
 pub(super) struct UnboundedLanes {
     pub(super) lanes: SparseLanes,
     pub(super) upper: [f64; LANES],
@@ -1030,8 +1034,8 @@ pub(super) struct UnboundedLanes {
 impl UnboundedLanes {
     #[inline(always)]
     pub(super) fn new<M: Metric>(metric: &M, chunks: &Chunks, chunk: usize, largest_weight: f64) -> UnboundedLanes {
-        let mut lanes = SparseLanes::default();
-        let upper = lanes.prepare(metric, chunks, chunk, f64::INFINITY, largest_weight).map(squared_limit);
+        let (lanes, thresholds) = SparseLanes::unbounded(metric, chunks, chunk, largest_weight);
+        let upper = thresholds.map(squared_limit);
         let largest_half_cover = chunks.half_cover[chunk].into_iter().fold(f64::NEG_INFINITY, f64::max);
         UnboundedLanes { lanes, upper, weight: largest_weight, largest_half_cover }
     }
@@ -1104,6 +1108,22 @@ impl SparseLanes {
             thresholds[lane] = cover[lane].min(limit).max(self.reach[lane]);
         }
         thresholds
+    }
+
+    /// The lanes of `chunk` for an unbounded E and error weight `largest_weight`, with
+    /// their thresholds: the largest [`SparseLanes::prepare`] can return for the chunk
+    /// for any E and error weights up to `largest_weight` (the thresholds grow with
+    /// both, as the slacks grow with the distance and the weight).
+    #[inline(always)]
+    fn unbounded<M: Metric>(
+        metric: &M,
+        chunks: &Chunks,
+        chunk: usize,
+        largest_weight: f64,
+    ) -> (SparseLanes, [f64; LANES]) {
+        let mut lanes = SparseLanes::default();
+        let thresholds = lanes.prepare(metric, chunks, chunk, f64::INFINITY, largest_weight);
+        (lanes, thresholds)
     }
 
     /// Offers the qualifying lanes of `mask` (exact distances in `distances`) and queues
