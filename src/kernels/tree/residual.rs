@@ -637,10 +637,10 @@ impl ResidualMetric<'_> {
     ) -> ScreenState {
         let model = self.model;
         let scales = lanes(chunk.payload, self.scale_row() * LANES);
-        let terms = self.kernel_terms(model.inverse_scale[query], squared, scales);
+        let query_scale = model.inverse_scale[query];
+        let terms = self.kernel_terms(query_scale, squared, scales);
         let norms = lanes(chunk.payload, self.norm_row() * LANES);
         let factors = lanes(chunk.payload, self.factor_row() * LANES);
-        let query_scale = model.inverse_scale[query];
         let query_norm = model.norm[query];
         let query_factor = model.inducing_factor[query];
         let query_inducing = !query_factor.is_nan();
