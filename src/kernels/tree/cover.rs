@@ -209,9 +209,9 @@ pub fn reserved_chunks(n: usize) -> usize {
 
 /// Bytes a finished tree over `n` points with `payload_width` values per lane, chunk
 /// summaries of `summary_width` values and `chunks` chunks in its pool holds, its leaf
-/// buckets aside (see [`LeafBuckets::memory_estimate`]): per node its fields and its list of chunks, the
-/// pool (at least its reservation, [`reserved_chunks`]), and the depth-first layout, a
-/// second copy of every node's payload.
+/// buckets aside (see [`LeafBuckets::memory_estimate`]): per node its fields and its
+/// list of chunks, the pool (at least its reservation, [`reserved_chunks`]), and the
+/// depth-first layout, a second copy of every node's payload.
 pub fn memory_estimate(n: usize, payload_width: usize, summary_width: usize, chunks: usize) -> u64 {
     let nodes = n as u64;
     // Level, parent, radius, the chunk list's header, the slot.
