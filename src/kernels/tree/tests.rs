@@ -154,19 +154,6 @@ fn grouped_chunks_hold_one_group_and_change_no_node() {
     });
     assert!(!sizes.contains_key(&0), "every point has a group");
     assert!(sizes.values().all(|&size| size <= residual::GROUP_SIZE), "groups of at most 64 points");
-    // Whole groups lie in bands of w: the groups ordered by their smallest w never
-    // overlap in w but within a band. Bands hold 32 groups; 1500 points make 1 band
-    // of 32 full groups and a second one of 24 groups, the last smaller.
-    let mut ranges: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
-    for (point, &group) in bounds.groups.of_point.iter().enumerate() {
-        let range = ranges.entry(group).or_insert((f64::INFINITY, f64::NEG_INFINITY));
-        *range = (range.0.min(model.norm[point]), range.1.max(model.norm[point]));
-    }
-    assert_eq!(ranges.len(), 1500_usize.div_ceil(residual::GROUP_SIZE));
-    let first_band: Vec<(f64, f64)> = ranges.values().take(32).copied().collect();
-    let second_band: Vec<(f64, f64)> = ranges.values().skip(32).copied().collect();
-    let band_top = first_band.iter().map(|range| range.1).fold(f64::NEG_INFINITY, f64::max);
-    assert!(second_band.iter().all(|range| range.0 >= band_top), "a group of the second band below the first");
     let grouped = ResidualMetric { model: &model, bounds: Some(&bounds) };
     let plain = ResidualMetric { model: &model, bounds: None };
     let params = BuildParams { batch_size: 128, traversal: Traversal::Sparse, scope_cap: 0, seed: 41, bucket_size: 0 };
@@ -193,6 +180,46 @@ fn grouped_chunks_hold_one_group_and_change_no_node() {
         without.radius.iter().map(|radius| radius.to_bits()).collect::<Vec<_>>()
     );
     assert_eq!(with_groups.digest(), without.digest());
+}
+
+/// The groups cut the points by `w` into bands of [`residual::BAND_GROUPS`] groups, and
+/// each band by space: 3,000 points make a band of 32 full groups (the 2,048 smallest
+/// `w`) and a second band of 15 groups, the last smaller.
+#[test]
+fn point_groups_are_bands_of_w_split_in_space() {
+    let model = residual_model(test_points(3000, 8, 43, 0, false), 32, ResidualParams::default(), 43);
+    let groups = residual::PointGroups::new(&model);
+    let band_points = residual::GROUP_SIZE * residual::BAND_GROUPS;
+    let mut members: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (point, &group) in groups.of_point.iter().enumerate() {
+        members.entry(group).or_default().push(point);
+    }
+    assert_eq!(members.len(), residual::BAND_GROUPS + (3000 - band_points).div_ceil(residual::GROUP_SIZE));
+    assert!(members.values().all(|group| group.len() <= residual::GROUP_SIZE), "groups of at most 64 points");
+    // The first band's groups hold exactly the points of the smallest `w` (ties by
+    // index).
+    let mut by_w: Vec<usize> = (0..3000).collect();
+    by_w.sort_by(|&left, &right| model.norm[left].total_cmp(&model.norm[right]).then(left.cmp(&right)));
+    let mut first_band: Vec<usize> = members.values().take(residual::BAND_GROUPS).flatten().copied().collect();
+    first_band.sort_unstable();
+    let mut lowest: Vec<usize> = by_w[..band_points].to_vec();
+    lowest.sort_unstable();
+    assert_eq!(first_band, lowest, "the first band is not the points of the smallest w");
+    // Within a band the groups follow space, not `w`: their ranges of `w` overlap.
+    let ranges: Vec<(f64, f64)> = members
+        .values()
+        .take(residual::BAND_GROUPS)
+        .map(|group| {
+            let values = group.iter().map(|&point| model.norm[point]);
+            (values.clone().fold(f64::INFINITY, f64::min), values.fold(f64::NEG_INFINITY, f64::max))
+        })
+        .collect();
+    let overlapping = ranges
+        .iter()
+        .enumerate()
+        .filter(|&(index, range)| ranges[index + 1..].iter().any(|other| other.0 < range.1 && range.0 < other.1))
+        .count();
+    assert!(overlapping > residual::BAND_GROUPS / 2, "only {overlapping} groups of a band overlap in w");
 }
 
 /// The inputs of [`euclidean_knn_equals_brute_force`].
