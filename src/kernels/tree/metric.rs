@@ -10,8 +10,11 @@
 //!
 //! **Chunks.** The tree stores the children of each node in chunks of [`LANES`] with a
 //! metric-defined payload laid out `[value][lane]`, so screening a chunk is a handful
-//! of vector instructions. Rust never fuses a multiply and an add, and each lane runs
-//! the scalar operation sequence, so every instruction set computes the same bits.
+//! of vector instructions. Rust never fuses a multiply and an add unless asked, and each
+//! lane runs the scalar operation sequence, so every instruction set computes the same
+//! bits. The one exception is a bound, never a distance: the residual metric's prefix
+//! tiles fuse where the CPU has FMA, so their last bits differ between instruction
+//! sets, well inside the margin the bounds carry.
 //!
 //! **Euclidean**: `d(x, y) = sqrt(sum_c (x_c - y_c)^2)`, summed in coordinate order.
 //!

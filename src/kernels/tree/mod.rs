@@ -27,7 +27,8 @@
 //!
 //! Module map: [`data`] (generation), [`metric`] (interface, shared kernels, Euclidean),
 //! [`residual`] (residual metric and its bounds), [`cover`] (tree storage, digest,
-//! invariants), [`build`] (batch build), [`query`] (best-first kNN), [`brute`],
+//! invariants), [`build`] (batch build), [`bucket`] (leaf buckets for Euclidean
+//! queries), [`query`] (best-first kNN), [`brute`],
 //! [`kiddo_path`], [`peak`].
 
 pub mod brute;

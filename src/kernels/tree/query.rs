@@ -23,8 +23,8 @@
 //! pass over the layout: the tree prunes nothing there, and the speed comes from the
 //! cheap bounds.
 //!
-//! Under the Euclidean metric the subtrees of at most `bucket_size` points are leaf
-//! buckets (see [`super::bucket`]): when the search pops a bucket's root it does not
+//! Under the Euclidean metric the subtrees of at most the bucket cap's points (the
+//! larger of `bucket_size` and a quarter of the points) are leaf buckets (see [`super::bucket`]): when the search pops a bucket's root it does not
 //! walk the subtree, it screens the bucket's chunks, skipping every chunk whose
 //! bounding box lies beyond the k-th distance and offering the points of the others
 //! within it. In 8 dimensions the ball bounds of those small subtrees are loose, and

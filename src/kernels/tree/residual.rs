@@ -28,13 +28,18 @@
 //! exactly when `|rho| >= 1 - tau^2`, so any upper bound on |rho| below that rejects it:
 //!
 //! - stage 0, Cauchy-Schwarz on the whole row: `|rho| <= K s_i s_j + w_i w_j`, from the
-//!   kernel value (a vectorized `exp`) and two norms, no dot product;
-//! - stages 1-4, Cauchy-Schwarz on a suffix: with W an m x T matrix of orthonormal
+//!   kernel value (a vectorized `exp`) and two norms, no dot product; or, when i is an
+//!   inducing point (the r-th), the *inducing bound*, whichever is smaller: then
+//!   `K_Ui = (L L^T - delta I) e_r` with the jitter `delta = 1e-6 s2`, so
+//!   `V_i = L^T e_r - delta L^-1 e_r` and `K_ij - V_i . V_j = delta (L^-1 e_r) . V_j`
+//!   exactly, and `|rho_ij| <= f_i w_j` with `f_i = delta ||L^-1 e_r|| s_i` (with a
+//!   margin, [`INDUCING_ERROR`], for the rounding of the computed V);
+//! - stages 1-5, Cauchy-Schwarz on a suffix: with W an m x T matrix of orthonormal
 //!   columns and `u'_i = u_i W`, `u_i . u_j = u'_i . u'_j + (rest)` where the rest is
 //!   bounded by the norms of the parts W misses,
 //!   `S_t(i) = sqrt(w_i^2 - ||u'_i[..t]||^2)`. After a prefix of t rotated
 //!   coordinates, `|rho| <= |K s_i s_j - u'_i[..t] . u'_j[..t]| + S_t(i) S_t(j)`, tested
-//!   at t = 8, 16, 32, 64.
+//!   at t = 8, 16, 32, 64, 128 ([`CHECKPOINTS`]; those within the padded rank).
 //!
 //! W spans (approximately) the dominant subspace of the scaled rows, from a seeded
 //! subspace iteration on a sample of rows and a Rayleigh-Ritz step, so most of each
