@@ -855,7 +855,10 @@ pub fn compare(answer: &Neighbours, reference: &Neighbours) -> (f64, f64) {
         found += expected.iter().filter(|index| got.contains(index)).count();
         let k = reference.k;
         let difference = (answer.row_distances(query)[k - 1] - reference.row_distances(query)[k - 1]).abs();
-        kth_error = kth_error.max(difference);
+        // A NaN difference must show (`f64::max` would drop it).
+        if difference.is_nan() || difference > kth_error {
+            kth_error = difference;
+        }
     }
     (if total == 0 { 1.0 } else { found as f64 / total as f64 }, kth_error)
 }

@@ -551,12 +551,24 @@ fn euclidean_block_screening_gives_the_exact_distances() {
     let points = data::standard_normal_points(61, 6, 31);
     let query_points = data::standard_normal_points(11, 6, 32);
     let metric = EuclideanMetric { points: points.clone() };
+    // Consecutive chunks of 1, 2, .., LANES points, and again.
+    let mut chunks = Vec::new();
+    let (mut first, mut length) = (0, 1);
+    while first < points.len() {
+        let end = (first + length).min(points.len());
+        chunks.push(first..end);
+        (first, length) = (end, length % LANES + 1);
+    }
+    for length in 1..=LANES {
+        assert!(chunks.iter().any(|chunk| chunk.len() == length), "a chunk of {length}");
+    }
     let mut kept = 0;
     for query_count in [1, 3, 4, 5, 11] {
         let queries: Vec<EuclideanQuery<'_>> =
             (0..query_count).map(|row| EuclideanQuery { coordinates: query_points.row(row), index: None }).collect();
-        for first in (0..points.len()).step_by(LANES - 1) {
-            let members: Vec<u32> = (first as u32..(first + LANES - 1).min(points.len()) as u32).collect();
+        for chunk in &chunks {
+            let first = chunk.start;
+            let members: Vec<u32> = (chunk.start as u32..chunk.end as u32).collect();
             let mut payload = vec![0.0; metric.payload_width() * LANES];
             let mut ids = [0u32; LANES];
             for (lane, &member) in members.iter().enumerate() {
@@ -564,15 +576,17 @@ fn euclidean_block_screening_gives_the_exact_distances() {
                 metric.write_payload(member as usize, lane, &mut payload);
             }
             let view = ChunkView { ids: &ids, len: members.len(), payload: &payload };
-            // Thresholds at the exact distance of every other lane and below the rest.
+            // Thresholds at the exact distance of every other lane and below the rest,
+            // alternating between the queries so that every lane sees both.
             let exact = |query: &EuclideanQuery<'_>, member: u32| {
                 metric::euclidean(query.coordinates, points.row(member as usize))
             };
             let thresholds: Vec<[f64; LANES]> = queries
                 .iter()
-                .map(|query| {
+                .enumerate()
+                .map(|(position, query)| {
                     std::array::from_fn(|lane| match members.get(lane) {
-                        Some(&member) if lane % 2 == 0 => exact(query, member),
+                        Some(&member) if (lane + position) % 2 == 0 => exact(query, member),
                         Some(&member) => exact(query, member) * (1.0 - 1e-15),
                         None => f64::INFINITY,
                     })
@@ -633,16 +647,19 @@ fn bucket_boxes_never_exceed_a_member_distance() {
     let mut queries = test_points(40, 3, 32, 0, true);
     queries.coordinates[..3].copy_from_slice(points.row(5));
     let metric = EuclideanMetric { points };
-    let params = BuildParams { bucket_size: 40, ..BuildParams::default() };
+    // Buckets of up to 300 points: several groups of chunks each, every lane used.
+    let params = BuildParams { bucket_size: 300, ..BuildParams::default() };
     let tree = build::build(&metric, &params, false, |_, _| {}).tree;
     let buckets = &tree.buckets;
     let bucket_roots: Vec<u32> = (0..tree.len() as u32).filter(|&node| buckets.bucket_of(node).is_some()).collect();
     assert!(bucket_roots.len() > 5, "the test tree has buckets ({})", bucket_roots.len());
     let mut pairs = 0;
+    let mut full_groups = 0;
     for query in 0..queries.len() {
         let point = queries.row(query);
         for &root in &bucket_roots {
             for group in buckets.groups(buckets.bucket_of(root).expect("a bucket root")) {
+                full_groups += usize::from(buckets.group_lanes(group) == (1 << LANES) - 1);
                 let bounds = buckets.group_bounds(point, group);
                 for lane in (0..LANES).filter(|&lane| (buckets.group_lanes(group) >> lane) & 1 == 1) {
                     let view = buckets.view(buckets.group_chunk(group, lane));
@@ -656,6 +673,7 @@ fn bucket_boxes_never_exceed_a_member_distance() {
         }
     }
     assert!(pairs > 10_000, "only {pairs} pairs checked");
+    assert!(full_groups > 0, "no group of chunks uses every lane");
 }
 
 #[test]
@@ -670,7 +688,6 @@ fn scope_cap_truncates_only_the_scope_telemetry() {
     let full = build_capped(0);
     let full_scopes = full.scopes.as_ref().expect("scopes kept");
     let (full_answer, _) = query::knn(&metric, &full.tree, &queries, &QueryParams::default());
-    assert!(full.batches.iter().all(|batch| batch.scope_chunk_saturated == 0), "nothing saturates without a cap");
     let mut cut = 0;
     for cap in [1, 2, 5] {
         let capped = build_capped(cap);
@@ -1266,8 +1283,9 @@ fn kernel_runs_every_algorithm_exactly() {
 }
 
 /// Runs the cover tree with both traversals and the brute force on the same parameters
-/// and checks that every answer is exact and the two trees are the same.
-fn check_kernel_exact(overrides: &[(&'static str, Value)]) {
+/// and checks that every answer is exact and the two trees are the same. Returns the
+/// sparse run's probe.
+fn check_kernel_exact(overrides: &[(&'static str, Value)]) -> Probe {
     let with = |extra: (&'static str, Value)| -> Vec<(&'static str, Value)> {
         overrides.iter().cloned().chain([("queries", Value::Int(24)), extra]).collect()
     };
@@ -1283,6 +1301,7 @@ fn check_kernel_exact(overrides: &[(&'static str, Value)]) {
         assert_eq!(output(&sparse, name), output(&brute, name), "{name} {overrides:?}");
         assert_eq!(output(&dense, name), output(&brute, name), "{name} {overrides:?}");
     }
+    sparse_probe
 }
 
 #[test]
@@ -1296,6 +1315,17 @@ fn kernel_is_exact_at_the_corners_of_its_parameter_ranges() {
     check_kernel_exact(&[int("points", 160), int("batch_size", 1)]);
     check_kernel_exact(&[int("points", 160), int("batch_size", build::MAX_BATCH_SIZE as i64)]);
     check_kernel_exact(&[int("points", 100), int("k", 100)]);
+    // The same with leaf buckets (the default floor of 2048 points leaves none at
+    // these sizes): the queries screen their chunks by boxes.
+    for corner in [
+        [int("points", 600), int("dimension", 1), int("k", 16)],
+        [int("points", 240), int("dimension", 64), int("k", 5)],
+        [int("points", 100), int("k", 100), int("batch_size", 7)],
+    ] {
+        let with_buckets: Vec<_> = corner.into_iter().chain([int("bucket_size", 8)]).collect();
+        let probe = check_kernel_exact(&with_buckets);
+        assert!(probe.metric_value("bound_evals_query").is_some_and(|boxes| boxes > 0.0), "{with_buckets:?}");
+    }
     // Residual: the ends of the kernel variance and lengthscale ranges (from nearly
     // independent points to an inducing covariance that only the jitter keeps
     // invertible), one inducing point and more than there are points, both covariance
@@ -1504,11 +1534,15 @@ fn compare_counts_missing_neighbours() {
     let answer = Neighbours { k: 2, indices: vec![0, 1, 2, 4], distances: vec![0.0, 1.0, 0.5, 2.5] };
     assert_eq!(compare(&reference, &reference), (1.0, 0.0));
     assert_eq!(compare(&answer, &reference), (0.75, 0.5));
+    let lost = Neighbours { k: 2, indices: vec![0, 1, 2, 3], distances: vec![0.0, f64::NAN, 0.5, 2.0] };
+    assert!(compare(&lost, &reference).1.is_nan(), "a NaN k-th distance shows as an error");
 }
 
 #[test]
 fn bucket_cap_is_the_floor_or_a_quarter_of_the_points() {
     assert_eq!(build::bucket_cap(8192, 2048), 2048);
+    assert_eq!(build::bucket_cap(4096, 2048), 2048, "the floor, above a quarter");
+    assert_eq!(build::bucket_cap(1000, 300), 300);
     assert_eq!(build::bucket_cap(32768, 2048), 8192);
     assert_eq!(build::bucket_cap(100, 12), 25);
     assert_eq!(build::bucket_cap(32768, 0), 0, "0 switches the buckets off");
