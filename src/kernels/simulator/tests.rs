@@ -339,6 +339,97 @@ fn absorption_config_matches_the_documented_maximum() {
     assert_close(outcome.max, 63.3464, 1e-6);
 }
 
+/// With one unit cell per axis and no structure factors every subpixel's intensity is
+/// `default_F^2`, so a pixel is `r_e^2 fluence * layers * F^2 * capfrac * polar *
+/// omega`: the division by the m^2 subpixels cancels their sum. Pixels of 20 mm at
+/// 100 mm put the corners about 40 degrees off the beam, so the obliquity of the
+/// capture fraction, the Kahn polarization and the solid angle all vary across the
+/// image. Each factor is evaluated here from the documented model (MOSFLM axes, the
+/// reference's beam center, omega and polarization at layer 0's first subpixel, the
+/// capture fraction at the last layer's), not from the kernel's code, for both paths.
+#[test]
+fn a_smooth_image_follows_the_documented_formulas_pixel_by_pixel() {
+    let params = SimulatorParams {
+        detector_pixels: 5,
+        pixel_mm: 20.0,
+        cells: [1; 3],
+        default_f: 10.0,
+        oversample: 2,
+        kahn_factor: 0.7,
+        thickness_um: 450.0,
+        attenuation_depth_um: Some(500.0),
+        thicksteps: 5,
+        ..SimulatorParams::default()
+    };
+    let simulation = simulation_of(&params);
+    let (pixels, pixel, distance, subpixels, layers) = (5, 0.02, 0.1, 2, 5);
+    let (kahn, amplitude) = (0.7, 10.0);
+    let (layer_step, attenuation) = (450e-6 / (layers - 1) as f64, 1.0 / 500e-6);
+    let scale = 7.94079248018965e-30 * 1.25932015286227e29;
+    // Xbeam = Ybeam = (100 mm + 20 mm) / 2, and Fbeam = Sbeam = that plus half a pixel:
+    // pix0 = -Fbeam f - Sbeam s + L b with f = (0, 0, 1), s = (0, -1, 0), b = (1, 0, 0).
+    let beam = (0.1 + pixel) / 2.0 + pixel / 2.0;
+    let position = |fast: usize, slow: usize, depth: f64| {
+        let sub = pixel / subpixels as f64;
+        let fast_position = sub * (fast * subpixels) as f64 + sub / 2.0;
+        let slow_position = sub * (slow * subpixels) as f64 + sub / 2.0;
+        [distance + depth, beam - slow_position, -beam + fast_position]
+    };
+    let unit = |p: [f64; 3]| {
+        let length = (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
+        (p.map(|value| value / length), length)
+    };
+    let mut expected = Vec::new();
+    for slow in 0..pixels {
+        for fast in 0..pixels {
+            let (direction, length) = unit(position(fast, slow, 0.0));
+            let omega = pixel * pixel / (length * length) * distance / length;
+            // Incident (1, 0, 0) and axis (0, 0, 1): B = (0, 1, 0), E = (0, 0, 1), and
+            // cos(2 psi) sin^2(2 theta) = d_z^2 - d_y^2.
+            let [x, y, z] = direction;
+            let polar = 0.5 * (1.0 + x * x - kahn * (z * z - y * y));
+            let last = (layers - 1) as f64;
+            let (deep, _) = unit(position(fast, slow, last * layer_step));
+            let obliquity = deep[0];
+            let capture = (-last * layer_step * attenuation / obliquity).exp()
+                - (-(last + 1.0) * layer_step * attenuation / obliquity).exp();
+            expected.push(scale * layers as f64 * amplitude * amplitude * capture * polar * omega);
+        }
+    }
+    let corner = unit(position(0, 0, 0.0)).0[0];
+    assert!(corner < 0.8, "the corner is off the beam: d . o = {corner}");
+    let (scalar_image, _) = render_scalar(&simulation);
+    let (fast_image, _) = render_fast(&simulation, 2);
+    for (path, image) in [("scalar", &scalar_image), ("fast", &fast_image)] {
+        for (index, (&value, &expected)) in image.iter().zip(&expected).enumerate() {
+            assert_close(f64::from(value), expected, 1e-6);
+            assert!(value > 0.0, "{path}: pixel {index}");
+        }
+    }
+}
+
+/// The misset turns the reciprocal vectors by active, right-handed rotations about X,
+/// then Y, then Z, as the reference's `rotate` does. For a cubic cell, 90 degrees about
+/// X and then about Y take a* to -z, b* to +x and c* to -y (the other order would take
+/// a* to +y); 30 degrees about Z alone turn a* from x toward y.
+#[test]
+fn misset_rotates_about_x_then_y_then_z() {
+    let cubic = Cell { a: 100.0, b: 100.0, c: 100.0, alpha: 90.0, beta: 90.0, gamma: 90.0 };
+    let near = |actual: Vec3, expected: [f64; 3]| {
+        let difference = [actual.x - expected[0], actual.y - expected[1], actual.z - expected[2]];
+        assert!(difference.iter().all(|value| value.abs() < 1e-14), "{actual:?} vs {expected:?}");
+    };
+    let crystal = Crystal::new(&cubic, [90.0, 90.0, 0.0]);
+    near(crystal.a_star, [0.0, 0.0, -0.01]);
+    near(crystal.b_star, [0.01, 0.0, 0.0]);
+    near(crystal.c_star, [0.0, -0.01, 0.0]);
+    near(crystal.a_angstrom.scale(1e-4), [0.0, 0.0, -0.01]);
+    let crystal = Crystal::new(&cubic, [0.0, 0.0, 30.0]);
+    let (sin, cos) = 30f64.to_radians().sin_cos();
+    near(crystal.a_star, [0.01 * cos, 0.01 * sin, 0.0]);
+    near(crystal.b_star, [-0.01 * sin, 0.01 * cos, 0.0]);
+}
+
 #[test]
 fn fast_path_matches_the_scalar_path_at_the_exact_tier() {
     for params in [benchmark(160), tricubic(160), absorption(96), everything(48)] {
