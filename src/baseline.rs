@@ -94,6 +94,31 @@ pub fn compare(
     verdicts
 }
 
+/// The verdict on a regression ratio (growing with the regression) and its interval.
+fn regression_status(
+    top: &[f64],
+    bottom: &[f64],
+    ratio: f64,
+    (low, high): (f64, f64),
+    limit: f64,
+    coverage: f64,
+) -> Status {
+    // A NaN sample would sort to one end and leave the median finite, and a NaN ratio
+    // compares false with the limit: either would pass.
+    let finite = top.iter().chain(bottom).all(|value| value.is_finite());
+    if !(finite && ratio.is_finite() && low.is_finite() && high.is_finite()) {
+        Status::NotMeasured
+    } else if coverage < crate::verdict::MIN_COVERAGE {
+        Status::Inconclusive
+    } else if low > limit {
+        Status::Fail
+    } else if ratio > limit {
+        Status::Inconclusive
+    } else {
+        Status::Pass
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn judge(
     run: &RunReport,
@@ -114,18 +139,10 @@ fn judge(
     let median = |values: &[f64]| Summary::of(values).map_or(f64::NAN, |summary| summary.median);
     let ratio = median(top) / median(bottom);
     let (low, high) = bootstrap_ratio_interval(top, bottom, seed);
-    let limit = 1.0 + tolerance;
     let fewest = top.len().min(bottom.len());
     let coverage = crate::stats::median_interval_rank(fewest, crate::stats::CONFIDENCE).1.min(crate::stats::CONFIDENCE);
-    let status = if coverage < crate::verdict::MIN_COVERAGE {
-        Status::Inconclusive
-    } else if low > limit {
-        Status::Fail
-    } else if ratio > limit {
-        Status::Inconclusive
-    } else {
-        Status::Pass
-    };
+    let limit = 1.0 + tolerance;
+    let status = regression_status(top, bottom, ratio, (low, high), limit, coverage);
     let change = median(now) / median(before) - 1.0;
     let direction = if better == Better::Lower { "lower is better" } else { "higher is better" };
     let mut reason = format!(
@@ -136,7 +153,9 @@ fn judge(
         high,
         100.0 * tolerance
     );
-    if coverage < crate::verdict::MIN_COVERAGE {
+    if status == Status::NotMeasured {
+        reason.push_str("; a sample or the ratio is not a finite number");
+    } else if coverage < crate::verdict::MIN_COVERAGE {
         reason.push_str(&format!(
             "; {fewest} samples on one side cover the median with only {:.1}%: more repeats are needed to decide",
             100.0 * coverage
@@ -378,7 +397,8 @@ pub fn load(spec: &str, experiment_root: &std::path::Path, project_root: &std::p
 
 #[cfg(test)]
 mod tests {
-    use super::bootstrap_ratio_interval;
+    use super::{bootstrap_ratio_interval, regression_status};
+    use crate::verdict::Status;
 
     #[test]
     fn bootstrap_interval_brackets_the_ratio_and_is_reproducible() {
@@ -387,5 +407,22 @@ mod tests {
         let (low, high) = bootstrap_ratio_interval(&top, &bottom, 7);
         assert!(low > 1.1 && high < 1.2 && low < high, "{low} {high}");
         assert_eq!(bootstrap_ratio_interval(&top, &bottom, 7), (low, high));
+    }
+
+    #[test]
+    fn regression_status_decides_and_refuses_non_finite_values() {
+        let same = [1.0; 9];
+        let status =
+            |top: &[f64], ratio: f64, interval: (f64, f64)| regression_status(top, &same, ratio, interval, 1.05, 0.95);
+        assert_eq!(status(&same, 1.0, (0.98, 1.02)), Status::Pass);
+        assert_eq!(status(&same, 1.2, (1.1, 1.3)), Status::Fail);
+        assert_eq!(status(&same, 1.06, (1.0, 1.1)), Status::Inconclusive);
+        assert_eq!(regression_status(&same, &same, 1.0, (1.0, 1.0), 1.05, 0.5), Status::Inconclusive);
+        // One NaN sample of nine leaves a finite median that would pass.
+        let mut one_nan = same;
+        one_nan[4] = f64::NAN;
+        assert_eq!(status(&one_nan, 1.0, (0.98, 1.02)), Status::NotMeasured);
+        assert_eq!(status(&same, f64::NAN, (f64::NAN, f64::NAN)), Status::NotMeasured);
+        assert_eq!(status(&same, 1.0, (0.9, f64::INFINITY)), Status::NotMeasured);
     }
 }

@@ -82,8 +82,17 @@ impl DateTime {
     }
 }
 
-/// Parses `YYYY-MM-DD` into `(year, month, day)`, checking the day exists.
+/// Parses `YYYY-MM-DD` into `(year, month, day)`, checking the day exists. Only that
+/// zero-padded form is a date: waivers compare dates as strings.
 pub fn parse_date(text: &str) -> Option<(i64, u32, u32)> {
+    let shape = text.len() == 10
+        && text.bytes().enumerate().all(|(index, byte)| match index {
+            4 | 7 => byte == b'-',
+            _ => byte.is_ascii_digit(),
+        });
+    if !shape {
+        return None;
+    }
     let mut parts = text.split('-');
     let year: i64 = parts.next()?.parse().ok()?;
     let month: u32 = parts.next()?.parse().ok()?;
@@ -107,6 +116,10 @@ mod tests {
         assert_eq!(parse_date("2024-02-29"), Some((2024, 2, 29)));
         assert_eq!(parse_date("2026-13-01"), None);
         assert_eq!(parse_date("26-1-1"), None);
+        // Ten characters, but not zero-padded: as strings they would sort wrongly.
+        assert_eq!(parse_date("9-001-0001"), None);
+        assert_eq!(parse_date("2026-9-001"), None);
+        assert_eq!(parse_date("+026-01-01"), None);
     }
 
     #[test]

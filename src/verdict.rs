@@ -277,6 +277,10 @@ fn evaluate_point(
     }
     if let Some(condition) = &check.applies_if {
         match point_value(condition, &point.applies_runs, results) {
+            Ok((left, right)) if !left.is_finite() || !right.is_finite() => {
+                let reason = format!("`{}` is not a finite number ({left} vs {right})", condition.text);
+                return finish(verdict, Status::NotMeasured, Some(reason), facts);
+            }
             Ok((left, right)) if !condition.cmp.holds(left, right) => {
                 let reason = format!(
                     "applies only if `{}` (observed {} vs {})",
@@ -483,6 +487,12 @@ fn values_of(reference: &Reference, run: usize, results: &[RunResult]) -> Result
             reference.mode.name(),
             reference.quantity
         ));
+    }
+    // A NaN or an infinity has no place in an order statistic: deciding on the others
+    // would pass a check that a broken sample should fail.
+    let non_finite = values.iter().filter(|(_, value)| !value.is_finite()).count();
+    if non_finite > 0 {
+        return Err(format!("`{reference}` has {non_finite} non-finite samples of {}", values.len()));
     }
     Ok(values)
 }

@@ -10,15 +10,17 @@
 //! with their reason (a profile whose sizes are too small to time says so with
 //! `experiment.untimed`, and its checks that require `build:optimized` are then not
 //! applicable in any build); fail, not measured and inconclusive fail the trial with
-//! the measured value, the threshold and the report file. `EXPERIMENTS_DIR` points the
-//! harness at another directory of specs.
+//! the measured value, the threshold and the report file. Each phase also has a trial
+//! `experiment::phase::runs`, which fails when any of its runs failed, whether or not a
+//! check names that run (as `cargo xtask run` exits non-zero for a crashed run).
+//! `EXPERIMENTS_DIR` points the harness at another directory of specs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use phasegate::execute::Silent;
+use phasegate::execute::{RunStatus, Silent};
 use phasegate::plan::{self, Selection};
 use phasegate::report::PhaseReport;
 use phasegate::run::{self, RunOptions};
@@ -104,6 +106,16 @@ fn trials(dir: &Path, root: &Path) -> Vec<Trial> {
             }
         };
         for phase in &spec.phases {
+            let (phase_spec, phase_cache, phase_root) = (Arc::clone(&spec), Arc::clone(&cache), root.to_owned());
+            let phase_id = phase.id.clone();
+            trials.push(
+                Trial::test(format!("{}::{phase_id}::runs", spec.experiment.name), move || {
+                    let (report, file) =
+                        phase_cache.phase(&phase_spec, &phase_id, &phase_root).map_err(Failed::from)?;
+                    runs_completed(&report, &file)
+                })
+                .with_kind("runs"),
+            );
             for check in &phase.checks {
                 let (spec, cache, root) = (Arc::clone(&spec), Arc::clone(&cache), root.to_owned());
                 let (phase_id, check_id) = (phase.id.clone(), check.id.clone());
@@ -124,6 +136,22 @@ fn trials(dir: &Path, root: &Path) -> Vec<Trial> {
         }
     }
     trials
+}
+
+/// Fails when a run of the phase failed.
+fn runs_completed(report: &PhaseReport, file: &Path) -> Result<(), Failed> {
+    let failed: Vec<String> = report
+        .runs
+        .iter()
+        .filter_map(|run| match &run.status {
+            RunStatus::Failed(message) => Some(format!("run `{}` failed: {message}", run.name())),
+            _ => None,
+        })
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Failed::from(format!("{}\nreport: {}", failed.join("\n"), file.display())))
 }
 
 /// The trial outcome of one check from its verdicts.

@@ -2,7 +2,7 @@
 //! statistics, verdicts of every kind, parity, failures and re-runs.
 
 use phasegate::execute::{ExecutionOptions, RunStatus, Sample};
-use phasegate::verdict::{Facts, Method, Status, Verdict};
+use phasegate::verdict::{self, Facts, Method, Status, Verdict};
 
 use crate::support::{BASE, expand, run_plan};
 
@@ -241,6 +241,45 @@ fn failed_runs_make_checks_not_measured() {
     // The partner still ran to the end.
     assert_eq!(results[0].status, RunStatus::Completed);
     assert_eq!(results[0].timed(phasegate::spec::Mode::Warm).count(), 5);
+}
+
+#[test]
+fn non_finite_samples_make_checks_not_measured() {
+    let text = BASE.replace("repeats = 5", "repeats = 9");
+    let text = with_checks(
+        &text,
+        &[
+            ("ratio", "expr = \"slow.warm.median / fast.warm.median >= 3\""),
+            ("metric_median", "expr = \"fast.warm.items_per_s.median >= 1\""),
+            ("metric_max", "expr = \"fast.warm.items_per_s.max <= 1e12\""),
+            ("metric_min", "expr = \"fast.warm.items_per_s.min >= 1\""),
+            ("gated", "expr = \"slow.warm.median <= 1\"\napplies_if = \"fast.warm.items_per_s.mean > 0\""),
+        ],
+    );
+    let plan = expand(&text).unwrap();
+    let (results, clean) = run_plan(&plan, &Facts::default()).remove(0);
+    for check in ["ratio", "metric_median", "metric_max", "metric_min", "gated"] {
+        assert_eq!(status_of(&clean, check), Status::Pass, "{check} passes on clean samples");
+    }
+    // `0.0 / 0.0` gives a NaN with the sign bit set on x86, which `total_cmp` sorts
+    // first; `f64::NAN` sorts last. Neither may vanish into an order statistic.
+    let zero = std::hint::black_box(0.0f64);
+    for nan in [zero / zero, f64::NAN, f64::INFINITY] {
+        let mut broken = results.clone();
+        let sample = broken[1].samples.iter_mut().filter(|sample| !sample.warmup).nth(4).unwrap();
+        sample.seconds = nan;
+        for (name, value) in &mut sample.metrics {
+            if name == "items_per_s" {
+                *value = nan;
+            }
+        }
+        let verdicts = verdict::evaluate(&plan.phases[0], &broken, &Facts::default(), &verdict::Snapshots::new());
+        for check in ["ratio", "metric_median", "metric_max", "metric_min", "gated"] {
+            let found = verdicts.iter().find(|verdict| verdict.check == check).unwrap();
+            assert_eq!(found.status, Status::NotMeasured, "{check} with {nan}: {:?}", found.reason);
+            assert!(found.reason.as_ref().unwrap().contains("non-finite"), "{:?}", found.reason);
+        }
+    }
 }
 
 #[test]
