@@ -29,7 +29,7 @@ use super::sys::{self, Usage};
 use super::{Environment, record_latencies, record_step};
 use crate::kernel::{Deadline, Instance, Output, OutputData, Params, Probe, Resources, RunContext};
 
-/// Values generated and written per batch while creating the file (64 MiB).
+/// Values generated and written per batch while creating the file (8 MiB).
 const WRITE_BATCH_VALUES: usize = 128 * GENERATION_BLOCK;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

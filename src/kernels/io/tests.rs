@@ -476,7 +476,9 @@ fn durable_imports_time_the_sync() {
 
 #[test]
 fn reads_from_a_file_and_from_memory_give_the_same_sum() {
-    let size = SMALL + 8 * 1000;
+    // More than one batch of the file's writer (8 MiB), so its later batches must
+    // continue the values where the first left off.
+    let size = 9 * SMALL + 8 * 1000;
     let mut values = vec![0.0; size as usize / 8];
     data::fill_values(&mut values, 5);
     let expected = chunked_sum_reference(&values, 65_536 / 8);
