@@ -684,6 +684,10 @@ pub fn compare(parity: &Parity, a: &OutputData, b: &OutputData) -> ParityFigures
         failures: Vec::new(),
         status: Status::Pass,
     };
+    if a.is_empty() && b.is_empty() {
+        // Every comparator holds on nothing: that is no evidence of parity.
+        figures.failures.push("both outputs are empty: nothing was compared".into());
+    }
     if (comparators.exact || comparators.digest) && !figures.identical {
         figures.failures.push(match (a, b) {
             (OutputData::Digest(x), OutputData::Digest(y)) => format!("digests differ ({x} vs {y})"),
@@ -848,6 +852,23 @@ mod tests {
         assert_eq!(below.status, Status::Pass);
         assert!((below.margin.unwrap() - 0.1).abs() < 1e-12);
         assert_eq!(decide(Method::Point, f64::NAN, 1.0, Cmp::Le, None, None, None).status, Status::Fail);
+    }
+
+    #[test]
+    fn empty_outputs_are_no_parity() {
+        use crate::kernel::OutputData;
+        let parity = crate::spec::Parity {
+            of: crate::expr::parse_selected("a").unwrap(),
+            against: crate::expr::parse_selected("b").unwrap(),
+            output: "values".into(),
+            comparators: crate::spec::Comparators { exact: true, max_abs: Some(1e-9), ..Default::default() },
+        };
+        let empty = OutputData::F64(Vec::new());
+        let figures = super::compare(&parity, &empty, &empty);
+        assert_eq!(figures.status, Status::Fail);
+        assert!(figures.failures[0].contains("empty"), "{:?}", figures.failures);
+        let some = OutputData::F64(vec![1.0, 2.0]);
+        assert_eq!(super::compare(&parity, &some, &some).status, Status::Pass);
     }
 
     #[test]
