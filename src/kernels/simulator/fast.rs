@@ -459,7 +459,7 @@ fn render_chunk(
 
 /// `lattice[lane] *= |sincg(pi indices[lane], cells)|`, for `cells >= 2`.
 #[inline(always)]
-fn multiply_lattice_transform(indices: &[f64; LANES], cells: u32, lattice: &mut [f64; LANES]) {
+pub(super) fn multiply_lattice_transform(indices: &[f64; LANES], cells: u32, lattice: &mut [f64; LANES]) {
     let mut fraction = [0.0; LANES];
     for lane in 0..LANES {
         fraction[lane] = indices[lane] - vector_math::round_nearest(indices[lane]);

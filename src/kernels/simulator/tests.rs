@@ -285,17 +285,30 @@ proptest! {
     #[test]
     fn lattice_transform_matches_the_sine_ratio(h in -60.0f64..60.0, cells in 2u32..40) {
         // Reference: both sines of the reduced argument, in the library's precision.
-        let fraction = h - h.round();
-        let expected = if fraction == 0.0 {
-            f64::from(cells)
-        } else {
-            ((f64::from(cells) * std::f64::consts::PI * fraction).sin() / (std::f64::consts::PI * fraction).sin()).abs()
+        let sine_ratio = |h: f64| {
+            let fraction = h - h.round();
+            if fraction == 0.0 {
+                f64::from(cells)
+            } else {
+                ((f64::from(cells) * std::f64::consts::PI * fraction).sin() / (std::f64::consts::PI * fraction).sin())
+                    .abs()
+            }
         };
+        let expected = sine_ratio(h);
         let actual = vector_math::lattice_transform(h, cells);
         prop_assert!((actual - expected).abs() <= 1e-12 * f64::from(cells), "{} vs {}", actual, expected);
         // And the unreduced form of the model agrees to the precision of its argument.
         let model = model::sincg(std::f64::consts::PI * h, f64::from(cells)).abs();
         prop_assert!((actual - model).abs() <= 1e-9 * f64::from(cells), "{} vs {}", actual, model);
+        // The fast path's form, lane by lane (one lane on an integer h), into a product.
+        let indices: [f64; fast::LANES] =
+            std::array::from_fn(|lane| if lane == 1 { h.round() } else { h + 0.37 * lane as f64 });
+        let mut lattice = [2.0; fast::LANES];
+        fast::multiply_lattice_transform(&indices, cells, &mut lattice);
+        for (lane, (&index, &value)) in indices.iter().zip(&lattice).enumerate() {
+            let expected = 2.0 * sine_ratio(index);
+            prop_assert!((value - expected).abs() <= 2e-12 * f64::from(cells), "lane {}: {} vs {}", lane, value, expected);
+        }
     }
 
     #[test]
