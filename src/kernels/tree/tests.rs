@@ -869,7 +869,8 @@ fn instruction_sets_compute_the_same_bits() {
     let points = data::standard_normal_points(900, 6, 31);
     let queries = data::standard_normal_points(40, 6, 32);
     let metric = EuclideanMetric { points };
-    let params = BuildParams { batch_size: 100, ..BuildParams::default() };
+    // Buckets of up to 100 points, so the queries screen bucket chunks by their boxes.
+    let params = BuildParams { batch_size: 100, bucket_size: 100, ..BuildParams::default() };
     let query_params = QueryParams::default();
     let mut results = Vec::new();
     for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
@@ -877,6 +878,8 @@ fn instruction_sets_compute_the_same_bits() {
             continue;
         }
         let outcome = build::build_with(isa, &metric, &params, false, |_, _| {});
+        let tree = &outcome.tree;
+        assert!((0..tree.len() as u32).any(|node| tree.buckets.bucket_of(node).is_some()), "the tree has buckets");
         let (answer, _) = query::knn_with(isa, &metric, &outcome.tree, &euclidean_queries(&queries), &query_params);
         results.push((outcome.tree.digest(), answer));
     }
