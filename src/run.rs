@@ -48,7 +48,12 @@ impl Exit {
 
     /// The exit status of a set of phase reports.
     pub fn of(reports: &[PhaseReport]) -> Exit {
-        let totals = reports.iter().map(|report| &report.totals);
+        Exit::of_totals(reports.iter().map(|report| &report.totals))
+    }
+
+    /// The exit status of phases with these totals: the worst phase's, where a crash
+    /// is worse than a failure and a failure worse than an inconclusive result.
+    pub fn of_totals<'a>(totals: impl IntoIterator<Item = &'a report::Totals>) -> Exit {
         let mut exit = Exit::Pass;
         for total in totals {
             let this = if total.failed_runs > 0 {
@@ -500,4 +505,34 @@ pub fn read_report(path: &Path) -> Result<PhaseReport> {
         );
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Exit;
+    use crate::report::Totals;
+
+    #[test]
+    fn the_worst_phase_sets_the_exit_status() {
+        let pass = Totals { pass: 3, xfail: 1, not_applicable: 2, ..Totals::default() };
+        let failed = Totals { fail: 1, inconclusive: 1, pass: 2, ..Totals::default() };
+        let not_measured = Totals { not_measured: 1, ..Totals::default() };
+        let inconclusive = Totals { inconclusive: 2, pass: 1, ..Totals::default() };
+        let crashed = Totals { failed_runs: 1, pass: 4, ..Totals::default() };
+        assert_eq!(Exit::of_totals([&pass]), Exit::Pass);
+        assert_eq!(Exit::of_totals(&[] as &[Totals]), Exit::Pass);
+        // Within a phase: a failure outranks an inconclusive check.
+        assert_eq!(Exit::of_totals([&failed]), Exit::Failed);
+        assert_eq!(Exit::of_totals([&not_measured]), Exit::Failed);
+        // Across phases, in either order: crashed, then failed, then inconclusive.
+        assert_eq!(Exit::of_totals([&inconclusive, &pass]), Exit::Inconclusive);
+        assert_eq!(Exit::of_totals([&inconclusive, &failed]), Exit::Failed);
+        assert_eq!(Exit::of_totals([&failed, &inconclusive]), Exit::Failed);
+        assert_eq!(Exit::of_totals([&inconclusive, &crashed, &failed]), Exit::Crashed);
+        assert_eq!(Exit::of_totals([&crashed, &inconclusive]), Exit::Crashed);
+        assert_eq!(
+            [Exit::Pass, Exit::Failed, Exit::Usage, Exit::Crashed, Exit::Inconclusive].map(Exit::code),
+            [0, 1, 2, 3, 4]
+        );
+    }
 }

@@ -173,3 +173,15 @@ fn junit_has_an_error_for_every_crashed_run() {
         "{junit}"
     );
 }
+
+#[test]
+fn the_header_warns_of_uncommitted_changes_and_debug_builds() {
+    let mut report = fixed_report();
+    let clean = markdown::render(&report, &[]);
+    assert!(!clean.contains("uncommitted") && clean.contains("debug assertions off"), "{clean}");
+    report.environment.git_dirty = Some(true);
+    report.environment.debug_assertions = true;
+    let warned = markdown::render(&report, &[]);
+    assert!(warned.contains("| Revision | `0123456789ab-dirty` (uncommitted changes) |"), "{warned}");
+    assert!(warned.contains("debug assertions **on** (figures are not measurements)"), "{warned}");
+}

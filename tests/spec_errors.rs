@@ -1,7 +1,7 @@
 //! Every kind of bad spec gets one clear error pointing at its line: a data-driven
 //! table of broken specs and their rendered errors.
 
-use crate::support::{BASE, spec_error};
+use crate::support::{BASE, load, spec_error};
 
 /// `BASE` with `old` replaced by `new` (which must occur).
 fn edit(old: &str, new: &str) -> String {
@@ -275,6 +275,15 @@ fn phase_needs_unknown_or_cyclic() {
     13 | needs = ["b"]
        |         ^^^^^
     "#);
+    let phase_b =
+        "\n[[phase]]\nid = \"b\"\ntitle = \"Phase B\"\n\n[[phase.workload]]\nid = \"other\"\nkernel = \"mock\"\n";
+    // `a` comes first in the file, but needs `b`: `b` runs first.
+    let ordered = format!("{spec}{phase_b}");
+    let phases: Vec<String> = load(&ordered).unwrap().phases.into_iter().map(|phase| phase.id).collect();
+    assert_eq!(phases, ["b", "a"]);
+    let cyclic = format!("{spec}{}", phase_b.replace("title = \"Phase B\"", "title = \"Phase B\"\nneeds = [\"a\"]"));
+    let error = spec_error(&cyclic);
+    assert!(error.contains("phases a, b need each other in a cycle"), "{error}");
 }
 
 #[test]

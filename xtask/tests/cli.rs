@@ -112,6 +112,14 @@ fn passing_spec_writes_reports_and_exits_0() {
     assert_eq!(report["schema_version"], 2);
     assert_eq!(report["verdicts"][0]["status"], "pass");
     assert_eq!(report["environment"]["debug_assertions"], cfg!(debug_assertions));
+    let environment = &report["environment"];
+    assert!(environment["memory_bytes"].as_u64().is_some_and(|bytes| bytes > 0), "{environment}");
+    assert!(environment["cores"].as_u64().is_some_and(|cores| cores > 0), "{environment}");
+    assert!(environment["cpu_model"].as_str().is_some_and(|model| !model.is_empty()), "{environment}");
+    assert!(environment["rustc"].as_str().is_some_and(|rustc| rustc.starts_with("rustc ")), "{environment}");
+    // The raw samples are in the report, each with its time.
+    let samples = report["runs"][0]["samples"].as_array().unwrap();
+    assert!(samples.len() >= 5 && samples.iter().all(|sample| sample["seconds"].as_f64().is_some()), "{samples:?}");
     let log = std::fs::read_to_string(root.join("run_log.txt")).unwrap();
     assert_eq!(log.lines().count(), 1);
     assert!(log.contains("exit=0") && log.contains("a=pass"), "{log}");
@@ -541,6 +549,11 @@ rationale = "the output does not drift"
     project.write("snap.toml", &spec(check, "").replace("jitter = 0.02", "jitter = 0.02\nperturb = 0.5"));
     let (code, _, _) = project.run("snap.toml", &[]);
     assert_eq!(code, 1);
+    // A filter takes only the snapshots whose path holds it.
+    let accept = project.xtask(&["snapshot", "accept", "elsewhere", "--dir", "snapshots"]);
+    assert!(String::from_utf8_lossy(&accept.stdout).contains("no pending snapshots"));
+    let review = project.xtask(&["snapshot", "review", "a/fast", "--dir", "snapshots"]);
+    assert!(String::from_utf8_lossy(&review.stdout).contains("16 of 16 elements changed"), "still pending");
     let accept = project.xtask(&["snapshot", "accept", "--dir", "snapshots"]);
     assert!(String::from_utf8_lossy(&accept.stdout).contains("accepted"));
     let (code, stdout, _) = project.run("snap.toml", &[]);
@@ -592,14 +605,23 @@ fn baseline_of_too_few_samples_is_inconclusive() {
 fn junit_and_summary_outputs() {
     let project = Project::new();
     let checks = format!(
-        "{SPEEDUP}\n[[phase.check]]\nid = \"too_fast\"\nexpr = \"fast.warm.median <= 0.0001\"\nrationale = \"a <deliberately> failing check\"\n"
+        "{SPEEDUP}\n[[phase.check]]\nid = \"too_fast\"\nexpr = \"fast.warm.median <= 0.0001\"\nrationale = \"a <deliberately> failing check\"\n\n[[phase.check]]\nid = \"elsewhere\"\nexpr = \"fast.warm.median <= 1\"\nrequires = [\"cpu:nonexistentfeature\"]\nrationale = \"for another machine\"\n"
     );
     project.write("ci.toml", &spec(&checks, ""));
     std::fs::write(project.path().join("summary.md"), "earlier step\n").unwrap();
     let (code, _, _) = project.run("ci.toml", &["--junit", "junit.xml", "--summary", "summary.md"]);
     assert_eq!(code, 1);
     let junit = std::fs::read_to_string(project.path().join("junit.xml")).unwrap();
-    assert!(junit.contains("<testsuite name=\"e2e.a\" tests=\"2\" failures=\"1\""), "{junit}");
+    assert!(
+        junit.contains("<testsuite name=\"e2e.a\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains(
+            "name=\"elsewhere\">\n      <skipped message=\"not applicable; requires CPU feature `nonexistentfeature`"
+        ),
+        "a check this machine cannot judge is skipped, not passed: {junit}"
+    );
     assert!(junit.contains("<testcase classname=\"e2e.a\" name=\"speedup\">"), "{junit}");
     assert!(junit.contains("<failure type=\"FAIL\" message=\"FAIL: observed"), "{junit}");
     assert!(junit.contains("a &lt;deliberately&gt; failing check"), "{junit}");
@@ -739,4 +761,10 @@ fn a_run_of_one_phase_keeps_the_other_phases_in_the_plan_and_the_baseline() {
     let (code, stdout, stderr) = project.run("experiments/e2e.toml", &["--baseline", "HEAD"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(stdout.matches("pass           baseline[fast warm time]").count(), 2, "{stdout}{stderr}");
+    // The report names the commit it ran at.
+    let head = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(project.path()).output().expect("run git");
+    let head = String::from_utf8(head.stdout).unwrap();
+    let report = std::fs::read_to_string(project.path().join("reports/e2e/latest/a/report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["environment"]["git_sha"].as_str(), Some(head.trim()), "{}", report["environment"]);
 }
