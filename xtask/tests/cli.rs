@@ -630,6 +630,21 @@ fn junit_and_summary_outputs() {
     assert!(summary.contains("| `a/too_fast` | **FAIL** |"), "{summary}");
 }
 
+/// A summary file that passes the check before the run but cannot take the text after
+/// it (a link to `/dev/full`, where every write fails): the run passed, but CI would
+/// miss its summary, so the exit status is 2, not 0.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_passing_run_whose_summary_cannot_be_written_exits_2() {
+    let project = Project::new();
+    project.write("pass.toml", &spec(SPEEDUP, ""));
+    std::os::unix::fs::symlink("/dev/full", project.path().join("summary.md")).unwrap();
+    let (code, stdout, stderr) = project.run("pass.toml", &["--summary", "summary.md"]);
+    assert!(stdout.contains("phase a (Phase A): PASS"), "the run itself passed: {stdout}");
+    assert!(stderr.contains("cannot append to summary.md"), "{stderr}");
+    assert_eq!(code, 2, "{stdout}{stderr}");
+}
+
 #[test]
 fn living_plan_is_regenerated_by_run_and_by_plan() {
     let project = Project::new();
