@@ -62,7 +62,8 @@ pub fn render_summary(reports: &[PhaseReport]) -> String {
     );
     for report in reports {
         let totals = &report.totals;
-        let other = totals.not_measured + totals.not_applicable + totals.skipped + totals.xfail + totals.xpass;
+        let other =
+            totals.not_measured + totals.not_applicable + totals.skipped + totals.xfail + totals.xpass + totals.new;
         let _ = writeln!(
             out,
             "| `{}` {} | **{}** | {} | {} | {} | {} | `{}/{}/report.md` |",
