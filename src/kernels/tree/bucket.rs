@@ -2,12 +2,12 @@
 //! bounding boxes (metrics with coordinates, that is the Euclidean one).
 //!
 //! In 8 dimensions the cover tree is flat (the root at level 3, then levels 2 and 1,
-//! then leaves at 0 and below) and its ball
-//! bounds are loose: a level-1 subtree has a radius near 2 against a k-th distance near
-//! 1.2, so a search that walks the small subtrees node by node evaluates most of their
-//! nodes. A *bucket* is the subtree of a node that has at most the bucket cap's
-//! descendants while its parent has more (the cap is the larger of the kernel's
-//! `bucket_size` and a quarter of the points, [`super::build::bucket_cap`]). Its descendants are stored once more, in
+//! then leaves at 0 and below) and its ball bounds are loose: a level-1 subtree has a
+//! radius near 2 against a k-th distance near 1.2, so a search that walks the small
+//! subtrees node by node evaluates most of their nodes. A *bucket* is the subtree of a
+//! node that has at most the bucket cap's descendants while its parent has more (the
+//! cap is the larger of the kernel's `bucket_size` and a quarter of the points,
+//! [`super::build::bucket_cap`]). Its descendants are stored once more, in
 //! chunks of [`LANES`] ordered by recursive halving along the widest coordinate, so a
 //! chunk holds nearby points and its axis-aligned bounding box is small; chunks are
 //! grouped [`LANES`] at a time with their boxes laid out `[coordinate][lane]`, so the
