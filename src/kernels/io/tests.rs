@@ -141,6 +141,21 @@ proptest! {
     }
 }
 
+/// Every bit set: each byte lane of a vector path's per-byte counts takes its largest
+/// value (8 a vector), so counts kept in bytes for too many vectors would wrap. Random
+/// words set about half the bits and never come near.
+#[test]
+fn popcounts_of_dense_words_do_not_wrap() {
+    for len in [1, 63, 64, 65, 300, 1000, 4099] {
+        let words = vec![u64::MAX; len];
+        let expected = 64 * len as u64;
+        for path in available_paths() {
+            assert_eq!(bits::popcount(path, &words), expected, "popcount on {}, {len} words", path.name());
+            assert_eq!(bits::popcount_and(path, &words, &words), expected, "popcount_and on {}", path.name());
+        }
+    }
+}
+
 #[test]
 fn pack_uses_little_bit_order_like_numpy() {
     // np.packbits([1,0,0,0,0,0,0,0, 0,1,1], bitorder="little") == [1, 6]

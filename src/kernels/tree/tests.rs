@@ -316,7 +316,8 @@ proptest! {
         count in 8usize..150,
         // Ranks past every checkpoint of the prefix bounds (8 to 128).
         inducing in 1usize..140,
-        slack in -1e-3f64..0.3,
+        // Now and then exactly at the distance, where the margins alone keep the pair.
+        slack in prop_oneof![1 => Just(0.0f64), 3 => -1e-3f64..0.3],
         seed in any::<u64>(),
     ) {
         let points = data::standard_normal_points(count, 3, seed);
@@ -366,6 +367,9 @@ fn block_screening_keeps_every_pair_within_its_threshold() {
         let queries: Vec<usize> = (0..count.min(37)).collect();
         let width = metric.payload_width();
         let mut checked = 0;
+        // Lanes that stage 0 passed on to the prefix stages, and those left after them
+        // (pending, or known: a query's own lane): the checkpoints must reject some.
+        let (mut after_stage_zero, mut after_prefixes) = (0u64, 0u64);
         for first in (0..count).step_by(LANES) {
             let members: Vec<u32> = (first as u32..(first + LANES).min(count) as u32).collect();
             let mut payload = vec![0.0; width * LANES];
@@ -388,7 +392,12 @@ fn block_screening_keeps_every_pair_within_its_threshold() {
                     if !isa.is_available() {
                         continue;
                     }
-                    let (distances, screens) = screens_with(isa, &metric, &queries, view, &thresholds);
+                    let (distances, screens, counts) = screens_with(isa, &metric, &queries, view, &thresholds);
+                    after_stage_zero += counts.prefix_pairs;
+                    after_prefixes += screens
+                        .iter()
+                        .map(|screen| u64::from((screen.pending | screen.known).count_ones()))
+                        .sum::<u64>();
                     for (position, &query) in queries.iter().enumerate() {
                         let screen = screens[position];
                         for (lane, &member) in members.iter().enumerate() {
@@ -409,7 +418,54 @@ fn block_screening_keeps_every_pair_within_its_threshold() {
             }
         }
         assert!(checked > 0, "some pairs were within their thresholds");
+        assert!(
+            after_prefixes < after_stage_zero,
+            "the checkpoints rejected nothing: {after_prefixes} of {after_stage_zero} lanes still pending"
+        );
     }
+}
+
+/// For an inducing query, Cauchy-Schwarz on the whole row is useless (its residual
+/// variance is at the jitter's scale, so its scaled norm is huge), and stage 0 rejects
+/// a far pair only through the inducing bound: screened at a threshold of 0.5, every
+/// lane whose inducing bound is below 0.4 (so `|rho| < 0.4` and the distance is above
+/// 0.77) must be rejected before the prefix stages.
+#[test]
+fn stage_zero_rejects_by_the_inducing_bound() {
+    let params =
+        ResidualParams { variance: 2.0, lengthscale: 0.2, inducing_count: 48, covariance: CovarianceFunction::Rbf };
+    let model = residual_model(data::standard_normal_points(400, 2, 71), 48, params, 72);
+    let bounds = ResidualBounds::new(&model, 72);
+    let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
+    let width = metric.payload_width();
+    let mut screened = 0;
+    for &query in model.inducing.iter().take(12) {
+        let far: Vec<u32> = (0..model.len())
+            .filter(|&j| {
+                let inducing = model.inducing_factor[query] * model.norm[j]
+                    + residual::INDUCING_ERROR * model.inverse_scale[query] * (model.norm[j] + model.inverse_scale[j]);
+                let whole = model.kernel_value(query, j) * model.inverse_scale[query] * model.inverse_scale[j]
+                    + model.norm[query] * model.norm[j];
+                j != query && inducing < 0.4 && whole > 2.0
+            })
+            .map(|j| j as u32)
+            .collect();
+        for members in far.chunks_exact(LANES) {
+            let mut payload = vec![0.0; width * LANES];
+            let ids: [u32; LANES] = members.try_into().unwrap();
+            for (lane, &member) in members.iter().enumerate() {
+                metric.write_payload(member as usize, lane, &mut payload);
+            }
+            let view = ChunkView { ids: &ids, len: LANES, payload: &payload };
+            for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512].into_iter().filter(|isa| isa.is_available()) {
+                let (_, screens, counts) = screens_with(isa, &metric, &[query], view, &[[0.5; LANES]]);
+                assert_eq!(counts.prefix_pairs, 0, "{isa:?}: query {query}, members {members:?}");
+                assert_eq!((screens[0].known, screens[0].pending), (0, 0));
+                screened += LANES;
+            }
+        }
+    }
+    assert!(screened >= 100, "only {screened} lanes screened");
 }
 
 /// The residual metric's chunk summaries reject a chunk only when stage 0 rejects every
@@ -481,7 +537,7 @@ fn chunk_summaries_reject_only_chunks_whose_lanes_stage_zero_rejects() {
                             ids[..members.len()].copy_from_slice(members);
                             let view = ChunkView { ids: &ids, len: members.len(), payload: &payloads[slot] };
                             let lanes = [[thresholds[slot]; LANES]];
-                            let (_, screens) = screens_with(isa, &metric, &[query], view, &lanes);
+                            let (_, screens, _) = screens_with(isa, &metric, &[query], view, &lanes);
                             assert_eq!(
                                 screens[0],
                                 ChunkScreen::default(),
@@ -524,7 +580,7 @@ fn screens_with<M: Metric>(
     queries: &[M::Query<'_>],
     view: ChunkView<'_>,
     thresholds: &[[f64; LANES]],
-) -> (Vec<[f64; LANES]>, Vec<ChunkScreen>) {
+) -> (Vec<[f64; LANES]>, Vec<ChunkScreen>, DistanceCounts) {
     assert!(isa.is_available(), "{isa:?} is not available");
     let mut distances = vec![[0.0; LANES]; queries.len()];
     let mut screens = vec![ChunkScreen::default(); queries.len()];
@@ -542,7 +598,7 @@ fn screens_with<M: Metric>(
                 .bound_chunk_many::<{ metric::AVX512 }>(queries, view, thresholds, outputs.0, outputs.1, outputs.2),
         }
     }
-    (distances, screens)
+    (distances, screens, counts)
 }
 
 #[test]
@@ -596,7 +652,7 @@ fn euclidean_block_screening_gives_the_exact_distances() {
                 if !isa.is_available() {
                     continue;
                 }
-                let (distances, screens) = screens_with(isa, &metric, &queries, view, &thresholds);
+                let (distances, screens, _) = screens_with(isa, &metric, &queries, view, &thresholds);
                 for (position, query) in queries.iter().enumerate() {
                     assert_eq!(screens[position].pending, 0, "{isa:?}: every Euclidean distance is known");
                     let mut expected = 0u32;
