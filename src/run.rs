@@ -359,14 +359,20 @@ pub fn calibrate(phase: &PhasePlan, execution: &ExecutionOptions, calibration: &
             let b: HashMap<(u32, u32), f64> =
                 verdict::keyed_values(&results[1], denominator.mode, &denominator.quantity).into_iter().collect();
             let ratios: Vec<f64> = a.iter().filter_map(|(key, value)| b.get(key).map(|other| value / other)).collect();
-            if let Some(summary) = crate::stats::Summary::of(&ratios) {
-                let floor = (1.0 - summary.ci_low).abs().max((summary.ci_high - 1.0).abs());
+            if let Some(floor) = noise_floor(&ratios) {
                 tracing::info!(target: "phasegate::calibration", run = %phase.runs[reference].name(), floor, "A/A noise floor");
                 floors.insert(key, floor);
             }
         }
     }
     floors
+}
+
+/// The noise floor of A/A ratios, which are 1 in truth: how far from 1 the interval of
+/// their median reaches, on the farther side.
+pub fn noise_floor(ratios: &[f64]) -> Option<f64> {
+    let summary = crate::stats::Summary::of(ratios)?;
+    Some((1.0 - summary.ci_low).abs().max((summary.ci_high - 1.0).abs()))
 }
 
 /// Flags (or fails) paired-ratio verdicts whose margin lies inside the noise floor.
@@ -509,8 +515,19 @@ pub fn read_report(path: &Path) -> Result<PhaseReport> {
 
 #[cfg(test)]
 mod tests {
-    use super::Exit;
+    use super::{Exit, noise_floor};
     use crate::report::Totals;
+
+    #[test]
+    fn the_noise_floor_is_the_farther_end_of_the_median_interval() {
+        // Nine ratios: the 95% interval of the median is [2nd, 8th] (96.1%).
+        let ratios = [1.05, 0.96, 1.0, 0.98, 1.04, 0.99, 1.01, 0.97, 1.02];
+        assert!((noise_floor(&ratios).unwrap() - 0.04).abs() < 1e-12);
+        let low_side = ratios.map(|ratio| 2.0 - ratio);
+        assert!((noise_floor(&low_side).unwrap() - 0.04).abs() < 1e-12);
+        assert_eq!(noise_floor(&[1.0; 6]), Some(0.0));
+        assert_eq!(noise_floor(&[]), None);
+    }
 
     #[test]
     fn the_worst_phase_sets_the_exit_status() {

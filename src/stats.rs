@@ -227,6 +227,12 @@ mod tests {
         assert_eq!(median_interval_rank(100, 0.95).0, 40);
         let (rank, coverage) = median_interval_rank(5000, 0.95);
         assert!(rank > 2400 && rank < 2500 && coverage >= 0.95, "{rank} {coverage}");
+        // The interval's ends are those order statistics, from both sides: the 2nd and
+        // the 9th of ten.
+        let shuffled = [7.0, 3.0, 10.0, 1.0, 5.0, 9.0, 2.0, 8.0, 4.0, 6.0];
+        let summary = Summary::of(&shuffled).unwrap();
+        assert_eq!((summary.ci_low, summary.ci_high), (2.0, 9.0));
+        assert!((summary.ci_coverage - 0.978_515_625).abs() < 1e-9);
     }
 
     #[test]

@@ -173,7 +173,8 @@ pub struct Verdict {
     /// Why the verdict is not a plain pass or fail.
     pub reason: Option<String>,
     pub waiver: Option<Xfail>,
-    /// The A/A noise floor of the compared runs (relative half-width), when calibrated.
+    /// The A/A noise floor of the compared runs (how far the interval of their median
+    /// ratio reaches from 1), when calibrated.
     #[serde(default, with = "crate::report::float::option")]
     pub noise_floor: Option<f64>,
 }

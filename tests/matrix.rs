@@ -62,7 +62,9 @@ fn selectors_match_values_as_runs_are_named() {
         "{text}\n[[phase.check]]\nid = \"one\"\nexpr = \"fast[time_ms=1].warm.median <= 1\"\nrationale = \"why\"\n"
     );
     let plan = expand(&text).unwrap();
-    assert_eq!(plan.phases[0].checks[0].points.len(), 1);
+    let points = &plan.phases[0].checks[0].points;
+    assert_eq!(points.len(), 1);
+    assert_eq!(plan.phases[0].runs[points[0].condition_runs[0]].name(), "fast[time_ms=1]");
 }
 
 #[test]

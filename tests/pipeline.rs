@@ -95,6 +95,20 @@ fn a_workload_and_its_reference_take_turns_sample_by_sample() {
 }
 
 #[test]
+fn cold_samples_take_turns_too() {
+    let text = BASE
+        .replace("repeats = 5", "repeats = 3")
+        .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\"]")
+        .replace("id = \"fast\"", "id = \"fast\"\nmodes = [\"cold\"]");
+    let plan = expand(&text).unwrap();
+    let steps: Vec<String> = step_order(&plan.phases[0])
+        .into_iter()
+        .map(|(workload, warmup, index)| format!("{workload}{}{index}", if warmup { " warm-up " } else { " " }))
+        .collect();
+    assert_eq!(steps, ["slow 0", "fast 0", "slow 1", "fast 1", "slow 2", "fast 2"]);
+}
+
+#[test]
 fn sequential_order_runs_one_workload_after_the_other() {
     let text = BASE.replace("repeats = 5", "repeats = 2\norder = \"sequential\"");
     let plan = expand(&text).unwrap();
@@ -409,17 +423,22 @@ fn inconclusive_checks_are_rerun_within_budget() {
 
 #[test]
 fn too_few_samples_decide_nothing_until_reruns_pool_enough() {
-    let text = BASE.replace("repeats = 5", "repeats = 1\nreruns = 4");
+    // A budget of six re-runs, and a second group (a workload no check names) that is
+    // never re-run.
+    let text = BASE.replace("repeats = 5", "repeats = 1\nreruns = 6")
+        + "\n[[phase.workload]]\nid = \"alone\"\nkernel = \"mock\"\n[phase.workload.params]\ntime_ms = 1.0\n";
     let text = with_checks(&text, &[("clears", "expr = \"slow.warm.median / fast.warm.median >= 3\"")]);
     // One pair clears the threshold, but [min, max] of one sample covers the median never.
     let verdicts = verdicts(&text, &Facts::default());
     assert_eq!(status_of(&verdicts, "clears"), Status::Inconclusive);
     assert!(verdicts[0].reason.as_ref().unwrap().contains("more repeats are needed"), "{:?}", verdicts[0].reason);
     let plan = expand(&text).unwrap();
-    let (_, verdicts, rounds) = with_reruns(&plan.phases[0]);
-    assert_eq!(rounds, 5, "re-runs until five pairs");
+    let (results, verdicts, rounds) = with_reruns(&plan.phases[0]);
+    assert_eq!(rounds, 5, "re-runs until five pairs decide, and no further");
     assert_eq!(verdicts[0].status, Status::Pass);
     assert_eq!(verdicts[0].measured.as_ref().unwrap().ratios.as_ref().unwrap().n, 5);
+    let alone = &results[plan.phases[0].runs.iter().position(|run| run.name() == "alone").unwrap()];
+    assert_eq!(alone.timed(phasegate::spec::Mode::Warm).count(), 1, "a group with nothing to decide is not re-run");
 }
 
 #[test]

@@ -126,8 +126,8 @@ pub enum CalibrationMode {
 
 /// `[calibration]`: before each phase, the reference run of every paired-ratio check
 /// is run against a second instance of itself (A/A) for `repeats` interleaved pairs;
-/// the half-width of the interval of their median ratio is this machine's noise floor
-/// for that comparison. A check whose observed margin from its threshold is smaller
+/// how far the interval of their median ratio reaches from 1, on its farther side, is
+/// this machine's noise floor for that comparison. A check whose observed margin from its threshold is smaller
 /// than the floor is flagged (`warn`) or failed (`fail`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -602,6 +602,20 @@ fn baseline_of_too_few_samples_is_inconclusive() {
 }
 
 #[test]
+fn a_calibrated_run_records_the_noise_floor_of_each_paired_check() {
+    let project = Project::new();
+    let text = spec(SPEEDUP, "").replace("[defaults]", "[calibration]\nmode = \"warn\"\nrepeats = 5\n\n[defaults]");
+    project.write("calibrated.toml", &text);
+    let (code, stdout, stderr) = project.run("calibrated.toml", &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report = std::fs::read_to_string(project.path().join("reports/e2e/latest/a/report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    // The mock's seeded fake times are the same in both instances of the A/A pair, so
+    // the floor is exactly 0; the run must still have measured and recorded it.
+    assert_eq!(report["verdicts"][0]["noise_floor"].as_f64(), Some(0.0), "{}", report["verdicts"][0]);
+}
+
+#[test]
 fn junit_and_summary_outputs() {
     let project = Project::new();
     let checks = format!(
