@@ -526,6 +526,40 @@ mod tests {
     }
 
     #[test]
+    fn a_program_killed_by_a_signal_fails_the_run() {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut instance = shell_instance("kill -9 $$", scratch.path());
+        let error = instance.run(&mut Probe::default()).unwrap_err().to_string();
+        assert!(error.contains("signal: 9"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_program_fails_the_run() {
+        let scratch = tempfile::tempdir().unwrap();
+        let given = BTreeMap::from([("program".to_owned(), Value::from("/nonexistent/phasegate-no-such-program"))]);
+        let params = Params::validate(&Command.params(), &given, true).unwrap();
+        let mut instance = Command.instantiate(&params, &RunContext::outside_harness(1, 1, scratch.path())).unwrap();
+        let error = instance.run(&mut Probe::default()).unwrap_err().to_string();
+        assert!(error.contains("cannot start `/nonexistent/phasegate-no-such-program`"), "{error}");
+    }
+
+    #[test]
+    fn the_child_sees_the_thread_count_and_the_seed() {
+        let scratch = tempfile::tempdir().unwrap();
+        let line = r#"test "$OMP_NUM_THREADS/$RAYON_NUM_THREADS" = 2/2 && test {threads} = 2 && test {seed} = 7"#;
+        let given =
+            BTreeMap::from([("program".to_owned(), Value::from(line)), ("shell".to_owned(), Value::Bool(true))]);
+        let params = Params::validate(&Command.params(), &given, true).unwrap();
+        let instance = |seed, threads| {
+            Command.instantiate(&params, &RunContext::outside_harness(seed, threads, scratch.path())).unwrap()
+        };
+        instance(7, 2).run(&mut Probe::default()).unwrap();
+        // The same line fails for another thread count or seed, so it tests something.
+        assert!(instance(7, 1).run(&mut Probe::default()).is_err());
+        assert!(instance(8, 2).run(&mut Probe::default()).is_err());
+    }
+
+    #[test]
     fn a_failure_reports_stderr_that_is_not_utf8() {
         let scratch = tempfile::tempdir().unwrap();
         let line = r"printf 'important diagnostic \377\n' >&2; exit 1";

@@ -498,6 +498,61 @@ oversample = 1
     assert!(setup["fields"]["fields"]["setup_s"].as_f64().unwrap() > 0.0, "{setup}");
 }
 
+/// The tree kernel's telemetry with the field's names: a `run` event and a `batch`
+/// event per batch for every sample in the log, and the last timed sample's in the
+/// report, warm-ups or not.
+#[test]
+fn tree_telemetry_reaches_the_log_and_the_report() {
+    let project = Project::new();
+    let text = r#"
+[experiment]
+name = "e2e"
+seed = 3
+
+[[phase]]
+id = "a"
+title = "Phase A"
+
+[[phase.workload]]
+id = "knn"
+kernel = "tree"
+repeats = 2
+warmup = 1
+[phase.workload.params]
+points = 300
+queries = 16
+batch_size = 100
+"#;
+    project.write("spec.toml", text);
+    let (code, stdout, stderr) = project.run("spec.toml", &["--log-file", "log.jsonl"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["target"] == "phasegate::telemetry")
+        .map(|record| record["fields"].clone())
+        .collect();
+    let of_kind = |kind: &str| events.iter().filter(|event| event["kind"] == kind).collect::<Vec<_>>();
+    // A warm-up and two samples, each building 299 points in batches of 100.
+    let (runs, batches) = (of_kind("run"), of_kind("batch"));
+    assert_eq!((runs.len(), batches.len()), (3, 9), "{log}");
+    for name in
+        ["build_s", "query_s", "qps", "distance_evals_build", "distance_evals_query", "tree_depth", "root_level"]
+    {
+        assert!(runs[0]["fields"][name].is_number(), "run event lacks {name}: {}", runs[0]);
+    }
+    for name in ["batch_index", "candidates", "selected", "dominated", "edges", "mis_iterations", "traversal_ms"] {
+        assert!(batches[0]["fields"][name].is_number(), "batch event lacks {name}: {}", batches[0]);
+    }
+    let report = std::fs::read_to_string(project.path().join("reports/e2e/latest/a/report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let kinds: Vec<&str> =
+        report["runs"][0]["events"].as_array().unwrap().iter().map(|event| event["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|&&kind| kind == "batch").count(), 3, "{kinds:?}");
+    assert!(kinds.contains(&"run"), "{kinds:?}");
+}
+
 #[test]
 fn help_documents_every_command() {
     let project = Project::new();

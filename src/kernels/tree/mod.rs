@@ -517,7 +517,6 @@ impl Kernel for Tree {
             reference: None,
             answer: None,
             digest: None,
-            runs: 0,
         }))
     }
 }
@@ -535,7 +534,6 @@ struct TreeInstance {
     reference: Option<Neighbours>,
     answer: Option<Neighbours>,
     digest: Option<String>,
-    runs: usize,
 }
 
 /// Generates the data of a run: points, queries and, for the residual metric, the
@@ -600,8 +598,6 @@ impl Instance for TreeInstance {
         let deadline = probe.deadline();
         let query_params = QueryParams { k: self.params.k, self_match: self.params.self_match };
         let query_count = self.params.queries as f64;
-        let first_run = self.runs == 0;
-        self.runs += 1;
         let answer = match (self.params.algorithm, data) {
             (Algorithm::Pcct, RunData::Euclidean { metric, queries }) => {
                 let start = probe.start();
@@ -610,7 +606,7 @@ impl Instance for TreeInstance {
                 let start = probe.start();
                 let (answer, stats) = query::knn(metric, &outcome.tree, &euclidean_queries(queries), &query_params);
                 let query_time = probe.phase("query", start);
-                self.record_pcct(probe, &outcome, &stats, build_time, query_time, first_run);
+                self.record_pcct(probe, &outcome, &stats, build_time, query_time);
                 self.digest = Some(outcome.tree.digest());
                 answer
             }
@@ -625,7 +621,7 @@ impl Instance for TreeInstance {
                 let start = probe.start();
                 let (answer, stats) = query::knn(&metric, &outcome.tree, queries, &query_params);
                 let query_time = probe.phase("query", start);
-                self.record_pcct(probe, &outcome, &stats, build_time, query_time, first_run);
+                self.record_pcct(probe, &outcome, &stats, build_time, query_time);
                 self.digest = Some(outcome.tree.digest());
                 answer
             }
@@ -720,8 +716,9 @@ impl TreeInstance {
         probe.metric("gflops_query", self.params.distance_flops(counts) as f64 / query_seconds / 1e9);
     }
 
-    /// Metrics and telemetry of a tree run: per run always, per batch on the first run
-    /// only (later runs rebuild the same tree; only their timings differ).
+    /// Metrics and telemetry of a tree run: one `run` event and one `batch` event per
+    /// batch, on every run, so that the report (which keeps the last timed sample's
+    /// telemetry) holds the batches of the build it times, and the log holds them all.
     fn record_pcct(
         &self,
         probe: &mut Probe,
@@ -729,7 +726,6 @@ impl TreeInstance {
         stats: &QueryStats,
         build_time: std::time::Duration,
         query_time: std::time::Duration,
-        first_run: bool,
     ) {
         let tree = &outcome.tree;
         let build_seconds = build_time.as_secs_f64().max(1e-12);
@@ -798,33 +794,31 @@ impl TreeInstance {
                 ("isa", Value::from(Isa::detect().name())),
             ],
         );
-        if first_run {
-            for batch in &outcome.batches {
-                probe.event(
-                    "batch",
-                    vec![
-                        ("batch_index", Value::from(batch.batch_index)),
-                        ("candidates", Value::from(batch.candidates)),
-                        ("selected", Value::from(batch.selected)),
-                        ("dominated", Value::from(batch.dominated)),
-                        ("rounds", Value::from(batch.rounds)),
-                        ("edges", Value::from(batch.edges)),
-                        ("mis_iterations", Value::from(batch.mis_iterations)),
-                        ("traversal_ms", Value::Float(batch.traversal_ms)),
-                        ("traversal_pairwise_ms", Value::Float(batch.traversal_pairwise_ms)),
-                        ("traversal_semisort_ms", Value::Float(batch.traversal_semisort_ms)),
-                        ("conflict_graph_ms", Value::Float(batch.conflict_graph_ms)),
-                        ("mis_ms", Value::Float(batch.mis_ms)),
-                        ("insert_ms", Value::Float(batch.insert_ms)),
-                        ("traversal_scope_chunk_points", Value::from(batch.scope_chunk_points)),
-                        ("traversal_scope_chunk_saturated", Value::from(batch.scope_chunk_saturated)),
-                        ("traversal_scope_chunk_scans", Value::from(batch.scope_chunk_scans)),
-                        ("scope_size_sum", Value::from(batch.scope_size_sum)),
-                        ("scope_size_max", Value::from(batch.scope_size_max)),
-                        ("distance_evals", Value::from(batch.counts.exact)),
-                    ],
-                );
-            }
+        for batch in &outcome.batches {
+            probe.event(
+                "batch",
+                vec![
+                    ("batch_index", Value::from(batch.batch_index)),
+                    ("candidates", Value::from(batch.candidates)),
+                    ("selected", Value::from(batch.selected)),
+                    ("dominated", Value::from(batch.dominated)),
+                    ("rounds", Value::from(batch.rounds)),
+                    ("edges", Value::from(batch.edges)),
+                    ("mis_iterations", Value::from(batch.mis_iterations)),
+                    ("traversal_ms", Value::Float(batch.traversal_ms)),
+                    ("traversal_pairwise_ms", Value::Float(batch.traversal_pairwise_ms)),
+                    ("traversal_semisort_ms", Value::Float(batch.traversal_semisort_ms)),
+                    ("conflict_graph_ms", Value::Float(batch.conflict_graph_ms)),
+                    ("mis_ms", Value::Float(batch.mis_ms)),
+                    ("insert_ms", Value::Float(batch.insert_ms)),
+                    ("traversal_scope_chunk_points", Value::from(batch.scope_chunk_points)),
+                    ("traversal_scope_chunk_saturated", Value::from(batch.scope_chunk_saturated)),
+                    ("traversal_scope_chunk_scans", Value::from(batch.scope_chunk_scans)),
+                    ("scope_size_sum", Value::from(batch.scope_size_sum)),
+                    ("scope_size_max", Value::from(batch.scope_size_max)),
+                    ("distance_evals", Value::from(batch.counts.exact)),
+                ],
+            );
         }
     }
 }

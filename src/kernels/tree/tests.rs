@@ -1314,7 +1314,9 @@ fn kernel_runs_every_algorithm_exactly() {
     assert_eq!(kiddo_probe.metric_value("recall"), Some(1.0));
     assert!(sparse_probe.metric_value("build_s").is_some() && sparse_probe.metric_value("query_s").is_some());
     assert!(sparse_probe.events().iter().any(|event| event.kind == "run"));
-    assert!(sparse_probe.events().iter().all(|event| event.kind != "batch"), "batch events only on the first run");
+    // The probe is the second run's: it reports its own batches too (2,999 points in
+    // batches of 256).
+    assert_eq!(sparse_probe.events().iter().filter(|event| event.kind == "batch").count(), 12);
     assert_eq!(output(&sparse, "tree_digest"), output(&dense, "tree_digest"));
     for name in ["knn_indices", "knn_distances"] {
         assert_eq!(output(&sparse, name), output(&dense, name));
@@ -1523,7 +1525,7 @@ fn kernel_times_kiddo_insertion_searches_without_an_answer() {
 }
 
 #[test]
-fn first_run_reports_batches_with_the_fields_names() {
+fn runs_report_batches_and_the_run_with_the_fields_names() {
     let params =
         kernel_params(&[("points", Value::Int(700)), ("queries", Value::Int(8)), ("batch_size", Value::Int(200))])
             .expect("valid parameters");
@@ -1555,7 +1557,22 @@ fn first_run_reports_batches_with_the_fields_names() {
         assert!(names.contains(&expected), "batch event lacks {expected}");
     }
     let run = probe.events().iter().find(|event| event.kind == "run").expect("a run event");
-    for expected in ["level_histogram", "distance_evals_build_by_level"] {
+    // The names of the field's per-run telemetry (recall is a metric of every sample).
+    for expected in [
+        "build_s",
+        "query_s",
+        "qps",
+        "distance_evals_build",
+        "distance_evals_query",
+        "tree_depth",
+        "level_histogram",
+        "root_level",
+        "radius_mean",
+        "radius_max",
+        "threads",
+        "traversal",
+        "distance_evals_build_by_level",
+    ] {
         assert!(run.fields.iter().any(|(name, _)| name == expected), "run event lacks {expected}");
     }
     let declared: Vec<&str> = Tree.metrics().iter().map(|spec| spec.name).collect();
