@@ -460,37 +460,33 @@ fn log_file_has_one_json_line_per_sample() {
     assert_eq!(fields["metrics"]["sample_index"], 0.0, "the metrics are an object: {fields}");
 }
 
+/// A spec of one phase holding one workload, given as its TOML lines.
+fn one_workload(workload: &str) -> String {
+    format!(
+        "[experiment]\nname = \"e2e\"\nseed = 3\n\n[[phase]]\nid = \"a\"\ntitle = \"Phase A\"\n\n[[phase.workload]]\n{workload}"
+    )
+}
+
+/// The telemetry records of a JSON-lines log (each line must parse).
+fn telemetry(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["target"] == "phasegate::telemetry")
+        .map(|record| record["fields"].clone())
+        .collect()
+}
+
 #[test]
 fn log_file_has_the_set_up_telemetry_of_warm_runs() {
     let project = Project::new();
-    let text = r#"
-[experiment]
-name = "e2e"
-seed = 3
-
-[[phase]]
-id = "a"
-title = "Phase A"
-
-[[phase.workload]]
-id = "image"
-kernel = "simulator"
-repeats = 1
-warmup = 0
-[phase.workload.params]
-detpixels = 8
-oversample = 1
-"#;
-    project.write("spec.toml", text);
+    let text = one_workload(
+        "id = \"image\"\nkernel = \"simulator\"\nrepeats = 1\nwarmup = 0\n[phase.workload.params]\ndetpixels = 8\noversample = 1\n",
+    );
+    project.write("spec.toml", &text);
     let (code, stdout, stderr) = project.run("spec.toml", &["--log-file", "log.jsonl"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
-    let kinds: Vec<String> = log
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|record| record["target"] == "phasegate::telemetry")
-        .map(|record| record["fields"]["kind"].as_str().unwrap().to_owned())
-        .collect();
+    let kinds: Vec<String> = telemetry(&log).iter().map(|fields| fields["kind"].as_str().unwrap().to_owned()).collect();
     // The kernel's set-up event, then the harness's set-up time.
     assert_eq!(kinds, ["simulator_setup", "setup"], "{log}");
     let setup = log.lines().find(|line| line.contains(r#""kind":"setup""#)).unwrap();
@@ -504,35 +500,14 @@ oversample = 1
 #[test]
 fn tree_telemetry_reaches_the_log_and_the_report() {
     let project = Project::new();
-    let text = r#"
-[experiment]
-name = "e2e"
-seed = 3
-
-[[phase]]
-id = "a"
-title = "Phase A"
-
-[[phase.workload]]
-id = "knn"
-kernel = "tree"
-repeats = 2
-warmup = 1
-[phase.workload.params]
-points = 300
-queries = 16
-batch_size = 100
-"#;
-    project.write("spec.toml", text);
+    let text = one_workload(
+        "id = \"knn\"\nkernel = \"tree\"\nrepeats = 2\nwarmup = 1\n[phase.workload.params]\npoints = 300\nqueries = 16\nbatch_size = 100\n",
+    );
+    project.write("spec.toml", &text);
     let (code, stdout, stderr) = project.run("spec.toml", &["--log-file", "log.jsonl"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
-    let events: Vec<serde_json::Value> = log
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|record| record["target"] == "phasegate::telemetry")
-        .map(|record| record["fields"].clone())
-        .collect();
+    let events = telemetry(&log);
     let of_kind = |kind: &str| events.iter().filter(|event| event["kind"] == kind).collect::<Vec<_>>();
     // A warm-up and two samples, each building 299 points in batches of 100.
     let (runs, batches) = (of_kind("run"), of_kind("batch"));
