@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use phasegate::execute::{RunStatus, Silent};
+use phasegate::execute::Silent;
 use phasegate::plan::{self, Selection};
 use phasegate::report::PhaseReport;
 use phasegate::run::{self, RunOptions};
@@ -140,14 +140,8 @@ fn trials(dir: &Path, root: &Path) -> Vec<Trial> {
 
 /// Fails when a run of the phase failed.
 fn runs_completed(report: &PhaseReport, file: &Path) -> Result<(), Failed> {
-    let failed: Vec<String> = report
-        .runs
-        .iter()
-        .filter_map(|run| match &run.status {
-            RunStatus::Failed(message) => Some(format!("run `{}` failed: {message}", run.name())),
-            _ => None,
-        })
-        .collect();
+    let failed: Vec<String> =
+        report.crashed_runs().map(|(run, message)| format!("run `{}` failed: {message}", run.name())).collect();
     if failed.is_empty() {
         return Ok(());
     }

@@ -6,13 +6,12 @@
 
 use std::fmt::Write;
 
-use crate::execute::RunStatus;
-use crate::report::{PhaseReport, RunReport};
+use crate::report::PhaseReport;
 use crate::verdict::{Status, Verdict, format_pair};
 
 pub fn render(reports: &[PhaseReport]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let errors: usize = reports.iter().map(|report| crashed(report).count()).sum();
+    let errors: usize = reports.iter().map(|report| report.crashed_runs().count()).sum();
     let tests: usize = reports.iter().map(|report| report.verdicts.len()).sum::<usize>() + errors;
     let failures: usize =
         reports.iter().map(|report| report.verdicts.iter().filter(|verdict| failing(verdict)).count()).sum();
@@ -26,7 +25,7 @@ pub fn render(reports: &[PhaseReport]) -> String {
         let suite = format!("{}.{}", report.experiment.name, report.phase.id);
         let failures = report.verdicts.iter().filter(|verdict| failing(verdict)).count();
         let n_skipped = report.verdicts.iter().filter(|verdict| skipped(verdict)).count();
-        let errors = crashed(report).count();
+        let errors = report.crashed_runs().count();
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{n_skipped}\" time=\"{:.3}\" timestamp=\"{}\">",
@@ -35,7 +34,7 @@ pub fn render(reports: &[PhaseReport]) -> String {
             report.invocation.duration_s,
             escape(&report.invocation.started)
         );
-        for (run, message) in crashed(report) {
+        for (run, message) in report.crashed_runs() {
             let _ = writeln!(
                 out,
                 "    <testcase classname=\"{}\" name=\"run {}\">\n      <error type=\"crashed\" message=\"{}\">{}</error>\n    </testcase>",
@@ -66,14 +65,6 @@ pub fn render(reports: &[PhaseReport]) -> String {
     }
     out.push_str("</testsuites>\n");
     out
-}
-
-/// The runs of a phase that crashed, with their error messages.
-fn crashed(report: &PhaseReport) -> impl Iterator<Item = (&RunReport, &str)> {
-    report.runs.iter().filter_map(|run| match &run.status {
-        RunStatus::Failed(message) => Some((run, message.as_str())),
-        _ => None,
-    })
 }
 
 fn failing(verdict: &Verdict) -> bool {

@@ -34,7 +34,7 @@ pub fn render(report: &PhaseReport, charts: &[Chart]) -> String {
     }
     results(&mut out, &report.runs);
     warnings(&mut out, &report.runs);
-    failures(&mut out, &report.runs);
+    failures(&mut out, report);
     configuration(&mut out, report);
     let _ = writeln!(out, "## Reproduce\n");
     let revision = report.environment.git_sha.as_deref().unwrap_or("(unknown revision)");
@@ -416,14 +416,8 @@ fn warnings(out: &mut String, runs: &[RunReport]) {
     }
 }
 
-fn failures(out: &mut String, runs: &[RunReport]) {
-    let failed: Vec<(&RunReport, &str)> = runs
-        .iter()
-        .filter_map(|run| match &run.status {
-            RunStatus::Failed(message) => Some((run, message.as_str())),
-            _ => None,
-        })
-        .collect();
+fn failures(out: &mut String, report: &PhaseReport) {
+    let failed: Vec<(&RunReport, &str)> = report.crashed_runs().collect();
     if failed.is_empty() {
         return;
     }

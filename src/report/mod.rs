@@ -45,6 +45,16 @@ pub struct PhaseReport {
     pub totals: Totals,
 }
 
+impl PhaseReport {
+    /// The runs that failed, with their error messages, in run order.
+    pub fn crashed_runs(&self) -> impl Iterator<Item = (&RunReport, &str)> {
+        self.runs.iter().filter_map(|run| match &run.status {
+            RunStatus::Failed(message) => Some((run, message.as_str())),
+            _ => None,
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PhaseInfo {
     pub id: String,
