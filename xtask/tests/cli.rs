@@ -41,6 +41,12 @@ impl Project {
         self.command().args(args).output().expect("run xtask")
     }
 
+    /// The JSON report of phase `a` of the latest run of experiment `e2e`.
+    fn latest_report(&self) -> serde_json::Value {
+        let path = self.path().join("reports/e2e/latest/a/report.json");
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("a report")).expect("a JSON report")
+    }
+
     fn run(&self, spec: &str, extra: &[&str]) -> (i32, String, String) {
         let mut args = vec!["run", spec, "--plain"];
         args.extend_from_slice(extra);
@@ -107,8 +113,7 @@ fn passing_spec_writes_reports_and_exits_0() {
     for file in ["env.json", "summary.md", "a/report.md", "a/report.json"] {
         assert!(latest.join(file).is_file(), "missing {file}");
     }
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(latest.join("a/report.json")).unwrap()).unwrap();
+    let report = project.latest_report();
     assert_eq!(report["schema_version"], 2);
     assert_eq!(report["verdicts"][0]["status"], "pass");
     assert_eq!(report["environment"]["debug_assertions"], cfg!(debug_assertions));
@@ -165,10 +170,7 @@ fn a_profile_with_untimed_sizes_makes_timing_checks_not_applicable() {
     project.write("tiny.toml", &text);
     let (code, stdout, stderr) = project.run("tiny.toml", &["--profile", "tiny"]);
     assert_eq!(code, 0, "the failing ratio is not judged at untimed sizes: {stdout}{stderr}");
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(project.path().join("reports/e2e/latest/a/report.json")).unwrap(),
-    )
-    .unwrap();
+    let report = project.latest_report();
     assert_eq!(report["experiment"]["untimed"], "sizes made for tests");
     let verdict = &report["verdicts"][0];
     assert_eq!(verdict["status"], "not_applicable", "{verdict}");
@@ -441,21 +443,14 @@ fn log_file_has_one_json_line_per_sample() {
     // The mock's samples are seeded: the pooled rounds still straddle 4.
     assert_eq!(code, 4, "{stdout}");
     let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
-    let samples: Vec<serde_json::Value> = log
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|record| record["target"] == "phasegate::sample")
-        .collect();
+    let samples = log_fields(&log, "phasegate::sample");
     // Two workloads, one warm-up and five samples each, in each of two rounds.
     assert_eq!(samples.len(), 24, "{log}");
     let slow_in_round = |round: u64| {
-        samples
-            .iter()
-            .filter(|sample| sample["fields"]["run"] == "slow" && sample["fields"]["round"].as_u64() == Some(round))
-            .count()
+        samples.iter().filter(|sample| sample["run"] == "slow" && sample["round"].as_u64() == Some(round)).count()
     };
     assert_eq!((slow_in_round(0), slow_in_round(1)), (6, 6), "{log}");
-    let fields = &samples[0]["fields"];
+    let fields = &samples[0];
     assert!(fields["seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(fields["metrics"]["sample_index"], 0.0, "the metrics are an object: {fields}");
 }
@@ -467,11 +462,11 @@ fn one_workload(workload: &str) -> String {
     )
 }
 
-/// The telemetry records of a JSON-lines log (each line must parse).
-fn telemetry(log: &str) -> Vec<serde_json::Value> {
+/// The fields of the records of a JSON-lines log with `target` (every line must parse).
+fn log_fields(log: &str, target: &str) -> Vec<serde_json::Value> {
     log.lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|record| record["target"] == "phasegate::telemetry")
+        .filter(|record| record["target"] == target)
         .map(|record| record["fields"].clone())
         .collect()
 }
@@ -486,12 +481,11 @@ fn log_file_has_the_set_up_telemetry_of_warm_runs() {
     let (code, stdout, stderr) = project.run("spec.toml", &["--log-file", "log.jsonl"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
-    let kinds: Vec<String> = telemetry(&log).iter().map(|fields| fields["kind"].as_str().unwrap().to_owned()).collect();
+    let events = log_fields(&log, "phasegate::telemetry");
+    let kinds: Vec<&str> = events.iter().map(|event| event["kind"].as_str().unwrap()).collect();
     // The kernel's set-up event, then the harness's set-up time.
     assert_eq!(kinds, ["simulator_setup", "setup"], "{log}");
-    let setup = log.lines().find(|line| line.contains(r#""kind":"setup""#)).unwrap();
-    let setup: serde_json::Value = serde_json::from_str(setup).unwrap();
-    assert!(setup["fields"]["fields"]["setup_s"].as_f64().unwrap() > 0.0, "{setup}");
+    assert!(events[1]["fields"]["setup_s"].as_f64().unwrap() > 0.0, "{}", events[1]);
 }
 
 /// The tree kernel's telemetry with the field's names: a `run` event and a `batch`
@@ -507,7 +501,7 @@ fn tree_telemetry_reaches_the_log_and_the_report() {
     let (code, stdout, stderr) = project.run("spec.toml", &["--log-file", "log.jsonl"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
-    let events = telemetry(&log);
+    let events = log_fields(&log, "phasegate::telemetry");
     let of_kind = |kind: &str| events.iter().filter(|event| event["kind"] == kind).collect::<Vec<_>>();
     // A warm-up and two samples, each building 299 points in batches of 100.
     let (runs, batches) = (of_kind("run"), of_kind("batch"));
@@ -520,8 +514,7 @@ fn tree_telemetry_reaches_the_log_and_the_report() {
     for name in ["batch_index", "candidates", "selected", "dominated", "edges", "mis_iterations", "traversal_ms"] {
         assert!(batches[0]["fields"][name].is_number(), "batch event lacks {name}: {}", batches[0]);
     }
-    let report = std::fs::read_to_string(project.path().join("reports/e2e/latest/a/report.json")).unwrap();
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let report = project.latest_report();
     let kinds: Vec<&str> =
         report["runs"][0]["events"].as_array().unwrap().iter().map(|event| event["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.iter().filter(|&&kind| kind == "batch").count(), 3, "{kinds:?}");
@@ -624,8 +617,7 @@ fn baseline_of_too_few_samples_is_inconclusive() {
     let (code, stdout, _) = project.run("few.toml", &["--baseline", "latest"]);
     assert_eq!(code, 4, "{stdout}");
     assert!(stdout.contains("inconclusive   baseline[fast warm time]"), "{stdout}");
-    let report = std::fs::read_to_string(project.path().join("reports/e2e/latest/a/report.json")).unwrap();
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let report = project.latest_report();
     let verdict = &report["verdicts"][0];
     assert_eq!(verdict["measured"]["coverage"], 0.0, "one sample covers the median never: {verdict}");
     assert!(verdict["reason"].as_str().unwrap().contains("more repeats are needed"), "{verdict}");
@@ -638,8 +630,7 @@ fn a_calibrated_run_records_the_noise_floor_of_each_paired_check() {
     project.write("calibrated.toml", &text);
     let (code, stdout, stderr) = project.run("calibrated.toml", &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let report = std::fs::read_to_string(project.path().join("reports/e2e/latest/a/report.json")).unwrap();
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let report = project.latest_report();
     // The mock's seeded fake times are the same in both instances of the A/A pair, so
     // the floor is exactly 0; the run must still have measured and recorded it.
     assert_eq!(report["verdicts"][0]["noise_floor"].as_f64(), Some(0.0), "{}", report["verdicts"][0]);
@@ -823,7 +814,6 @@ fn a_run_of_one_phase_keeps_the_other_phases_in_the_plan_and_the_baseline() {
     // The report names the commit it ran at.
     let head = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(project.path()).output().expect("run git");
     let head = String::from_utf8(head.stdout).unwrap();
-    let report = std::fs::read_to_string(project.path().join("reports/e2e/latest/a/report.json")).unwrap();
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let report = project.latest_report();
     assert_eq!(report["environment"]["git_sha"].as_str(), Some(head.trim()), "{}", report["environment"]);
 }
