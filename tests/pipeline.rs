@@ -41,6 +41,14 @@ fn step_order(phase: &phasegate::plan::PhasePlan) -> Vec<(String, bool, u32)> {
     order.0.into_inner().unwrap()
 }
 
+/// [`step_order`] as labels: `slow 0`, `fast warm-up 1`, ...
+fn step_labels(phase: &phasegate::plan::PhasePlan) -> Vec<String> {
+    step_order(phase)
+        .into_iter()
+        .map(|(workload, warmup, index)| format!("{workload}{}{index}", if warmup { " warm-up " } else { " " }))
+        .collect()
+}
+
 fn status_of(verdicts: &[Verdict], name: &str) -> Status {
     verdicts.iter().find(|verdict| verdict.name() == name).unwrap_or_else(|| panic!("no verdict {name}")).status
 }
@@ -73,12 +81,8 @@ impl phasegate::execute::Observer for StepOrder {
 fn a_workload_and_its_reference_take_turns_sample_by_sample() {
     let text = BASE.replace("repeats = 5", "repeats = 3\nwarmup = 2");
     let plan = expand(&text).unwrap();
-    let steps: Vec<String> = step_order(&plan.phases[0])
-        .into_iter()
-        .map(|(workload, warmup, index)| format!("{workload}{}{index}", if warmup { " warm-up " } else { " " }))
-        .collect();
     assert_eq!(
-        steps,
+        step_labels(&plan.phases[0]),
         [
             "slow warm-up 0",
             "fast warm-up 0",
@@ -101,11 +105,7 @@ fn cold_samples_take_turns_too() {
         .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\"]")
         .replace("id = \"fast\"", "id = \"fast\"\nmodes = [\"cold\"]");
     let plan = expand(&text).unwrap();
-    let steps: Vec<String> = step_order(&plan.phases[0])
-        .into_iter()
-        .map(|(workload, warmup, index)| format!("{workload}{}{index}", if warmup { " warm-up " } else { " " }))
-        .collect();
-    assert_eq!(steps, ["slow 0", "fast 0", "slow 1", "fast 1", "slow 2", "fast 2"]);
+    assert_eq!(step_labels(&plan.phases[0]), ["slow 0", "fast 0", "slow 1", "fast 1", "slow 2", "fast 2"]);
 }
 
 #[test]

@@ -452,10 +452,20 @@ mod tests {
 
     /// An instance running `line` through `sh -c`, with scratch files under `scratch`.
     fn shell_instance(line: &str, scratch: &Path) -> Box<dyn Instance> {
-        let given =
-            BTreeMap::from([("program".to_owned(), Value::from(line)), ("shell".to_owned(), Value::Bool(true))]);
+        shell_instance_with(line, 1, 1, scratch)
+    }
+
+    /// `line` run by the shell, with the run's seed and thread count.
+    fn shell_instance_with(line: &str, seed: u64, threads: usize, scratch: &Path) -> Box<dyn Instance> {
+        let given = [("program", Value::from(line)), ("shell", Value::Bool(true))];
+        instance(&given, seed, threads, scratch)
+    }
+
+    fn instance(given: &[(&str, Value)], seed: u64, threads: usize, scratch: &Path) -> Box<dyn Instance> {
+        let given: BTreeMap<String, Value> =
+            given.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect();
         let params = Params::validate(&Command.params(), &given, true).unwrap();
-        Command.instantiate(&params, &RunContext::outside_harness(1, 1, scratch)).unwrap()
+        Command.instantiate(&params, &RunContext::outside_harness(seed, threads, scratch)).unwrap()
     }
 
     /// Whether `pid` is a process that has not exited (a zombie has).
@@ -536,10 +546,8 @@ mod tests {
     #[test]
     fn a_missing_program_fails_the_run() {
         let scratch = tempfile::tempdir().unwrap();
-        let given = BTreeMap::from([("program".to_owned(), Value::from("/nonexistent/phasegate-no-such-program"))]);
-        let params = Params::validate(&Command.params(), &given, true).unwrap();
-        let mut instance = Command.instantiate(&params, &RunContext::outside_harness(1, 1, scratch.path())).unwrap();
-        let error = instance.run(&mut Probe::default()).unwrap_err().to_string();
+        let given = [("program", Value::from("/nonexistent/phasegate-no-such-program"))];
+        let error = instance(&given, 1, 1, scratch.path()).run(&mut Probe::default()).unwrap_err().to_string();
         assert!(error.contains("cannot start `/nonexistent/phasegate-no-such-program`"), "{error}");
     }
 
@@ -547,12 +555,7 @@ mod tests {
     fn the_child_sees_the_thread_count_and_the_seed() {
         let scratch = tempfile::tempdir().unwrap();
         let line = r#"test "$OMP_NUM_THREADS/$RAYON_NUM_THREADS" = 2/2 && test {threads} = 2 && test {seed} = 7"#;
-        let given =
-            BTreeMap::from([("program".to_owned(), Value::from(line)), ("shell".to_owned(), Value::Bool(true))]);
-        let params = Params::validate(&Command.params(), &given, true).unwrap();
-        let instance = |seed, threads| {
-            Command.instantiate(&params, &RunContext::outside_harness(seed, threads, scratch.path())).unwrap()
-        };
+        let instance = |seed, threads| shell_instance_with(line, seed, threads, scratch.path());
         instance(7, 2).run(&mut Probe::default()).unwrap();
         // The same line fails for another thread count or seed, so it tests something.
         assert!(instance(7, 1).run(&mut Probe::default()).is_err());

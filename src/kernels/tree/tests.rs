@@ -365,19 +365,13 @@ fn block_screening_keeps_every_pair_within_its_threshold() {
         let bounds = ResidualBounds::new(&model, seed);
         let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
         let queries: Vec<usize> = (0..count.min(37)).collect();
-        let width = metric.payload_width();
         let mut checked = 0;
         // Lanes that stage 0 passed on to the prefix stages, and those left after them
         // (pending, or known: a query's own lane): the checkpoints must reject some.
         let (mut after_stage_zero, mut after_prefixes) = (0u64, 0u64);
         for first in (0..count).step_by(LANES) {
             let members: Vec<u32> = (first as u32..(first + LANES).min(count) as u32).collect();
-            let mut payload = vec![0.0; width * LANES];
-            let mut ids = [0u32; LANES];
-            for (lane, &member) in members.iter().enumerate() {
-                ids[lane] = member;
-                metric.write_payload(member as usize, lane, &mut payload);
-            }
+            let (ids, payload) = packed_chunk(&metric, &members);
             let view = ChunkView { ids: &ids, len: members.len(), payload: &payload };
             for slack in [-1e-3, 0.0, 0.05, 0.3] {
                 let thresholds: Vec<[f64; LANES]> = queries
@@ -437,13 +431,11 @@ fn stage_zero_rejects_by_the_inducing_bound() {
     let model = residual_model(data::standard_normal_points(400, 2, 71), 48, params, 72);
     let bounds = ResidualBounds::new(&model, 72);
     let metric = ResidualMetric { model: &model, bounds: Some(&bounds) };
-    let width = metric.payload_width();
     let mut screened = 0;
     for &query in model.inducing.iter().take(12) {
         let far: Vec<u32> = (0..model.len())
             .filter(|&j| {
-                let inducing = model.inducing_factor[query] * model.norm[j]
-                    + residual::INDUCING_ERROR * model.inverse_scale[query] * (model.norm[j] + model.inverse_scale[j]);
+                let inducing = inducing_bound(&model, query, j);
                 let whole = model.kernel_value(query, j) * model.inverse_scale[query] * model.inverse_scale[j]
                     + model.norm[query] * model.norm[j];
                 j != query && inducing < 0.4 && whole > 2.0
@@ -451,11 +443,7 @@ fn stage_zero_rejects_by_the_inducing_bound() {
             .map(|j| j as u32)
             .collect();
         for members in far.chunks_exact(LANES) {
-            let mut payload = vec![0.0; width * LANES];
-            let ids: [u32; LANES] = members.try_into().unwrap();
-            for (lane, &member) in members.iter().enumerate() {
-                metric.write_payload(member as usize, lane, &mut payload);
-            }
+            let (ids, payload) = packed_chunk(&metric, members);
             let view = ChunkView { ids: &ids, len: LANES, payload: &payload };
             for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512].into_iter().filter(|isa| isa.is_available()) {
                 let (_, screens, counts) = screens_with(isa, &metric, &[query], view, &[[0.5; LANES]]);
@@ -574,6 +562,25 @@ fn summaries_with<M: Metric>(
 
 /// [`Metric::bound_chunk_many`] of several queries against one chunk, run with `isa`
 /// (which must be available): the distances and the screens.
+/// The ids and payload of a chunk holding `members` (at most [`LANES`]), laid out as
+/// the tree stores them.
+fn packed_chunk<M: Metric>(metric: &M, members: &[u32]) -> ([u32; LANES], Vec<f64>) {
+    let mut payload = vec![0.0; metric.payload_width() * LANES];
+    let mut ids = [0u32; LANES];
+    for (lane, &member) in members.iter().enumerate() {
+        ids[lane] = member;
+        metric.write_payload(member as usize, lane, &mut payload);
+    }
+    (ids, payload)
+}
+
+/// The inducing bound on `|rho(i, j)|` for an inducing point i, with its margin (see
+/// [`residual::INDUCING_ERROR`]).
+fn inducing_bound(model: &ResidualModel, i: usize, j: usize) -> f64 {
+    model.inducing_factor[i] * model.norm[j]
+        + residual::INDUCING_ERROR * model.inverse_scale[i] * (model.norm[j] + model.inverse_scale[j])
+}
+
 fn screens_with<M: Metric>(
     isa: Isa,
     metric: &M,
@@ -625,12 +632,7 @@ fn euclidean_block_screening_gives_the_exact_distances() {
         for chunk in &chunks {
             let first = chunk.start;
             let members: Vec<u32> = (chunk.start as u32..chunk.end as u32).collect();
-            let mut payload = vec![0.0; metric.payload_width() * LANES];
-            let mut ids = [0u32; LANES];
-            for (lane, &member) in members.iter().enumerate() {
-                ids[lane] = member;
-                metric.write_payload(member as usize, lane, &mut payload);
-            }
+            let (ids, payload) = packed_chunk(&metric, &members);
             let view = ChunkView { ids: &ids, len: members.len(), payload: &payload };
             // Thresholds at the exact distance of every other lane and below the rest,
             // alternating between the queries so that every lane sees both.
@@ -1102,8 +1104,7 @@ fn inducing_bound_holds_when_the_inducing_covariance_is_ill_conditioned() {
                 }
                 let dot_product = metric::dot(model.v_row(i), model.v_row(j));
                 let rho = model.correlation_from_kernel(i, j, model.kernel_value(i, j), dot_product).abs();
-                let bound = factor * model.norm[j]
-                    + residual::INDUCING_ERROR * model.inverse_scale[i] * (model.norm[j] + model.inverse_scale[j]);
+                let bound = inducing_bound(&model, i, j);
                 assert!(rho <= bound, "|rho({i}, {j})| = {rho} above the inducing bound {bound} (l = {lengthscale})");
                 checked += 1;
                 tight += usize::from(bound < 0.5);
