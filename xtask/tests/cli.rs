@@ -471,17 +471,23 @@ fn log_fields(log: &str, target: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
-fn log_file_has_the_set_up_telemetry_of_warm_runs() {
+/// Runs a spec of one workload with `--log-file`, which must pass: the project, the
+/// log and its telemetry events.
+fn run_logging(workload: &str) -> (Project, String, Vec<serde_json::Value>) {
     let project = Project::new();
-    let text = one_workload(
-        "id = \"image\"\nkernel = \"simulator\"\nrepeats = 1\nwarmup = 0\n[phase.workload.params]\ndetpixels = 8\noversample = 1\n",
-    );
-    project.write("spec.toml", &text);
+    project.write("spec.toml", &one_workload(workload));
     let (code, stdout, stderr) = project.run("spec.toml", &["--log-file", "log.jsonl"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
     let events = log_fields(&log, "phasegate::telemetry");
+    (project, log, events)
+}
+
+#[test]
+fn log_file_has_the_set_up_telemetry_of_warm_runs() {
+    let (_, log, events) = run_logging(
+        "id = \"image\"\nkernel = \"simulator\"\nrepeats = 1\nwarmup = 0\n[phase.workload.params]\ndetpixels = 8\noversample = 1\n",
+    );
     let kinds: Vec<&str> = events.iter().map(|event| event["kind"].as_str().unwrap()).collect();
     // The kernel's set-up event, then the harness's set-up time.
     assert_eq!(kinds, ["simulator_setup", "setup"], "{log}");
@@ -493,15 +499,9 @@ fn log_file_has_the_set_up_telemetry_of_warm_runs() {
 /// report, warm-ups or not.
 #[test]
 fn tree_telemetry_reaches_the_log_and_the_report() {
-    let project = Project::new();
-    let text = one_workload(
+    let (project, log, events) = run_logging(
         "id = \"knn\"\nkernel = \"tree\"\nrepeats = 2\nwarmup = 1\n[phase.workload.params]\npoints = 300\nqueries = 16\nbatch_size = 100\n",
     );
-    project.write("spec.toml", &text);
-    let (code, stdout, stderr) = project.run("spec.toml", &["--log-file", "log.jsonl"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
-    let events = log_fields(&log, "phasegate::telemetry");
     let of_kind = |kind: &str| events.iter().filter(|event| event["kind"] == kind).collect::<Vec<_>>();
     // A warm-up and two samples, each building 299 points in batches of 100.
     let (runs, batches) = (of_kind("run"), of_kind("batch"));
