@@ -1,64 +1,12 @@
 //! Report rendering from a fixed result: the mock kernel's timings are deterministic,
-//! and the environment and dates are fixed here, so the Markdown is snapshot-tested
-//! whole and the JSON must round-trip.
+//! and the environment and dates are fixed (`support::fixed_report`), so the Markdown
+//! is snapshot-tested whole, the charts are drawn to scale and the JSON must
+//! round-trip.
 
-use std::collections::BTreeMap;
-
-use phasegate::env::Environment;
 use phasegate::report::{self, PhaseReport, markdown};
-use phasegate::verdict::Facts;
+use phasegate::spec::Mode;
 
-use crate::support::{BASE, expand, run_plan};
-
-fn fixed_environment() -> Environment {
-    Environment {
-        phasegate_version: "0.0.0".into(),
-        git_sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
-        git_dirty: Some(false),
-        rustc: "rustc 1.0.0".into(),
-        target: "x86_64-unknown-linux-gnu".into(),
-        build_profile: "measure".into(),
-        opt_level: "3".into(),
-        debug_assertions: false,
-        cpu_model: "Test CPU".into(),
-        cpu_features: vec!["avx2".into()],
-        cores: 2,
-        memory_bytes: 8 << 30,
-        memory_available_bytes: 6 << 30,
-        os: "Test OS".into(),
-        kernel: "6.0".into(),
-        hostname: "testhost".into(),
-        crate_versions: BTreeMap::new(),
-    }
-}
-
-fn fixed_report() -> PhaseReport {
-    let text = BASE
-        .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\", \"warm\"]")
-        .replace("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]")
-        .replace("time_ms = 4.0", "time_ms = 4.0\nsize = [8, 16]");
-    // Less jitter for `fast` (the seed, and so the outputs, stay shared), so the pairs'
-    // ratios vary and the report shows a real interval of them.
-    let text =
-        text.replace("time_ms = 1.0\nsize = [8, 16]\njitter = 0.05", "time_ms = 1.0\nsize = [8, 16]\njitter = 0.02");
-    assert!(text.contains("jitter = 0.02"));
-    let text = format!(
-        "{text}\n[[phase.check]]\nid = \"speedup\"\nexpr = \"slow.warm.median / fast.warm.median >= 3\"\nparity = {{ of = \"fast\", against = \"slow\", output = \"values\", exact = true }}\nrationale = \"fast is at least 3x slow\"\n\n[[phase.check]]\nid = \"budget\"\nexpr = \"fast[size=8].warm.median <= 0.0009\"\nrationale = \"fast stays under 0.9 ms\"\n\n[[phase.check]]\nid = \"steady\"\nexpr = \"slow[size=16].warm.median / fast[size=16].warm.median / (slow[size=8].warm.median / fast[size=8].warm.median) <= 1.5\"\nrationale = \"the speed-up does not depend on the size\"\n"
-    );
-    let plan = expand(&text).unwrap();
-    let (results, verdicts) = run_plan(&plan, &Facts::default()).remove(0);
-    let environment = fixed_environment();
-    let context = report::Context {
-        spec: &plan.spec,
-        environment: &environment,
-        command: "cargo xtask run spec.toml".into(),
-        started: "2026-01-01T00:00:00Z".into(),
-        duration_s: 1.5,
-        rounds: 1,
-        report_dir: "reports/demo/2026-01-01T000000Z-testhost".into(),
-    };
-    report::build(&plan.phases[0], &results, verdicts, &context)
-}
+use crate::support::{fixed_report, troubled_report};
 
 #[test]
 fn markdown_report() {
@@ -184,4 +132,142 @@ fn the_header_warns_of_uncommitted_changes_and_debug_builds() {
     let warned = markdown::render(&report, &[]);
     assert!(warned.contains("| Revision | `0123456789ab-dirty` (uncommitted changes) |"), "{warned}");
     assert!(warned.contains("debug assertions **on** (figures are not measurements)"), "{warned}");
+}
+
+/// The header counts every kind of verdict and crash, the results say which runs were
+/// skipped and which crashed, and a crash's whole message follows.
+#[test]
+fn skipped_and_crashed_runs_in_the_report() {
+    let markdown = markdown::render(&troubled_report(), &[]);
+    assert!(
+        markdown.contains("| Verdict | **CRASHED** (1 pass, 2 fail, 1 inconclusive, 1 not measured, 1 failed runs) |"),
+        "{markdown}"
+    );
+    let start = markdown.find("## Results").unwrap();
+    let end = markdown.find("## Configuration").unwrap();
+    insta::assert_snapshot!(&markdown[start..end], @r"
+    ## Results
+
+    Times per step. The CI of the median is distribution-free at 95% (with fewer than 6 samples it is [min, max], covering 1 - 2^(1-n)).
+
+    ### `slow` (kernel `mock`)
+
+    | size | mode | median | 95% CI of median | mean | stddev | min | max | MAD | n |
+    |---|---|---|---|---|---|---|---|---|---|
+    | 8 | cold | 4.076 ms | [3.873 ms, 4.197 ms] | 4.052 ms | 151.456 µs | 3.873 ms | 4.197 ms | 121.090 µs | 5 |
+    | 8 | warm | 4.041 ms | [3.867 ms, 4.091 ms] | 4.005 ms | 96.476 µs | 3.867 ms | 4.091 ms | 50.193 µs | 5 |
+    | 16 | – | skipped: skipped: NB_C_BIN is not set |  |  |  |  |  |  |  |
+
+    | size | mode | items_per_s (median) | sample_index (median) | setup_s (median) |
+    |---|---|---|---|---|
+    | 8 | cold | 2.454e8 | 0 | 0 |
+    | 8 | warm | 2.475e8 | 3.000 | – |
+
+    ### `fast` (kernel `mock`)
+
+    | size | mode | median | 95% CI of median | mean | stddev | min | max | MAD | n |
+    |---|---|---|---|---|---|---|---|---|---|
+    | 8 | warm | 1.004 ms | [986.720 µs, 1.009 ms] | 1.000 ms | 9.647 µs | 986.720 µs | 1.009 ms | 5.020 µs | 5 |
+    | 16 | – | **failed**: step failed: out of memory |  |  |  |  |  |  |  |
+
+    | size | mode | items_per_s (median) | sample_index (median) |
+    |---|---|---|---|
+    | 8 | warm | 9.960e8 | 3.000 |
+
+    ## Failed runs
+
+    ### `fast[size=16]`
+
+    ```text
+    step failed: out of memory
+    details
+    ```
+    ");
+}
+
+/// The lines of `svg` that draw `element` with `style` (e.g. its colour), in order.
+fn drawn<'a>(svg: &'a str, element: &str, style: &str) -> Vec<&'a str> {
+    svg.lines().filter(|line| line.starts_with(&format!("<{element} ")) && line.contains(style)).collect()
+}
+
+/// The number of attribute `name` of an SVG element's line.
+fn attribute(line: &str, name: &str) -> f64 {
+    let start = line.find(&format!(" {name}=\"")).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len() + 3;
+    line[start..][..line[start..].find('"').unwrap()].parse().unwrap()
+}
+
+/// The y pixels of the `points="x0,y0 x1,y1 "` of an SVG polyline's line.
+fn polyline_ys(line: &str) -> Vec<f64> {
+    let points = &line[line.find("points=\"").unwrap() + 8..];
+    let points = &points[..points.find('"').unwrap()];
+    points.split_whitespace().map(|point| point.split_once(',').unwrap().1.parse().unwrap()).collect()
+}
+
+/// Where `values[1]` lies between `values[0]` and `values[2]`, as a fraction.
+fn fraction(values: [f64; 3]) -> f64 {
+    (values[1] - values[0]) / (values[2] - values[0])
+}
+
+/// The time chart of `slow` alone at three sizes, with warm medians of 1, 10 and
+/// 100 ms: the medians' circles, `(x, y)` pixels, in the order of the sizes.
+fn time_points(sizes: [u32; 3]) -> Vec<(f64, f64)> {
+    let mut report = fixed_report();
+    report.runs.retain(|run| run.workload == "slow");
+    report.runs.push(report.runs[1].clone());
+    for ((run, size), median) in report.runs.iter_mut().zip(sizes).zip([1e-3, 1e-2, 1e-1]) {
+        run.coords.insert("size".into(), size.into());
+        run.point = format!("size={size}");
+        let time = run.summaries.get_mut(&Mode::Warm).unwrap().get_mut("time").unwrap();
+        (time.median, time.ci_low, time.ci_high) = (median, 0.9 * median, 1.1 * median);
+    }
+    let charts = report::charts::render(&report);
+    assert_eq!(charts[0].file, "time_size.svg");
+    let circles = drawn(&charts[0].svg, "circle", "fill=\"#1F77B4\"");
+    assert_eq!(circles.len(), 3, "{}", charts[0].svg);
+    circles.iter().map(|circle| (attribute(circle, "cx"), attribute(circle, "cy"))).collect()
+}
+
+#[test]
+fn the_time_chart_is_logarithmic_in_time_and_in_a_wide_axis() {
+    // Sizes 1, 10, 100 span more than a factor of 4: 10 lies halfway on a log axis;
+    // 10 ms lies halfway between 1 and 100 ms on the time axis, which is always
+    // logarithmic, and higher up (smaller y).
+    let points = time_points([1, 10, 100]);
+    let (x, y): (Vec<f64>, Vec<f64>) = points.into_iter().unzip();
+    assert!((fraction([x[0], x[1], x[2]]) - 0.5).abs() < 0.01, "{x:?}");
+    assert!((fraction([y[0], y[1], y[2]]) - 0.5).abs() < 0.01 && y[0] > y[2], "{y:?}");
+    // Sizes 10, 12, 20 span a factor of 2: a linear axis, where 12 is a fifth of the way.
+    let (x, _): (Vec<f64>, Vec<f64>) = time_points([10, 12, 20]).into_iter().unzip();
+    assert!((fraction([x[0], x[1], x[2]]) - 0.2).abs() < 0.01, "{x:?}");
+}
+
+/// A paired ratio's bars rise from 0 to the observed ratio, its whisker spans the
+/// interval, and the threshold line lies at the threshold, on one linear scale; a bar
+/// whose interval straddles the threshold has the second colour.
+#[test]
+fn the_check_chart_draws_ratios_intervals_and_threshold_to_scale() {
+    let mut report = fixed_report();
+    for (verdict, (observed, interval)) in report.verdicts.iter_mut().zip([(4.0, (3.5, 5.0)), (2.0, (1.5, 3.5))]) {
+        let name = verdict.name();
+        let measured = verdict.measured.as_mut().unwrap();
+        assert_eq!(measured.threshold, 3.0, "{name}");
+        (measured.observed, measured.interval) = (observed, Some(interval));
+    }
+    let charts = report::charts::render(&report);
+    let svg = &charts.iter().find(|chart| chart.file == "check_speedup.svg").unwrap().svg;
+    let bars = drawn(svg, "rect", "opacity=\"0.7\"");
+    let whiskers = drawn(svg, "polyline", "stroke=\"#000000\" stroke-width=\"2\"");
+    let threshold = polyline_ys(drawn(svg, "polyline", "stroke=\"#D62728\"")[0])[0];
+    assert_eq!((bars.len(), whiskers.len()), (2, 2), "{svg}");
+    let zero = attribute(bars[0], "y") + attribute(bars[0], "height");
+    // Pixels above the axis, in units of the threshold (3).
+    let ratio = |y: f64| 3.0 * (zero - y) / (zero - threshold);
+    let expected = [(4.0, 3.5, 5.0, "#1F77B4"), (2.0, 1.5, 3.5, "#FF7F0E")];
+    for (bar, (whisker, (observed, low, high, fill))) in bars.iter().zip(whiskers.iter().zip(expected)) {
+        assert!(bar.contains(&format!(" fill=\"{fill}\"")), "{bar}: not {fill}");
+        assert_eq!(attribute(bar, "y") + attribute(bar, "height"), zero, "{bar}");
+        assert!((ratio(attribute(bar, "y")) - observed).abs() < 0.03, "{bar}: not {observed}");
+        let ends = polyline_ys(whisker);
+        assert!((ratio(ends[0]) - low).abs() < 0.03 && (ratio(ends[1]) - high).abs() < 0.03, "{whisker}");
+    }
 }
