@@ -1,0 +1,99 @@
+//! The text of `list`, `run --dry-run` and the end of a run, from the fixed plan and
+//! report of `support`.
+
+use phasegate::describe;
+use phasegate::plan::{Plan, Selection};
+use phasegate::spec::Mode;
+
+use crate::support::{fixed_report, fixed_spec, load, troubled_report};
+
+/// [`fixed_spec`] with `slow` at a third size the fixed report never measured, and
+/// only `slow` selected: the `fast` runs are skipped.
+fn slow_only() -> Plan {
+    let text = fixed_spec().replacen("size = [8, 16]", "size = [8, 16, 32]", 1);
+    let selection = Selection { phase: None, filter: Some("slow".into()) };
+    phasegate::plan::expand(load(&text).unwrap(), selection, &|_| false).unwrap()
+}
+
+#[test]
+fn the_estimate_counts_every_planned_step_of_the_recorded_runs() {
+    let report = fixed_report();
+    let estimate = describe::estimate(&slow_only(), std::slice::from_ref(&report));
+    // `slow` has 5 cold samples and 1 + 5 warm steps at each recorded size; size 32 was
+    // never measured, and the skipped `fast` runs take no time.
+    let median = |point: &str, mode| {
+        let run = report.runs.iter().find(|run| run.workload == "slow" && run.point == point).unwrap();
+        run.summary(mode, "time").unwrap().median
+    };
+    let expected: f64 = ["size=8", "size=16"]
+        .iter()
+        .map(|point| 5.0 * median(point, Mode::Cold) + 6.0 * median(point, Mode::Warm))
+        .sum();
+    assert_eq!((estimate.known_runs, estimate.unknown_runs), (2, 1));
+    assert!((estimate.seconds - expected).abs() < 1e-12 * expected, "{} s, not {expected} s", estimate.seconds);
+    // Without a report nothing is known.
+    let unknown = describe::estimate(&slow_only(), &[]);
+    assert_eq!((unknown.seconds, unknown.known_runs, unknown.unknown_runs), (0.0, 0, 3));
+}
+
+#[test]
+fn a_dry_run_lists_the_matrix_settings_and_estimate() {
+    let plan = slow_only();
+    let estimate = describe::estimate(&plan, &[fixed_report()]);
+    insta::assert_snapshot!(describe::dry_run(&plan, &estimate), @r#"
+    demo (spec.toml): Demo
+
+    phase a: Phase A
+      workload slow (kernel mock, 3 runs, cold+warm, 5 repeats)
+        slow[size=8]  time_ms=4 size=8 jitter=0.05 threads=1
+        slow[size=16]  time_ms=4 size=16 jitter=0.05 threads=1
+        slow[size=32]  time_ms=4 size=32 jitter=0.05 threads=1
+      workload fast (kernel mock, 2 runs, warm, 5 repeats, interleaved with slow)
+        fast[size=8]  time_ms=1 size=8 jitter=0.02 threads=1  [excluded by --filter]
+        fast[size=16]  time_ms=1 size=16 jitter=0.02 threads=1  [excluded by --filter]
+      check speedup: slow.warm.median / fast.warm.median >= 3 and parity fast vs slow on `values` at [size=8], [size=16]
+      check budget: fast[size=8].warm.median <= 0.0009
+      check steady: slow[size=16].warm.median / fast[size=16].warm.median / (slow[size=8].warm.median / fast[size=8].warm.median) <= 1.5
+
+    resolved settings (value, source):
+      a/slow:
+        warmup   = 1                (built-in default)
+        repeats  = 5                (spec file)
+        order    = "interleaved"    (built-in default)
+        threads  = [1]              (built-in default)
+        timeout  = 600              (built-in default)
+        modes    = ["cold", "warm"] (spec file)
+        reruns   = 0                (built-in default)
+      a/fast:
+        warmup   = 1                (built-in default)
+        repeats  = 5                (spec file)
+        order    = "interleaved"    (built-in default)
+        threads  = [1]              (built-in default)
+        timeout  = 600              (built-in default)
+        modes    = ["warm"]         (built-in default)
+        reruns   = 0                (built-in default)
+
+    3 runs, 33 timed steps (warm-up included)
+    estimated time in steps: 89.244 ms for 2 runs from the latest report, plus 1 runs never measured (set-up time excluded)
+    "#);
+}
+
+#[test]
+fn the_outcome_names_every_check_that_did_not_pass_and_every_crash() {
+    let outcome = phasegate::run::Outcome {
+        run_dir: "reports/demo/2026-01-01T000000Z-testhost".into(),
+        reports: vec![troubled_report()],
+        exit: phasegate::run::Exit::Crashed,
+    };
+    insta::assert_snapshot!(describe::outcome(&outcome), @r"
+    phase a (Phase A): CRASHED  [1 pass, 3 fail, 1 inconclusive, 0 other]  reports/demo/2026-01-01T000000Z-testhost/a/report.md
+      FAIL           speedup[size=8] observed 4.024 >= 3.000
+      pass           speedup[size=16] observed 4.024 >= 3.000
+      FAIL           budget observed 0.001004 <= 9.000e-4
+      inconclusive   steady observed 1.000 <= 1.500: the interval [0.9668, 1.034] holds the value with only 87.5% (below 90%): more repeats are needed to decide
+      not measured   missing: `fast[size=16]` has no samples
+      run fast[size=16] failed: step failed: out of memory
+    reports: reports/demo/2026-01-01T000000Z-testhost
+    exit 3: a workload crashed
+    ");
+}
