@@ -693,6 +693,38 @@ mod tests {
     }
 
     #[test]
+    fn sums_and_products_group_from_the_left() {
+        // ((10 - 3) - 2) + 1, not 10 - (3 - (2 + 1)).
+        let condition = parse("a.warm.median - b.warm.median - c.warm.median + d.warm.median >= 0").unwrap();
+        let mut next = [10.0, 3.0, 2.0, 1.0].into_iter();
+        assert_eq!(condition.left.eval(&mut |_| next.next()), Some(6.0));
+        // (12 / 3) * 2, not 12 / (3 * 2); and a product binds before a sum.
+        let condition = parse("a.warm.median / b.warm.median * c.warm.median - 1 >= 0").unwrap();
+        let mut next = [12.0, 3.0, 2.0].into_iter();
+        assert_eq!(condition.left.eval(&mut |_| next.next()), Some(7.0));
+    }
+
+    #[test]
+    fn comparisons_hold_mirror_and_print() {
+        // Each comparison, its mirror, and whether it holds for 1, 2 and 3 against 2.
+        let cases = [
+            (">=", Cmp::Le, [false, true, true]),
+            (">", Cmp::Lt, [false, false, true]),
+            ("<=", Cmp::Ge, [true, true, false]),
+            ("<", Cmp::Gt, [true, false, false]),
+            ("==", Cmp::Eq, [false, true, false]),
+            ("!=", Cmp::Ne, [true, false, true]),
+        ];
+        for (symbol, mirrored, holds) in cases {
+            let cmp = parse(&format!("a.warm.median {symbol} 2")).unwrap().cmp;
+            assert_eq!((cmp.symbol(), cmp.mirrored()), (symbol, mirrored));
+            assert_eq!([1.0, 2.0, 3.0].map(|left| cmp.holds(left, 2.0)), holds, "{symbol}");
+            // `2 CMP a` reads as `a MIRRORED 2`.
+            assert_eq!(parse(&format!("2 {symbol} a.warm.median")).unwrap().cmp, mirrored, "2 {symbol} a");
+        }
+    }
+
+    #[test]
     fn parses_ratio_condition() {
         let condition = parse("scalar[size=1024].warm.median / fast[size=1024].warm.median >= 4").unwrap();
         assert_eq!(condition.cmp, Cmp::Ge);
@@ -725,6 +757,12 @@ mod tests {
         assert_eq!(selectors[0].1, Value::Int(-1));
         assert_eq!(selectors[1].1, Value::Float(-0.5));
         assert_eq!(selectors[2].1, Value::Int(2));
+        let condition = parse("a[on=true, off=false, kind=dense, name=\"x y\"].warm.median >= 0").unwrap();
+        let values: Vec<&Value> = condition.references()[0].selectors.iter().map(|(_, value)| value).collect();
+        assert_eq!(
+            values,
+            [&Value::Bool(true), &Value::Bool(false), &Value::Text("dense".into()), &Value::Text("x y".into())]
+        );
         assert_eq!(parse("a[x=-b].warm.median >= 0").unwrap_err().message, "expected a number after `-`, found `b`");
     }
 

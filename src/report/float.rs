@@ -92,3 +92,45 @@ pub mod pair {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+    use serde_json::{Value, json};
+
+    use super::{from_json, to_json};
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Floats {
+        #[serde(with = "super")]
+        value: f64,
+        #[serde(with = "super::option")]
+        maybe: Option<f64>,
+        #[serde(with = "super::pair")]
+        interval: Option<(f64, f64)>,
+    }
+
+    #[test]
+    fn non_finite_values_are_written_as_strings_and_read_back() {
+        for (value, written) in [(-2.5, json!(-2.5)), (f64::INFINITY, json!("inf")), (f64::NEG_INFINITY, json!("-inf"))]
+        {
+            assert_eq!(to_json(value), written);
+            assert_eq!(from_json(&written), Ok(value));
+        }
+        assert_eq!(to_json(f64::NAN), json!("NaN"));
+        assert!(from_json(&json!("NaN")).unwrap().is_nan());
+        // Schema 1 wrote every non-finite value as null.
+        assert!(from_json(&Value::Null).unwrap().is_nan());
+        assert!(from_json(&json!("Infinity")).unwrap_err().starts_with("invalid float \"Infinity\""));
+        assert!(from_json(&json!(true)).is_err());
+        let floats = Floats { value: f64::NEG_INFINITY, maybe: Some(f64::NAN), interval: Some((0.5, f64::INFINITY)) };
+        let text = serde_json::to_string(&floats).unwrap();
+        assert_eq!(text, r#"{"value":"-inf","maybe":"NaN","interval":[0.5,"inf"]}"#);
+        let back: Floats = serde_json::from_str(&text).unwrap();
+        assert!(back.value == f64::NEG_INFINITY && back.maybe.unwrap().is_nan());
+        assert_eq!(back.interval, Some((0.5, f64::INFINITY)));
+        // An absent value stays absent; a null number of schema 1 is NaN.
+        let back: Floats = serde_json::from_str(r#"{"value":null,"maybe":null,"interval":null}"#).unwrap();
+        assert!(back.value.is_nan() && back.maybe.is_none() && back.interval.is_none());
+    }
+}
