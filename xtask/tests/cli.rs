@@ -139,6 +139,18 @@ fn passing_spec_writes_reports_and_exits_0() {
 }
 
 #[test]
+fn progress_counts_the_runs_and_steps_a_filter_leaves() {
+    let project = Project::new();
+    project.write("spec.toml", &spec(SPEEDUP, ""));
+    let (code, stdout, stderr) = project.run("spec.toml", &["--filter", "slow"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("skipped        speedup: fast: excluded by --filter"), "{stdout}");
+    // One warm-up and five samples of `slow`; `fast` is not run.
+    assert!(stderr.contains("phase a (Phase A): 1 runs, 6 steps\n  slow done (5 warm samples, last "), "{stderr}");
+    assert!(!stderr.contains("fast done"), "{stderr}");
+}
+
+#[test]
 fn failing_check_exits_1() {
     let project = Project::new();
     project.write("fail.toml", &spec(&SPEEDUP.replace(">= 3", ">= 6"), ""));
@@ -708,6 +720,8 @@ fn living_plan_is_regenerated_by_run_and_by_plan() {
     let output = project.xtask(&["plan", "--all", "--check"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stdout).contains("OUT OF DATE"));
+    let edited = std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap();
+    assert_eq!(edited, regenerated.replace("- [x]", "- [ ]"), "--check leaves the plan alone");
     let output = project.xtask(&["plan", "plans/e2e.md"]);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap(), regenerated);
