@@ -75,11 +75,10 @@ pub fn list(plan: &Plan) -> String {
             let modes: Vec<&str> = workload.settings.modes.iter().map(|mode| mode.name()).collect();
             let _ = writeln!(
                 out,
-                "  workload {} (kernel {}, {} run{}, {}, {} repeats{reference})",
+                "  workload {} (kernel {}, {}, {}, {} repeats{reference})",
                 workload.id,
                 workload.kernel,
-                runs.len(),
-                if runs.len() == 1 { "" } else { "s" },
+                counted(runs.len(), "run"),
                 modes.join("+"),
                 workload.settings.repeats
             );
@@ -124,16 +123,17 @@ pub fn dry_run(plan: &Plan, estimate: &Estimate) -> String {
         }
     }
     overrides(&mut out, &plan.spec);
-    let _ = writeln!(out, "\n{} runs, {} timed steps (warm-up included)", plan.n_runs(), plan.n_steps());
+    let steps = counted(plan.n_steps() as usize, "timed step");
+    let _ = writeln!(out, "\n{}, {steps} (warm-up included)", counted(plan.n_runs(), "run"));
     if estimate.known_runs > 0 {
         let _ = write!(
             out,
-            "estimated time in steps: {} for {} runs from the latest report",
+            "estimated time in steps: {} for {} from the latest report",
             format_seconds(estimate.seconds),
-            estimate.known_runs
+            counted(estimate.known_runs, "run")
         );
         if estimate.unknown_runs > 0 {
-            let _ = write!(out, ", plus {} runs never measured", estimate.unknown_runs);
+            let _ = write!(out, ", plus {} never measured", counted(estimate.unknown_runs, "run"));
         }
         let _ = writeln!(out, " (set-up time excluded)");
     } else {
@@ -160,16 +160,13 @@ pub fn outcome(outcome: &crate::run::Outcome) -> String {
     let mut out = String::new();
     for report in &outcome.reports {
         let totals = &report.totals;
+        let [pass, fail, inconclusive, other] = totals.columns();
         let _ = writeln!(
             out,
-            "phase {} ({}): {}  [{} pass, {} fail, {} inconclusive, {} other]  {}/{}/report.md",
+            "phase {} ({}): {}  [{pass} pass, {fail} fail, {inconclusive} inconclusive, {other} other]  {}/{}/report.md",
             report.phase.id,
             report.phase.title,
             totals.verdict().to_uppercase(),
-            totals.pass,
-            totals.fail + totals.not_measured,
-            totals.inconclusive,
-            totals.not_applicable + totals.skipped + totals.xfail + totals.xpass + totals.new,
             report.invocation.report_dir,
             report.phase.id
         );
@@ -200,4 +197,9 @@ pub fn outcome(outcome: &crate::run::Outcome) -> String {
     };
     let _ = writeln!(out, "reports: {}\nexit {}: {meaning}", outcome.run_dir.display(), outcome.exit.code());
     out
+}
+
+/// `count` and the noun, plural unless the count is one: "1 run", "3 runs".
+pub fn counted(count: usize, noun: &str) -> String {
+    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
 }

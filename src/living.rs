@@ -104,14 +104,11 @@ pub fn render_region(report: &PhaseReport, path: &str) -> String {
         environment.build_profile
     );
     let totals = &report.totals;
+    let [pass, fail, inconclusive, other] = totals.columns();
     let _ = writeln!(
         out,
-        "Verdict: **{}** ({} pass, {} fail, {} inconclusive, {} other).\n",
-        totals.verdict().to_uppercase(),
-        totals.pass,
-        totals.fail + totals.not_measured,
-        totals.inconclusive,
-        totals.not_applicable + totals.skipped + totals.xfail + totals.xpass + totals.new
+        "Verdict: **{}** ({pass} pass, {fail} fail, {inconclusive} inconclusive, {other} other).\n",
+        totals.verdict().to_uppercase()
     );
     for verdict in &report.verdicts {
         let mark = if verdict.status == Status::Pass { "x" } else { " " };

@@ -253,7 +253,7 @@ fn skip_reason(
         }
     }
     match &workload.requires_env {
-        Some(variable) if !env(variable) => Some(format!("skipped: {variable} is not set")),
+        Some(variable) if !env(variable) => Some(format!("{variable} is not set")),
         _ => None,
     }
 }

@@ -74,7 +74,7 @@ fn a_dry_run_lists_the_matrix_settings_and_estimate() {
         reruns   = 0                (built-in default)
 
     3 runs, 33 timed steps (warm-up included)
-    estimated time in steps: 89.244 ms for 2 runs from the latest report, plus 1 runs never measured (set-up time excluded)
+    estimated time in steps: 89.244 ms for 2 runs from the latest report, plus 1 run never measured (set-up time excluded)
     "#);
 }
 

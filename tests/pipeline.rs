@@ -349,6 +349,8 @@ fn requirements_applicability_and_skips() {
     assert!(verdicts[0].reason.as_ref().unwrap().contains("avx512_vpopcntdq"));
     assert_eq!(status_of(&verdicts, "only_if_fast"), Status::NotApplicable);
     assert_eq!(status_of(&verdicts, "uses_skipped"), Status::Skipped);
+    let skipped = verdicts.iter().find(|verdict| verdict.check == "uses_skipped").unwrap();
+    assert_eq!(skipped.reason.as_deref(), Some("fast: PHASEGATE_TEST_UNSET is not set"));
     let verdicts = run_plan(&plan, &with_feature).remove(0).1;
     assert_eq!(status_of(&verdicts, "needs_cpu"), Status::Pass, "underscores are ignored in feature names");
 }

@@ -100,7 +100,7 @@ fn a_region_shows_failures_crashes_and_skipped_runs() {
     |---|---|---|---|---|---|
     | `slow` | size=8 | cold | 4.076 ms | [3.873 ms, 4.197 ms] | 5 |
     | `slow` | size=8 | warm | 4.041 ms | [3.867 ms, 4.091 ms] | 5 |
-    | `slow` | size=16 | – | skipped (skipped: NB_C_BIN is not set) | | |
+    | `slow` | size=16 | – | skipped (NB_C_BIN is not set) | | |
     | `fast` | size=8 | warm | 1.004 ms | [986.720 µs, 1.009 ms] | 5 |
     | `fast` | size=16 | – | failed: step failed: out of memory | | |
     <!-- phasegate:end -->

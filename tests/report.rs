@@ -70,6 +70,15 @@ fn summary_for_pull_requests() {
     insta::assert_snapshot!("summary_md", markdown::render_summary(&[fixed_report()]));
 }
 
+/// The summary's columns count as the end of a run and a living plan's region do (the
+/// `describe` and `plans` tests show the same report's 1, 3, 1 and 0): a check that
+/// could not be measured is a fail.
+#[test]
+fn the_summary_counts_a_check_not_measured_as_a_fail() {
+    let summary = markdown::render_summary(&[troubled_report()]);
+    assert!(summary.contains("| `a` Phase A | **CRASHED** | 1 | 3 | 1 | 0 |"), "{summary}");
+}
+
 #[test]
 fn json_report_round_trips() {
     let report = fixed_report();
@@ -156,7 +165,7 @@ fn skipped_and_crashed_runs_in_the_report() {
     |---|---|---|---|---|---|---|---|---|---|
     | 8 | cold | 4.076 ms | [3.873 ms, 4.197 ms] | 4.052 ms | 151.456 µs | 3.873 ms | 4.197 ms | 121.090 µs | 5 |
     | 8 | warm | 4.041 ms | [3.867 ms, 4.091 ms] | 4.005 ms | 96.476 µs | 3.867 ms | 4.091 ms | 50.193 µs | 5 |
-    | 16 | – | skipped: skipped: NB_C_BIN is not set |  |  |  |  |  |  |  |
+    | 16 | – | skipped: NB_C_BIN is not set |  |  |  |  |  |  |  |
 
     | size | mode | items_per_s (median) | sample_index (median) | setup_s (median) |
     |---|---|---|---|---|

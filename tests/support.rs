@@ -152,7 +152,7 @@ pub fn troubled_report() -> PhaseReport {
     missing.reason = Some("`fast[size=16]` has no samples".into());
     report.verdicts.push(missing);
     for (name, status) in [
-        ("slow[size=16]", RunStatus::Skipped("skipped: NB_C_BIN is not set".into())),
+        ("slow[size=16]", RunStatus::Skipped("NB_C_BIN is not set".into())),
         ("fast[size=16]", RunStatus::Failed("step failed: out of memory\ndetails".into())),
     ] {
         let run = report.runs.iter_mut().find(|run| run.name() == name).unwrap();

@@ -200,6 +200,20 @@ impl Totals {
             "pass"
         }
     }
+
+    /// The four columns every one-line tally shows (the summary, the end of a run, a
+    /// living plan's region): pass, fail, inconclusive and other. A check that could
+    /// not be measured fails the phase, so it counts as a fail; other holds what
+    /// decides nothing: not applicable, skipped, waived (xfail, xpass) and new
+    /// snapshots.
+    pub fn columns(&self) -> [usize; 4] {
+        [
+            self.pass,
+            self.fail + self.not_measured,
+            self.inconclusive,
+            self.not_applicable + self.skipped + self.xfail + self.xpass + self.new,
+        ]
+    }
 }
 
 /// What the report builder needs beyond the plan and the results.

@@ -152,10 +152,10 @@ fn main() -> ExitCode {
             let options = run_options(args.allow_outside)?;
             run::preflight(&plan, &options)?;
             println!(
-                "{}: valid ({} runs, {} checks)",
+                "{}: valid ({}, {})",
                 args.spec.spec.display(),
-                plan.n_runs(),
-                plan.phases.iter().map(|phase| phase.checks.len()).sum::<usize>()
+                describe::counted(plan.n_runs(), "run"),
+                describe::counted(plan.phases.iter().map(|phase| phase.checks.len()).sum(), "check")
             );
             Ok(Exit::Pass)
         }),

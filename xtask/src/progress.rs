@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use phasegate::describe::counted;
 use phasegate::execute::{Observer, Sample, json_log_line};
 use phasegate::plan::{PhasePlan, Run};
 use phasegate::spec::Mode;
@@ -124,7 +125,13 @@ impl Progress {
 impl Observer for Progress {
     fn phase_started(&self, phase: &PhasePlan, steps: u64) {
         let runs = phase.runs.iter().filter(|run| run.skip.is_none()).count();
-        let line = format!("phase {} ({}): {runs} runs, {steps} steps", phase.phase.id, phase.phase.title);
+        let line = format!(
+            "phase {} ({}): {}, {}",
+            phase.phase.id,
+            phase.phase.title,
+            counted(runs, "run"),
+            counted(steps as usize, "step")
+        );
         if self.fancy {
             let bar = ProgressBar::new(steps);
             bar.set_style(

@@ -146,7 +146,7 @@ fn progress_counts_the_runs_and_steps_a_filter_leaves() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("skipped        speedup: fast: excluded by --filter"), "{stdout}");
     // One warm-up and five samples of `slow`; `fast` is not run.
-    assert!(stderr.contains("phase a (Phase A): 1 runs, 6 steps\n  slow done (5 warm samples, last "), "{stderr}");
+    assert!(stderr.contains("phase a (Phase A): 1 run, 6 steps\n  slow done (5 warm samples, last "), "{stderr}");
     assert!(!stderr.contains("fast done"), "{stderr}");
 }
 
@@ -436,7 +436,7 @@ fn dry_run_list_and_check_run_nothing() {
     );
     let output = project.xtask(&["check", "spec.toml"]);
     assert_eq!(output.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("valid (3 runs, 1 checks)"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("valid (3 runs, 1 check)"));
     // After a run, the dry run estimates from the latest report.
     let (code, _, _) = project.run("spec.toml", &[]);
     assert_eq!(code, 0);
