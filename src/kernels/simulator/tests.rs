@@ -13,7 +13,7 @@ use super::fast::{self, InstructionSet};
 use super::geometry::{Detector, DetectorConfig, Sensor, Vec3};
 use super::hkl::{HklError, HklGrid};
 use super::interpolate;
-use super::model::{RenderOutcome, Simulation};
+use super::model::{RenderOutcome, RowStatistics, Simulation};
 use super::scalar;
 use super::vector_math;
 use super::*;
@@ -140,6 +140,18 @@ fn pix0_check_value() {
     // The default beam center is half a pixel past the detector's middle.
     let centered = benchmark(1024).simulation(None).detector;
     assert!((centered.x_beam - 51.25e-3).abs() < 1e-15 && (centered.y_beam - 51.25e-3).abs() < 1e-15);
+
+    // An off-center beam tells the axes apart: Xbeam = 10 mm runs along the slow axis
+    // (Sbeam = 10.05 mm) and Ybeam = 14 mm along the fast one (Fbeam = 14.05 mm), so
+    // pix0 = -Fbeam f - Sbeam s + L b = (0.1, 0.01005, -0.01405) m.
+    let off_center =
+        SimulatorParams { beam_center_mm: Some([10.0, 14.0]), ..benchmark(1024) }.simulation(None).detector;
+    let expected = Vec3::new(0.1, 0.01005, -0.01405);
+    for (actual, expected) in
+        [(off_center.pix0.x, expected.x), (off_center.pix0.y, expected.y), (off_center.pix0.z, expected.z)]
+    {
+        assert!((actual - expected).abs() < 1e-15, "pix0 {:?}", off_center.pix0);
+    }
 }
 
 #[test]
@@ -324,6 +336,25 @@ proptest! {
     }
 }
 
+/// Interpolation is refused exactly where the documentation says: below `min + 2` or
+/// above `max - 2` on any axis. The image tests only reach the lower end of k, so each
+/// end of each axis is checked here, on the small grid (h -4..4, k -3..6, l -5..5).
+#[test]
+fn interpolation_range_ends_two_indices_inside_every_edge_of_the_grid() {
+    let grid = small_grid();
+    let inside = [0.0, 1.0, 0.0];
+    let ends = [(grid.h_min, grid.h_max), (grid.k_min, grid.k_max), (grid.l_min, grid.l_max)];
+    for (axis, (minimum, maximum)) in ends.into_iter().enumerate() {
+        let (lowest, highest) = (f64::from(minimum + 2), f64::from(maximum - 2));
+        for (index, expected) in [(lowest, true), (lowest - 1e-9, false), (highest, true), (highest + 1e-9, false)] {
+            let mut point = inside;
+            point[axis] = index;
+            let [h, k, l] = point;
+            assert_eq!(interpolate::in_range(&grid, h, k, l), expected, "axis {axis} at {index}");
+        }
+    }
+}
+
 #[test]
 fn vector_exp_handles_the_ends_of_its_range() {
     assert_eq!(vector_math::exp(0.0), 1.0);
@@ -352,6 +383,40 @@ fn absorption_config_matches_the_documented_maximum() {
     assert_close(outcome.max, 63.3464, 1e-6);
 }
 
+/// The documented MOSFLM detector with the default beam center, in meters, for tests
+/// that evaluate the model without the kernel's geometry code.
+struct DocumentedDetector {
+    pixels: usize,
+    pixel: f64,
+    distance: f64,
+    subpixels: usize,
+}
+
+impl DocumentedDetector {
+    /// The lab position of a pixel's first subpixel, `depth` below the detector's
+    /// surface. Xbeam = Ybeam = (N pixel + pixel) / 2 and Fbeam = Sbeam = that plus half
+    /// a pixel, so pix0 = -Fbeam f - Sbeam s + L b with f = (0, 0, 1), s = (0, -1, 0) and
+    /// b = (1, 0, 0); the subpixel's center is `delta/2` past the pixel's corner.
+    fn first_subpixel(&self, fast: usize, slow: usize, depth: f64) -> [f64; 3] {
+        let beam = (self.pixels as f64 * self.pixel + self.pixel) / 2.0 + self.pixel / 2.0;
+        let sub = self.pixel / self.subpixels as f64;
+        let fast_position = sub * (fast * self.subpixels) as f64 + sub / 2.0;
+        let slow_position = sub * (slow * self.subpixels) as f64 + sub / 2.0;
+        [self.distance + depth, beam - slow_position, -beam + fast_position]
+    }
+
+    /// The solid angle of a pixel seen along `length`: pixel^2 / R^2 * close_distance / R.
+    fn omega(&self, length: f64) -> f64 {
+        self.pixel * self.pixel / (length * length) * self.distance / length
+    }
+}
+
+/// The unit vector along `vector` and its length.
+fn direction_and_length(vector: [f64; 3]) -> ([f64; 3], f64) {
+    let length = (vector[0] * vector[0] + vector[1] * vector[1] + vector[2] * vector[2]).sqrt();
+    (vector.map(|value| value / length), length)
+}
+
 /// With one unit cell per axis and no structure factors every subpixel's intensity is
 /// `default_F^2`, so a pixel is `r_e^2 fluence * layers * F^2 * capfrac * polar *
 /// omega`: the division by the m^2 subpixels cancels their sum. Pixels of 20 mm at
@@ -375,42 +440,93 @@ fn a_smooth_image_follows_the_documented_formulas_pixel_by_pixel() {
         ..SimulatorParams::default()
     };
     let simulation = simulation_of(&params);
-    let (pixels, pixel, distance, subpixels, layers) = (5, 0.02, 0.1, 2, 5);
+    let detector = DocumentedDetector { pixels: 5, pixel: 0.02, distance: 0.1, subpixels: 2 };
+    let layers = 5;
     let (kahn, amplitude) = (0.7, 10.0);
     let (layer_step, attenuation) = (450e-6 / (layers - 1) as f64, 1.0 / 500e-6);
     let scale = 7.94079248018965e-30 * 1.25932015286227e29;
-    // Xbeam = Ybeam = (100 mm + 20 mm) / 2, and Fbeam = Sbeam = that plus half a pixel:
-    // pix0 = -Fbeam f - Sbeam s + L b with f = (0, 0, 1), s = (0, -1, 0), b = (1, 0, 0).
-    let beam = (0.1 + pixel) / 2.0 + pixel / 2.0;
-    let position = |fast: usize, slow: usize, depth: f64| {
-        let sub = pixel / subpixels as f64;
-        let fast_position = sub * (fast * subpixels) as f64 + sub / 2.0;
-        let slow_position = sub * (slow * subpixels) as f64 + sub / 2.0;
-        [distance + depth, beam - slow_position, -beam + fast_position]
-    };
-    let unit = |p: [f64; 3]| {
-        let length = (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
-        (p.map(|value| value / length), length)
-    };
     let mut expected = Vec::new();
-    for slow in 0..pixels {
-        for fast in 0..pixels {
-            let (direction, length) = unit(position(fast, slow, 0.0));
-            let omega = pixel * pixel / (length * length) * distance / length;
+    for slow in 0..detector.pixels {
+        for fast in 0..detector.pixels {
+            let (direction, length) = direction_and_length(detector.first_subpixel(fast, slow, 0.0));
+            let omega = detector.omega(length);
             // Incident (1, 0, 0) and axis (0, 0, 1): B = (0, 1, 0), E = (0, 0, 1), and
             // cos(2 psi) sin^2(2 theta) = d_z^2 - d_y^2.
             let [x, y, z] = direction;
             let polar = 0.5 * (1.0 + x * x - kahn * (z * z - y * y));
             let last = (layers - 1) as f64;
-            let (deep, _) = unit(position(fast, slow, last * layer_step));
+            let (deep, _) = direction_and_length(detector.first_subpixel(fast, slow, last * layer_step));
             let obliquity = deep[0];
             let capture = (-last * layer_step * attenuation / obliquity).exp()
                 - (-(last + 1.0) * layer_step * attenuation / obliquity).exp();
             expected.push(scale * layers as f64 * amplitude * amplitude * capture * polar * omega);
         }
     }
-    let corner = unit(position(0, 0, 0.0)).0[0];
+    let corner = direction_and_length(detector.first_subpixel(0, 0, 0.0)).0[0];
     assert!(corner < 0.8, "the corner is off the beam: d . o = {corner}");
+    let (scalar_image, _) = render_scalar(&simulation);
+    let (fast_image, _) = render_fast(&simulation, 2);
+    for (path, image) in [("scalar", &scalar_image), ("fast", &fast_image)] {
+        for (index, (&value, &expected)) in image.iter().zip(&expected).enumerate() {
+            let value = f64::from(value);
+            assert!((value - expected).abs() <= 1e-6 * expected, "{path}: pixel {index} is {value}, not {expected}");
+        }
+    }
+}
+
+/// Without interpolation `F` is the grid's value at the nearest indices
+/// `(ceil(h - 0.5), ceil(k - 0.5), ceil(l - 0.5))` inside the grid, its edges included,
+/// and `default_F` outside it. With one unit cell per axis, one subpixel, no Kahn factor
+/// and no sensor a pixel is `r_e^2 fluence F^2 polar omega` with
+/// `polar = (1 + cos^2(2 theta)) / 2`. For a cubic 10 A cell in the default orientation
+/// at 1 A, `(h, k, l) = 10 (d_x - 1, d_y, d_z)`; 10 mm pixels at 100 mm take k and l to
+/// about -4 and 4, across the grid's edges on both sides, and h from 0 to below -1.
+#[test]
+fn nearest_neighbour_structure_factors_reach_the_grid_edges_and_default_f_beyond() {
+    let params = SimulatorParams {
+        detector_pixels: 9,
+        pixel_mm: 10.0,
+        wavelength_angstrom: 1.0,
+        cell: Cell { a: 10.0, b: 10.0, c: 10.0, alpha: 90.0, beta: 90.0, gamma: 90.0 },
+        cells: [1; 3],
+        default_f: 7.0,
+        oversample: 1,
+        ..SimulatorParams::default()
+    };
+    let mut reflections = Vec::new();
+    for h in -1..=0 {
+        for k in -2..=2 {
+            for l in -1..=3 {
+                reflections.push(([h, k, l], hkl::synthetic_amplitude(h, k, l)));
+            }
+        }
+    }
+    let mut simulation = simulation_of(&params);
+    simulation.hkl = Some(HklGrid::from_reflections(&reflections, params.default_f).unwrap());
+    simulation.interpolate = false;
+
+    let detector = DocumentedDetector { pixels: 9, pixel: 0.01, distance: 0.1, subpixels: 1 };
+    let scale = 7.94079248018965e-30 * 1.25932015286227e29;
+    let (mut on_an_upper_edge, mut outside) = (0, 0);
+    let mut expected = Vec::new();
+    for slow in 0..detector.pixels {
+        for fast in 0..detector.pixels {
+            let (direction, length) = direction_and_length(detector.first_subpixel(fast, slow, 0.0));
+            let [x, y, z] = direction;
+            let nearest = [10.0 * (x - 1.0), 10.0 * y, 10.0 * z].map(|index: f64| (index - 0.5).ceil() as i32);
+            let [h, k, l] = nearest;
+            let amplitude = if (-1..=0).contains(&h) && (-2..=2).contains(&k) && (-1..=3).contains(&l) {
+                on_an_upper_edge += usize::from(h == 0 || k == 2 || l == 3);
+                hkl::synthetic_amplitude(h, k, l)
+            } else {
+                outside += 1;
+                7.0
+            };
+            let polar = 0.5 * (1.0 + x * x);
+            expected.push(scale * amplitude * amplitude * polar * detector.omega(length));
+        }
+    }
+    assert!(on_an_upper_edge > 0 && outside > 0, "{on_an_upper_edge} pixels on an edge, {outside} outside");
     let (scalar_image, _) = render_scalar(&simulation);
     let (fast_image, _) = render_fast(&simulation, 2);
     for (path, image) in [("scalar", &scalar_image), ("fast", &fast_image)] {
@@ -461,8 +577,10 @@ fn configurations_exercise_their_features() {
     assert!(simulation.interpolate, "N = 2 with HKL data enables interpolation");
     let simulation = simulation_of(&everything(16));
     assert_eq!((simulation.oversample, simulation.detector.sensor.layers), (2, 3));
+    // ceil(3 xtal_max / (lambda L / pixel)) with xtal_max = max(3 x 40, 7 x 52, 20 x 61) A,
+    // the largest extent and not the first: ceil(3 x 1220 A / (1.5 A x 80 mm / 0.4 mm)) = 13.
     let automatic = SimulatorParams { oversample: 0, ..everything(16) }.simulation(None);
-    assert!(automatic.oversample >= 2, "a 20-cell crystal at 1.5 A needs oversampling");
+    assert_eq!(automatic.oversample, 13, "a 20-cell crystal at 1.5 A needs oversampling");
 }
 
 #[test]
@@ -692,6 +810,10 @@ fn parameters_that_could_overflow_the_image_are_refused() {
     // stays below f32::MAX (3.4e38) and F = 10^8 does not.
     assert!(SimulatorParams { default_f: 1e7, ..overflowing() }.validate().is_ok());
     assert!(SimulatorParams { default_f: 1e8, ..overflowing() }.validate().is_err());
+    // A negative amplitude counts by its size, before and after set-up.
+    let negative = SimulatorParams { default_f: -1e8, ..overflowing() };
+    assert!(negative.validate().is_err());
+    assert_eq!(negative.simulation(None).largest_amplitude(), 1e8);
 
     // The bound holds for the configurations the tests render, interpolation included.
     for params in [
@@ -708,6 +830,23 @@ fn parameters_that_could_overflow_the_image_are_refused() {
         assert!(outcome.max > 0.0 && outcome.max <= bound, "max {} above the bound {bound}", outcome.max);
         assert!(image.iter().all(|value| value.is_finite()) && outcome.non_finite == 0);
         assert!(outcome.check_finite().is_ok());
+    }
+}
+
+/// A row's sum and maximum take every pixel, those past its last group of four included,
+/// and so does the count of non-finite pixels.
+#[test]
+fn row_statistics_count_every_pixel_of_rows_of_any_width() {
+    for width in 1..=9 {
+        // 0.5, 1.0, ..., width / 2: the largest is the last.
+        let mut row: Vec<f32> = (1..=width).map(|index| index as f32 * 0.5).collect();
+        let statistics = RowStatistics::of(&row);
+        let exact = (width * (width + 1)) as f64 / 4.0;
+        assert_eq!((statistics.sum, statistics.max), (exact, width as f64 * 0.5), "width {width}");
+        assert_eq!((statistics.non_finite, statistics.first_non_finite), (0, None), "width {width}");
+        row[width - 1] = f32::INFINITY;
+        let statistics = RowStatistics::of(&row);
+        assert_eq!((statistics.non_finite, statistics.first_non_finite), (1, Some(width - 1)), "width {width}");
     }
 }
 
@@ -736,19 +875,22 @@ fn non_finite_pixels_are_counted_and_fail_the_run() {
 fn kernel_setup_refuses_hkl_amplitudes_that_could_overflow_the_image() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("bright.hkl");
-    std::fs::write(&path, "0 0 0 1e18\n1 0 0 10\n").unwrap();
-    let params = kernel_params(&[
-        ("detpixels", Value::Int(8)),
-        ("oversample", Value::Int(1)),
-        ("n_cells", Value::Int(1000)),
-        ("hkl", Value::from(path.to_str().unwrap())),
-    ]);
-    // `default_f` alone is far from the limit, so the parameters pass; the file's
-    // amplitudes are bounded once read.
-    Simulator.check(&params).unwrap();
-    let mut instance = instance(&params);
-    let error = format!("{:#}", instance.setup(&mut Probe::default()).unwrap_err());
-    assert!(error.contains("beyond the largest f32") && error.contains("bright.hkl"), "{error}");
+    // Intensities go with F^2, so a negative amplitude is as bright as a positive one.
+    for amplitude in ["1e18", "-1e18"] {
+        std::fs::write(&path, format!("0 0 0 {amplitude}\n1 0 0 10\n")).unwrap();
+        let params = kernel_params(&[
+            ("detpixels", Value::Int(8)),
+            ("oversample", Value::Int(1)),
+            ("n_cells", Value::Int(1000)),
+            ("hkl", Value::from(path.to_str().unwrap())),
+        ]);
+        // `default_f` alone is far from the limit, so the parameters pass; the file's
+        // amplitudes are bounded once read.
+        Simulator.check(&params).unwrap();
+        let mut instance = instance(&params);
+        let error = format!("{:#}", instance.setup(&mut Probe::default()).unwrap_err());
+        assert!(error.contains("beyond the largest f32") && error.contains("bright.hkl"), "{amplitude}: {error}");
+    }
 }
 
 fn hkl_error(text: &str) -> String {
@@ -778,6 +920,15 @@ fn hkl_errors_name_the_file_and_the_line() {
     assert!(message.ends_with("broken.hkl:1: l = `0.5` is not an integer index"), "{message}");
     let message = hkl_error("# nothing here\n");
     assert!(message.ends_with("broken.hkl holds no reflections"), "{message}");
+    // The largest indices accepted, +-2^20 on every axis, span (2^21 + 1)^3 entries, far
+    // more than the 2^27 a grid may hold.
+    let message = hkl_error("-1048576 -1048576 -1048576 1\n1048576 1048576 1048576 1\n");
+    assert!(
+        message.ends_with("broken.hkl: the index ranges span 9223385231000600577 grid entries (at most 134217728)"),
+        "{message}"
+    );
+    let message = hkl_error("1048577 0 0 1\n");
+    assert!(message.ends_with("broken.hkl:1: h = `1048577` is not an integer index"), "{message}");
 }
 
 #[test]
