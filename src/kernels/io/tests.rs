@@ -276,6 +276,85 @@ fn the_stall_delays_worker_zero_once() {
     }
 }
 
+/// The static schedule gives worker `w` of `P` the contiguous chunks
+/// `w * count / P .. (w + 1) * count / P`, also when there are fewer chunks than workers.
+#[test]
+fn the_static_schedule_gives_each_worker_its_contiguous_range() {
+    for threads in [1, 2, 3] {
+        for count in [2, 37] {
+            let run = pool(threads).install(|| {
+                run_chunks(count, Scheduler::Static, Delay::None, Deadline::never(), |_| rayon::current_thread_index())
+            });
+            for (index, worker) in Stopped::never(run).results.into_iter().enumerate() {
+                let expected = (0..threads)
+                    .find(|worker| (worker * count / threads..(worker + 1) * count / threads).contains(&index));
+                assert_eq!(worker, expected, "chunk {index} of {count} on {threads} threads");
+            }
+        }
+    }
+}
+
+/// Dynamic claiming and rayon's single-chunk stealing keep the other workers going while
+/// worker 0 is held up: when its first chunk waits until every other chunk is done, the
+/// other worker does them all and worker 0 runs only that one. A schedule that fixes
+/// worker 0's share in advance (static, or rayon's coarse default ranges) leaves the rest
+/// of its share waiting. The other worker starts once worker 0 has, so that it cannot
+/// finish the pass alone before worker 0 wakes up.
+#[test]
+fn a_held_up_worker_zero_leaves_every_other_chunk_to_the_other_worker() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let count = 32;
+    // Spins until `done` holds, or a second at most.
+    let wait_for = |done: &dyn Fn() -> bool| {
+        let start = crate::clock::now();
+        while !done() && start.elapsed() < Duration::from_secs(1) {
+            std::hint::spin_loop();
+        }
+    };
+    for scheduler in [Scheduler::Dynamic, Scheduler::Rayon] {
+        let zero_arrived = AtomicBool::new(false);
+        let held = AtomicBool::new(false);
+        let others_done = AtomicUsize::new(0);
+        let work = |_index: usize| {
+            let worker = rayon::current_thread_index();
+            if worker != Some(0) {
+                wait_for(&|| zero_arrived.load(Ordering::Acquire));
+                others_done.fetch_add(1, Ordering::Release);
+            } else if !held.swap(true, Ordering::Relaxed) {
+                zero_arrived.store(true, Ordering::Release);
+                wait_for(&|| others_done.load(Ordering::Acquire) == count - 1);
+            }
+            worker
+        };
+        let run = pool(2).install(|| run_chunks(count, scheduler, Delay::None, Deadline::never(), work));
+        let by_worker_zero = Stopped::never(run).results.iter().filter(|worker| **worker == Some(0)).count();
+        assert!(by_worker_zero <= 1, "{scheduler:?}: worker 0 ran {by_worker_zero} chunks");
+    }
+}
+
+/// On one worker every delay falls on worker 0: the stall once, after its first claim and
+/// inside that chunk's latency, and the slow worker's sleep after every chunk, outside
+/// the latencies.
+#[test]
+fn on_one_worker_the_stall_comes_once_and_the_slow_sleep_after_every_chunk() {
+    let pause = Duration::from_millis(25);
+    let pause_ns = pause.as_nanos() as u64;
+    for scheduler in ALL_SCHEDULERS {
+        let run = pool(1).install(|| run_chunks(6, scheduler, Delay::Stall(pause), Deadline::never(), |index| index));
+        let run = Stopped::never(run);
+        assert!(run.stall >= pause, "{scheduler:?} stalled {:?}", run.stall);
+        assert_eq!(run.stalled_chunk, Some(0), "{scheduler:?}");
+        let delayed: Vec<usize> = (0..6).filter(|&index| run.latencies_ns[index] >= pause_ns).collect();
+        assert_eq!(delayed, [0], "{scheduler:?}: latencies {:?}", run.latencies_ns);
+
+        let run =
+            pool(1).install(|| run_chunks(3, scheduler, Delay::SlowWorker(pause), Deadline::never(), |index| index));
+        let run = Stopped::never(run);
+        assert!(run.slow_sleep >= 3 * pause, "{scheduler:?} slept {:?}", run.slow_sleep);
+        assert!(run.latencies_ns.iter().all(|&latency| latency < pause_ns), "{scheduler:?}: {:?}", run.latencies_ns);
+    }
+}
+
 #[test]
 fn every_scheduler_stops_claiming_at_the_deadline() {
     for scheduler in ALL_SCHEDULERS {
@@ -557,15 +636,57 @@ fn every_scheduler_and_delay_gives_the_same_sum() {
                 }
                 assert!(metric(probe, "makespan_over_bound") > 0.0);
             }
+            if delay == "slow_worker" {
+                // Worker 0 sleeps after each of its chunks, and the static schedule
+                // gives it half of them.
+                let slept = metric(probe, "slow_sleep_s");
+                assert!(slept >= 0.0 && (*scheduler != "static" || slept > 0.0), "{scheduler}: slept {slept}");
+            }
         }
     }
+}
+
+/// A stalled pass's figures follow the model of the `sched` module: the default stall is
+/// 1.5 times the calibrated single-thread time (a sleep never ends early, so the stall
+/// measured is at least that), `B = max(D + t_chunk, t_single)` on two workers,
+/// `makespan_over_bound = makespan / B` and `speedup = t_single / makespan`. 16 MiB make
+/// `t_single` long enough that a different multiple of it shows beside the sleep's
+/// overshoot.
+#[test]
+fn a_stalled_sched_pass_reports_the_documented_figures() {
+    let (size, chunk) = (16 * SMALL, 1 << 20);
+    let pairs = [
+        ("family", Value::from("sched")),
+        ("size", Value::Int(size)),
+        ("chunk", Value::Int(chunk)),
+        ("scheduler", Value::from("static")),
+        ("delay", Value::from("stall")),
+    ];
+    let run = run_kernel(&pairs, 2, 1);
+    let probe = &run.probes[0];
+    let (stall, t_single, makespan) =
+        (metric(probe, "stall_s"), metric(probe, "t_single_s"), metric(probe, "makespan_s"));
+    assert!(t_single > 0.0 && stall >= 1.5 * t_single, "stall {stall} s, t_single {t_single} s");
+    let bound = (stall + t_single / (size / chunk) as f64).max(t_single);
+    let relative = |actual: f64, expected: f64| (actual - expected).abs() <= 1e-6 * expected;
+    assert!(relative(metric(probe, "bound_s"), bound), "bound {} s, not {bound} s", metric(probe, "bound_s"));
+    assert!(relative(metric(probe, "makespan_over_bound"), makespan / metric(probe, "bound_s")));
+    assert!(relative(metric(probe, "speedup"), t_single / makespan));
 }
 
 #[test]
 fn every_bits_path_gives_the_same_result() {
     for op in super::bits::workload::BitsOp::NAMES {
         let mut results = Vec::new();
-        for path in ["scalar", "portable", "avx2", "avx512", "simd"] {
+        let features = CpuFeatures::detect();
+        let requests = [
+            ("scalar", BitsPath::Scalar),
+            ("portable", BitsPath::Portable),
+            ("avx2", BitsPath::Avx2),
+            ("avx512", BitsPath::Avx512),
+            ("simd", BitsPath::Avx512),
+        ];
+        for (path, requested) in requests {
             let pairs = [
                 ("family", Value::from("bits")),
                 ("size", Value::Int(4096 + 40)),
@@ -576,10 +697,8 @@ fn every_bits_path_gives_the_same_result() {
             let run = run_kernel(&pairs, 1, 1);
             let probe = &run.probes[0];
             assert_eq!(metric(probe, "passes"), 5.0);
-            let ran = metric(probe, "path_code");
-            if path == "scalar" {
-                assert_eq!(ran, 0.0);
-            }
+            // The path asked for runs, or the best one below it that this CPU has.
+            assert_eq!(metric(probe, "path_code"), requested.resolve(&features).code(), "{op} on {path}");
             results.push(digest_output(&run.outputs, "result"));
         }
         assert!(results.windows(2).all(|pair| pair[0] == pair[1]), "{op}: {results:?}");
