@@ -727,6 +727,49 @@ fn bits_passes_stop_at_the_deadline() {
     }
 }
 
+/// The names a spec uses select the scheduler and the bit operation they say; the paths'
+/// agreement cannot tell `and` from `or` when both run the same operation.
+#[test]
+fn scheduler_and_bits_operation_names_select_what_they_say() {
+    use super::bits::workload::BitsOp;
+    let schedulers: Vec<Option<Scheduler>> = Scheduler::NAMES.iter().map(|name| Scheduler::parse(name)).collect();
+    assert_eq!(schedulers, ALL_SCHEDULERS.map(Some));
+    let operations: Vec<Option<BitsOp>> = BitsOp::NAMES.iter().map(|name| BitsOp::parse(name)).collect();
+    let expected = [
+        BitsOp::Popcount,
+        BitsOp::PopcountAnd,
+        BitsOp::Binary(BinaryOp::Xor),
+        BitsOp::Binary(BinaryOp::And),
+        BitsOp::Binary(BinaryOp::Or),
+        BitsOp::Not,
+        BitsOp::Pack,
+        BitsOp::Unpack,
+    ];
+    assert_eq!(operations, expected.map(Some));
+}
+
+/// The bits family's byte accounting (see the kernel's module documentation): the input
+/// operands read per pass, two for `popcount_and` and the binary operations, `size` bool
+/// bytes for pack and `size / 8` packed bytes, rounded up, for unpack.
+#[test]
+fn bits_operations_count_the_bytes_of_their_inputs() {
+    use super::bits::workload::BitsOp;
+    let size = 4100;
+    for (name, expected) in [
+        ("popcount", size),
+        ("popcount_and", 2 * size),
+        ("xor", 2 * size),
+        ("and", 2 * size),
+        ("or", 2 * size),
+        ("not", size),
+        ("pack", size),
+        ("unpack", 513),
+    ] {
+        let operation = BitsOp::parse(name).expect("a bits operation");
+        assert_eq!(operation.input_bytes(size), expected, "{name}");
+    }
+}
+
 #[test]
 fn contradictory_parameters_are_refused() {
     let refused = |pairs: &[(&str, Value)], fragment: &str| {
