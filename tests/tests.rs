@@ -2,6 +2,7 @@
 //! tested end to end in `xtask/tests/cli.rs`; the experiments' own acceptance checks
 //! run through the `acceptance` harness.
 
+mod baseline;
 mod describe;
 mod docs;
 mod layering;

@@ -1,0 +1,211 @@
+//! Baseline comparisons of fixed reports (`support::fixed_report`): which runs, modes
+//! and quantities are compared, the direction of a regression, the samples too few to
+//! decide, untrusted environments and where a baseline is read from.
+
+use phasegate::baseline::{self, BaselineSettings};
+use phasegate::report::PhaseReport;
+use phasegate::spec::Mode;
+use phasegate::verdict::{Status, Verdict};
+
+use crate::support::fixed_report;
+
+/// Compares `current` with `earlier` on `quantities` at the default tolerance of 5%.
+fn compare(current: &PhaseReport, earlier: &PhaseReport, quantities: &[&str]) -> Vec<Verdict> {
+    let settings = BaselineSettings {
+        quantities: quantities.iter().map(|&quantity| quantity.to_owned()).collect(),
+        ..BaselineSettings::default()
+    };
+    baseline::compare(current, earlier, &settings, "earlier")
+}
+
+/// `(point, status)` of every verdict, in order.
+fn statuses(verdicts: &[Verdict]) -> Vec<(String, Status)> {
+    verdicts.iter().map(|verdict| (verdict.point.clone(), verdict.status)).collect()
+}
+
+/// `report` with every timed (not warm-up) sample of `mode` in the runs whose name
+/// starts with `runs` taking `factor` times as long, and its rates `1 / factor` as high.
+fn scaled(report: &PhaseReport, runs: &str, mode: Mode, factor: f64) -> PhaseReport {
+    let mut report = report.clone();
+    for run in report.runs.iter_mut().filter(|run| run.name().starts_with(runs)) {
+        for sample in run.samples.iter_mut().filter(|sample| sample.mode == mode && !sample.warmup) {
+            sample.seconds *= factor;
+            let rate = sample.metrics["items_per_s"].as_f64().unwrap();
+            sample.metrics["items_per_s"] = serde_json::json!(rate / factor);
+        }
+    }
+    report
+}
+
+/// A report compared with itself: every run and mode of the report, each with itself
+/// (a ratio of exactly 1), whatever its matrix point; quantities without a better
+/// direction are left out.
+#[test]
+fn every_run_and_mode_is_compared_with_the_same_run() {
+    let report = fixed_report();
+    let verdicts = compare(&report, &report, &["time", "sample_index"]);
+    let pass = |point: &str| (point.to_owned(), Status::Pass);
+    assert_eq!(
+        statuses(&verdicts),
+        [
+            pass("slow[size=8] cold time"),
+            pass("slow[size=8] warm time"),
+            pass("slow[size=16] cold time"),
+            pass("slow[size=16] warm time"),
+            pass("fast[size=8] warm time"),
+            pass("fast[size=16] warm time"),
+        ]
+    );
+    for verdict in &verdicts {
+        let measured = verdict.measured.as_ref().unwrap();
+        assert_eq!((measured.observed, measured.threshold), (1.0, 1.05), "{}", verdict.name());
+        assert_eq!(verdict.reason, None, "{}", verdict.name());
+    }
+    // The mock's times do not depend on the size: only the matrix point tells the runs
+    // of a workload apart. Here only `fast[size=16]` was faster before.
+    let earlier = scaled(&report, "fast[size=16]", Mode::Warm, 1.0 / 1.2);
+    let verdicts = compare(&report, &earlier, &["time"]);
+    assert_eq!(
+        statuses(&verdicts[4..]),
+        [pass("fast[size=8] warm time"), ("fast[size=16] warm time".to_owned(), Status::Fail)]
+    );
+}
+
+/// Warm-up samples are kept in a report but are not measurements: however slow they
+/// were, the change is that of the timed samples.
+#[test]
+fn warm_up_samples_are_left_out() {
+    let report = fixed_report();
+    let mut slow_warm_ups = report.clone();
+    for sample in slow_warm_ups.runs.iter_mut().flat_map(|run| &mut run.samples).filter(|sample| sample.warmup) {
+        sample.seconds *= 100.0;
+    }
+    for verdict in compare(&slow_warm_ups, &report, &["time"]) {
+        assert_eq!(verdict.measured.unwrap().observed, 1.0, "{}", verdict.point);
+    }
+}
+
+/// 20% slower is a regression of time and of the rate alike: time is better lower, the
+/// rate higher, so the rate's regression ratio is baseline / current. 20% faster is none.
+#[test]
+fn a_regression_is_judged_in_the_quantity_s_better_direction() {
+    let report = fixed_report();
+    let slower = scaled(&report, "fast", Mode::Warm, 1.2);
+    let verdicts = compare(&slower, &report, &["time", "items_per_s"]);
+    let fast: Vec<&Verdict> = verdicts.iter().filter(|verdict| verdict.point.starts_with("fast[size=8]")).collect();
+    assert_eq!(
+        statuses(&fast.iter().map(|&verdict| verdict.clone()).collect::<Vec<_>>()),
+        [
+            ("fast[size=8] warm time".to_owned(), Status::Fail),
+            ("fast[size=8] warm items_per_s".to_owned(), Status::Fail)
+        ]
+    );
+    for verdict in fast {
+        let observed = verdict.measured.as_ref().unwrap().observed;
+        assert!((observed - 1.2).abs() < 1e-9, "{}: {observed}", verdict.name());
+    }
+    // `slow` did not change, and its cold samples are not its warm ones.
+    assert!(
+        verdicts
+            .iter()
+            .filter(|verdict| verdict.point.starts_with("slow"))
+            .all(|verdict| verdict.status == Status::Pass),
+        "{:?}",
+        statuses(&verdicts)
+    );
+    let faster = scaled(&report, "fast", Mode::Warm, 1.0 / 1.2);
+    for verdict in compare(&faster, &report, &["time", "items_per_s"]) {
+        assert_eq!(verdict.status, Status::Pass, "{}", verdict.name());
+    }
+    // Only the cold samples of `slow` slowed down: its warm ones pass.
+    let cold = scaled(&report, "slow", Mode::Cold, 1.2);
+    let verdicts = compare(&cold, &report, &["time"]);
+    assert_eq!(
+        statuses(&verdicts)[..2],
+        [("slow[size=8] cold time".to_owned(), Status::Fail), ("slow[size=8] warm time".to_owned(), Status::Pass)]
+    );
+}
+
+/// The report's runs have 5 timed samples each, which cover the median with 1 - 2^-4 =
+/// 93.75%, enough to decide; 4 reach only 87.5%, below 90%, whichever side has them.
+#[test]
+fn fewer_than_five_samples_on_either_side_decide_nothing() {
+    let report = fixed_report();
+    let mut fewer = report.clone();
+    for run in &mut fewer.runs {
+        let last = run.samples.iter().rposition(|sample| sample.mode == Mode::Warm && !sample.warmup).unwrap();
+        run.samples.remove(last);
+    }
+    for (current, earlier) in [(&fewer, &report), (&report, &fewer)] {
+        let verdicts = compare(current, earlier, &["time"]);
+        for verdict in &verdicts {
+            let expected = if verdict.point.contains("warm") { Status::Inconclusive } else { Status::Pass };
+            assert_eq!(verdict.status, expected, "{}", verdict.name());
+        }
+        let warm = verdicts.iter().find(|verdict| verdict.point == "fast[size=8] warm time").unwrap();
+        assert_eq!(warm.measured.as_ref().unwrap().coverage, Some(0.875));
+        assert!(warm.reason.as_ref().unwrap().contains("4 samples on one side cover the median with only 87.5%"));
+    }
+}
+
+/// Each field of the fingerprint that differs makes the comparison untrusted (not
+/// applicable, whatever its figures say) and is named in the reason; fields outside
+/// it (the host, the memory) do not.
+#[test]
+fn environments_that_differ_make_the_comparison_not_applicable() {
+    let report = fixed_report();
+    let mut elsewhere = report.clone();
+    elsewhere.environment.hostname = "otherhost".into();
+    elsewhere.environment.memory_bytes *= 2;
+    assert!(compare(&report, &elsewhere, &["time"]).iter().all(|verdict| verdict.status == Status::Pass));
+    type Change = fn(&mut PhaseReport);
+    let changes: [(Change, &str); 5] = [
+        (|report| report.environment.cpu_model = "Other CPU".into(), "CPU Other CPU vs Test CPU"),
+        (|report| report.environment.cores = 4, "4 vs 2 cores"),
+        (|report| report.environment.build_profile = "release".into(), "build release vs measure"),
+        (|report| report.environment.debug_assertions = true, "build measure with debug assertions vs measure"),
+        (|report| report.environment.rustc = "rustc 1.1.0".into(), "rustc 1.1.0 vs rustc 1.0.0"),
+    ];
+    for (change, difference) in changes {
+        let mut current = report.clone();
+        change(&mut current);
+        for verdict in compare(&current, &report, &["time"]) {
+            assert_eq!(verdict.status, Status::NotApplicable, "{difference}: {}", verdict.name());
+            // The figures are still computed and shown.
+            assert_eq!(verdict.measured.as_ref().unwrap().status, Status::Pass, "{difference}");
+            let reason = verdict.reason.unwrap();
+            assert!(
+                reason.starts_with(&format!("not trusted, environments differ ({difference}); vs earlier: ")),
+                "{reason}"
+            );
+        }
+    }
+}
+
+/// `--baseline DIR` reads every `<phase>/report.json` of the directory, labelled with
+/// the directory; `latest` reads each phase from the experiment's newest run that holds
+/// it.
+#[test]
+fn a_baseline_is_read_from_a_directory_or_the_latest_run() {
+    let project = tempfile::tempdir().unwrap();
+    let experiment = project.path().join("reports/demo");
+    let report = fixed_report();
+    let write = |run: &str| {
+        let path = experiment.join(run).join("a/report.json");
+        phasegate::report::files::write_atomic(&path, &serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+    };
+    write("2026-01-01T000000Z-testhost");
+    std::fs::create_dir_all(experiment.join("2026-01-02T000000Z-testhost")).unwrap();
+    phasegate::report::files::update_latest(&experiment, &experiment.join("2026-01-02T000000Z-testhost")).unwrap();
+    let dir = experiment.join("2026-01-01T000000Z-testhost");
+    let loaded = baseline::load(dir.to_str().unwrap(), &experiment, project.path()).unwrap();
+    assert_eq!(loaded.label, dir.to_str().unwrap());
+    assert_eq!(loaded.reports.len(), 1);
+    assert_eq!(loaded.phase("a").unwrap().report, report);
+    assert!(loaded.phase("b").is_none());
+    // The latest run holds no phase a: the earlier one that does is read.
+    let loaded = baseline::load("latest", &experiment, project.path()).unwrap();
+    assert_eq!(loaded.label, "reports/demo/2026-01-02T000000Z-testhost");
+    let earlier = loaded.phase("a").unwrap();
+    assert_eq!((earlier.label.as_str(), &earlier.report), ("reports/demo/2026-01-01T000000Z-testhost", &report));
+}
