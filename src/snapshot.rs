@@ -249,4 +249,87 @@ mod tests {
         store.save("a", "tree", &digest, false).unwrap();
         assert_eq!(store.load("a", "tree", "digest").unwrap(), Some(OutputData::Digest("abc".into())));
     }
+
+    /// The files under `dir`, relative to it, sorted.
+    fn files_under(dir: &std::path::Path) -> Vec<String> {
+        let mut files = Vec::new();
+        let mut stack = vec![dir.to_owned()];
+        while let Some(next) = stack.pop() {
+            for entry in std::fs::read_dir(&next).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    files.push(path.strip_prefix(dir).unwrap().display().to_string());
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// An output that matches its stored snapshot again leaves neither file of the
+    /// pending one behind.
+    #[test]
+    fn discarding_a_pending_snapshot_removes_its_header_and_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store { root: dir.path().to_owned() };
+        let output = Output { name: "values".into(), shape: vec![2], data: OutputData::F64(vec![1.0, 2.0]) };
+        store.save("a", "fast", &output, false).unwrap();
+        let changed = Output { data: OutputData::F64(vec![1.0, 3.0]), ..output.clone() };
+        store.save("a", "fast", &changed, true).unwrap();
+        let stored = ["a/fast/values.bin", "a/fast/values.json"];
+        assert_eq!(
+            files_under(dir.path()),
+            ["a/fast/values.bin", "a/fast/values.json", "a/fast/values.new.bin", "a/fast/values.new.json"]
+        );
+        store.discard_pending("a", "fast", "values").unwrap();
+        assert_eq!(files_under(dir.path()), stored);
+        // Nothing pending is no error.
+        store.discard_pending("a", "fast", "values").unwrap();
+        assert_eq!(store.load("a", "fast", "values").unwrap(), Some(output.data));
+    }
+
+    /// Data that no longer matches its header (a byte changed, elements missing, an
+    /// unknown element type) is an error, never a snapshot to compare with.
+    #[test]
+    fn a_damaged_snapshot_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store { root: dir.path().to_owned() };
+        let output = Output { name: "values".into(), shape: vec![3], data: OutputData::I64(vec![1, 2, 3]) };
+        let header = store.save("a", "fast", &output, false).unwrap();
+        let data = header.with_extension("bin");
+        let bytes = std::fs::read(&data).unwrap();
+        let error = |store: &Store| format!("{:#}", store.load("a", "fast", "values").unwrap_err());
+        let mut flipped = bytes.clone();
+        flipped[8] ^= 1;
+        std::fs::write(&data, &flipped).unwrap();
+        assert!(error(&store).ends_with("values.bin does not match the digest in its header"), "{}", error(&store));
+        // The header's digest of two elements: the data is consistent with it but not
+        // with its length.
+        let text = std::fs::read_to_string(&header).unwrap();
+        let two = &bytes[..16];
+        let rewritten = text.replace(&crate::spec::fnv1a_hex(&bytes), &crate::spec::fnv1a_hex(two));
+        std::fs::write(&header, &rewritten).unwrap();
+        std::fs::write(&data, two).unwrap();
+        assert!(error(&store).ends_with("values.bin holds 2 elements, its header says 3"), "{}", error(&store));
+        std::fs::write(&header, rewritten.replace("\"i64\"", "\"u8\"")).unwrap();
+        assert!(error(&store).ends_with("values.json: unknown element type `u8`"), "{}", error(&store));
+    }
+
+    /// Snapshots live beside the spec, per experiment and per profile: a profile's
+    /// smaller sizes never compare with the default's outputs.
+    #[test]
+    fn each_profile_has_its_own_snapshots() {
+        let text = "[experiment]\nname = \"demo\"\nseed = 1\n\n[[phase]]\nid = \"a\"\n\n[[phase.workload]]\nid = \"fast\"\nkernel = \"mock\"\n\n[profile.ci]\n\"defaults.repeats\" = 2\n";
+        let root = |file: &str, profile: Option<&str>| {
+            let overrides = crate::spec::Overrides { profile: profile.map(str::to_owned), ..Default::default() };
+            let spec = crate::spec::load_str(std::path::Path::new(file), text, &overrides).unwrap();
+            Store::for_spec(&spec).root
+        };
+        let path = std::path::PathBuf::from;
+        assert_eq!(root("experiments/demo.toml", None), path("experiments/snapshots/demo/default"));
+        assert_eq!(root("experiments/demo.toml", Some("ci")), path("experiments/snapshots/demo/ci"));
+        assert_eq!(root("demo.toml", Some("ci")), path("./snapshots/demo/ci"));
+    }
 }

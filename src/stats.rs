@@ -187,7 +187,7 @@ pub fn format_seconds(seconds: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Summary, format_seconds, median_interval_rank};
+    use super::{Summary, format_seconds, median_interval_rank, warnings};
 
     #[test]
     fn summary_of_known_samples() {
@@ -233,6 +233,51 @@ mod tests {
         let summary = Summary::of(&shuffled).unwrap();
         assert_eq!((summary.ci_low, summary.ci_high), (2.0, 9.0));
         assert!((summary.ci_coverage - 0.978_515_625).abs() < 1e-9);
+    }
+
+    /// Nine samples with median 4 and MAD 2, so the fence of the modified z-score,
+    /// 0.6745 |x - 4| / 2 > 3.5, lies 10.378 from the median on either side: -6.5 is
+    /// beyond it (3.541), 14.3 within it (3.474).
+    #[test]
+    fn outliers_lie_beyond_the_modified_z_score_fence_on_either_side() {
+        let summary = Summary::of(&[-6.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 14.3]).unwrap();
+        assert_eq!((summary.median, summary.mad), (4.0, 2.0));
+        assert_eq!(summary.outliers, 1);
+        let summary = Summary::of(&[-6.3, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 14.5]).unwrap();
+        assert_eq!(summary.outliers, 1, "the high side too");
+    }
+
+    /// Each warning from the samples that call for it, and none from the same samples
+    /// on the safe side of its bound.
+    #[test]
+    fn measurement_warnings() {
+        let warned = |values: &[f64], first: Option<f64>, warmup: u32| {
+            warnings(&Summary::of(values).unwrap(), first, warmup, 10e-6)
+        };
+        let steady = [1.0e-3, 1.01e-3, 0.99e-3];
+        assert!(warned(&steady, Some(1.0e-3), 0).is_empty());
+        assert_eq!(
+            warned(&[5e-6, 5e-6, 5e-6], None, 1),
+            ["median time 5.000 µs is too short to time reliably (below 10.000 µs); increase the work per step"]
+        );
+        assert!(warned(&[20e-6, 20e-6, 20e-6], None, 1).is_empty());
+        assert_eq!(
+            warned(&[-6.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 14.3], None, 1)[0],
+            "1 of 9 samples are statistical outliers (modified z-score > 3.5); the machine may be noisy"
+        );
+        // A first sample more than twice the median, with no warm-up before it.
+        assert_eq!(
+            warned(&steady, Some(2.5e-3), 0),
+            [
+                "the first sample (2.500 ms) was much slower than the median (1.000 ms): caches may not have been warm; consider `warmup = 1`"
+            ]
+        );
+        assert!(warned(&steady, Some(1.9e-3), 0).is_empty(), "less than twice the median");
+        assert!(warned(&steady, Some(2.5e-3), 1).is_empty(), "after a warm-up step");
+        assert!(warned(&steady[..2], Some(2.5e-3), 0).is_empty(), "two samples say nothing of the first");
+        // Standard deviations of 0.2 and 0.05 around a mean of 1.
+        assert_eq!(warned(&[0.8, 1.0, 1.2], None, 1), ["relative standard deviation is 20% (above 10%)"]);
+        assert!(warned(&[0.95, 1.0, 1.05], None, 1).is_empty());
     }
 
     #[test]
