@@ -131,6 +131,47 @@ fn junit_has_an_error_for_every_crashed_run() {
     );
 }
 
+/// Every status in its JUnit element: not measured and inconclusive fail a gate as a
+/// fail does, waived failures and checks not judged here are skipped, and the counts
+/// of each suite add up to those of the whole file.
+#[test]
+fn junit_sorts_every_status_into_failures_skipped_and_passes() {
+    use phasegate::verdict::Status;
+    let with = |phase: &str, statuses: [Status; 4]| {
+        let mut report = fixed_report();
+        report.phase.id = phase.into();
+        for (verdict, status) in report.verdicts.iter_mut().zip(statuses) {
+            verdict.status = status;
+        }
+        report
+    };
+    let first = with("a", [Status::NotMeasured, Status::Xfail, Status::Skipped, Status::New]);
+    let second = with("b", [Status::Inconclusive, Status::Pass, Status::NotApplicable, Status::Xpass]);
+    let junit = report::junit::render(&[first, second]);
+    assert!(junit.contains("<testsuites name=\"demo\" tests=\"8\" failures=\"2\" errors=\"0\">"), "{junit}");
+    assert!(
+        junit.contains("<testsuite name=\"demo.a\" tests=\"4\" failures=\"1\" errors=\"0\" skipped=\"2\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<testsuite name=\"demo.b\" tests=\"4\" failures=\"1\" errors=\"0\" skipped=\"1\""),
+        "{junit}"
+    );
+    for (suite, name, element) in [
+        ("a", "speedup[size=8]", "<failure type=\"not measured\" message=\"not measured: observed "),
+        ("a", "speedup[size=16]", "<skipped message=\"xfail: observed "),
+        ("a", "budget", "<skipped message=\"skipped: observed "),
+        ("a", "steady", "<system-out>new snapshot: observed "),
+        ("b", "speedup[size=8]", "<failure type=\"inconclusive\" message=\"inconclusive: observed "),
+        ("b", "speedup[size=16]", "<system-out>pass: observed "),
+        ("b", "budget", "<skipped message=\"not applicable: observed "),
+        ("b", "steady", "<system-out>XPASS: observed "),
+    ] {
+        let testcase = format!("<testcase classname=\"demo.{suite}\" name=\"{name}\">\n      {element}");
+        assert!(junit.contains(&testcase), "{testcase}\n{junit}");
+    }
+}
+
 #[test]
 fn the_header_warns_of_uncommitted_changes_and_debug_builds() {
     let mut report = fixed_report();

@@ -151,7 +151,7 @@ pub fn check_writable(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{create_run_dir, latest_run_dir, update_latest, write_atomic};
+    use super::{create_run_dir, latest_run_dir, newest_run_name, update_latest, write_atomic};
 
     #[test]
     fn run_dirs_never_collide_and_latest_follows() {
@@ -167,5 +167,24 @@ mod tests {
         assert_eq!(std::fs::read(second.join("a/b.txt")).unwrap(), b"x");
         let leftovers: Vec<_> = std::fs::read_dir(second.join("a")).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    /// The newest run is the one that started last; of runs started in the same second,
+    /// the one whose `-N` is largest (`-10` after `-9`, though it sorts before it as
+    /// text). Other names are not runs.
+    #[test]
+    fn the_newest_run_started_last() {
+        let newest = |names: &[&'static str]| newest_run_name(names.iter().copied());
+        let same_second = ["2026-01-01T000000Z-host-9", "2026-01-01T000000Z-host", "2026-01-01T000000Z-host-10"];
+        assert_eq!(newest(&same_second), Some("2026-01-01T000000Z-host-10"));
+        assert_eq!(
+            newest(&["2026-01-01T000000Z-host", "2026-01-01T000000Z-host-2"]),
+            Some("2026-01-01T000000Z-host-2")
+        );
+        assert_eq!(
+            newest(&["2026-01-01T000000Z-longer-hostname-10", "2026-01-02T000000Z-h", "latest", "zz-notes"]),
+            Some("2026-01-02T000000Z-h")
+        );
+        assert_eq!(newest(&["latest", "run_log.txt"]), None);
     }
 }

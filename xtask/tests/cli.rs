@@ -391,6 +391,8 @@ workdir = "fresh"
         let log = std::fs::read_to_string(project.path().join("reports/stop/run_log.txt")).unwrap_or_default();
         let last = log.lines().last().unwrap_or_default();
         assert!(last.contains(" exit=130 reports/stop/") && last.contains(" interrupted rev="), "{log}");
+        // `latest` names finished runs only.
+        assert!(std::fs::symlink_metadata(project.path().join("reports/stop/latest")).is_err(), "after {signal}");
     }
 }
 
@@ -792,6 +794,14 @@ fn a_run_of_one_phase_keeps_the_other_phases_in_the_plan_and_the_baseline() {
     assert_eq!(code, 0);
     let (code, _, _) = project.run("experiments/e2e.toml", &["--phase", "b"]);
     assert_eq!(code, 0);
+    // The run log has a line per run, with every phase it ran.
+    let log = std::fs::read_to_string(project.path().join("reports/e2e/run_log.txt")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0].contains(" a=pass b=pass rev=") && lines[1].contains(" b=pass rev=") && !lines[1].contains(" a="),
+        "{log}"
+    );
     let regenerated = std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap();
     assert!(regenerated.contains("- [x] `speedup`: 4.0"), "phase a keeps its results: {regenerated}");
     assert!(!regenerated.contains("No report yet"), "{regenerated}");
@@ -816,7 +826,7 @@ fn a_run_of_one_phase_keeps_the_other_phases_in_the_plan_and_the_baseline() {
         assert!(status.success(), "git {args:?}");
     };
     git(&["init", "-q"]);
-    git(&["add", "reports"]);
+    git(&["add", "reports", "experiments"]);
     git(&["commit", "-q", "-m", "reports"]);
     let (code, _, _) = project.run("experiments/e2e.toml", &["--phase", "b"]);
     assert_eq!(code, 0);
@@ -830,4 +840,16 @@ fn a_run_of_one_phase_keeps_the_other_phases_in_the_plan_and_the_baseline() {
     let head = String::from_utf8(head.stdout).unwrap();
     let report = project.latest_report();
     assert_eq!(report["environment"]["git_sha"].as_str(), Some(head.trim()), "{}", report["environment"]);
+    // What runs write (the committed `latest` and run log have changed since) leaves
+    // the revision clean; a change to the spec does not.
+    let dirty = || {
+        let (code, _, _) = project.run("experiments/e2e.toml", &["--phase", "b"]);
+        assert_eq!(code, 0);
+        let path = project.path().join("reports/e2e/latest/b/report.json");
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        report["environment"]["git_dirty"].as_bool()
+    };
+    assert_eq!(dirty(), Some(false));
+    project.write("experiments/e2e.toml", &format!("{text}# edited\n"));
+    assert_eq!(dirty(), Some(true));
 }
