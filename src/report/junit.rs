@@ -1,8 +1,10 @@
 //! JUnit XML for CI systems: one `<testsuite>` per phase, one `<testcase>` per check
 //! verdict. Failing, unmeasured and inconclusive verdicts are `<failure>`s (with the
-//! verdict as `type`); not applicable, skipped and waived ones are `<skipped>`. Every
-//! run that crashed is a test case of its own with an `<error>`, so a crash shows even
-//! when no check uses the run.
+//! verdict as `type`); not applicable and skipped ones, and waived checks that failed as
+//! expected (xfail), are `<skipped>`. Passes, a waived check that passed (xpass) among
+//! them, and new snapshots carry their figures in `<system-out>`. Every run that crashed
+//! is a test case of its own with an `<error>`, so a crash shows even when no check uses
+//! the run.
 
 use std::fmt::Write;
 

@@ -43,7 +43,11 @@ impl Project {
 
     /// The JSON report of phase `a` of the latest run of experiment `e2e`.
     fn latest_report(&self) -> serde_json::Value {
-        let path = self.path().join("reports/e2e/latest/a/report.json");
+        self.latest_phase_report("a")
+    }
+
+    fn latest_phase_report(&self, phase: &str) -> serde_json::Value {
+        let path = self.path().join(format!("reports/e2e/latest/{phase}/report.json"));
         serde_json::from_str(&std::fs::read_to_string(&path).expect("a report")).expect("a JSON report")
     }
 
@@ -845,9 +849,7 @@ fn a_run_of_one_phase_keeps_the_other_phases_in_the_plan_and_the_baseline() {
     let dirty = || {
         let (code, _, _) = project.run("experiments/e2e.toml", &["--phase", "b"]);
         assert_eq!(code, 0);
-        let path = project.path().join("reports/e2e/latest/b/report.json");
-        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        report["environment"]["git_dirty"].as_bool()
+        project.latest_phase_report("b")["environment"]["git_dirty"].as_bool()
     };
     assert_eq!(dirty(), Some(false));
     project.write("experiments/e2e.toml", &format!("{text}# edited\n"));
