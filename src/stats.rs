@@ -39,6 +39,9 @@ pub struct Summary {
     /// The coverage of `[ci_low, ci_high]` for the median.
     #[serde(with = "crate::report::float")]
     pub ci_coverage: f64,
+    /// Samples whose modified z-score `0.6745 |x - median| / MAD` exceeds 3.5 (Iglewicz
+    /// and Hoaglin). With a MAD of 0 (more than half the samples equal) the score is
+    /// undefined and none is counted.
     pub outliers: usize,
 }
 
@@ -245,6 +248,9 @@ mod tests {
         assert_eq!(summary.outliers, 1);
         let summary = Summary::of(&[-6.3, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 14.5]).unwrap();
         assert_eq!(summary.outliers, 1, "the high side too");
+        // Most samples equal: the MAD is 0 and no score is defined.
+        let summary = Summary::of(&[1.0, 1.0, 1.0, 1.0, 5.0]).unwrap();
+        assert_eq!((summary.mad, summary.outliers), (0.0, 0));
     }
 
     /// Each warning from the samples that call for it, and none from the same samples
