@@ -152,5 +152,10 @@ mod tests {
         assert_eq!(edit_distance("repeat", "repeats"), 1);
         assert_eq!(nearest("repeat", ["warmup", "repeats", "order"]), Some("repeats"));
         assert_eq!(nearest("zzzzzz", ["warmup", "repeats"]), None);
+        // Three edits in a word of three letters is no typo; two in one of seven is.
+        assert_eq!(nearest("abc", ["xyz"]), None);
+        assert_eq!(nearest("repaets", ["warmup", "repeats"]), Some("repeats"));
+        // The closest of several close candidates.
+        assert_eq!(nearest("timeot", ["timeouts", "timeout"]), Some("timeout"));
     }
 }

@@ -137,3 +137,35 @@ fn overrides_of_baseline_and_calibration_are_sources() {
     let keys: Vec<&str> = spec.overrides().map(|source| source.key.as_str()).collect();
     assert_eq!(keys, ["baseline.tolerance", "calibration.mode"]);
 }
+
+#[test]
+fn the_profile_beats_the_file_and_a_later_set_beats_an_earlier_one() {
+    // The file sets repeats = 5 and the profile 3; nothing above them touches it.
+    let text = format!("{BASE}\n[profile.ci]\n\"defaults.repeats\" = 3\n");
+    let profile = Overrides { profile: Some("ci".into()), ..Overrides::default() };
+    let spec = load_with(&text, &profile).unwrap();
+    assert_eq!(source_of(&spec, "slow", "repeats"), ("3", "profile `ci`"));
+    assert_eq!(spec.phases[0].workloads[0].settings.repeats, 3);
+    // `--set` applies in the order given: the last assignment of a key wins.
+    let sets = Overrides { sets: vec!["defaults.repeats=7".into(), "defaults.repeats=2".into()], ..profile };
+    let spec = load_with(&text, &sets).unwrap();
+    assert_eq!(source_of(&spec, "slow", "repeats"), ("2", "--set defaults.repeats=2"));
+    assert_eq!(spec.phases[0].workloads[0].settings.repeats, 2);
+}
+
+#[test]
+fn a_workload_setting_beats_its_phase_defaults_from_any_layer() {
+    let text = BASE
+        .replace("title = \"Phase A\"", "title = \"Phase A\"\n[phase.defaults]\nrepeats = 4")
+        .replace("id = \"fast\"", "id = \"fast\"\nrepeats = 9");
+    let spec = load(&text).unwrap();
+    assert_eq!(source_of(&spec, "slow", "repeats"), ("4", "spec file"));
+    assert_eq!(source_of(&spec, "fast", "repeats"), ("9", "spec file"));
+    assert_eq!(spec.phases[0].workloads[1].settings.repeats, 9);
+    // The workload's own value comes from `--set` here: its source says so, though the
+    // phase's defaults still come from the file.
+    let overrides = Overrides { sets: vec!["phase.a.workload.fast.repeats=6".into()], ..Overrides::default() };
+    let spec = load_with(&text, &overrides).unwrap();
+    assert_eq!(source_of(&spec, "fast", "repeats"), ("6", "--set phase.a.workload.fast.repeats=6"));
+    assert_eq!(source_of(&spec, "slow", "repeats"), ("4", "spec file"));
+}

@@ -545,3 +545,91 @@ fn parity_selectors_are_checked() {
        = help: name another workload, or other runs of this one: `of = "k[variant=simd]", against = "k[variant=scalar]"`
     "#);
 }
+
+#[test]
+fn settings_at_and_beyond_their_limits() {
+    let refused = |old: &str, new: &str, message: &str, line: &str| {
+        let error = spec_error(&edit(old, new));
+        assert!(error.starts_with(&format!("error: {message}\n")), "{error}");
+        assert!(error.contains(&format!("--> spec.toml:{line}")), "{error}");
+    };
+    refused(
+        "repeats = 5",
+        "repeats = 5\nthreads = [1, 0]",
+        "`defaults.threads`: 0 threads is out of range 1..=1024",
+        "9:",
+    );
+    refused(
+        "repeats = 5",
+        "repeats = 5\nthreads = 1025",
+        "`defaults.threads`: 1025 threads is out of range 1..=1024",
+        "9:",
+    );
+    refused(
+        "repeats = 5",
+        "repeats = 5\ntimeout = 0",
+        "`defaults.timeout`: must be a number of seconds in (0, 86400]",
+        "9:",
+    );
+    refused(
+        "repeats = 5",
+        "repeats = 5\ntimeout = 86401",
+        "`defaults.timeout`: must be a number of seconds in (0, 86400]",
+        "9:",
+    );
+    refused(
+        "repeats = 5",
+        "repeats = 5\nmodes = []",
+        "`defaults.modes`: give at least one of \"cold\", \"warm\"",
+        "9:",
+    );
+    refused("reference = \"slow\"", "reference = \"fast\"", "a workload cannot be its own reference", "24:");
+    refused(
+        "repeats = 5",
+        "repeats = 5\n\n[calibration]\nmode = \"warn\"\nrepeats = 1",
+        "an A/A calibration needs at least 2 pairs",
+        "12:",
+    );
+    // The limits themselves are accepted.
+    let limits = edit("repeats = 5", "repeats = 5\nthreads = [1, 1024]\ntimeout = 86400\n\n[calibration]\nrepeats = 2");
+    let spec = load(&limits).unwrap();
+    assert_eq!(spec.defaults.threads, [1, 1024]);
+    assert_eq!(spec.defaults.timeout_s, 86_400.0);
+    assert_eq!(spec.calibration.repeats, 2);
+}
+
+#[test]
+fn a_workload_may_expand_to_the_largest_matrix_and_thread_counts_multiply_it() {
+    // Five axes of ten values: 100,000 runs, the most a workload may have.
+    let axes: String = (0..5).map(|axis| format!("\nx{axis} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]")).collect();
+    let sweep = format!(
+        "{BASE}\n[[phase.workload]]\nid = \"sweep\"\nkernel = \"command\"\n[phase.workload.params]\nprogram = \"true\"{axes}\n"
+    );
+    assert!(load(&sweep).is_ok());
+    // Two thread counts double it.
+    let error =
+        load(&sweep.replace("kernel = \"command\"", "kernel = \"command\"\nthreads = [1, 2]")).unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "workload `sweep` expands to more than 100000 runs: x0 (10) x x1 (10) x x2 (10) x x3 (10) x x4 (10) x threads (2)"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn phases_run_in_file_order_except_where_they_need_a_later_one() {
+    let phase = |id: &str, needs: &str| {
+        format!("\n[[phase]]\nid = \"{id}\"\nneeds = [{needs}]\n\n[[phase.workload]]\nid = \"w\"\nkernel = \"mock\"\n")
+    };
+    let text = format!(
+        "[experiment]\nname = \"demo\"\nseed = 7\n{}{}{}{}",
+        phase("z", ""),
+        phase("a", "\"m\""),
+        phase("m", ""),
+        phase("b", "")
+    );
+    let phases: Vec<String> = load(&text).unwrap().phases.into_iter().map(|phase| phase.id).collect();
+    // `a` waits for `m`; every other phase keeps its place in the file.
+    assert_eq!(phases, ["z", "m", "a", "b"]);
+}
