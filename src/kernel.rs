@@ -675,3 +675,102 @@ pub trait Kernel: Send + Sync {
     /// Creates the instance for one run. Must be cheap; heavy work belongs in `setup`.
     fn instantiate(&self, params: &Params, context: &RunContext) -> anyhow::Result<Box<dyn Instance>>;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{ParamError, ParamKind, ParamSpec, Params, Value};
+
+    fn specs() -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::new("program", ParamKind::Text, None, "required"),
+            ParamSpec::new("size", ParamKind::Int { min: 1, max: 8 }, Value::Int(4), "an integer"),
+            ParamSpec::new("cell", ParamKind::FloatList { len: Some(3) }, Value::List(Vec::new()), "three numbers"),
+        ]
+    }
+
+    fn given(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+        pairs.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect()
+    }
+
+    #[test]
+    fn validation_fills_defaults_and_refuses_unknown_and_missing_parameters() {
+        let params = Params::validate(&specs(), &given(&[("program", "true".into())]), false).unwrap();
+        assert_eq!(params.get("size"), Some(&Value::Int(4)));
+        let unknown = given(&[("program", "true".into()), ("sise", Value::Int(2))]);
+        assert_eq!(
+            Params::validate(&specs(), &unknown, false),
+            Err(ParamError::Unknown {
+                name: "sise".into(),
+                valid: vec!["program".into(), "size".into(), "cell".into()]
+            })
+        );
+        // Extra parameters are kept where the kernel takes them as variables.
+        let params = Params::validate(&specs(), &unknown, true).unwrap();
+        assert_eq!(params.get("sise"), Some(&Value::Int(2)));
+        assert_eq!(
+            Params::validate(&specs(), &given(&[("size", Value::Int(2))]), true),
+            Err(ParamError::Missing { name: "program".into() })
+        );
+        let out_of_range = given(&[("program", "true".into()), ("size", Value::Int(9))]);
+        assert_eq!(
+            Params::validate(&specs(), &out_of_range, false),
+            Err(ParamError::Invalid {
+                name: "size".into(),
+                message: "9 is out of range: expected an integer in 1..=8".into()
+            })
+        );
+    }
+
+    #[test]
+    fn lists_of_a_fixed_length_take_exactly_that_many_numbers() {
+        let cell = ParamKind::FloatList { len: Some(3) };
+        let numbers = |values: &[i64]| Value::List(values.iter().map(|&value| Value::Int(value)).collect());
+        assert_eq!(
+            cell.check(&numbers(&[1, 2, 3])),
+            Ok(Value::List(vec![Value::Float(1.0), Value::Float(2.0), Value::Float(3.0)]))
+        );
+        for wrong in [numbers(&[1, 2]), numbers(&[1, 2, 3, 4])] {
+            assert_eq!(cell.check(&wrong), Err("expected a list of 3 numbers, found a list".into()), "{wrong}");
+        }
+        assert_eq!(ParamKind::FloatList { len: None }.check(&numbers(&[1, 2])).map(|_| ()), Ok(()));
+    }
+
+    #[test]
+    fn a_list_of_lists_is_an_axis_of_a_list_parameter() {
+        let cell = ParamKind::FloatList { len: Some(3) };
+        let one = Value::List(vec![Value::Int(1), Value::Int(2), Value::Int(3)]);
+        assert!(cell.is_single(&one));
+        assert!(!cell.is_single(&Value::List(vec![one.clone(), one])));
+        assert!(ParamKind::TextList.is_single(&Value::List(vec!["a".into(), "b".into()])));
+        assert!(!ParamKind::TextList.is_single(&Value::List(vec![Value::List(vec!["a".into()])])));
+        // A list given to a single-valued kind is an axis.
+        assert!(!ParamKind::Int { min: 1, max: 8 }.is_single(&Value::List(vec![Value::Int(1), Value::Int(2)])));
+        assert!(ParamKind::Int { min: 1, max: 8 }.is_single(&Value::Int(1)));
+    }
+
+    #[test]
+    fn ranges_include_both_ends_and_nothing_beyond() {
+        let int = ParamKind::Int { min: 1, max: 8 };
+        for inside in [1, 8] {
+            assert_eq!(int.check(&Value::Int(inside)), Ok(Value::Int(inside)));
+        }
+        for outside in [0, 9] {
+            assert!(int.check(&Value::Int(outside)).is_err(), "{outside}");
+        }
+        let float = ParamKind::Float { min: 0.5, max: 2.0 };
+        for inside in [0.5, 2.0] {
+            assert_eq!(float.check(&Value::Float(inside)), Ok(Value::Float(inside)));
+        }
+        for outside in [0.499_999, 2.000_001, f64::NAN, f64::INFINITY] {
+            assert!(float.check(&Value::Float(outside)).is_err(), "{outside}");
+        }
+        // An integer is taken as a float where a float is expected.
+        assert_eq!(float.check(&Value::Int(2)), Ok(Value::Float(2.0)));
+        let choice = ParamKind::Choice(&["on", "off"]);
+        assert_eq!(choice.check(&Value::from("on")), Ok(Value::from("on")));
+        assert_eq!(choice.check(&Value::from("auto")), Err("`auto` is not one of on, off".into()));
+        assert_eq!(ParamKind::Bool.check(&Value::Int(1)), Err("expected a boolean, found an integer".into()));
+    }
+}

@@ -21,6 +21,12 @@ fn lists_expand_into_a_cartesian_matrix_in_file_order() {
     let fast: Vec<&str> =
         phase.runs.iter().filter(|run| run.workload == "fast").map(|run| run.label.as_str()).collect();
     assert_eq!(fast, ["threads=1", "threads=2"]);
+    // Each run executes with the thread count of its point.
+    for run in &phase.runs {
+        let threads = run.coords.iter().find(|(name, _)| name == "threads").map(|(_, value)| value);
+        assert_eq!(threads, Some(&Value::from(run.threads)), "{}", run.name());
+    }
+    assert_eq!(phase.runs[1].threads, 2);
     let run = &phase.runs[0];
     assert_eq!(run.params.get("jitter"), Some(&Value::Float(0.05)));
     assert_eq!(run.params.get("slowdown"), Some(&Value::Float(1.0)), "defaults fill undeclared parameters");
@@ -45,6 +51,20 @@ fn partners_are_grouped_by_matching_axes() {
             vec!["fast[size=32]".to_owned()],
         ]
     );
+}
+
+#[test]
+fn a_partner_that_fixes_a_value_pairs_only_with_the_runs_of_that_value() {
+    // `slow` sets size 8 without varying it; `fast` varies it: only `fast[size=8]` agrees
+    // with `slow` on a parameter both set and either varies.
+    let text = BASE
+        .replace("time_ms = 4.0", "time_ms = 4.0\nsize = 8")
+        .replace("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]");
+    let plan = expand(&text).unwrap();
+    let phase = &plan.phases[0];
+    let groups: Vec<Vec<String>> =
+        phase.groups.iter().map(|group| group.iter().map(|&index| phase.runs[index].name()).collect()).collect();
+    assert_eq!(groups, [vec!["slow", "fast[size=8]"], vec!["fast[size=16]"]]);
 }
 
 #[test]
@@ -112,4 +132,26 @@ fn filters_and_phase_selection() {
     assert!(error.to_string().contains("`--filter zzz` matches no workload"));
     let error = expand_with(spec, Selection { phase: Some("b".into()), filter: None }, &|_| false).unwrap_err();
     assert!(error.to_string().contains("`--phase b`: no such phase"));
+}
+
+#[test]
+fn parity_runs_are_of_then_against() {
+    let text = format!(
+        "{BASE}\n[[phase.check]]\nid = \"same\"\nparity = {{ of = \"fast\", against = \"slow\", output = \"values\", exact = true }}\nrationale = \"why\"\n"
+    );
+    let plan = expand(&text).unwrap();
+    let phase = &plan.phases[0];
+    let (of, against) = phase.checks[0].points[0].parity_runs.expect("a parity check");
+    assert_eq!((phase.runs[of].name(), phase.runs[against].name()), ("fast".to_owned(), "slow".to_owned()));
+}
+
+#[test]
+fn a_selected_phase_is_planned_alone() {
+    use phasegate::plan::{Selection, expand as expand_with};
+    let text = format!("{BASE}\n[[phase]]\nid = \"b\"\n\n[[phase.workload]]\nid = \"other\"\nkernel = \"mock\"\n");
+    let spec = crate::support::load(&text).unwrap();
+    let plan = expand_with(spec, Selection { phase: Some("b".into()), filter: None }, &|_| false).unwrap();
+    let phases: Vec<&str> = plan.phases.iter().map(|phase| phase.phase.id.as_str()).collect();
+    assert_eq!(phases, ["b"]);
+    assert_eq!(plan.n_runs(), 1);
 }
