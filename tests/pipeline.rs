@@ -527,3 +527,110 @@ fn parity_compares_runs_of_one_workload_told_apart_by_selectors() {
     }
     assert_eq!(verdicts.len(), 4);
 }
+
+#[test]
+fn partners_with_different_warm_ups_and_repeats_take_turns_while_both_have_steps_left() {
+    let text = BASE
+        .replace("id = \"slow\"", "id = \"slow\"\nwarmup = 1\nrepeats = 2")
+        .replace("id = \"fast\"", "id = \"fast\"\nwarmup = 2\nrepeats = 3");
+    let plan = expand(&text).unwrap();
+    assert_eq!(
+        step_labels(&plan.phases[0]),
+        ["slow warm-up 0", "fast warm-up 0", "fast warm-up 1", "slow 0", "fast 0", "slow 1", "fast 1", "fast 2",]
+    );
+}
+
+#[test]
+fn a_sample_longer_than_the_timeout_fails_its_run_in_either_mode() {
+    // Mock times are reported, not spent. A warm sample of 2 s against a timeout of 1 s;
+    // a cold sample of 0.6 s set-up and 0.6 s step, whose set-up counts.
+    let text = BASE
+        .replace("repeats = 5", "repeats = 3\nwarmup = 0\ntimeout = 1.0")
+        .replace("time_ms = 4.0\njitter = 0.05", "time_ms = 600.0\nsetup_ms = 600.0")
+        .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\"]")
+        .replace("time_ms = 1.0\njitter = 0.05", "time_ms = 2000.0")
+        .replace("reference = \"slow\"\n", "");
+    let plan = expand(&text).unwrap();
+    let (results, _) = run_plan(&plan, &Facts::default()).remove(0);
+    for (result, mode, seconds) in [(&results[0], "cold", "1.200"), (&results[1], "warm", "2.000")] {
+        let expected = format!("a {mode} sample took {seconds} s, more than the timeout of 1 s");
+        assert_eq!(result.status, RunStatus::Failed(expected));
+        // Sampling stops at the first sample past the timeout.
+        assert_eq!(result.samples.len(), 1, "{mode}: {:?}", result.samples);
+    }
+}
+
+#[test]
+fn runs_measured_only_cold_keep_their_outputs_for_parity() {
+    let text = BASE
+        .replace("repeats = 5", "repeats = 2\nmodes = [\"cold\"]")
+        .replace("time_ms = 1.0", "time_ms = 1.0\nperturb = 1e-3");
+    let text = with_checks(
+        &text,
+        &[("same", "parity = { of = \"fast\", against = \"slow\", output = \"values\", max_abs = 1e-6 }")],
+    );
+    let plan = expand(&text).unwrap();
+    let (results, verdicts) = run_plan(&plan, &Facts::default()).remove(0);
+    assert!(results.iter().all(|result| result.outputs.len() == 1), "{:?}", results[0].outputs);
+    assert_eq!(status_of(&verdicts, "same"), Status::Fail);
+    let figures = verdicts[0].parity.as_ref().unwrap();
+    assert!((figures.max_abs_diff.unwrap() - 1e-3).abs() < 1e-12, "{figures:?}");
+}
+
+#[test]
+fn partners_get_scratch_directories_of_their_own_removed_after_the_group() {
+    // Each command runs in a fresh directory of its run's scratch directory and fails
+    // when its partner's mark is there.
+    let command = |id: &str, other: &str, reference: &str| {
+        format!(
+            "\n[[phase.workload]]\nid = \"{id}\"\nkernel = \"command\"\n{reference}[phase.workload.params]\n\
+             program = \"test ! -e {other}.mark && touch {id}.mark\"\nshell = true\nworkdir = \"fresh\"\n"
+        )
+    };
+    let text = format!(
+        "[experiment]\nname = \"demo\"\nseed = 7\n\n[defaults]\nrepeats = 2\nmodes = [\"cold\", \"warm\"]\n\n[[phase]]\nid = \"a\"\n{}{}",
+        command("one", "two", ""),
+        command("two", "one", "reference = \"one\"\n"),
+    );
+    let plan = expand(&text).unwrap();
+    assert_eq!(plan.phases[0].groups, [vec![0, 1]], "the two runs are interleaved");
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("scratch");
+    let options = ExecutionOptions { scratch_root: root.clone(), keep_all_outputs: false };
+    let results = phasegate::execute::execute_phase(&plan.phases[0], &options, &phasegate::execute::Silent);
+    for result in &results {
+        assert_eq!(result.status, RunStatus::Completed, "{:?}", result.status);
+        assert_eq!(result.samples.len(), 5, "2 cold, 1 warm-up, 2 warm");
+    }
+    assert!(!root.join("a").exists(), "the phase's scratch directories are removed");
+}
+
+#[test]
+fn each_run_executes_with_its_thread_count() {
+    // The `tree` kernel reports the thread count it was given; the `io` kernel's stall
+    // bound is `D + t_single` on one worker of the pool and `max(D + t_single / chunks,
+    // t_single)` on more (16 chunks here, and a stall D far above t_single).
+    let text = "[experiment]\nname = \"demo\"\nseed = 7\n\n[defaults]\nrepeats = 1\nwarmup = 0\nthreads = [1, 2]\n\n\
+                [[phase]]\nid = \"a\"\n\n[[phase.workload]]\nid = \"tree\"\nkernel = \"tree\"\n[phase.workload.params]\n\
+                points = 64\ndimension = 2\nqueries = 4\nk = 2\nverify = false\n\n\
+                [[phase.workload]]\nid = \"sched\"\nkernel = \"io\"\n[phase.workload.params]\nfamily = \"sched\"\n\
+                size = 65536\nchunk = 4096\nscheduler = \"static\"\ndelay = \"stall\"\nstall_ms = 20.0\n";
+    let plan = expand(text).unwrap();
+    let phase = &plan.phases[0];
+    let (results, _) = run_plan(&plan, &Facts::default()).remove(0);
+    assert_eq!(results.len(), 4);
+    for (run, result) in phase.runs.iter().zip(&results) {
+        assert_eq!(result.status, RunStatus::Completed, "{}", run.name());
+        let sample = &result.samples[0];
+        if run.workload == "tree" {
+            let event = sample.events.iter().find(|event| event.kind == "run").expect("a run event");
+            let threads = event.fields.iter().find(|(name, _)| name == "threads").map(|(_, value)| value);
+            assert_eq!(threads, Some(&phasegate::kernel::Value::from(run.threads)), "{}", run.name());
+            continue;
+        }
+        let metric = |name: &str| sample.metrics.iter().find(|(metric, _)| metric == name).unwrap().1;
+        let (stall, t_single, bound) = (metric("stall_s"), metric("t_single_s"), metric("bound_s"));
+        let expected = if run.threads == 1 { stall + t_single } else { (stall + t_single / 16.0).max(t_single) };
+        assert!((bound - expected).abs() <= 1e-6 * expected, "{}: bound {bound} s, not {expected} s", run.name());
+    }
+}
