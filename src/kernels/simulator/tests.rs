@@ -417,6 +417,19 @@ fn direction_and_length(vector: [f64; 3]) -> ([f64; 3], f64) {
     (vector.map(|value| value / length), length)
 }
 
+/// Both paths render `simulation` as `expected`, pixel by pixel, to a relative 1e-6.
+fn assert_both_paths_render(simulation: &Simulation, expected: &[f64]) {
+    let (scalar_image, _) = render_scalar(simulation);
+    let (fast_image, _) = render_fast(simulation, 2);
+    for (path, image) in [("scalar", &scalar_image), ("fast", &fast_image)] {
+        assert_eq!(image.len(), expected.len(), "{path}");
+        for (index, (&value, &expected)) in image.iter().zip(expected).enumerate() {
+            let value = f64::from(value);
+            assert!((value - expected).abs() <= 1e-6 * expected, "{path}: pixel {index} is {value}, not {expected}");
+        }
+    }
+}
+
 /// With one unit cell per axis and no structure factors every subpixel's intensity is
 /// `default_F^2`, so a pixel is `r_e^2 fluence * layers * F^2 * capfrac * polar *
 /// omega`: the division by the m^2 subpixels cancels their sum. Pixels of 20 mm at
@@ -464,14 +477,7 @@ fn a_smooth_image_follows_the_documented_formulas_pixel_by_pixel() {
     }
     let corner = direction_and_length(detector.first_subpixel(0, 0, 0.0)).0[0];
     assert!(corner < 0.8, "the corner is off the beam: d . o = {corner}");
-    let (scalar_image, _) = render_scalar(&simulation);
-    let (fast_image, _) = render_fast(&simulation, 2);
-    for (path, image) in [("scalar", &scalar_image), ("fast", &fast_image)] {
-        for (index, (&value, &expected)) in image.iter().zip(&expected).enumerate() {
-            let value = f64::from(value);
-            assert!((value - expected).abs() <= 1e-6 * expected, "{path}: pixel {index} is {value}, not {expected}");
-        }
-    }
+    assert_both_paths_render(&simulation, &expected);
 }
 
 /// Without interpolation `F` is the grid's value at the nearest indices
@@ -527,14 +533,7 @@ fn nearest_neighbour_structure_factors_reach_the_grid_edges_and_default_f_beyond
         }
     }
     assert!(on_an_upper_edge > 0 && outside > 0, "{on_an_upper_edge} pixels on an edge, {outside} outside");
-    let (scalar_image, _) = render_scalar(&simulation);
-    let (fast_image, _) = render_fast(&simulation, 2);
-    for (path, image) in [("scalar", &scalar_image), ("fast", &fast_image)] {
-        for (index, (&value, &expected)) in image.iter().zip(&expected).enumerate() {
-            let value = f64::from(value);
-            assert!((value - expected).abs() <= 1e-6 * expected, "{path}: pixel {index} is {value}, not {expected}");
-        }
-    }
+    assert_both_paths_render(&simulation, &expected);
 }
 
 /// The misset turns the reciprocal vectors by active, right-handed rotations about X,
