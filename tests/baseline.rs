@@ -92,15 +92,16 @@ fn a_regression_is_judged_in_the_quantity_s_better_direction() {
     let report = fixed_report();
     let slower = scaled(&report, "fast", Mode::Warm, 1.2);
     let verdicts = compare(&slower, &report, &["time", "items_per_s"]);
-    let fast: Vec<&Verdict> = verdicts.iter().filter(|verdict| verdict.point.starts_with("fast[size=8]")).collect();
+    let fast: Vec<Verdict> =
+        verdicts.iter().filter(|verdict| verdict.point.starts_with("fast[size=8]")).cloned().collect();
     assert_eq!(
-        statuses(&fast.iter().map(|&verdict| verdict.clone()).collect::<Vec<_>>()),
+        statuses(&fast),
         [
             ("fast[size=8] warm time".to_owned(), Status::Fail),
             ("fast[size=8] warm items_per_s".to_owned(), Status::Fail)
         ]
     );
-    for verdict in fast {
+    for verdict in &fast {
         let observed = verdict.measured.as_ref().unwrap().observed;
         assert!((observed - 1.2).abs() < 1e-9, "{}: {observed}", verdict.name());
     }
