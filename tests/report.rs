@@ -190,7 +190,7 @@ fn the_header_warns_of_uncommitted_changes_and_debug_builds() {
 fn skipped_and_crashed_runs_in_the_report() {
     let markdown = markdown::render(&troubled_report(), &[]);
     assert!(
-        markdown.contains("| Verdict | **CRASHED** (1 pass, 2 fail, 1 inconclusive, 1 not measured, 1 failed runs) |"),
+        markdown.contains("| Verdict | **CRASHED** (1 pass, 2 fail, 1 inconclusive, 1 not measured, 1 failed run) |"),
         "{markdown}"
     );
     let start = markdown.find("## Results").unwrap();

@@ -112,11 +112,14 @@ fn header(out: &mut String, report: &PhaseReport) {
         (totals.skipped, "skipped"),
         (totals.xfail, "xfail"),
         (totals.xpass, "xpass"),
-        (totals.new, "new snapshots"),
-        (totals.failed_runs, "failed runs"),
     ] {
         if count > 0 {
             counts.push(format!("{count} {label}"));
+        }
+    }
+    for (count, noun) in [(totals.new, "new snapshot"), (totals.failed_runs, "failed run")] {
+        if count > 0 {
+            counts.push(crate::describe::counted(count, noun));
         }
     }
     let dirty = match environment.git_dirty {
