@@ -1,6 +1,7 @@
 //! Matrix expansion, pairing of interleaved partners and check points.
 
 use phasegate::kernel::Value;
+use phasegate::plan::{Selection, expand as expand_with};
 
 use crate::support::{BASE, expand};
 
@@ -121,7 +122,6 @@ fn sequential_order_disables_pairing() {
 
 #[test]
 fn filters_and_phase_selection() {
-    use phasegate::plan::{Selection, expand as expand_with};
     let spec = crate::support::load(BASE).unwrap();
     let selection = Selection { phase: None, filter: Some("a/f*".into()) };
     let plan = expand_with(spec.clone(), selection, &|_| false).unwrap();
@@ -147,7 +147,6 @@ fn parity_runs_are_of_then_against() {
 
 #[test]
 fn a_selected_phase_is_planned_alone() {
-    use phasegate::plan::{Selection, expand as expand_with};
     let text = format!("{BASE}\n[[phase]]\nid = \"b\"\n\n[[phase.workload]]\nid = \"other\"\nkernel = \"mock\"\n");
     let spec = crate::support::load(&text).unwrap();
     let plan = expand_with(spec, Selection { phase: Some("b".into()), filter: None }, &|_| false).unwrap();
