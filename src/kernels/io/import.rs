@@ -382,14 +382,15 @@ impl ImportInstance {
         let transfer_start = probe.start();
         let run = self.copy_source(&mut mapped.map, probe.deadline())?;
         let transfer = probe.phase("transfer", transfer_start);
+        let mut sync = Duration::ZERO;
         if self.params.durable {
             let sync_start = probe.start();
             mapped.map.flush().context("msync failed")?;
             mapped.file.sync_all().context("fsync failed")?;
-            let sync = probe.phase("sync", sync_start);
+            sync = probe.phase("sync", sync_start);
             probe.metric("durable_gbps", gbps(self.params.size, prepare + transfer + sync));
         }
-        let elapsed = start.elapsed();
+        let elapsed = prepare + transfer + sync;
         self.record_import_step(probe, elapsed, usage_before, &run);
         probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
@@ -429,7 +430,7 @@ impl ImportInstance {
         let transfer_start = probe.start();
         let run = self.copy_source(destination.bytes_mut(), probe.deadline())?;
         let transfer = probe.phase("transfer", transfer_start);
-        let elapsed = start.elapsed();
+        let elapsed = prepare + transfer;
         self.record_import_step(probe, elapsed, usage_before, &run);
         probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
@@ -450,13 +451,14 @@ impl ImportInstance {
         let transfer_start = probe.start();
         let run = pwrite_chunks(self.source(), &file, self.params.chunk, probe.deadline())?;
         let transfer = probe.phase("transfer", transfer_start);
+        let mut sync = Duration::ZERO;
         if self.params.method == ImportMethod::PwriteFsync {
             let sync_start = probe.start();
             file.sync_all().context("fsync failed")?;
-            let sync = probe.phase("sync", sync_start);
+            sync = probe.phase("sync", sync_start);
             probe.metric("durable_gbps", gbps(self.params.size, prepare + transfer + sync));
         }
-        let elapsed = start.elapsed();
+        let elapsed = prepare + transfer + sync;
         self.record_import_step(probe, elapsed, usage_before, &run);
         probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
         probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
