@@ -544,3 +544,29 @@ impl Instance for ImportInstance {
         }]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sample whose destination differs from the source in one byte fails, naming the
+    /// byte, and the run has no digest from then on: an import that lost or changed bytes
+    /// cannot pass the parity check on `digest`.
+    #[test]
+    fn a_destination_that_differs_from_the_source_fails_the_sample() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let context = RunContext::outside_harness(1, 1, directory.path());
+        let params = ImportParams::new(ImportMethod::MemcpyHot, 4096);
+        let mut instance = ImportInstance::new(params, &context, Environment::probe(directory.path()));
+        instance.setup(&mut Probe::default()).expect("set-up");
+        instance.run(&mut Probe::default()).expect("a sample");
+        assert_eq!(instance.outputs().len(), 1);
+        let mut changed = instance.source().to_vec();
+        changed[100] ^= 1;
+        // As `run` counts a sample before it verifies it.
+        instance.samples += 1;
+        let error = instance.verify(&changed, &mut Probe::default()).expect_err("a changed byte");
+        assert!(format!("{error:#}").contains("100"), "{error:#}");
+        assert!(instance.outputs().is_empty());
+    }
+}
