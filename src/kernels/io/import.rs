@@ -333,8 +333,10 @@ impl ImportInstance {
             return Ok(());
         }
         if destination != self.source() {
-            let first = destination.iter().zip(self.source()).position(|(left, right)| left != right);
-            bail!("the destination differs from the source (first difference at byte {first:?})");
+            match destination.iter().zip(self.source()).position(|(left, right)| left != right) {
+                Some(byte) => bail!("the destination differs from the source (first difference at byte {byte})"),
+                None => bail!("the destination holds {} bytes, the source {}", destination.len(), self.source().len()),
+            }
         }
         if self.samples_verified == 0 {
             // Taken from the destination itself, so the output does not rest on the
@@ -566,7 +568,10 @@ mod tests {
         // As `run` counts a sample before it verifies it.
         instance.samples += 1;
         let error = instance.verify(&changed, &mut Probe::default()).expect_err("a changed byte");
-        assert!(format!("{error:#}").contains("100"), "{error:#}");
+        assert_eq!(format!("{error:#}"), "the destination differs from the source (first difference at byte 100)");
         assert!(instance.outputs().is_empty());
+        let short = instance.source()[..4000].to_vec();
+        let error = instance.verify(&short, &mut Probe::default()).expect_err("missing bytes");
+        assert_eq!(format!("{error:#}"), "the destination holds 4000 bytes, the source 4096");
     }
 }
