@@ -1,8 +1,9 @@
 //! Tests of the `tree` kernel: exactness against brute force for both metrics,
 //! cover-tree invariants after every batch, dense = sparse, thread-count and
 //! instruction-set independence, the residual metric against a direct formula and the
-//! triangle inequality, exact answers at the corners of the parameter ranges, and clear
-//! errors for bad input.
+//! triangle inequality, exact answers at the corners of the parameter ranges, the
+//! reported figures against the tree and the answers they describe, and clear errors
+//! for bad input.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +21,7 @@ use super::metric::{
 use super::query::{self, Neighbours, QueryParams, SelfMatch};
 use super::residual::{self, CovarianceFunction, ResidualBounds, ResidualMetric, ResidualModel, ResidualParams};
 use super::{Algorithm, MetricChoice, Tree, TreeParams, brute, compare};
-use crate::kernel::{Kernel, OutputData, Params, Probe, RunContext, Stopped, Value};
+use crate::kernel::{Instance, Kernel, OutputData, Params, Probe, RunContext, Stopped, Value};
 
 /// Points with N(0, 1) coordinates, some rows copied (duplicates) and, with `grid`,
 /// rounded to a coarse grid so many distances tie exactly.
@@ -1878,6 +1879,20 @@ fn every_algorithm_reports_declared_metrics_with_its_flops() {
         }
         // Every rate of flops is a real one (the Euclidean distances were once
         // counted as none).
+        // Every algorithm with an answer: its throughput is the queries over their
+        // time, and its pruning rate the share of (query, point) pairs left
+        // unevaluated; the brute force evaluates them all.
+        if let Some(qps) = probe.metric_value("qps") {
+            let seconds = probe.metric_value("query_s").expect("the queries' time");
+            assert!((qps * seconds - 32.0).abs() <= 1e-9 * 32.0, "{case:?}: qps {qps} over {seconds} s");
+        }
+        if let Some(evaluations) = probe.metric_value("distance_evals_query") {
+            let rate = probe.metric_value("pruning_rate").expect("a pruning rate");
+            assert_eq!(rate, 1.0 - evaluations / (32.0 * 2000.0), "{case:?}");
+            if case.contains(&("algorithm", Value::from("brute"))) {
+                assert_eq!((evaluations, rate), (32.0 * 2000.0, 0.0), "{case:?}: the brute force prunes nothing");
+            }
+        }
         for (rate, seconds) in [("gflops_query", "query_s"), ("gflops_build", "build_s")] {
             let Some(value) = probe.metric_value(rate) else { continue };
             assert!(value > 0.0 && value.is_finite(), "{case:?}: {rate} = {value}");
@@ -1888,6 +1903,11 @@ fn every_algorithm_reports_declared_metrics_with_its_flops() {
                 // Euclidean: 3d per squared distance, nothing else.
                 let expected = evaluations * 3.0 * 3.0;
                 assert!((flops - expected).abs() <= 1e-9 * expected, "{case:?}: {rate}: {flops} flops, {expected}");
+            } else if case.contains(&("algorithm", Value::from("brute"))) {
+                // The residual brute force: one dot product of the 64 inducing
+                // coordinates per pair, nothing else.
+                let expected = evaluations * 2.0 * 64.0;
+                assert!((flops - expected).abs() <= 1e-9 * expected, "{case:?}: {rate}: {flops} flops, {expected}");
             } else {
                 // Residual: at least the exact distances' dot products (the prefix
                 // bounds and, in the build, the bound tables add to them).
@@ -1895,6 +1915,169 @@ fn every_algorithm_reports_declared_metrics_with_its_flops() {
                 assert!(flops >= exact * (1.0 - 1e-9), "{case:?}: {rate}: {flops} flops below {exact}");
             }
         }
+    }
+}
+
+/// A field of the first event of `kind`, as a number.
+fn event_number(probe: &Probe, kind: &str, name: &str) -> f64 {
+    let event = probe.events().iter().find(|event| event.kind == kind).unwrap_or_else(|| panic!("a {kind} event"));
+    let (_, value) = event.fields.iter().find(|(field, _)| field == name).unwrap_or_else(|| panic!("{kind}.{name}"));
+    value.as_f64().unwrap_or_else(|| panic!("{kind}.{name} = {value:?} is a number"))
+}
+
+/// Runs the kernel with `overrides` (algorithm pcct), builds the same tree again from
+/// the run's parameters and checks what the run reported about its tree and its build
+/// against that tree, computed here from the parents and the distances: the depth,
+/// the subtree radii (the largest distance from a node to its descendants), the mean
+/// scope, and the batches' sums. Returns the probe, the outcome and the data.
+fn check_tree_figures(overrides: &[(&str, Value)]) -> (Probe, build::BuildOutcome, super::RunData) {
+    let (probe, outputs) = run_kernel(overrides, 2);
+    let params = TreeParams::from_params(&kernel_params(overrides).expect("valid parameters"), 99);
+    let data = super::generate(&params).expect("data");
+    let outcome = match &data {
+        super::RunData::Euclidean { metric, .. } => check_tree_against(&probe, &params, metric, 0),
+        super::RunData::Residual { model, .. } => {
+            let bounds = ResidualBounds::new(model, params.seed);
+            let metric = ResidualMetric { model, bounds: Some(&bounds) };
+            check_tree_against(&probe, &params, &metric, bounds.dot_flops)
+        }
+    };
+    assert_eq!(output(&outputs, "tree_digest"), &OutputData::Digest(outcome.tree.digest()), "the same tree");
+    (probe, outcome, data)
+}
+
+fn check_tree_against<M: Metric>(
+    probe: &Probe,
+    params: &TreeParams,
+    metric: &M,
+    table_flops: u64,
+) -> build::BuildOutcome {
+    let outcome = build::build(metric, &params.build, true, |_, _| {});
+    let tree = &outcome.tree;
+    let n = metric.len();
+    let metric_value = |name: &str| probe.metric_value(name).unwrap_or_else(|| panic!("{name} is reported"));
+    // Depths and radii from the parent links alone.
+    let mut deepest = 0;
+    let mut radius = vec![0.0f64; n];
+    let mut has_children = vec![false; n];
+    for node in 0..n {
+        let mut ancestor = node;
+        let mut depth = 0;
+        while ancestor != tree.root as usize {
+            ancestor = tree.parent[ancestor] as usize;
+            depth += 1;
+            has_children[ancestor] = true;
+            radius[ancestor] = radius[ancestor].max(metric.distance(metric.point(ancestor), node));
+        }
+        deepest = deepest.max(depth);
+    }
+    assert!(deepest >= 1, "a tree with more than its root");
+    assert_eq!(metric_value("tree_depth"), deepest as f64);
+    assert_eq!(event_number(probe, "run", "tree_depth"), deepest as f64);
+    let parents: Vec<f64> = (0..n).filter(|&node| has_children[node]).map(|node| radius[node]).collect();
+    assert!(parents.len() < n / 2, "most nodes are leaves, which the mean leaves out");
+    let mean = parents.iter().sum::<f64>() / parents.len() as f64;
+    let largest = parents.iter().copied().fold(0.0, f64::max);
+    for (name, expected) in [("radius_mean", mean), ("radius_max", largest)] {
+        let reported = metric_value(name);
+        assert!((reported - expected).abs() <= 1e-12 * expected, "{name}: {reported}, from the distances {expected}");
+        assert_eq!(event_number(probe, "run", name), reported, "{name}");
+    }
+    // Every point after the root has one scope, found by the traversal.
+    let scopes = outcome.scopes.as_ref().expect("scopes kept");
+    let scope_sum: usize = scopes.iter().flatten().map(|(_, scope)| scope.len()).sum();
+    assert_eq!(scopes.iter().map(Vec::len).sum::<usize>(), n - 1);
+    assert_eq!(metric_value("scope_size_mean"), scope_sum as f64 / (n - 1) as f64);
+    // The run's totals are the sums of the batch events it reports (one per batch).
+    let batches: Vec<_> = probe.events().iter().filter(|event| event.kind == "batch").collect();
+    assert_eq!(batches.len(), (n - 1).div_ceil(params.build.batch_size));
+    let batch_sum = |field: &str| -> f64 {
+        batches
+            .iter()
+            .map(|event| event.fields.iter().find(|(name, _)| name == field).and_then(|(_, value)| value.as_f64()))
+            .map(|value| value.unwrap_or_else(|| panic!("batch.{field}")))
+            .sum()
+    };
+    assert_eq!(metric_value("conflict_edges"), batch_sum("edges"));
+    assert_eq!(metric_value("mis_iterations"), batch_sum("mis_iterations"));
+    assert_eq!(metric_value("distance_evals_build"), batch_sum("distance_evals"));
+    assert_eq!(metric_value("distance_evals_build"), outcome.counts.exact as f64);
+    assert_eq!(event_number(probe, "run", "distance_evals_build"), outcome.counts.exact as f64);
+    // The build's rate: its distances' flops and the bound tables', over its time.
+    let flops = metric_value("gflops_build") * 1e9 * metric_value("build_s");
+    let expected = (params.distance_flops(&outcome.counts) + table_flops) as f64;
+    assert!((flops - expected).abs() <= 1e-9 * expected, "build: {flops} flops, {expected}");
+    // The queries' throughput, in the metrics and in the run event.
+    let queries = params.queries as f64;
+    assert!((metric_value("qps") * metric_value("query_s") - queries).abs() <= 1e-9 * queries);
+    assert!(
+        (event_number(probe, "run", "qps") * event_number(probe, "run", "query_s") - queries).abs() <= 1e-9 * queries
+    );
+    outcome
+}
+
+#[test]
+fn tree_figures_describe_the_tree_they_were_measured_on() {
+    let small = [("points", Value::Int(700)), ("queries", Value::Int(16)), ("batch_size", Value::Int(128))];
+    for case in [
+        vec![("dimension", Value::Int(3))],
+        vec![("dimension", Value::Int(3)), ("traversal", Value::from("dense"))],
+        vec![("metric", Value::from("residual")), ("inducing", Value::Int(64)), ("lengthscale", Value::Float(0.3))],
+    ] {
+        let overrides = [&small[..], &case].concat();
+        check_tree_figures(&overrides);
+    }
+}
+
+#[test]
+fn queries_that_can_prune_nothing_evaluate_every_pair_once() {
+    // k = n: every point is a neighbour, so every (query, point) pair needs its exact
+    // distance, which the screening evaluates once; every node with children is
+    // expanded once per query, and no other.
+    let overrides = [
+        ("points", Value::Int(300)),
+        ("dimension", Value::Int(2)),
+        ("queries", Value::Int(8)),
+        ("k", Value::Int(300)),
+        ("batch_size", Value::Int(64)),
+        ("bucket_size", Value::Int(0)),
+    ];
+    let (probe, outcome, _) = check_tree_figures(&overrides);
+    let parents = (0..outcome.tree.len()).filter(|&node| outcome.tree.has_children(node)).count();
+    assert_eq!(probe.metric_value("distance_evals_query"), Some(8.0 * 300.0));
+    assert_eq!(probe.metric_value("pruning_rate"), Some(0.0));
+    assert_eq!(probe.metric_value("expansions_query"), Some(8.0 * parents as f64));
+    assert_eq!(probe.metric_value("recall"), Some(1.0));
+}
+
+#[test]
+fn recall_and_the_kth_error_compare_the_answer_with_the_reference() {
+    // A reference whose third neighbour of query 0 is a point outside the exact row,
+    // its k-th distance 0.25 further: the run's exact answer then misses one of the
+    // 8 x 3 reference pairs, and its k-th distance is 0.25 off.
+    let params = kernel_params(&[("points", Value::Int(200)), ("queries", Value::Int(8)), ("k", Value::Int(3))])
+        .expect("valid parameters");
+    for algorithm in [Algorithm::Pcct, Algorithm::Brute] {
+        let mut instance = super::TreeInstance {
+            params: TreeParams { algorithm, ..TreeParams::from_params(&params, 17) },
+            threads: 1,
+            data: None,
+            reference: None,
+            answer: None,
+            digest: None,
+        };
+        instance.setup(&mut Probe::default()).expect("set-up");
+        let reference = instance.reference.as_mut().expect("a reference");
+        let exact_kth = reference.distances[2];
+        let outside = (0..200).find(|index| !reference.indices[..3].contains(index)).expect("a point outside");
+        reference.indices[2] = outside;
+        reference.distances[2] = exact_kth + 0.25;
+        let mut probe = Probe::default();
+        instance.run(&mut probe).expect("run");
+        assert_eq!(probe.metric_value("recall"), Some(23.0 / 24.0), "{algorithm:?}");
+        let error = probe.metric_value("kth_distance_error").expect("a k-th distance error");
+        assert!((error - 0.25).abs() <= 1e-12, "{algorithm:?}: {error}");
+        assert!(probe.warnings().iter().any(|warning| warning.contains("below 1")), "{algorithm:?}");
     }
 }
 
