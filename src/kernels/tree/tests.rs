@@ -1279,12 +1279,15 @@ fn test_context(seed: u64, threads: usize) -> RunContext {
     RunContext::outside_harness(seed, threads, &std::env::temp_dir())
 }
 
+/// The seed [`run_kernel`] runs with.
+const RUN_KERNEL_SEED: u64 = 99;
+
 /// Runs the kernel like the harness does and returns the probe of the last run and the
 /// outputs.
 fn run_kernel(overrides: &[(&str, Value)], threads: usize) -> (Probe, Vec<crate::kernel::Output>) {
     let params = kernel_params(overrides).expect("valid parameters");
     Tree.check(&params).expect("parameters pass the check");
-    let context = test_context(99, threads);
+    let context = test_context(RUN_KERNEL_SEED, threads);
     in_pool(threads, || {
         let mut instance = Tree.instantiate(&params, &context).expect("instance");
         let mut probe = Probe::default();
@@ -1932,7 +1935,7 @@ fn event_number(probe: &Probe, kind: &str, name: &str) -> f64 {
 /// scope, and the batches' sums. Returns the probe, the outcome and the data.
 fn check_tree_figures(overrides: &[(&str, Value)]) -> (Probe, build::BuildOutcome, super::RunData) {
     let (probe, outputs) = run_kernel(overrides, 2);
-    let params = TreeParams::from_params(&kernel_params(overrides).expect("valid parameters"), 99);
+    let params = TreeParams::from_params(&kernel_params(overrides).expect("valid parameters"), RUN_KERNEL_SEED);
     let data = super::generate(&params).expect("data");
     let outcome = match &data {
         super::RunData::Euclidean { metric, .. } => check_tree_against(&probe, &params, metric, 0),
