@@ -433,7 +433,7 @@ impl Kernel for Tree {
                 "summary_screens_build",
                 "",
                 Better::Neither,
-                "residual, sparse traversal: (point, chunk) pairs of the build screened by the chunk's summary (box in space, largest s and w)",
+                "(point, chunk) pairs of the build screened by the chunk's summary (box in space, largest s and w): residual metric, sparse traversal; 0 in other builds",
             ),
             MetricSpec::new(
                 "summary_rejected_build",

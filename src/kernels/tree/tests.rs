@@ -2028,7 +2028,15 @@ fn tree_figures_describe_the_tree_they_were_measured_on() {
         vec![("metric", Value::from("residual")), ("inducing", Value::Int(64)), ("lengthscale", Value::Float(0.3))],
     ] {
         let overrides = [&small[..], &case].concat();
-        check_tree_figures(&overrides);
+        let (probe, _, data) = check_tree_figures(&overrides);
+        // Only the residual metric's sparse traversal screens chunks by their summaries.
+        let screens = probe.metric_value("summary_screens_build").expect("summary_screens_build");
+        let rejected = probe.metric_value("summary_rejected_build");
+        if matches!(data, super::RunData::Residual { .. }) {
+            assert!(screens > 0.0 && rejected.is_some_and(|share| (0.0..=1.0).contains(&share)), "{rejected:?}");
+        } else {
+            assert_eq!((screens, rejected), (0.0, None), "{case:?}");
+        }
     }
 }
 
