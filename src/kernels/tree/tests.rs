@@ -1855,8 +1855,7 @@ fn query_distance_counts_never_exceed_the_pairs() {
         assert!(evaluations <= 256.0 * 1024.0, "l = {lengthscale}: {evaluations} distances for 256 x 1024 pairs");
         let rate = probe.metric_value("pruning_rate").expect("a pruning rate");
         assert!((0.0..=1.0).contains(&rate), "l = {lengthscale}: pruning rate {rate}");
-        let run = probe.events().iter().find(|event| event.kind == "run").expect("a run event");
-        let seeds = run.fields.iter().find(|(name, _)| name == "seed_evals_query").map(|(_, value)| value.clone());
+        let seeds = event_field(&probe, "run", "seed_evals_query");
         assert_eq!(seeds, Some(Value::Int(256 * 32)), "l = {lengthscale}: 4k seeds per query, reported apart");
     }
 }
@@ -1921,10 +1920,15 @@ fn every_algorithm_reports_declared_metrics_with_its_flops() {
     }
 }
 
+/// A field of the first event of `kind`, if that event has it.
+fn event_field(probe: &Probe, kind: &str, name: &str) -> Option<Value> {
+    let event = probe.events().iter().find(|event| event.kind == kind).unwrap_or_else(|| panic!("a {kind} event"));
+    event.fields.iter().find(|(field, _)| field == name).map(|(_, value)| value.clone())
+}
+
 /// A field of the first event of `kind`, as a number.
 fn event_number(probe: &Probe, kind: &str, name: &str) -> f64 {
-    let event = probe.events().iter().find(|event| event.kind == kind).unwrap_or_else(|| panic!("a {kind} event"));
-    let (_, value) = event.fields.iter().find(|(field, _)| field == name).unwrap_or_else(|| panic!("{kind}.{name}"));
+    let value = event_field(probe, kind, name).unwrap_or_else(|| panic!("{kind}.{name}"));
     value.as_f64().unwrap_or_else(|| panic!("{kind}.{name} = {value:?} is a number"))
 }
 
@@ -2115,10 +2119,8 @@ fn root_level_is_zero_when_no_point_raised_it() {
     // One point: the root's stored level is the build's starting point, never raised.
     let (probe, _) = run_kernel(&[("points", Value::Int(1)), ("k", Value::Int(1))], 1);
     assert_eq!(probe.metric_value("root_level"), Some(0.0));
-    let run = probe.events().iter().find(|event| event.kind == "run").expect("a run event");
-    let field = |name: &str| run.fields.iter().find(|(field, _)| field == name).map(|(_, value)| value.clone());
-    assert_eq!(field("root_level"), Some(Value::Int(0)));
-    assert_eq!(field("level_histogram"), Some(Value::Text("0:1".into())));
+    assert_eq!(event_field(&probe, "run", "root_level"), Some(Value::Int(0)));
+    assert_eq!(event_field(&probe, "run", "level_histogram"), Some(Value::Text("0:1".into())));
     // Only duplicates of the root: the same, and the stored level (which the digest
     // covers) is left alone.
     let copies = EuclideanMetric { points: Points::new(2, [1.5, -2.0].repeat(12)).expect("valid points") };
