@@ -357,6 +357,24 @@ impl ImportInstance {
         record_latencies(probe, run);
     }
 
+    /// The figures of a sample timed in phases: `prepare`, `transfer` and, for a durable
+    /// import, `sync`. Its step is their sum, and a durable import's rate is over it.
+    fn record_phased_step(
+        &self,
+        probe: &mut Probe,
+        (prepare, transfer, sync): (Duration, Duration, Option<Duration>),
+        usage_before: Usage,
+        run: &ChunkRun<()>,
+    ) {
+        let step = prepare + transfer + sync.unwrap_or_default();
+        if sync.is_some() {
+            probe.metric("durable_gbps", gbps(self.params.size, step));
+        }
+        self.record_import_step(probe, step, usage_before, run);
+        probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
+        probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
+    }
+
     /// Copies the source into `destination` in chunks, until the sample's deadline.
     fn copy_source(&self, destination: &mut [u8], deadline: Deadline) -> anyhow::Result<ChunkRun<()>> {
         copy_chunks(self.source(), destination, self.params.chunk, deadline)
@@ -384,18 +402,14 @@ impl ImportInstance {
         let transfer_start = probe.start();
         let run = self.copy_source(&mut mapped.map, probe.deadline())?;
         let transfer = probe.phase("transfer", transfer_start);
-        let mut sync = Duration::ZERO;
+        let mut sync = None;
         if self.params.durable {
             let sync_start = probe.start();
             mapped.map.flush().context("msync failed")?;
             mapped.file.sync_all().context("fsync failed")?;
-            sync = probe.phase("sync", sync_start);
-            probe.metric("durable_gbps", gbps(self.params.size, prepare + transfer + sync));
+            sync = Some(probe.phase("sync", sync_start));
         }
-        let elapsed = prepare + transfer + sync;
-        self.record_import_step(probe, elapsed, usage_before, &run);
-        probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
-        probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
+        self.record_phased_step(probe, (prepare, transfer, sync), usage_before, &run);
         probe.metric("preallocate_code", preparation.preallocate_code);
         probe.metric("prefault_code", preparation.prefault_code);
         probe.metric("advice_code", preparation.advice_code);
@@ -432,10 +446,7 @@ impl ImportInstance {
         let transfer_start = probe.start();
         let run = self.copy_source(destination.bytes_mut(), probe.deadline())?;
         let transfer = probe.phase("transfer", transfer_start);
-        let elapsed = prepare + transfer;
-        self.record_import_step(probe, elapsed, usage_before, &run);
-        probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
-        probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
+        self.record_phased_step(probe, (prepare, transfer, None), usage_before, &run);
         record_advice(probe, advice);
         self.verify(destination.bytes(), probe)?;
         let teardown_start = probe.start();
@@ -453,17 +464,13 @@ impl ImportInstance {
         let transfer_start = probe.start();
         let run = pwrite_chunks(self.source(), &file, self.params.chunk, probe.deadline())?;
         let transfer = probe.phase("transfer", transfer_start);
-        let mut sync = Duration::ZERO;
+        let mut sync = None;
         if self.params.method == ImportMethod::PwriteFsync {
             let sync_start = probe.start();
             file.sync_all().context("fsync failed")?;
-            sync = probe.phase("sync", sync_start);
-            probe.metric("durable_gbps", gbps(self.params.size, prepare + transfer + sync));
+            sync = Some(probe.phase("sync", sync_start));
         }
-        let elapsed = prepare + transfer + sync;
-        self.record_import_step(probe, elapsed, usage_before, &run);
-        probe.metric("import_gbps", gbps(self.params.size, prepare + transfer));
-        probe.metric("copy_phase_gbps", gbps(self.params.size, transfer));
+        self.record_phased_step(probe, (prepare, transfer, sync), usage_before, &run);
         if self.params.verify {
             // SAFETY: the file lives in the run's private scratch directory and nothing
             // writes it while it is mapped.
