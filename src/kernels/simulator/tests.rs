@@ -355,6 +355,45 @@ fn interpolation_range_ends_two_indices_inside_every_edge_of_the_grid() {
     }
 }
 
+/// The quotient from a reciprocal has the division's bits: over random significands and
+/// exponents from `2^-500` to `2^500`, over denominators whose significands are all or
+/// nearly all ones (where a product with the reciprocal is furthest from the quotient),
+/// over numerators within a few ulps of multiples of the denominator (quotients at or
+/// next to integers, where rounding ties sit), and for zeros of either sign.
+#[test]
+fn quotients_from_reciprocals_have_the_divisions_bits() {
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    let mut rng = ChaCha8Rng::seed_from_u64(20261207);
+    let random_normal = |rng: &mut ChaCha8Rng| {
+        let exponent: i32 = rng.random_range(-500..=500);
+        let significand = f64::from_bits(rng.random::<u64>() >> 12 | 1.0f64.to_bits());
+        let sign = if rng.random::<bool>() { -1.0 } else { 1.0 };
+        sign * significand * 2f64.powi(exponent)
+    };
+    let mut cases = vec![(0.0, 3.0), (-0.0, 3.0), (0.0, -3.0), (-0.0, -3.0), (1.0, 3.0), (-7.0, 0.1), (1.0, 1.0)];
+    for _ in 0..100_000 {
+        cases.push((random_normal(&mut rng), random_normal(&mut rng)));
+        let ones = f64::from_bits(((1u64 << 52) - 1 - rng.random_range(0..256)) | 1.0f64.to_bits());
+        cases.push((random_normal(&mut rng), ones));
+        let denominator = random_normal(&mut rng);
+        let multiple = denominator * f64::from(rng.random_range(1..1000u32));
+        cases.push((
+            f64::from_bits(multiple.to_bits().wrapping_add(rng.random_range(0..5)).wrapping_sub(2)),
+            denominator,
+        ));
+    }
+    for (numerator, denominator) in cases {
+        let quotient = vector_math::divide_by_reciprocal(numerator, denominator, 1.0 / denominator);
+        let expected = numerator / denominator;
+        assert_eq!(
+            quotient.to_bits(),
+            expected.to_bits(),
+            "{numerator:e} / {denominator:e}: {quotient:e} against {expected:e}"
+        );
+    }
+}
+
 #[test]
 fn vector_exp_handles_the_ends_of_its_range() {
     assert_eq!(vector_math::exp(0.0), 1.0);

@@ -3,8 +3,9 @@
 //!
 //! Library calls (`floor`, `sin`, `exp`) stop loop vectorization on baseline x86-64, so
 //! the fast path uses these instead. They use only `+ - * /`, `sqrt`, comparisons and
-//! bit casts, which every instruction set rounds identically, and no fused multiply-add,
-//! so results are bit-for-bit the same whether the compiler emits SSE2, AVX2 or AVX-512.
+//! bit casts, which every instruction set rounds identically, and no fused multiply-add
+//! outside the correctly rounded quotient below, so results are bit-for-bit the same
+//! whether the compiler emits SSE2, AVX2 or AVX-512.
 //!
 //! **Rounding.** For `|x| < 2^51`, `(x + 1.5 * 2^52) - 1.5 * 2^52` is `x` rounded to the
 //! nearest integer (ties to even), because numbers in `[2^52, 2^53)` are spaced 1 apart.
@@ -22,6 +23,28 @@
 //! in `x = pi f` up to `x^22` and `x^23`, whose truncation error is below 1e-17;
 //! `exp(x) = 2^n exp(r)` with `n = round(x / ln 2)`, `r = x - n ln 2` (two-part `ln 2`),
 //! `|r| <= ln2/2`, and a Taylor series up to `r^14`.
+//!
+//! **Quotients without a division.** A CPU's divider does not widen with its vectors:
+//! one that divides two f64 per 4 cycles with SSE2 may divide eight per 16 with AVX-512,
+//! so divisions cap what wider vectors gain. Given `y = 1/b` correctly rounded,
+//! [`divide_by_reciprocal`] returns `a / b` correctly rounded (the division's bits) with
+//! one product and four fused multiply-adds:
+//! - `q0 = a y` is within 1.5 units in the last place (ulp) of `a/b`, since `y` and the
+//!   product each round once;
+//! - `q1 = q0 - (b q0 - a) y`, the residual `b q0 - a` and the sum each rounded once, is
+//!   within an ulp of `a/b`: the residual is about 1.5 ulp times `b`, and the rounding
+//!   errors of the correction are about `2^-52` of it;
+//! - `q2 = q1 - (b q1 - a) y`: with `y` within half an ulp of `1/b` and `q1` within an
+//!   ulp of `a/b`, the residual is exact and `q2` is `a/b` rounded to nearest (Markstein's
+//!   theorem; J.-M. Muller et al., *Handbook of Floating-Point Arithmetic*, 2nd ed.,
+//!   section 4.9).
+//!
+//! The theorem needs the residuals not to underflow: `|a|` and `|b|` above about
+//! `2^-900` and `a/b` finite, which the simulator's geometry (lengths in metres,
+//! wavelengths near `1e-10`) keeps by far. The result takes the sign of `q0`: the same
+//! as the quotient's when it is not zero, and the division's sign of a zero numerator,
+//! which the corrections, adding zeros of either sign, would turn into `+0`. (A branch on
+//! the numerator there would stop the compiler from vectorizing the lanes.)
 
 use std::f64::consts::{LN_2, PI};
 
@@ -50,6 +73,22 @@ pub fn floor(x: f64) -> f64 {
 pub fn ceil(x: f64) -> f64 {
     let rounded = round_nearest(x);
     if rounded < x { rounded + 1.0 } else { rounded }
+}
+
+/// `numerator / denominator`, correctly rounded, from `reciprocal`, the correctly
+/// rounded `1 / denominator`, with fused multiply-adds and no division (see the module
+/// doc for why this is the division's result, and for the range it needs).
+///
+/// Fast only where the CPU has FMA and the caller is compiled for it; elsewhere each
+/// `mul_add` is a library call.
+#[inline(always)]
+pub fn divide_by_reciprocal(numerator: f64, denominator: f64, reciprocal: f64) -> f64 {
+    let estimate = numerator * reciprocal;
+    let excess = denominator.mul_add(estimate, -numerator);
+    let faithful = (-excess).mul_add(reciprocal, estimate);
+    let excess = denominator.mul_add(faithful, -numerator);
+    let quotient = (-excess).mul_add(reciprocal, faithful);
+    quotient.copysign(estimate)
 }
 
 const COS_COEFFICIENTS: [f64; 12] = [
