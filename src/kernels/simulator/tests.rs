@@ -693,6 +693,92 @@ fn kernel_params(pairs: &[(&str, Value)]) -> Params {
     Params::validate(&Simulator.params(), &given, false).unwrap()
 }
 
+/// A list parameter of floats.
+fn floats(values: &[f64]) -> Value {
+    Value::List(values.iter().map(|&value| Value::Float(value)).collect())
+}
+
+/// Every kernel parameter reaches its own field of the typed parameters, in the order
+/// and units its declaration names (the geometry converts millimetres and micrometres
+/// later): `beam_center_mm` is (Xbeam, Ybeam), `na`, `nb` and `nc` count the cells along
+/// a, b and c, with 0 taking `n_cells`, an attenuation depth of 0 means the thickness,
+/// and every choice selects its own mode. The declared defaults are the benchmark
+/// configuration of [`SimulatorParams::default`].
+#[test]
+fn kernel_parameters_reach_their_typed_fields() {
+    let parsed = |pairs: &[(&str, Value)]| SimulatorParams::from_params(&kernel_params(pairs)).unwrap();
+    assert_eq!(parsed(&[]), SimulatorParams::default());
+    let given = parsed(&[
+        ("path", Value::from("scalar")),
+        ("detpixels", Value::Int(64)),
+        ("pixel_mm", Value::Float(0.2)),
+        ("distance_mm", Value::Float(150.0)),
+        ("beam_center_mm", floats(&[3.0, 4.0])),
+        ("lambda_a", Value::Float(1.5)),
+        ("cell", floats(&[40.0, 52.0, 61.0, 81.0, 97.0, 104.0])),
+        ("n_cells", Value::Int(4)),
+        ("na", Value::Int(3)),
+        ("nc", Value::Int(7)),
+        ("default_f", Value::Float(12.0)),
+        ("hkl", Value::from("synthetic")),
+        ("interpolate", Value::from("off")),
+        ("oversample", Value::Int(2)),
+        ("kahn_factor", Value::Float(0.7)),
+        ("thickness_um", Value::Float(300.0)),
+        ("attenuation_depth_um", Value::Float(250.0)),
+        ("thicksteps", Value::Int(3)),
+        ("misset_deg", floats(&[12.0, -31.0, 47.0])),
+        ("instruction_set", Value::from("portable")),
+        ("floatfile", Value::from("image.bin")),
+        ("write_hkl", Value::from("grid.hkl")),
+    ]);
+    let expected = SimulatorParams {
+        path: RenderPath::Scalar,
+        detector_pixels: 64,
+        pixel_mm: 0.2,
+        distance_mm: 150.0,
+        beam_center_mm: Some([3.0, 4.0]),
+        wavelength_angstrom: 1.5,
+        cell: Cell { a: 40.0, b: 52.0, c: 61.0, alpha: 81.0, beta: 97.0, gamma: 104.0 },
+        cells: [3, 4, 7],
+        default_f: 12.0,
+        hkl: HklSource::Synthetic,
+        interpolate: InterpolationMode::Off,
+        oversample: 2,
+        kahn_factor: 0.7,
+        thickness_um: 300.0,
+        attenuation_depth_um: Some(250.0),
+        thicksteps: 3,
+        misset_degrees: [12.0, -31.0, 47.0],
+        fluence: model::DEFAULT_FLUENCE,
+        instruction_set: InstructionSetChoice::Fixed(InstructionSet::Portable),
+        floatfile: Some("image.bin".into()),
+        write_hkl: Some("grid.hkl".into()),
+    };
+    assert_eq!(given, expected);
+
+    let synthetic = ("hkl", Value::from("synthetic"));
+    for (choice, mode) in
+        [("on", InterpolationMode::On), ("off", InterpolationMode::Off), ("auto", InterpolationMode::Auto)]
+    {
+        assert_eq!(parsed(&[synthetic.clone(), ("interpolate", Value::from(choice))]).interpolate, mode, "{choice}");
+    }
+    for (choice, set) in [
+        ("portable", InstructionSetChoice::Fixed(InstructionSet::Portable)),
+        ("avx2", InstructionSetChoice::Fixed(InstructionSet::Avx2)),
+        ("avx512", InstructionSetChoice::Fixed(InstructionSet::Avx512)),
+        ("auto", InstructionSetChoice::Auto),
+    ] {
+        assert_eq!(parsed(&[("instruction_set", Value::from(choice))]).instruction_set, set, "{choice}");
+    }
+    assert_eq!(parsed(&[("path", Value::from("fast"))]).path, RenderPath::Fast);
+    assert_eq!(parsed(&[("hkl", Value::from("data/f.hkl"))]).hkl, HklSource::File("data/f.hkl".into()));
+    assert_eq!(parsed(&[("n_cells", Value::Int(6)), ("nb", Value::Int(2))]).cells, [6, 2, 6]);
+    let sensor = parsed(&[("thickness_um", Value::Float(300.0)), ("attenuation_depth_um", Value::Float(0.0))]);
+    assert_eq!(sensor.attenuation_depth_um, None);
+    assert_close(simulation_of(&sensor).detector.sensor.attenuation, 1.0 / 300e-6, 1e-12);
+}
+
 /// An instance made outside the harness, on 2 threads.
 fn instance(params: &Params) -> Box<dyn crate::kernel::Instance> {
     Simulator.instantiate(params, &RunContext::outside_harness(1, 2, &std::env::temp_dir())).unwrap()
@@ -778,7 +864,6 @@ fn kernel_check_refuses_inconsistent_parameters() {
             .and_then(|params| Simulator.check(&params).map(|_| ()))
     };
     assert!(given(&[]).is_ok(), "the defaults are the benchmark configuration");
-    let floats = |values: &[f64]| Value::List(values.iter().map(|&value| Value::Float(value)).collect());
     let error = given(&[("cell", floats(&[100.0, 100.0, 100.0, 90.0, 90.0, 200.0]))]).unwrap_err();
     assert!(error.contains("angles"), "{error}");
     let error = given(&[("cell", floats(&[100.0, 100.0, 100.0, 10.0, 10.0, 170.0]))]).unwrap_err();
@@ -787,6 +872,8 @@ fn kernel_check_refuses_inconsistent_parameters() {
     assert!(error.contains("beam_center_mm"), "{error}");
     let error = given(&[("interpolate", Value::from("on"))]).unwrap_err();
     assert!(error.contains("needs structure factors"), "{error}");
+    let error = given(&[("write_hkl", Value::from("grid.hkl"))]).unwrap_err();
+    assert!(error.contains("`write_hkl` needs structure factors"), "{error}");
     let error = given(&[("detpixels", Value::Int(1 << 20))]).unwrap_err();
     assert!(error.contains("out of range"), "{error}");
     let resources = Simulator.check(&kernel_params(&[("detpixels", Value::Int(4096))])).unwrap();
