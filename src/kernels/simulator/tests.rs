@@ -840,6 +840,13 @@ fn kernel_reports_metrics_outputs_and_the_float_file() {
     assert_close(probe.metric_value("mean_i").unwrap(), 2.486487e5 / (512.0 * 512.0), 2e-7);
     assert!(probe.metric_value("pixels_per_s").unwrap() > 0.0);
     assert!(probe.metric_value("render_s").unwrap() > 0.0);
+    // The rate is the image's pixels over the render time the same sample reports.
+    let pixels_rendered = probe.metric_value("pixels_per_s").unwrap() * probe.metric_value("render_s").unwrap();
+    assert_close(pixels_rendered, 512.0 * 512.0, 1e-9);
+    // The check reserves the float file's size on disk, and nothing without one.
+    assert_eq!(Simulator.check(&params).unwrap().disk_bytes, 4 * 512 * 512);
+    let without_file = Simulator.check(&kernel_params(&[("detpixels", Value::Int(512))])).unwrap();
+    assert_eq!(without_file.disk_bytes, 0);
     let declared: Vec<&str> = Simulator.metrics().iter().map(|metric| metric.name).collect();
     for (name, _) in probe.metrics() {
         assert!(declared.contains(&name.as_str()), "undeclared metric {name}");
@@ -852,6 +859,50 @@ fn kernel_reports_metrics_outputs_and_the_float_file() {
     let from_file: Vec<f32> =
         bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes(chunk.try_into().unwrap())).collect();
     assert_eq!(&from_file, image);
+}
+
+/// Set-up reports the geometry and grid it built, in the units its field names say, and
+/// writes the grid it read to `write_hkl`. The HKL file gives three reflections over
+/// h -1..1, k -2..1, l 0..2 (36 entries, the others default_F); Xbeam = 0.3 mm and
+/// Ybeam = 0.5 mm with 0.1 mm pixels put pix0 = -Fbeam f - Sbeam s + L b at
+/// (0.1, 0.00035, -0.00055) m; 2 cells per axis turn interpolation on, and 5 layers
+/// are asked for.
+#[test]
+fn kernel_setup_reports_what_it_built_and_writes_the_structure_factors() {
+    let directory = tempfile::tempdir().unwrap();
+    let (path, written) = (directory.path().join("three.hkl"), directory.path().join("written.hkl"));
+    std::fs::write(&path, "-1 0 2 5.5\n1 1 0 7\n0 -2 1 3\n").unwrap();
+    let params = kernel_params(&[
+        ("detpixels", Value::Int(8)),
+        ("beam_center_mm", floats(&[0.3, 0.5])),
+        ("n_cells", Value::Int(2)),
+        ("thickness_um", Value::Float(450.0)),
+        ("thicksteps", Value::Int(5)),
+        ("hkl", Value::from(path.to_str().unwrap())),
+        ("write_hkl", Value::from(written.to_str().unwrap())),
+    ]);
+    let mut instance = instance(&params);
+    let mut probe = Probe::default();
+    instance.setup(&mut probe).unwrap();
+    let [event] = probe.events() else { panic!("one set-up event: {:?}", probe.events()) };
+    assert_eq!(event.kind, "simulator_setup");
+    let field = |name: &str| {
+        let found = event.fields.iter().find(|(field, _)| field == name);
+        found.map(|(_, value)| value.clone()).unwrap_or_else(|| panic!("no field {name} in {event:?}"))
+    };
+    assert_eq!(field("oversample"), Value::from(1usize));
+    assert_eq!(field("interpolate"), Value::Bool(true));
+    assert_eq!(field("sensor_layers"), Value::from(5usize));
+    let Value::List(pix0) = field("pix0_m") else { panic!("pix0_m is a list") };
+    for (actual, expected) in pix0.iter().zip([0.1, 0.00035, -0.00055]) {
+        assert!((actual.as_f64().unwrap() - expected).abs() < 1e-15, "pix0_m {pix0:?}");
+    }
+    assert_eq!(pix0.len(), 3);
+    assert_eq!(field("hkl_reflections"), Value::from(3usize));
+    assert_eq!(field("hkl_grid"), Value::from("h -1..1, k -2..1, l 0..2"));
+    // The written file holds every entry of the grid, the filled ones included.
+    let read = HklGrid::load(&path, 100.0).unwrap();
+    assert_eq!(HklGrid { reflections: 3, ..HklGrid::load(&written, 0.0).unwrap() }, read);
 }
 
 #[test]
