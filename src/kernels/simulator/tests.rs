@@ -619,6 +619,17 @@ fn configurations_exercise_their_features() {
     // the largest extent and not the first: ceil(3 x 1220 A / (1.5 A x 80 mm / 0.4 mm)) = 13.
     let automatic = SimulatorParams { oversample: 0, ..everything(16) }.simulation(None);
     assert_eq!(automatic.oversample, 13, "a 20-cell crystal at 1.5 A needs oversampling");
+    // Automatic interpolation needs structure factors and one axis, any axis, of at
+    // most 2 cells; an explicit choice wins.
+    let interpolates = |cells: [u32; 3], hkl: HklSource, interpolate: InterpolationMode| {
+        simulation_of(&SimulatorParams { cells, hkl, interpolate, ..benchmark(16) }).interpolate
+    };
+    assert!(interpolates([5, 2, 5], HklSource::Synthetic, InterpolationMode::Auto));
+    assert!(interpolates([5, 5, 1], HklSource::Synthetic, InterpolationMode::Auto));
+    assert!(!interpolates([3, 3, 3], HklSource::Synthetic, InterpolationMode::Auto));
+    assert!(!interpolates([2, 2, 2], HklSource::None, InterpolationMode::Auto));
+    assert!(!interpolates([2, 2, 2], HklSource::Synthetic, InterpolationMode::Off));
+    assert!(interpolates([5, 5, 5], HklSource::Synthetic, InterpolationMode::On));
 }
 
 #[test]
@@ -1007,6 +1018,64 @@ fn parameters_that_could_overflow_the_image_are_refused() {
         assert!(image.iter().all(|value| value.is_finite()) && outcome.non_finite == 0);
         assert!(outcome.check_finite().is_ok());
     }
+}
+
+/// The peak bound is the documented product `r_e^2 fluence * layers * F_max^2 *
+/// (Na Nb Nc)^2 * (1 + max(1, |K|))/2 * pixel^2 / close_distance^2`, with `F_max` the
+/// largest `|F|` the render can use: the grid's largest amplitude times 1.25^3 while
+/// interpolating (1.25 is the largest sum of the four Lagrange weights' sizes, at
+/// t = 1/2, once per axis), the grid's own without, and `default_F` when it is larger.
+#[test]
+fn the_peak_bound_is_the_documented_product() {
+    let largest_weight_sum = (0..=1000)
+        .map(|step| interpolate::lagrange_weights(f64::from(step) / 1000.0).iter().map(|weight| weight.abs()).sum())
+        .fold(0.0, f64::max);
+    assert!((largest_weight_sum - 1.25).abs() < 1e-12, "{largest_weight_sum}");
+    assert_eq!(model::TRICUBIC_OVERSHOOT, 1.25 * 1.25 * 1.25);
+
+    let params = SimulatorParams {
+        pixel_mm: 0.2,
+        distance_mm: 80.0,
+        cells: [3, 7, 2],
+        default_f: 30.0,
+        kahn_factor: -0.6,
+        thickness_um: 300.0,
+        thicksteps: 4,
+        ..benchmark(16)
+    };
+    let grid = HklGrid::from_reflections(&[([0, 0, 0], -40.0), ([1, 0, 0], 25.0)], 0.0).unwrap();
+    let mut simulation = params.simulation(Some(grid));
+    assert!(simulation.interpolate, "an axis of 2 cells turns interpolation on");
+    let scale = 7.94079248018965e-30 * 1.25932015286227e29;
+    let documented = |amplitude: f64, kahn: f64| {
+        let lattice = f64::from(3 * 7 * 2);
+        let polarization = (1.0 + kahn.abs().max(1.0)) / 2.0;
+        scale * 4.0 * amplitude * amplitude * lattice * lattice * polarization * (0.2 / 80.0f64).powi(2)
+    };
+    assert_close(simulation.largest_amplitude(), 40.0 * 1.953125, 1e-15);
+    assert_close(simulation.peak_intensity_bound(simulation.largest_amplitude()), documented(78.125, -0.6), 1e-12);
+    simulation.interpolate = false;
+    assert_eq!(simulation.largest_amplitude(), 40.0);
+    simulation.default_f = -50.0;
+    assert_eq!(simulation.largest_amplitude(), 50.0);
+    // A Kahn factor beyond 1 (which the parameters do not accept) raises the bound.
+    simulation.kahn_factor = 1.5;
+    assert_close(simulation.peak_intensity_bound(50.0), documented(50.0, 1.5), 1e-12);
+
+    // The synthetic grid is bounded before it is generated, by 160 times the overshoot:
+    // with 1 mm pixels 1 mm away the bound is F^2 N^6, and 430,000 cells per axis give
+    // N^6 = 6.3e33, above f32::MAX (3.4e38) with F = 160 x 1.25^3 and below it with 160.
+    let synthetic = SimulatorParams {
+        hkl: HklSource::Synthetic,
+        cells: [430_000; 3],
+        oversample: 1,
+        pixel_mm: 1.0,
+        distance_mm: 1.0,
+        ..benchmark(8)
+    };
+    let error = synthetic.validate().unwrap_err();
+    assert!(error.contains("F = 3.125e2 from the synthetic grid's bound with interpolation"), "{error}");
+    assert!(SimulatorParams { cells: [380_000; 3], ..synthetic }.validate().is_ok());
 }
 
 /// A row's sum and maximum take every pixel, those past its last group of four included,
