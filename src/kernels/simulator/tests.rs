@@ -416,6 +416,26 @@ fn benchmark_config_matches_the_documented_statistics() {
     assert_exact_tier(&image, &scalar_image);
 }
 
+/// The synthetic grid is the documented function over [-20, 20]^3, within its stated
+/// bound, and the tricubic configuration's brightest pixel is the C reference's
+/// 1.5485082 (the figure the vectorization experiment checks from 256^2 up), which a
+/// wrong amplitude, node or weight moves.
+#[test]
+fn synthetic_grid_and_tricubic_maximum_match_their_documented_values() {
+    let grid = HklGrid::synthetic();
+    assert_eq!((grid.h_min, grid.h_max, grid.k_min, grid.k_max, grid.l_min, grid.l_max), (-20, 20, -20, 20, -20, 20));
+    for [h, k, l] in [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [3, -5, 7], [-20, 20, -1], [11, 2, -9]] {
+        let [x, y, z] = [h, k, l].map(f64::from);
+        let documented =
+            10.0 + 100.0 * (-(x * x + y * y + z * z) / 200.0).exp() * (1.0 + 0.5 * (0.7 * x + 1.3 * y + 2.1 * z).sin());
+        assert_close(grid.get(h, k, l), documented, 1e-14);
+    }
+    assert!(grid.largest_amplitude() <= hkl::SYNTHETIC_AMPLITUDE_BOUND);
+    let (_, outcome) = render_fast(&simulation_of(&tricubic(256)), 2);
+    assert_close(outcome.max, 1.5485082, 2e-7);
+    assert_eq!(outcome.fallback, None);
+}
+
 #[test]
 fn absorption_config_matches_the_documented_maximum() {
     let (_, outcome) = render_fast(&simulation_of(&absorption(256)), 2);
@@ -673,6 +693,28 @@ fn interpolation_fallback_follows_the_serial_order() {
     let fallback = scalar_outcome.fallback.expect("the small grid runs out of range in the bottom rows");
     // The fallback happens inside the image, so both modes are exercised.
     assert!(fallback.slow_pixel > 100 && fallback.slow_pixel < 159, "{fallback:?}");
+    // It is the first pixel in serial order whose indices leave the range, found here
+    // from the documented geometry: the cubic 100 A cell in the default orientation at
+    // 6.2 A gives (h, k, l) = (100 / 6.2) (d - b), with one subpixel.
+    let grid = small_grid();
+    let detector = DocumentedDetector { pixels: 160, pixel: 1e-4, distance: 0.1, subpixels: 1 };
+    let (fast_pixel, slow_pixel, miller) = (0..160 * 160)
+        .find_map(|index| {
+            let (fast_pixel, slow_pixel) = (index % 160, index / 160);
+            let ([x, y, z], _) = direction_and_length(detector.first_subpixel(fast_pixel, slow_pixel, 0.0));
+            let miller = [x - 1.0, y, z].map(|component| component * 100.0 / 6.2);
+            let [h, k, l] = miller;
+            (!interpolate::in_range(&grid, h, k, l)).then_some((fast_pixel, slow_pixel, miller))
+        })
+        .unwrap();
+    assert_eq!((fallback.fast_pixel, fallback.slow_pixel), (fast_pixel, slow_pixel));
+    assert!(
+        fallback.miller.iter().zip(miller).all(|(actual, expected)| (actual - expected).abs() < 1e-9),
+        "{miller:?}"
+    );
+    let message = fallback.message(&grid);
+    assert!(message.contains(&format!("at pixel (fast {fast_pixel}, slow {slow_pixel}) with h,k,l = ")), "{message}");
+    assert!(message.contains("(grid h -4..4, k -3..6, l -5..5)"), "{message}");
     for threads in [1, 4] {
         let (fast_image, fast_outcome) = render_fast(&simulation, threads);
         assert_eq!(fast_outcome.fallback, scalar_outcome.fallback);
