@@ -1013,6 +1013,9 @@ fn automatic_oversample_is_held_to_the_explicit_limit() {
     assert_eq!(automatic.memory_bytes(), SimulatorParams { oversample: 10, ..automatic.clone() }.memory_bytes());
     assert!(automatic.memory_bytes() > SimulatorParams { oversample: 1, ..automatic.clone() }.memory_bytes());
     assert_eq!(automatic.simulation(None).oversample, 10);
+    // The synthetic grid's 41^3 amplitudes of 8 bytes are counted too.
+    let synthetic = SimulatorParams { hkl: HklSource::Synthetic, ..automatic.clone() };
+    assert_eq!(synthetic.memory_bytes() - automatic.memory_bytes(), 8 * 41 * 41 * 41);
 }
 
 /// A configuration whose intensity overflows f32: one pixel at the Bragg peak of 10^5 cells
@@ -1135,6 +1138,22 @@ fn row_statistics_count_every_pixel_of_rows_of_any_width() {
         let statistics = RowStatistics::of(&row);
         assert_eq!((statistics.non_finite, statistics.first_non_finite), (1, Some(width - 1)), "width {width}");
     }
+}
+
+/// The image's statistics add the rows' sums, take the largest of their maxima and name
+/// the first non-finite pixel in row order, with its row, not a later row's.
+#[test]
+fn image_statistics_combine_the_rows_in_order() {
+    let rows = [
+        RowStatistics::of(&[1.0, 2.0]),
+        RowStatistics::of(&[0.5, 4.0, 0.25, f32::NAN]),
+        RowStatistics::of(&[3.0, f32::NAN]),
+    ];
+    let outcome = RenderOutcome::from_rows(&rows, None);
+    assert!(outcome.sum.is_nan() && outcome.max == 4.0, "{outcome:?}");
+    assert_eq!((outcome.non_finite, outcome.first_non_finite), (2, Some((3, 1))));
+    let finite = RenderOutcome::from_rows(&rows[..1], None);
+    assert_eq!((finite.sum, finite.max, finite.non_finite, finite.first_non_finite), (3.0, 2.0, 0, None));
 }
 
 #[test]
