@@ -824,6 +824,11 @@ fn kernel_parameters_reach_their_typed_fields() {
     ] {
         assert_eq!(parsed(&[("instruction_set", Value::from(choice))]).instruction_set, set, "{choice}");
     }
+    // The name an instruction set is reported by is the choice that selects it.
+    for set in InstructionSet::ALL {
+        let choice = parsed(&[("instruction_set", Value::from(set.name()))]).instruction_set;
+        assert_eq!(choice, InstructionSetChoice::Fixed(set), "{}", set.name());
+    }
     assert_eq!(parsed(&[("path", Value::from("fast"))]).path, RenderPath::Fast);
     assert_eq!(parsed(&[("hkl", Value::from("data/f.hkl"))]).hkl, HklSource::File("data/f.hkl".into()));
     assert_eq!(parsed(&[("n_cells", Value::Int(6)), ("nb", Value::Int(2))]).cells, [6, 2, 6]);
@@ -933,6 +938,8 @@ fn kernel_setup_reports_what_it_built_and_writes_the_structure_factors() {
         ("thicksteps", Value::Int(5)),
         ("hkl", Value::from(path.to_str().unwrap())),
         ("write_hkl", Value::from(written.to_str().unwrap())),
+        ("path", Value::from("scalar")),
+        ("instruction_set", Value::from("portable")),
     ]);
     let mut instance = instance(&params);
     let mut probe = Probe::default();
@@ -943,6 +950,7 @@ fn kernel_setup_reports_what_it_built_and_writes_the_structure_factors() {
         let found = event.fields.iter().find(|(field, _)| field == name);
         found.map(|(_, value)| value.clone()).unwrap_or_else(|| panic!("no field {name} in {event:?}"))
     };
+    assert_eq!((field("path"), field("instruction_set")), (Value::from("scalar"), Value::from("portable")));
     assert_eq!(field("oversample"), Value::from(1usize));
     assert_eq!(field("interpolate"), Value::Bool(true));
     assert_eq!(field("sensor_layers"), Value::from(5usize));
