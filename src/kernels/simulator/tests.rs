@@ -1296,6 +1296,27 @@ fn both_paths_stop_between_rows_when_asked() {
     assert_eq!(image, reference);
 }
 
+/// `render_until` runs the path it is given: the scalar reference row after row on the
+/// calling thread, the fast path on the thread pool's workers. The images cannot tell
+/// the two apart (they agree to the bit in these configurations); the threads that ask
+/// whether to stop can.
+#[test]
+fn render_until_runs_the_chosen_path() {
+    let simulation = simulation_of(&benchmark(16));
+    for (render_path, on_workers) in [(RenderPath::Scalar, false), (RenderPath::Fast, true)] {
+        let asked_on_workers = std::sync::Mutex::new(Vec::new());
+        let stop = || {
+            asked_on_workers.lock().unwrap().push(rayon::current_thread_index().is_some());
+            false
+        };
+        let mut image = vec![0.0; simulation.detector.pixels()];
+        render_until(&simulation, render_path, InstructionSet::Portable, &mut image, &stop).expect("not stopped");
+        let asked_on_workers = asked_on_workers.into_inner().unwrap();
+        assert_eq!(asked_on_workers.len(), 16, "{render_path:?} asks once a row");
+        assert!(asked_on_workers.iter().all(|&worker| worker == on_workers), "{render_path:?}: {asked_on_workers:?}");
+    }
+}
+
 #[test]
 fn a_render_past_its_deadline_stops_with_its_progress() {
     for render_path in ["fast", "scalar"] {
