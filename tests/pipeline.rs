@@ -444,6 +444,54 @@ fn too_few_samples_decide_nothing_until_reruns_pool_enough() {
 }
 
 #[test]
+fn only_the_groups_of_inconclusive_points_are_rerun() {
+    // Two jitters, each a group of `slow` and `fast`: without jitter the ratio is
+    // exactly 4 and clears `>= 4`, with it the ratio straddles 4. A third workload,
+    // `lone`, is a group of its own at each jitter, judged by a check that passes.
+    let text = BASE.replace("repeats = 5", "repeats = 5\nreruns = 1").replace("jitter = 0.05", "jitter = [0.0, 0.05]")
+        + "\n[[phase.workload]]\nid = \"lone\"\nkernel = \"mock\"\n[phase.workload.params]\ntime_ms = 1.0\njitter = [0.0, 0.05]\n";
+    let text = text.replacen("kernel = \"mock\"\nreference", "kernel = \"mock\"\nseed = 99\nreference", 1);
+    let text = with_checks(
+        &text,
+        &[
+            ("straddles", "expr = \"slow.warm.median / fast.warm.median >= 4\""),
+            ("budget", "expr = \"lone.warm.median <= 0.002\""),
+        ],
+    );
+    let plan = expand(&text).unwrap();
+    let phase = &plan.phases[0];
+    let (results, verdicts, rounds) = with_reruns(phase);
+    let statuses: Vec<(String, Status)> = verdicts.iter().map(|verdict| (verdict.name(), verdict.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("straddles[jitter=0]".to_owned(), Status::Pass),
+            ("straddles[jitter=0.05]".to_owned(), Status::Inconclusive),
+            ("budget[jitter=0]".to_owned(), Status::Pass),
+            ("budget[jitter=0.05]".to_owned(), Status::Pass),
+        ]
+    );
+    assert_eq!(rounds, 2);
+    // Neither the decided point of the same check nor the other check's point at the
+    // same jitter is re-run.
+    let samples: Vec<(String, usize)> = phase
+        .runs
+        .iter()
+        .zip(&results)
+        .map(|(run, result)| (run.name(), result.timed(phasegate::spec::Mode::Warm).count()))
+        .collect();
+    let expected = [
+        ("slow[jitter=0]", 5),
+        ("slow[jitter=0.05]", 10),
+        ("fast[jitter=0]", 5),
+        ("fast[jitter=0.05]", 10),
+        ("lone[jitter=0]", 5),
+        ("lone[jitter=0.05]", 5),
+    ];
+    assert_eq!(samples, expected.map(|(name, count)| (name.to_owned(), count)));
+}
+
+#[test]
 fn cold_mode_times_setup_and_first_step() {
     let text = BASE
         .replace("time_ms = 4.0", "time_ms = 4.0\nsetup_ms = 10.0")
