@@ -515,7 +515,7 @@ pub fn read_report(path: &Path) -> Result<PhaseReport> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Exit, noise_floor};
+    use super::{Exit, machine_facts, noise_floor};
     use crate::report::Totals;
 
     #[test]
@@ -551,5 +551,25 @@ mod tests {
             [Exit::Pass, Exit::Failed, Exit::Usage, Exit::Crashed, Exit::Inconclusive].map(Exit::code),
             [0, 1, 2, 3, 4]
         );
+    }
+
+    /// Whether `CI` holds `value` makes a CI run, and which variables count as set.
+    fn check_facts_of_environment(vars: &[(&str, &str)], ci: bool, env_set: &[&str]) {
+        let vars: Vec<(String, String)> =
+            vars.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        let facts = machine_facts(&vars);
+        assert_eq!(facts.ci, ci, "{vars:?}");
+        assert_eq!(facts.env_set, env_set, "{vars:?}");
+    }
+
+    #[test]
+    fn ci_and_set_variables_come_from_the_environment() {
+        check_facts_of_environment(&[("CI", "true")], true, &["CI"]);
+        check_facts_of_environment(&[("CI", "1")], true, &["CI"]);
+        check_facts_of_environment(&[("CI", "false")], false, &["CI"]);
+        check_facts_of_environment(&[("CI", "")], false, &[]);
+        check_facts_of_environment(&[("NOT_CI", "true")], false, &["NOT_CI"]);
+        // A variable set to nothing is not set, as for a workload's `requires_env`.
+        check_facts_of_environment(&[("NB_C_BIN", ""), ("HOME", "/home/x")], false, &["HOME"]);
     }
 }
