@@ -129,11 +129,28 @@ fn passing_spec_writes_reports_and_exits_0() {
     // The raw samples are in the report, each with its time.
     let samples = report["runs"][0]["samples"].as_array().unwrap();
     assert!(samples.len() >= 5 && samples.iter().all(|sample| sample["seconds"].as_f64().is_some()), "{samples:?}");
+    // The run directory holds what a run writes and nothing else: its scratch
+    // directory is gone.
+    let mut files: Vec<String> = std::fs::read_dir(&latest)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["a", "env.json", "summary.md"]);
+    // `DATE exit=N DIR PHASE=VERDICT rev=REV :: COMMAND`, where DIR is named after the
+    // date and the host.
     let log = std::fs::read_to_string(root.join("run_log.txt")).unwrap();
     assert_eq!(log.lines().count(), 1);
-    assert!(log.contains("exit=0") && log.contains("a=pass"), "{log}");
-    // A second run gets its own directory; `latest` moves, the first stays.
     let first = std::fs::read_link(&latest).unwrap();
+    let (fields, command) = log.trim_end().split_once(" :: ").expect("a command after ` :: `");
+    assert_eq!(command, "cargo xtask run pass.toml --plain");
+    let fields: Vec<&str> = fields.split(' ').collect();
+    let dir = format!("reports/e2e/{}", first.display());
+    assert_eq!(fields[1..4], ["exit=0", dir.as_str(), "a=pass"], "{log}");
+    assert!(fields[4].starts_with("rev=") && fields.len() == 5, "{log}");
+    let stamp = fields[0].replace(':', "");
+    assert!(stamp.len() == 18 && first.to_string_lossy().starts_with(&format!("{stamp}-")), "{log}");
+    // A second run gets its own directory; `latest` moves, the first stays.
     let (code, _, _) = project.run("pass.toml", &[]);
     assert_eq!(code, 0);
     let second = std::fs::read_link(&latest).unwrap();
@@ -152,6 +169,67 @@ fn progress_counts_the_runs_and_steps_a_filter_leaves() {
     // One warm-up and five samples of `slow`; `fast` is not run.
     assert!(stderr.contains("phase a (Phase A): 1 run, 6 steps\n  slow done (5 warm samples, last "), "{stderr}");
     assert!(!stderr.contains("fast done"), "{stderr}");
+}
+
+#[test]
+fn progress_lines_go_to_a_log_that_is_not_a_terminal() {
+    let project = Project::new();
+    project
+        .write("spec.toml", &spec(SPEEDUP, "").replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\", \"warm\"]"));
+    // No `--plain`: stderr is a pipe, as in a CI log, so the lines are plain anyway.
+    let output = project.xtask(&["run", "spec.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    // `slow` takes five cold samples (the warm-up is warm only), a warm-up and five
+    // warm samples; `fast` a warm-up and five samples.
+    assert!(stderr.contains("phase a (Phase A): 2 runs, 17 steps\n"), "{stderr}");
+    // A run is done after the last sample of its last mode.
+    assert_eq!(stderr.matches("  slow done (5 warm samples, last ").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("  fast done (5 warm samples, last ").count(), 1, "{stderr}");
+    assert!(!stderr.contains("cold samples"), "{stderr}");
+}
+
+#[test]
+fn the_command_line_is_recorded_as_a_shell_would_take_it() {
+    let project = Project::new();
+    project.write("spec.toml", &spec(SPEEDUP, ""));
+    let (code, stdout, stderr) =
+        project.run("spec.toml", &["--set", "experiment.title=Bob's run", "--set", "defaults.repeats=6"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let command = "cargo xtask run spec.toml --plain --set 'experiment.title=Bob'\\''s run' --set defaults.repeats=6";
+    let report = project.latest_report();
+    assert_eq!(report["invocation"]["command"], command);
+    assert_eq!(report["invocation"]["reproduce"], format!("{command} --phase a"));
+    let log = std::fs::read_to_string(project.path().join("reports/e2e/run_log.txt")).unwrap();
+    assert!(log.ends_with(&format!(" :: {command}\n")), "{log}");
+}
+
+/// A spec in `experiments/` of a git repository, run from that directory: reports and
+/// plans are found from the repository's top level, not from where it ran.
+#[test]
+fn a_run_from_a_subdirectory_writes_under_the_project_root() {
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("experiments")).unwrap();
+    std::fs::create_dir_all(project.path().join("plans")).unwrap();
+    let text = spec(SPEEDUP, "").replace("seed = 3", "seed = 3\nplan = \"plans/e2e.md\"");
+    project.write("experiments/e2e.toml", &text);
+    project.write("plans/e2e.md", "<!-- phasegate:begin e2e/a -->\n<!-- phasegate:end -->\n");
+    let status = Command::new("git").args(["init", "-q"]).current_dir(project.path()).status().expect("run git");
+    assert!(status.success());
+    let output = project
+        .command()
+        .args(["run", "e2e.toml", "--plain"])
+        .current_dir(project.path().join("experiments"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        project.latest_report()["invocation"]["report_dir"].as_str().map(|dir| dir.starts_with("reports/e2e/")),
+        Some(true)
+    );
+    assert!(!project.path().join("experiments/reports").exists());
+    let plan = std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap();
+    assert!(plan.contains("- [x] `speedup`: 4.0"), "{plan}");
 }
 
 #[test]
@@ -201,6 +279,7 @@ fn crashed_workload_exits_3() {
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(stdout.contains("run slow failed: step failed: mock failure at sample 2"), "{stdout}");
     assert!(stdout.contains("not measured"), "the check is not measured, not passed: {stdout}");
+    assert!(stderr.contains("\n  slow FAILED: step failed: mock failure at sample 2"), "{stderr}");
 }
 
 #[test]
@@ -344,6 +423,13 @@ repeats = 1
 warmup = 0
 
 [[phase]]
+id = "quick"
+
+[[phase.workload]]
+id = "instant"
+kernel = "mock"
+
+[[phase]]
 id = "a"
 
 [[phase.workload]]
@@ -356,7 +442,8 @@ workdir = "fresh"
 "#;
     project.write("stop.toml", text);
     // SIGTERM to phasegate alone, and SIGINT to its process group, as a terminal's
-    // Ctrl-C sends it: the command is in neither, so phasegate must end it.
+    // Ctrl-C sends it, while the second phase runs: the command is in neither, so
+    // phasegate must end it.
     for (signal, target) in [("-TERM", ""), ("-INT", "-")] {
         let pids_file = project.path().join("pids");
         let _ = std::fs::remove_file(&pids_file);
@@ -394,7 +481,10 @@ workdir = "fresh"
         // The run log lists the interrupted run.
         let log = std::fs::read_to_string(project.path().join("reports/stop/run_log.txt")).unwrap_or_default();
         let last = log.lines().last().unwrap_or_default();
-        assert!(last.contains(" exit=130 reports/stop/") && last.contains(" interrupted rev="), "{log}");
+        assert!(last.contains(" exit=130 reports/stop/") && last.contains(" quick=pass interrupted rev="), "{log}");
+        // The phase that finished before the interrupt keeps its report.
+        let run_dir = last.split(' ').nth(2).unwrap_or_default();
+        assert!(project.path().join(run_dir).join("quick/report.json").is_file(), "after {signal}: {log}");
         // `latest` names finished runs only.
         assert!(std::fs::symlink_metadata(project.path().join("reports/stop/latest")).is_err(), "after {signal}");
     }
@@ -412,6 +502,34 @@ fn outputs_outside_the_project_and_absurd_sizes_are_refused() {
     let (code, _, stderr) = project.run("huge.toml", &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("would need 8.0 TiB of memory"), "{stderr}");
+}
+
+/// This machine's available memory in bytes, as the pre-flight check reads it.
+#[cfg(target_os = "linux")]
+fn available_memory() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("read /proc/meminfo");
+    let line = meminfo.lines().find(|line| line.starts_with("MemAvailable:")).expect("MemAvailable in /proc/meminfo");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("a number of KiB");
+    kib * 1024
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_memory_of_a_group_is_the_sum_of_its_runs_that_run() {
+    let project = Project::new();
+    // The mock needs 8 bytes per element: each of the two partners three quarters of
+    // the memory available, which they hold at once.
+    let size = available_memory() * 3 / 4 / 8;
+    let text =
+        spec(SPEEDUP, &format!("size = {size}")).replace("jitter = 0.02", &format!("jitter = 0.02\nsize = {size}"));
+    project.write("spec.toml", &text);
+    let output = project.xtask(&["check", "spec.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`slow`, `fast` would need "), "{stderr}");
+    // A run the filter leaves out needs nothing.
+    let output = project.xtask(&["check", "spec.toml", "--filter", "slow"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[test]
@@ -471,6 +589,17 @@ fn log_file_has_one_json_line_per_sample() {
     let fields = &samples[0];
     assert!(fields["seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(fields["metrics"]["sample_index"], 0.0, "the metrics are an object: {fields}");
+    assert_eq!(project.latest_report()["invocation"]["rounds"], 2, "the report counts the re-run");
+}
+
+#[test]
+fn a_log_file_that_cannot_be_created_is_refused_before_anything_runs() {
+    let project = Project::new();
+    project.write("spec.toml", &spec(SPEEDUP, ""));
+    let (code, _, stderr) = project.run("spec.toml", &["--log-file", "no/such/dir/log.jsonl"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot create the log file no/such/dir/log.jsonl"), "{stderr}");
+    assert!(!project.path().join("reports").exists(), "nothing ran");
 }
 
 /// A spec of one phase holding one workload, given as its TOML lines.
@@ -537,6 +666,20 @@ fn tree_telemetry_reaches_the_log_and_the_report() {
         report["runs"][0]["events"].as_array().unwrap().iter().map(|event| event["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.iter().filter(|&&kind| kind == "batch").count(), 3, "{kinds:?}");
     assert!(kinds.contains(&"run"), "{kinds:?}");
+}
+
+#[test]
+fn kernels_lists_the_kernels_as_text_or_as_markdown() {
+    let project = Project::new();
+    for (args, expected) in [
+        (&["kernels"][..], phasegate::kernels::describe()),
+        (&["kernels", "--markdown"], phasegate::kernels::describe_markdown()),
+    ] {
+        let output = project.xtask(args);
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), expected, "{args:?}");
+    }
+    assert_ne!(phasegate::kernels::describe(), phasegate::kernels::describe_markdown());
 }
 
 #[test]
@@ -696,6 +839,11 @@ fn a_passing_run_whose_summary_cannot_be_written_exits_2() {
     assert!(stdout.contains("phase a (Phase A): PASS"), "the run itself passed: {stdout}");
     assert!(stderr.contains("cannot append to summary.md"), "{stderr}");
     assert_eq!(code, 2, "{stdout}{stderr}");
+    // A run that did not pass keeps its own exit status: CI fails on it either way.
+    project.write("fail.toml", &spec(&SPEEDUP.replace(">= 3", ">= 6"), ""));
+    let (code, stdout, stderr) = project.run("fail.toml", &["--summary", "summary.md"]);
+    assert!(stderr.contains("cannot append to summary.md"), "{stderr}");
+    assert_eq!(code, 1, "{stdout}{stderr}");
 }
 
 #[test]
@@ -708,6 +856,11 @@ fn living_plan_is_regenerated_by_run_and_by_plan() {
     let plan =
         "# Plan\n\nHand-written text [ ] stays.\n\n<!-- phasegate:begin e2e/a -->\n<!-- phasegate:end -->\n\nTail.\n";
     project.write("plans/e2e.md", plan);
+    // A run whose reports go where the plan does not read them leaves it alone.
+    let (code, _, _) = project.run("experiments/e2e.toml", &["--set", "experiment.output=trial"]);
+    assert_eq!(code, 0);
+    assert!(project.path().join("trial/e2e/latest/a/report.json").is_file());
+    assert_eq!(std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap(), plan);
     let (code, _, _) = project.run("experiments/e2e.toml", &[]);
     assert_eq!(code, 0);
     let regenerated = std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap();
