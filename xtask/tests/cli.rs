@@ -889,6 +889,10 @@ fn living_plan_is_regenerated_by_run_and_by_plan() {
     assert_eq!(edited, regenerated.replace("- [x]", "- [ ]"), "--check leaves the plan alone");
     let output = project.xtask(&["plan", "plans/e2e.md"]);
     assert_eq!(output.status.code(), Some(0));
+    // Naming no plan is a usage error, not a silent success.
+    let output = project.xtask(&["plan"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("name plan documents, or pass --all"));
     assert_eq!(std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap(), regenerated);
 }
 
