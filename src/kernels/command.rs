@@ -448,7 +448,7 @@ mod tests {
     use std::time::Duration;
 
     use super::{Command, placeholders, render_tail};
-    use crate::kernel::{Instance, Kernel, Params, Probe, RunContext, Value};
+    use crate::kernel::{Instance, Kernel, Output, OutputData, Params, Probe, RunContext, Value};
 
     /// An instance running `line` through `sh -c`, with scratch files under `scratch`.
     fn shell_instance(line: &str, scratch: &Path) -> Box<dyn Instance> {
@@ -462,10 +462,33 @@ mod tests {
     }
 
     fn instance(given: &[(&str, Value)], seed: u64, threads: usize, scratch: &Path) -> Box<dyn Instance> {
+        try_instance(given, seed, threads, scratch).unwrap()
+    }
+
+    fn try_instance(
+        given: &[(&str, Value)],
+        seed: u64,
+        threads: usize,
+        scratch: &Path,
+    ) -> anyhow::Result<Box<dyn Instance>> {
+        Command.instantiate(&params(given), &RunContext::outside_harness(seed, threads, scratch))
+    }
+
+    /// `given` validated as the plan validates a run's parameters.
+    fn params(given: &[(&str, Value)]) -> Params {
         let given: BTreeMap<String, Value> =
             given.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect();
-        let params = Params::validate(&Command.params(), &given, true).unwrap();
-        Command.instantiate(&params, &RunContext::outside_harness(seed, threads, scratch)).unwrap()
+        Params::validate(&Command.params(), &given, true).unwrap()
+    }
+
+    /// Checks what the kernel's check says of `program` with `args` and the extra
+    /// parameters `extra`.
+    fn check_params(program: &str, args: &[&str], extra: &[(&str, Value)], expect: Result<(), &str>) {
+        let args = Value::List(args.iter().map(|&arg| Value::from(arg)).collect());
+        let mut given = vec![("program", Value::from(program)), ("args", args.clone())];
+        given.extend(extra.iter().cloned());
+        let found = Command.check(&params(&given)).map(|_| ());
+        assert_eq!(found, expect.map_err(str::to_owned), "program {program}, args {args}, extra {extra:?}");
     }
 
     /// Whether `pid` is a process that has not exited (a zombie has).
@@ -604,6 +627,98 @@ mod tests {
         let long = format!("{}\u{e9}{}", "a".repeat(100), "b".repeat(255));
         let rendered = render_tail(long.as_bytes(), long.len() as u64);
         assert!(rendered.ends_with(&format!(":\n[...]{}", "b".repeat(255))), "{rendered}");
+    }
+
+    #[test]
+    fn every_extra_parameter_fills_a_placeholder_and_every_placeholder_has_a_value() {
+        let size = [("size", Value::Int(4))];
+        let every = ["-n", "{size}", "{threads}", "{seed}", "{workdir}", "{cwd}", "{env:PHASEGATE_TEST_UNSET}"];
+        check_params("run", &every, &size, Ok(()));
+        // The program's own placeholders count, and a declared parameter may be named.
+        check_params("{size}", &["{output_name}"], &size, Ok(()));
+        check_params(
+            "run",
+            &["-n", "4"],
+            &size,
+            Err("parameter `size` is not used by any argument (write `{size}` in `args`)"),
+        );
+        check_params("run", &["{size}", "{sise}"], &size, Err("argument placeholder `{sise}` names no parameter"));
+        check_params("run {size}", &[], &[], Err("argument placeholder `{size}` names no parameter"));
+        for reserved in ["seed", "cwd"] {
+            let expect = format!("`{reserved}` is filled in by the harness and cannot be a parameter");
+            check_params("run", &[format!("{{{reserved}}}").as_str()], &[(reserved, Value::Int(1))], Err(&expect));
+        }
+        let list = [("size", Value::List(vec![Value::Int(1), Value::Int(2)]))];
+        check_params("run", &["{size}"], &list, Err("substitution variable `size` must be a single value"));
+    }
+
+    #[test]
+    fn placeholders_take_the_environment_and_both_directories() {
+        let scratch = tempfile::tempdir().unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        // In a fresh working directory the program runs in `{workdir}`, and `{cwd}` is
+        // still the directory phasegate was started in.
+        let line = format!(
+            r#"test "{{env:PATH}}" = "$PATH" && test . -ef '{{workdir}}' && test '{{cwd}}' -ef '{}' && ! test . -ef '{{cwd}}'"#,
+            cwd.display()
+        );
+        let given = [("program", Value::from(line)), ("shell", Value::Bool(true)), ("workdir", Value::from("fresh"))];
+        let mut instance = instance(&given, 1, 1, scratch.path());
+        instance.setup(&mut Probe::default()).unwrap();
+        instance.run(&mut Probe::default()).unwrap();
+        // A variable that is not set fails the run before anything starts.
+        let given = [("program", Value::from("echo {env:PHASEGATE_TEST_UNSET}")), ("shell", Value::Bool(true))];
+        let error = try_instance(&given, 1, 1, scratch.path()).err().expect("an unset variable is an error");
+        assert_eq!(error.to_string(), "environment variable PHASEGATE_TEST_UNSET is not set");
+    }
+
+    #[test]
+    fn a_shell_line_is_the_program_followed_by_its_arguments() {
+        let scratch = tempfile::tempdir().unwrap();
+        let given = [
+            ("program", Value::from("exit")),
+            ("args", Value::List(vec![Value::from("{code}")])),
+            ("code", Value::Int(3)),
+            ("shell", Value::Bool(true)),
+        ];
+        let error = instance(&given, 1, 1, scratch.path()).run(&mut Probe::default()).unwrap_err().to_string();
+        assert!(error.starts_with("`sh` exited with exit status: 3; stderr:"), "{error}");
+    }
+
+    #[test]
+    fn the_program_reads_nothing_and_writes_only_its_stderr_file() {
+        let scratch = tempfile::tempdir().unwrap();
+        let stderr = scratch.path().join("stderr.txt");
+        let line = format!(
+            "test /proc/$$/fd/0 -ef /dev/null && test /proc/$$/fd/1 -ef /dev/null && test /proc/$$/fd/2 -ef '{}'",
+            stderr.display()
+        );
+        shell_instance(&line, scratch.path()).run(&mut Probe::default()).unwrap();
+    }
+
+    #[test]
+    fn the_output_file_is_read_from_the_working_directory_in_its_format() {
+        let scratch = tempfile::tempdir().unwrap();
+        // 1.0 and 2.0 as little-endian f64s; read as f32s, the same bytes are 0, 1.875, 0, 2.
+        let line = r"printf '\0\0\0\0\0\0\360\77\0\0\0\0\0\0\0\100' > values.bin";
+        let formats = [("f64", OutputData::F64(vec![1.0, 2.0])), ("f32", OutputData::F32(vec![0.0, 1.875, 0.0, 2.0]))];
+        for (format, data) in formats {
+            let run_scratch = scratch.path().join(format);
+            std::fs::create_dir(&run_scratch).unwrap();
+            let given = [
+                ("program", Value::from(line)),
+                ("shell", Value::Bool(true)),
+                ("workdir", Value::from("fresh")),
+                ("output_file", Value::from("values.bin")),
+                ("output_format", Value::from(format)),
+                ("output_name", Value::from("field")),
+            ];
+            let mut instance = instance(&given, 1, 1, &run_scratch);
+            instance.setup(&mut Probe::default()).unwrap();
+            instance.run(&mut Probe::default()).unwrap();
+            let expected = Output { name: "field".into(), shape: vec![data.len()], data };
+            assert_eq!(instance.outputs(), [expected], "{format}");
+        }
     }
 
     #[test]
