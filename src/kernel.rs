@@ -680,7 +680,7 @@ pub trait Kernel: Send + Sync {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{ParamError, ParamKind, ParamSpec, Params, Value};
+    use super::{ParamError, ParamKind, ParamSpec, Params, Probe, Value};
 
     fn specs() -> Vec<ParamSpec> {
         vec![
@@ -735,6 +735,34 @@ mod tests {
             assert_eq!(cell.check(&wrong), Err("expected a list of 3 numbers, found a list".into()), "{wrong}");
         }
         assert_eq!(ParamKind::FloatList { len: None }.check(&numbers(&[1, 2])).map(|_| ()), Ok(()));
+    }
+
+    #[test]
+    fn lists_hold_only_their_own_kind_of_item() {
+        let words = Value::List(vec!["-n".into(), "4".into()]);
+        assert_eq!(ParamKind::TextList.check(&words), Ok(words.clone()));
+        let mixed = Value::List(vec!["-n".into(), Value::Int(4)]);
+        assert_eq!(ParamKind::TextList.check(&mixed), Err("expected a list of strings, found a list".into()));
+        let numbers = ParamKind::FloatList { len: None };
+        assert_eq!(numbers.check(&words), Err("expected a list of numbers, found a list".into()));
+        for not_finite in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let list = Value::List(vec![Value::Float(1.0), Value::Float(not_finite)]);
+            assert_eq!(numbers.check(&list), Err("every number must be finite".into()), "{not_finite}");
+        }
+    }
+
+    #[test]
+    fn a_probe_keeps_the_last_value_of_a_metric_and_one_copy_of_a_warning() {
+        let mut probe = Probe::default();
+        probe.metric("rate", 1.0);
+        probe.metric("size", 3.0);
+        probe.metric("rate", 2.0);
+        assert_eq!(probe.metrics(), [("rate".to_owned(), 2.0), ("size".to_owned(), 3.0)]);
+        assert_eq!(probe.metric_value("rate"), Some(2.0));
+        for warning in ["slow first run", "outliers", "slow first run"] {
+            probe.warn(warning);
+        }
+        assert_eq!(probe.warnings(), ["slow first run", "outliers"]);
     }
 
     #[test]
