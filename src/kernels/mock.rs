@@ -211,3 +211,48 @@ impl Instance for MockInstance {
         vec![Output { name: "values".into(), shape: vec![self.size], data: OutputData::F64(values) }]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::Mock;
+    use crate::kernel::{Instance, Kernel, Params, Probe, RunContext, Value};
+
+    fn instance(given: &[(&str, Value)]) -> Box<dyn Instance> {
+        let given: BTreeMap<String, Value> =
+            given.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect();
+        let params = Params::validate(&Mock.params(), &given, false).unwrap();
+        Mock.instantiate(&params, &RunContext::outside_harness(7, 1, Path::new("unused"))).unwrap()
+    }
+
+    #[test]
+    fn fail_at_names_the_set_up_or_the_step_that_fails() {
+        let error = instance(&[("fail_at", Value::Int(0))]).setup(&mut Probe::default()).unwrap_err();
+        assert_eq!(error.to_string(), "mock failure in set-up (fail_at = 0)");
+        let mut second = instance(&[("fail_at", Value::Int(2))]);
+        second.setup(&mut Probe::default()).unwrap();
+        second.run(&mut Probe::default()).unwrap();
+        let error = second.run(&mut Probe::default()).unwrap_err();
+        assert_eq!(error.to_string(), "mock failure at sample 2 (fail_at = 2)");
+    }
+
+    #[test]
+    fn slowdown_multiplies_the_steps_of_real_work() {
+        // The least time of a few samples is the work itself, without whatever
+        // preempted it; 20 times the steps take well over 4 times as long.
+        let least_seconds = |slowdown: f64| {
+            let mut instance = instance(&[("work", Value::Int(100_000)), ("slowdown", Value::Float(slowdown))]);
+            (0..5)
+                .map(|_| {
+                    let mut probe = Probe::default();
+                    instance.run(&mut probe).unwrap();
+                    super::ITEMS as f64 / probe.metric_value("items_per_s").unwrap()
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let ratio = least_seconds(20.0) / least_seconds(1.0);
+        assert!(ratio > 4.0, "20 times the work took {ratio} times as long");
+    }
+}
