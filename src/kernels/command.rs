@@ -606,6 +606,20 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_reports_the_stderr_of_its_own_sample() {
+        let scratch = tempfile::tempdir().unwrap();
+        let mark = scratch.path().join("mark");
+        let line = format!(
+            "if test -e '{mark}'; then echo second >&2; exit 1; fi; touch '{mark}'; echo first >&2",
+            mark = mark.display()
+        );
+        let mut instance = shell_instance(&line, scratch.path());
+        instance.run(&mut Probe::default()).unwrap();
+        let error = instance.run(&mut Probe::default()).unwrap_err().to_string();
+        assert!(error.ends_with("exited with exit status: 1; stderr:\nsecond"), "{error}");
+    }
+
+    #[test]
     fn a_stderr_tail_keeps_the_last_lines_and_counts_what_it_leaves_out() {
         let text: String = (1..=30).map(|line| format!("line {line}\n")).collect();
         let shown: String = (11..=30).map(|line| format!("line {line}\n")).collect();
