@@ -105,20 +105,7 @@ impl Kernel for Mock {
     }
 
     fn instantiate(&self, params: &Params, context: &RunContext) -> anyhow::Result<Box<dyn Instance>> {
-        Ok(Box::new(MockInstance {
-            time_ms: params.float("time_ms"),
-            setup_ms: params.float("setup_ms"),
-            jitter: params.float("jitter"),
-            slowdown: params.float("slowdown"),
-            spin: params.bool("spin"),
-            work: params.usize("work") as u64,
-            fail_at: params.int("fail_at"),
-            size: params.usize("size"),
-            perturb: params.float("perturb"),
-            rng: noise_generator(context),
-            seed: context.seed,
-            calls: 0,
-        }))
+        Ok(Box::new(MockInstance::new(params, context)))
     }
 }
 
@@ -160,6 +147,28 @@ fn arithmetic_chain(steps: u64, seed: u64) -> u64 {
 }
 
 impl MockInstance {
+    fn new(params: &Params, context: &RunContext) -> MockInstance {
+        MockInstance {
+            time_ms: params.float("time_ms"),
+            setup_ms: params.float("setup_ms"),
+            jitter: params.float("jitter"),
+            slowdown: params.float("slowdown"),
+            spin: params.bool("spin"),
+            work: params.usize("work") as u64,
+            fail_at: params.int("fail_at"),
+            size: params.usize("size"),
+            perturb: params.float("perturb"),
+            rng: noise_generator(context),
+            seed: context.seed,
+            calls: 0,
+        }
+    }
+
+    /// The steps of real work a sample does: `work` times `slowdown`.
+    fn work_steps(&self) -> u64 {
+        (self.work as f64 * self.slowdown).round() as u64
+    }
+
     /// Spends `duration`: for real when spinning, otherwise by reporting it.
     fn wait(&self, probe: &mut Probe, duration: Duration) {
         if self.spin {
@@ -188,9 +197,8 @@ impl Instance for MockInstance {
             anyhow::bail!("mock failure at sample {} (fail_at = {})", self.calls, self.fail_at);
         }
         if self.work > 0 {
-            let steps = (self.work as f64 * self.slowdown).round() as u64;
             let start = probe.start();
-            let value = arithmetic_chain(steps, self.seed);
+            let value = arithmetic_chain(self.work_steps(), self.seed);
             std::hint::black_box(value);
             let seconds = start.elapsed().as_secs_f64();
             probe.metric("items_per_s", ITEMS as f64 / seconds.max(1e-12));
@@ -240,19 +248,19 @@ mod tests {
 
     #[test]
     fn slowdown_multiplies_the_steps_of_real_work() {
-        // The least time of a few samples is the work itself, without whatever
-        // preempted it; 20 times the steps take well over 4 times as long.
-        let least_seconds = |slowdown: f64| {
-            let mut instance = instance(&[("work", Value::Int(100_000)), ("slowdown", Value::Float(slowdown))]);
-            (0..5)
-                .map(|_| {
-                    let mut probe = Probe::default();
-                    instance.run(&mut probe).unwrap();
-                    super::ITEMS as f64 / probe.metric_value("items_per_s").unwrap()
-                })
-                .fold(f64::INFINITY, f64::min)
-        };
-        let ratio = least_seconds(20.0) / least_seconds(1.0);
-        assert!(ratio > 4.0, "20 times the work took {ratio} times as long");
+        for (work, slowdown, steps) in [(100_000, 1.0, 100_000), (100_000, 20.0, 2_000_000), (3, 1.5, 5), (0, 20.0, 0)]
+        {
+            let given: BTreeMap<String, Value> = [("work", Value::Int(work)), ("slowdown", Value::Float(slowdown))]
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect();
+            let params = Params::validate(&Mock.params(), &given, false).unwrap();
+            let context = RunContext::outside_harness(7, 1, Path::new("unused"));
+            assert_eq!(
+                super::MockInstance::new(&params, &context).work_steps(),
+                steps,
+                "work {work}, slowdown {slowdown}"
+            );
+        }
     }
 }
