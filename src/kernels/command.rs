@@ -135,13 +135,21 @@ impl Kernel for Command {
             _ => None,
         };
         let workdir_text = workdir.as_ref().map_or_else(|| ".".to_owned(), |path| path.display().to_string());
+        // One pass over the text, so a value that holds braces stays as it is.
         let substitute = |text: &str| -> anyhow::Result<String> {
-            let mut result = text.to_owned();
-            for placeholder in placeholders(text) {
+            let mut result = String::with_capacity(text.len());
+            for piece in pieces(text) {
+                let placeholder = match piece {
+                    Piece::Literal(literal) => {
+                        result.push_str(literal);
+                        continue;
+                    }
+                    Piece::Placeholder(placeholder) => placeholder,
+                };
                 let replacement = if let Some(variable) = placeholder.strip_prefix("env:") {
                     std::env::var(variable).with_context(|| format!("environment variable {variable} is not set"))?
                 } else {
-                    match placeholder.as_str() {
+                    match placeholder {
                         "threads" => context.threads.to_string(),
                         "seed" => context.seed.to_string(),
                         "workdir" => workdir_text.clone(),
@@ -151,7 +159,7 @@ impl Kernel for Command {
                         name => params.get(name).map(ToString::to_string).unwrap_or_default(),
                     }
                 };
-                result = result.replace(&format!("{{{placeholder}}}"), &replacement);
+                result.push_str(&replacement);
             }
             Ok(result)
         };
@@ -187,22 +195,42 @@ fn templates(params: &Params) -> Vec<String> {
 
 /// The `{...}` placeholders in `text`, in order.
 fn placeholders(text: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        match after.find('}') {
-            Some(close) => {
-                let name = &after[..close];
-                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
-                    found.push(name.to_owned());
-                }
-                rest = &after[close + 1..];
+    pieces(text)
+        .into_iter()
+        .filter_map(|piece| match piece {
+            Piece::Placeholder(name) => Some(name.to_owned()),
+            Piece::Literal(_) => None,
+        })
+        .collect()
+}
+
+/// A run of text as it is, or the name inside a placeholder.
+enum Piece<'a> {
+    Literal(&'a str),
+    Placeholder(&'a str),
+}
+
+/// `text` cut into literal runs and `{name}` placeholders, in order. A name is ASCII
+/// letters, digits, `_` and `:`; braces around anything else are literal text.
+fn pieces(text: &str) -> Vec<Piece<'_>> {
+    let mut pieces = Vec::new();
+    let (mut literal_start, mut search) = (0, 0);
+    while let Some(open) = text[search..].find('{').map(|offset| search + offset) {
+        let Some(close) = text[open + 1..].find('}').map(|offset| open + 1 + offset) else { break };
+        let name = &text[open + 1..close];
+        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            if literal_start < open {
+                pieces.push(Piece::Literal(&text[literal_start..open]));
             }
-            None => break,
+            pieces.push(Piece::Placeholder(name));
+            literal_start = close + 1;
         }
+        search = close + 1;
     }
-    found
+    if literal_start < text.len() {
+        pieces.push(Piece::Literal(&text[literal_start..]));
+    }
+    pieces
 }
 
 struct OutputFile {
@@ -684,6 +712,16 @@ mod tests {
         let given = [("program", Value::from("echo {env:PHASEGATE_TEST_UNSET}")), ("shell", Value::Bool(true))];
         let error = try_instance(&given, 1, 1, scratch.path()).err().expect("an unset variable is an error");
         assert_eq!(error.to_string(), "environment variable PHASEGATE_TEST_UNSET is not set");
+    }
+
+    /// Placeholders are filled in one pass: a value that holds a placeholder's braces
+    /// is passed as it is, and braces around anything but a name are left alone.
+    #[test]
+    fn substituted_values_are_not_substituted_again() {
+        let scratch = tempfile::tempdir().unwrap();
+        let line = "test '{label}' = '{'threads'}' && test {threads} = 3 && test '{a b}{}' = '{a b}{}'";
+        let given = [("program", Value::from(line)), ("shell", Value::Bool(true)), ("label", Value::from("{threads}"))];
+        instance(&given, 1, 3, scratch.path()).run(&mut Probe::default()).unwrap();
     }
 
     #[test]
