@@ -855,15 +855,185 @@ mod tests {
         assert_eq!(decide(Method::Point, f64::NAN, 1.0, Cmp::Le, None, None, None).status, Status::Fail);
     }
 
+    /// Margins are relative to the threshold's size and positive on the passing side,
+    /// whatever the threshold's sign.
     #[test]
-    fn empty_outputs_are_no_parity() {
-        use crate::kernel::OutputData;
-        let parity = crate::spec::Parity {
+    fn margins_are_positive_on_the_passing_side() {
+        let cases = [
+            (Cmp::Ge, 5.0, 4.0, Some(0.25)),
+            (Cmp::Gt, 3.0, 4.0, Some(-0.25)),
+            (Cmp::Le, 0.9, 1.0, Some(0.1)),
+            (Cmp::Lt, 1.1, 1.0, Some(-0.1)),
+            // A negative threshold, as `-(a / b) >= -2` has.
+            (Cmp::Ge, -1.0, -2.0, Some(0.5)),
+            (Cmp::Gt, -3.0, -2.0, Some(-0.5)),
+            (Cmp::Le, -3.0, -2.0, Some(0.5)),
+            (Cmp::Lt, -1.0, -2.0, Some(-0.5)),
+            // No relative distance from 0, nor for equality.
+            (Cmp::Ge, 1.0, 0.0, None),
+            (Cmp::Eq, 1.0, 1.0, None),
+            (Cmp::Ne, 1.0, 2.0, None),
+        ];
+        for (cmp, observed, threshold, margin) in cases {
+            let case = format!("{observed} {} {threshold}", cmp.symbol());
+            let measured = decide(Method::Point, observed, threshold, cmp, None, None, None);
+            match (measured.margin, margin) {
+                (Some(got), Some(expected)) => {
+                    assert!((got - expected).abs() < 1e-12, "{case}: margin {got}, not {expected}");
+                    assert_eq!(measured.status == Status::Pass, got > 0.0, "{case}");
+                }
+                (got, expected) => assert_eq!(got, expected, "{case}"),
+            }
+        }
+    }
+
+    /// Applies a waiver until `until` to a verdict of `status`, on `today`.
+    fn waived(status: Status, today: &str, until: &str) -> super::Verdict {
+        let verdict = super::Verdict {
+            check: "check".into(),
+            point: String::new(),
+            status: Status::Pass,
+            rationale: String::new(),
+            expr: None,
+            measured: None,
+            parity: None,
+            snapshot: None,
+            reason: None,
+            waiver: Some(crate::spec::Xfail { reason: "known slow".into(), until: until.into() }),
+            noise_floor: None,
+        };
+        super::finish(verdict, status, None, &super::Facts { today: today.into(), ..Default::default() })
+    }
+
+    /// A waiver holds to the end of its date, covers failures and inconclusive results
+    /// only, and then fails every check that was judged.
+    #[test]
+    fn waivers_hold_through_their_date() {
+        let cases = [
+            (Status::Fail, "2026-11-21", Status::Xfail),
+            (Status::Fail, "2026-11-22", Status::Fail),
+            (Status::Inconclusive, "2026-11-21", Status::Xfail),
+            (Status::Inconclusive, "2026-11-22", Status::Fail),
+            (Status::Pass, "2026-11-21", Status::Xpass),
+            (Status::Pass, "2026-11-22", Status::Fail),
+            // A value that could not be measured is no known shortfall: it stays a failure.
+            (Status::NotMeasured, "2026-11-21", Status::NotMeasured),
+            (Status::NotMeasured, "2026-11-22", Status::Fail),
+            (Status::New, "2026-11-21", Status::New),
+            (Status::NotApplicable, "2026-11-22", Status::NotApplicable),
+            (Status::Skipped, "2026-11-22", Status::Skipped),
+            // Without today's date no waiver has expired.
+            (Status::Fail, "", Status::Xfail),
+        ];
+        for (status, today, expected) in cases {
+            let verdict = waived(status, today, "2026-11-21");
+            assert_eq!(verdict.status, expected, "{status:?} on {today:?}: {:?}", verdict.reason);
+        }
+    }
+
+    /// A parity comparison of outputs `values` with these comparators.
+    fn parity(comparators: crate::spec::Comparators) -> crate::spec::Parity {
+        crate::spec::Parity {
             of: crate::expr::parse_selected("a").unwrap(),
             against: crate::expr::parse_selected("b").unwrap(),
             output: "values".into(),
-            comparators: crate::spec::Comparators { exact: true, max_abs: Some(1e-9), ..Default::default() },
-        };
+            comparators,
+        }
+    }
+
+    /// The status, figures and failures of comparing `of` against `against`.
+    fn check_parity(comparators: crate::spec::Comparators, of: &[f64], against: &[f64], expect: &str) {
+        use crate::kernel::OutputData;
+        let figures =
+            super::compare(&parity(comparators), &OutputData::F64(of.to_vec()), &OutputData::F64(against.to_vec()));
+        let number = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), format_number);
+        let violations = figures.allclose_violations.map_or_else(|| "–".to_owned(), |count| count.to_string());
+        let got = format!(
+            "{}: max abs diff {}, sum ratio-1 {}, allclose violations {violations}; {}",
+            figures.status.name(),
+            number(figures.max_abs_diff),
+            number(figures.sum_ratio_deviation),
+            figures.failures.join("; ")
+        );
+        assert_eq!(got, expect, "{of:?} against {against:?}");
+    }
+
+    #[test]
+    fn parity_figures_and_failures() {
+        use crate::spec::Comparators;
+        let max_abs = Comparators { max_abs: Some(1e-9), ..Default::default() };
+        check_parity(
+            max_abs,
+            &[0.0, 1.0, 2.0],
+            &[0.0, 1.0, 2.5],
+            "FAIL: max abs diff 0.5000, sum ratio-1 -0.1429, allclose violations –; max |diff| 0.5000 > 1.000e-9",
+        );
+        // allclose is relative to the output compared against, as numpy's is.
+        let rtol = Comparators { rtol: Some(0.095), ..Default::default() };
+        check_parity(
+            rtol.clone(),
+            &[1.0],
+            &[1.1],
+            "pass: max abs diff 0.1000, sum ratio-1 -0.09091, allclose violations 0; ",
+        );
+        check_parity(
+            rtol,
+            &[1.1],
+            &[1.0],
+            "FAIL: max abs diff 0.1000, sum ratio-1 0.1000, allclose violations 1; 1 of 1 elements outside allclose(rtol=0.095, atol=0)",
+        );
+        let atol = Comparators { rtol: Some(0.0), atol: Some(0.25), ..Default::default() };
+        check_parity(
+            atol,
+            &[1.0, 2.0, 3.0],
+            &[1.25, 2.5, 3.0],
+            "FAIL: max abs diff 0.5000, sum ratio-1 -0.1111, allclose violations 1; 1 of 3 elements outside allclose(rtol=0, atol=0.25)",
+        );
+        // The sum ratio is sum(of) / sum(against).
+        let sums = Comparators { sum_ratio: Some(0.05), ..Default::default() };
+        check_parity(
+            sums.clone(),
+            &[1.0, 2.0, 3.0, 4.0],
+            &[1.0, 2.0, 3.0, 5.0],
+            "FAIL: max abs diff 1.000, sum ratio-1 -0.09091, allclose violations –; |sum ratio - 1| = 0.09091 > 0.05000",
+        );
+        check_parity(
+            sums.clone(),
+            &[1.0, 2.0, 3.0, 4.25],
+            &[1.0, 2.0, 3.0, 4.0],
+            "pass: max abs diff 0.2500, sum ratio-1 0.02500, allclose violations –; ",
+        );
+        // Two sums of 0 are equal; a sum against one of 0 is infinitely far from it.
+        check_parity(
+            sums.clone(),
+            &[1.0, -1.0],
+            &[0.0, 0.0],
+            "pass: max abs diff 1.000, sum ratio-1 0, allclose violations –; ",
+        );
+        check_parity(
+            sums,
+            &[1.0, 0.0],
+            &[0.0, 0.0],
+            "FAIL: max abs diff 1.000, sum ratio-1 inf, allclose violations –; |sum ratio - 1| = inf > 0.05000",
+        );
+        check_parity(
+            Comparators { exact: true, max_abs: Some(1.0), ..Default::default() },
+            &[1.0, 2.0, 3.0],
+            &[1.0, 2.5, 3.5],
+            "FAIL: max abs diff 0.5000, sum ratio-1 -0.1429, allclose violations –; not identical (2 of 3 elements differ)",
+        );
+        check_parity(
+            Comparators { max_abs: Some(1.0), ..Default::default() },
+            &[1.0, 2.0],
+            &[1.0],
+            "FAIL: max abs diff –, sum ratio-1 –, allclose violations –; lengths differ (2 vs 1)",
+        );
+    }
+
+    #[test]
+    fn empty_outputs_are_no_parity() {
+        use crate::kernel::OutputData;
+        let parity = parity(crate::spec::Comparators { exact: true, max_abs: Some(1e-9), ..Default::default() });
         let empty = OutputData::F64(Vec::new());
         let figures = super::compare(&parity, &empty, &empty);
         assert_eq!(figures.status, Status::Fail);
