@@ -723,11 +723,13 @@ fn count_different(a: &OutputData, b: &OutputData) -> usize {
 }
 
 fn numeric_figures(comparators: &Comparators, x: &[f64], y: &[f64], figures: &mut ParityFigures) {
+    // `f64::max` returns the number of a NaN and a number: once a difference is NaN,
+    // the maximum stays NaN, wherever that element lies.
     let max_abs = x
         .iter()
         .zip(y)
         .map(|(a, b)| (a - b).abs())
-        .fold(0.0f64, |max, diff| if diff.is_nan() { f64::NAN } else { max.max(diff) });
+        .fold(0.0f64, |max, diff| if max.is_nan() || diff.is_nan() { f64::NAN } else { max.max(diff) });
     figures.max_abs_diff = Some(max_abs);
     if let Some(limit) = comparators.max_abs
         && !(max_abs <= limit)
@@ -962,6 +964,15 @@ mod tests {
     fn parity_figures_and_failures() {
         use crate::spec::Comparators;
         let max_abs = Comparators { max_abs: Some(1e-9), ..Default::default() };
+        // A NaN anywhere is no match, wherever it lies.
+        for of in [[f64::NAN, 1.0, 2.0], [0.0, f64::NAN, 2.0], [0.0, 1.0, f64::NAN]] {
+            check_parity(
+                max_abs.clone(),
+                &of,
+                &[0.0, 1.0, 2.0],
+                "FAIL: max abs diff NaN, sum ratio-1 NaN, allclose violations –; max |diff| NaN > 1.000e-9",
+            );
+        }
         check_parity(
             max_abs,
             &[0.0, 1.0, 2.0],
