@@ -181,6 +181,67 @@ fn medians_of_runs_not_taken_together_decide_on_their_joint_interval() {
 }
 
 #[test]
+fn each_median_gets_its_share_of_the_misses() {
+    // With 20 samples the intervals of level 97.5% and 95% differ: [5th, 16th] covers a
+    // median with 98.8%, [6th, 15th] with 95.9%. Two medians need the wider ones to hold
+    // together with 95%.
+    let text = BASE.replace("repeats = 5", "repeats = 20\norder = \"sequential\"");
+    let text = with_checks(&text, &[("clears", "expr = \"slow.warm.median / fast.warm.median >= 3\"")]);
+    let verdicts = verdicts(&text, &Facts::default());
+    let measured = verdicts[0].measured.as_ref().unwrap();
+    assert_eq!(measured.method, Method::MedianInterval);
+    assert_eq!(measured.terms.len(), 2);
+    for term in &measured.terms {
+        assert_eq!(term.n, 20);
+        assert!((term.coverage - 0.98818).abs() < 1e-5, "{term:?}");
+    }
+    let joint = measured.coverage.unwrap();
+    assert!((joint - (1.0 - 2.0 * (1.0 - measured.terms[0].coverage))).abs() < 1e-12, "{measured:?}");
+    assert!(joint >= 0.95, "{measured:?}");
+    assert_eq!(verdicts[0].status, Status::Pass);
+}
+
+/// A check of several parts takes the worst of their statuses: a failure, then a value
+/// not measured, then an undecided interval, then a new snapshot.
+#[test]
+fn a_check_of_several_parts_takes_the_worst_status() {
+    // Partners with seeds of their own: their ratio straddles 4, and their outputs differ;
+    // a third workload fails, so no output of it can be compared.
+    let text = BASE.replacen("kernel = \"mock\"\nreference", "kernel = \"mock\"\nseed = 99\nreference", 1)
+        + "\n[[phase.workload]]\nid = \"broken\"\nkernel = \"mock\"\n[phase.workload.params]\nfail_at = 1\n";
+    let condition = |threshold: u32| format!("expr = \"slow.warm.median / fast.warm.median >= {threshold}\"");
+    let parity = |against: &str| {
+        format!("parity = {{ of = \"fast\", against = \"{against}\", output = \"values\", exact = true }}")
+    };
+    let snapshot = "snapshot = { of = \"fast\", output = \"values\", max_abs = 1e-12 }";
+    let cases = [
+        ("fails_and_unmeasured", format!("{}\n{}", condition(5), parity("broken")), Status::Fail),
+        ("straddles_and_differs", format!("{}\n{}", condition(4), parity("slow")), Status::Fail),
+        ("straddles_and_unmeasured", format!("{}\n{}", condition(4), parity("broken")), Status::NotMeasured),
+        ("straddles_and_new", format!("{}\n{snapshot}", condition(4)), Status::Inconclusive),
+        ("unmeasured_and_new", format!("{}\n{snapshot}", parity("broken")), Status::NotMeasured),
+        ("clears_and_new", format!("{}\n{snapshot}", condition(3)), Status::New),
+    ];
+    let checks: Vec<(&str, &str)> = cases.iter().map(|(id, body, _)| (*id, body.as_str())).collect();
+    let verdicts = verdicts(&with_checks(&text, &checks), &Facts::default());
+    for (id, _, status) in &cases {
+        assert_eq!(
+            status_of(&verdicts, id),
+            *status,
+            "{id}: {:?}",
+            verdicts.iter().find(|verdict| verdict.check == *id)
+        );
+    }
+    // Every part that is not a plain pass gives its reason.
+    let reason = verdicts.iter().find(|verdict| verdict.check == "straddles_and_unmeasured").unwrap().reason.as_ref();
+    assert!(
+        reason
+            .is_some_and(|reason| reason.contains("straddles the threshold") && reason.contains("run `broken` failed")),
+        "{reason:?}"
+    );
+}
+
+#[test]
 fn ratios_of_partners_inside_an_expression_are_terms_of_paired_samples() {
     // Two sizes (slowdown 1 and 8) of a workload and its partner: the same seed gives
     // partners the same noise, as a drift of the machine would, so each ratio of
@@ -353,6 +414,42 @@ fn requirements_applicability_and_skips() {
     assert_eq!(skipped.reason.as_deref(), Some("fast: PHASEGATE_TEST_UNSET is not set"));
     let verdicts = run_plan(&plan, &with_feature).remove(0).1;
     assert_eq!(status_of(&verdicts, "needs_cpu"), Status::Pass, "underscores are ignored in feature names");
+}
+
+/// A comparison of outputs with a skipped run is skipped, as a condition on one is; an
+/// `applies_if` that is no finite number cannot say whether the check applies.
+#[test]
+fn skipped_outputs_and_applies_if_beyond_numbers() {
+    let text = BASE
+        .replace("id = \"fast\"", "id = \"fast\"\nrequires_env = \"PHASEGATE_TEST_UNSET\"")
+        .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\", \"warm\"]");
+    let text = with_checks(
+        &text,
+        &[
+            (
+                "parity_of_skipped",
+                "parity = { of = \"fast\", against = \"slow\", output = \"values\", max_abs = 1e-9 }",
+            ),
+            ("snapshot_of_skipped", "snapshot = { of = \"fast\", output = \"values\", max_abs = 1e-9 }"),
+            // The index of the only cold sample, 0, makes the ratio infinite.
+            (
+                "gated_by_infinity",
+                "expr = \"slow.warm.median <= 1\"\napplies_if = \"slow.warm.median / slow.cold.sample_index.median < 1e9\"",
+            ),
+        ],
+    );
+    let verdicts = verdicts(&text, &Facts::default());
+    for check in ["parity_of_skipped", "snapshot_of_skipped"] {
+        let verdict = verdicts.iter().find(|verdict| verdict.check == check).unwrap();
+        assert_eq!(verdict.status, Status::Skipped, "{check}: {:?}", verdict.reason);
+        assert_eq!(verdict.reason.as_deref(), Some("fast: PHASEGATE_TEST_UNSET is not set"), "{check}");
+    }
+    let gated = verdicts.iter().find(|verdict| verdict.check == "gated_by_infinity").unwrap();
+    assert_eq!(gated.status, Status::NotMeasured, "{:?}", gated.reason);
+    assert_eq!(
+        gated.reason.as_deref(),
+        Some("`slow.warm.median / slow.cold.sample_index.median < 1e9` is not a finite number (inf vs 1000000000)")
+    );
 }
 
 #[test]
