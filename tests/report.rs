@@ -3,8 +3,9 @@
 //! is snapshot-tested whole, the charts are drawn to scale and the JSON must
 //! round-trip.
 
-use phasegate::report::{self, PhaseReport, markdown};
+use phasegate::report::{self, PhaseReport, Totals, markdown};
 use phasegate::spec::Mode;
+use phasegate::verdict::{Method, ParityFigures, Status};
 
 use crate::support::{fixed_report, troubled_report};
 
@@ -182,6 +183,76 @@ fn the_header_warns_of_uncommitted_changes_and_debug_builds() {
     let warned = markdown::render(&report, &[]);
     assert!(warned.contains("| Revision | `0123456789ab-dirty` (uncommitted changes) |"), "{warned}");
     assert!(warned.contains("debug assertions **on** (figures are not measurements)"), "{warned}");
+}
+
+/// The header's verdict line for [`fixed_report`] with its four verdicts given
+/// `statuses`.
+fn check_header(statuses: [Status; 4], expect: &str) {
+    let mut report = fixed_report();
+    for (verdict, status) in report.verdicts.iter_mut().zip(statuses) {
+        verdict.status = status;
+    }
+    report.totals = Totals::of(&report.verdicts, &report.runs);
+    let markdown = markdown::render(&report, &[]);
+    let line = markdown.lines().find(|line| line.starts_with("| Verdict |")).unwrap();
+    assert_eq!(line, expect, "{statuses:?}");
+}
+
+/// A check not measured fails the phase; every other status is counted under its own
+/// name, and only a failure or an undecided check keeps the phase from passing.
+#[test]
+fn the_header_names_the_phase_verdict_and_counts_every_status() {
+    use Status::*;
+    check_header([NotMeasured, Pass, Pass, Pass], "| Verdict | **FAIL** (3 pass, 1 not measured) |");
+    check_header(
+        [Pass, Fail, Inconclusive, NotMeasured],
+        "| Verdict | **FAIL** (1 pass, 1 fail, 1 inconclusive, 1 not measured) |",
+    );
+    check_header([Xfail, Xfail, Xpass, Skipped], "| Verdict | **PASS** (0 pass, 1 skipped, 2 xfail, 1 xpass) |");
+    check_header(
+        [NotApplicable, NotApplicable, Skipped, New],
+        "| Verdict | **PASS** (0 pass, 2 not applicable, 1 skipped, 1 new snapshot) |",
+    );
+    check_header(
+        [New, New, Inconclusive, Pass],
+        "| Verdict | **INCONCLUSIVE** (1 pass, 1 inconclusive, 2 new snapshots) |",
+    );
+}
+
+/// Outputs that differ show their figures, a comparison with the stored snapshot says
+/// so, and a check decided on point values says that too.
+#[test]
+fn checks_show_differing_outputs_snapshots_and_point_values() {
+    let mut report = fixed_report();
+    let differing = ParityFigures {
+        of: "fast".into(),
+        against: "slow".into(),
+        output: "values".into(),
+        n: 8,
+        identical: false,
+        max_abs_diff: Some(0.25),
+        correlation: Some(0.987654321),
+        sum_ratio_deviation: Some(-0.0125),
+        allclose_violations: Some(3),
+        failures: vec!["3 of 8 elements outside allclose(rtol=0.01, atol=0)".into()],
+        status: Status::Fail,
+    };
+    report.verdicts[0].parity = Some(differing.clone());
+    report.verdicts[0].status = Status::Fail;
+    let snapshot = ParityFigures { against: "snapshot".into(), identical: true, status: Status::Pass, ..differing };
+    report.verdicts[1].snapshot = Some(snapshot);
+    let budget = report.verdicts[2].measured.as_mut().unwrap();
+    (budget.method, budget.interval, budget.coverage) = (Method::Point, None, None);
+    let markdown = markdown::render(&report, &[]);
+    let lines: Vec<&str> =
+        markdown.lines().filter(|line| line.starts_with("| `speedup") || line.starts_with("- `budget")).collect();
+    insta::assert_snapshot!(lines.join("\n"), @r"
+    | `speedup[size=8]` | **FAIL** | 4.024 (pairs min 3.919, max 4.054) | >= 3.000 | +34.1% | [3.919, 4.054] (93.8%) | **FAIL**: `fast` vs `slow` `values`, corr 0.9876543, sum ratio−1 -0.01250, max abs diff 0.2500, allclose violations 3 | fast is at least 3x slow |
+    | `speedup[size=16]` | pass | 4.024 (pairs min 3.919, max 4.054) | >= 3.000 | +34.1% | [3.919, 4.054] (93.8%) | ok: `fast` vs `slow` `values`, identical<br>ok: `fast` vs its snapshot `values`, identical | fast is at least 3x slow |
+    - `budget`: `fast[size=8].warm.median <= 0.0009` (point values)
+    ");
+    let budget = markdown.lines().find(|line| line.starts_with("| `budget`")).unwrap();
+    assert!(budget.contains("| 0.001004 | <= 9.000e-4 | -11.6% | – | – |"), "{budget}");
 }
 
 /// The header counts every kind of verdict and crash, the results say which runs were
