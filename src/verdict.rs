@@ -1073,5 +1073,17 @@ mod tests {
         assert_eq!(format_number(123.456), "123.5");
         assert_eq!(format_number(1e-6), "1.000e-6");
         assert_eq!(format_number(0.0), "0");
+        // Exponents outside [1e-3, 1e6), on either side and either sign.
+        let bounds = [
+            (999_999.0, "999999"),
+            (1e6, "1.000e6"),
+            (-2.5e6, "-2.500e6"),
+            (0.001, "0.001000"),
+            (9.99e-4, "9.990e-4"),
+            (-0.0125, "-0.01250"),
+        ];
+        for (value, text) in bounds {
+            assert_eq!(format_number(value), text, "{value}");
+        }
     }
 }
