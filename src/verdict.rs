@@ -793,7 +793,13 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     if variance_x == 0.0 || variance_y == 0.0 {
         return 0.0;
     }
-    covariance / (variance_x.sqrt() * variance_y.sqrt())
+    // The square root of the product, not the product of the roots: for identical
+    // outputs `sqrt(v * v)` is `v` exactly, so their correlation is exactly 1 and
+    // `corr_min = 1` holds for them. Where the product leaves the normal range, the
+    // roots are taken apart.
+    let product = variance_x * variance_y;
+    let scale = if product.is_normal() { product.sqrt() } else { variance_x.sqrt() * variance_y.sqrt() };
+    (covariance / scale).clamp(-1.0, 1.0)
 }
 
 fn first_line(text: &str) -> &str {
@@ -1058,6 +1064,17 @@ mod tests {
         assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]) - 1.0).abs() < 1e-12);
         assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
         assert_eq!(pearson(&[1.0, 1.0], &[1.0, 1.0]), 1.0);
+        // Identical and mirrored outputs correlate exactly.
+        let values: Vec<f64> = (0..1000).map(|i| f64::from(i).sin() * 1e3 + 0.1 * f64::from(i)).collect();
+        for x in [vec![1.0, 2.0, 3.0], values, vec![1e-50, -3e-50, 2e-50]] {
+            let mirrored: Vec<f64> = x.iter().map(|value| -value).collect();
+            assert_eq!(pearson(&x, &x), 1.0, "{x:?}");
+            assert_eq!(pearson(&x, &mirrored), -1.0, "{x:?}");
+        }
+        // Where the product of the variances overflows, the roots are taken apart.
+        let huge = [1e150, -3e150, 2e150];
+        let correlation = pearson(&huge, &huge);
+        assert!(correlation <= 1.0 && correlation > 1.0 - 1e-15, "{correlation}");
     }
 
     #[test]
