@@ -228,11 +228,18 @@ mod tests {
     use super::Mock;
     use crate::kernel::{Instance, Kernel, Params, Probe, RunContext, Value};
 
-    fn instance(given: &[(&str, Value)]) -> Box<dyn Instance> {
+    fn params(given: &[(&str, Value)]) -> Params {
         let given: BTreeMap<String, Value> =
             given.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect();
-        let params = Params::validate(&Mock.params(), &given, false).unwrap();
-        Mock.instantiate(&params, &RunContext::outside_harness(7, 1, Path::new("unused"))).unwrap()
+        Params::validate(&Mock.params(), &given, false).unwrap()
+    }
+
+    fn context() -> RunContext {
+        RunContext::outside_harness(7, 1, Path::new("unused"))
+    }
+
+    fn instance(given: &[(&str, Value)]) -> Box<dyn Instance> {
+        Mock.instantiate(&params(given), &context()).unwrap()
     }
 
     #[test]
@@ -250,17 +257,9 @@ mod tests {
     fn slowdown_multiplies_the_steps_of_real_work() {
         for (work, slowdown, steps) in [(100_000, 1.0, 100_000), (100_000, 20.0, 2_000_000), (3, 1.5, 5), (0, 20.0, 0)]
         {
-            let given: BTreeMap<String, Value> = [("work", Value::Int(work)), ("slowdown", Value::Float(slowdown))]
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), value))
-                .collect();
-            let params = Params::validate(&Mock.params(), &given, false).unwrap();
-            let context = RunContext::outside_harness(7, 1, Path::new("unused"));
-            assert_eq!(
-                super::MockInstance::new(&params, &context).work_steps(),
-                steps,
-                "work {work}, slowdown {slowdown}"
-            );
+            let params = params(&[("work", Value::Int(work)), ("slowdown", Value::Float(slowdown))]);
+            let steps_taken = super::MockInstance::new(&params, &context()).work_steps();
+            assert_eq!(steps_taken, steps, "work {work}, slowdown {slowdown}");
         }
     }
 }
