@@ -504,15 +504,6 @@ fn outputs_outside_the_project_and_absurd_sizes_are_refused() {
     assert!(stderr.contains("would need 8.0 TiB of memory"), "{stderr}");
 }
 
-/// This machine's available memory in bytes, as the pre-flight check reads it.
-#[cfg(target_os = "linux")]
-fn available_memory() -> u64 {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("read /proc/meminfo");
-    let line = meminfo.lines().find(|line| line.starts_with("MemAvailable:")).expect("MemAvailable in /proc/meminfo");
-    let kib: u64 = line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("a number of KiB");
-    kib * 1024
-}
-
 #[cfg(target_os = "linux")]
 #[test]
 fn the_memory_of_a_group_is_the_sum_of_its_runs_that_run() {
@@ -520,7 +511,9 @@ fn the_memory_of_a_group_is_the_sum_of_its_runs_that_run() {
     // The mock needs 8 bytes per element: each of the two partners three quarters of
     // the memory available, which they hold at once, and a workload of its own one
     // and a half times that memory.
-    let size = available_memory() * 3 / 4 / 8;
+    let available = phasegate::env::meminfo_bytes("MemAvailable:");
+    assert!(available > 0, "MemAvailable is read from /proc/meminfo");
+    let size = available * 3 / 4 / 8;
     let big = format!(
         "\n[[phase.workload]]\nid = \"big\"\nkernel = \"mock\"\n[phase.workload.params]\nsize = {}\n",
         2 * size
