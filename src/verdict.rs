@@ -314,7 +314,7 @@ fn evaluate_point(
                         )
                     } else {
                         format!(
-                            "the {:.0}% interval [{}, {}] straddles the threshold {}",
+                            "the {:.1}% interval [{}, {}] straddles the threshold {}",
                             100.0 * coverage,
                             format_number(low),
                             format_number(high),

@@ -140,7 +140,10 @@ fn paired_ratio_verdicts_are_tri_state() {
     let (low, high) = measured.interval.unwrap();
     assert!(low < 4.0 && high > 4.0, "{low} {high}");
     assert_eq!(measured.ratios.as_ref().unwrap().n, 5);
-    assert!(straddles.reason.as_ref().unwrap().contains("straddles the threshold"));
+    // The reason gives the interval's coverage as the report's table does, to a tenth.
+    let expected = format!("the {:.1}% interval [", 100.0 * measured.coverage.unwrap());
+    let reason = straddles.reason.as_ref().unwrap();
+    assert!(reason.starts_with(&expected) && reason.contains("straddles the threshold 4"), "{reason}");
     let point = verdicts.iter().find(|verdict| verdict.check == "point").unwrap();
     assert_eq!(point.measured.as_ref().unwrap().method, Method::Point);
     assert_eq!(point.status, Status::Pass);
