@@ -49,8 +49,13 @@ fn step_labels(phase: &phasegate::plan::PhasePlan) -> Vec<String> {
         .collect()
 }
 
+/// The verdict named `name` (a check's id, with its point's label if it has one).
+fn verdict_of<'a>(verdicts: &'a [Verdict], name: &str) -> &'a Verdict {
+    verdicts.iter().find(|verdict| verdict.name() == name).unwrap_or_else(|| panic!("no verdict {name}"))
+}
+
 fn status_of(verdicts: &[Verdict], name: &str) -> Status {
-    verdicts.iter().find(|verdict| verdict.name() == name).unwrap_or_else(|| panic!("no verdict {name}")).status
+    verdict_of(verdicts, name).status
 }
 
 #[test]
@@ -134,7 +139,7 @@ fn paired_ratio_verdicts_are_tri_state() {
     assert_eq!(status_of(&verdicts, "clears"), Status::Pass);
     assert_eq!(status_of(&verdicts, "misses"), Status::Fail);
     assert_eq!(status_of(&verdicts, "straddles"), Status::Inconclusive);
-    let straddles = verdicts.iter().find(|verdict| verdict.check == "straddles").unwrap();
+    let straddles = verdict_of(&verdicts, "straddles");
     let measured = straddles.measured.as_ref().unwrap();
     assert_eq!(measured.method, Method::PairedRatio);
     let (low, high) = measured.interval.unwrap();
@@ -144,7 +149,7 @@ fn paired_ratio_verdicts_are_tri_state() {
     let expected = format!("the {:.1}% interval [", 100.0 * measured.coverage.unwrap());
     let reason = straddles.reason.as_ref().unwrap();
     assert!(reason.starts_with(&expected) && reason.contains("straddles the threshold 4"), "{reason}");
-    let point = verdicts.iter().find(|verdict| verdict.check == "point").unwrap();
+    let point = verdict_of(&verdicts, "point");
     assert_eq!(point.measured.as_ref().unwrap().method, Method::Point);
     assert_eq!(point.status, Status::Pass);
 }
@@ -228,15 +233,11 @@ fn a_check_of_several_parts_takes_the_worst_status() {
     let checks: Vec<(&str, &str)> = cases.iter().map(|(id, body, _)| (*id, body.as_str())).collect();
     let verdicts = verdicts(&with_checks(&text, &checks), &Facts::default());
     for (id, _, status) in &cases {
-        assert_eq!(
-            status_of(&verdicts, id),
-            *status,
-            "{id}: {:?}",
-            verdicts.iter().find(|verdict| verdict.check == *id)
-        );
+        let verdict = verdict_of(&verdicts, id);
+        assert_eq!(verdict.status, *status, "{id}: {verdict:?}");
     }
     // Every part that is not a plain pass gives its reason.
-    let reason = verdicts.iter().find(|verdict| verdict.check == "straddles_and_unmeasured").unwrap().reason.as_ref();
+    let reason = verdict_of(&verdicts, "straddles_and_unmeasured").reason.as_ref();
     assert!(
         reason
             .is_some_and(|reason| reason.contains("straddles the threshold") && reason.contains("run `broken` failed")),
@@ -353,7 +354,7 @@ fn non_finite_samples_make_checks_not_measured() {
         }
         let verdicts = verdict::evaluate(&plan.phases[0], &broken, &Facts::default(), &verdict::Snapshots::new());
         for check in ["ratio", "metric_median", "metric_max", "metric_min", "gated"] {
-            let found = verdicts.iter().find(|verdict| verdict.check == check).unwrap();
+            let found = verdict_of(&verdicts, check);
             assert_eq!(found.status, Status::NotMeasured, "{check} with {nan}: {:?}", found.reason);
             assert!(found.reason.as_ref().unwrap().contains("non-finite"), "{:?}", found.reason);
         }
@@ -378,7 +379,7 @@ fn parity_failure_fails_even_a_fast_result() {
         ],
     );
     let verdicts = verdicts(&text, &Facts::default());
-    let strict = verdicts.iter().find(|verdict| verdict.check == "fast_and_right").unwrap();
+    let strict = verdict_of(&verdicts, "fast_and_right");
     assert_eq!(strict.measured.as_ref().unwrap().status, Status::Pass, "the speedup alone passes");
     assert_eq!(strict.status, Status::Fail, "but the output is wrong");
     let figures = strict.parity.as_ref().unwrap();
@@ -404,7 +405,7 @@ fn requirements_applicability_and_skips() {
     let with_feature = Facts { cpu_features: vec!["avx512vpopcntdq".into()], ..Facts::default() };
     let untimed = Facts { untimed: Some("sizes made for tests".into()), ..Facts::default() };
     let verdicts = run_plan(&plan, &untimed).remove(0).1;
-    let timed = verdicts.iter().find(|verdict| verdict.check == "timed").unwrap();
+    let timed = verdict_of(&verdicts, "timed");
     assert_eq!(timed.status, Status::NotApplicable);
     assert!(timed.reason.as_ref().unwrap().ends_with(": sizes made for tests"), "{:?}", timed.reason);
     let verdicts = run_plan(&plan, &Facts::default()).remove(0).1;
@@ -413,7 +414,7 @@ fn requirements_applicability_and_skips() {
     assert!(verdicts[0].reason.as_ref().unwrap().contains("avx512_vpopcntdq"));
     assert_eq!(status_of(&verdicts, "only_if_fast"), Status::NotApplicable);
     assert_eq!(status_of(&verdicts, "uses_skipped"), Status::Skipped);
-    let skipped = verdicts.iter().find(|verdict| verdict.check == "uses_skipped").unwrap();
+    let skipped = verdict_of(&verdicts, "uses_skipped");
     assert_eq!(skipped.reason.as_deref(), Some("fast: PHASEGATE_TEST_UNSET is not set"));
     let verdicts = run_plan(&plan, &with_feature).remove(0).1;
     assert_eq!(status_of(&verdicts, "needs_cpu"), Status::Pass, "underscores are ignored in feature names");
@@ -443,11 +444,11 @@ fn skipped_outputs_and_applies_if_beyond_numbers() {
     );
     let verdicts = verdicts(&text, &Facts::default());
     for check in ["parity_of_skipped", "snapshot_of_skipped"] {
-        let verdict = verdicts.iter().find(|verdict| verdict.check == check).unwrap();
+        let verdict = verdict_of(&verdicts, check);
         assert_eq!(verdict.status, Status::Skipped, "{check}: {:?}", verdict.reason);
         assert_eq!(verdict.reason.as_deref(), Some("fast: PHASEGATE_TEST_UNSET is not set"), "{check}");
     }
-    let gated = verdicts.iter().find(|verdict| verdict.check == "gated_by_infinity").unwrap();
+    let gated = verdict_of(&verdicts, "gated_by_infinity");
     assert_eq!(gated.status, Status::NotMeasured, "{:?}", gated.reason);
     assert_eq!(
         gated.reason.as_deref(),
