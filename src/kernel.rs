@@ -461,6 +461,13 @@ pub struct Event {
     pub fields: Vec<(String, Value)>,
 }
 
+impl Event {
+    /// The value of the field `name`, if the event has it.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.iter().find(|(field, _)| field == name).map(|(_, value)| value)
+    }
+}
+
 /// The moment the current sample runs out of time: its start plus the per-sample
 /// timeout. The harness cannot interrupt an in-process kernel, so a kernel with long
 /// work checks [`Deadline::passed`] between units of it and, once it has passed,

@@ -773,8 +773,7 @@ fn each_run_executes_with_its_thread_count() {
         let sample = &result.samples[0];
         if run.workload == "tree" {
             let event = sample.events.iter().find(|event| event.kind == "run").expect("a run event");
-            let threads = event.fields.iter().find(|(name, _)| name == "threads").map(|(_, value)| value);
-            assert_eq!(threads, Some(&phasegate::kernel::Value::from(run.threads)), "{}", run.name());
+            assert_eq!(event.field("threads"), Some(&phasegate::kernel::Value::from(run.threads)), "{}", run.name());
             continue;
         }
         let metric = |name: &str| sample.metrics.iter().find(|(metric, _)| metric == name).unwrap().1;

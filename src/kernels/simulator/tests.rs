@@ -946,10 +946,7 @@ fn kernel_setup_reports_what_it_built_and_writes_the_structure_factors() {
     instance.setup(&mut probe).unwrap();
     let [event] = probe.events() else { panic!("one set-up event: {:?}", probe.events()) };
     assert_eq!(event.kind, "simulator_setup");
-    let field = |name: &str| {
-        let found = event.fields.iter().find(|(field, _)| field == name);
-        found.map(|(_, value)| value.clone()).unwrap_or_else(|| panic!("no field {name} in {event:?}"))
-    };
+    let field = |name: &str| event.field(name).cloned().unwrap_or_else(|| panic!("no field {name} in {event:?}"));
     assert_eq!((field("path"), field("instruction_set")), (Value::from("scalar"), Value::from("portable")));
     assert_eq!(field("oversample"), Value::from(1usize));
     assert_eq!(field("interpolate"), Value::Bool(true));

@@ -1578,7 +1578,7 @@ fn runs_report_batches_and_the_run_with_the_fields_names() {
         "traversal",
         "distance_evals_build_by_level",
     ] {
-        assert!(run.fields.iter().any(|(name, _)| name == expected), "run event lacks {expected}");
+        assert!(run.field(expected).is_some(), "run event lacks {expected}");
     }
     let declared: Vec<&str> = Tree.metrics().iter().map(|spec| spec.name).collect();
     for (name, _) in probe.metrics() {
@@ -1923,7 +1923,7 @@ fn every_algorithm_reports_declared_metrics_with_its_flops() {
 /// A field of the first event of `kind`, if that event has it.
 fn event_field(probe: &Probe, kind: &str, name: &str) -> Option<Value> {
     let event = probe.events().iter().find(|event| event.kind == kind).unwrap_or_else(|| panic!("a {kind} event"));
-    event.fields.iter().find(|(field, _)| field == name).map(|(_, value)| value.clone())
+    event.field(name).cloned()
 }
 
 /// A field of the first event of `kind`, as a number.
@@ -2001,7 +2001,7 @@ fn check_tree_against<M: Metric>(
     let batch_sum = |field: &str| -> f64 {
         batches
             .iter()
-            .map(|event| event.fields.iter().find(|(name, _)| name == field).and_then(|(_, value)| value.as_f64()))
+            .map(|event| event.field(field).and_then(Value::as_f64))
             .map(|value| value.unwrap_or_else(|| panic!("batch.{field}")))
             .sum()
     };
