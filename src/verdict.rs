@@ -826,16 +826,24 @@ pub fn format_pair(observed: f64, threshold: f64) -> (String, String) {
 }
 
 fn format_digits(value: f64, digits: usize) -> String {
-    let magnitude = value.abs();
     if value == 0.0 || !value.is_finite() {
-        format!("{value}")
-    } else if !(1e-3..1e6).contains(&magnitude) {
-        let decimals = digits - 1;
-        format!("{value:.decimals$e}")
-    } else {
-        let decimals = (digits as i32 - 1 - magnitude.log10().floor() as i32).max(0) as usize;
-        format!("{value:.decimals$}")
+        return format!("{value}");
     }
+    let decimals = digits - 1;
+    let scientific = format!("{value:.decimals$e}");
+    // The upper bound is where the fixed notation without decimals would print 1000000.
+    if !(1e-3..999_999.5).contains(&value.abs()) {
+        return scientific;
+    }
+    // The decimals follow the exponent of the value rounded to `digits` significant
+    // digits, so a value that rounds up to the next power of ten (999.96 to 1000)
+    // gets the decimals of that power, not one digit too many.
+    let exponent: i32 = scientific
+        .rsplit_once('e')
+        .and_then(|(_, exponent)| exponent.parse().ok())
+        .expect("the `e` format of a finite number ends in its exponent");
+    let decimals = (digits as i32 - 1 - exponent).max(0) as usize;
+    format!("{value:.decimals$}")
 }
 
 #[cfg(test)]
@@ -1098,6 +1106,16 @@ mod tests {
             (0.001, "0.001000"),
             (9.99e-4, "9.990e-4"),
             (-0.0125, "-0.01250"),
+            // Values that round up to the next power of ten take its decimals, and
+            // its exponent where they are printed with one.
+            (999.96, "1000"),
+            (9.9996, "10.00"),
+            (-99.996, "-100.0"),
+            (0.0099996, "0.01000"),
+            (999_999.5, "1.000e6"),
+            (999_999.4, "999999"),
+            (9.9996e-4, "1.000e-3"),
+            (9.99996e6, "1.000e7"),
         ];
         for (value, text) in bounds {
             assert_eq!(format_number(value), text, "{value}");
