@@ -169,3 +169,59 @@ fn a_workload_setting_beats_its_phase_defaults_from_any_layer() {
     assert_eq!(source_of(&spec, "fast", "repeats"), ("6", "--set phase.a.workload.fast.repeats=6"));
     assert_eq!(source_of(&spec, "slow", "repeats"), ("4", "spec file"));
 }
+
+/// An override of a default that every workload it reaches sets more specifically
+/// changes no run, and loading says so; one that some workload takes does not warn,
+/// and neither do the file's own defaults.
+#[test]
+fn overrides_of_defaults_no_workload_takes_are_warned_about() {
+    let sets =
+        |sets: &[&str]| Overrides { sets: sets.iter().map(|set| (*set).to_owned()).collect(), ..Overrides::default() };
+    let both_own = BASE
+        .replace("id = \"slow\"", "id = \"slow\"\nrepeats = 4")
+        .replace("id = \"fast\"", "id = \"fast\"\nrepeats = 9");
+    let spec = load_with(&both_own, &sets(&["defaults.repeats=3"])).unwrap();
+    assert_eq!(
+        spec.warnings,
+        ["`defaults.repeats` (from --set defaults.repeats=3) changes no run: every workload it reaches takes \
+          `repeats` from a more specific place, such as `phase.a.workload.slow.repeats`"]
+    );
+    // The file's own shadowed default is the author's choice, not a surprise.
+    assert_eq!(load(&both_own).unwrap().warnings, Vec::<String>::new());
+    // One workload taking the default is enough.
+    let one_own = BASE.replace("id = \"fast\"", "id = \"fast\"\nrepeats = 9");
+    assert_eq!(load_with(&one_own, &sets(&["defaults.repeats=3"])).unwrap().warnings, Vec::<String>::new());
+    // A phase's defaults shadow the global ones for the workloads of that phase.
+    let phase_defaults = BASE.replace("title = \"Phase A\"", "title = \"Phase A\"\n[phase.defaults]\nwarmup = 2");
+    let env =
+        Overrides { env: vec![("PHASEGATE_DEFAULTS__WARMUP".to_owned(), "0".to_owned())], ..Overrides::default() };
+    let warnings = load_with(&phase_defaults, &env).unwrap().warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("`defaults.warmup` (from environment variable PHASEGATE_DEFAULTS__WARMUP)"));
+    assert!(warnings[0].ends_with("such as `phase.a.defaults.warmup`"), "{}", warnings[0]);
+    // An override of a phase's defaults is judged over that phase's workloads.
+    let spec = load_with(&both_own, &sets(&["phase.a.defaults.repeats=2", "phase.a.defaults.warmup=0"])).unwrap();
+    assert_eq!(spec.warnings.len(), 1, "{:?}", spec.warnings);
+    assert!(spec.warnings[0].starts_with("`phase.a.defaults.repeats` (from --set phase.a.defaults.repeats=2)"));
+}
+
+/// Every override in the committed experiments' profiles changes some run.
+#[test]
+fn the_experiments_profiles_override_only_what_runs_take() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut specs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
+        .collect();
+    specs.sort();
+    assert!(specs.len() >= 5, "{specs:?}");
+    for path in specs {
+        let profiles = phasegate::spec::load(&path, &Overrides::default()).unwrap().profiles;
+        for profile in profiles {
+            let overrides = Overrides { profile: Some(profile.clone()), ..Overrides::default() };
+            let spec = phasegate::spec::load(&path, &overrides).unwrap();
+            assert_eq!(spec.warnings, Vec::<String>::new(), "{} --profile {profile}", path.display());
+        }
+    }
+}

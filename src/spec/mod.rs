@@ -325,6 +325,9 @@ pub struct Spec {
     pub profile: Option<String>,
     /// Every value that does not come from the built-in defaults, with its layer.
     pub sources: Vec<Source>,
+    /// What loading noticed that does not stop a run: overrides of a default that no
+    /// workload takes, because each sets the value in a more specific place.
+    pub warnings: Vec<String>,
     pub(crate) locator: Locator,
 }
 
@@ -857,6 +860,7 @@ impl Resolver<'_> {
                 .with_hint("add a `[[phase]]` with an `id` and at least one `[[phase.workload]]`"));
         }
         let phases = self.order_phases(phases)?;
+        let warnings = self.unused_default_overrides(&phases);
         let baseline = self.baseline(raw.baseline, &phases)?;
         if raw.calibration.repeats < 2 {
             return Err(self.locator().value_error("calibration.repeats", "an A/A calibration needs at least 2 pairs"));
@@ -872,8 +876,44 @@ impl Resolver<'_> {
             profiles,
             profile: overrides.profile.clone(),
             sources,
+            warnings,
             locator: self.document.locator.clone(),
         })
+    }
+
+    /// Overrides of `defaults.KEY` or `phase.ID.defaults.KEY` that no workload takes:
+    /// each workload they reach sets KEY itself (or its phase does, under the global
+    /// defaults), so they change no run.
+    fn unused_default_overrides(&self, phases: &[Phase]) -> Vec<String> {
+        let has = |path: &str, key: &str| self.figment.find_value(&format!("{path}.{key}")).is_ok();
+        // Where a workload takes KEY from: the first of its own table, its phase's
+        // defaults and the global defaults that has it.
+        let taken_from = |phase: &str, workload: &str, key: &str| -> String {
+            let own = format!("phase.{phase}.workload.{workload}");
+            let phase_defaults = format!("phase.{phase}.defaults");
+            [own, phase_defaults].into_iter().find(|path| has(path, key)).unwrap_or_else(|| "defaults".to_owned())
+        };
+        let mut warnings = Vec::new();
+        let scopes = std::iter::once(("defaults".to_owned(), None))
+            .chain(phases.iter().map(|phase| (format!("phase.{}.defaults", phase.id), Some(phase.id.as_str()))));
+        for (scope, only) in scopes {
+            for key in Settings::KEYS {
+                let path = format!("{scope}.{key}");
+                let Some(origin) = self.locator().override_of(&path) else { continue };
+                let mut reached = phases
+                    .iter()
+                    .filter(|phase| only.is_none_or(|id| phase.id == id))
+                    .flat_map(|phase| phase.workloads.iter().map(|workload| taken_from(&phase.id, &workload.id, key)));
+                let first = reached.next().unwrap_or_default();
+                if first != scope && reached.all(|from| from != scope) {
+                    warnings.push(format!(
+                        "`{path}` (from {origin}) changes no run: every workload it reaches takes `{key}` from a \
+                         more specific place, such as `{first}.{key}`"
+                    ));
+                }
+            }
+        }
+        warnings
     }
 
     fn baseline(&self, raw: RawBaseline, phases: &[Phase]) -> Result<BaselineSettings, SpecError> {

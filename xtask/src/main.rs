@@ -186,6 +186,9 @@ fn load_plan(args: &SpecArgs) -> anyhow::Result<Plan> {
     overrides.sets = args.sets.clone();
     overrides.profile = args.profile.clone();
     let spec = spec::load(&args.spec, &overrides)?;
+    for warning in &spec.warnings {
+        tracing::warn!("{warning}");
+    }
     let selection = Selection { phase: args.phase.clone(), filter: args.filter.clone() };
     let env_set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
     Ok(plan::expand(spec, selection, &env_set)?)

@@ -256,6 +256,21 @@ fn broken_spec_exits_2_and_points_at_the_line() {
     assert!(stderr.contains("cannot read the spec"), "{stderr}");
 }
 
+/// An override that no run takes is said, on the command line, and the spec stays valid.
+#[test]
+fn an_override_no_run_takes_is_warned_about() {
+    let project = Project::new();
+    let text = spec(SPEEDUP, "").replace("reference = \"slow\"", "reference = \"slow\"\nrepeats = 3");
+    project.write("own.toml", &text.replace("id = \"slow\"", "id = \"slow\"\nrepeats = 7"));
+    let output = project.xtask(&["check", "own.toml", "--set", "defaults.repeats=2"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("`defaults.repeats` (from --set defaults.repeats=2) changes no run"), "{stderr}");
+    let output = project.xtask(&["check", "own.toml", "--set", "defaults.warmup=2"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("changes no run"));
+}
+
 #[test]
 fn a_profile_with_untimed_sizes_makes_timing_checks_not_applicable() {
     let project = Project::new();
