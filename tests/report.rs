@@ -4,10 +4,10 @@
 //! round-trip.
 
 use phasegate::report::{self, PhaseReport, Totals, markdown};
-use phasegate::spec::Mode;
+use phasegate::spec::{Mode, Overrides};
 use phasegate::verdict::{Method, ParityFigures, Status};
 
-use crate::support::{fixed_report, troubled_report};
+use crate::support::{BASE, fixed_report, report_of, troubled_report};
 
 #[test]
 fn markdown_report() {
@@ -390,5 +390,102 @@ fn the_check_chart_draws_ratios_intervals_and_threshold_to_scale() {
         assert!((ratio(attribute(bar, "y")) - observed).abs() < 0.03, "{bar}: not {observed}");
         let ends = polyline_ys(whisker);
         assert!((ratio(ends[0]) - low).abs() < 0.03 && (ratio(ends[1]) - high).abs() < 0.03, "{whisker}");
+    }
+}
+
+/// The warnings of `run` (by name) in a report.
+fn run_warnings(report: &PhaseReport, run: &str) -> Vec<String> {
+    report.runs.iter().find(|candidate| candidate.name() == run).unwrap().warnings.clone()
+}
+
+/// A first step much slower than the rest is warned about where a warm-up step would
+/// have absorbed it: in warm mode without one. A cold sample is a fresh instance, which
+/// no warm-up precedes, so it is not.
+#[test]
+fn a_slow_first_step_is_warned_about_where_a_warm_up_would_take_it() {
+    // Without jitter, so the times are exact.
+    let slow_first = |settings: &str| {
+        BASE.replace("id = \"slow\"", &format!("id = \"slow\"\n{settings}"))
+            .replace("time_ms = 4.0\njitter = 0.05", "time_ms = 4.0\nfirst_ms = 20.0\njitter = 0.0")
+    };
+    let first_sample = |report: &PhaseReport| {
+        let warnings = run_warnings(report, "slow");
+        warnings.into_iter().filter(|warning| warning.contains("the first sample")).collect::<Vec<_>>()
+    };
+    let cold = |report: &PhaseReport| report.runs[0].summary(Mode::Cold, "time").unwrap().clone();
+    let command = "cargo xtask run spec.toml";
+    let report = report_of(&slow_first("warmup = 0"), &Overrides::default(), command);
+    assert_eq!(
+        first_sample(&report),
+        ["warm: the first sample (24.000 ms) was much slower than the median (4.000 ms): caches may not have been \
+          warm; consider `warmup = 1`"]
+    );
+    let report = report_of(&slow_first("warmup = 1"), &Overrides::default(), command);
+    assert_eq!(first_sample(&report), Vec::<String>::new());
+    // In cold mode the first sample is as slow, and it is the run's median that shows it
+    // (one of five), not a warning about warming up.
+    let report = report_of(&slow_first("warmup = 0\nmodes = [\"cold\"]"), &Overrides::default(), command);
+    let summary = cold(&report);
+    assert!(
+        (summary.max - 0.024).abs() < 1e-12 && (summary.median - 0.004).abs() < 1e-12,
+        "the first cold sample is the slow one: {summary:?}"
+    );
+    assert_eq!(first_sample(&report), Vec::<String>::new());
+}
+
+/// Run warnings are listed by run, with table-breaking characters escaped, and values
+/// from layers above the spec file are listed with their layer.
+#[test]
+fn warnings_and_overrides_in_the_report() {
+    let text = BASE
+        .replace("id = \"slow\"", "id = \"slow\"\nwarmup = 0")
+        .replace("time_ms = 4.0", "time_ms = 4.0\nfirst_ms = 20.0");
+    let overrides = Overrides {
+        env: vec![("PHASEGATE_DEFAULTS__TIMEOUT".to_owned(), "90".to_owned())],
+        sets: vec!["phase.a.workload.fast.params.time_ms=0.5".to_owned()],
+        profile: None,
+    };
+    let report = report_of(&text, &overrides, "cargo xtask run spec.toml");
+    let markdown = markdown::render(&report, &[]);
+    let start = markdown.find("## Warnings").expect("a warnings section");
+    let section = &markdown[start..markdown[start..].find("\n## ").map_or(markdown.len(), |end| start + end)];
+    assert!(
+        section.contains("- `slow`: warm: the first sample (23.863 ms) was much slower than the median (4.082 ms)"),
+        "{section}"
+    );
+    assert!(!section.contains("`fast`"), "{section}");
+    let start = markdown.find("## Configuration").unwrap();
+    let configuration = &markdown[start..markdown.find("## Reproduce").unwrap()];
+    assert!(configuration.contains("Values overriding the spec file:"), "{configuration}");
+    assert!(
+        configuration.contains(
+            "| `phase.a.workload.fast.params.time_ms` | `0.5` | --set phase.a.workload.fast.params.time_ms=0.5 |"
+        ),
+        "{configuration}"
+    );
+    assert!(
+        configuration.contains("| `defaults.timeout` | `90` | environment variable PHASEGATE_DEFAULTS__TIMEOUT |"),
+        "{configuration}"
+    );
+    assert!(!configuration.contains("`defaults.repeats`"), "the file's own values are not overrides: {configuration}");
+    // A warning holding a `|` keeps the table's columns.
+    let mut report = report;
+    report.runs[1].warnings = vec!["a | b\nc".to_owned()];
+    let markdown = markdown::render(&report, &[]);
+    assert!(markdown.contains("- `fast`: a \\| b c\n"), "{markdown}");
+}
+
+/// The command that reproduces a phase alone is the run's, with its own `--phase`
+/// (in either form) replaced by this phase's.
+#[test]
+fn the_reproducing_command_selects_its_phase() {
+    for (command, reproduce) in [
+        ("cargo xtask run spec.toml", "cargo xtask run spec.toml --phase a"),
+        ("cargo xtask run spec.toml --phase b --set x=1", "cargo xtask run spec.toml --set x=1 --phase a"),
+        ("cargo xtask run --phase=b spec.toml", "cargo xtask run spec.toml --phase a"),
+        ("cargo xtask run spec.toml --phase", "cargo xtask run spec.toml --phase a"),
+    ] {
+        let report = report_of(BASE, &Overrides::default(), command);
+        assert_eq!(report.invocation.reproduce, reproduce, "{command}");
     }
 }

@@ -98,7 +98,7 @@ fn unknown_parameter_names_the_valid_ones() {
        |
     18 | time_sm = 4.0
        | ^^^^^^^
-       = help: did you mean `time_ms`? valid parameters: time_ms, jitter, slowdown, setup_ms, spin, work, fail_at, size, perturb
+       = help: did you mean `time_ms`? valid parameters: time_ms, jitter, slowdown, setup_ms, first_ms, spin, work, fail_at, size, perturb
     ");
 }
 

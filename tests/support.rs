@@ -119,13 +119,20 @@ pub fn fixed_spec() -> String {
 /// The report of phase `a` of [`fixed_spec`], run with the mock kernel in a fixed
 /// environment at a fixed date: two checks pass, one fails and one is inconclusive.
 pub fn fixed_report() -> PhaseReport {
-    let plan = expand(&fixed_spec()).unwrap();
+    report_of(&fixed_spec(), &Overrides::default(), "cargo xtask run spec.toml")
+}
+
+/// The report of the first phase of a spec run with `overrides`, as `command` started
+/// it, in the fixed environment and at the fixed date of [`fixed_report`].
+pub fn report_of(text: &str, overrides: &Overrides, command: &str) -> PhaseReport {
+    let spec = load_with(text, overrides).unwrap();
+    let plan = plan::expand(spec, Selection::default(), &|_| false).unwrap();
     let (results, verdicts) = run_plan(&plan, &Facts::default()).remove(0);
     let environment = fixed_environment();
     let context = report::Context {
         spec: &plan.spec,
         environment: &environment,
-        command: "cargo xtask run spec.toml".into(),
+        command: command.into(),
         started: "2026-01-01T00:00:00Z".into(),
         duration_s: 1.5,
         rounds: 1,

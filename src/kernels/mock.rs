@@ -9,8 +9,10 @@
 //! it does real arithmetic instead: `N * slowdown` steps of a dependent integer chain,
 //! timed by the harness, so its times carry this machine's noise (frequency, caches,
 //! preemption) and `slowdown` injects a true regression (the baseline-detection
-//! experiment uses it). Its output `values` is a seeded vector, shifted by `perturb`,
-//! for parity tests.
+//! experiment uses it). `first_ms` makes the run's first step slower, as a cold cache
+//! would (the first step of the first round's warm instance and of its first cold
+//! instance). Its output `values` is a seeded vector, shifted by `perturb`, for parity
+//! tests.
 
 use std::time::Duration;
 
@@ -60,6 +62,13 @@ impl Kernel for Mock {
                 ParamKind::Float { min: 0.0, max: 3.6e6 },
                 Value::Float(0.0),
                 "duration reported for the set-up in milliseconds",
+            ),
+            ParamSpec::new(
+                "first_ms",
+                ParamKind::Float { min: 0.0, max: 3.6e6 },
+                Value::Float(0.0),
+                "extra milliseconds on the first step of the first round's warm instance and first cold \
+                 instance, as a cold cache would cost",
             ),
             ParamSpec::new("spin", ParamKind::Bool, Value::Bool(false), "busy-wait for real instead of faking"),
             ParamSpec::new(
@@ -112,6 +121,8 @@ impl Kernel for Mock {
 struct MockInstance {
     time_ms: f64,
     setup_ms: f64,
+    /// Extra time of the first step, where this instance's first step is the run's.
+    first_ms: f64,
     jitter: f64,
     slowdown: f64,
     spin: bool,
@@ -151,6 +162,11 @@ impl MockInstance {
         MockInstance {
             time_ms: params.float("time_ms"),
             setup_ms: params.float("setup_ms"),
+            first_ms: if context.round == 0 && context.cold_sample.is_none_or(|index| index == 0) {
+                params.float("first_ms")
+            } else {
+                0.0
+            },
             jitter: params.float("jitter"),
             slowdown: params.float("slowdown"),
             spin: params.bool("spin"),
@@ -206,7 +222,8 @@ impl Instance for MockInstance {
             return Ok(());
         }
         let noise: f64 = self.rng.random_range(-1.0..1.0);
-        let seconds = self.time_ms * 1e-3 * self.slowdown * (1.0 + self.jitter * noise);
+        let first = if self.calls == 1 { self.first_ms * 1e-3 } else { 0.0 };
+        let seconds = self.time_ms * 1e-3 * self.slowdown * (1.0 + self.jitter * noise) + first;
         self.wait(probe, Duration::from_secs_f64(seconds.max(0.0)));
         probe.metric("items_per_s", ITEMS as f64 / seconds.max(1e-12));
         probe.metric("sample_index", (self.calls - 1) as f64);
