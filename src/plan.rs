@@ -479,6 +479,19 @@ fn check_points(
         let applies_runs = resolved[n_condition..n_condition + n_applies].to_vec();
         let parity_runs =
             check.parity.as_ref().map(|_| (resolved[n_condition + n_applies], resolved[n_condition + n_applies + 1]));
+        if let Some((of, against)) = parity_runs
+            && of == against
+        {
+            return Err(locator
+                .value_error(
+                    &format!("{base}.parity"),
+                    format!(
+                        "parity compares `{}` with itself: `of` and `against` select the same run",
+                        runs[of].name()
+                    ),
+                )
+                .with_hint("give `against` a selector that names another run, or another workload"));
+        }
         let n_parity = if check.parity.is_some() { 2 } else { 0 };
         let snapshot_run = check.snapshot.as_ref().map(|_| resolved[n_condition + n_applies + n_parity]);
         let same_group =

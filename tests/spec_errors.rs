@@ -1,7 +1,7 @@
 //! Every kind of bad spec gets one clear error pointing at its line: a data-driven
 //! table of broken specs and their rendered errors.
 
-use crate::support::{BASE, load, spec_error};
+use crate::support::{BASE, expand, load, spec_error};
 
 /// `BASE` with `old` replaced by `new` (which must occur).
 fn edit(old: &str, new: &str) -> String {
@@ -632,4 +632,20 @@ fn phases_run_in_file_order_except_where_they_need_a_later_one() {
     let phases: Vec<String> = load(&text).unwrap().phases.into_iter().map(|phase| phase.id).collect();
     // `a` waits for `m`; every other phase keeps its place in the file.
     assert_eq!(phases, ["z", "m", "a", "b"]);
+}
+
+/// A selector on one side of a parity check can leave the other side resolving to the
+/// same run at each point: a comparison of a run with itself, which could never fail.
+#[test]
+fn parity_of_a_run_with_itself_is_refused() {
+    let text = format!(
+        "{}\n[[phase.check]]\nid = \"same\"\nparity = {{ of = \"fast[size=4]\", against = \"fast\", output = \"values\", exact = true }}\nrationale = \"why\"\n",
+        edit("time_ms = 1.0", "time_ms = 1.0\nsize = [4, 8]")
+    );
+    let error = spec_error(&text);
+    assert!(error.contains("parity compares `fast[size=4]` with itself"), "{error}");
+    assert!(error.contains("parity = { of = \"fast[size=4]\""), "points at the check: {error}");
+    // Selectors naming two different runs are fine.
+    let text = text.replace("against = \"fast\"", "against = \"fast[size=8]\"");
+    expand(&text).unwrap_or_else(|error| panic!("{error}"));
 }
