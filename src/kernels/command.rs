@@ -76,7 +76,12 @@ impl Kernel for Command {
                 Value::from("inherit"),
                 "working directory: the harness's own, or a fresh empty one per run",
             ),
-            ParamSpec::new("output_file", ParamKind::Text, Value::from(""), "raw float file the program writes"),
+            ParamSpec::new(
+                "output_file",
+                ParamKind::Text,
+                Value::from(""),
+                "raw float file the program writes, read as each sample's program exits; a partial value fails the sample",
+            ),
             ParamSpec::new(
                 "output_format",
                 ParamKind::Choice(&["f32", "f64"]),
@@ -182,6 +187,7 @@ impl Kernel for Command {
                 path: PathBuf::from(output_file),
                 double: params.text("output_format") == "f64",
                 name: params.text("output_name").to_owned(),
+                last: None,
             }),
         }))
     }
@@ -237,6 +243,16 @@ struct OutputFile {
     path: PathBuf,
     double: bool,
     name: String,
+    /// The file's bytes as the last sample left them, read when its program exited:
+    /// a partner sharing the working directory may overwrite the file before the
+    /// outputs are collected. `None` when the program wrote no such file.
+    last: Option<Vec<u8>>,
+}
+
+impl OutputFile {
+    fn element_bytes(&self) -> usize {
+        if self.double { 8 } else { 4 }
+    }
 }
 
 struct CommandInstance {
@@ -279,6 +295,25 @@ impl Instance for CommandInstance {
         if !status.success() {
             bail!("`{}` exited with {status}; {}", self.program, stderr_tail(&self.stderr_path));
         }
+        // Read now, outside the timed span, for the outputs of this sample.
+        if let Some(output) = &mut self.output {
+            let path = match &self.workdir {
+                Some(workdir) => workdir.join(&output.path),
+                None => output.path.clone(),
+            };
+            output.last = fs::read(&path).ok();
+            let size = output.element_bytes();
+            if let Some(bytes) = &output.last
+                && bytes.len() % size != 0
+            {
+                bail!(
+                    "`{}` holds {} bytes, not a whole number of {size}-byte {} values",
+                    path.display(),
+                    bytes.len(),
+                    if output.double { "f64" } else { "f32" }
+                );
+            }
+        }
         Ok(())
     }
 
@@ -286,11 +321,7 @@ impl Instance for CommandInstance {
         let Some(output) = &self.output else {
             return Vec::new();
         };
-        let path = match &self.workdir {
-            Some(workdir) => workdir.join(&output.path),
-            None => output.path.clone(),
-        };
-        let Ok(bytes) = fs::read(&path) else {
+        let Some(bytes) = &output.last else {
             return Vec::new();
         };
         let data = if output.double {
@@ -771,6 +802,39 @@ mod tests {
             let expected = Output { name: "field".into(), shape: vec![data.len()], data };
             assert_eq!(instance.outputs(), [expected], "{format}");
         }
+    }
+
+    /// The outputs are the file as the sample's program left it, though another program
+    /// overwrites it before they are collected; a file holding part of a value fails the
+    /// sample.
+    #[test]
+    fn the_output_file_is_read_when_its_program_exits_and_must_hold_whole_values() {
+        let scratch = tempfile::tempdir().unwrap();
+        // One file for both programs, as in a working directory they share.
+        let shared = scratch.path().join("values.bin");
+        let file = |name: &str, bytes: &str| {
+            let run_scratch = scratch.path().join(name);
+            std::fs::create_dir(&run_scratch).unwrap();
+            let given = [
+                ("program", Value::from(format!("printf '{bytes}' > '{}'", shared.display()))),
+                ("shell", Value::Bool(true)),
+                ("output_file", Value::from(shared.display().to_string())),
+                ("output_format", Value::from("f32")),
+            ];
+            let mut instance = instance(&given, 1, 1, &run_scratch);
+            instance.setup(&mut Probe::default()).unwrap();
+            instance
+        };
+        // 1.0 as a little-endian f32, then 2.0 over it.
+        let mut first = file("first", r"\0\0\200\77");
+        let mut second = file("second", r"\0\0\0\100");
+        first.run(&mut Probe::default()).unwrap();
+        second.run(&mut Probe::default()).unwrap();
+        assert_eq!(first.outputs()[0].data, OutputData::F32(vec![1.0]));
+        assert_eq!(second.outputs()[0].data, OutputData::F32(vec![2.0]));
+        let mut partial = file("partial", r"\0\0\200\77\0");
+        let error = partial.run(&mut Probe::default()).unwrap_err().to_string();
+        assert!(error.ends_with("values.bin` holds 5 bytes, not a whole number of 4-byte f32 values"), "{error}");
     }
 
     #[test]
