@@ -301,6 +301,12 @@ fn evaluate_point(
         match measure(condition, point, results) {
             Ok(measured) => {
                 statuses.push(measured.status);
+                if !measured.observed.is_finite() {
+                    reasons.push(format!(
+                        "`{}` is not a finite number ({}): a term under a division is zero, or a term is not finite",
+                        condition.text, measured.observed
+                    ));
+                }
                 if measured.status == Status::Inconclusive {
                     let (low, high) = measured.interval.unwrap_or((f64::NAN, f64::NAN));
                     let coverage = measured.coverage.unwrap_or(0.0);
@@ -633,6 +639,7 @@ fn decide(
         }
     };
     let margin = match cmp {
+        _ if !observed.is_finite() => None,
         Cmp::Ge | Cmp::Gt if threshold != 0.0 => Some((observed - threshold) / threshold.abs()),
         Cmp::Le | Cmp::Lt if threshold != 0.0 => Some((threshold - observed) / threshold.abs()),
         _ => None,
@@ -869,6 +876,17 @@ mod tests {
         assert_eq!(below.status, Status::Pass);
         assert!((below.margin.unwrap() - 0.1).abs() < 1e-12);
         assert_eq!(decide(Method::Point, f64::NAN, 1.0, Cmp::Le, None, None, None).status, Status::Fail);
+        // An infinite ratio fails too, with no margin to show.
+        let infinite = decide(
+            Method::PairedRatio,
+            f64::INFINITY,
+            3.0,
+            Cmp::Ge,
+            Some((f64::INFINITY, f64::INFINITY)),
+            Some(0.95),
+            None,
+        );
+        assert_eq!((infinite.status, infinite.margin), (Status::Fail, None));
     }
 
     /// Margins are relative to the threshold's size and positive on the passing side,

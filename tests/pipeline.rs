@@ -782,3 +782,23 @@ fn each_run_executes_with_its_thread_count() {
         assert!((bound - expected).abs() <= 1e-6 * expected, "{}: bound {bound} s, not {expected} s", run.name());
     }
 }
+
+/// A condition that is not a finite number (a zero time under a division) fails and
+/// says why.
+#[test]
+fn a_condition_that_is_not_finite_fails_with_its_reason() {
+    let text = with_checks(
+        &BASE.replace("time_ms = 1.0", "time_ms = 0.0"),
+        &[("speedup", "expr = \"slow.warm.median / fast.warm.median >= 3\"")],
+    );
+    let verdicts = verdicts(&text, &Facts::default());
+    let speedup = verdict_of(&verdicts, "speedup");
+    assert_eq!(speedup.status, Status::Fail);
+    assert_eq!(
+        speedup.reason.as_deref(),
+        Some(
+            "`slow.warm.median / fast.warm.median >= 3` is not a finite number (inf): a term under a division is \
+             zero, or a term is not finite"
+        )
+    );
+}
