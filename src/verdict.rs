@@ -741,7 +741,8 @@ fn numeric_figures(comparators: &Comparators, x: &[f64], y: &[f64], figures: &mu
     if let Some(limit) = comparators.max_abs
         && !(max_abs <= limit)
     {
-        figures.failures.push(format!("max |diff| {} > {}", format_number(max_abs), format_number(limit)));
+        let (max_abs, limit) = format_pair(max_abs, limit);
+        figures.failures.push(format!("max |diff| {max_abs} > {limit}"));
     }
     if let Some(rtol) = comparators.rtol {
         let atol = comparators.atol.unwrap_or(0.0);
@@ -758,7 +759,8 @@ fn numeric_figures(comparators: &Comparators, x: &[f64], y: &[f64], figures: &mu
     if let Some(minimum) = comparators.corr_min
         && !(correlation >= minimum)
     {
-        figures.failures.push(format!("correlation {} < {}", format_number(correlation), format_number(minimum)));
+        let (correlation, minimum) = format_pair(correlation, minimum);
+        figures.failures.push(format!("correlation {correlation} < {minimum}"));
     }
     let (sum_x, sum_y) = (x.iter().sum::<f64>(), y.iter().sum::<f64>());
     let deviation = if sum_y != 0.0 {
@@ -772,11 +774,8 @@ fn numeric_figures(comparators: &Comparators, x: &[f64], y: &[f64], figures: &mu
     if let Some(limit) = comparators.sum_ratio
         && !(deviation.abs() <= limit)
     {
-        figures.failures.push(format!(
-            "|sum ratio - 1| = {} > {}",
-            format_number(deviation.abs()),
-            format_number(limit)
-        ));
+        let (deviation, limit) = format_pair(deviation.abs(), limit);
+        figures.failures.push(format!("|sum ratio - 1| = {deviation} > {limit}"));
     }
 }
 
@@ -1010,6 +1009,13 @@ mod tests {
             &[0.0, 1.0, 2.0],
             &[0.0, 1.0, 2.5],
             "FAIL: max abs diff 0.5000, sum ratio-1 -0.1429, allclose violations –; max |diff| 0.5000 > 1.000e-9",
+        );
+        // A miss by less than four digits show is printed with the digits that show it.
+        check_parity(
+            Comparators { max_abs: Some(1e-3), ..Default::default() },
+            &[1.0010000001],
+            &[1.0],
+            "FAIL: max abs diff 0.001000, sum ratio-1 0.001000, allclose violations –; max |diff| 0.0010000001 > 0.0010000000",
         );
         // allclose is relative to the output compared against, as numpy's is.
         let rtol = Comparators { rtol: Some(0.095), ..Default::default() };
