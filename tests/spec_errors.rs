@@ -649,3 +649,18 @@ fn parity_of_a_run_with_itself_is_refused() {
     let text = text.replace("against = \"fast\"", "against = \"fast[size=8]\"");
     expand(&text).unwrap_or_else(|error| panic!("{error}"));
 }
+
+/// A rationale is one line: empty or spanning several lines, it is refused where it is.
+#[test]
+fn a_rationale_is_one_line() {
+    let with = |rationale: &str| {
+        format!("{BASE}\n[[phase.check]]\nid = \"speed\"\nexpr = \"fast.warm.median <= 1\"\nrationale = {rationale}\n")
+    };
+    let error = spec_error(&with("\"  \""));
+    assert!(error.contains("the rationale is empty"), "{error}");
+    let error = spec_error(&with("\"\"\"\nfirst\n\n<!-- phasegate:end -->\n\"\"\""));
+    assert!(error.contains("the rationale spans several lines"), "{error}");
+    assert!(error.contains("spec.toml:32:13"), "points at the value: {error}");
+    // Surrounding blank lines are no second line.
+    expand(&with("\"\"\"\none line\n\"\"\"")).unwrap_or_else(|error| panic!("{error}"));
+}

@@ -1294,6 +1294,15 @@ impl Resolver<'_> {
                 "the rationale is empty: say in one line why this threshold",
             ));
         }
+        if raw.rationale.trim().contains('\n') {
+            return Err(self
+                .locator()
+                .value_error(
+                    &format!("{base}.rationale"),
+                    "the rationale spans several lines: reports and plans show it as one",
+                )
+                .with_hint("say it in one line; longer explanations belong in a comment above the check"));
+        }
         for requirement in &raw.requires {
             // CPU feature names (`avx512f`, `sse4.2`) and variable names are words.
             let word = |rest: &str| {
