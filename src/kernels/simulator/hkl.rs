@@ -46,8 +46,10 @@ pub type Reflection = ([i32; 3], f64);
 /// Why an HKL file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum HklError {
-    #[error("cannot read HKL file {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    /// The I/O error is part of the message, not a source of it, so a chain of causes
+    /// does not print it twice.
+    #[error("cannot read HKL file {}: {error}", path.display())]
+    Read { path: PathBuf, error: io::Error },
     #[error("{}:{line}: expected 4 fields `h k l F`, found {found}", path.display())]
     FieldCount { path: PathBuf, line: usize, found: usize },
     #[error("{}:{line}: {field} = `{text}` is not a number", path.display())]
@@ -103,7 +105,7 @@ impl HklGrid {
 
     /// Reads an HKL text file.
     pub fn load(path: &Path, default_f: f64) -> Result<HklGrid, HklError> {
-        let text = fs::read_to_string(path).map_err(|source| HklError::Read { path: path.to_owned(), source })?;
+        let text = fs::read_to_string(path).map_err(|error| HklError::Read { path: path.to_owned(), error })?;
         let reflections = parse(&text, path)?;
         HklGrid::from_reflections(&reflections, default_f).map_err(|entries| {
             if reflections.is_empty() {

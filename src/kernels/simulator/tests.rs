@@ -1220,6 +1220,9 @@ fn hkl_errors_name_the_file_and_the_line() {
     let error = HklGrid::load(missing, 0.0).unwrap_err();
     assert!(matches!(error, HklError::Read { .. }));
     assert!(error.to_string().starts_with("cannot read HKL file no/such/file.hkl: "), "{error}");
+    // The cause is said once, in a chain of causes too.
+    let chain = format!("{:#}", anyhow::Error::from(error));
+    assert_eq!(chain.matches("No such file or directory").count(), 1, "{chain}");
 
     let message = hkl_error("0 0 0 10\n# comment\n\n1 2 3\n");
     assert!(message.ends_with("broken.hkl:4: expected 4 fields `h k l F`, found 3"), "{message}");
