@@ -489,3 +489,36 @@ fn the_reproducing_command_selects_its_phase() {
         assert_eq!(report.invocation.reproduce, reproduce, "{command}");
     }
 }
+
+/// Parameter values and check names holding `|` keep the tables' columns, an axis named
+/// like a column of the table is told apart from it, and a run that failed after some
+/// samples says so under them.
+#[test]
+fn tables_keep_their_columns_and_mark_failures_after_samples() {
+    let mut report = fixed_report();
+    for (index, run) in report.runs.iter_mut().enumerate() {
+        run.coords.insert("n".into(), serde_json::Value::String(format!("{index}|x")));
+    }
+    let slow =
+        report.runs.iter_mut().find(|run| run.name().starts_with("slow[") && run.name().contains("size=8")).unwrap();
+    slow.status = phasegate::execute::RunStatus::Failed("mock failure at sample 3\ndetails".into());
+    report.verdicts[0].check = "speed|up".into();
+    let markdown = markdown::render(&report, &[]);
+    // Every row of a table has as many cells as its header.
+    let mut width = None;
+    for line in markdown.lines() {
+        let cells = line.replace("\\|", "").matches('|').count();
+        match (line.starts_with('|'), width) {
+            (false, _) => width = None,
+            (true, None) => width = Some(cells),
+            (true, Some(width)) => assert_eq!(cells, width, "{line}"),
+        }
+    }
+    assert!(markdown.contains("| size | n (parameter) | mode | median |"), "{markdown}");
+    assert!(markdown.contains("| size | n | mode | items_per_s (median) |"), "no clash there: {markdown}");
+    assert!(
+        markdown.contains("| 8 | 0\\|x | – | **failed** after the samples above: mock failure at sample 3 |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("| `speed\\|up[size=8]` |"), "{markdown}");
+}

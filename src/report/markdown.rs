@@ -90,7 +90,7 @@ pub fn render_summary(reports: &[PhaseReport]) -> String {
                 out,
                 "| `{}/{}` | **{}** | {observed} | {threshold} | {} |",
                 report.phase.id,
-                verdict.name(),
+                escape(&verdict.name()),
                 verdict.status.name(),
                 escape(verdict.reason.as_deref().unwrap_or(&verdict.rationale))
             );
@@ -180,7 +180,7 @@ fn checks(out: &mut String, verdicts: &[Verdict]) {
         let _ = writeln!(
             out,
             "| `{}` | {status} | {observed} | {threshold} | {margin} | {interval} | {parity} | {rationale} |",
-            verdict.name()
+            escape(&verdict.name())
         );
     }
     out.push('\n');
@@ -312,10 +312,9 @@ fn results(out: &mut String, runs: &[RunReport]) {
         let kernel = &runs[0].kernel;
         let _ = writeln!(out, "### `{workload}` (kernel `{kernel}`)\n");
         let axes: Vec<&str> = axis_names(&runs);
-        let mut head = axes.iter().map(|axis| (*axis).to_owned()).collect::<Vec<_>>();
-        head.extend(
-            ["mode", "median", "95% CI of median", "mean", "stddev", "min", "max", "MAD", "n"].map(str::to_owned),
-        );
+        const COLUMNS: [&str; 9] = ["mode", "median", "95% CI of median", "mean", "stddev", "min", "max", "MAD", "n"];
+        let mut head = axis_headers(&axes, &COLUMNS);
+        head.extend(COLUMNS.map(str::to_owned));
         let _ = writeln!(out, "| {} |", head.join(" | "));
         let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
         for run in &runs {
@@ -343,6 +342,17 @@ fn results(out: &mut String, runs: &[RunReport]) {
                 row.push(time.n.to_string());
                 let _ = writeln!(out, "| {} |", row.join(" | "));
             }
+            // A run that failed after some samples: they are above, the failure here.
+            if let RunStatus::Failed(reason) = &run.status {
+                let mut row = coords.clone();
+                row.push("–".into());
+                row.push(format!(
+                    "**failed** after the samples above: {}",
+                    escape(reason.lines().next().unwrap_or_default())
+                ));
+                row.extend(std::iter::repeat_n(String::new(), 7));
+                let _ = writeln!(out, "| {} |", row.join(" | "));
+            }
         }
         out.push('\n');
         metrics_table(out, &runs, &axes);
@@ -363,7 +373,7 @@ fn metrics_table(out: &mut String, runs: &[&RunReport], axes: &[&str]) {
     if names.is_empty() {
         return;
     }
-    let mut head: Vec<String> = axes.iter().map(|axis| (*axis).to_owned()).collect();
+    let mut head = axis_headers(axes, &["mode"]);
     head.push("mode".into());
     head.extend(names.iter().map(|name| format!("{name} (median)")));
     let _ = writeln!(out, "| {} |", head.join(" | "));
@@ -396,10 +406,18 @@ fn axis_names<'a>(runs: &[&'a RunReport]) -> Vec<&'a str> {
     names
 }
 
+/// The headers of the axis columns: an axis named like one of the table's own
+/// `columns` (a parameter `n` beside the sample count) is marked as a parameter.
+fn axis_headers(axes: &[&str], columns: &[&str]) -> Vec<String> {
+    axes.iter()
+        .map(|axis| if columns.contains(axis) { format!("{} (parameter)", escape(axis)) } else { escape(axis) })
+        .collect()
+}
+
 fn coordinate(run: &RunReport, axis: &str) -> String {
     match run.coords.get(axis) {
-        Some(serde_json::Value::String(text)) => text.clone(),
-        Some(value) => value.to_string(),
+        Some(serde_json::Value::String(text)) => escape(text),
+        Some(value) => escape(&value.to_string()),
         None => "–".into(),
     }
 }
