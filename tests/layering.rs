@@ -125,6 +125,21 @@ fn errors_about_overridden_values_name_the_override() {
     assert!(error.contains("(from --set phase.a.workload.fast.params.time_ms=-1)"), "{error}");
     // Not the file's line, which holds another value.
     assert!(!error.contains("time_ms = 1.0"), "{error}");
+    // Unknown values of a choice, alone or in a list, from either layer.
+    let error = load_with(BASE, &overrides("phase.a.workload.slow.order=\"random\"")).unwrap_err().to_string();
+    assert!(
+        error.starts_with(
+            "error: `phase.a.workload.slow.order`: unknown value `random` (from --set \
+             phase.a.workload.slow.order=\"random\")"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("id = \"slow\""), "{error}");
+    let error = load_with(BASE, &overrides("defaults.modes=[\"hot\"]")).unwrap_err().to_string();
+    assert!(error.contains("unknown value `hot` (from --set defaults.modes=[\"hot\"])"), "{error}");
+    let env = Overrides { env: vec![("PHASEGATE_DEFAULTS__ORDER".into(), "rnd".into())], ..Overrides::default() };
+    let error = load_with(BASE, &env).unwrap_err().to_string();
+    assert!(error.contains("unknown value `rnd` (from environment variable PHASEGATE_DEFAULTS__ORDER)"), "{error}");
 }
 
 #[test]

@@ -411,7 +411,7 @@ pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, 
         }
         figment = figment.merge(Layer::new(&format!("--set {assignment}"), tree));
     }
-    let raw: RawSpec = figment.extract().map_err(|error| figment_error(&document, error))?;
+    let raw: RawSpec = figment.extract().map_err(|error| figment_error(&document, &figment, error))?;
     let mut sources = Vec::new();
     for key in ["experiment", "defaults", "baseline", "calibration", "phase"] {
         if let Ok(value) = figment.find_value(key) {
@@ -583,10 +583,24 @@ fn display_value(value: &FigmentValue) -> String {
 }
 
 /// Turns a figment extraction error into a spec error at the offending key.
-fn figment_error(document: &Document, error: figment::Error) -> SpecError {
+fn figment_error(document: &Document, figment: &Figment, error: figment::Error) -> SpecError {
     let error = error.into_iter().next().expect("a figment error has at least one entry");
     let path = error.path.join(".");
-    let origin = error.metadata.as_ref().map(|meta| meta.name.to_string()).unwrap_or_default();
+    // Some errors (an unknown enum value) come without the layer of their value: it is
+    // looked up, at the path or, for an element of a list, at the list.
+    let origin = error.metadata.as_ref().map(|meta| meta.name.to_string()).unwrap_or_else(|| {
+        let mut segments: &[String] = &error.path;
+        while let [parent @ .., last] = segments
+            && last.parse::<usize>().is_ok()
+        {
+            segments = parent;
+        }
+        figment
+            .find_value(&segments.join("."))
+            .ok()
+            .and_then(|value| figment.get_metadata(value.tag()).map(|meta| meta.name.to_string()))
+            .unwrap_or_default()
+    });
     let located = |key: &str, message: String| {
         if origin == FILE || origin.is_empty() || origin == BUILTIN {
             document.locator.key_error(key, message)
@@ -622,7 +636,12 @@ fn figment_error(document: &Document, error: figment::Error) -> SpecError {
             spec_error
         }
         figment::error::Kind::UnknownVariant(variant, expected) => {
-            let mut spec_error = document.locator.value_error(&path, format!("`{path}`: unknown value `{variant}`"));
+            let message = format!("`{path}`: unknown value `{variant}`");
+            let mut spec_error = if origin == FILE || origin.is_empty() || origin == BUILTIN {
+                document.locator.value_error(&path, message)
+            } else {
+                SpecError::new(document.locator.file(), format!("{message} (from {origin})")).with_key(&path)
+            };
             spec_error.hint = Some(format!("expected one of {}", expected.join(", ")));
             spec_error
         }
