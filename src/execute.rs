@@ -353,7 +353,7 @@ impl GroupContext<'_> {
             Err(payload) => return self.fail(run, result, format!("cold step panicked: {}", panic_message(&payload))),
         }
         let step_seconds = probe.elapsed_override.unwrap_or(step_elapsed).as_secs_f64();
-        probe.metric("setup_s", setup_seconds);
+        probe.metric(crate::kernel::SETUP_METRIC, setup_seconds);
         self.record(run, result, probe, Mode::Cold, index, false, setup_seconds + step_seconds);
         if keep_outputs && self.wanted.contains(&run.index) {
             match catch_unwind(AssertUnwindSafe(|| instance.outputs())) {

@@ -236,6 +236,9 @@ pub enum Better {
     Neither,
 }
 
+/// The metric the harness records for every cold sample: its set-up's time, in seconds.
+pub const SETUP_METRIC: &str = "setup_s";
+
 /// One named metric a kernel may record per sample.
 #[derive(Clone, Debug)]
 pub struct MetricSpec {

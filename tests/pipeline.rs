@@ -802,3 +802,20 @@ fn a_condition_that_is_not_finite_fails_with_its_reason() {
         )
     );
 }
+
+/// The set-up time the harness records for cold samples can be checked, in cold mode.
+#[test]
+fn checks_read_the_set_up_time_of_cold_samples() {
+    let text = BASE
+        .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\"]")
+        .replace("time_ms = 4.0", "time_ms = 4.0\nsetup_ms = 2.0");
+    let checks = [
+        ("setup", "expr = \"slow.cold.setup_s.median >= 0.0019\""),
+        ("setup_small", "expr = \"slow.cold.setup_s.median <= 0.0021\""),
+    ];
+    let verdicts = verdicts(&with_checks(&text, &checks), &Facts::default());
+    assert_eq!((status_of(&verdicts, "setup"), status_of(&verdicts, "setup_small")), (Status::Pass, Status::Pass));
+    let error =
+        crate::support::spec_error(&with_checks(&text, &[("warm", "expr = \"fast.warm.setup_s.median >= 0\"")]));
+    assert!(error.contains("`setup_s` is the set-up time of cold samples: write `fast.cold.setup_s`"), "{error}");
+}

@@ -40,7 +40,7 @@ use self::document::{Document, FileOrder, valid_id};
 use crate::baseline::BaselineSettings;
 use crate::error::{SpecError, nearest};
 use crate::expr::{self, Condition, Selected};
-use crate::kernel::{Better, Value};
+use crate::kernel::{Better, SETUP_METRIC, Value};
 use crate::kernels;
 
 /// Cold: a fresh instance, timed over set-up and its first step. Warm: repeated steps
@@ -1278,7 +1278,22 @@ impl Resolver<'_> {
                 }
                 if !reference.is_time() {
                     let kernel = kernels::find(&workload.kernel).expect("validated kernel");
-                    let metrics: Vec<&str> = kernel.metrics().iter().map(|metric| metric.name).collect();
+                    let mut metrics: Vec<&str> = kernel.metrics().iter().map(|metric| metric.name).collect();
+                    // The harness times every cold sample's set-up.
+                    if reference.mode == Mode::Cold {
+                        metrics.push(SETUP_METRIC);
+                    }
+                    if reference.quantity == SETUP_METRIC && reference.mode != Mode::Cold {
+                        return Err(self.locator().string_error(
+                            &path,
+                            text,
+                            reference.span.clone(),
+                            format!(
+                                "`{SETUP_METRIC}` is the set-up time of cold samples: write `{}.cold.{SETUP_METRIC}`",
+                                reference.workload
+                            ),
+                        ));
+                    }
                     if !metrics.contains(&reference.quantity.as_str()) {
                         let mut message = format!("kernel `{}` has no metric `{}`", kernel.name(), reference.quantity);
                         match nearest(&reference.quantity, metrics.iter().copied()) {
