@@ -323,9 +323,17 @@ fn latest_reports(root: &Path, plan: &Plan) -> Vec<report::PhaseReport> {
 }
 
 /// The command line as a user would type it, quoted where needed.
+/// The command line as a shell would take it, led by the `PHASEGATE_*` variables that
+/// override the spec, so that it reproduces the run.
 fn command_line() -> String {
-    let args: Vec<String> = std::env::args().skip(1).map(|arg| quote(&arg)).collect();
-    format!("cargo xtask {}", args.join(" "))
+    let mut variables: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .filter(|(name, _)| name.starts_with("PHASEGATE_"))
+        .map(|(name, value)| format!("{name}={}", quote(&value)))
+        .collect();
+    variables.sort();
+    let args = std::env::args().skip(1).map(|arg| quote(&arg));
+    variables.into_iter().chain(["cargo xtask".to_owned()]).chain(args).collect::<Vec<_>>().join(" ")
 }
 
 fn quote(arg: &str) -> String {

@@ -202,6 +202,19 @@ fn the_command_line_is_recorded_as_a_shell_would_take_it() {
     assert_eq!(report["invocation"]["reproduce"], format!("{command} --phase a"));
     let log = std::fs::read_to_string(project.path().join("reports/e2e/run_log.txt")).unwrap();
     assert!(log.ends_with(&format!(" :: {command}\n")), "{log}");
+    // Overrides from the environment lead the command, sorted, so that it reproduces.
+    let output = project
+        .command()
+        .args(["run", "spec.toml", "--plain"])
+        .env("PHASEGATE_DEFAULTS__WARMUP", "0")
+        .env("PHASEGATE_DEFAULTS__REPEATS", "5 ")
+        .output()
+        .expect("run xtask");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let command = "PHASEGATE_DEFAULTS__REPEATS='5 ' PHASEGATE_DEFAULTS__WARMUP=0 cargo xtask run spec.toml --plain";
+    let report = project.latest_report();
+    assert_eq!(report["invocation"]["command"], command);
+    assert_eq!(report["invocation"]["reproduce"], format!("{command} --phase a"));
 }
 
 /// A spec in `experiments/` of a git repository, run from that directory: reports and
