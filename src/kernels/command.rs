@@ -107,6 +107,9 @@ impl Kernel for Command {
     }
 
     fn check(&self, params: &Params) -> Result<Resources, String> {
+        if params.text("program").trim().is_empty() {
+            return Err("`program` is empty: name the program to run".to_owned());
+        }
         let declared: Vec<String> = self.params().iter().map(|spec| spec.name.to_owned()).collect();
         let template = templates(params).join(" ");
         for (name, value) in params.iter() {
@@ -120,7 +123,9 @@ impl Kernel for Command {
                 return Err(format!("substitution variable `{name}` must be a single value"));
             }
             if !template.contains(&format!("{{{name}}}")) {
-                return Err(format!("parameter `{name}` is not used by any argument (write `{{{name}}}` in `args`)"));
+                return Err(format!(
+                    "parameter `{name}` is not used by the command (write `{{{name}}}` in `program` or `args`)"
+                ));
             }
         }
         for placeholder in placeholders(&template) {
@@ -152,7 +157,12 @@ impl Kernel for Command {
                     Piece::Placeholder(placeholder) => placeholder,
                 };
                 let replacement = if let Some(variable) = placeholder.strip_prefix("env:") {
-                    std::env::var(variable).with_context(|| format!("environment variable {variable} is not set"))?
+                    std::env::var(variable).with_context(|| {
+                        format!(
+                            "environment variable {variable} is not set (`requires_env = \"{variable}\"` skips the \
+                             workload where it is not)"
+                        )
+                    })?
                 } else {
                     match placeholder {
                         "threads" => context.threads.to_string(),
@@ -286,7 +296,17 @@ impl Instance for CommandInstance {
         // set-up's start, so the program gets what the set-up left of the timeout.
         let deadline = probe.deadline();
         let start = probe.start();
-        let mut child = GroupChild::spawn(&mut process).with_context(|| format!("cannot start `{}`", self.program))?;
+        let mut child = GroupChild::spawn(&mut process).with_context(|| match &self.workdir {
+            // A relative path is looked up from the working directory the program starts in.
+            Some(workdir) if self.program.contains('/') && !self.program.starts_with('/') => format!(
+                "cannot start `{}` from the fresh working directory {} (write `{{cwd}}/{}` for a path from the \
+                 directory phasegate started in)",
+                self.program,
+                workdir.display(),
+                self.program.trim_start_matches("./")
+            ),
+            _ => format!("cannot start `{}`", self.program),
+        })?;
         let waited = child.wait_timeout(deadline.remaining()).context("cannot wait for the child process")?;
         let Some((status, exited)) = waited else {
             return Err(deadline.timed_out(&format!("`{}`", self.program)));
@@ -713,7 +733,7 @@ mod tests {
             "run",
             &["-n", "4"],
             &size,
-            Err("parameter `size` is not used by any argument (write `{size}` in `args`)"),
+            Err("parameter `size` is not used by the command (write `{size}` in `program` or `args`)"),
         );
         check_params("run", &["{size}", "{sise}"], &size, Err("argument placeholder `{sise}` names no parameter"));
         check_params("run {size}", &[], &[], Err("argument placeholder `{size}` names no parameter"));
@@ -723,6 +743,7 @@ mod tests {
         }
         let list = [("size", Value::List(vec![Value::Int(1), Value::Int(2)]))];
         check_params("run", &["{size}"], &list, Err("substitution variable `size` must be a single value"));
+        check_params(" ", &[], &[], Err("`program` is empty: name the program to run"));
     }
 
     #[test]
@@ -736,13 +757,27 @@ mod tests {
             cwd.display()
         );
         let given = [("program", Value::from(line)), ("shell", Value::Bool(true)), ("workdir", Value::from("fresh"))];
-        let mut instance = instance(&given, 1, 1, scratch.path());
-        instance.setup(&mut Probe::default()).unwrap();
-        instance.run(&mut Probe::default()).unwrap();
+        let mut fresh = instance(&given, 1, 1, scratch.path());
+        fresh.setup(&mut Probe::default()).unwrap();
+        fresh.run(&mut Probe::default()).unwrap();
         // A variable that is not set fails the run before anything starts.
         let given = [("program", Value::from("echo {env:PHASEGATE_TEST_UNSET}")), ("shell", Value::Bool(true))];
         let error = try_instance(&given, 1, 1, scratch.path()).err().expect("an unset variable is an error");
-        assert_eq!(error.to_string(), "environment variable PHASEGATE_TEST_UNSET is not set");
+        assert_eq!(
+            error.to_string(),
+            "environment variable PHASEGATE_TEST_UNSET is not set (`requires_env = \"PHASEGATE_TEST_UNSET\"` skips \
+             the workload where it is not)"
+        );
+        // A relative program is looked up from the fresh working directory, which says so.
+        let given = [("program", Value::from("./bench.sh")), ("workdir", Value::from("fresh"))];
+        let mut relative = instance(&given, 1, 1, scratch.path());
+        relative.setup(&mut Probe::default()).unwrap();
+        let error = relative.run(&mut Probe::default()).unwrap_err().to_string();
+        assert!(
+            error.starts_with("cannot start `./bench.sh` from the fresh working directory ")
+                && error.ends_with("(write `{cwd}/bench.sh` for a path from the directory phasegate started in)"),
+            "{error}"
+        );
     }
 
     /// Placeholders are filled in one pass: a value that holds a placeholder's braces
