@@ -284,6 +284,9 @@ fn phase_needs_unknown_or_cyclic() {
     let cyclic = format!("{spec}{}", phase_b.replace("title = \"Phase B\"", "title = \"Phase B\"\nneeds = [\"a\"]"));
     let error = spec_error(&cyclic);
     assert!(error.contains("phases a, b need each other in a cycle"), "{error}");
+    let error = spec_error(&edit("title = \"Phase A\"", "title = \"Phase A\"\nneeds = [\"a\"]"));
+    assert!(error.starts_with("error: phase `a` needs itself"), "{error}");
+    assert!(error.contains("needs = [\"a\"]"), "points at it: {error}");
 }
 
 #[test]

@@ -1559,6 +1559,12 @@ impl Resolver<'_> {
             match ready {
                 Some(index) => ordered.push(pending.remove(index)),
                 None => {
+                    if let Some(phase) = pending.iter().find(|phase| phase.needs.contains(&phase.id)) {
+                        return Err(self.locator().value_error(
+                            &format!("phase.{}.needs", phase.id),
+                            format!("phase `{}` needs itself", phase.id),
+                        ));
+                    }
                     let cycle: Vec<&str> = pending.iter().map(|phase| phase.id.as_str()).collect();
                     return Err(self.locator().value_error(
                         &format!("phase.{}.needs", pending[0].id),
