@@ -198,6 +198,7 @@ fn expand_phase(
         let kernel = kernels::find(&workload.kernel).expect("validated kernel");
         let specs = kernel.params();
         let skip = skip_reason(phase, workload, selection, env);
+        let mut labels = std::collections::HashSet::new();
         for coords in matrix(workload) {
             let given: BTreeMap<String, Value> = coords.iter().filter(|(name, _)| name != "threads").cloned().collect();
             let params = Params::validate(&specs, &given, kernel.accepts_extra_params())
@@ -213,6 +214,17 @@ fn expand_phase(
             let resources = kernel.check(&params).map_err(|message| {
                 locator.key_error(&format!("{base}.params"), format!("workload `{}`{point}: {message}", workload.id))
             })?;
+            // Reports, snapshots and selectors know a run by its name, so no two may share
+            // one (string values holding `,` and `=` could make them).
+            if !labels.insert(label.clone()) {
+                return Err(locator.key_error(
+                    &format!("{base}.params"),
+                    format!(
+                        "two runs of workload `{}` are both named `{}[{label}]`: a parameter value holds `,` or `=`",
+                        workload.id, workload.id
+                    ),
+                ));
+            }
             let threads = match coords.iter().find(|(name, _)| name == "threads") {
                 Some((_, Value::Int(threads))) => *threads as usize,
                 _ => workload.settings.threads[0],

@@ -667,3 +667,20 @@ fn a_rationale_is_one_line() {
     // Surrounding blank lines are no second line.
     expand(&with("\"\"\"\none line\n\"\"\"")).unwrap_or_else(|error| panic!("{error}"));
 }
+
+/// Two runs of a workload may not share a name, which string values holding `,` and
+/// `=` could give them.
+#[test]
+fn runs_named_alike_are_refused() {
+    let spec = |s: &str, x: &str| {
+        format!(
+            "[experiment]\nname = \"twins\"\nseed = 1\n\n[[phase]]\nid = \"a\"\n\n[[phase.workload]]\nid = \"m\"\nkernel = \"command\"\n[phase.workload.params]\nprogram = \"true\"\nargs = [\"{{s}}\", \"{{x}}\"]\ns = {s}\nx = {x}\n"
+        )
+    };
+    let error = spec_error(&spec(r#"["p,x=q", "p"]"#, r#"["q,x=r", "r"]"#));
+    assert!(
+        error.contains("two runs of workload `m` are both named `m[s=p,x=q,x=r]`: a parameter value holds `,` or `=`"),
+        "{error}"
+    );
+    expand(&spec(r#"["p", "q"]"#, r#"["r", "t"]"#)).unwrap_or_else(|error| panic!("{error}"));
+}
