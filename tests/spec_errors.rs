@@ -47,7 +47,7 @@ fn unknown_top_level_table() {
 #[test]
 fn wrong_type() {
     insta::assert_snapshot!(spec_error(&edit("repeats = 5", "repeats = \"five\"")), @r#"
-    error: `defaults.repeats` has the wrong type: found string "five", expected u32
+    error: `defaults.repeats` has the wrong type: found string "five", expected a whole number, 0 or more
      --> spec.toml:8:11
       |
     8 | repeats = "five"
@@ -683,4 +683,24 @@ fn runs_named_alike_are_refused() {
         "{error}"
     );
     expand(&spec(r#"["p", "q"]"#, r#"["r", "t"]"#)).unwrap_or_else(|error| panic!("{error}"));
+}
+
+/// Wrong types are named as a spec's author knows them, not as the parser's types.
+#[test]
+fn wrong_types_are_named_plainly() {
+    let check = |line: &str| {
+        spec_error(&format!(
+            "{BASE}\n[[phase.check]]\nid = \"speed\"\nexpr = \"fast.warm.median <= 1\"\nrationale = \"why\"\n{line}\n"
+        ))
+    };
+    let error = check("xfail = \"soon\"");
+    assert!(error.contains("found string \"soon\", expected a table"), "{error}");
+    assert!(error.contains("help: write `xfail = { reason = \"why\", until = \"YYYY-MM-DD\" }`"), "{error}");
+    let error = spec_error(&edit("repeats = 5", "repeats = 5\ntimeout = \"1s\""));
+    assert!(error.contains("found string \"1s\", expected a number"), "{error}");
+    let error = spec_error(&edit("repeats = 5", "repeats = 5\nreruns = -1"));
+    assert!(
+        error.contains("`defaults.reruns`: invalid value signed int `-1`, expected a whole number, 0 or more"),
+        "{error}"
+    );
 }

@@ -623,6 +623,9 @@ fn figment_error(document: &Document, figment: &Figment, error: figment::Error) 
         }
         figment::error::Kind::MissingField(field) => located(&path, format!("missing key `{field}` in {table}")),
         figment::error::Kind::InvalidType(actual, expected) => {
+            let hint = (path.ends_with(".xfail") && expected.starts_with("struct "))
+                .then(|| "write `xfail = { reason = \"why\", until = \"YYYY-MM-DD\" }`".to_owned());
+            let expected = plain_type(expected);
             let mut spec_error = document
                 .locator
                 .value_error(&path, format!("`{path}` has the wrong type: found {actual}, expected {expected}"));
@@ -633,6 +636,7 @@ fn figment_error(document: &Document, figment: &Figment, error: figment::Error) 
                 )
                 .with_key(&path);
             }
+            spec_error.hint = hint;
             spec_error
         }
         figment::error::Kind::UnknownVariant(variant, expected) => {
@@ -645,7 +649,22 @@ fn figment_error(document: &Document, figment: &Figment, error: figment::Error) 
             spec_error.hint = Some(format!("expected one of {}", expected.join(", ")));
             spec_error
         }
+        figment::error::Kind::InvalidValue(actual, expected) => {
+            located(&path, format!("`{path}`: invalid value {actual}, expected {}", plain_type(expected)))
+        }
         _ => located(&path, format!("`{path}`: {}", error.kind)),
+    }
+}
+
+/// A type as a spec's author knows it: `u32` is a whole number, `f64` a number and a
+/// struct a table.
+fn plain_type(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        _ if expected.starts_with("struct ") => "a table".to_owned(),
+        _ => expected.to_owned(),
     }
 }
 
