@@ -66,6 +66,8 @@ pub enum RunStatus {
 #[derive(Clone, Debug)]
 pub struct RunResult {
     pub run: usize,
+    /// The run's name (`workload[axis=value,...]`), for messages about it.
+    pub name: String,
     pub status: RunStatus,
     pub samples: Vec<Sample>,
     /// Telemetry recorded during set-up (step telemetry is kept with its sample).
@@ -75,9 +77,10 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    fn new(run: usize) -> RunResult {
+    fn new(run: &Run) -> RunResult {
         RunResult {
-            run,
+            run: run.index,
+            name: run.name(),
             status: RunStatus::Completed,
             samples: Vec::new(),
             events: Vec::new(),
@@ -124,7 +127,7 @@ pub const TOO_SHORT_S: f64 = 10e-6;
 
 /// Executes every group of `phase`.
 pub fn execute_phase(phase: &PhasePlan, options: &ExecutionOptions, observer: &dyn Observer) -> Vec<RunResult> {
-    let mut results: Vec<RunResult> = phase.runs.iter().map(|run| RunResult::new(run.index)).collect();
+    let mut results: Vec<RunResult> = phase.runs.iter().map(RunResult::new).collect();
     execute_groups(phase, options, observer, &mut results, None, 0);
     results
 }
@@ -162,7 +165,7 @@ pub fn execute_groups(
         let context = GroupContext { phase, observer, scratch: &scratch, round, wanted: &wanted };
         let mut states: Vec<(usize, RunResult)> = members
             .iter()
-            .map(|&index| (index, std::mem::replace(&mut results[index], RunResult::new(index))))
+            .map(|&index| (index, std::mem::replace(&mut results[index], RunResult::new(&phase.runs[index]))))
             .collect();
         context.execute(&mut states, &mut pools);
         for (index, result) in states {

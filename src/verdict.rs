@@ -485,7 +485,7 @@ pub fn quantity_values(result: &RunResult, mode: Mode, quantity: &str) -> Vec<f6
 fn values_of(reference: &Reference, run: usize, results: &[RunResult]) -> Result<Vec<Keyed>, String> {
     let result = &results[run];
     if let Some(message) = result.failed() {
-        return Err(format!("run `{}` failed: {}", reference.workload, first_line(message)));
+        return Err(format!("run `{}` failed: {}", result.name, first_line(message)));
     }
     let values = keyed_values(result, reference.mode, &reference.quantity);
     if values.is_empty() {

@@ -819,3 +819,16 @@ fn checks_read_the_set_up_time_of_cold_samples() {
         crate::support::spec_error(&with_checks(&text, &[("warm", "expr = \"fast.warm.setup_s.median >= 0\"")]));
     assert!(error.contains("`setup_s` is the set-up time of cold samples: write `fast.cold.setup_s`"), "{error}");
 }
+
+/// A check not measured because a run failed names that run, point and all.
+#[test]
+fn a_failed_run_is_named_with_its_point() {
+    let text = BASE
+        .replace("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]\nfail_at = 3")
+        .replace("time_ms = 4.0", "time_ms = 4.0\nsize = [8, 16]");
+    let text = with_checks(&text, &[("speed", "expr = \"slow.warm.median / fast.warm.median >= 3\"")]);
+    let verdicts = verdicts(&text, &Facts::default());
+    let speed = verdict_of(&verdicts, "speed[size=16]");
+    assert_eq!(speed.status, Status::NotMeasured);
+    assert!(speed.reason.as_deref().unwrap().starts_with("run `fast[size=16]` failed: "), "{:?}", speed.reason);
+}
