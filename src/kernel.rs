@@ -679,7 +679,8 @@ pub trait Kernel: Send + Sync {
     }
 
     /// Cross-parameter validation and a resource estimate, for every run before
-    /// anything executes. Must be cheap.
+    /// anything executes. Must be cheap. An error that leads with a parameter's name
+    /// (bare or in backticks) is shown at that parameter.
     fn check(&self, params: &Params) -> Result<Resources, String>;
 
     /// Creates the instance for one run. Must be cheap; heavy work belongs in `setup`.

@@ -212,7 +212,11 @@ fn expand_phase(
                 .join(",");
             let point = if label.is_empty() { String::new() } else { format!(" at {label}") };
             let resources = kernel.check(&params).map_err(|message| {
-                locator.key_error(&format!("{base}.params"), format!("workload `{}`{point}: {message}", workload.id))
+                let text = format!("workload `{}`{point}: {message}", workload.id);
+                match parameter_of(&message, workload) {
+                    Some(name) => spec.value_error(&format!("{base}.params.{name}"), text),
+                    None => locator.key_error(&format!("{base}.params"), text),
+                }
             })?;
             // Reports, snapshots and selectors know a run by its name, so no two may share
             // one (string values holding `,` and `=` could make them).
@@ -250,6 +254,14 @@ fn expand_phase(
         checks.push(CheckPlan { check: check.clone(), points: check_points(spec, phase, check, &runs, &groups)? });
     }
     Ok(PhasePlan { phase: phase.clone(), runs, groups, checks })
+}
+
+/// The parameter an error of `Kernel::check` is about: its first word, bare or in
+/// backticks (`k = 301 exceeds ...`, `` `oversample` must be ... ``), when the workload
+/// sets a parameter of that name. Errors are then shown at that parameter.
+fn parameter_of<'a>(message: &'a str, workload: &Workload) -> Option<&'a str> {
+    let first = message.split([' ', ':']).next()?.trim_matches('`');
+    workload.params.iter().any(|(name, _)| name == first).then_some(first)
 }
 
 fn skip_reason(

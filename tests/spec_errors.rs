@@ -2,6 +2,7 @@
 //! table of broken specs and their rendered errors.
 
 use crate::support::{BASE, expand, load, spec_error};
+use phasegate::spec::Overrides;
 
 /// `BASE` with `old` replaced by `new` (which must occur).
 fn edit(old: &str, new: &str) -> String {
@@ -703,4 +704,18 @@ fn wrong_types_are_named_plainly() {
         error.contains("`defaults.reruns`: invalid value signed int `-1`, expected a whole number, 0 or more"),
         "{error}"
     );
+}
+
+/// An error of a kernel's own checks that leads with a parameter is shown at that
+/// parameter, or names the override that set it.
+#[test]
+fn a_kernel_check_error_points_at_its_parameter() {
+    let text = "[experiment]\nname = \"tr\"\nseed = 1\n\n[[phase]]\nid = \"t\"\n\n[[phase.workload]]\nid = \"tree\"\nkernel = \"tree\"\n[phase.workload.params]\npoints = 300\nqueries = 16\nk = 8\n";
+    let error = spec_error(&text.replace("k = 8", "k = 301"));
+    assert!(error.contains("k = 301 exceeds the 300 candidate neighbours"), "{error}");
+    assert!(error.contains("--> spec.toml:14:5"), "at the value of k: {error}");
+    let overrides = Overrides { sets: vec!["phase.t.workload.tree.params.k=301".into()], ..Overrides::default() };
+    let spec = crate::support::load_with(text, &overrides).unwrap();
+    let error = phasegate::plan::expand(spec, phasegate::plan::Selection::default(), &|_| false).unwrap_err();
+    assert!(error.to_string().contains("(from --set phase.t.workload.tree.params.k=301)"), "{error}");
 }
