@@ -203,3 +203,10 @@ pub fn outcome(outcome: &crate::run::Outcome) -> String {
 pub fn counted(count: usize, noun: &str) -> String {
     if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
 }
+
+/// `arg` as a POSIX shell reads it back: as it is when it holds only characters the
+/// shell takes literally, in single quotes otherwise.
+pub fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain { arg.to_owned() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
+}

@@ -177,6 +177,9 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
     files::write_atomic(&run_dir.join("env.json"), &serde_json::to_vec_pretty(&environment)?)?;
     let mut reports = Vec::new();
     let store = snapshot::Store::for_spec(&plan.spec);
+    // Where the run stores pending snapshots, which need not be where `snapshot review`
+    // looks by default.
+    let review_command = || snapshot::review_command(&snapshot::dir_for_spec(&plan.spec), &options.project_root);
     let facts = options.facts.for_spec(&plan.spec.experiment);
     // `DATE exit=N DIR a=pass b=fail [interrupted] rev=REV :: COMMAND`
     let log_line = |exit: i32, reports: &[PhaseReport]| {
@@ -199,7 +202,7 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         let floors = calibrate(phase, &execution, &plan.spec.calibration);
         let (results, mut verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &facts, &snapshots);
         apply_noise_floors(phase, &mut verdicts, &floors, plan.spec.calibration.mode);
-        record_snapshots(phase, &results, &verdicts, &store, &snapshots)?;
+        record_snapshots(phase, &results, &mut verdicts, &store, &snapshots, &review_command)?;
         let context = report::Context {
             spec: &plan.spec,
             environment: &environment,
@@ -420,14 +423,16 @@ fn load_snapshots(phase: &PhasePlan, store: &snapshot::Store) -> Result<Snapshot
     Ok(snapshots)
 }
 
-/// Records new snapshots, the outputs that no longer match as pending ones, and drops
-/// the pending output of a comparison that passes.
+/// Records new snapshots, the outputs that no longer match as pending ones (telling
+/// their verdicts the command that reviews them), and drops the pending output of a
+/// comparison that passes.
 fn record_snapshots(
     phase: &PhasePlan,
     results: &[RunResult],
-    verdicts: &[Verdict],
+    verdicts: &mut [Verdict],
     store: &snapshot::Store,
     snapshots: &Snapshots,
+    review_command: &dyn Fn() -> String,
 ) -> Result<()> {
     let points = phase.checks.iter().flat_map(|check| check.points.iter().map(move |point| (check, point)));
     for ((check, point), verdict) in points.zip(verdicts) {
@@ -445,6 +450,11 @@ fn record_snapshots(
                 wanted.output,
                 path.display()
             );
+            let note = format!("the new output is pending: `{}`", review_command());
+            verdict.reason = Some(match verdict.reason.take() {
+                Some(reason) => format!("{reason}; {note}"),
+                None => note,
+            });
         } else if verdict.snapshot.as_ref().is_some_and(|figures| figures.status == Status::Pass) {
             store.discard_pending(&phase.phase.id, &name, &wanted.output)?;
         }

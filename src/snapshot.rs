@@ -37,6 +37,27 @@ pub struct Header {
     pub digest: String,
 }
 
+/// Where `cargo xtask snapshot review` and `accept` look unless given `--dir`,
+/// relative to the project root: the snapshots of the specs in `experiments/`.
+pub const DEFAULT_DIR: &str = "experiments/snapshots";
+
+/// The snapshot directory of a spec: `snapshots/` beside it.
+pub fn dir_for_spec(spec: &Spec) -> PathBuf {
+    let dir = spec.file.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    dir.join("snapshots")
+}
+
+/// The command that reviews the pending snapshots under `dir`: it names `dir` with
+/// `--dir` unless `dir` is the project's default one, where the command looks anyway.
+pub fn review_command(dir: &Path, project_root: &Path) -> String {
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if same(dir, &project_root.join(DEFAULT_DIR)) {
+        "cargo xtask snapshot review".to_owned()
+    } else {
+        format!("cargo xtask snapshot --dir {} review", crate::describe::shell_quote(&dir.display().to_string()))
+    }
+}
+
 /// Where the snapshots of one spec (and profile) live.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -45,9 +66,8 @@ pub struct Store {
 
 impl Store {
     pub fn for_spec(spec: &Spec) -> Store {
-        let dir = spec.file.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let profile = spec.profile.as_deref().unwrap_or("default");
-        Store { root: dir.join("snapshots").join(&spec.experiment.name).join(profile) }
+        Store { root: dir_for_spec(spec).join(&spec.experiment.name).join(profile) }
     }
 
     fn base(&self, phase: &str, run: &str, output: &str) -> PathBuf {
@@ -160,14 +180,16 @@ pub struct Pending {
     pub base: PathBuf,
 }
 
-/// Every pending snapshot under `root` (recursively), sorted.
-pub fn pending(root: &Path) -> Vec<Pending> {
+/// Every pending snapshot under `root` (recursively), sorted. A directory that cannot
+/// be read, `root` above all, is an error: it may hold pending snapshots.
+pub fn pending(root: &Path) -> Result<Vec<Pending>> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.filter_map(Result::ok) {
-            let path = entry.path();
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read the snapshot directory {}", dir.display()))?;
+        for entry in entries {
+            let path = entry.with_context(|| format!("cannot read the snapshot directory {}", dir.display()))?.path();
             if path.is_dir() {
                 stack.push(path);
             } else if let Some(name) = path.file_name().and_then(|name| name.to_str())
@@ -178,7 +200,7 @@ pub fn pending(root: &Path) -> Vec<Pending> {
         }
     }
     found.sort_by(|a, b| a.base.cmp(&b.base));
-    found
+    Ok(found)
 }
 
 /// A description of what changed between the stored and the pending snapshot.
@@ -224,7 +246,7 @@ pub fn accept(pending: &Pending) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Pending, Store, accept, pending, read};
+    use super::{Pending, Store, accept, pending, read, review_command};
     use crate::kernel::{Output, OutputData};
 
     #[test]
@@ -238,16 +260,42 @@ mod tests {
         assert_eq!(store.load("a", "fast[size=2]", "image").unwrap(), Some(output.data.clone()));
         let changed = Output { data: OutputData::F32(vec![1.0, 2.0, 3.0, 5.0]), ..output.clone() };
         store.save("a", "fast[size=2]", &changed, true).unwrap();
-        let found = pending(dir.path());
+        let found = pending(dir.path()).unwrap();
         assert_eq!(found, vec![Pending { base: dir.path().join("a/fast[size=2]/image") }]);
         let description = super::describe(&found[0]).unwrap();
         assert!(description.contains("1 of 4 elements changed, max |diff| 0.5000"), "{description}");
         accept(&found[0]).unwrap();
-        assert!(pending(dir.path()).is_empty());
+        assert!(pending(dir.path()).unwrap().is_empty());
         assert_eq!(read(&found[0].base).unwrap(), Some(changed.data));
         let digest = Output { name: "digest".into(), shape: vec![1], data: OutputData::Digest("abc".into()) };
         store.save("a", "tree", &digest, false).unwrap();
         assert_eq!(store.load("a", "tree", "digest").unwrap(), Some(OutputData::Digest("abc".into())));
+    }
+
+    /// A snapshot directory that cannot be read may hold pending snapshots: an error
+    /// naming it, never an empty list.
+    #[test]
+    fn a_missing_snapshot_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nonexistent");
+        let error = format!("{:#}", pending(&missing).unwrap_err());
+        assert!(error.starts_with(&format!("cannot read the snapshot directory {}: ", missing.display())), "{error}");
+    }
+
+    /// The review command names `--dir` unless the snapshots are where it looks anyway.
+    #[test]
+    fn the_review_command_names_a_directory_other_than_the_default() {
+        let project = tempfile::tempdir().unwrap();
+        for dir in ["experiments/snapshots", "other dir/snapshots"] {
+            std::fs::create_dir_all(project.path().join(dir)).unwrap();
+        }
+        let default = project.path().join("experiments/../experiments/snapshots");
+        assert_eq!(review_command(&default, project.path()), "cargo xtask snapshot review");
+        let other = project.path().join("other dir/snapshots");
+        assert_eq!(
+            review_command(&other, project.path()),
+            format!("cargo xtask snapshot --dir '{}' review", other.display())
+        );
     }
 
     /// The files under `dir`, relative to it, sorted.

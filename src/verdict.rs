@@ -371,10 +371,8 @@ fn evaluate_point(
                 figures.against = "snapshot".to_owned();
                 statuses.push(figures.status);
                 if !figures.failures.is_empty() {
-                    reasons.push(format!(
-                        "snapshot: {} (the new output is pending: `cargo xtask snapshot review`)",
-                        figures.failures.join("; ")
-                    ));
+                    // The run adds where the new output is pending once it stored it.
+                    reasons.push(format!("snapshot: {}", figures.failures.join("; ")));
                 }
                 verdict.snapshot = Some(figures);
             }

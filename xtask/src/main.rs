@@ -49,9 +49,10 @@ enum Command {
     Snapshot {
         #[command(subcommand)]
         action: SnapshotAction,
-        /// Where the snapshots are (`snapshots/` beside the specs).
-        #[arg(long, global = true, default_value = "experiments/snapshots")]
-        dir: PathBuf,
+        /// Where the snapshots are (`snapshots/` beside the specs) [default: the project's
+        /// experiments/snapshots].
+        #[arg(long, global = true)]
+        dir: Option<PathBuf>,
     },
     /// List the built-in kernels with their parameters and metrics.
     Kernels {
@@ -160,7 +161,7 @@ fn main() -> ExitCode {
             Ok(Exit::Pass)
         }),
         Command::Plan { plans, all, check } => update_plans(plans, all, check),
-        Command::Snapshot { action, dir } => snapshots(action, &dir),
+        Command::Snapshot { action, dir } => snapshot_dir(dir).and_then(|dir| snapshots(action, &dir)),
         Command::Kernels { markdown } => {
             let text = if markdown { phasegate::kernels::describe_markdown() } else { phasegate::kernels::describe() };
             print!("{text}");
@@ -285,17 +286,48 @@ fn update_plans(mut plans: Vec<PathBuf>, all: bool, check: bool) -> anyhow::Resu
     Ok(if stale > 0 { Exit::Failed } else { Exit::Pass })
 }
 
+/// `--dir`, or else the project's default snapshot directory, found from the project
+/// root as `run` finds its outputs, and named from the current directory
+/// (`../experiments/snapshots` in `src/`) so the paths printed work where they are read.
+fn snapshot_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = dir {
+        return Ok(dir);
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let root = run::project_root(&cwd);
+    Ok(match cwd.strip_prefix(&root) {
+        Ok(below) => below.components().map(|_| Path::new("..")).collect::<PathBuf>(),
+        Err(_) => root,
+    }
+    .join(phasegate::snapshot::DEFAULT_DIR))
+}
+
 fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
     let filter = match &action {
         SnapshotAction::Review { filter } | SnapshotAction::Accept { filter } => filter.clone(),
     };
-    let pending: Vec<_> = phasegate::snapshot::pending(dir)
-        .into_iter()
+    let all = phasegate::snapshot::pending(dir)?;
+    let pending: Vec<_> = all
+        .iter()
         .filter(|pending| filter.as_ref().is_none_or(|text| pending.base.display().to_string().contains(text.as_str())))
         .collect();
-    if pending.is_empty() {
-        println!("no pending snapshots");
+    if all.is_empty() {
+        println!("no pending snapshots in {}", dir.display());
         return Ok(Exit::Pass);
+    }
+    if let (true, Some(text)) = (pending.is_empty(), &filter) {
+        let unmatched = match all.len() {
+            1 => format!("the pending snapshot does not match `{text}`"),
+            n => format!("none of the {n} pending snapshots matches `{text}`"),
+        };
+        // Reviewing nothing is an answer; accepting nothing was not what was asked.
+        return match action {
+            SnapshotAction::Review { .. } => {
+                println!("{unmatched}");
+                Ok(Exit::Pass)
+            }
+            SnapshotAction::Accept { .. } => anyhow::bail!("nothing accepted: {unmatched}"),
+        };
     }
     for snapshot in &pending {
         match action {
@@ -322,21 +354,15 @@ fn latest_reports(root: &Path, plan: &Plan) -> Vec<report::PhaseReport> {
         .collect()
 }
 
-/// The command line as a user would type it, quoted where needed.
 /// The command line as a shell would take it, led by the `PHASEGATE_*` variables that
 /// override the spec, so that it reproduces the run.
 fn command_line() -> String {
     let mut variables: Vec<String> = std::env::vars_os()
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
         .filter(|(name, _)| name.starts_with("PHASEGATE_"))
-        .map(|(name, value)| format!("{name}={}", quote(&value)))
+        .map(|(name, value)| format!("{name}={}", describe::shell_quote(&value)))
         .collect();
     variables.sort();
-    let args = std::env::args().skip(1).map(|arg| quote(&arg));
+    let args = std::env::args().skip(1).map(|arg| describe::shell_quote(&arg));
     variables.into_iter().chain(["cargo xtask".to_owned()]).chain(args).collect::<Vec<_>>().join(" ")
-}
-
-fn quote(arg: &str) -> String {
-    let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain { arg.to_owned() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
 }

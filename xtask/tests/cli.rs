@@ -760,9 +760,12 @@ rationale = "the output does not drift"
     project.write("snap.toml", &spec(check, "").replace("jitter = 0.02", "jitter = 0.02\nperturb = 0.5"));
     let (code, _, _) = project.run("snap.toml", &[]);
     assert_eq!(code, 1);
-    // A filter takes only the snapshots whose path holds it.
+    // A filter takes only the snapshots whose path holds it; accepting none of them is
+    // not what was asked.
     let accept = project.xtask(&["snapshot", "accept", "elsewhere", "--dir", "snapshots"]);
-    assert!(String::from_utf8_lossy(&accept.stdout).contains("no pending snapshots"));
+    let stderr = String::from_utf8_lossy(&accept.stderr);
+    assert!(stderr.contains("nothing accepted: the pending snapshot does not match `elsewhere`"), "{stderr}");
+    assert_eq!(accept.status.code(), Some(2), "{stderr}");
     let review = project.xtask(&["snapshot", "review", "a/fast", "--dir", "snapshots"]);
     assert!(String::from_utf8_lossy(&review.stdout).contains("16 of 16 elements changed"), "still pending");
     let accept = project.xtask(&["snapshot", "accept", "--dir", "snapshots"]);
@@ -771,6 +774,75 @@ rationale = "the output does not drift"
     assert_eq!(code, 0, "{stdout}");
     let review = project.xtask(&["snapshot", "review", "--dir", "snapshots"]);
     assert!(String::from_utf8_lossy(&review.stdout).contains("no pending snapshots"));
+}
+
+/// `snapshot review` and `accept` find the project's pending snapshots from a
+/// subdirectory, a run names the `--dir` of snapshots stored elsewhere, and a
+/// directory that does not exist or a filter that matches nothing is said so.
+#[test]
+fn pending_snapshots_are_found_from_anywhere_in_the_project() {
+    let project = Project::new();
+    let check = r#"
+[[phase.check]]
+id = "stable"
+snapshot = { of = "fast", output = "values", max_abs = 1e-12 }
+rationale = "the output does not drift"
+"#;
+    for dir in ["experiments", "other", "src"] {
+        std::fs::create_dir_all(project.path().join(dir)).unwrap();
+    }
+    let status = Command::new("git").args(["init", "-q"]).current_dir(project.path()).status().expect("run git");
+    assert!(status.success());
+    let perturbed = spec(check, "").replace("jitter = 0.02", "jitter = 0.02\nperturb = 0.5");
+    for spec_file in ["experiments/snap.toml", "other/snap.toml"] {
+        project.write(spec_file, &spec(check, ""));
+        assert_eq!(project.run(spec_file, &[]).0, 0);
+        project.write(spec_file, &perturbed);
+        let (code, stdout, _) = project.run(spec_file, &[]);
+        assert_eq!(code, 1, "{stdout}");
+        // The command the run names finds what it stored.
+        let review = if spec_file.starts_with("experiments") {
+            "cargo xtask snapshot review"
+        } else {
+            "cargo xtask snapshot --dir other/snapshots review"
+        };
+        assert!(stdout.contains(&format!("the new output is pending: `{review}`")), "{stdout}");
+        let args: Vec<&str> = review.split(' ').skip(2).collect();
+        let output = project.xtask(&args);
+        let found = String::from_utf8_lossy(&output.stdout);
+        assert!(found.contains("16 of 16 elements changed"), "{review}: {found}");
+    }
+    let in_src = |args: &[&str]| project.command().args(args).current_dir(project.path().join("src")).output().unwrap();
+    let review = in_src(&["snapshot", "review"]);
+    let review = String::from_utf8_lossy(&review.stdout);
+    assert!(
+        review.contains("../experiments/snapshots/e2e/default/a/fast/values: 16 of 16 elements changed"),
+        "{review}"
+    );
+    // A directory that does not exist is an error, not an empty one.
+    let missing = in_src(&["snapshot", "--dir", "nonexistent", "review"]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("cannot read the snapshot directory nonexistent: "), "{stderr}");
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    // A filter that matches none of the pending snapshots: review says so, accept fails.
+    project.write("other/more.toml", &perturbed.replace("\"e2e\"", "\"more\""));
+    assert_eq!(project.run("other/more.toml", &[]).0, 0);
+    assert_eq!(project.run("other/more.toml", &[]).0, 0);
+    project.write("other/more.toml", &spec(check, "").replace("\"e2e\"", "\"more\""));
+    assert_eq!(project.run("other/more.toml", &[]).0, 1);
+    let review = project.xtask(&["snapshot", "--dir", "other/snapshots", "review", "zzz"]);
+    let stdout = String::from_utf8_lossy(&review.stdout);
+    assert!(stdout.contains("none of the 2 pending snapshots matches `zzz`"), "{stdout}");
+    assert_eq!(review.status.code(), Some(0));
+    let accept = project.xtask(&["snapshot", "--dir", "other/snapshots", "accept", "zzz"]);
+    let stderr = String::from_utf8_lossy(&accept.stderr);
+    assert!(stderr.contains("nothing accepted: none of the 2 pending snapshots matches `zzz`"), "{stderr}");
+    assert_eq!(accept.status.code(), Some(2), "{stderr}");
+    let accept = in_src(&["snapshot", "accept"]);
+    assert!(String::from_utf8_lossy(&accept.stdout).contains("accepted ../experiments/snapshots/"));
+    let review = in_src(&["snapshot", "review"]);
+    let stdout = String::from_utf8_lossy(&review.stdout);
+    assert!(stdout.contains("no pending snapshots in ../experiments/snapshots"), "{stdout}");
 }
 
 #[test]
