@@ -22,6 +22,7 @@
 //! interrupted; the handler first kills the process groups of running commands.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -670,12 +671,15 @@ fn install_interrupt_cleanup() {
             for dir in active.iter() {
                 remove_empty_parents(dir);
             }
+            // A closed or full stderr must not stop the handler before it exits: the
+            // messages are dropped then.
+            let mut stderr = std::io::stderr();
             if let Some((root, line)) = interrupt_record().take()
                 && let Err(error) = crate::report::files::append_run_log(&root, &line)
             {
-                eprintln!("\n{error:#}");
+                let _ = writeln!(stderr, "\n{error:#}");
             }
-            eprintln!("\ninterrupted: scratch files removed; reports of finished phases are kept");
+            let _ = writeln!(stderr, "\ninterrupted: scratch files removed; reports of finished phases are kept");
             std::process::exit(INTERRUPTED_EXIT);
         });
     });

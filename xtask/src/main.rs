@@ -3,6 +3,34 @@
 //! It parses flags, installs the tracing subscriber and the progress display, and
 //! dispatches to library functions. Exit codes are documented in `phasegate::run`.
 
+// Output the reader may no longer take (`| head -1`, `2>/dev/full`; Rust ignores SIGPIPE,
+// so such a write fails with EPIPE) is dropped: `print!` and `eprint!` would panic, and
+// a run must end with its reports written and its verdict's exit code.
+
+/// `print!` to stdout, dropping what it cannot take.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `println!` to stdout, dropping what it cannot take.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!`, dropping what stderr cannot take.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod progress;
 
 use std::io::IsTerminal;
@@ -140,19 +168,19 @@ fn main() -> ExitCode {
         _ => None,
     };
     if let Err(error) = progress::install_tracing(log_file.as_deref()) {
-        eprintln!("error: {error:#}");
+        errln!("error: {error:#}");
         return ExitCode::from(Exit::Usage.code() as u8);
     }
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::List(args) => load_plan(&args).map(|plan| {
-            print!("{}", describe::list(&plan));
+            out!("{}", describe::list(&plan));
             Exit::Pass
         }),
         Command::Check(args) => load_plan(&args.spec).and_then(|plan| {
             let options = run_options(args.allow_outside)?;
             run::preflight(&plan, &options)?;
-            println!(
+            outln!(
                 "{}: valid ({}, {})",
                 args.spec.spec.display(),
                 describe::counted(plan.n_runs(), "run"),
@@ -164,7 +192,7 @@ fn main() -> ExitCode {
         Command::Snapshot { action, dir } => snapshot_dir(dir).and_then(|dir| snapshots(action, &dir)),
         Command::Kernels { markdown } => {
             let text = if markdown { phasegate::kernels::describe_markdown() } else { phasegate::kernels::describe() };
-            print!("{text}");
+            out!("{text}");
             Ok(Exit::Pass)
         }
     };
@@ -174,8 +202,8 @@ fn main() -> ExitCode {
         Ok(exit) => ExitCode::from(exit.code() as u8),
         Err(error) => {
             match error.downcast_ref::<SpecError>() {
-                Some(spec_error) => eprintln!("{spec_error}"),
-                None => eprintln!("error: {error:#}"),
+                Some(spec_error) => errln!("{spec_error}"),
+                None => errln!("error: {error:#}"),
             }
             ExitCode::from(Exit::Usage.code() as u8)
         }
@@ -227,14 +255,14 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     if args.dry_run {
         let root = run::experiment_root(&plan, &options);
         let earlier = latest_reports(&root, &plan);
-        print!("{}", describe::dry_run(&plan, &describe::estimate(&plan, &earlier)));
+        out!("{}", describe::dry_run(&plan, &describe::estimate(&plan, &earlier)));
         return Ok(Exit::Pass);
     }
     let fancy = std::io::stderr().is_terminal() && !args.plain;
     let observer = progress::Progress::new(fancy);
     let outcome = run::run(&plan, &options, &observer)?;
     observer.finish();
-    print!("{}", describe::outcome(&outcome));
+    out!("{}", describe::outcome(&outcome));
     let mut written = Ok(());
     if let Some(path) = &args.junit {
         written = report::files::write_atomic(path, report::junit::render(&outcome.reports).as_bytes());
@@ -248,7 +276,7 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
         // The verdict stands; a passing run whose CI outputs are missing must not
         // read as a pass.
         Err(error) => {
-            eprintln!("error: {error:#}");
+            errln!("error: {error:#}");
             Ok(if outcome.exit == Exit::Pass { Exit::Usage } else { outcome.exit })
         }
     }
@@ -281,7 +309,7 @@ fn update_plans(mut plans: Vec<PathBuf>, all: bool, check: bool) -> anyhow::Resu
             (true, true) => "OUT OF DATE",
         };
         stale += usize::from(changed && check);
-        println!("{}: {state}", plan.display());
+        outln!("{}: {state}", plan.display());
     }
     Ok(if stale > 0 { Exit::Failed } else { Exit::Pass })
 }
@@ -312,7 +340,7 @@ fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
         .filter(|pending| filter.as_ref().is_none_or(|text| pending.base.display().to_string().contains(text.as_str())))
         .collect();
     if all.is_empty() {
-        println!("no pending snapshots in {}", dir.display());
+        outln!("no pending snapshots in {}", dir.display());
         return Ok(Exit::Pass);
     }
     if let (true, Some(text)) = (pending.is_empty(), &filter) {
@@ -323,7 +351,7 @@ fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
         // Reviewing nothing is an answer; accepting nothing was not what was asked.
         return match action {
             SnapshotAction::Review { .. } => {
-                println!("{unmatched}");
+                outln!("{unmatched}");
                 Ok(Exit::Pass)
             }
             SnapshotAction::Accept { .. } => anyhow::bail!("nothing accepted: {unmatched}"),
@@ -331,10 +359,10 @@ fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
     }
     for snapshot in &pending {
         match action {
-            SnapshotAction::Review { .. } => println!("{}", phasegate::snapshot::describe(snapshot)?),
+            SnapshotAction::Review { .. } => outln!("{}", phasegate::snapshot::describe(snapshot)?),
             SnapshotAction::Accept { .. } => {
                 phasegate::snapshot::accept(snapshot)?;
-                println!("accepted {}", snapshot.base.display());
+                outln!("accepted {}", snapshot.base.display());
             }
         }
     }

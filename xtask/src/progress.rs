@@ -117,7 +117,7 @@ impl Progress {
     fn println(&self, line: &str) {
         match self.bar.lock().unwrap_or_else(|poison| poison.into_inner()).as_ref() {
             Some(bar) if self.fancy => bar.println(line),
-            _ => eprintln!("{line}"),
+            _ => errln!("{line}"),
         }
     }
 }
@@ -144,7 +144,7 @@ impl Observer for Progress {
             bar.println(&line);
             *self.bar.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(bar);
         } else {
-            eprintln!("{line}");
+            errln!("{line}");
         }
     }
 
@@ -158,7 +158,7 @@ impl Observer for Progress {
         }
         let last_mode = run.settings.modes.last().copied().unwrap_or(Mode::Warm);
         if !sample.warmup && sample.mode == last_mode && sample.index + 1 == run.settings.repeats {
-            eprintln!(
+            errln!(
                 "  {} done ({} {} samples, last {})",
                 run.name(),
                 run.settings.repeats,

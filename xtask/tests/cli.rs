@@ -245,6 +245,50 @@ fn a_run_from_a_subdirectory_writes_under_the_project_root() {
     assert!(plan.contains("- [x] `speedup`: 4.0"), "{plan}");
 }
 
+/// Output nobody reads any more (a pipe whose reader quit, as `| head -1` leaves it, or
+/// a full device) does not end a run: it writes its reports and log line and exits
+/// with its verdict's code.
+#[test]
+fn a_run_whose_output_cannot_be_written_still_finishes() {
+    let project = Project::new();
+    project.write("pass.toml", &spec(SPEEDUP, ""));
+    project.write("fail.toml", &spec(&SPEEDUP.replace(">= 3", ">= 6"), ""));
+    // Where stdout and stderr go, a fresh pair each time.
+    type Streams = fn() -> (std::process::Stdio, std::process::Stdio);
+    let mut outputs: Vec<(&str, Streams)> = vec![("closed pipes", || {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        (writer.try_clone().expect("a pipe").into(), writer.into())
+    })];
+    if Path::new("/dev/full").exists() {
+        outputs.push(("/dev/full", || {
+            let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+            (full().into(), full().into())
+        }));
+    }
+    let mut runs = 0;
+    for (what, streams) in outputs {
+        for (spec_file, verdict, code) in [("pass.toml", "a=pass", 0), ("fail.toml", "a=fail", 1)] {
+            let (stdout, stderr) = streams();
+            let status = project
+                .command()
+                .args(["run", spec_file, "--plain"])
+                .stdout(stdout)
+                .stderr(stderr)
+                .status()
+                .expect("run xtask");
+            assert_eq!(status.code(), Some(code), "{spec_file}, output to {what}");
+            runs += 1;
+            let log = std::fs::read_to_string(project.path().join("reports/e2e/run_log.txt")).unwrap_or_default();
+            assert_eq!(log.lines().count(), runs, "{spec_file}, output to {what}: {log}");
+            let last = log.lines().last().unwrap_or_default();
+            assert!(last.contains(&format!(" exit={code} ")) && last.contains(verdict), "{last}");
+            let run_dir = project.path().join(last.split(' ').nth(2).unwrap_or_default());
+            assert!(run_dir.join("summary.md").is_file() && run_dir.join("a/report.json").is_file(), "{last}");
+        }
+    }
+}
+
 #[test]
 fn failing_check_exits_1() {
     let project = Project::new();
