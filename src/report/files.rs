@@ -113,8 +113,12 @@ pub fn append_run_log(experiment_root: &Path, line: &str) -> Result<()> {
     writeln!(file, "{line}").with_context(|| format!("cannot append to {}", path.display()))
 }
 
-/// Appends `text` to `path` (the CI summary file, which other steps share).
+/// Appends `text` to `path` (the CI summary file, which other steps share), creating
+/// the file and its missing parent directories, as [`write_atomic`] does.
 pub fn append(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)

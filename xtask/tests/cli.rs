@@ -969,6 +969,20 @@ fn junit_and_summary_outputs() {
     assert!(summary.contains("| `a/too_fast` | **FAIL** |"), "{summary}");
 }
 
+/// A `--summary` or `--junit` file in directories that do not exist yet: the check
+/// before the run lets it through, so the run creates them.
+#[test]
+fn summary_and_junit_files_get_their_missing_directories() {
+    let project = Project::new();
+    project.write("pass.toml", &spec(SPEEDUP, ""));
+    let (code, stdout, stderr) =
+        project.run("pass.toml", &["--summary", "new/dir/summary.md", "--junit", "other/dir/junit.xml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let summary = std::fs::read_to_string(project.path().join("new/dir/summary.md")).unwrap_or_default();
+    assert!(summary.starts_with("## phasegate: e2e"), "{summary}");
+    assert!(project.path().join("other/dir/junit.xml").is_file());
+}
+
 /// A summary file that passes the check before the run but cannot take the text after
 /// it (a link to `/dev/full`, where every write fails): the run passed, but CI would
 /// miss its summary, so the exit status is 2, not 0.
