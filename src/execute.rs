@@ -650,39 +650,71 @@ pub fn halt_if_interrupted() {
     }
 }
 
-/// On SIGINT or SIGTERM: kill the running commands' process groups, remove live
-/// scratch directories and exit with 130. Reports written so far stay intact (they are
-/// written atomically).
+/// Whether `signal` is ignored (`SIG_IGN`), as it was when the process started unless
+/// something changed it since.
+fn signal_ignored(signal: libc::c_int) -> bool {
+    // SAFETY: with a null new action, sigaction only reads the current one into
+    // `current`, a plain C struct for which all zeros is a valid value.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0 && current.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// The signals that interrupt a run: SIGTERM always, SIGINT and SIGHUP unless the
+/// process started with them ignored. A background job of a non-interactive shell
+/// ignores SIGINT, so the terminal's Ctrl-C is not meant for it; `nohup` ignores SIGHUP.
+fn interrupt_signals() -> Vec<libc::c_int> {
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+        .into_iter()
+        .filter(|&signal| signal == libc::SIGTERM || !signal_ignored(signal))
+        .collect()
+}
+
+/// On an interrupt (see [`interrupt_signals`]): kill the running commands' process
+/// groups, remove live scratch directories, append the run log line and exit with 130.
+/// Reports written so far stay intact (they are written atomically).
 fn install_interrupt_cleanup() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        let _ = ctrlc::try_set_handler(|| {
-            // Marked before the kills, so the threads that see their commands die park
-            // instead of recording failures (see `halt_if_interrupted`).
-            INTERRUPTED.store(true, Ordering::SeqCst);
-            // The children first: they may still be writing into their scratch
-            // directories.
-            kernels::command::kill_running();
-            let active = active_scratch();
-            for dir in active.iter() {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            // The phase and root directories too, once empty, as after a finished group.
-            for dir in active.iter() {
-                remove_empty_parents(dir);
-            }
-            // A closed or full stderr must not stop the handler before it exits: the
-            // messages are dropped then.
-            let mut stderr = std::io::stderr();
-            if let Some((root, line)) = interrupt_record().take()
-                && let Err(error) = crate::report::files::append_run_log(&root, &line)
-            {
-                let _ = writeln!(stderr, "\n{error:#}");
-            }
-            let _ = writeln!(stderr, "\ninterrupted: scratch files removed; reports of finished phases are kept");
-            std::process::exit(INTERRUPTED_EXIT);
+        let signals = signal_hook::iterator::Signals::new(interrupt_signals());
+        let handler = signals.and_then(|mut signals| {
+            std::thread::Builder::new().name("interrupt".into()).spawn(move || {
+                if signals.forever().next().is_some() {
+                    handle_interrupt();
+                }
+            })
         });
+        if let Err(error) = handler {
+            tracing::warn!("cannot handle interrupts ({error}): an interrupted run leaves its scratch files");
+        }
     });
+}
+
+fn handle_interrupt() -> ! {
+    // Marked before the kills, so the threads that see their commands die park
+    // instead of recording failures (see `halt_if_interrupted`).
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    // The children first: they may still be writing into their scratch directories.
+    kernels::command::kill_running();
+    let active = active_scratch();
+    for dir in active.iter() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    // The phase and root directories too, once empty, as after a finished group.
+    for dir in active.iter() {
+        remove_empty_parents(dir);
+    }
+    // A closed or full stderr must not stop the handler before it exits: the
+    // messages are dropped then.
+    let mut stderr = std::io::stderr();
+    if let Some((root, line)) = interrupt_record().take()
+        && let Err(error) = crate::report::files::append_run_log(&root, &line)
+    {
+        let _ = writeln!(stderr, "\n{error:#}");
+    }
+    let _ = writeln!(stderr, "\ninterrupted: scratch files removed; reports of finished phases are kept");
+    std::process::exit(INTERRUPTED_EXIT);
 }
 
 #[cfg(test)]

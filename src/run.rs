@@ -11,7 +11,7 @@
 //! | 2 | the spec or the command line is invalid (nothing ran), or a passing run's CI output cannot be written |
 //! | 3 | a workload crashed (error, panic or timeout) |
 //! | 4 | a check stayed inconclusive after its re-runs |
-//! | 130 | interrupted (SIGINT or SIGTERM) |
+//! | 130 | interrupted (SIGTERM, or SIGINT or SIGHUP unless ignored when the run started) |
 //!
 //! When several apply, the first of 2, 3, 1, 4 wins (`worst`); 130 ends the
 //! process whatever else applied.

@@ -27,7 +27,12 @@ impl Project {
     /// The binary in this project, with none of the caller's settings that
     /// change a run: `CI`, `RUST_LOG` and `PHASEGATE_*` are removed.
     fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        self.prepared(Command::new(env!("CARGO_BIN_EXE_xtask")))
+    }
+
+    /// `command` (which starts the binary) in this project, with none of the caller's
+    /// settings that change a run.
+    fn prepared(&self, mut command: Command) -> Command {
         command.current_dir(self.path()).env_remove("RUST_LOG").env_remove("CI");
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("PHASEGATE_") {
@@ -515,22 +520,36 @@ workdir = "fresh"
     project.write("stop.toml", text);
     // SIGTERM to phasegate alone, and SIGINT to its process group, as a terminal's
     // Ctrl-C sends it, while the second phase runs: the command is in neither, so
-    // phasegate must end it.
-    for (signal, target) in [("-TERM", ""), ("-INT", "-")] {
+    // phasegate must end it. Started with SIGINT ignored, as a background job of a
+    // non-interactive shell is, phasegate takes no notice of SIGINT but still of SIGTERM.
+    for (signal, target, int_ignored) in [("-TERM", "", false), ("-INT", "-", false), ("-TERM", "", true)] {
+        let signal_to = |signal: &str, target: &str, pid: u32| {
+            let status = Command::new("kill").args([signal, "--", &format!("{target}{pid}")]).status();
+            assert!(status.expect("run kill").success());
+        };
         let pids_file = project.path().join("pids");
         let _ = std::fs::remove_file(&pids_file);
-        let mut command = project.command();
+        let mut command = if int_ignored {
+            let mut shell = Command::new("sh");
+            shell.args(["-c", "trap '' INT; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_xtask")]);
+            project.prepared(shell)
+        } else {
+            project.command()
+        };
         command.args(["run", "stop.toml", "--plain"]).process_group(0);
         command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
         let mut phasegate = command.spawn().expect("run xtask");
         assert!(eventually(500, || pids_file.is_file()), "the command did not start");
         let pids: Vec<i32> =
             std::fs::read_to_string(&pids_file).unwrap().split_whitespace().map(|pid| pid.parse().unwrap()).collect();
-        let status = Command::new("kill")
-            .args([signal, "--", &format!("{target}{}", phasegate.id())])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        if int_ignored {
+            signal_to("-INT", "-", phasegate.id());
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            assert_eq!(phasegate.try_wait().unwrap(), None, "SIGINT, ignored when phasegate started, ended it");
+            assert!(pids.iter().all(|&pid| running(pid)), "SIGINT, ignored, ended the command {pids:?}");
+        }
+        signal_to(signal, target, phasegate.id());
+        let signal = if int_ignored { "-TERM with SIGINT ignored" } else { signal };
         let mut exit = None;
         let exited = eventually(500, || {
             exit = phasegate.try_wait().unwrap();
