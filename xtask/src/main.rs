@@ -189,7 +189,18 @@ fn main() -> ExitCode {
             Ok(Exit::Pass)
         }),
         Command::Plan { plans, all, check } => update_plans(plans, all, check),
-        Command::Snapshot { action, dir } => snapshot_dir(dir).and_then(|dir| snapshots(action, &dir)),
+        Command::Snapshot { action, dir } => {
+            let given = dir.is_some();
+            snapshot_dir(dir).and_then(|dir| {
+                // A project that never stored a snapshot has no default directory yet;
+                // a directory named on the command line must exist.
+                if !given && !dir.exists() {
+                    outln!("no snapshots recorded yet ({} does not exist)", dir.display());
+                    return Ok(Exit::Pass);
+                }
+                snapshots(action, &dir)
+            })
+        }
         Command::Kernels { markdown } => {
             let text = if markdown { phasegate::kernels::describe_markdown() } else { phasegate::kernels::describe() };
             out!("{text}");

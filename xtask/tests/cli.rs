@@ -856,6 +856,10 @@ rationale = "the output does not drift"
     }
     let status = Command::new("git").args(["init", "-q"]).current_dir(project.path()).status().expect("run git");
     assert!(status.success());
+    // Before any snapshot is stored there is no default directory, and nothing pending.
+    let output = project.xtask(&["snapshot", "review"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("no snapshots recorded yet"), "{output:?}");
     let perturbed = spec(check, "").replace("jitter = 0.02", "jitter = 0.02\nperturb = 0.5");
     for spec_file in ["experiments/snap.toml", "other/snap.toml"] {
         project.write(spec_file, &spec(check, ""));
