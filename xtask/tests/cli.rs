@@ -783,15 +783,18 @@ fn help_documents_every_command() {
     }
 }
 
-#[test]
-fn snapshots_are_recorded_checked_reviewed_and_accepted() {
-    let project = Project::new();
-    let check = r#"
+/// A snapshot check of `fast`'s output.
+const STABLE: &str = r#"
 [[phase.check]]
 id = "stable"
 snapshot = { of = "fast", output = "values", max_abs = 1e-12 }
 rationale = "the output does not drift"
 "#;
+
+#[test]
+fn snapshots_are_recorded_checked_reviewed_and_accepted() {
+    let project = Project::new();
+    let check = STABLE;
     project.write("snap.toml", &spec(check, ""));
     let stored = project.path().join("snapshots/e2e/default/a/fast/values.json");
     // Under CI a missing snapshot fails and nothing is recorded.
@@ -845,12 +848,7 @@ rationale = "the output does not drift"
 #[test]
 fn pending_snapshots_are_found_from_anywhere_in_the_project() {
     let project = Project::new();
-    let check = r#"
-[[phase.check]]
-id = "stable"
-snapshot = { of = "fast", output = "values", max_abs = 1e-12 }
-rationale = "the output does not drift"
-"#;
+    let check = STABLE;
     for dir in ["experiments", "other", "src"] {
         std::fs::create_dir_all(project.path().join(dir)).unwrap();
     }
