@@ -9,9 +9,10 @@
 //! <!-- phasegate:end -->
 //! ```
 //!
-//! and is replaced by [`render_region`] of that phase's latest `report.json`
-//! (`<output>/<experiment>/latest/<phase>/report.json`, or the newest earlier run's
-//! when the latest run left the phase out): a stamp (report, revision,
+//! and is replaced by [`render_region`] of that phase's newest `report.json` from a run
+//! of the spec as written (`<output>/<experiment>/<run>/<phase>/report.json`; runs with
+//! `--filter`, `--profile`, `--set` or `PHASEGATE_*` overrides are passed over, and a
+//! run that left the phase out with `--phase` holds none): a stamp (report, revision,
 //! date, machine), a checklist with `[x]` for every check that passes, the check table
 //! and the results table. Text outside the markers is never touched, and regeneration
 //! is a pure function of the document and the reports, so running it twice changes
@@ -63,25 +64,40 @@ pub fn regions(text: &str) -> Result<Vec<Region>> {
     Ok(found)
 }
 
-/// A phase's latest report and its path relative to the project; `None` when there is
-/// none, an error when it cannot be read.
-pub type Found = Result<Option<(PhaseReport, String)>>;
+/// What a region is regenerated from.
+#[derive(Clone, Debug)]
+pub enum Found {
+    /// The phase's newest report from a run of the spec as written, and its path
+    /// relative to the project.
+    Report(Box<PhaseReport>, String),
+    /// There is none. `left_out` is the newest report passed over, if any: its path and
+    /// how its run departed from the spec (see [`PhaseReport::alterations`]).
+    Missing { left_out: Option<(String, Vec<String>)> },
+}
 
-/// Regenerates every region of `text` with `lookup(experiment, phase)`, which gives
-/// the phase's latest report, if any. A report that cannot be read is an error, not a
-/// missing report, so a region never loses its results to a broken file.
-pub fn regenerate(text: &str, lookup: &mut dyn FnMut(&str, &str) -> Found) -> Result<String> {
+/// Regenerates every region of `text` with `lookup(experiment, phase)`, which finds
+/// the phase's report. A report that cannot be read is an error, not a missing report,
+/// so a region never loses its results to a broken file.
+pub fn regenerate(text: &str, lookup: &mut dyn FnMut(&str, &str) -> Result<Found>) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     for region in regions(text)? {
         out.push_str(&text[last..region.body.start]);
         let body = match lookup(&region.experiment, &region.phase)? {
-            Some((report, path)) => render_region(&report, &path),
-            None => format!(
-                "\n_No report yet for `{}/{}`: run `cargo xtask run experiments/{}.toml`, then \
-                 `cargo xtask plan --all`._\n",
-                region.experiment, region.phase, region.experiment
-            ),
+            Found::Report(report, path) => render_region(&report, &path),
+            Found::Missing { left_out } => {
+                let why = left_out.map_or_else(String::new, |(path, alterations)| {
+                    format!(
+                        " from a run of the spec as written (the newest, `{path}`, ran with {})",
+                        alterations.join(", ")
+                    )
+                });
+                format!(
+                    "\n_No report yet for `{}/{}`{why}: run `cargo xtask run experiments/{}.toml`, then \
+                     `cargo xtask plan --all`._\n",
+                    region.experiment, region.phase, region.experiment
+                )
+            }
         };
         out.push_str(&body);
         last = region.body.end;
@@ -180,16 +196,24 @@ pub fn experiment_root(project_root: &Path, experiment: &str) -> PathBuf {
     project_root.join(output).join(experiment)
 }
 
-/// Finds the latest report of `experiment/phase` (see [`experiment_root`]).
-pub fn latest_report(project_root: &Path, experiment: &str, phase: &str) -> Found {
+/// Finds the newest report of `experiment/phase` (see [`experiment_root`]) from a run of
+/// the spec as written: runs with a `--filter`, a `--profile` or overrides are passed
+/// over, as their figures are not the spec's. A `--phase` run is one of the spec as
+/// written, so a run of one phase leaves the others' figures in place.
+pub fn latest_report(project_root: &Path, experiment: &str, phase: &str) -> Result<Found> {
     let root = experiment_root(project_root, experiment);
-    let Some(run_dir) = crate::report::files::latest_run_with_phase(&root, phase) else {
-        return Ok(None);
-    };
-    let path = run_dir.join(phase).join("report.json");
-    let report = crate::run::read_report(&path)?;
-    let relative = path.strip_prefix(project_root).unwrap_or(&path).display().to_string();
-    Ok(Some((report, relative)))
+    let mut left_out = None;
+    for run_dir in crate::report::files::runs_with_phase(&root, phase) {
+        let path = run_dir.join(phase).join("report.json");
+        let report = crate::run::read_report(&path)?;
+        let relative = path.strip_prefix(project_root).unwrap_or(&path).display().to_string();
+        let alterations = report.alterations();
+        if alterations.is_empty() {
+            return Ok(Found::Report(Box::new(report), relative));
+        }
+        left_out.get_or_insert((relative, alterations));
+    }
+    Ok(Found::Missing { left_out })
 }
 
 /// Regenerates the plan document at `path`; returns whether it changed. With
@@ -217,7 +241,7 @@ pub fn all_plans(project_root: &Path) -> Vec<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::{regenerate, regions};
+    use super::{Found, regenerate, regions};
 
     #[test]
     fn regions_and_untouched_text() {
@@ -225,12 +249,13 @@ mod tests {
         let found = regions(text).unwrap();
         assert_eq!(found.len(), 2);
         assert_eq!((found[0].experiment.as_str(), found[0].phase.as_str()), ("exp", "a"));
-        let regenerated = regenerate(text, &mut |_, _| Ok(None)).unwrap();
+        let regenerated = regenerate(text, &mut |_, _| Ok(Found::Missing { left_out: None })).unwrap();
         assert!(regenerated.starts_with("# Plan\nintro\n<!-- phasegate:begin exp/a -->\n_No report yet for `exp/a`"));
         assert!(regenerated.contains("`cargo xtask run experiments/exp.toml`, then `cargo xtask plan --all`._\n"));
         assert!(regenerated.contains("<!-- phasegate:end -->\nmiddle [ ] keep\n<!-- phasegate:begin exp/b -->"));
         assert!(regenerated.ends_with("<!-- phasegate:end -->\ntail\n"));
-        assert_eq!(regenerate(&regenerated, &mut |_, _| Ok(None)).unwrap(), regenerated, "idempotent");
+        let missing = &mut |_: &str, _: &str| Ok(Found::Missing { left_out: None });
+        assert_eq!(regenerate(&regenerated, missing).unwrap(), regenerated, "idempotent");
     }
 
     #[test]

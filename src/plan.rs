@@ -183,7 +183,8 @@ pub fn expand(spec: Spec, selection: Selection, env: &dyn Fn(&str) -> bool) -> R
     Ok(Plan { spec, selection, phases })
 }
 
-const FILTERED: &str = "excluded by --filter";
+/// Why a run `--filter` left out is skipped.
+pub const FILTERED: &str = "excluded by --filter";
 
 fn expand_phase(
     spec: &Spec,

@@ -211,6 +211,7 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
             duration_s: stamp.elapsed().as_secs_f64(),
             rounds,
             report_dir: relative_dir.clone(),
+            filter: plan.selection.filter.clone(),
         };
         let mut report = report::build(phase, &results, verdicts, &context);
         if let Some(baseline) = &options.baseline {
@@ -309,10 +310,18 @@ pub fn execute_with_reruns(
     }
 }
 
-/// Regenerates the experiment's plan document, when it has one and this run's reports
-/// are where the plan reads them from.
+/// Regenerates the experiment's plan document, when it has one, this run is a run of
+/// the spec as written (no `--filter`, `--profile` or override) and its reports are
+/// where the plan reads them from.
 fn update_plan(plan: &Plan, options: &RunOptions, root: &Path) -> Result<()> {
     let Some(document) = &plan.spec.experiment.plan else { return Ok(()) };
+    let spec = &plan.spec;
+    let altered = report::alterations(spec.profile.as_deref(), plan.selection.filter.as_deref(), &spec.sources);
+    if !altered.is_empty() {
+        // The plan shows runs of the spec as written; this run's figures are not those.
+        tracing::warn!("the plan {} is not updated: this run used {}", document.display(), altered.join(", "));
+        return Ok(());
+    }
     let path = options.project_root.join(document);
     if !path.is_file() {
         tracing::warn!("the plan document {} does not exist", path.display());

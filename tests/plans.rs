@@ -4,9 +4,12 @@
 
 use std::path::Path;
 
+use phasegate::execute::RunStatus;
+use phasegate::living::Found;
 use phasegate::report::PhaseReport;
+use phasegate::spec::{Overrides, Source};
 
-use crate::support::{fixed_report, troubled_report};
+use crate::support::{fixed_report, fixed_spec, report_of, troubled_report};
 
 #[test]
 fn committed_plans_match_committed_reports() {
@@ -45,7 +48,7 @@ fn regenerated(report: &PhaseReport) -> String {
     let text = "# Plan\n\nBefore [ ] the region.\n<!-- phasegate:begin demo/a -->\nold results\n<!-- phasegate:end -->\nAfter.\n";
     phasegate::living::regenerate(text, &mut |experiment, phase| {
         assert_eq!((experiment, phase), ("demo", "a"));
-        Ok(Some((report.clone(), REPORT_PATH.to_owned())))
+        Ok(Found::Report(Box::new(report.clone()), REPORT_PATH.to_owned()))
     })
     .unwrap()
 }
@@ -137,7 +140,68 @@ fn a_stale_plan_is_only_rewritten_when_asked() {
     );
     assert_eq!(
         text,
-        phasegate::living::regenerate(stale, &mut |_, _| Ok(Some((report.clone(), path.to_owned())))).unwrap()
+        phasegate::living::regenerate(stale, &mut |_, _| Ok(Found::Report(Box::new(report.clone()), path.to_owned())))
+            .unwrap()
     );
     assert!(!phasegate::living::update_file(root, &plan, true).unwrap(), "up to date");
+}
+
+/// A region shows the newest report of a run of the spec as written: runs with a
+/// `--filter`, a `--profile`, `--set` or `PHASEGATE_*` overrides are passed over, the
+/// filter whether the report records it or, written before it did, only shows the runs
+/// it left out. When none is left, the region names the newest one and why it was not
+/// taken.
+#[test]
+fn a_region_shows_only_runs_of_the_spec_as_written() {
+    let as_written = fixed_report();
+    let mut filtered = fixed_report();
+    filtered.invocation.filter = Some("fast".into());
+    let mut filtered_before_it_was_recorded = fixed_report();
+    for run in filtered_before_it_was_recorded.runs.iter_mut().filter(|run| run.workload == "slow") {
+        run.status = RunStatus::Skipped(phasegate::plan::FILTERED.into());
+    }
+    let mut profiled = fixed_report();
+    profiled.spec.profile = Some("ci".into());
+    let repeats = Source { key: "defaults.repeats".into(), value: "6".into(), origin: "profile `ci`".into() };
+    profiled.config.sources.push(repeats);
+    let set = Overrides { sets: vec!["defaults.repeats=6".into()], ..Overrides::default() };
+    let overridden = report_of(&fixed_spec(), &set, "cargo xtask run spec.toml --set defaults.repeats=6");
+    let variable = vec![("PHASEGATE_DEFAULTS__REPEATS".to_owned(), "6".to_owned())];
+    let from_environment =
+        report_of(&fixed_spec(), &Overrides { env: variable, ..Overrides::default() }, "cargo xtask run spec.toml");
+    let runs = [
+        (&as_written, vec![]),
+        (&filtered, vec!["--filter fast"]),
+        (&filtered_before_it_was_recorded, vec!["--filter"]),
+        (&profiled, vec!["--profile ci"]),
+        (&overridden, vec!["--set defaults.repeats=6"]),
+        (&from_environment, vec!["environment variable PHASEGATE_DEFAULTS__REPEATS"]),
+    ];
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    let experiment = root.join("reports/demo");
+    for (day, (report, alterations)) in runs.iter().enumerate() {
+        assert_eq!(report.alterations(), *alterations);
+        let run = experiment.join(format!("2026-01-0{}T000000Z-testhost", day + 1));
+        std::fs::create_dir_all(run.join("a")).unwrap();
+        std::fs::write(run.join("a/report.json"), serde_json::to_vec_pretty(report).unwrap()).unwrap();
+        phasegate::report::files::update_latest(&experiment, &run).unwrap();
+    }
+    let plan = root.join("plan.md");
+    let stale = "<!-- phasegate:begin demo/a -->\nold results\n<!-- phasegate:end -->\n";
+    std::fs::write(&plan, stale).unwrap();
+    assert!(phasegate::living::update_file(root, &plan, false).unwrap());
+    let path = "reports/demo/2026-01-01T000000Z-testhost/a/report.json";
+    let expected =
+        phasegate::living::regenerate(stale, &mut |_, _| Ok(Found::Report(Box::new(as_written.clone()), path.into())));
+    assert_eq!(std::fs::read_to_string(&plan).unwrap(), expected.unwrap());
+    std::fs::remove_dir_all(experiment.join("2026-01-01T000000Z-testhost")).unwrap();
+    assert!(phasegate::living::update_file(root, &plan, false).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&plan).unwrap(),
+        "<!-- phasegate:begin demo/a -->\n_No report yet for `demo/a` from a run of the spec as written (the newest, \
+         `reports/demo/2026-01-06T000000Z-testhost/a/report.json`, ran with environment variable \
+         PHASEGATE_DEFAULTS__REPEATS): run `cargo xtask run experiments/demo.toml`, then `cargo xtask plan --all`._\n\
+         <!-- phasegate:end -->\n"
+    );
 }

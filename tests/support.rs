@@ -137,6 +137,7 @@ pub fn report_of(text: &str, overrides: &Overrides, command: &str) -> PhaseRepor
         duration_s: 1.5,
         rounds: 1,
         report_dir: "reports/demo/2026-01-01T000000Z-testhost".into(),
+        filter: None,
     };
     report::build(&plan.phases[0], &results, verdicts, &context)
 }

@@ -77,23 +77,44 @@ pub fn latest_run_dir(experiment_root: &Path) -> Option<PathBuf> {
 /// otherwise the newest of the others (see [`newest_run_name`]). A run of some phases
 /// (`--phase`) leaves the other phases' reports in earlier directories.
 pub fn latest_run_with_phase(experiment_root: &Path, phase: &str) -> Option<PathBuf> {
+    runs_with_phase(experiment_root, phase).into_iter().next()
+}
+
+/// Every run directory that holds a report of `phase`, newest first: `latest` when it
+/// holds one, then the others from the newest (see [`newest_run_name`]).
+pub fn runs_with_phase(experiment_root: &Path, phase: &str) -> Vec<PathBuf> {
     let holds = |dir: &Path| dir.join(phase).join("report.json").is_file();
-    if let Some(latest) = latest_run_dir(experiment_root).filter(|dir| holds(dir)) {
-        return Some(latest);
-    }
-    let names: Vec<String> = fs::read_dir(experiment_root)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()) && holds(&entry.path()))
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .collect();
-    newest_run_name(names.iter().map(String::as_str)).map(|name| experiment_root.join(name))
+    let latest = latest_run_dir(experiment_root).filter(|dir| holds(dir));
+    let mut names: Vec<String> = fs::read_dir(experiment_root)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()) && holds(&entry.path()))
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .filter(|name| is_run_name(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort_by(|a, b| run_order(b).cmp(&run_order(a)));
+    let latest_name = latest.as_ref().and_then(|dir| dir.file_name()).map(|name| name.to_string_lossy().into_owned());
+    latest
+        .into_iter()
+        .chain(
+            names.into_iter().filter(|name| Some(name) != latest_name.as_ref()).map(|name| experiment_root.join(name)),
+        )
+        .collect()
+}
+
+/// The key that orders run directory names by age: names start with the run's start
+/// time, and a later `-N` of the same second is longer.
+fn run_order(name: &str) -> (&str, usize, &str) {
+    (&name[..18], name.len(), name)
 }
 
 /// The newest of run directory names (others are ignored): names start with the run's
 /// start time, and a later `-N` of the same second is longer.
 pub fn newest_run_name<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    names.filter(|name| is_run_name(name)).max_by(|a, b| (&a[..18], a.len(), a).cmp(&(&b[..18], b.len(), b)))
+    names.filter(|name| is_run_name(name)).max_by(|a, b| run_order(a).cmp(&run_order(b)))
 }
 
 /// Whether `name` starts like a run directory's, `YYYY-MM-DDTHHMMSSZ-`.

@@ -53,6 +53,41 @@ impl PhaseReport {
             _ => None,
         })
     }
+
+    /// How the run departed from its spec as written: its `--filter`, its `--profile`
+    /// and every override (`--set`, `PHASEGATE_*`), as [`alterations`] words them;
+    /// empty for a run of the spec as written. A report written before the filter was
+    /// recorded shows one by the runs it left out.
+    pub fn alterations(&self) -> Vec<String> {
+        let mut found =
+            alterations(self.spec.profile.as_deref(), self.invocation.filter.as_deref(), &self.config.sources);
+        let filtered =
+            |run: &RunReport| matches!(&run.status, RunStatus::Skipped(reason) if reason == crate::plan::FILTERED);
+        if self.invocation.filter.is_none() && self.runs.iter().any(filtered) {
+            found.insert(0, "--filter".to_owned());
+        }
+        found
+    }
+}
+
+/// How a run departs from its spec as written, one phrase each: `--filter GLOB`,
+/// `--profile NAME` and the layer of every other value an override set (`--set
+/// KEY=VALUE`, `environment variable PHASEGATE_...`), each once. A `--phase` selection
+/// is none: the phases it runs are run as written. Only runs with none feed living plans.
+pub fn alterations(profile: Option<&str>, filter: Option<&str>, sources: &[Source]) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(filter) = filter {
+        found.push(format!("--filter {filter}"));
+    }
+    if let Some(profile) = profile {
+        found.push(format!("--profile {profile}"));
+    }
+    for source in sources.iter().filter(|source| source.is_override() && !source.origin.starts_with("profile `")) {
+        if !found.contains(&source.origin) {
+            found.push(source.origin.clone());
+        }
+    }
+    found
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,6 +119,10 @@ pub struct Invocation {
     pub rounds: u32,
     /// The report directory, relative to the project root.
     pub report_dir: String,
+    /// The run's `--filter`, if it had one (older reports lack it: see
+    /// [`PhaseReport::alterations`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -225,6 +264,8 @@ pub struct Context<'a> {
     pub duration_s: f64,
     pub rounds: u32,
     pub report_dir: String,
+    /// The run's `--filter`.
+    pub filter: Option<String>,
 }
 
 /// Assembles the report of one phase.
@@ -264,6 +305,7 @@ pub fn build(phase: &PhasePlan, results: &[RunResult], verdicts: Vec<Verdict>, c
             duration_s: context.duration_s,
             rounds: context.rounds,
             report_dir: context.report_dir.clone(),
+            filter: context.filter.clone(),
         },
         config: ConfigInfo { defaults: spec.defaults.clone(), sources: spec.sources.clone() },
         environment: context.environment.clone(),

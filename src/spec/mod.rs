@@ -187,6 +187,14 @@ pub struct Source {
     pub origin: String,
 }
 
+impl Source {
+    /// Whether a layer above the spec file set the value: a profile, an environment
+    /// variable or `--set`.
+    pub fn is_override(&self) -> bool {
+        self.origin != FILE && self.origin != BUILTIN
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Experiment {
     pub name: String,
@@ -353,7 +361,7 @@ impl Spec {
 
     /// The values set by layers above the spec file (profile, environment, `--set`).
     pub fn overrides(&self) -> impl Iterator<Item = &Source> {
-        self.sources.iter().filter(|source| source.origin != FILE)
+        self.sources.iter().filter(|source| source.is_override())
     }
 }
 

@@ -61,8 +61,8 @@ enum Command {
     List(SpecArgs),
     /// Validate a spec without running anything (exit 0 when valid, 2 otherwise).
     Check(CheckArgs),
-    /// Regenerate the marked results regions of living plan documents from the latest
-    /// reports.
+    /// Regenerate the marked results regions of living plan documents from the newest
+    /// reports of runs of the spec as written (no --filter, --profile or overrides).
     Plan {
         /// Plan documents to regenerate.
         plans: Vec<PathBuf>,

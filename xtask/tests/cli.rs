@@ -1068,6 +1068,49 @@ fn living_plan_is_regenerated_by_run_and_by_plan() {
     assert_eq!(std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap(), regenerated);
 }
 
+/// A living plan shows runs of the spec as written: a run with `--filter`, `--profile`,
+/// `--set` or a `PHASEGATE_*` variable leaves it alone and says so, and `plan` passes
+/// over such runs' reports.
+#[test]
+fn a_run_that_alters_the_spec_leaves_the_plan_alone() {
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("experiments")).unwrap();
+    std::fs::create_dir_all(project.path().join("plans")).unwrap();
+    let text = spec(SPEEDUP, "").replace("seed = 3", "seed = 3\nplan = \"plans/e2e.md\"")
+        + "\n[profile.ci]\n\"defaults.repeats\" = 6\n";
+    project.write("experiments/e2e.toml", &text);
+    project.write("plans/e2e.md", "<!-- phasegate:begin e2e/a -->\n<!-- phasegate:end -->\n");
+    let (code, _, _) = project.run("experiments/e2e.toml", &[]);
+    assert_eq!(code, 0);
+    let regenerated = std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap();
+    assert!(regenerated.contains("- [x] `speedup`: 4.0"), "{regenerated}");
+    // Each run: its arguments, with `VARIABLE=VALUE` ones set in its environment instead.
+    let altered: [(&[&str], &str); 4] = [
+        (&["--filter", "fast"], "--filter fast"),
+        (&["--profile", "ci"], "--profile ci"),
+        (&["--set", "defaults.repeats=6"], "--set defaults.repeats=6"),
+        (&["PHASEGATE_DEFAULTS__REPEATS=6"], "environment variable PHASEGATE_DEFAULTS__REPEATS"),
+    ];
+    for (args, named) in altered {
+        let mut command = project.command();
+        command.args(["run", "experiments/e2e.toml", "--plain"]);
+        for arg in args {
+            match arg.split_once('=').filter(|(name, _)| name.starts_with("PHASEGATE_")) {
+                Some((name, value)) => command.env(name, value),
+                None => command.arg(arg),
+            };
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{named}: {stderr}");
+        assert!(stderr.contains(&format!("the plan plans/e2e.md is not updated: this run used {named}")), "{stderr}");
+        assert_eq!(std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap(), regenerated, "{named}");
+    }
+    // `plan` regenerates from the first run, the newest as written.
+    let output = project.xtask(&["plan", "--all", "--check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
 #[test]
 fn environment_variables_that_are_not_utf8() {
     use std::os::unix::ffi::OsStrExt;
