@@ -1,8 +1,12 @@
 //! Baselines: comparing a run with an earlier report of the same experiment.
 //!
-//! For every run (workload and matrix point) and mode present in both reports, and for
-//! every compared quantity (`time` and the metrics listed in `[baseline] quantities`),
-//! the change is the ratio of medians, current / baseline, with a 95% percentile
+//! For every run (workload and matrix point) measured now, the baseline's counterpart
+//! is the newest baseline report of the phase that measured it (`--baseline latest`
+//! keeps, per phase, the newest report to measure each run; a directory or a git ref
+//! gives one report per phase); a run without one gets a `not_applicable` verdict
+//! saying so. For every mode present in both, and for every compared quantity (`time`
+//! and the metrics listed in `[baseline] quantities`), the change is the ratio of
+//! medians, current / baseline, with a 95% percentile
 //! bootstrap interval (2000 resamples of each side, ChaCha8 seeded from the names, so
 //! the interval is reproducible). With tolerance `t` and a quantity where lower is
 //! better (time), the verdict is:
@@ -29,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernel::Better;
 use crate::kernels;
+use crate::plan::Plan;
 use crate::report::{PhaseReport, RunReport};
 use crate::spec::{Mode, fnv1a_hex};
 use crate::stats::Summary;
@@ -54,20 +59,38 @@ pub const CHECK: &str = "baseline";
 
 const RESAMPLES: usize = 2000;
 
-/// Compares `current` with `baseline`; one verdict per run, mode and quantity found in
-/// both.
+/// Compares `current` with `baseline`; see [`compare_earlier`].
 pub fn compare(
     current: &PhaseReport,
     baseline: &PhaseReport,
     settings: &BaselineSettings,
     label: &str,
 ) -> Vec<Verdict> {
-    let differences = fingerprint_differences(current, baseline);
+    compare_with(current, &[(baseline, label)], settings)
+}
+
+/// Compares each run of `current` that was measured with the first of `earlier`
+/// (newest first) that measured it too: one verdict per mode and quantity found in
+/// both. A run measured now that none of them measured gets a `not_applicable`
+/// verdict saying so, rather than no verdict at all.
+pub fn compare_earlier(current: &PhaseReport, earlier: &[&Earlier], settings: &BaselineSettings) -> Vec<Verdict> {
+    let earlier: Vec<(&PhaseReport, &str)> =
+        earlier.iter().map(|earlier| (&earlier.report, earlier.label.as_str())).collect();
+    compare_with(current, &earlier, settings)
+}
+
+fn compare_with(current: &PhaseReport, earlier: &[(&PhaseReport, &str)], settings: &BaselineSettings) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
-    for run in &current.runs {
-        let Some(old) = baseline.runs.iter().find(|old| old.workload == run.workload && old.point == run.point) else {
+    for run in current.runs.iter().filter(|run| run.measured()) {
+        let counterpart = earlier.iter().find_map(|&(baseline, label)| {
+            let old = baseline.runs.iter().find(|old| old.measured() && old.name() == run.name())?;
+            Some((baseline, old, label))
+        });
+        let Some((baseline, old, label)) = counterpart else {
+            verdicts.push(without_counterpart(run, settings.tolerance));
             continue;
         };
+        let differences = fingerprint_differences(current, baseline);
         for mode in [Mode::Cold, Mode::Warm] {
             for quantity in &settings.quantities {
                 let (Some(now), Some(before)) = (values(run, mode, quantity), values(old, mode, quantity)) else {
@@ -92,6 +115,23 @@ pub fn compare(
         }
     }
     verdicts
+}
+
+/// The verdict on a run no baseline report measured: nothing to compare, said aloud.
+fn without_counterpart(run: &RunReport, tolerance: f64) -> Verdict {
+    Verdict {
+        check: CHECK.to_owned(),
+        point: run.name(),
+        status: Status::NotApplicable,
+        rationale: format!("no regression beyond {:.0}% against the baseline", 100.0 * tolerance),
+        expr: None,
+        measured: None,
+        parity: None,
+        snapshot: None,
+        reason: Some("not compared: no report of the baseline measured this run".to_owned()),
+        waiver: None,
+        noise_floor: None,
+    }
 }
 
 /// The verdict on a regression ratio (growing with the regression) and its interval.
@@ -271,6 +311,7 @@ fn fingerprint_differences(current: &PhaseReport, baseline: &PhaseReport) -> Vec
 #[derive(Clone, Debug)]
 pub struct Loaded {
     pub label: String,
+    /// Phase reports, each phase's newest first.
     pub reports: Vec<Earlier>,
 }
 
@@ -282,17 +323,23 @@ pub struct Earlier {
 }
 
 impl Loaded {
-    /// The baseline of `phase`, if the baseline has one.
-    pub fn phase(&self, phase: &str) -> Option<&Earlier> {
-        self.reports.iter().find(|earlier| earlier.report.phase.id == phase)
+    /// The baseline reports of `phase`, newest first (none when the baseline has none).
+    pub fn phase(&self, phase: &str) -> Vec<&Earlier> {
+        self.reports.iter().filter(|earlier| earlier.report.phase.id == phase).collect()
     }
 }
 
-/// Loads the baseline named by `spec`: `latest` (each phase from the experiment's
-/// newest run that holds it, as a run of some phases leaves the others in earlier
-/// runs), a directory holding `<phase>/report.json` files, or a git ref whose committed
-/// `latest` run is read with `git show`.
-pub fn load(spec: &str, experiment_root: &std::path::Path, project_root: &std::path::Path) -> Result<Loaded> {
+/// Loads the baseline named by `spec` for the runs of `plan`: `latest` (for each run,
+/// the experiment's newest earlier report of its phase that measured it, as a run of
+/// some phases or some workloads leaves the others in earlier runs), a directory
+/// holding `<phase>/report.json` files, or a git ref whose committed `latest` run is
+/// read with `git show`.
+pub fn load(
+    spec: &str,
+    experiment_root: &std::path::Path,
+    project_root: &std::path::Path,
+    plan: &Plan,
+) -> Result<Loaded> {
     let relative = |dir: &std::path::Path| dir.strip_prefix(project_root).unwrap_or(dir).display().to_string();
     let phases_in = |dir: &std::path::Path| -> Result<Vec<String>> {
         let mut phases = Vec::new();
@@ -314,27 +361,26 @@ pub fn load(spec: &str, experiment_root: &std::path::Path, project_root: &std::p
     if spec == "latest" {
         let latest = crate::report::files::latest_run_dir(experiment_root)
             .with_context(|| format!("no earlier run under {} to use as the baseline", experiment_root.display()))?;
-        let mut phases: Vec<String> = Vec::new();
-        for entry in std::fs::read_dir(experiment_root)
-            .with_context(|| format!("cannot read {}", experiment_root.display()))?
-            .filter_map(Result::ok)
-            .filter(|entry| entry.file_name() != "latest" && entry.path().is_dir())
-        {
-            for phase in phases_in(&entry.path()).unwrap_or_default() {
-                if !phases.contains(&phase) {
-                    phases.push(phase);
+        // Each phase's reports from the newest, as long as one of its runs has no
+        // counterpart yet; a report is kept when it is the newest to measure some run.
+        let mut reports = Vec::new();
+        for phase in &plan.phases {
+            let id = &phase.phase.id;
+            let mut wanted: Vec<String> =
+                phase.runs.iter().filter(|run| run.skip.is_none()).map(|run| run.name()).collect();
+            for dir in crate::report::files::runs_with_phase(experiment_root, id) {
+                if wanted.is_empty() {
+                    break;
+                }
+                let earlier = read(&dir, id, relative(&dir))?;
+                let measured =
+                    |name: &String| earlier.report.runs.iter().any(|run| run.measured() && run.name() == *name);
+                let before = wanted.len();
+                wanted.retain(|name| !measured(name));
+                if wanted.len() < before {
+                    reports.push(earlier);
                 }
             }
-        }
-        phases.sort();
-        let mut reports = Vec::new();
-        for phase in phases {
-            if let Some(dir) = crate::report::files::latest_run_with_phase(experiment_root, &phase) {
-                reports.push(read(&dir, &phase, relative(&dir))?);
-            }
-        }
-        if reports.is_empty() {
-            anyhow::bail!("{} holds no <phase>/report.json", latest.display());
         }
         return Ok(Loaded { label: relative(&latest), reports });
     }

@@ -215,14 +215,13 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         };
         let mut report = report::build(phase, &results, verdicts, &context);
         if let Some(baseline) = &options.baseline {
-            match baseline.phase(&report.phase.id) {
-                Some(old) => {
-                    let compared = crate::baseline::compare(&report, &old.report, &plan.spec.baseline, &old.label);
-                    report.verdicts.extend(compared);
-                    report.totals = report::Totals::of(&report.verdicts, &report.runs);
-                }
-                None => tracing::warn!("the baseline {} has no phase `{}`", baseline.label, report.phase.id),
+            let earlier = baseline.phase(&report.phase.id);
+            if earlier.is_empty() {
+                tracing::warn!("the baseline {} has no phase `{}`", baseline.label, report.phase.id);
             }
+            let compared = crate::baseline::compare_earlier(&report, &earlier, &plan.spec.baseline);
+            report.verdicts.extend(compared);
+            report.totals = report::Totals::of(&report.verdicts, &report.runs);
         }
         let phase_dir = run_dir.join(&phase.phase.id);
         files::write_atomic(&phase_dir.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;

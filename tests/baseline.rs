@@ -3,11 +3,12 @@
 //! decide, untrusted environments and where a baseline is read from.
 
 use phasegate::baseline::{self, BaselineSettings};
+use phasegate::execute::RunStatus;
 use phasegate::report::PhaseReport;
 use phasegate::spec::Mode;
 use phasegate::verdict::{Status, Verdict};
 
-use crate::support::fixed_report;
+use crate::support::{expand, fixed_report, fixed_spec};
 
 /// Compares `current` with `earlier` on `quantities` at the default tolerance of 5%.
 fn compare(current: &PhaseReport, earlier: &PhaseReport, quantities: &[&str]) -> Vec<Verdict> {
@@ -199,14 +200,78 @@ fn a_baseline_is_read_from_a_directory_or_the_latest_run() {
     std::fs::create_dir_all(experiment.join("2026-01-02T000000Z-testhost")).unwrap();
     phasegate::report::files::update_latest(&experiment, &experiment.join("2026-01-02T000000Z-testhost")).unwrap();
     let dir = experiment.join("2026-01-01T000000Z-testhost");
-    let loaded = baseline::load(dir.to_str().unwrap(), &experiment, project.path()).unwrap();
+    let plan = expand(&fixed_spec()).unwrap();
+    let loaded = baseline::load(dir.to_str().unwrap(), &experiment, project.path(), &plan).unwrap();
     assert_eq!(loaded.label, dir.to_str().unwrap());
     assert_eq!(loaded.reports.len(), 1);
-    assert_eq!(loaded.phase("a").unwrap().report, report);
-    assert!(loaded.phase("b").is_none());
+    assert_eq!(loaded.phase("a")[0].report, report);
+    assert!(loaded.phase("b").is_empty());
     // The latest run holds no phase a: the earlier one that does is read.
-    let loaded = baseline::load("latest", &experiment, project.path()).unwrap();
+    let loaded = baseline::load("latest", &experiment, project.path(), &plan).unwrap();
     assert_eq!(loaded.label, "reports/demo/2026-01-02T000000Z-testhost");
-    let earlier = loaded.phase("a").unwrap();
+    let [earlier] = loaded.phase("a")[..] else { panic!("one report of phase a") };
     assert_eq!((earlier.label.as_str(), &earlier.report), ("reports/demo/2026-01-01T000000Z-testhost", &report));
+}
+
+/// `latest` compares each run with the newest earlier report that measured it: after a
+/// full run and a run of `fast` alone (`--filter`), `slow` is compared with the full
+/// run and `fast` with the filtered one. A run that no report of the baseline measured
+/// is said to be not compared; a run not measured now is not compared either.
+#[test]
+fn each_run_is_compared_with_the_newest_report_that_measured_it() {
+    let project = tempfile::tempdir().unwrap();
+    let experiment = project.path().join("reports/demo");
+    let full = fixed_report();
+    let mut filtered = fixed_report();
+    for run in filtered.runs.iter_mut().filter(|run| run.workload == "slow") {
+        run.status = RunStatus::Skipped(phasegate::plan::FILTERED.into());
+        run.samples.clear();
+        run.summaries.clear();
+    }
+    filtered.invocation.filter = Some("fast".into());
+    for (run, report) in [("2026-01-01T000000Z-testhost", &full), ("2026-01-02T000000Z-testhost", &filtered)] {
+        let path = experiment.join(run).join("a/report.json");
+        phasegate::report::files::write_atomic(&path, &serde_json::to_vec_pretty(report).unwrap()).unwrap();
+        phasegate::report::files::update_latest(&experiment, &experiment.join(run)).unwrap();
+    }
+    let plan = expand(&fixed_spec()).unwrap();
+    let loaded = baseline::load("latest", &experiment, project.path(), &plan).unwrap();
+    let labels: Vec<&str> = loaded.phase("a").iter().map(|earlier| earlier.label.as_str()).collect();
+    assert_eq!(labels, ["reports/demo/2026-01-02T000000Z-testhost", "reports/demo/2026-01-01T000000Z-testhost"]);
+    // `slow` three times as slow as in the full run: a regression, found.
+    let current = scaled(&scaled(&full, "slow", Mode::Warm, 3.0), "slow", Mode::Cold, 3.0);
+    let verdicts = baseline::compare_earlier(&current, &loaded.phase("a"), &BaselineSettings::default());
+    let fail = |point: &str| (point.to_owned(), Status::Fail);
+    let pass = |point: &str| (point.to_owned(), Status::Pass);
+    assert_eq!(
+        statuses(&verdicts),
+        [
+            fail("slow[size=8] cold time"),
+            fail("slow[size=8] warm time"),
+            fail("slow[size=16] cold time"),
+            fail("slow[size=16] warm time"),
+            pass("fast[size=8] warm time"),
+            pass("fast[size=16] warm time"),
+        ]
+    );
+    let vs = |verdict: &Verdict| verdict.reason.as_deref().unwrap_or_default().split(':').next().unwrap().to_owned();
+    assert_eq!(vs(&verdicts[0]), "vs reports/demo/2026-01-01T000000Z-testhost");
+    // Compared with the filtered run alone, `slow` has no counterpart: said, not left out.
+    let verdicts = compare(&current, &filtered, &["time"]);
+    let not_compared = |point: &str| (point.to_owned(), Status::NotApplicable);
+    assert_eq!(
+        statuses(&verdicts),
+        [
+            not_compared("slow[size=8]"),
+            not_compared("slow[size=16]"),
+            pass("fast[size=8] warm time"),
+            pass("fast[size=16] warm time"),
+        ]
+    );
+    assert_eq!(verdicts[0].reason.as_deref(), Some("not compared: no report of the baseline measured this run"));
+    // Compared the other way round, the runs `--filter` left out are not compared at all.
+    assert_eq!(
+        statuses(&compare(&filtered, &full, &["time"])),
+        [pass("fast[size=8] warm time"), pass("fast[size=16] warm time")]
+    );
 }

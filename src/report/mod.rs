@@ -161,6 +161,11 @@ impl RunReport {
         if self.point.is_empty() { self.workload.clone() } else { format!("{}[{}]", self.workload, self.point) }
     }
 
+    /// Whether the run has timed samples (a skipped run has none).
+    pub fn measured(&self) -> bool {
+        self.samples.iter().any(|sample| !sample.warmup)
+    }
+
     pub fn summary(&self, mode: Mode, quantity: &str) -> Option<&Summary> {
         self.summaries.get(&mode).and_then(|quantities| quantities.get(quantity))
     }

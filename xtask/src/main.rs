@@ -256,7 +256,7 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let mut options = run_options(args.allow_outside)?;
     if let Some(baseline) = &args.baseline {
         let root = run::experiment_root(&plan, &options);
-        options.baseline = Some(phasegate::baseline::load(baseline, &root, &options.project_root)?);
+        options.baseline = Some(phasegate::baseline::load(baseline, &root, &options.project_root, &plan)?);
     }
     // Everything a run would refuse, a dry run refuses too.
     run::preflight(&plan, &options)?;

@@ -933,6 +933,36 @@ fn baseline_comparison_flags_a_regression() {
     assert!(stderr.contains("neither `latest`, a report directory, nor a git ref"), "{stderr}");
 }
 
+/// `--baseline latest` after a filtered run still compares every run: each with the
+/// newest earlier report that measured it. A run no earlier report measured is said
+/// to be not compared.
+#[test]
+fn a_filtered_run_does_not_hide_the_other_workloads_from_the_baseline() {
+    let project = Project::new();
+    let text = spec(SPEEDUP, "").replace("repeats = 5", "repeats = 9");
+    project.write("base.toml", &text);
+    let (code, _, _) = project.run("base.toml", &[]);
+    assert_eq!(code, 0);
+    let (code, _, _) = project.run("base.toml", &["--filter", "fast"]);
+    assert_eq!(code, 0);
+    let slower = ["--baseline", "latest", "--set", "phase.a.workload.slow.params.slowdown=3"];
+    let (code, stdout, stderr) = project.run("base.toml", &slower);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("FAIL           baseline[slow warm time]"), "{stdout}");
+    assert!(stdout.contains("+200.0%"), "{stdout}");
+    assert!(stdout.contains("pass           baseline[fast warm time]"), "{stdout}");
+    // A workload no earlier run measured.
+    let extra = "\n[[phase.workload]]\nid = \"extra\"\nkernel = \"mock\"\n";
+    project.write("base.toml", &format!("{text}{extra}"));
+    let (code, stdout, stderr) = project.run("base.toml", &["--baseline", "latest"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("not applicable baseline[extra]: not compared: no report of the baseline measured this run"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pass           baseline[slow warm time]"), "{stdout}");
+}
+
 #[test]
 fn baseline_of_too_few_samples_is_inconclusive() {
     let project = Project::new();
