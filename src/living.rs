@@ -10,7 +10,8 @@
 //! ```
 //!
 //! and is replaced by [`render_region`] of that phase's newest `report.json` from a run
-//! of the spec as written (`<output>/<experiment>/<run>/<phase>/report.json`; runs with
+//! of the spec as written (`<output>/<experiment>/<run>/<phase>/report.json`, under the
+//! output root of the spec that names the experiment, see [`locate`]; runs with
 //! `--filter`, `--profile`, `--set` or `PHASEGATE_*` overrides are passed over, and a
 //! run that left the phase out with `--phase` holds none): a stamp (report, revision,
 //! date, machine), a checklist with `[x]` for every check that passes, the check table
@@ -18,6 +19,7 @@
 //! is a pure function of the document and the reports, so running it twice changes
 //! nothing.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -71,8 +73,9 @@ pub enum Found {
     /// relative to the project.
     Report(Box<PhaseReport>, String),
     /// There is none. `left_out` is the newest report passed over, if any: its path and
-    /// how its run departed from the spec (see [`PhaseReport::alterations`]).
-    Missing { left_out: Option<(String, Vec<String>)> },
+    /// how its run departed from the spec (see [`PhaseReport::alterations`]); `spec` is
+    /// the spec to run, relative to the project, if one names the experiment.
+    Missing { left_out: Option<(String, Vec<String>)>, spec: Option<String> },
 }
 
 /// Regenerates every region of `text` with `lookup(experiment, phase)`, which finds
@@ -85,18 +88,18 @@ pub fn regenerate(text: &str, lookup: &mut dyn FnMut(&str, &str) -> Result<Found
         out.push_str(&text[last..region.body.start]);
         let body = match lookup(&region.experiment, &region.phase)? {
             Found::Report(report, path) => render_region(&report, &path),
-            Found::Missing { left_out } => {
+            Found::Missing { left_out, spec } => {
                 let why = left_out.map_or_else(String::new, |(path, alterations)| {
                     format!(
                         " from a run of the spec as written (the newest, `{path}`, ran with {})",
                         alterations.join(", ")
                     )
                 });
-                format!(
-                    "\n_No report yet for `{}/{}`{why}: run `cargo xtask run experiments/{}.toml`, then \
-                     `cargo xtask plan --all`._\n",
-                    region.experiment, region.phase, region.experiment
-                )
+                let hint = match spec {
+                    Some(spec) => format!("run `cargo xtask run {spec}`, then `cargo xtask plan --all`"),
+                    None => format!("no spec in the project names experiment `{}`", region.experiment),
+                };
+                format!("\n_No report yet for `{}/{}`{why}: {hint}._\n", region.experiment, region.phase)
             }
         };
         out.push_str(&body);
@@ -185,25 +188,81 @@ fn status_word(status: &crate::execute::RunStatus) -> String {
     }
 }
 
-/// Where plans read an experiment's reports: `<output>/<experiment>` under the project,
-/// with the output root of `experiments/<experiment>.toml` (default `reports`).
-pub fn experiment_root(project_root: &Path, experiment: &str) -> PathBuf {
-    let output = std::fs::read_to_string(project_root.join("experiments").join(format!("{experiment}.toml")))
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .and_then(|table| table.get("experiment")?.get("output")?.as_str().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("reports"));
-    project_root.join(output).join(experiment)
+/// Where an experiment's reports are, and the spec that writes them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Located {
+    /// `<output>/<experiment>` under the project.
+    pub root: PathBuf,
+    /// The spec, relative to the project; `None` when no spec names the experiment.
+    pub spec: Option<String>,
 }
 
-/// Finds the newest report of `experiment/phase` (see [`experiment_root`]) from a run of
-/// the spec as written: runs with a `--filter`, a `--profile` or overrides are passed
-/// over, as their figures are not the spec's. A `--phase` run is one of the spec as
-/// written, so a run of one phase leaves the others' figures in place.
-pub fn latest_report(project_root: &Path, experiment: &str, phase: &str) -> Result<Found> {
-    let root = experiment_root(project_root, experiment);
+/// Finds the spec whose `[experiment] name` is `experiment`, and so its output root:
+/// `experiments/<experiment>.toml` when it is that spec, else the first TOML file of the
+/// project that is (those git lists, tracked or not ignored, in path order; without
+/// git, those in `experiments/` and at the top). Without one, reports are looked for
+/// under the default root, `reports/<experiment>`.
+pub fn locate(project_root: &Path, experiment: &str) -> Located {
+    let named = |path: &Path| -> Option<PathBuf> {
+        let table = std::fs::read_to_string(path).ok()?.parse::<toml::Table>().ok()?;
+        let section = table.get("experiment")?;
+        (section.get("name")?.as_str()? == experiment)
+            .then(|| PathBuf::from(section.get("output").and_then(|output| output.as_str()).unwrap_or("reports")))
+    };
+    let conventional = PathBuf::from("experiments").join(format!("{experiment}.toml"));
+    let candidates = std::iter::once(conventional.clone())
+        .chain(spec_candidates(project_root).into_iter().filter(|path| *path != conventional));
+    for candidate in candidates {
+        if let Some(output) = named(&project_root.join(&candidate)) {
+            return Located {
+                root: project_root.join(output).join(experiment),
+                spec: Some(candidate.display().to_string()),
+            };
+        }
+    }
+    Located { root: project_root.join("reports").join(experiment), spec: None }
+}
+
+/// The TOML files of the project, relative to it, in path order: those git lists
+/// (tracked, or untracked and not ignored), or without git those in `experiments/` and
+/// at the top.
+fn spec_candidates(project_root: &Path) -> Vec<PathBuf> {
+    let listed = std::process::Command::new("git")
+        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.toml"])
+        .current_dir(project_root)
+        .output()
+        .ok()
+        .filter(|output| output.status.success());
+    let mut files: Vec<PathBuf> = match listed {
+        Some(output) => output
+            .stdout
+            .split(|&byte| byte == 0)
+            .filter(|name| !name.is_empty())
+            .map(|name| PathBuf::from(String::from_utf8_lossy(name).into_owned()))
+            .collect(),
+        None => {
+            let mut files = Vec::new();
+            for dir in ["experiments", ""] {
+                for entry in std::fs::read_dir(project_root.join(dir)).into_iter().flatten().filter_map(Result::ok) {
+                    files.push(Path::new(dir).join(entry.file_name()));
+                }
+            }
+            files.retain(|path| path.extension().is_some_and(|extension| extension == "toml"));
+            files
+        }
+    };
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Finds the newest report of a phase under `located.root` from a run of the spec as
+/// written: runs with a `--filter`, a `--profile` or overrides are passed over, as their
+/// figures are not the spec's. A `--phase` run is one of the spec as written, so a run
+/// of one phase leaves the others' figures in place.
+pub fn latest_report(project_root: &Path, located: &Located, phase: &str) -> Result<Found> {
     let mut left_out = None;
-    for run_dir in crate::report::files::runs_with_phase(&root, phase) {
+    for run_dir in crate::report::files::runs_with_phase(&located.root, phase) {
         let path = run_dir.join(phase).join("report.json");
         let report = crate::run::read_report(&path)?;
         let relative = path.strip_prefix(project_root).unwrap_or(&path).display().to_string();
@@ -213,15 +272,29 @@ pub fn latest_report(project_root: &Path, experiment: &str, phase: &str) -> Resu
         }
         left_out.get_or_insert((relative, alterations));
     }
-    Ok(Found::Missing { left_out })
+    Ok(Found::Missing { left_out, spec: located.spec.clone() })
 }
 
-/// Regenerates the plan document at `path`; returns whether it changed. With
-/// `check_only`, the file is left alone.
+/// Regenerates the plan document at `path`, finding each experiment's reports with
+/// [`locate`]; returns whether it changed. With `check_only`, the file is left alone.
 pub fn update_file(project_root: &Path, path: &Path, check_only: bool) -> Result<bool> {
+    update(project_root, path, check_only, HashMap::new())
+}
+
+/// Regenerates the plan document at `path` after a run of `experiment`, whose reports
+/// and spec the run knows (`located`); other experiments' regions are found with
+/// [`locate`]. Returns whether it changed.
+pub fn update_file_after_run(project_root: &Path, path: &Path, experiment: &str, located: Located) -> Result<bool> {
+    update(project_root, path, false, HashMap::from([(experiment.to_owned(), located)]))
+}
+
+fn update(project_root: &Path, path: &Path, check_only: bool, mut known: HashMap<String, Located>) -> Result<bool> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let updated = regenerate(&text, &mut |experiment, phase| latest_report(project_root, experiment, phase))
-        .with_context(|| format!("in {}", path.display()))?;
+    let updated = regenerate(&text, &mut |experiment, phase| {
+        let located = known.entry(experiment.to_owned()).or_insert_with(|| locate(project_root, experiment));
+        latest_report(project_root, located, phase)
+    })
+    .with_context(|| format!("in {}", path.display()))?;
     let changed = updated != text;
     if changed && !check_only {
         crate::report::files::write_atomic(path, updated.as_bytes())?;
@@ -249,12 +322,13 @@ mod tests {
         let found = regions(text).unwrap();
         assert_eq!(found.len(), 2);
         assert_eq!((found[0].experiment.as_str(), found[0].phase.as_str()), ("exp", "a"));
-        let regenerated = regenerate(text, &mut |_, _| Ok(Found::Missing { left_out: None })).unwrap();
+        let spec = Some("experiments/exp.toml".to_owned());
+        let missing = &mut |_: &str, _: &str| Ok(Found::Missing { left_out: None, spec: spec.clone() });
+        let regenerated = regenerate(text, missing).unwrap();
         assert!(regenerated.starts_with("# Plan\nintro\n<!-- phasegate:begin exp/a -->\n_No report yet for `exp/a`"));
         assert!(regenerated.contains("`cargo xtask run experiments/exp.toml`, then `cargo xtask plan --all`._\n"));
         assert!(regenerated.contains("<!-- phasegate:end -->\nmiddle [ ] keep\n<!-- phasegate:begin exp/b -->"));
         assert!(regenerated.ends_with("<!-- phasegate:end -->\ntail\n"));
-        let missing = &mut |_: &str, _: &str| Ok(Found::Missing { left_out: None });
         assert_eq!(regenerate(&regenerated, missing).unwrap(), regenerated, "idempotent");
     }
 

@@ -309,9 +309,9 @@ pub fn execute_with_reruns(
     }
 }
 
-/// Regenerates the experiment's plan document, when it has one, this run is a run of
-/// the spec as written (no `--filter`, `--profile` or override) and its reports are
-/// where the plan reads them from.
+/// Regenerates the experiment's plan document, when it has one and this run is a run of
+/// the spec as written (no `--filter`, `--profile` or override), from the reports under
+/// this run's output root.
 fn update_plan(plan: &Plan, options: &RunOptions, root: &Path) -> Result<()> {
     let Some(document) = &plan.spec.experiment.plan else { return Ok(()) };
     let spec = &plan.spec;
@@ -326,13 +326,16 @@ fn update_plan(plan: &Plan, options: &RunOptions, root: &Path) -> Result<()> {
         tracing::warn!("the plan document {} does not exist", path.display());
         return Ok(());
     }
-    let name = &plan.spec.experiment.name;
-    let read_from = crate::living::experiment_root(&options.project_root, name);
-    if normalize(&read_from) != normalize(root) {
-        tracing::info!("not regenerating {}: this run's reports are not under {}", path.display(), read_from.display());
-        return Ok(());
-    }
-    crate::living::update_file(&options.project_root, &path, false)?;
+    // The spec as the project names it, for the hint of a region with no report.
+    let spec_file = std::fs::canonicalize(&spec.file)
+        .ok()
+        .and_then(|file| {
+            let project = std::fs::canonicalize(&options.project_root).ok()?;
+            Some(file.strip_prefix(project).ok()?.to_owned())
+        })
+        .unwrap_or_else(|| spec.file.clone());
+    let located = crate::living::Located { root: root.to_owned(), spec: Some(spec_file.display().to_string()) };
+    crate::living::update_file_after_run(&options.project_root, &path, &spec.experiment.name, located)?;
     Ok(())
 }
 

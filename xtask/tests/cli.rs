@@ -1064,7 +1064,7 @@ fn living_plan_is_regenerated_by_run_and_by_plan() {
     let plan =
         "# Plan\n\nHand-written text [ ] stays.\n\n<!-- phasegate:begin e2e/a -->\n<!-- phasegate:end -->\n\nTail.\n";
     project.write("plans/e2e.md", plan);
-    // A run whose reports go where the plan does not read them leaves it alone.
+    // A run with an override (here, of the output root) leaves the plan alone.
     let (code, _, _) = project.run("experiments/e2e.toml", &["--set", "experiment.output=trial"]);
     assert_eq!(code, 0);
     assert!(project.path().join("trial/e2e/latest/a/report.json").is_file());
@@ -1139,6 +1139,48 @@ fn a_run_that_alters_the_spec_leaves_the_plan_alone() {
     // `plan` regenerates from the first run, the newest as written.
     let output = project.xtask(&["plan", "--all", "--check"]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
+/// A spec named otherwise than its experiment, writing to another output root: its
+/// runs regenerate its plan, and `plan` finds its reports through the spec (found
+/// wherever it is in the project) and names it in its hint.
+#[test]
+fn a_plan_is_regenerated_whatever_the_spec_is_called_and_wherever_it_writes() {
+    let project = Project::new();
+    let git = Command::new("git").args(["init", "-q"]).current_dir(project.path()).status().expect("run git");
+    assert!(git.success());
+    std::fs::create_dir_all(project.path().join("plans")).unwrap();
+    let text = spec(SPEEDUP, "").replace("name = \"e2e\"", "name = \"myexp\"\nplan = \"plans/p.md\"\noutput = \"out\"");
+    project.write("spec.toml", &text);
+    let empty = "<!-- phasegate:begin myexp/a -->\n<!-- phasegate:end -->\n";
+    project.write("plans/p.md", empty);
+    let plan = || std::fs::read_to_string(project.path().join("plans/p.md")).unwrap();
+    let output = project.xtask(&["plan", "plans/p.md"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(plan().contains("No report yet for `myexp/a`: run `cargo xtask run spec.toml`, then"), "{}", plan());
+    let (code, _, _) = project.run("spec.toml", &[]);
+    assert_eq!(code, 0);
+    let regenerated = plan();
+    assert!(regenerated.contains("- [x] `speedup`: 4.0"), "{regenerated}");
+    assert!(regenerated.contains("from `out/myexp/"), "{regenerated}");
+    let output = project.xtask(&["plan", "--all", "--check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    // Wherever the spec is in the project.
+    std::fs::create_dir_all(project.path().join("benches/specs")).unwrap();
+    std::fs::rename(project.path().join("spec.toml"), project.path().join("benches/specs/mine.toml")).unwrap();
+    project.write("plans/p.md", empty);
+    let output = project.xtask(&["plan", "plans/p.md"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(plan(), regenerated);
+    // A run knows where its reports went, even from a spec `plan` cannot find (one git
+    // ignores).
+    project.write(".gitignore", "ignored/\n");
+    std::fs::create_dir_all(project.path().join("ignored")).unwrap();
+    std::fs::rename(project.path().join("benches/specs/mine.toml"), project.path().join("ignored/mine.toml")).unwrap();
+    project.write("plans/p.md", empty);
+    let (code, _, _) = project.run("ignored/mine.toml", &[]);
+    assert_eq!(code, 0);
+    assert!(plan().contains("- [x] `speedup`: 4.0") && plan().contains("from `out/myexp/"), "{}", plan());
 }
 
 #[test]
