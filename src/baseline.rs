@@ -210,7 +210,9 @@ fn judge(
         check: CHECK.to_owned(),
         point,
         status: final_status,
-        rationale: format!("no regression beyond {:.0}% against the baseline", 100.0 * tolerance),
+        // The rationale names the baseline, which a passing verdict's (absent) reason
+        // would otherwise be the only place to say.
+        rationale: format!("no regression beyond {:.0}% against the baseline {label}", 100.0 * tolerance),
         expr: None,
         measured: Some(Measured {
             method: Method::MedianInterval,

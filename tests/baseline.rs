@@ -61,6 +61,8 @@ fn every_run_and_mode_is_compared_with_the_same_run() {
         let measured = verdict.measured.as_ref().unwrap();
         assert_eq!((measured.observed, measured.threshold), (1.0, 1.05), "{}", verdict.name());
         assert_eq!(verdict.reason, None, "{}", verdict.name());
+        // With no reason to show, the rationale names the baseline.
+        assert_eq!(verdict.rationale, "no regression beyond 5% against the baseline earlier", "{}", verdict.name());
     }
     // The mock's times do not depend on the size: only the matrix point tells the runs
     // of a workload apart. Here only `fast[size=16]` was faster before.
