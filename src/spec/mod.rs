@@ -609,13 +609,14 @@ fn figment_error(document: &Document, figment: &Figment, error: figment::Error) 
             .and_then(|value| figment.get_metadata(value.tag()).map(|meta| meta.name.to_string()))
             .unwrap_or_default()
     });
-    let located = |key: &str, message: String| {
-        if origin == FILE || origin.is_empty() || origin == BUILTIN {
-            document.locator.key_error(key, message)
-        } else {
-            SpecError::new(document.locator.file(), format!("{message} (from {origin})")).with_key(key)
-        }
+    let overridden = !(origin.is_empty() || origin == FILE || origin == BUILTIN);
+    // An error at `key` (at its value when `at_value`), or naming the override that set it.
+    let at = |key: &str, message: String, at_value: bool| match (overridden, at_value) {
+        (true, _) => SpecError::new(document.locator.file(), format!("{message} (from {origin})")).with_key(key),
+        (false, true) => document.locator.value_error(key, message),
+        (false, false) => document.locator.key_error(key, message),
     };
+    let located = |key: &str, message: String| at(key, message, false);
     let table = if path.is_empty() { "the top level".to_owned() } else { format!("`{path}`") };
     match &error.kind {
         figment::error::Kind::UnknownField(field, expected) => {
@@ -633,27 +634,13 @@ fn figment_error(document: &Document, figment: &Figment, error: figment::Error) 
         figment::error::Kind::InvalidType(actual, expected) => {
             let hint = (path.ends_with(".xfail") && expected.starts_with("struct "))
                 .then(|| "write `xfail = { reason = \"why\", until = \"YYYY-MM-DD\" }`".to_owned());
-            let expected = plain_type(expected);
-            let mut spec_error = document
-                .locator
-                .value_error(&path, format!("`{path}` has the wrong type: found {actual}, expected {expected}"));
-            if origin != FILE && !origin.is_empty() {
-                spec_error = SpecError::new(
-                    document.locator.file(),
-                    format!("`{path}` has the wrong type: found {actual}, expected {expected} (from {origin})"),
-                )
-                .with_key(&path);
-            }
+            let message = format!("`{path}` has the wrong type: found {actual}, expected {}", plain_type(expected));
+            let mut spec_error = at(&path, message, true);
             spec_error.hint = hint;
             spec_error
         }
         figment::error::Kind::UnknownVariant(variant, expected) => {
-            let message = format!("`{path}`: unknown value `{variant}`");
-            let mut spec_error = if origin == FILE || origin.is_empty() || origin == BUILTIN {
-                document.locator.value_error(&path, message)
-            } else {
-                SpecError::new(document.locator.file(), format!("{message} (from {origin})")).with_key(&path)
-            };
+            let mut spec_error = at(&path, format!("`{path}`: unknown value `{variant}`"), true);
             spec_error.hint = Some(format!("expected one of {}", expected.join(", ")));
             spec_error
         }
