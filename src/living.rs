@@ -47,18 +47,23 @@ pub fn regions(text: &str) -> Result<Vec<Region>> {
     let mut offset = 0;
     while let Some(start) = text[offset..].find(BEGIN) {
         let start = offset + start;
-        let header_end =
-            text[start..].find("-->").map(|end| start + end + 3).context("unterminated phasegate:begin marker")?;
+        // Errors name the marker's line.
+        let line = text[..start].matches('\n').count() + 1;
+        let header_end = text[start..]
+            .find("-->")
+            .map(|end| start + end + 3)
+            .with_context(|| format!("line {line}: unterminated phasegate:begin marker"))?;
         let target = text[start + BEGIN.len()..header_end - 3].trim();
-        let (experiment, phase) =
-            target.split_once('/').with_context(|| format!("marker `{target}` must name EXPERIMENT/PHASE"))?;
+        let (experiment, phase) = target
+            .split_once('/')
+            .with_context(|| format!("line {line}: marker `{target}` must name EXPERIMENT/PHASE"))?;
         let body_start = header_end;
         let end = text[body_start..]
             .find(END)
             .map(|end| body_start + end)
-            .with_context(|| format!("marker for `{target}` has no `{END}`"))?;
+            .with_context(|| format!("line {line}: marker for `{target}` has no `{END}`"))?;
         if text[body_start..end].contains(BEGIN) {
-            bail!("marker for `{target}` is not closed before the next phasegate:begin");
+            bail!("line {line}: marker for `{target}` is not closed before the next phasegate:begin");
         }
         found.push(Region { experiment: experiment.to_owned(), phase: phase.to_owned(), body: body_start..end });
         offset = end + END.len();
@@ -332,12 +337,22 @@ mod tests {
         assert_eq!(regenerate(&regenerated, missing).unwrap(), regenerated, "idempotent");
     }
 
+    /// Malformed markers are errors that name the marker's line.
     #[test]
     fn malformed_markers_are_errors() {
-        assert!(regions("<!-- phasegate:begin exp -->\n<!-- phasegate:end -->").is_err());
-        assert!(regions("<!-- phasegate:begin exp/a -->\nno end").is_err());
-        assert!(
-            regions("<!-- phasegate:begin exp/a -->\n<!-- phasegate:begin exp/b -->\n<!-- phasegate:end -->").is_err()
+        let error = |text: &str| regions(text).unwrap_err().to_string();
+        assert_eq!(
+            error("# Plan\n\n<!-- phasegate:begin exp -->\n<!-- phasegate:end -->"),
+            "line 3: marker `exp` must name EXPERIMENT/PHASE"
         );
+        assert_eq!(
+            error("<!-- phasegate:begin exp/a -->\nno end"),
+            "line 1: marker for `exp/a` has no `<!-- phasegate:end -->`"
+        );
+        assert_eq!(
+            error("<!-- phasegate:begin exp/a -->\n<!-- phasegate:begin exp/b -->\n<!-- phasegate:end -->"),
+            "line 1: marker for `exp/a` is not closed before the next phasegate:begin"
+        );
+        assert_eq!(error("text\n<!-- phasegate:begin exp/a"), "line 2: unterminated phasegate:begin marker");
     }
 }
