@@ -719,3 +719,15 @@ fn a_kernel_check_error_points_at_its_parameter() {
     let error = phasegate::plan::expand(spec, phasegate::plan::Selection::default(), &|_| false).unwrap_err();
     assert!(error.to_string().contains("(from --set phase.t.workload.tree.params.k=301)"), "{error}");
 }
+
+/// A mode or a needed phase listed twice is a slip, said so, as a thread count is.
+#[test]
+fn modes_and_needs_listed_twice_are_refused() {
+    let error = spec_error(&edit("repeats = 5", "repeats = 5\nmodes = [\"warm\", \"cold\", \"warm\"]"));
+    assert!(error.contains("`defaults.modes`: \"warm\" is listed twice"), "{error}");
+    let phase_b =
+        "\n[[phase]]\nid = \"b\"\nneeds = [\"a\", \"a\"]\n\n[[phase.workload]]\nid = \"other\"\nkernel = \"mock\"\n";
+    let error = spec_error(&format!("{BASE}{phase_b}"));
+    assert!(error.contains("`a` is listed twice"), "{error}");
+    assert!(error.contains("needs = [\"a\", \"a\"]"), "points at it: {error}");
+}

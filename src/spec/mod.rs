@@ -1069,10 +1069,12 @@ impl Resolver<'_> {
                 }
                 "modes" => {
                     settings.modes = value.deserialize().map_err(|error| invalid(error.to_string()))?;
-                    settings.modes.sort();
-                    settings.modes.dedup();
                     if settings.modes.is_empty() {
                         return Err(invalid("give at least one of \"cold\", \"warm\"".into()));
+                    }
+                    settings.modes.sort();
+                    if let Some(twice) = settings.modes.windows(2).find(|pair| pair[0] == pair[1]) {
+                        return Err(invalid(format!("\"{}\" is listed twice", twice[0].name())));
                     }
                 }
                 _ => settings.reruns = value.deserialize().map_err(|error| invalid(error.to_string()))?,
@@ -1109,6 +1111,10 @@ impl Resolver<'_> {
                     return Err(self.locator().value_error(&key, unknown_id("workload", reference, &workload_ids)));
                 }
             }
+        }
+        let needs = &raw.needs;
+        if let Some((_, twice)) = needs.iter().enumerate().find(|&(index, need)| needs[..index].contains(need)) {
+            return Err(self.locator().value_error(&format!("{base}.needs"), format!("`{twice}` is listed twice")));
         }
         let mut checks = Vec::new();
         let mut raw_checks = raw.check;
