@@ -534,7 +534,18 @@ workdir = "fresh"
             shell.args(["-c", "trap '' INT; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_xtask")]);
             project.prepared(shell)
         } else {
-            project.command()
+            let mut command = project.command();
+            // The tests may run with SIGINT ignored (as a background job does); phasegate
+            // starts with it at its default here.
+            // SAFETY: between fork and exec the closure only calls `signal`, which is
+            // async-signal-safe.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::signal(libc::SIGINT, libc::SIG_DFL);
+                    Ok(())
+                });
+            }
+            command
         };
         command.args(["run", "stop.toml", "--plain"]).process_group(0);
         command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
