@@ -195,7 +195,7 @@ impl ParamKind {
                     return Err("every number must be finite".into());
                 }
                 if len.is_some_and(|len| len != numbers.len()) {
-                    return Err(mismatch());
+                    return Err(format!("expected {}, found a list of {}", self.describe(), numbers.len()));
                 }
                 Ok(Value::List(numbers.into_iter().map(Value::Float).collect()))
             }
@@ -742,8 +742,9 @@ mod tests {
             cell.check(&numbers(&[1, 2, 3])),
             Ok(Value::List(vec![Value::Float(1.0), Value::Float(2.0), Value::Float(3.0)]))
         );
-        for wrong in [numbers(&[1, 2]), numbers(&[1, 2, 3, 4])] {
-            assert_eq!(cell.check(&wrong), Err("expected a list of 3 numbers, found a list".into()), "{wrong}");
+        for (wrong, length) in [(numbers(&[1, 2]), 2), (numbers(&[1, 2, 3, 4]), 4)] {
+            let expected = format!("expected a list of 3 numbers, found a list of {length}");
+            assert_eq!(cell.check(&wrong), Err(expected), "{wrong}");
         }
         assert_eq!(ParamKind::FloatList { len: None }.check(&numbers(&[1, 2])).map(|_| ()), Ok(()));
     }

@@ -90,7 +90,7 @@ impl IoParams {
     pub fn from_params(params: &Params) -> Result<IoParams, String> {
         let size = params.usize("size");
         if !size.is_multiple_of(8) {
-            return Err(format!("size {size} is not a whole number of 8-byte values"));
+            return Err(format!("size {size} is not a multiple of 8 (bytes of payload, or bools to pack or unpack)"));
         }
         let chunk = params.usize("chunk");
         if !chunk.is_multiple_of(8) {

@@ -922,7 +922,11 @@ fn contradictory_parameters_are_refused() {
     refused(&[("family", "read".into()), ("source", "memory".into()), ("cache", "cold".into())], "cold");
     refused(&[("family", "import".into()), ("method", "pwrite".into()), ("durable", true.into())], "pwrite_fsync");
     refused(&[("family", "import".into()), ("method", "rewrite".into()), ("prefault", true.into())], "prefault");
-    refused(&[("family", "import".into()), ("size", Value::Int(1001))], "8-byte");
+    refused(&[("family", "import".into()), ("size", Value::Int(1001))], "size 1001 is not a multiple of 8");
+    refused(
+        &[("family", "bits".into()), ("op", "pack".into()), ("size", Value::Int(1001))],
+        "(bytes of payload, or bools to pack or unpack)",
+    );
     refused(&[("family", "sched".into()), ("chunk", Value::Int(100))], "8-byte");
 }
 
