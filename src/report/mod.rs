@@ -82,7 +82,7 @@ pub fn alterations(profile: Option<&str>, filter: Option<&str>, sources: &[Sourc
     if let Some(profile) = profile {
         found.push(format!("--profile {profile}"));
     }
-    for source in sources.iter().filter(|source| source.is_override() && !source.origin.starts_with("profile `")) {
+    for source in sources.iter().filter(|source| source.is_override() && !source.is_from_profile()) {
         if !found.contains(&source.origin) {
             found.push(source.origin.clone());
         }

@@ -178,6 +178,8 @@ const ENV_PREFIX: &str = "PHASEGATE_";
 pub const MAX_RUNS_PER_WORKLOAD: usize = 100_000;
 const BUILTIN: &str = "built-in default";
 const FILE: &str = "spec file";
+/// How the layer of a profile's values is named, before the profile's name.
+const PROFILE_LAYER: &str = "profile ";
 
 /// Where a value came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -192,6 +194,11 @@ impl Source {
     /// variable or `--set`.
     pub fn is_override(&self) -> bool {
         self.origin != FILE && self.origin != BUILTIN
+    }
+
+    /// Whether a `[profile.NAME]` set the value.
+    pub fn is_from_profile(&self) -> bool {
+        self.origin.starts_with(PROFILE_LAYER)
     }
 }
 
@@ -392,7 +399,7 @@ pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, 
             check_override_path(&document, &key).map_err(|message| document.locator.key_error(&origin, message))?;
             insert_path(&mut tree, &key, value);
         }
-        figment = figment.merge(Layer::new(&format!("profile `{profile}`"), tree));
+        figment = figment.merge(Layer::new(&format!("{PROFILE_LAYER}`{profile}`"), tree));
     }
     let mut env: Vec<&(String, String)> =
         overrides.env.iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
