@@ -1,10 +1,14 @@
 //! Baselines: comparing a run with an earlier report of the same experiment.
 //!
 //! For every run (workload and matrix point) measured now, the baseline's counterpart
-//! is the newest baseline report of the phase that measured it (`--baseline latest`
-//! keeps, per phase, the newest report to measure each run; a directory or a git ref
-//! gives one report per phase); a run without one gets a `not_applicable` verdict
-//! saying so. For every mode present in both, and for every compared quantity (`time`
+//! is the newest baseline report of the phase that measured the same work: the run of
+//! the same name, thread count and parameters (those both reports record). When none
+//! did, it is the newest that measured a run of the name, and the verdict's reason
+//! names the parameters that differ (an injected slowdown or a tuning knob may be the
+//! point of the comparison). `--baseline latest` keeps, per phase, the newest report
+//! to measure each run, and the newest to measure it with other parameters when that
+//! is newer; a directory or a git ref gives one report per phase. A run without a
+//! counterpart gets a `not_applicable` verdict saying so. For every mode present in both, and for every compared quantity (`time`
 //! and the metrics listed in `[baseline] quantities`), the change is the ratio of
 //! medians, current / baseline, with a 95% percentile
 //! bootstrap interval (2000 resamples of each side, ChaCha8 seeded from the names, so
@@ -31,6 +35,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::execute::value_json;
 use crate::kernel::Better;
 use crate::kernels;
 use crate::plan::Plan;
@@ -82,15 +87,24 @@ pub fn compare_earlier(current: &PhaseReport, earlier: &[&Earlier], settings: &B
 fn compare_with(current: &PhaseReport, earlier: &[(&PhaseReport, &str)], settings: &BaselineSettings) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
     for run in current.runs.iter().filter(|run| run.measured()) {
-        let counterpart = earlier.iter().find_map(|&(baseline, label)| {
-            let old = baseline.runs.iter().find(|old| old.measured() && old.name() == run.name())?;
-            Some((baseline, old, label))
-        });
-        let Some((baseline, old, label)) = counterpart else {
+        // The newest report that measured the same work, else the newest that measured
+        // a run of the name (the verdict names the parameters that differ).
+        let counterpart = |same_work: bool| {
+            earlier.iter().find_map(|&(baseline, label)| {
+                let old = baseline.runs.iter().find(|old| {
+                    old.measured()
+                        && old.name() == run.name()
+                        && (!same_work || parameter_differences(&run.params, run.threads, old).is_empty())
+                })?;
+                Some((baseline, old, label))
+            })
+        };
+        let Some((baseline, old, label)) = counterpart(true).or_else(|| counterpart(false)) else {
             verdicts.push(without_counterpart(run, settings.tolerance));
             continue;
         };
         let differences = fingerprint_differences(current, baseline);
+        let parameters = parameter_differences(&run.params, run.threads, old);
         for mode in [Mode::Cold, Mode::Warm] {
             for quantity in &settings.quantities {
                 let (Some(now), Some(before)) = (values(run, mode, quantity), values(old, mode, quantity)) else {
@@ -110,6 +124,7 @@ fn compare_with(current: &PhaseReport, earlier: &[(&PhaseReport, &str)], setting
                     settings.tolerance,
                     label,
                     &differences,
+                    &parameters,
                 ));
             }
         }
@@ -170,6 +185,7 @@ fn judge(
     tolerance: f64,
     label: &str,
     differences: &[String],
+    parameters: &[String],
 ) -> Verdict {
     let point = format!("{} {} {}", run.name(), mode.name(), quantity);
     let seed_text = format!("{point}/{label}");
@@ -202,6 +218,11 @@ fn judge(
         ));
     }
     let mut final_status = status;
+    if !parameters.is_empty() {
+        // Said even when it passes: a change of parameters may be what is being compared
+        // (a tuning knob, an injected slowdown), or a different workload by mistake.
+        reason.push_str(&format!("; its run had other parameters ({})", parameters.join("; ")));
+    }
     if !differences.is_empty() {
         reason = format!("not trusted, environments differ ({}); {reason}", differences.join("; "));
         final_status = Status::NotApplicable;
@@ -228,7 +249,7 @@ fn judge(
         }),
         parity: None,
         snapshot: None,
-        reason: (status != Status::Pass || !differences.is_empty()).then_some(reason),
+        reason: (status != Status::Pass || !differences.is_empty() || !parameters.is_empty()).then_some(reason),
         waiver: None,
         noise_floor: None,
     }
@@ -285,6 +306,29 @@ fn median_in_place(values: &mut [f64]) -> f64 {
     if n % 2 == 1 { values[n / 2] } else { 0.5 * (values[n / 2 - 1] + values[n / 2]) }
 }
 
+/// How the work `old` measured differs from a run with `params` on `threads` threads:
+/// `name now vs before` for the thread count and every parameter both record (a
+/// parameter one side lacks, as one a kernel gained since, is not compared). Empty when
+/// they measured the same work.
+fn parameter_differences(
+    params: &serde_json::Map<String, serde_json::Value>,
+    threads: usize,
+    old: &RunReport,
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    if threads != old.threads {
+        differences.push(format!("threads {threads} vs {}", old.threads));
+    }
+    for (name, now) in params {
+        if let Some(before) = old.params.get(name)
+            && before != now
+        {
+            differences.push(format!("{name} {now} vs {before}"));
+        }
+    }
+    differences
+}
+
 fn fingerprint_differences(current: &PhaseReport, baseline: &PhaseReport) -> Vec<String> {
     let (now, before) = (current.environment.fingerprint(), baseline.environment.fingerprint());
     let mut differences = Vec::new();
@@ -332,8 +376,9 @@ impl Loaded {
 }
 
 /// Loads the baseline named by `spec` for the runs of `plan`: `latest` (for each run,
-/// the experiment's newest earlier report of its phase that measured it, as a run of
-/// some phases or some workloads leaves the others in earlier runs), a directory
+/// the experiment's newest earlier report of its phase that measured the same work, as
+/// a run of some phases or some workloads, or with other parameters, leaves the others
+/// in earlier runs), a directory
 /// holding `<phase>/report.json` files, or a git ref whose committed `latest` run is
 /// read with `git show`.
 pub fn load(
@@ -368,18 +413,37 @@ pub fn load(
         let mut reports = Vec::new();
         for phase in &plan.phases {
             let id = &phase.phase.id;
-            let mut wanted: Vec<String> =
-                phase.runs.iter().filter(|run| run.skip.is_none()).map(|run| run.name()).collect();
+            // Runs still looking for a report that measured the same work: a report that
+            // measured one with other parameters is kept too, in case none did.
+            type Wanted = (String, serde_json::Map<String, serde_json::Value>, usize);
+            let mut wanted: Vec<Wanted> = phase
+                .runs
+                .iter()
+                .filter(|run| run.skip.is_none())
+                .map(|run| {
+                    let params = run.params.iter().map(|(name, value)| (name.to_owned(), value_json(value))).collect();
+                    (run.name(), params, run.threads)
+                })
+                .collect();
             for dir in crate::report::files::runs_with_phase(experiment_root, id) {
                 if wanted.is_empty() {
                     break;
                 }
                 let earlier = read(&dir, id, relative(&dir))?;
-                let measured =
-                    |name: &String| earlier.report.runs.iter().any(|run| run.measured() && run.name() == *name);
-                let before = wanted.len();
-                wanted.retain(|name| !measured(name));
-                if wanted.len() < before {
+                // Whether the report measured the run, and whether it measured the same work.
+                let measured = |(name, params, threads): &Wanted| {
+                    let old = earlier.report.runs.iter().find(|old| old.measured() && old.name() == *name)?;
+                    Some(parameter_differences(params, *threads, old).is_empty())
+                };
+                let mut kept = false;
+                wanted.retain(|run| match measured(run) {
+                    None => true,
+                    Some(same_work) => {
+                        kept = true;
+                        !same_work
+                    }
+                });
+                if kept {
                     reports.push(earlier);
                 }
             }

@@ -277,3 +277,76 @@ fn each_run_is_compared_with_the_newest_report_that_measured_it() {
         [pass("fast[size=8] warm time"), pass("fast[size=16] warm time")]
     );
 }
+
+/// `latest` compares each run with the newest report that measured the same work: after
+/// a full run and a newer one where `slow` took other parameters (as `--set` or a
+/// profile gives), `slow` is compared with the full run and `fast` with the newer one.
+/// A run compared with one of other parameters, with no report of the same work to
+/// prefer, is still judged, and its verdicts name what differs, passing or not.
+#[test]
+fn latest_prefers_the_newest_report_of_the_same_work() {
+    let project = tempfile::tempdir().unwrap();
+    let experiment = project.path().join("reports/demo");
+    let full = fixed_report();
+    let mut tuned = scaled(&scaled(&full, "slow", Mode::Warm, 2.0), "slow", Mode::Cold, 2.0);
+    for run in tuned.runs.iter_mut().filter(|run| run.workload == "slow") {
+        let time_ms = run.params["time_ms"].as_f64().unwrap();
+        run.params["time_ms"] = serde_json::json!(2.0 * time_ms);
+        run.threads += 1;
+        // A parameter one report lacks (as one a kernel gained since) is not compared.
+        run.params.insert("added_since".into(), serde_json::json!(true));
+    }
+    for (run, report) in [("2026-01-01T000000Z-testhost", &full), ("2026-01-02T000000Z-testhost", &tuned)] {
+        let path = experiment.join(run).join("a/report.json");
+        phasegate::report::files::write_atomic(&path, &serde_json::to_vec_pretty(report).unwrap()).unwrap();
+        phasegate::report::files::update_latest(&experiment, &experiment.join(run)).unwrap();
+    }
+    let plan = expand(&fixed_spec()).unwrap();
+    let loaded = baseline::load("latest", &experiment, project.path(), &plan).unwrap();
+    let labels: Vec<&str> = loaded.phase("a").iter().map(|earlier| earlier.label.as_str()).collect();
+    assert_eq!(labels, ["reports/demo/2026-01-02T000000Z-testhost", "reports/demo/2026-01-01T000000Z-testhost"]);
+    // `slow` twice as slow as in the full run: a regression, found against the full run
+    // (against the tuned run it would be no change at all).
+    let current = scaled(&scaled(&full, "slow", Mode::Warm, 2.0), "slow", Mode::Cold, 2.0);
+    let verdicts = baseline::compare_earlier(&current, &loaded.phase("a"), &BaselineSettings::default());
+    let fail = |point: &str| (point.to_owned(), Status::Fail);
+    let pass = |point: &str| (point.to_owned(), Status::Pass);
+    assert_eq!(
+        statuses(&verdicts),
+        [
+            fail("slow[size=8] cold time"),
+            fail("slow[size=8] warm time"),
+            fail("slow[size=16] cold time"),
+            fail("slow[size=16] warm time"),
+            pass("fast[size=8] warm time"),
+            pass("fast[size=16] warm time"),
+        ]
+    );
+    let reason = verdicts[0].reason.as_deref().unwrap();
+    assert!(reason.starts_with("vs reports/demo/2026-01-01T000000Z-testhost: +100.0%"), "{reason}");
+    assert!(!reason.contains("other parameters"), "{reason}");
+    // With only the tuned run to compare with, `slow` is judged against it: unchanged,
+    // a pass, whose reason says the parameters differed.
+    let verdicts = compare(&current, &tuned, &["time"]);
+    assert_eq!(
+        statuses(&verdicts)[..4],
+        [
+            pass("slow[size=8] cold time"),
+            pass("slow[size=8] warm time"),
+            pass("slow[size=16] cold time"),
+            pass("slow[size=16] warm time"),
+        ]
+    );
+    let slow = full.runs.iter().find(|run| run.workload == "slow").unwrap();
+    let time_ms = slow.params["time_ms"].as_f64().unwrap();
+    let reason = verdicts[0].reason.as_deref().unwrap();
+    let expected = format!(
+        "its run had other parameters (threads {} vs {}; time_ms {} vs {})",
+        slow.threads,
+        slow.threads + 1,
+        serde_json::json!(time_ms),
+        serde_json::json!(2.0 * time_ms)
+    );
+    assert!(reason.ends_with(&expected), "{reason}");
+    assert_eq!(verdicts[4].reason, None, "fast measured the same work");
+}
