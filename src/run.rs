@@ -167,6 +167,10 @@ pub fn preflight(plan: &Plan, options: &RunOptions) -> Result<PathBuf, SpecError
 
 /// Runs `plan`, writing reports as each phase finishes.
 pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result<Outcome> {
+    // From the start: an interrupt before the first phase (while the environment is
+    // probed) exits with 130 too, and the run log lists it once the run's directory
+    // exists.
+    execute::install_interrupt_cleanup();
     let root = preflight(plan, options).map_err(anyhow::Error::new)?;
     let environment = Environment::probe(&options.project_root);
     let started_at = DateTime::from_unix(clock::wall_time());

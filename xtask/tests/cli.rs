@@ -592,6 +592,51 @@ workdir = "fresh"
     }
 }
 
+/// An interrupt after a run starts but before its first phase does (here while `git`
+/// is asked for the revision, made slow by a `git` of the test's own on the path) also
+/// exits with 130 and its message, rather than killing the process with the signal.
+#[test]
+fn an_interrupt_before_the_first_phase_exits_with_130() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let project = Project::new();
+    project.write("quick.toml", &spec("", ""));
+    let bin = project.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let started = project.path().join("git-started");
+    let git = bin.join("git");
+    // Quick to say the project is no repository (its root is then the directory it runs
+    // in, as before), slow on the revision the run's environment records.
+    let script = format!(
+        "#!/bin/sh\ncase \"$*\" in *show-toplevel*) exit 1;; esac\ntouch '{}'\nexec sleep 20\n",
+        started.display()
+    );
+    std::fs::write(&git, script).unwrap();
+    std::fs::set_permissions(&git, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = project.command();
+    command.args(["run", "quick.toml", "--plain"]).env("PATH", path).process_group(0);
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let mut phasegate = command.spawn().expect("run xtask");
+    assert!(eventually(500, || started.is_file()), "git was not asked");
+    let group = format!("-{}", phasegate.id());
+    let status = Command::new("kill").args(["-TERM", &phasegate.id().to_string()]).status();
+    assert!(status.expect("run kill").success());
+    let mut exit = None;
+    eventually(500, || {
+        exit = phasegate.try_wait().unwrap();
+        exit.is_some()
+    });
+    // The slow `git` and anything else left in the group.
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let output = phasegate.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(exit.and_then(|status| status.code()), Some(130), "{exit:?}: {stderr}");
+    assert!(stderr.contains("interrupted: scratch files removed"), "{stderr}");
+    // No phase ran: no report, and `latest` names no run.
+    assert!(std::fs::symlink_metadata(project.path().join("reports/e2e/latest")).is_err());
+}
+
 #[test]
 fn outputs_outside_the_project_and_absurd_sizes_are_refused() {
     let project = Project::new();
