@@ -121,6 +121,10 @@ pub struct ExecutionOptions {
     pub scratch_root: PathBuf,
     /// Keep the outputs of every run (for snapshots), not only those parity needs.
     pub keep_all_outputs: bool,
+    /// The runs are A/A calibration instances, not the phase's runs: their samples and
+    /// telemetry are logged under the targets `phasegate::calibration::sample` and
+    /// `phasegate::calibration::telemetry`, each instance's run named `RUN (A/A N)`.
+    pub calibration: bool,
 }
 
 /// Steps that finish faster than this get a "too short to time" warning.
@@ -163,7 +167,8 @@ pub fn execute_groups(
             continue;
         }
         let scratch = ScratchDirs::new(&options.scratch_root, &phase.phase.id);
-        let context = GroupContext { phase, observer, scratch: &scratch, round, wanted: &wanted };
+        let context =
+            GroupContext { phase, observer, scratch: &scratch, round, wanted: &wanted, calibration: options.calibration };
         let mut states: Vec<(usize, RunResult)> = members
             .iter()
             .map(|&index| (index, std::mem::replace(&mut results[index], RunResult::new(&phase.runs[index]))))
@@ -181,6 +186,7 @@ struct GroupContext<'a> {
     scratch: &'a ScratchDirs,
     round: u32,
     wanted: &'a [usize],
+    calibration: bool,
 }
 
 /// One rayon pool per thread count, reused across runs.
@@ -224,7 +230,7 @@ impl GroupContext<'_> {
     fn fail(&self, run: &Run, result: &mut RunResult, message: String) {
         // A run the interrupt ended (its command killed) did not fail on its own.
         halt_if_interrupted();
-        tracing::warn!(target: "phasegate::run", run = %run.name(), "run failed: {message}");
+        tracing::warn!(target: "phasegate::run", run = %self.logged_name(run), "run failed: {message}");
         self.observer.run_failed(self.phase, run, &message);
         result.status = RunStatus::Failed(message);
     }
@@ -432,23 +438,40 @@ impl GroupContext<'_> {
         }
     }
 
-    /// Logs telemetry as `phasegate::telemetry` events, set-up and step telemetry alike.
+    /// The run's name in the log: a calibration instance's says which it is.
+    fn logged_name(&self, run: &Run) -> String {
+        if self.calibration { format!("{} (A/A {})", run.name(), run.index + 1) } else { run.name() }
+    }
+
+    /// Logs telemetry as `phasegate::telemetry` events, set-up and step telemetry alike
+    /// (`phasegate::calibration::telemetry` for a calibration instance's).
     fn log_events(&self, run: &Run, events: &[Event]) {
-        if !tracing::enabled!(target: "phasegate::telemetry", tracing::Level::DEBUG) {
-            return;
-        }
         for event in events {
-            let fields: serde_json::Map<String, serde_json::Value> =
-                event.fields.iter().map(|(name, value)| (name.clone(), value_json(value))).collect();
-            tracing::debug!(
-                target: "phasegate::telemetry",
-                phase = %self.phase.phase.id,
-                run = %run.name(),
-                round = self.round,
-                kind = %event.kind,
-                fields = %serde_json::Value::Object(fields),
-                "telemetry"
-            );
+            let fields = || -> serde_json::Value {
+                serde_json::Value::Object(
+                    event.fields.iter().map(|(name, value)| (name.clone(), value_json(value))).collect(),
+                )
+            };
+            macro_rules! log {
+                ($target:literal) => {
+                    if tracing::enabled!(target: $target, tracing::Level::DEBUG) {
+                        tracing::debug!(
+                            target: $target,
+                            phase = %self.phase.phase.id,
+                            run = %self.logged_name(run),
+                            round = self.round,
+                            kind = %event.kind,
+                            fields = %fields(),
+                            "telemetry"
+                        );
+                    }
+                };
+            }
+            if self.calibration {
+                log!("phasegate::calibration::telemetry");
+            } else {
+                log!("phasegate::telemetry");
+            }
         }
     }
 
@@ -473,21 +496,33 @@ impl GroupContext<'_> {
             metrics: std::mem::take(&mut probe.metrics),
             events: Vec::new(),
         };
-        if tracing::enabled!(target: "phasegate::sample", tracing::Level::DEBUG) {
-            let metrics: serde_json::Map<String, serde_json::Value> =
-                sample.metrics.iter().map(|(name, value)| (name.clone(), serde_json::json!(value))).collect();
-            tracing::debug!(
-                target: "phasegate::sample",
-                phase = %self.phase.phase.id,
-                run = %run.name(),
-                mode = mode.name(),
-                warmup,
-                round = self.round,
-                index,
-                seconds,
-                metrics = %serde_json::Value::Object(metrics),
-                "sample"
-            );
+        let metrics = || -> serde_json::Value {
+            serde_json::Value::Object(
+                sample.metrics.iter().map(|(name, value)| (name.clone(), serde_json::json!(value))).collect(),
+            )
+        };
+        macro_rules! log {
+            ($target:literal) => {
+                if tracing::enabled!(target: $target, tracing::Level::DEBUG) {
+                    tracing::debug!(
+                        target: $target,
+                        phase = %self.phase.phase.id,
+                        run = %self.logged_name(run),
+                        mode = mode.name(),
+                        warmup,
+                        round = self.round,
+                        index,
+                        seconds,
+                        metrics = %metrics(),
+                        "sample"
+                    );
+                }
+            };
+        }
+        if self.calibration {
+            log!("phasegate::calibration::sample");
+        } else {
+            log!("phasegate::sample");
         }
         self.log_events(run, &probe.events);
         sample.events = std::mem::take(&mut probe.events);
@@ -514,7 +549,8 @@ impl GroupContext<'_> {
 }
 
 /// The fields of the `phasegate::sample` (`metrics`) and `phasegate::telemetry`
-/// (`fields`) log events that hold a JSON object. Tracing records a field as a number,
+/// (`fields`) log events, and of their `phasegate::calibration::` twins, that hold a
+/// JSON object. Tracing records a field as a number,
 /// a boolean or a string, so they are recorded as JSON text; a JSON log writes them back
 /// as objects with [`json_log_line`].
 pub const JSON_LOG_FIELDS: [&str; 2] = ["metrics", "fields"];

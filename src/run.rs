@@ -177,7 +177,7 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
     let run_dir = files::create_run_dir(&root, &started_at.compact(), &environment.hostname)?;
     let relative_dir = run_dir.strip_prefix(&options.project_root).unwrap_or(&run_dir).display().to_string();
     let execution =
-        ExecutionOptions { scratch_root: run_dir.join("scratch"), keep_all_outputs: options.keep_all_outputs };
+        ExecutionOptions { scratch_root: run_dir.join("scratch"), keep_all_outputs: options.keep_all_outputs, calibration: false };
     files::write_atomic(&run_dir.join("env.json"), &serde_json::to_vec_pretty(&environment)?)?;
     let mut reports = Vec::new();
     let store = snapshot::Store::for_spec(&plan.spec);
@@ -372,7 +372,8 @@ pub fn calibrate(phase: &PhasePlan, execution: &ExecutionOptions, calibration: &
                 groups: vec![vec![0, 1]],
                 checks: Vec::new(),
             };
-            let results = execute::execute_phase(&twin, execution, &execute::Silent);
+            let calibration = ExecutionOptions { calibration: true, ..execution.clone() };
+            let results = execute::execute_phase(&twin, &calibration, &execute::Silent);
             let a = verdict::keyed_values(&results[0], denominator.mode, &denominator.quantity);
             let b: HashMap<(u32, u32), f64> =
                 verdict::keyed_values(&results[1], denominator.mode, &denominator.quantity).into_iter().collect();

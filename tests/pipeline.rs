@@ -22,7 +22,7 @@ fn verdicts(text: &str, facts: &Facts) -> Vec<Verdict> {
 /// Runs a phase with its re-runs, as `cargo xtask run` does: results, verdicts, rounds.
 fn with_reruns(phase: &phasegate::plan::PhasePlan) -> (Vec<phasegate::execute::RunResult>, Vec<Verdict>, u32) {
     let scratch = tempfile::tempdir().unwrap();
-    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
+    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
     phasegate::run::execute_with_reruns(
         phase,
         &options,
@@ -35,7 +35,7 @@ fn with_reruns(phase: &phasegate::plan::PhasePlan) -> (Vec<phasegate::execute::R
 /// The order in which the steps of a phase finish: (workload, warm-up, index).
 fn step_order(phase: &phasegate::plan::PhasePlan) -> Vec<(String, bool, u32)> {
     let scratch = tempfile::tempdir().unwrap();
-    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
+    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
     let order = StepOrder::default();
     phasegate::execute::execute_phase(phase, &options, &order);
     order.0.into_inner().unwrap()
@@ -622,7 +622,7 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     let spinning = expand(&spinning).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let options =
-        phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false };
+        phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
     let calibration = Calibration { mode: CalibrationMode::Fail, repeats: 6 };
     let floors = phasegate::run::calibrate(&spinning.phases[0], &options, &calibration);
     assert_eq!(floors.len(), 1, "one reference run, one quantity");
@@ -745,7 +745,7 @@ fn partners_get_scratch_directories_of_their_own_removed_after_the_group() {
     assert_eq!(plan.phases[0].groups, [vec![0, 1]], "the two runs are interleaved");
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("scratch");
-    let options = ExecutionOptions { scratch_root: root.clone(), keep_all_outputs: false };
+    let options = ExecutionOptions { scratch_root: root.clone(), keep_all_outputs: false, calibration: false };
     let results = phasegate::execute::execute_phase(&plan.phases[0], &options, &phasegate::execute::Silent);
     for result in &results {
         assert_eq!(result.status, RunStatus::Completed, "{:?}", result.status);

@@ -1039,12 +1039,26 @@ fn a_calibrated_run_records_the_noise_floor_of_each_paired_check() {
     let project = Project::new();
     let text = spec(SPEEDUP, "").replace("[defaults]", "[calibration]\nmode = \"warn\"\nrepeats = 5\n\n[defaults]");
     project.write("calibrated.toml", &text);
-    let (code, stdout, stderr) = project.run("calibrated.toml", &[]);
+    let (code, stdout, stderr) = project.run("calibrated.toml", &["--log-file", "log.jsonl"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let report = project.latest_report();
     // The mock's seeded fake times are the same in both instances of the A/A pair, so
     // the floor is exactly 0; the run must still have measured and recorded it.
     assert_eq!(report["verdicts"][0]["noise_floor"].as_f64(), Some(0.0), "{}", report["verdicts"][0]);
+    // The A/A instances' samples are logged apart from the phase's own, each instance
+    // under its own name: the log's samples of a run are the report's.
+    let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
+    let named = |target: &str, run: &str| {
+        log_fields(&log, target).iter().filter(|sample| sample["run"] == run && sample["warmup"] == false).count()
+    };
+    let reported = |run: &str| {
+        let runs = report["runs"].as_array().unwrap();
+        let run = runs.iter().find(|report| report["workload"] == run).unwrap();
+        run["samples"].as_array().unwrap().iter().filter(|sample| sample["warmup"] == false).count()
+    };
+    assert_eq!((named("phasegate::sample", "fast"), named("phasegate::sample", "slow")), (reported("fast"), 5));
+    let twins = ["fast (A/A 1)", "fast (A/A 2)"].map(|run| named("phasegate::calibration::sample", run));
+    assert_eq!(twins, [5, 5], "{log}");
 }
 
 #[test]
