@@ -145,7 +145,7 @@ struct RunArgs {
     /// Allow the spec's output root to lie outside the project.
     #[arg(long)]
     allow_outside: bool,
-    /// Plain progress lines even on a terminal.
+    /// Plain progress lines and uncoloured warnings even on a terminal.
     #[arg(long)]
     plain: bool,
     /// Compare with an earlier run: `latest`, a run directory, or a git ref with
@@ -163,11 +163,11 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log_file = match &cli.command {
-        Command::Run(args) => args.log_file.clone(),
-        _ => None,
+    let (log_file, plain) = match &cli.command {
+        Command::Run(args) => (args.log_file.clone(), args.plain),
+        _ => (None, false),
     };
-    if let Err(error) = progress::install_tracing(log_file.as_deref()) {
+    if let Err(error) = progress::install_tracing(log_file.as_deref(), plain) {
         errln!("error: {error:#}");
         return ExitCode::from(Exit::Usage.code() as u8);
     }

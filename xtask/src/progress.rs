@@ -3,7 +3,7 @@
 //! of every sample and telemetry event with `--log-file`).
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -20,11 +20,17 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the subscriber: human-readable warnings on stderr (`RUST_LOG` adjusts),
-/// and with `log_file` every `phasegate` event at debug level as JSON lines.
-pub fn install_tracing(log_file: Option<&Path>) -> anyhow::Result<()> {
+/// and with `log_file` every `phasegate` event at debug level as JSON lines. Warnings
+/// are coloured only on a terminal, without `plain` and without `NO_COLOR`.
+pub fn install_tracing(log_file: Option<&Path>, plain: bool) -> anyhow::Result<()> {
     let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let stderr =
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(stderr_filter);
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    let colour = std::io::stderr().is_terminal() && !plain && !no_color;
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .with_filter(stderr_filter);
     let file = match log_file {
         Some(path) => {
             let file = std::fs::File::create(path)
