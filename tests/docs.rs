@@ -31,11 +31,21 @@ fn spec_reference_lists_every_kernel() {
 
 #[test]
 fn spec_reference_example_is_valid() {
-    // The complete example in the reference must load and expand.
+    // The complete example in the reference must load and expand, as written and under
+    // each of its profiles, without a warning.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/spec.md");
     let text = std::fs::read_to_string(path).unwrap();
     let start = text.find("```toml\n").unwrap() + "```toml\n".len();
     let end = text[start..].find("```").unwrap() + start;
-    let spec = crate::support::load(&text[start..end]).unwrap_or_else(|error| panic!("{error}"));
-    phasegate::plan::expand(spec, phasegate::plan::Selection::default(), &|_| false).unwrap();
+    let example = &text[start..end];
+    let profiles = crate::support::load(example).unwrap_or_else(|error| panic!("{error}")).profiles;
+    assert_eq!(profiles, ["ci"]);
+    for profile in [None].into_iter().chain(profiles.into_iter().map(Some)) {
+        let overrides = phasegate::spec::Overrides { profile: profile.clone(), ..Default::default() };
+        let spec =
+            crate::support::load_with(example, &overrides).unwrap_or_else(|error| panic!("{profile:?}: {error}"));
+        assert_eq!(spec.warnings, Vec::<String>::new(), "{profile:?}");
+        phasegate::plan::expand(spec, phasegate::plan::Selection::default(), &|_| false)
+            .unwrap_or_else(|error| panic!("{profile:?}: {error}"));
+    }
 }
