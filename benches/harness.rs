@@ -57,7 +57,8 @@ fn per_sample_overhead(criterion: &mut Criterion) {
     let spec = spec::load_str(Path::new("overhead.toml"), &text, &Overrides::default()).unwrap();
     let plan = plan::expand(spec, Selection::default(), &|_| false).unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
+    let options =
+        ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
     let mut group = criterion.benchmark_group("per-sample overhead");
     group.throughput(criterion::Throughput::Elements(u64::from(SAMPLES)));
     group.bench_function("10,000 samples of a no-op step", |bencher| {

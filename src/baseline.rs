@@ -74,10 +74,11 @@ pub fn compare(
     compare_with(current, &[(baseline, label)], settings)
 }
 
-/// Compares each run of `current` that was measured with the first of `earlier`
-/// (newest first) that measured it too: one verdict per mode and quantity found in
-/// both. A run measured now that none of them measured gets a `not_applicable`
-/// verdict saying so, rather than no verdict at all.
+/// Compares each run of `current` that was measured with its counterpart in `earlier`
+/// (newest first): the first report that measured the same [`Work`], else the first
+/// that measured a run of its name. One verdict per mode and quantity found in both. A
+/// run measured now that none of them measured gets a `not_applicable` verdict saying
+/// so, rather than no verdict at all.
 pub fn compare_earlier(current: &PhaseReport, earlier: &[&Earlier], settings: &BaselineSettings) -> Vec<Verdict> {
     let earlier: Vec<(&PhaseReport, &str)> =
         earlier.iter().map(|earlier| (&earlier.report, earlier.label.as_str())).collect();
@@ -87,24 +88,16 @@ pub fn compare_earlier(current: &PhaseReport, earlier: &[&Earlier], settings: &B
 fn compare_with(current: &PhaseReport, earlier: &[(&PhaseReport, &str)], settings: &BaselineSettings) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
     for run in current.runs.iter().filter(|run| run.measured()) {
+        let work = Work::of_report(run);
         // The newest report that measured the same work, else the newest that measured
         // a run of the name (the verdict names the parameters that differ).
-        let counterpart = |same_work: bool| {
-            earlier.iter().find_map(|&(baseline, label)| {
-                let old = baseline.runs.iter().find(|old| {
-                    old.measured()
-                        && old.name() == run.name()
-                        && (!same_work || parameter_differences(&run.params, run.threads, old).is_empty())
-                })?;
-                Some((baseline, old, label))
-            })
-        };
-        let Some((baseline, old, label)) = counterpart(true).or_else(|| counterpart(false)) else {
+        let Some((baseline, old, label)) = work.counterpart(earlier, true).or_else(|| work.counterpart(earlier, false))
+        else {
             verdicts.push(without_counterpart(run, settings.tolerance));
             continue;
         };
         let differences = fingerprint_differences(current, baseline);
-        let parameters = parameter_differences(&run.params, run.threads, old);
+        let parameters = work.differences(old);
         for mode in [Mode::Cold, Mode::Warm] {
             for quantity in &settings.quantities {
                 let (Some(now), Some(before)) = (values(run, mode, quantity), values(old, mode, quantity)) else {
@@ -306,27 +299,58 @@ fn median_in_place(values: &mut [f64]) -> f64 {
     if n % 2 == 1 { values[n / 2] } else { 0.5 * (values[n / 2 - 1] + values[n / 2]) }
 }
 
-/// How the work `old` measured differs from a run with `params` on `threads` threads:
-/// `name now vs before` for the thread count and every parameter both record (a
-/// parameter one side lacks, as one a kernel gained since, is not compared). Empty when
-/// they measured the same work.
-fn parameter_differences(
-    params: &serde_json::Map<String, serde_json::Value>,
+/// The work a run measures, by which earlier reports are searched for its counterpart:
+/// its name, thread count and parameters.
+pub struct Work {
+    name: String,
     threads: usize,
-    old: &RunReport,
-) -> Vec<String> {
-    let mut differences = Vec::new();
-    if threads != old.threads {
-        differences.push(format!("threads {threads} vs {}", old.threads));
+    params: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Work {
+    /// The work a planned run will measure.
+    pub fn of_plan(run: &crate::plan::Run) -> Work {
+        let params = run.params.iter().map(|(name, value)| (name.to_owned(), value_json(value))).collect();
+        Work { name: run.name(), threads: run.threads, params }
     }
-    for (name, now) in params {
-        if let Some(before) = old.params.get(name)
-            && before != now
-        {
-            differences.push(format!("{name} {now} vs {before}"));
+
+    /// The work a reported run measured.
+    pub fn of_report(run: &RunReport) -> Work {
+        Work { name: run.name(), threads: run.threads, params: run.params.clone() }
+    }
+
+    /// How the work `old` measured differs from this one: `name now vs before` for the
+    /// thread count and every parameter both record (a parameter one side lacks, as one
+    /// a kernel gained since, is not compared). Empty when they are the same work.
+    pub fn differences(&self, old: &RunReport) -> Vec<String> {
+        let mut differences = Vec::new();
+        if self.threads != old.threads {
+            differences.push(format!("threads {} vs {}", self.threads, old.threads));
         }
+        for (name, now) in &self.params {
+            if let Some(before) = old.params.get(name)
+                && before != now
+            {
+                differences.push(format!("{name} {now} vs {before}"));
+            }
+        }
+        differences
     }
-    differences
+
+    /// The first of `earlier` (newest first) with a measured run of this name: of the
+    /// same work when `same_work`, else of any parameters.
+    pub fn counterpart<'a>(
+        &self,
+        earlier: &[(&'a PhaseReport, &'a str)],
+        same_work: bool,
+    ) -> Option<(&'a PhaseReport, &'a RunReport, &'a str)> {
+        earlier.iter().find_map(|&(report, label)| {
+            let old = report.runs.iter().find(|old| {
+                old.measured() && old.name() == self.name && (!same_work || self.differences(old).is_empty())
+            })?;
+            Some((report, old, label))
+        })
+    }
 }
 
 fn fingerprint_differences(current: &PhaseReport, baseline: &PhaseReport) -> Vec<String> {
@@ -415,33 +439,20 @@ pub fn load(
             let id = &phase.phase.id;
             // Runs still looking for a report that measured the same work: a report that
             // measured one with other parameters is kept too, in case none did.
-            type Wanted = (String, serde_json::Map<String, serde_json::Value>, usize);
-            let mut wanted: Vec<Wanted> = phase
-                .runs
-                .iter()
-                .filter(|run| run.skip.is_none())
-                .map(|run| {
-                    let params = run.params.iter().map(|(name, value)| (name.to_owned(), value_json(value))).collect();
-                    (run.name(), params, run.threads)
-                })
-                .collect();
+            let mut wanted: Vec<Work> = phase.runs.iter().filter(|run| run.skip.is_none()).map(Work::of_plan).collect();
             for dir in crate::report::files::runs_with_phase(experiment_root, id) {
                 if wanted.is_empty() {
                     break;
                 }
                 let earlier = read(&dir, id, relative(&dir))?;
-                // Whether the report measured the run, and whether it measured the same work.
-                let measured = |(name, params, threads): &Wanted| {
-                    let old = earlier.report.runs.iter().find(|old| old.measured() && old.name() == *name)?;
-                    Some(parameter_differences(params, *threads, old).is_empty())
-                };
+                let one = [(&earlier.report, "")];
                 let mut kept = false;
-                wanted.retain(|run| match measured(run) {
-                    None => true,
-                    Some(same_work) => {
-                        kept = true;
-                        !same_work
+                wanted.retain(|work| {
+                    if work.counterpart(&one, false).is_none() {
+                        return true;
                     }
+                    kept = true;
+                    work.counterpart(&one, true).is_none()
                 });
                 if kept {
                     reports.push(earlier);

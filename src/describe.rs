@@ -1,14 +1,16 @@
 //! Text for `list`, `check` and `run --dry-run`: what a spec expands to, where each
 //! setting comes from, and how long a run should take.
 //!
-//! The time estimate uses the latest report of the same experiment, when there is
-//! one: for each run with a recorded counterpart (same phase, workload and matrix
-//! point), the median cold and warm step times times the steps planned. Runs without
-//! a counterpart are counted as unknown rather than guessed.
+//! The time estimate uses the earlier reports of the same experiment, when there are
+//! some: for each run, the newest report that measured the same work (its name, thread
+//! count and parameters, see [`crate::baseline::Work`]) gives the median cold and warm
+//! step times, times the steps planned, A/A calibration included. Runs no report
+//! measured with their parameters are counted as unknown rather than guessed.
 
 use std::fmt::Write;
 
-use crate::plan::Plan;
+use crate::baseline::{Loaded, Work};
+use crate::plan::{Plan, Run};
 use crate::report::PhaseReport;
 use crate::spec::{Mode, Order, Spec};
 use crate::stats::format_seconds;
@@ -16,26 +18,35 @@ use crate::stats::format_seconds;
 /// An estimate of a plan's duration from earlier reports.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Estimate {
+    /// The steps of the known runs, and of the A/A calibration of those among them
+    /// that are calibrated.
     pub seconds: f64,
     pub known_runs: usize,
     pub unknown_runs: usize,
 }
 
-pub fn estimate(plan: &Plan, earlier: &[PhaseReport]) -> Estimate {
+/// Estimates `plan`'s time in steps from `earlier` (see the module's documentation).
+pub fn estimate(plan: &Plan, earlier: Option<&Loaded>) -> Estimate {
     let mut estimate = Estimate { seconds: 0.0, known_runs: 0, unknown_runs: 0 };
     for phase in &plan.phases {
-        let report = earlier.iter().find(|report| report.phase.id == phase.phase.id);
+        let reports: Vec<(&PhaseReport, &str)> = earlier
+            .map(|loaded| loaded.phase(&phase.phase.id))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|earlier| (&earlier.report, earlier.label.as_str()))
+            .collect();
+        let median = |run: &Run, mode: Mode| {
+            let (_, old, _) = Work::of_plan(run).counterpart(&reports, true)?;
+            Some(old.summary(mode, "time")?.median)
+        };
         for run in phase.runs.iter().filter(|run| run.skip.is_none()) {
-            let recorded = report.and_then(|report| {
-                report.runs.iter().find(|recorded| recorded.workload == run.workload && recorded.point == run.label)
-            });
             let mut seconds = 0.0;
             let mut known = true;
-            for mode in &run.settings.modes {
+            for &mode in &run.settings.modes {
                 let steps = f64::from(run.settings.repeats)
-                    + if *mode == Mode::Warm { f64::from(run.settings.warmup) } else { 0.0 };
-                match recorded.and_then(|recorded| recorded.summary(*mode, "time")) {
-                    Some(summary) => seconds += steps * summary.median,
+                    + if mode == Mode::Warm { f64::from(run.settings.warmup) } else { 0.0 };
+                match median(run, mode) {
+                    Some(median) => seconds += steps * median,
                     None => known = false,
                 }
             }
@@ -44,6 +55,12 @@ pub fn estimate(plan: &Plan, earlier: &[PhaseReport]) -> Estimate {
                 estimate.known_runs += 1;
             } else {
                 estimate.unknown_runs += 1;
+            }
+        }
+        for twin in phase.calibration_twins(&plan.spec.calibration) {
+            let (reference, mode, _) = twin.key;
+            if let Some(median) = median(&phase.runs[reference], mode) {
+                estimate.seconds += twin.plan.n_steps() as f64 * median;
             }
         }
     }
@@ -124,20 +141,30 @@ pub fn dry_run(plan: &Plan, estimate: &Estimate) -> String {
     }
     overrides(&mut out, &plan.spec);
     let steps = counted(plan.n_steps() as usize, "timed step");
-    let _ = writeln!(out, "\n{}, {steps} (warm-up included)", counted(plan.n_runs(), "run"));
+    let _ = write!(out, "\n{}, {steps} (warm-up included)", counted(plan.n_runs(), "run"));
+    let calibration = plan.n_calibration_steps();
+    if calibration > 0 {
+        let _ = write!(out, ", plus {} of A/A calibration", counted(calibration as usize, "step"));
+    }
+    let _ = writeln!(out);
     if estimate.known_runs > 0 {
         let _ = write!(
             out,
-            "estimated time in steps: {} for {} from the latest report",
+            "estimated time in steps: {} for {} from earlier reports of the same work",
             format_seconds(estimate.seconds),
             counted(estimate.known_runs, "run")
         );
         if estimate.unknown_runs > 0 {
-            let _ = write!(out, ", plus {} never measured", counted(estimate.unknown_runs, "run"));
+            let _ =
+                write!(out, ", plus {} never measured with these parameters", counted(estimate.unknown_runs, "run"));
         }
-        let _ = writeln!(out, " (set-up time excluded)");
+        let calibrated = if calibration > 0 { "calibration included, " } else { "" };
+        let _ = writeln!(out, " ({calibrated}set-up of warm runs excluded)");
     } else {
-        let _ = writeln!(out, "estimated time: unknown (no earlier report of this experiment to estimate from)");
+        let _ = writeln!(
+            out,
+            "estimated time: unknown (no earlier report of this experiment measured the same work to estimate from)"
+        );
     }
     out
 }

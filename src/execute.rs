@@ -167,8 +167,14 @@ pub fn execute_groups(
             continue;
         }
         let scratch = ScratchDirs::new(&options.scratch_root, &phase.phase.id);
-        let context =
-            GroupContext { phase, observer, scratch: &scratch, round, wanted: &wanted, calibration: options.calibration };
+        let context = GroupContext {
+            phase,
+            observer,
+            scratch: &scratch,
+            round,
+            wanted: &wanted,
+            calibration: options.calibration,
+        };
         let mut states: Vec<(usize, RunResult)> = members
             .iter()
             .map(|&index| (index, std::mem::replace(&mut results[index], RunResult::new(&phase.runs[index]))))

@@ -19,7 +19,7 @@ use crate::error::SpecError;
 use crate::expr::{Condition, Reference, Selected};
 use crate::kernel::{Params, Resources, Value};
 use crate::kernels;
-use crate::spec::{Check, Order, Phase, Settings, Spec, Workload};
+use crate::spec::{Calibration, CalibrationMode, Check, Mode, Order, Phase, Settings, Spec, Workload};
 
 /// Which parts of a spec to run.
 #[derive(Clone, Debug, Default)]
@@ -105,7 +105,63 @@ pub struct PhasePlan {
     pub checks: Vec<CheckPlan>,
 }
 
+/// The A/A calibration of one reference run: two instances of it, interleaved, in a
+/// phase plan of their own.
+#[derive(Clone, Debug)]
+pub struct CalibrationTwin {
+    /// (reference run, mode, quantity) of the checks' denominators it calibrates.
+    pub key: (usize, Mode, String),
+    pub plan: PhasePlan,
+}
+
 impl PhasePlan {
+    /// The A/A calibrations `calibration` asks of this phase: one per reference run,
+    /// mode and quantity of its paired-ratio checks' denominators (none when off).
+    pub fn calibration_twins(&self, calibration: &Calibration) -> Vec<CalibrationTwin> {
+        let mut twins: Vec<CalibrationTwin> = Vec::new();
+        if calibration.mode == CalibrationMode::Off {
+            return twins;
+        }
+        for check in &self.checks {
+            let Some(condition) = check.check.condition.as_ref() else { continue };
+            let Some((_, denominator)) = condition.ratio() else { continue };
+            for (_, reference) in check.points.iter().filter_map(|point| point.paired(condition)) {
+                let key = (reference, denominator.mode, denominator.quantity.clone());
+                if twins.iter().any(|twin| twin.key == key) || self.runs[reference].skip.is_some() {
+                    continue;
+                }
+                let mut first = self.runs[reference].clone();
+                first.index = 0;
+                first.settings.repeats = calibration.repeats;
+                first.settings.modes = vec![denominator.mode];
+                let mut second = first.clone();
+                second.index = 1;
+                let plan = PhasePlan {
+                    phase: self.phase.clone(),
+                    runs: vec![first, second],
+                    groups: vec![vec![0, 1]],
+                    checks: Vec::new(),
+                };
+                twins.push(CalibrationTwin { key, plan });
+            }
+        }
+        twins
+    }
+
+    /// Timed steps (warm-up included) of this phase's runs.
+    pub fn n_steps(&self) -> u64 {
+        let mut steps = 0;
+        for run in self.runs.iter().filter(|run| run.skip.is_none()) {
+            for mode in &run.settings.modes {
+                steps += u64::from(run.settings.repeats);
+                if *mode == Mode::Warm {
+                    steps += u64::from(run.settings.warmup);
+                }
+            }
+        }
+        steps
+    }
+
     /// The group a run belongs to.
     pub fn group_of(&self, run: usize) -> usize {
         self.groups.iter().position(|group| group.contains(&run)).expect("every run is in a group")
@@ -141,20 +197,15 @@ impl Plan {
         self.phases.iter().map(|phase| phase.runs.iter().filter(|run| run.skip.is_none()).count()).sum()
     }
 
-    /// Timed steps (warm-up included) the plan will execute.
+    /// Timed steps (warm-up included) the plan will execute, A/A calibration aside.
     pub fn n_steps(&self) -> u64 {
-        let mut steps = 0;
-        for phase in &self.phases {
-            for run in phase.runs.iter().filter(|run| run.skip.is_none()) {
-                for mode in &run.settings.modes {
-                    steps += u64::from(run.settings.repeats);
-                    if *mode == crate::spec::Mode::Warm {
-                        steps += u64::from(run.settings.warmup);
-                    }
-                }
-            }
-        }
-        steps
+        self.phases.iter().map(PhasePlan::n_steps).sum()
+    }
+
+    /// Steps (warm-up included) of the A/A calibration before the phases.
+    pub fn n_calibration_steps(&self) -> u64 {
+        let twins = self.phases.iter().flat_map(|phase| phase.calibration_twins(&self.spec.calibration));
+        twins.map(|twin| twin.plan.n_steps()).sum()
     }
 }
 

@@ -176,8 +176,11 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
     let started_at = DateTime::from_unix(clock::wall_time());
     let run_dir = files::create_run_dir(&root, &started_at.compact(), &environment.hostname)?;
     let relative_dir = run_dir.strip_prefix(&options.project_root).unwrap_or(&run_dir).display().to_string();
-    let execution =
-        ExecutionOptions { scratch_root: run_dir.join("scratch"), keep_all_outputs: options.keep_all_outputs, calibration: false };
+    let execution = ExecutionOptions {
+        scratch_root: run_dir.join("scratch"),
+        keep_all_outputs: options.keep_all_outputs,
+        calibration: false,
+    };
     files::write_atomic(&run_dir.join("env.json"), &serde_json::to_vec_pretty(&environment)?)?;
     let mut reports = Vec::new();
     let store = snapshot::Store::for_spec(&plan.spec);
@@ -201,7 +204,7 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
     for phase in &plan.phases {
         let phase_started = DateTime::from_unix(clock::wall_time());
         let stamp = clock::now();
-        observer.phase_started(phase, steps(phase));
+        observer.phase_started(phase, phase.n_steps());
         let snapshots = load_snapshots(phase, &store)?;
         let floors = calibrate(phase, &execution, &plan.spec.calibration);
         let (results, mut verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &facts, &snapshots);
@@ -248,24 +251,6 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         update_plan(plan, options, &root)?;
     }
     Ok(Outcome { run_dir, reports, exit })
-}
-
-fn steps(phase: &PhasePlan) -> u64 {
-    phase
-        .runs
-        .iter()
-        .filter(|run| run.skip.is_none())
-        .map(|run| {
-            run.settings
-                .modes
-                .iter()
-                .map(|mode| {
-                    u64::from(run.settings.repeats)
-                        + if *mode == crate::spec::Mode::Warm { u64::from(run.settings.warmup) } else { 0 }
-                })
-                .sum::<u64>()
-        })
-        .sum()
 }
 
 /// Executes a phase, then re-runs the groups behind inconclusive checks while their
@@ -349,39 +334,16 @@ pub type Floors = HashMap<(usize, Mode, String), f64>;
 /// Runs the A/A calibration of the phase's paired-ratio checks.
 pub fn calibrate(phase: &PhasePlan, execution: &ExecutionOptions, calibration: &Calibration) -> Floors {
     let mut floors = Floors::new();
-    if calibration.mode == CalibrationMode::Off {
-        return floors;
-    }
-    for check in &phase.checks {
-        let Some(condition) = check.check.condition.as_ref() else { continue };
-        let Some((_, denominator)) = condition.ratio() else { continue };
-        for (_, reference) in check.points.iter().filter_map(|point| point.paired(condition)) {
-            let key = (reference, denominator.mode, denominator.quantity.clone());
-            if floors.contains_key(&key) || phase.runs[reference].skip.is_some() {
-                continue;
-            }
-            let mut first = phase.runs[reference].clone();
-            first.index = 0;
-            first.settings.repeats = calibration.repeats;
-            first.settings.modes = vec![denominator.mode];
-            let mut second = first.clone();
-            second.index = 1;
-            let twin = PhasePlan {
-                phase: phase.phase.clone(),
-                runs: vec![first, second],
-                groups: vec![vec![0, 1]],
-                checks: Vec::new(),
-            };
-            let calibration = ExecutionOptions { calibration: true, ..execution.clone() };
-            let results = execute::execute_phase(&twin, &calibration, &execute::Silent);
-            let a = verdict::keyed_values(&results[0], denominator.mode, &denominator.quantity);
-            let b: HashMap<(u32, u32), f64> =
-                verdict::keyed_values(&results[1], denominator.mode, &denominator.quantity).into_iter().collect();
-            let ratios: Vec<f64> = a.iter().filter_map(|(key, value)| b.get(key).map(|other| value / other)).collect();
-            if let Some(floor) = noise_floor(&ratios) {
-                tracing::info!(target: "phasegate::calibration", run = %phase.runs[reference].name(), floor, "A/A noise floor");
-                floors.insert(key, floor);
-            }
+    for twin in phase.calibration_twins(calibration) {
+        let (reference, mode, quantity) = &twin.key;
+        let calibration = ExecutionOptions { calibration: true, ..execution.clone() };
+        let results = execute::execute_phase(&twin.plan, &calibration, &execute::Silent);
+        let a = verdict::keyed_values(&results[0], *mode, quantity);
+        let b: HashMap<(u32, u32), f64> = verdict::keyed_values(&results[1], *mode, quantity).into_iter().collect();
+        let ratios: Vec<f64> = a.iter().filter_map(|(key, value)| b.get(key).map(|other| value / other)).collect();
+        if let Some(floor) = noise_floor(&ratios) {
+            tracing::info!(target: "phasegate::calibration", run = %phase.runs[*reference].name(), floor, "A/A noise floor");
+            floors.insert(twin.key, floor);
         }
     }
     floors

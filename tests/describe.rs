@@ -1,11 +1,13 @@
 //! The text of `list`, `run --dry-run` and the end of a run, from the fixed plan and
 //! report of `support`.
 
+use phasegate::baseline::{Earlier, Loaded};
 use phasegate::describe;
 use phasegate::plan::{Plan, Selection};
+use phasegate::report::PhaseReport;
 use phasegate::spec::Mode;
 
-use crate::support::{fixed_report, fixed_spec, load, troubled_report};
+use crate::support::{expand, fixed_report, fixed_spec, load, troubled_report};
 
 /// [`fixed_spec`] with `slow` at a third size the fixed report never measured, and
 /// only `slow` selected: the `fast` runs are skipped.
@@ -15,10 +17,20 @@ fn slow_only() -> Plan {
     phasegate::plan::expand(load(&text).unwrap(), selection, &|_| false).unwrap()
 }
 
+/// `reports` as the earlier reports a baseline or an estimate reads, newest first.
+fn earlier(reports: &[PhaseReport]) -> Loaded {
+    let reports = reports
+        .iter()
+        .enumerate()
+        .map(|(index, report)| Earlier { label: format!("run {index}"), report: report.clone() })
+        .collect();
+    Loaded { label: "run 0".into(), reports }
+}
+
 #[test]
 fn the_estimate_counts_every_planned_step_of_the_recorded_runs() {
     let report = fixed_report();
-    let estimate = describe::estimate(&slow_only(), std::slice::from_ref(&report));
+    let estimate = describe::estimate(&slow_only(), Some(&earlier(std::slice::from_ref(&report))));
     // `slow` has 5 cold samples and 1 + 5 warm steps at each recorded size; size 32 was
     // never measured, and the skipped `fast` runs take no time.
     let median = |point: &str, mode| {
@@ -32,14 +44,55 @@ fn the_estimate_counts_every_planned_step_of_the_recorded_runs() {
     assert_eq!((estimate.known_runs, estimate.unknown_runs), (2, 1));
     assert!((estimate.seconds - expected).abs() < 1e-12 * expected, "{} s, not {expected} s", estimate.seconds);
     // Without a report nothing is known.
-    let unknown = describe::estimate(&slow_only(), &[]);
+    let unknown = describe::estimate(&slow_only(), None);
     assert_eq!((unknown.seconds, unknown.known_runs, unknown.unknown_runs), (0.0, 0, 3));
+    // A newer report that measured `slow[size=8]` with other parameters (as `--set`
+    // gives) is passed over for the one that measured the same work; a run measured only
+    // with other parameters is not known.
+    let mut tuned = report.clone();
+    for run in tuned.runs.iter_mut().filter(|run| run.workload == "slow") {
+        run.params["time_ms"] = serde_json::json!(400.0);
+    }
+    let estimate = describe::estimate(&slow_only(), Some(&earlier(&[tuned.clone(), report.clone()])));
+    assert_eq!((estimate.known_runs, estimate.unknown_runs), (2, 1));
+    assert!((estimate.seconds - expected).abs() < 1e-12 * expected, "{} s, not {expected} s", estimate.seconds);
+    let estimate = describe::estimate(&slow_only(), Some(&earlier(&[tuned])));
+    assert_eq!((estimate.seconds, estimate.known_runs, estimate.unknown_runs), (0.0, 0, 3));
+}
+
+/// The A/A calibration's steps are counted and estimated: two instances of the
+/// reference run of each paired-ratio check, each of `[calibration] repeats` steps after
+/// its warm-up.
+#[test]
+fn the_estimate_counts_the_calibration_steps() {
+    let text = fixed_spec().replace("[defaults]", "[calibration]\nmode = \"warn\"\nrepeats = 4\n\n[defaults]");
+    let plan = phasegate::plan::expand(load(&text).unwrap(), Selection::default(), &|_| false).unwrap();
+    // `speedup` and `steady` divide by `fast` at sizes 8 and 16: two references, each
+    // calibrated once, 2 x (1 + 4) warm steps apiece.
+    assert_eq!(plan.n_calibration_steps(), 2 * 2 * 5);
+    let report = fixed_report();
+    let without = describe::estimate(&expand(&fixed_spec()).unwrap(), Some(&earlier(std::slice::from_ref(&report))));
+    let with = describe::estimate(&plan, Some(&earlier(std::slice::from_ref(&report))));
+    let fast = |point: &str| {
+        let run = report.runs.iter().find(|run| run.workload == "fast" && run.point == point).unwrap();
+        run.summary(Mode::Warm, "time").unwrap().median
+    };
+    let calibration = 10.0 * (fast("size=8") + fast("size=16"));
+    assert_eq!((with.known_runs, with.unknown_runs), (without.known_runs, 0));
+    assert!((with.seconds - without.seconds - calibration).abs() < 1e-12 * with.seconds, "{with:?} {without:?}");
+    let text = describe::dry_run(&plan, &with);
+    assert!(
+        text.contains(
+            "4 runs, 34 timed steps (warm-up included), plus 20 steps of A/A calibration\nestimated time in steps: "
+        ),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_dry_run_lists_the_matrix_settings_and_estimate() {
     let plan = slow_only();
-    let estimate = describe::estimate(&plan, &[fixed_report()]);
+    let estimate = describe::estimate(&plan, Some(&earlier(&[fixed_report()])));
     insta::assert_snapshot!(describe::dry_run(&plan, &estimate), @r#"
     demo (spec.toml): Demo
 
@@ -74,7 +127,7 @@ fn a_dry_run_lists_the_matrix_settings_and_estimate() {
         reruns   = 0                (built-in default)
 
     3 runs, 33 timed steps (warm-up included)
-    estimated time in steps: 89.244 ms for 2 runs from the latest report, plus 1 run never measured (set-up time excluded)
+    estimated time in steps: 89.244 ms for 2 runs from earlier reports of the same work, plus 1 run never measured with these parameters (set-up of warm runs excluded)
     "#);
 }
 

@@ -22,7 +22,8 @@ fn verdicts(text: &str, facts: &Facts) -> Vec<Verdict> {
 /// Runs a phase with its re-runs, as `cargo xtask run` does: results, verdicts, rounds.
 fn with_reruns(phase: &phasegate::plan::PhasePlan) -> (Vec<phasegate::execute::RunResult>, Vec<Verdict>, u32) {
     let scratch = tempfile::tempdir().unwrap();
-    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
+    let options =
+        ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
     phasegate::run::execute_with_reruns(
         phase,
         &options,
@@ -35,7 +36,8 @@ fn with_reruns(phase: &phasegate::plan::PhasePlan) -> (Vec<phasegate::execute::R
 /// The order in which the steps of a phase finish: (workload, warm-up, index).
 fn step_order(phase: &phasegate::plan::PhasePlan) -> Vec<(String, bool, u32)> {
     let scratch = tempfile::tempdir().unwrap();
-    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
+    let options =
+        ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
     let order = StepOrder::default();
     phasegate::execute::execute_phase(phase, &options, &order);
     order.0.into_inner().unwrap()
@@ -621,8 +623,11 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     let spinning = with_checks(&spinning, &[("tight", "expr = \"slow.warm.median / fast.warm.median >= 2\"")]);
     let spinning = expand(&spinning).unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let options =
-        phasegate::execute::ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
+    let options = phasegate::execute::ExecutionOptions {
+        scratch_root: scratch.path().to_owned(),
+        keep_all_outputs: false,
+        calibration: false,
+    };
     let calibration = Calibration { mode: CalibrationMode::Fail, repeats: 6 };
     let floors = phasegate::run::calibrate(&spinning.phases[0], &options, &calibration);
     assert_eq!(floors.len(), 1, "one reference run, one quantity");

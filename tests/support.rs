@@ -65,7 +65,8 @@ pub fn spec_error(text: &str) -> String {
 /// Runs every phase of a plan in process and evaluates its checks.
 pub fn run_plan(plan: &Plan, facts: &Facts) -> Vec<(Vec<RunResult>, Vec<Verdict>)> {
     let scratch = tempfile::tempdir().expect("temporary directory");
-    let options = ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
+    let options =
+        ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
     plan.phases
         .iter()
         .map(|phase| {

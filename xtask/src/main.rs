@@ -265,8 +265,9 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     }
     if args.dry_run {
         let root = run::experiment_root(&plan, &options);
-        let earlier = latest_reports(&root, &plan);
-        out!("{}", describe::dry_run(&plan, &describe::estimate(&plan, &earlier)));
+        // Every earlier report an estimate could use; none when there is no earlier run.
+        let earlier = phasegate::baseline::load("latest", &root, &options.project_root, &plan).ok();
+        out!("{}", describe::dry_run(&plan, &describe::estimate(&plan, earlier.as_ref())));
         return Ok(Exit::Pass);
     }
     let fancy = std::io::stderr().is_terminal() && !args.plain;
@@ -378,19 +379,6 @@ fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Pass)
-}
-
-/// Each phase's report from the newest run that holds it (a run of one phase leaves
-/// the others' figures where they were).
-fn latest_reports(root: &Path, plan: &Plan) -> Vec<report::PhaseReport> {
-    plan.phases
-        .iter()
-        .filter_map(|phase| {
-            let id = &phase.phase.id;
-            let dir = report::files::latest_run_with_phase(root, id)?;
-            run::read_report(&dir.join(id).join("report.json")).ok()
-        })
-        .collect()
 }
 
 /// The command line as a shell would take it, led by the `PHASEGATE_*` variables that

@@ -713,11 +713,11 @@ fn dry_run_list_and_check_run_nothing() {
     let output = project.xtask(&["check", "spec.toml"]);
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("valid (3 runs, 1 check)"));
-    // After a run, the dry run estimates from the latest report.
+    // After a run, the dry run estimates from its report.
     let (code, _, _) = project.run("spec.toml", &[]);
     assert_eq!(code, 0);
     let output = project.xtask(&["run", "spec.toml", "--dry-run"]);
-    assert!(String::from_utf8_lossy(&output.stdout).contains("for 3 runs from the latest report"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("for 3 runs from earlier reports of the same work"));
 }
 
 #[test]
@@ -1339,7 +1339,7 @@ fn a_run_of_one_phase_keeps_the_other_phases_in_the_plan_and_the_baseline() {
     // The dry run's estimate still knows phase a's runs.
     let output = project.xtask(&["run", "experiments/e2e.toml", "--dry-run"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("from the latest report") && !stdout.contains("never measured"), "{stdout}");
+    assert!(stdout.contains("from earlier reports") && !stdout.contains("never measured"), "{stdout}");
     // Phase a is compared with the first run, phase b with the second.
     let (code, stdout, stderr) = project.run("experiments/e2e.toml", &["--baseline", "latest"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
