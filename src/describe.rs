@@ -92,12 +92,12 @@ pub fn list(plan: &Plan) -> String {
             let modes: Vec<&str> = workload.settings.modes.iter().map(|mode| mode.name()).collect();
             let _ = writeln!(
                 out,
-                "  workload {} (kernel {}, {}, {}, {} repeats{reference})",
+                "  workload {} (kernel {}, {}, {}, {}{reference})",
                 workload.id,
                 workload.kernel,
                 counted(runs.len(), "run"),
                 modes.join("+"),
-                workload.settings.repeats
+                counted(workload.settings.repeats as usize, "repeat")
             );
             for run in runs {
                 let skip = run.skip.as_ref().map(|reason| format!("  [{reason}]")).unwrap_or_default();

@@ -9,6 +9,7 @@
 
 use std::fmt::Write;
 
+use crate::describe::counted;
 use crate::execute::RunStatus;
 use crate::report::charts::Chart;
 use crate::report::{PhaseReport, RunReport};
@@ -50,10 +51,10 @@ pub fn render_summary(reports: &[PhaseReport]) -> String {
     let _ = writeln!(out, "## phasegate: {}\n", first.experiment.title);
     let _ = writeln!(
         out,
-        "Revision `{}` on {} ({} cores); `{}`\n",
+        "Revision `{}` on {} ({}); `{}`\n",
         first.environment.revision(),
         first.environment.cpu_model,
-        first.environment.cores,
+        counted(first.environment.cores, "core"),
         first.invocation.command
     );
     let _ = writeln!(
@@ -132,9 +133,9 @@ fn header(out: &mut String, report: &PhaseReport) {
     let _ = writeln!(out, "| Revision | `{}`{dirty} |", environment.revision());
     let _ = writeln!(
         out,
-        "| Machine | {}, {} cores, {}, {} ({}) |",
+        "| Machine | {}, {}, {}, {} ({}) |",
         environment.cpu_model,
-        environment.cores,
+        counted(environment.cores, "core"),
         format_bytes(environment.memory_bytes as f64),
         environment.os,
         environment.hostname

@@ -165,10 +165,9 @@ impl Observer for Progress {
         let last_mode = run.settings.modes.last().copied().unwrap_or(Mode::Warm);
         if !sample.warmup && sample.mode == last_mode && sample.index + 1 == run.settings.repeats {
             errln!(
-                "  {} done ({} {} samples, last {})",
+                "  {} done ({}, last {})",
                 run.name(),
-                run.settings.repeats,
-                sample.mode.name(),
+                counted(run.settings.repeats as usize, &format!("{} sample", sample.mode.name())),
                 format_seconds(sample.seconds)
             );
         }

@@ -782,6 +782,19 @@ fn run_logging(workload: &str) -> (Project, String, Vec<serde_json::Value>) {
     (project, log, events)
 }
 
+/// Counts of one read in the singular: in `list` and in the plain progress lines.
+#[test]
+fn one_repeat_is_said_in_the_singular() {
+    let project = Project::new();
+    project.write("one.toml", &one_workload("id = \"w\"\nkernel = \"mock\"\nrepeats = 1\n"));
+    let output = project.xtask(&["list", "one.toml"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("workload w (kernel mock, 1 run, warm, 1 repeat)"), "{stdout}");
+    let (code, stdout, stderr) = project.run("one.toml", &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("  w done (1 warm sample, last "), "{stderr}");
+}
+
 #[test]
 fn log_file_has_the_set_up_telemetry_of_warm_runs() {
     let (_, log, events) = run_logging(
