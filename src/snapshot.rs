@@ -227,7 +227,17 @@ pub fn describe(pending: &Pending) -> Result<String> {
                 crate::verdict::format_number(sum_after)
             ))
         }
-        _ => Ok(format!("{}: digest {:?} -> {:?}", pending.base.display(), old, new)),
+        _ => Ok(format!("{}: {} -> {}", pending.base.display(), shown(&old), shown(&new))),
+    }
+}
+
+/// A digest as its text, numbers as their type and count (when one side is a digest).
+fn shown(data: &OutputData) -> String {
+    match data {
+        OutputData::Digest(digest) => format!("digest {digest}"),
+        OutputData::F32(values) => format!("{} f32 values", values.len()),
+        OutputData::F64(values) => format!("{} f64 values", values.len()),
+        OutputData::I64(values) => format!("{} i64 values", values.len()),
     }
 }
 
@@ -270,6 +280,11 @@ mod tests {
         let digest = Output { name: "digest".into(), shape: vec![1], data: OutputData::Digest("abc".into()) };
         store.save("a", "tree", &digest, false).unwrap();
         assert_eq!(store.load("a", "tree", "digest").unwrap(), Some(OutputData::Digest("abc".into())));
+        let changed = Output { data: OutputData::Digest("abd".into()), ..digest };
+        store.save("a", "tree", &changed, true).unwrap();
+        let found = pending(dir.path()).unwrap();
+        let description = super::describe(&found[0]).unwrap();
+        assert!(description.ends_with("a/tree/digest: digest abc -> digest abd"), "{description}");
     }
 
     /// A snapshot directory that cannot be read may hold pending snapshots: an error
