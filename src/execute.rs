@@ -186,6 +186,20 @@ pub fn execute_groups(
     }
 }
 
+/// A debug event at `$target`, or at `$twin` for an A/A calibration instance's (tracing
+/// needs each target written out), built only when its target is enabled.
+macro_rules! log_debug {
+    ($calibration:expr, $target:literal, $twin:literal, $($fields:tt)*) => {
+        if $calibration {
+            if tracing::enabled!(target: $twin, tracing::Level::DEBUG) {
+                tracing::debug!(target: $twin, $($fields)*);
+            }
+        } else if tracing::enabled!(target: $target, tracing::Level::DEBUG) {
+            tracing::debug!(target: $target, $($fields)*);
+        }
+    };
+}
+
 struct GroupContext<'a> {
     phase: &'a PhasePlan,
     observer: &'a dyn Observer,
@@ -458,26 +472,17 @@ impl GroupContext<'_> {
                     event.fields.iter().map(|(name, value)| (name.clone(), value_json(value))).collect(),
                 )
             };
-            macro_rules! log {
-                ($target:literal) => {
-                    if tracing::enabled!(target: $target, tracing::Level::DEBUG) {
-                        tracing::debug!(
-                            target: $target,
-                            phase = %self.phase.phase.id,
-                            run = %self.logged_name(run),
-                            round = self.round,
-                            kind = %event.kind,
-                            fields = %fields(),
-                            "telemetry"
-                        );
-                    }
-                };
-            }
-            if self.calibration {
-                log!("phasegate::calibration::telemetry");
-            } else {
-                log!("phasegate::telemetry");
-            }
+            log_debug!(
+                self.calibration,
+                "phasegate::telemetry",
+                "phasegate::calibration::telemetry",
+                phase = %self.phase.phase.id,
+                run = %self.logged_name(run),
+                round = self.round,
+                kind = %event.kind,
+                fields = %fields(),
+                "telemetry"
+            );
         }
     }
 
@@ -507,29 +512,20 @@ impl GroupContext<'_> {
                 sample.metrics.iter().map(|(name, value)| (name.clone(), serde_json::json!(value))).collect(),
             )
         };
-        macro_rules! log {
-            ($target:literal) => {
-                if tracing::enabled!(target: $target, tracing::Level::DEBUG) {
-                    tracing::debug!(
-                        target: $target,
-                        phase = %self.phase.phase.id,
-                        run = %self.logged_name(run),
-                        mode = mode.name(),
-                        warmup,
-                        round = self.round,
-                        index,
-                        seconds,
-                        metrics = %metrics(),
-                        "sample"
-                    );
-                }
-            };
-        }
-        if self.calibration {
-            log!("phasegate::calibration::sample");
-        } else {
-            log!("phasegate::sample");
-        }
+        log_debug!(
+            self.calibration,
+            "phasegate::sample",
+            "phasegate::calibration::sample",
+            phase = %self.phase.phase.id,
+            run = %self.logged_name(run),
+            mode = mode.name(),
+            warmup,
+            round = self.round,
+            index,
+            seconds,
+            metrics = %metrics(),
+            "sample"
+        );
         self.log_events(run, &probe.events);
         sample.events = std::mem::take(&mut probe.events);
         for warning in probe.warnings {
