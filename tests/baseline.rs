@@ -45,7 +45,6 @@ fn scaled(report: &PhaseReport, runs: &str, mode: Mode, factor: f64) -> PhaseRep
 fn every_run_and_mode_is_compared_with_the_same_run() {
     let report = fixed_report();
     let verdicts = compare(&report, &report, &["time", "sample_index"]);
-    let pass = |point: &str| (point.to_owned(), Status::Pass);
     assert_eq!(
         statuses(&verdicts),
         [
@@ -215,14 +214,51 @@ fn a_baseline_is_read_from_a_directory_or_the_latest_run() {
     assert_eq!((earlier.label.as_str(), &earlier.report), ("reports/demo/2026-01-01T000000Z-testhost", &report));
 }
 
+/// What `--baseline latest` reads for [`fixed_spec`] after a run that wrote `first`
+/// and then one that wrote `second`, in a temporary project (kept alive by the first
+/// value).
+fn latest_after(first: &PhaseReport, second: &PhaseReport) -> (tempfile::TempDir, baseline::Loaded) {
+    let project = tempfile::tempdir().unwrap();
+    let experiment = project.path().join("reports/demo");
+    for (run, report) in [("2026-01-01T000000Z-testhost", first), ("2026-01-02T000000Z-testhost", second)] {
+        let path = experiment.join(run).join("a/report.json");
+        phasegate::report::files::write_atomic(&path, &serde_json::to_vec_pretty(report).unwrap()).unwrap();
+        phasegate::report::files::update_latest(&experiment, &experiment.join(run)).unwrap();
+    }
+    let plan = expand(&fixed_spec()).unwrap();
+    let loaded = baseline::load("latest", &experiment, project.path(), &plan).unwrap();
+    // Both are kept: each is the newest to measure some run.
+    let labels: Vec<&str> = loaded.phase("a").iter().map(|earlier| earlier.label.as_str()).collect();
+    assert_eq!(labels, ["reports/demo/2026-01-02T000000Z-testhost", "reports/demo/2026-01-01T000000Z-testhost"]);
+    (project, loaded)
+}
+
+fn pass(point: &str) -> (String, Status) {
+    (point.to_owned(), Status::Pass)
+}
+
+fn fail(point: &str) -> (String, Status) {
+    (point.to_owned(), Status::Fail)
+}
+
+/// The statuses of a comparison where every `slow` run regressed and `fast` did not.
+fn slow_regressed() -> Vec<(String, Status)> {
+    vec![
+        fail("slow[size=8] cold time"),
+        fail("slow[size=8] warm time"),
+        fail("slow[size=16] cold time"),
+        fail("slow[size=16] warm time"),
+        pass("fast[size=8] warm time"),
+        pass("fast[size=16] warm time"),
+    ]
+}
+
 /// `latest` compares each run with the newest earlier report that measured it: after a
 /// full run and a run of `fast` alone (`--filter`), `slow` is compared with the full
 /// run and `fast` with the filtered one. A run that no report of the baseline measured
 /// is said to be not compared; a run not measured now is not compared either.
 #[test]
 fn each_run_is_compared_with_the_newest_report_that_measured_it() {
-    let project = tempfile::tempdir().unwrap();
-    let experiment = project.path().join("reports/demo");
     let full = fixed_report();
     let mut filtered = fixed_report();
     for run in filtered.runs.iter_mut().filter(|run| run.workload == "slow") {
@@ -231,31 +267,11 @@ fn each_run_is_compared_with_the_newest_report_that_measured_it() {
         run.summaries.clear();
     }
     filtered.invocation.filter = Some("fast".into());
-    for (run, report) in [("2026-01-01T000000Z-testhost", &full), ("2026-01-02T000000Z-testhost", &filtered)] {
-        let path = experiment.join(run).join("a/report.json");
-        phasegate::report::files::write_atomic(&path, &serde_json::to_vec_pretty(report).unwrap()).unwrap();
-        phasegate::report::files::update_latest(&experiment, &experiment.join(run)).unwrap();
-    }
-    let plan = expand(&fixed_spec()).unwrap();
-    let loaded = baseline::load("latest", &experiment, project.path(), &plan).unwrap();
-    let labels: Vec<&str> = loaded.phase("a").iter().map(|earlier| earlier.label.as_str()).collect();
-    assert_eq!(labels, ["reports/demo/2026-01-02T000000Z-testhost", "reports/demo/2026-01-01T000000Z-testhost"]);
+    let (_project, loaded) = latest_after(&full, &filtered);
     // `slow` three times as slow as in the full run: a regression, found.
     let current = scaled(&scaled(&full, "slow", Mode::Warm, 3.0), "slow", Mode::Cold, 3.0);
     let verdicts = baseline::compare_earlier(&current, &loaded.phase("a"), &BaselineSettings::default());
-    let fail = |point: &str| (point.to_owned(), Status::Fail);
-    let pass = |point: &str| (point.to_owned(), Status::Pass);
-    assert_eq!(
-        statuses(&verdicts),
-        [
-            fail("slow[size=8] cold time"),
-            fail("slow[size=8] warm time"),
-            fail("slow[size=16] cold time"),
-            fail("slow[size=16] warm time"),
-            pass("fast[size=8] warm time"),
-            pass("fast[size=16] warm time"),
-        ]
-    );
+    assert_eq!(statuses(&verdicts), slow_regressed());
     let vs = |verdict: &Verdict| verdict.reason.as_deref().unwrap_or_default().split(':').next().unwrap().to_owned();
     assert_eq!(vs(&verdicts[0]), "vs reports/demo/2026-01-01T000000Z-testhost");
     // Compared with the filtered run alone, `slow` has no counterpart: said, not left out.
@@ -285,8 +301,6 @@ fn each_run_is_compared_with_the_newest_report_that_measured_it() {
 /// prefer, is still judged, and its verdicts name what differs, passing or not.
 #[test]
 fn latest_prefers_the_newest_report_of_the_same_work() {
-    let project = tempfile::tempdir().unwrap();
-    let experiment = project.path().join("reports/demo");
     let full = fixed_report();
     let mut tuned = scaled(&scaled(&full, "slow", Mode::Warm, 2.0), "slow", Mode::Cold, 2.0);
     for run in tuned.runs.iter_mut().filter(|run| run.workload == "slow") {
@@ -296,32 +310,12 @@ fn latest_prefers_the_newest_report_of_the_same_work() {
         // A parameter one report lacks (as one a kernel gained since) is not compared.
         run.params.insert("added_since".into(), serde_json::json!(true));
     }
-    for (run, report) in [("2026-01-01T000000Z-testhost", &full), ("2026-01-02T000000Z-testhost", &tuned)] {
-        let path = experiment.join(run).join("a/report.json");
-        phasegate::report::files::write_atomic(&path, &serde_json::to_vec_pretty(report).unwrap()).unwrap();
-        phasegate::report::files::update_latest(&experiment, &experiment.join(run)).unwrap();
-    }
-    let plan = expand(&fixed_spec()).unwrap();
-    let loaded = baseline::load("latest", &experiment, project.path(), &plan).unwrap();
-    let labels: Vec<&str> = loaded.phase("a").iter().map(|earlier| earlier.label.as_str()).collect();
-    assert_eq!(labels, ["reports/demo/2026-01-02T000000Z-testhost", "reports/demo/2026-01-01T000000Z-testhost"]);
+    let (_project, loaded) = latest_after(&full, &tuned);
     // `slow` twice as slow as in the full run: a regression, found against the full run
     // (against the tuned run it would be no change at all).
     let current = scaled(&scaled(&full, "slow", Mode::Warm, 2.0), "slow", Mode::Cold, 2.0);
     let verdicts = baseline::compare_earlier(&current, &loaded.phase("a"), &BaselineSettings::default());
-    let fail = |point: &str| (point.to_owned(), Status::Fail);
-    let pass = |point: &str| (point.to_owned(), Status::Pass);
-    assert_eq!(
-        statuses(&verdicts),
-        [
-            fail("slow[size=8] cold time"),
-            fail("slow[size=8] warm time"),
-            fail("slow[size=16] cold time"),
-            fail("slow[size=16] warm time"),
-            pass("fast[size=8] warm time"),
-            pass("fast[size=16] warm time"),
-        ]
-    );
+    assert_eq!(statuses(&verdicts), slow_regressed());
     let reason = verdicts[0].reason.as_deref().unwrap();
     assert!(reason.starts_with("vs reports/demo/2026-01-01T000000Z-testhost: +100.0%"), "{reason}");
     assert!(!reason.contains("other parameters"), "{reason}");
