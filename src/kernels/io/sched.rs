@@ -200,3 +200,35 @@ impl Instance for SchedInstance {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{DelayKind, SchedInstance, SchedParams};
+    use crate::kernels::io::Environment;
+    use crate::kernels::io::schedule::{Delay, Scheduler};
+
+    /// The delays a pass takes: those the spec sets, else the module's defaults from the
+    /// calibrated single-thread time (here 8 chunks over 12 ms): a stall of 1.5 times it,
+    /// a sleep of twice the chunk time after each of the slow worker's chunks.
+    #[test]
+    fn the_delays_default_to_multiples_of_the_calibrated_time() {
+        let instance = |delay: DelayKind, stall_ms: f64, slow_us: f64| {
+            let params = SchedParams {
+                chunk: 1 << 20,
+                stall_ms,
+                slow_us,
+                ..SchedParams::new(Scheduler::Static, delay, 8 << 20)
+            };
+            let mut instance = SchedInstance::new(params, Environment::probe(std::path::Path::new(".")));
+            instance.t_single = Duration::from_millis(12);
+            instance.delay()
+        };
+        assert_eq!(instance(DelayKind::None, 0.0, 0.0), Delay::None);
+        assert_eq!(instance(DelayKind::Stall, 0.0, 0.0), Delay::Stall(Duration::from_millis(18)));
+        assert_eq!(instance(DelayKind::Stall, 5.0, 0.0), Delay::Stall(Duration::from_millis(5)));
+        assert_eq!(instance(DelayKind::SlowWorker, 0.0, 0.0), Delay::SlowWorker(Duration::from_millis(3)));
+        assert_eq!(instance(DelayKind::SlowWorker, 0.0, 250.0), Delay::SlowWorker(Duration::from_micros(250)));
+    }
+}
