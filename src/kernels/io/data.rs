@@ -57,15 +57,14 @@ impl AlignedBuffer {
         Ok((AlignedBuffer { map: Some(map), len }, advice))
     }
 
-    /// A buffer whose every page has been written once, so timing it measures copies,
-    /// not page provisioning.
-    pub fn prefaulted(len: usize) -> std::io::Result<AlignedBuffer> {
-        let (mut buffer, _) = AlignedBuffer::new(len, false)?;
+    /// Writes a byte of every page once, so that they are provisioned and timing the
+    /// buffer measures copies, not page faults.
+    pub fn prefault(&mut self) {
         let page = super::sys::page_size();
-        for offset in (0..len).step_by(page) {
-            buffer.bytes_mut()[offset] = 0;
+        let bytes = self.bytes_mut();
+        for offset in (0..bytes.len()).step_by(page) {
+            bytes[offset] = 0;
         }
-        Ok(buffer)
     }
 
     pub fn len(&self) -> usize {

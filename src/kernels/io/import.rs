@@ -507,11 +507,7 @@ impl Instance for ImportInstance {
             ImportMethod::MemcpyHot => {
                 let (mut destination, advice) = AlignedBuffer::new(self.params.size, self.params.hugepage)
                     .context("cannot allocate the destination")?;
-                // Writing every page once provisions it, so samples measure copies only.
-                let page = sys::page_size();
-                for offset in (0..destination.len()).step_by(page) {
-                    destination.bytes_mut()[offset] = 0;
-                }
+                destination.prefault();
                 record_advice(probe, advice);
                 self.hot_destination = Some(destination);
             }

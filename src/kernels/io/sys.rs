@@ -107,23 +107,27 @@ pub fn resident_fraction(file: &File, len: usize) -> std::io::Result<f64> {
         // SAFETY: the mapping is read-only and only inspected with `mincore`; no byte of
         // it is read, so a concurrent truncation could not cause undefined behaviour.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
-        let page = page_size();
-        let pages = len.div_ceil(page);
-        let mut vector = vec![0_u8; pages];
-        // SAFETY: `map` is a live mapping of `len` bytes and `vector` holds one byte per
-        // page of it, as `mincore` requires.
-        let status = unsafe { libc::mincore(map.as_ptr() as *mut libc::c_void, len, vector.as_mut_ptr()) };
-        if status != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let resident = vector.iter().filter(|&&flags| flags & 1 == 1).count();
-        Ok(resident as f64 / pages as f64)
+        Ok(resident_pages(&map)? as f64 / len.div_ceil(page_size()) as f64)
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = file;
         Err(std::io::ErrorKind::Unsupported.into())
     }
+}
+
+/// How many pages of `mapped` (which starts on a page boundary, as a mapping does) are
+/// resident in memory, measured with `mincore` (which touches none of them).
+#[cfg(target_os = "linux")]
+pub fn resident_pages(mapped: &[u8]) -> std::io::Result<usize> {
+    let mut vector = vec![0_u8; mapped.len().div_ceil(page_size())];
+    // SAFETY: `mapped` is live for the call and `vector` holds one byte per page of it,
+    // as `mincore` requires; `mincore` only writes `vector`.
+    let status = unsafe { libc::mincore(mapped.as_ptr() as *mut libc::c_void, mapped.len(), vector.as_mut_ptr()) };
+    if status != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(vector.iter().filter(|&&flags| flags & 1 == 1).count())
 }
 
 /// The size of a virtual-memory page.

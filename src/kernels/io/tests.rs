@@ -978,3 +978,15 @@ fn scratch_files_are_removed_when_an_instance_is_dropped_early() {
         assert!(run.leftover_files.is_empty(), "{pairs:?} left {:?} behind", run.leftover_files);
     }
 }
+
+/// `memcpy_hot`'s destination is provisioned before its samples: a fresh anonymous
+/// buffer has no page resident, a pre-faulted one has them all (`mincore` touches none).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_prefaulted_buffer_has_every_page_resident() {
+    let page = super::sys::page_size();
+    let (mut buffer, _) = data::AlignedBuffer::new(64 * page + 24, false).unwrap();
+    assert_eq!(super::sys::resident_pages(buffer.bytes()).unwrap(), 0);
+    buffer.prefault();
+    assert_eq!(super::sys::resident_pages(buffer.bytes()).unwrap(), 65);
+}
