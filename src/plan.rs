@@ -3,12 +3,15 @@
 //! A *run* is one workload at one point of its parameter matrix (the cartesian
 //! product of its list-valued parameters and thread counts, in file order). Two runs
 //! *match* when they agree on every parameter that both workloads set and that is an
-//! axis of either. A workload and its `reference` are *partners*: their matching runs
-//! form an *execution group* that runs interleaved, so their samples pair up by index.
-//! A check is evaluated at *points*: every combination of the axes of the workloads it
-//! references at which each reference resolves to exactly one run; a reference that
-//! would resolve to several runs is an error (add a selector), and a combination where
-//! some reference has no run is skipped.
+//! axis of either, and on the thread count when both workloads vary it (a thread count
+//! is a setting every run has, so a workload run at one thread count matches every
+//! thread count of another). A workload and its `reference` are *partners*: their
+//! matching runs form an *execution group* that runs interleaved, so their samples
+//! pair up by index. A check is evaluated at *points*: every combination of the axes
+//! of the workloads it references at which each reference resolves to exactly one run
+//! (by the same rule: a workload at one thread count resolves at every point of a
+//! `threads` axis); a reference that would resolve to several runs is an error (add a
+//! selector), and a combination where some reference has no run is skipped.
 //!
 //! Everything here happens before anything runs, so every error is a spec error that
 //! points at the line responsible.
@@ -363,9 +366,13 @@ fn cartesian(lengths: &[usize]) -> impl Iterator<Item = Vec<usize>> + '_ {
 /// Whether two runs of workloads `a` and `b` match (see the module doc).
 fn runs_match(a: &Run, a_axes: &[&str], b: &Run, b_axes: &[&str]) -> bool {
     a.coords.iter().all(|(name, value)| {
-        let is_axis = a_axes.contains(&name.as_str()) || b_axes.contains(&name.as_str());
+        let compared = if name == "threads" {
+            a_axes.contains(&"threads") && b_axes.contains(&"threads")
+        } else {
+            a_axes.contains(&name.as_str()) || b_axes.contains(&name.as_str())
+        };
         match b.coord(name) {
-            Some(other) if is_axis => other == value,
+            Some(other) if compared => other == value,
             _ => true,
         }
     })
@@ -496,7 +503,14 @@ fn check_points(
                     })
                 })
                 .collect();
+            // Every run has a thread count, but it places a run on the `threads` axis
+            // only when its workload varies it (see the module doc).
+            let varies_threads = phase
+                .workloads
+                .iter()
+                .any(|workload| workload.id == mention.selected.workload && workload.axes().contains(&"threads"));
             let set: Vec<usize> = (0..axes.len())
+                .filter(|&axis| axes[axis].0 != "threads" || varies_threads)
                 .filter(|&axis| candidates.first().is_some_and(|run| run.coord(&axes[axis].0).is_some()))
                 .collect();
             let mut index: HashMap<Vec<usize>, Vec<usize>> = HashMap::new();

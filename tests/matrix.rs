@@ -75,6 +75,56 @@ fn a_fixed_reference_partners_every_point() {
     assert_eq!(plan.phases[0].groups.len(), 1, "slow has no size axis, so it pairs with both fast runs");
 }
 
+/// A thread count is a setting every run has: a workload run at one thread count
+/// (here `slow`, at the default 1, or set to 1) partners, and resolves at, every thread
+/// count `fast` varies; two workloads that both vary it match on it.
+#[test]
+fn a_reference_at_one_thread_count_partners_every_thread_count() {
+    let check =
+        "\n[[phase.check]]\nid = \"speed\"\nexpr = \"slow.warm.median / fast.warm.median >= 2\"\nrationale = \"why\"\n";
+    let varied = BASE.replace("reference = \"slow\"\n", "reference = \"slow\"\nthreads = [1, 2]\n");
+    let set = varied.replace("id = \"slow\"\n", "id = \"slow\"\nthreads = 1\n");
+    let both = varied.replace("id = \"slow\"\n", "id = \"slow\"\nthreads = [1, 2]\n");
+    let groups_and_points = |text: &str| {
+        let plan = expand(&format!("{text}{check}")).unwrap();
+        let phase = &plan.phases[0];
+        let names = |runs: &[usize]| runs.iter().map(|&index| phase.runs[index].name()).collect::<Vec<_>>().join(" ");
+        let groups: Vec<String> = phase.groups.iter().map(|group| names(group)).collect();
+        let check = &phase.checks[0];
+        let condition = check.check.condition.as_ref().expect("a condition");
+        let points: Vec<String> = check
+            .points
+            .iter()
+            .map(|point| {
+                format!(
+                    "{}: {} paired {}",
+                    point.label,
+                    names(&point.condition_runs),
+                    point.paired(condition).is_some()
+                )
+            })
+            .collect();
+        (groups, points)
+    };
+    for text in [&varied, &set] {
+        let (groups, points) = groups_and_points(text);
+        assert_eq!(groups, ["slow fast[threads=1] fast[threads=2]"]);
+        assert_eq!(
+            points,
+            ["threads=1: slow fast[threads=1] paired true", "threads=2: slow fast[threads=2] paired true"]
+        );
+    }
+    let (groups, points) = groups_and_points(&both);
+    assert_eq!(groups, ["slow[threads=1] fast[threads=1]", "slow[threads=2] fast[threads=2]"]);
+    assert_eq!(
+        points,
+        [
+            "threads=1: slow[threads=1] fast[threads=1] paired true",
+            "threads=2: slow[threads=2] fast[threads=2] paired true"
+        ]
+    );
+}
+
 #[test]
 fn selectors_match_values_as_runs_are_named() {
     // `time_ms = [1, 2]` is a float parameter: its runs are `time_ms=1` and `time_ms=2`.
