@@ -446,6 +446,32 @@ impl OutputData {
         self.len() == 0
     }
 
+    /// The element type's name, as snapshots store it.
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            OutputData::F32(_) => "f32",
+            OutputData::F64(_) => "f64",
+            OutputData::I64(_) => "i64",
+            OutputData::Digest(_) => "digest",
+        }
+    }
+
+    /// Whether both hold the same type and the same bits, element by element: -0.0 and
+    /// 0.0 differ, a NaN equals a NaN of the same bits (`==` says the opposite of both).
+    pub fn bit_identical(&self, other: &OutputData) -> bool {
+        match (self, other) {
+            (OutputData::F32(x), OutputData::F32(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits())
+            }
+            (OutputData::F64(x), OutputData::F64(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits())
+            }
+            (OutputData::I64(x), OutputData::I64(y)) => x == y,
+            (OutputData::Digest(x), OutputData::Digest(y)) => x == y,
+            _ => false,
+        }
+    }
+
     /// The values as f64, for numeric comparators; `None` for digests.
     pub fn to_f64(&self) -> Option<Vec<f64>> {
         match self {

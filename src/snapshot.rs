@@ -119,11 +119,10 @@ fn bytes_of(data: &OutputData) -> Vec<u8> {
 }
 
 fn write(base: &Path, output: &Output) -> Result<()> {
-    let (dtype, digest) = match &output.data {
-        OutputData::F32(_) => ("f32", None),
-        OutputData::F64(_) => ("f64", None),
-        OutputData::I64(_) => ("i64", None),
-        OutputData::Digest(digest) => ("digest", Some(digest.clone())),
+    let dtype = output.data.dtype();
+    let digest = match &output.data {
+        OutputData::Digest(digest) => Some(digest.clone()),
+        _ => None,
     };
     let bytes = bytes_of(&output.data);
     let header = Header {
@@ -235,9 +234,7 @@ pub fn describe(pending: &Pending) -> Result<String> {
 fn shown(data: &OutputData) -> String {
     match data {
         OutputData::Digest(digest) => format!("digest {digest}"),
-        OutputData::F32(values) => format!("{} f32 values", values.len()),
-        OutputData::F64(values) => format!("{} f64 values", values.len()),
-        OutputData::I64(values) => format!("{} i64 values", values.len()),
+        numbers => format!("{} {} values", numbers.len(), numbers.dtype()),
     }
 }
 

@@ -682,7 +682,7 @@ pub fn compare(parity: &Parity, a: &OutputData, b: &OutputData) -> ParityFigures
         against: parity.against.to_string(),
         output: parity.output.clone(),
         n: a.len(),
-        identical: a == b,
+        identical: a.bit_identical(b),
         max_abs_diff: None,
         correlation: None,
         sum_ratio_deviation: None,
@@ -697,6 +697,7 @@ pub fn compare(parity: &Parity, a: &OutputData, b: &OutputData) -> ParityFigures
     if (comparators.exact || comparators.digest) && !figures.identical {
         figures.failures.push(match (a, b) {
             (OutputData::Digest(x), OutputData::Digest(y)) => format!("digests differ ({x} vs {y})"),
+            _ if a.dtype() != b.dtype() => format!("types differ ({} vs {})", a.dtype(), b.dtype()),
             _ if a.len() != b.len() => format!("lengths differ ({} vs {})", a.len(), b.len()),
             _ => format!("not identical ({} of {} elements differ)", count_different(a, b), a.len()),
         });
@@ -1075,6 +1076,24 @@ mod tests {
             &[1.0],
             "FAIL: max abs diff –, sum ratio-1 –, allclose violations –; lengths differ (2 vs 1)",
         );
+        // `exact` compares bits: -0.0 is not 0.0, and a NaN is the same NaN.
+        let exact = Comparators { exact: true, ..Default::default() };
+        check_parity(
+            exact.clone(),
+            &[1.0, -0.0],
+            &[1.0, 0.0],
+            "FAIL: max abs diff –, sum ratio-1 –, allclose violations –; not identical (1 of 2 elements differ)",
+        );
+        check_parity(
+            exact.clone(),
+            &[f64::NAN, 2.0],
+            &[f64::NAN, 2.0],
+            "pass: max abs diff –, sum ratio-1 –, allclose violations –; ",
+        );
+        // The same value in two types is not the same bits.
+        use crate::kernel::OutputData;
+        let figures = super::compare(&parity(exact), &OutputData::F32(vec![1.0]), &OutputData::F64(vec![1.0]));
+        assert_eq!(figures.failures, ["types differ (f32 vs f64)"]);
     }
 
     #[test]
