@@ -542,8 +542,12 @@ fn measure(condition: &Condition, point: &CheckPoint, results: &[RunResult]) -> 
     let cmp = condition.cmp;
     if let (Some((numerator, denominator)), Some(_)) = (condition.ratio(), point.paired(condition)) {
         let ratios = pair_ratios(numerator, denominator, &point.condition_runs[..2], results)?;
-        let summary = Summary::of(&ratios).expect("pair_ratios gives at least one ratio");
         let threshold = condition.right.eval(&mut |_| None).ok_or("the threshold is not a constant")?;
+        if let Some(&ratio) = ratios.iter().find(|ratio| !ratio.is_finite()) {
+            // A zero sample under the division: a statistic of the other pairs would hide it.
+            return Ok(decide(Method::PairedRatio, ratio, threshold, cmp, None, None, None));
+        }
+        let summary = Summary::of(&ratios).expect("pair_ratios gives at least one ratio");
         let observed = summary.stat(numerator.stat);
         let interval = (numerator.stat == Stat::Median).then_some((summary.ci_low, summary.ci_high));
         let coverage = interval.map(|_| summary.ci_coverage);
@@ -573,6 +577,7 @@ fn medians(
     results: &[RunResult],
 ) -> Result<Measured, String> {
     let runs = &point.condition_runs;
+    let threshold = condition.right.eval(&mut |_| None).ok_or("the threshold is not a constant")?;
     let mut inputs: Vec<(String, bool, Vec<f64>)> = Vec::with_capacity(references.len());
     let mut position = 0;
     while position < references.len() {
@@ -580,6 +585,10 @@ fn medians(
         if point.paired_ratios.contains(&position) {
             let denominator = references[position + 1];
             let ratios = pair_ratios(reference, denominator, &runs[position..position + 2], results)?;
+            if let Some(&ratio) = ratios.iter().find(|ratio| !ratio.is_finite()) {
+                // As for a paired ratio alone (see `measure`).
+                return Ok(decide(Method::MedianInterval, ratio, threshold, condition.cmp, None, None, None));
+            }
             inputs.push((format!("{reference} / {denominator}"), true, ratios));
             position += 2;
         } else {
@@ -596,7 +605,6 @@ fn medians(
         terms.push(Term { expr, paired, n: values.len(), median, low, high, coverage });
     }
     let expression = condition.left.fold_ratios(&point.paired_ratios);
-    let threshold = condition.right.eval(&mut |_| None).ok_or("the threshold is not a constant")?;
     let mut medians = terms.iter().map(|term| term.median);
     let observed = expression.eval(&mut |_| medians.next()).ok_or("incomplete values")?;
     let mut intervals = terms.iter().map(|term| (term.low, term.high));

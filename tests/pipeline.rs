@@ -808,6 +808,34 @@ fn a_condition_that_is_not_finite_fails_with_its_reason() {
     );
 }
 
+/// Some zero times under a division fail a paired ratio too, alone or as a term of
+/// medians, although a median of the pairs' ratios would stay finite: an order
+/// statistic of the other pairs would hide them.
+#[test]
+fn zero_times_under_a_paired_division_fail_with_their_reason() {
+    // Samples of about 1 ns, give or take 99%: some round to 0.
+    let text = BASE.replace("time_ms = 1.0\njitter = 0.05", "time_ms = 0.000001\njitter = 0.99");
+    let checks = [
+        ("paired", "expr = \"slow.warm.median / fast.warm.median >= 2\""),
+        ("term", "expr = \"slow.warm.median / fast.warm.median - slow.warm.median >= 2\""),
+        ("product", "expr = \"fast.warm.median * (slow.warm.median / fast.warm.median) >= 0.0005\""),
+    ];
+    let plan = expand(&with_checks(&text, &checks)).unwrap();
+    let (results, verdicts) = run_plan(&plan, &Facts::default()).remove(0);
+    let fast = results.iter().find(|result| result.name == "fast").unwrap();
+    let zeros = fast.samples.iter().filter(|sample| !sample.warmup && sample.seconds == 0.0).count();
+    assert!(zeros > 0 && zeros < fast.samples.len() / 2, "{zeros} zero samples of {}", fast.samples.len());
+    for check in ["paired", "term", "product"] {
+        let verdict = verdict_of(&verdicts, check);
+        assert_eq!(verdict.status, Status::Fail, "{check}");
+        let reason = verdict.reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.ends_with("is not a finite number (inf): a term under a division is zero, or a term is not finite"),
+            "{check}: {reason}"
+        );
+    }
+}
+
 /// The set-up time the harness records for cold samples can be checked, in cold mode.
 #[test]
 fn checks_read_the_set_up_time_of_cold_samples() {
