@@ -278,11 +278,14 @@ impl Node {
             }
             Node::Binary(op, left, right) => {
                 let ((a, b), (c, d)) = (left.eval_interval(lookup)?, right.eval_interval(lookup)?);
+                // A bound of 0 times an infinite one is 0, as interval arithmetic takes it
+                // ([0, 1] * [1, inf] is [0, inf]).
+                let times = |x: f64, y: f64| if x == 0.0 || y == 0.0 { 0.0 } else { x * y };
                 match op {
-                    '+' => (a + c, b + d),
-                    '-' => (a - d, b - c),
-                    '*' => hull([a * c, a * d, b * c, b * d]),
-                    _ if c <= 0.0 && d >= 0.0 => (f64::NEG_INFINITY, f64::INFINITY),
+                    '+' => hull([a + c, b + d, a + c, b + d]),
+                    '-' => hull([a - d, b - c, a - d, b - c]),
+                    '*' => hull([times(a, c), times(a, d), times(b, c), times(b, d)]),
+                    _ if c <= 0.0 && d >= 0.0 => UNBOUNDED,
                     _ => hull([a / c, a / d, b / c, b / d]),
                 }
             }
@@ -317,10 +320,14 @@ impl Condition {
     }
 }
 
-/// The smallest interval holding `values`; NaN in any makes it NaN.
+/// The interval that says nothing: every number lies in it.
+const UNBOUNDED: (f64, f64) = (f64::NEG_INFINITY, f64::INFINITY);
+
+/// The smallest interval holding `values`. A NaN among them comes of a bound whose
+/// value is undetermined (inf - inf, inf / inf): the range is then unbounded.
 fn hull(values: [f64; 4]) -> (f64, f64) {
     if values.iter().any(|value| value.is_nan()) {
-        return (f64::NAN, f64::NAN);
+        return UNBOUNDED;
     }
     (values.into_iter().fold(f64::INFINITY, f64::min), values.into_iter().fold(f64::NEG_INFINITY, f64::max))
 }
@@ -668,6 +675,14 @@ mod tests {
         let mut next = points.into_iter();
         let value = condition.left.eval(&mut |_| next.next()).unwrap();
         assert!((-11.0..=0.5).contains(&value), "{value}");
+        // A bound of 0 times an infinite one is 0: [0, 2] * [5, inf] = [0, inf].
+        let product = parse("a.warm.median * b.warm.median >= 0").unwrap();
+        let mut next = [(0.0, 2.0), (5.0, f64::INFINITY)].into_iter();
+        assert_eq!(product.left.eval_interval(&mut |_| next.next()), Some((0.0, f64::INFINITY)));
+        // An undetermined bound (inf - inf) leaves the range unbounded, never NaN.
+        let difference = parse("a.warm.median - b.warm.median >= 0").unwrap();
+        let mut next = [(f64::INFINITY, f64::INFINITY), (f64::INFINITY, f64::INFINITY)].into_iter();
+        assert_eq!(difference.left.eval_interval(&mut |_| next.next()), Some((f64::NEG_INFINITY, f64::INFINITY)));
     }
 
     #[test]
