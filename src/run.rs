@@ -208,7 +208,7 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         let snapshots = load_snapshots(phase, &store)?;
         let floors = calibrate(phase, &execution, &plan.spec.calibration);
         let (results, mut verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &facts, &snapshots);
-        apply_noise_floors(phase, &mut verdicts, &floors, plan.spec.calibration.mode);
+        settle(phase, &mut verdicts, &floors, plan.spec.calibration.mode, &facts);
         record_snapshots(phase, &results, &mut verdicts, &store, &snapshots, &review_command)?;
         let context = report::Context {
             spec: &plan.spec,
@@ -254,7 +254,9 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
 }
 
 /// Executes a phase, then re-runs the groups behind inconclusive checks while their
-/// budget (`reruns`) lasts. Returns the results, the verdicts and the rounds used.
+/// budget (`reruns`) lasts, waived or not (a waived check that becomes a pass is an
+/// xpass to report). Returns the results, the verdicts before waivers (see
+/// [`verdict::waive`]) and the rounds used.
 pub fn execute_with_reruns(
     phase: &PhasePlan,
     execution: &ExecutionOptions,
@@ -263,7 +265,7 @@ pub fn execute_with_reruns(
     snapshots: &Snapshots,
 ) -> (Vec<RunResult>, Vec<Verdict>, u32) {
     let mut results = execute::execute_phase(phase, execution, observer);
-    let mut verdicts = verdict::evaluate(phase, &results, facts, snapshots);
+    let mut verdicts = verdict::evaluate_unwaived(phase, &results, facts, snapshots);
     let mut round = 1;
     loop {
         let mut groups: Vec<usize> = Vec::new();
@@ -293,7 +295,7 @@ pub fn execute_with_reruns(
         groups.sort_unstable();
         tracing::info!(target: "phasegate::run", phase = %phase.phase.id, round, groups = groups.len(), "re-running groups of inconclusive checks");
         execute::execute_groups(phase, execution, observer, &mut results, Some(&groups), round);
-        verdicts = verdict::evaluate(phase, &results, facts, snapshots);
+        verdicts = verdict::evaluate_unwaived(phase, &results, facts, snapshots);
         round += 1;
     }
 }
@@ -354,6 +356,16 @@ pub fn calibrate(phase: &PhasePlan, execution: &ExecutionOptions, calibration: &
 pub fn noise_floor(ratios: &[f64]) -> Option<f64> {
     let summary = crate::stats::Summary::of(ratios)?;
     Some((1.0 - summary.ci_low).abs().max((summary.ci_high - 1.0).abs()))
+}
+
+/// Settles the verdicts of a phase after its last re-run: the noise floors meet the
+/// statuses the checks earned, then each waiver covers the result (so a waived check
+/// whose margin lies inside the floor is still waived).
+pub fn settle(phase: &PhasePlan, verdicts: &mut [Verdict], floors: &Floors, mode: CalibrationMode, facts: &Facts) {
+    apply_noise_floors(phase, verdicts, floors, mode);
+    for verdict in verdicts.iter_mut() {
+        verdict::waive(verdict, facts);
+    }
 }
 
 /// Flags (or fails) paired-ratio verdicts whose margin lies inside the noise floor.

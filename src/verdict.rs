@@ -228,8 +228,23 @@ impl Facts {
 pub type Snapshots = std::collections::HashMap<(usize, String), Option<OutputData>>;
 
 /// Evaluates every check of `phase` against `results` (and the stored `snapshots`), in
-/// check order, then point order.
+/// check order, then point order, waivers applied (see [`waive`]).
 pub fn evaluate(phase: &PhasePlan, results: &[RunResult], facts: &Facts, snapshots: &Snapshots) -> Vec<Verdict> {
+    let mut verdicts = evaluate_unwaived(phase, results, facts, snapshots);
+    for verdict in &mut verdicts {
+        waive(verdict, facts);
+    }
+    verdicts
+}
+
+/// [`evaluate`] before waivers: the statuses the checks earned, which decide re-runs
+/// and meet the noise floors before a waiver covers them.
+pub fn evaluate_unwaived(
+    phase: &PhasePlan,
+    results: &[RunResult],
+    facts: &Facts,
+    snapshots: &Snapshots,
+) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
     for check in &phase.checks {
         for point in &check.points {
@@ -262,7 +277,7 @@ fn evaluate_point(
         noise_floor: None,
     };
     if let Some(reason) = unmet_requirement(&check.requires, facts) {
-        return finish(verdict, Status::NotApplicable, Some(reason), facts);
+        return finish(verdict, Status::NotApplicable, Some(reason));
     }
     let mut all_runs: Vec<usize> = point.condition_runs.clone();
     all_runs.extend(&point.applies_runs);
@@ -273,14 +288,14 @@ fn evaluate_point(
     for &run in &all_runs {
         if let RunStatus::Skipped(reason) = &results[run].status {
             let reason = format!("{}: {reason}", phase.runs[run].name());
-            return finish(verdict, Status::Skipped, Some(reason), facts);
+            return finish(verdict, Status::Skipped, Some(reason));
         }
     }
     if let Some(condition) = &check.applies_if {
         match point_value(condition, &point.applies_runs, results) {
             Ok((left, right)) if !left.is_finite() || !right.is_finite() => {
                 let reason = format!("`{}` is not a finite number ({left} vs {right})", condition.text);
-                return finish(verdict, Status::NotMeasured, Some(reason), facts);
+                return finish(verdict, Status::NotMeasured, Some(reason));
             }
             Ok((left, right)) if !condition.cmp.holds(left, right) => {
                 let reason = format!(
@@ -289,10 +304,10 @@ fn evaluate_point(
                     format_number(left),
                     format_number(right)
                 );
-                return finish(verdict, Status::NotApplicable, Some(reason), facts);
+                return finish(verdict, Status::NotApplicable, Some(reason));
             }
             Ok(_) => {}
-            Err(reason) => return finish(verdict, Status::NotMeasured, Some(reason), facts),
+            Err(reason) => return finish(verdict, Status::NotMeasured, Some(reason)),
         }
     }
     let mut statuses = Vec::new();
@@ -390,48 +405,58 @@ fn evaluate_point(
         Status::Pass
     };
     let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
-    finish(verdict, status, reason, facts)
+    finish(verdict, status, reason)
 }
 
 /// Applies the waiver, if any, and sets status and reason.
-fn finish(mut verdict: Verdict, status: Status, reason: Option<String>, facts: &Facts) -> Verdict {
+fn finish(mut verdict: Verdict, status: Status, reason: Option<String>) -> Verdict {
     verdict.status = status;
     verdict.reason = reason;
-    if let Some(waiver) = &verdict.waiver {
-        let expired = !facts.today.is_empty() && facts.today.as_str() > waiver.until.as_str();
-        // A waiver covers the check's result: a check that was not judged here (not
-        // applicable, skipped) keeps its status and the reason it was not judged.
-        let judged = !matches!(status, Status::NotApplicable | Status::Skipped);
-        if expired && judged {
-            let expiry = format!("waiver expired on {}: {}", waiver.until, waiver.reason);
-            verdict.reason = Some(match verdict.reason.take() {
-                Some(reason) => format!("{expiry}; {reason}"),
-                None => expiry,
-            });
-            verdict.status = Status::Fail;
-        } else if !expired {
-            match status {
-                Status::Fail => verdict.status = Status::Xfail,
-                Status::Inconclusive => {
-                    verdict.status = Status::Xfail;
-                    verdict.reason = Some(format!(
-                        "inconclusive ({}), waived until {}",
-                        verdict.reason.as_deref().unwrap_or("the interval straddles the threshold"),
-                        waiver.until
-                    ));
-                }
-                Status::Pass => {
-                    verdict.status = Status::Xpass;
-                    verdict.reason = Some(format!(
-                        "passes although waived until {}: tighten the check or drop the waiver",
-                        waiver.until
-                    ));
-                }
-                _ => {}
+    verdict
+}
+
+/// Applies the verdict's waiver, if it has one: until the end of its day (UTC) a
+/// failure or an inconclusive result is xfail and a pass is xpass, each saying so;
+/// after it, any judged result fails, saying the waiver expired. A check that was not
+/// judged here (not applicable, skipped) keeps its status and its reason.
+pub fn waive(verdict: &mut Verdict, facts: &Facts) {
+    let Some(waiver) = &verdict.waiver else { return };
+    let expired = !facts.today.is_empty() && facts.today.as_str() > waiver.until.as_str();
+    let judged = !matches!(verdict.status, Status::NotApplicable | Status::Skipped);
+    let waived = format!("waived until {}: {}", waiver.until, waiver.reason);
+    if expired && judged {
+        let expiry = format!("waiver expired on {}: {}", waiver.until, waiver.reason);
+        verdict.reason = Some(match verdict.reason.take() {
+            Some(reason) => format!("{expiry}; {reason}"),
+            None => expiry,
+        });
+        verdict.status = Status::Fail;
+    } else if !expired {
+        match verdict.status {
+            Status::Fail => {
+                verdict.status = Status::Xfail;
+                verdict.reason = Some(match verdict.reason.take() {
+                    Some(reason) => format!("{waived}; {reason}"),
+                    None => waived,
+                });
             }
+            Status::Inconclusive => {
+                verdict.status = Status::Xfail;
+                verdict.reason = Some(format!(
+                    "inconclusive ({}), {waived}",
+                    verdict.reason.as_deref().unwrap_or("the interval straddles the threshold")
+                ));
+            }
+            Status::Pass => {
+                verdict.status = Status::Xpass;
+                verdict.reason = Some(format!(
+                    "passes although waived until {}: tighten the check or drop the waiver",
+                    waiver.until
+                ));
+            }
+            _ => {}
         }
     }
-    verdict
 }
 
 fn unmet_requirement(requires: &[String], facts: &Facts) -> Option<String> {
@@ -929,10 +954,10 @@ mod tests {
 
     /// Applies a waiver until `until` to a verdict of `status`, on `today`.
     fn waived(status: Status, today: &str, until: &str) -> super::Verdict {
-        let verdict = super::Verdict {
+        let mut verdict = super::Verdict {
             check: "check".into(),
             point: String::new(),
-            status: Status::Pass,
+            status,
             rationale: String::new(),
             expr: None,
             measured: None,
@@ -942,7 +967,8 @@ mod tests {
             waiver: Some(crate::spec::Xfail { reason: "known slow".into(), until: until.into() }),
             noise_floor: None,
         };
-        super::finish(verdict, status, None, &super::Facts { today: today.into(), ..Default::default() })
+        super::waive(&mut verdict, &super::Facts { today: today.into(), ..Default::default() });
+        verdict
     }
 
     /// A waiver holds to the end of its date, covers failures and inconclusive results
@@ -969,6 +995,14 @@ mod tests {
             let verdict = waived(status, today, "2026-11-21");
             assert_eq!(verdict.status, expected, "{status:?} on {today:?}: {:?}", verdict.reason);
         }
+        // Each result a waiver turns says so, with the waiver's date and reason.
+        let reason = |status, today| waived(status, today, "2026-11-21").reason.unwrap_or_default();
+        assert_eq!(reason(Status::Fail, "2026-11-21"), "waived until 2026-11-21: known slow");
+        assert_eq!(
+            reason(Status::Inconclusive, "2026-11-21"),
+            "inconclusive (the interval straddles the threshold), waived until 2026-11-21: known slow"
+        );
+        assert_eq!(reason(Status::Fail, "2026-11-22"), "waiver expired on 2026-11-21: known slow");
     }
 
     /// A parity comparison of outputs `values` with these comparators.

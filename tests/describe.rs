@@ -150,3 +150,19 @@ fn the_outcome_names_every_check_that_did_not_pass_and_every_crash() {
     exit 3: a workload crashed
     ");
 }
+
+/// A run that passes only because checks are waived says so at its end.
+#[test]
+fn an_outcome_with_waived_checks_says_they_are_waived() {
+    let mut report = fixed_report();
+    report.totals = phasegate::report::Totals { pass: 1, xfail: 1, ..Default::default() };
+    let outcome = phasegate::run::Outcome {
+        run_dir: "reports/demo/2026-01-01T000000Z-testhost".into(),
+        reports: vec![report.clone()],
+        exit: phasegate::run::Exit::Pass,
+    };
+    assert!(describe::outcome(&outcome).ends_with("exit 0: no check failed (1 check waived)\n"));
+    report.totals = phasegate::report::Totals { pass: 2, ..Default::default() };
+    let outcome = phasegate::run::Outcome { reports: vec![report], ..outcome };
+    assert!(describe::outcome(&outcome).ends_with("exit 0: all checks pass\n"));
+}

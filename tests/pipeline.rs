@@ -544,6 +544,16 @@ fn too_few_samples_decide_nothing_until_reruns_pool_enough() {
     assert_eq!(verdicts[0].measured.as_ref().unwrap().ratios.as_ref().unwrap().n, 5);
     let alone = &results[plan.phases[0].runs.iter().position(|run| run.name() == "alone").unwrap()];
     assert_eq!(alone.timed(phasegate::spec::Mode::Warm).count(), 1, "a group with nothing to decide is not re-run");
+    // Waived, the check is re-run all the same, and its pass is an xpass to report.
+    let waived = text.replace(
+        "rationale = \"test\"",
+        "rationale = \"test\"\nxfail = { reason = \"known\", until = \"2030-01-01\" }",
+    );
+    let plan = expand(&waived).unwrap();
+    let (_, mut verdicts, rounds) = with_reruns(&plan.phases[0]);
+    assert_eq!((rounds, verdicts[0].status), (5, Status::Pass));
+    phasegate::verdict::waive(&mut verdicts[0], &Facts { today: "2026-11-21".into(), ..Facts::default() });
+    assert_eq!(verdicts[0].status, Status::Xpass);
 }
 
 #[test]
@@ -655,9 +665,17 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     phasegate::run::apply_noise_floors(phase, &mut warned, &wide, CalibrationMode::Warn);
     assert_eq!(warned[0].status, verdicts[0].status);
     assert!(warned[0].reason.as_ref().unwrap().contains("inside this machine's A/A noise floor"));
+    let earned = verdicts.clone();
     phasegate::run::apply_noise_floors(phase, &mut verdicts, &wide, CalibrationMode::Fail);
     assert_eq!(verdicts[0].status, Status::Fail);
     assert_eq!(verdicts[0].noise_floor, Some(margin.abs() + 0.01));
+    // A waiver covers the result the floor gives: waived, the check is an xfail.
+    let mut waived = earned;
+    waived[0].waiver = Some(phasegate::spec::Xfail { reason: "known".into(), until: "2030-01-01".into() });
+    phasegate::run::settle(phase, &mut waived, &wide, CalibrationMode::Fail, &Facts::default());
+    assert_eq!(waived[0].status, Status::Xfail);
+    let reason = waived[0].reason.as_deref().unwrap();
+    assert!(reason.starts_with("waived until 2030-01-01: known; the margin "), "{reason}");
 }
 
 #[test]
