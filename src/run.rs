@@ -331,7 +331,8 @@ fn update_plan(plan: &Plan, options: &RunOptions, root: &Path) -> Result<()> {
 }
 
 /// A/A noise floors by (reference run, mode, quantity): see [`crate::spec::Calibration`].
-pub type Floors = HashMap<(usize, Mode, String), f64>;
+/// An error says why a floor could not be measured (an instance failed).
+pub type Floors = HashMap<(usize, Mode, String), Result<f64, String>>;
 
 /// Runs the A/A calibration of the phase's paired-ratio checks.
 pub fn calibrate(phase: &PhasePlan, execution: &ExecutionOptions, calibration: &Calibration) -> Floors {
@@ -340,12 +341,19 @@ pub fn calibrate(phase: &PhasePlan, execution: &ExecutionOptions, calibration: &
         let (reference, mode, quantity) = &twin.key;
         let calibration = ExecutionOptions { calibration: true, ..execution.clone() };
         let results = execute::execute_phase(&twin.plan, &calibration, &execute::Silent);
+        let name = phase.runs[*reference].name();
+        // A floor from the pairs before an instance failed would pass for a measured one.
+        if let Some(message) = results.iter().find_map(RunResult::failed) {
+            let reason = format!("the A/A calibration of `{name}` failed ({message}): no noise floor");
+            floors.insert(twin.key, Err(reason));
+            continue;
+        }
         let a = verdict::keyed_values(&results[0], *mode, quantity);
         let b: HashMap<(u32, u32), f64> = verdict::keyed_values(&results[1], *mode, quantity).into_iter().collect();
         let ratios: Vec<f64> = a.iter().filter_map(|(key, value)| b.get(key).map(|other| value / other)).collect();
         if let Some(floor) = noise_floor(&ratios) {
-            tracing::info!(target: "phasegate::calibration", run = %phase.runs[*reference].name(), floor, "A/A noise floor");
-            floors.insert(twin.key, floor);
+            tracing::info!(target: "phasegate::calibration", run = %name, floor, "A/A noise floor");
+            floors.insert(twin.key, Ok(floor));
         }
     }
     floors
@@ -368,7 +376,9 @@ pub fn settle(phase: &PhasePlan, verdicts: &mut [Verdict], floors: &Floors, mode
     }
 }
 
-/// Flags (or fails) paired-ratio verdicts whose margin lies inside the noise floor.
+/// Flags (or, in `fail` mode, fails) paired-ratio verdicts whose margin lies inside the
+/// noise floor; a floor that could not be measured is said, and in `fail` mode leaves
+/// the check not measured.
 pub fn apply_noise_floors(phase: &PhasePlan, verdicts: &mut [Verdict], floors: &Floors, mode: CalibrationMode) {
     if mode == CalibrationMode::Off {
         return;
@@ -379,21 +389,36 @@ pub fn apply_noise_floors(phase: &PhasePlan, verdicts: &mut [Verdict], floors: &
         let (Some((_, reference)), Some((_, denominator))) = (point.paired(condition), condition.ratio()) else {
             continue;
         };
-        let Some(&floor) = floors.get(&(reference, denominator.mode, denominator.quantity.clone())) else { continue };
+        let note = |verdict: &mut Verdict, note: String| {
+            verdict.reason = Some(match verdict.reason.take() {
+                Some(reason) => format!("{reason}; {note}"),
+                None => note,
+            });
+        };
+        let floor = match floors.get(&(reference, denominator.mode, denominator.quantity.clone())) {
+            None => continue,
+            Some(Ok(floor)) => *floor,
+            Some(Err(reason)) => {
+                note(verdict, reason.clone());
+                if mode == CalibrationMode::Fail && !matches!(verdict.status, Status::NotApplicable | Status::Skipped) {
+                    verdict.status = Status::NotMeasured;
+                }
+                continue;
+            }
+        };
         verdict.noise_floor = Some(floor);
         let Some(margin) = verdict.measured.as_ref().and_then(|measured| measured.margin) else { continue };
         if margin.abs() >= floor {
             continue;
         }
-        let note = format!(
-            "the margin {:+.1}% is inside this machine's A/A noise floor of ±{:.1}%: the threshold is tighter than the machine resolves",
-            100.0 * margin,
-            100.0 * floor
+        note(
+            verdict,
+            format!(
+                "the margin {:+.1}% is inside this machine's A/A noise floor of ±{:.1}%: the threshold is tighter than the machine resolves",
+                100.0 * margin,
+                100.0 * floor
+            ),
         );
-        verdict.reason = Some(match verdict.reason.take() {
-            Some(reason) => format!("{reason}; {note}"),
-            None => note,
-        });
         if mode == CalibrationMode::Fail && verdict.status != Status::Fail {
             verdict.status = Status::Fail;
         }

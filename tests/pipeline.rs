@@ -641,7 +641,7 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     let calibration = Calibration { mode: CalibrationMode::Fail, repeats: 6 };
     let floors = phasegate::run::calibrate(&spinning.phases[0], &options, &calibration);
     assert_eq!(floors.len(), 1, "one reference run, one quantity");
-    let floor = *floors.values().next().unwrap();
+    let floor = floors.values().next().unwrap().clone().unwrap();
     // Its size is this machine's noise under the load of the other tests (0.7 seen on
     // a busy 2-core machine), so only its sanity is asserted here.
     assert!(floor > 0.0 && floor.is_finite(), "A/A noise floor {floor}");
@@ -656,11 +656,11 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     assert_eq!(verdicts[0].status, Status::Pass, "{:?}", verdicts[0]);
     let margin = verdicts[0].measured.as_ref().unwrap().margin.unwrap();
     assert!(margin > 0.2, "margin {margin}");
-    let narrow: phasegate::run::Floors = floors.keys().map(|key| (key.clone(), margin.abs() - 0.01)).collect();
+    let narrow: phasegate::run::Floors = floors.keys().map(|key| (key.clone(), Ok(margin.abs() - 0.01))).collect();
     let mut outside = verdicts.clone();
     phasegate::run::apply_noise_floors(phase, &mut outside, &narrow, CalibrationMode::Fail);
     assert_eq!(outside[0].status, Status::Pass, "a margin outside the floor stands");
-    let wide: phasegate::run::Floors = floors.keys().map(|key| (key.clone(), margin.abs() + 0.01)).collect();
+    let wide: phasegate::run::Floors = floors.keys().map(|key| (key.clone(), Ok(margin.abs() + 0.01))).collect();
     let mut warned = verdicts.clone();
     phasegate::run::apply_noise_floors(phase, &mut warned, &wide, CalibrationMode::Warn);
     assert_eq!(warned[0].status, verdicts[0].status);
@@ -676,6 +676,36 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     assert_eq!(waived[0].status, Status::Xfail);
     let reason = waived[0].reason.as_deref().unwrap();
     assert!(reason.starts_with("waived until 2030-01-01: known; the margin "), "{reason}");
+}
+
+/// A calibration whose instance fails measures no floor: no floor from the pairs before
+/// the failure. The check says so, and in `fail` mode is not measured.
+#[test]
+fn a_failed_calibration_gives_no_floor_and_says_so() {
+    use phasegate::spec::{Calibration, CalibrationMode};
+    // `fast` fails at its 8th sample: after its own 5, within the calibration's 10.
+    let text = BASE.replace("time_ms = 1.0", "time_ms = 1.0\nfail_at = 8");
+    let text = with_checks(&text, &[("speed", "expr = \"slow.warm.median / fast.warm.median >= 2\"")]);
+    let plan = expand(&text).unwrap();
+    let phase = &plan.phases[0];
+    let scratch = tempfile::tempdir().unwrap();
+    let options =
+        ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
+    let floors = phasegate::run::calibrate(phase, &options, &Calibration { mode: CalibrationMode::Fail, repeats: 10 });
+    let [Err(reason)] = floors.values().collect::<Vec<_>>()[..] else { panic!("{floors:?}") };
+    assert!(
+        reason.starts_with("the A/A calibration of `fast` failed (step failed: mock failure at sample "),
+        "{reason}"
+    );
+    assert!(reason.ends_with("): no noise floor"), "{reason}");
+    let (_, verdicts) = run_plan(&plan, &Facts::default()).remove(0);
+    assert_eq!(verdicts[0].status, Status::Pass);
+    let mut warned = verdicts.clone();
+    phasegate::run::apply_noise_floors(phase, &mut warned, &floors, CalibrationMode::Warn);
+    assert_eq!((warned[0].status, warned[0].reason.as_ref()), (Status::Pass, Some(reason)));
+    let mut failed = verdicts;
+    phasegate::run::apply_noise_floors(phase, &mut failed, &floors, CalibrationMode::Fail);
+    assert_eq!((failed[0].status, failed[0].noise_floor), (Status::NotMeasured, None));
 }
 
 #[test]
