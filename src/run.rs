@@ -400,7 +400,8 @@ pub fn apply_noise_floors(phase: &PhasePlan, verdicts: &mut [Verdict], floors: &
             Some(Ok(floor)) => *floor,
             Some(Err(reason)) => {
                 note(verdict, reason.clone());
-                if mode == CalibrationMode::Fail && !matches!(verdict.status, Status::NotApplicable | Status::Skipped) {
+                // Only a result the floor could have turned into a failure is unsettled.
+                if mode == CalibrationMode::Fail && matches!(verdict.status, Status::Pass | Status::Inconclusive) {
                     verdict.status = Status::NotMeasured;
                 }
                 continue;

@@ -449,10 +449,13 @@ pub fn waive(verdict: &mut Verdict, facts: &Facts) {
             }
             Status::Pass => {
                 verdict.status = Status::Xpass;
-                verdict.reason = Some(format!(
-                    "passes although waived until {}: tighten the check or drop the waiver",
-                    waiver.until
-                ));
+                let xpass =
+                    format!("passes although waived until {}: tighten the check or drop the waiver", waiver.until);
+                // A note the pass carries (a noise floor's) stays.
+                verdict.reason = Some(match verdict.reason.take() {
+                    Some(reason) => format!("{xpass}; {reason}"),
+                    None => xpass,
+                });
             }
             _ => {}
         }

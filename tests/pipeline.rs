@@ -676,6 +676,13 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     assert_eq!(waived[0].status, Status::Xfail);
     let reason = waived[0].reason.as_deref().unwrap();
     assert!(reason.starts_with("waived until 2030-01-01: known; the margin "), "{reason}");
+    // In `warn` mode the check passes, waived: an xpass that keeps the floor's note.
+    waived[0].status = Status::Pass;
+    waived[0].reason = None;
+    phasegate::run::settle(phase, &mut waived, &wide, CalibrationMode::Warn, &Facts::default());
+    assert_eq!(waived[0].status, Status::Xpass);
+    let reason = waived[0].reason.as_deref().unwrap();
+    assert!(reason.contains("tighten the check or drop the waiver; the margin "), "{reason}");
 }
 
 /// A calibration whose instance fails measures no floor: no floor from the pairs before
@@ -703,9 +710,14 @@ fn a_failed_calibration_gives_no_floor_and_says_so() {
     let mut warned = verdicts.clone();
     phasegate::run::apply_noise_floors(phase, &mut warned, &floors, CalibrationMode::Warn);
     assert_eq!((warned[0].status, warned[0].reason.as_ref()), (Status::Pass, Some(reason)));
-    let mut failed = verdicts;
+    let mut failed = verdicts.clone();
     phasegate::run::apply_noise_floors(phase, &mut failed, &floors, CalibrationMode::Fail);
     assert_eq!((failed[0].status, failed[0].noise_floor), (Status::NotMeasured, None));
+    // A failure stands: no floor could have made it pass.
+    let mut failing = verdicts;
+    failing[0].status = Status::Fail;
+    phasegate::run::apply_noise_floors(phase, &mut failing, &floors, CalibrationMode::Fail);
+    assert_eq!(failing[0].status, Status::Fail);
 }
 
 #[test]
