@@ -6,9 +6,10 @@
 //! did, it is the newest that measured a run of the name, and the verdict's reason
 //! names the parameters that differ (an injected slowdown or a tuning knob may be the
 //! point of the comparison). `--baseline latest` keeps, per phase, the newest report
-//! to measure each run, and the newest to measure it with other parameters when that
-//! is newer; a directory or a git ref gives one report per phase. A run without a
-//! counterpart gets a `not_applicable` verdict saying so. For every mode present in both, and for every compared quantity (`time`
+//! to measure each run with the same work, and the newest to measure it with other
+//! parameters when that is newer; a directory or a git ref gives one report per
+//! phase. A run without a counterpart gets a `not_applicable` verdict saying so. For
+//! every mode present in both, and for every compared quantity (`time`
 //! and the metrics listed in `[baseline] quantities`), the change is the ratio of
 //! medians, current / baseline, with a 95% percentile
 //! bootstrap interval (2000 resamples of each side, ChaCha8 seeded from the names, so
@@ -430,36 +431,55 @@ pub fn load(
         Ok(Earlier { label, report: crate::run::read_report(&dir.join(phase).join("report.json"))? })
     };
     if spec == "latest" {
-        let latest = crate::report::files::latest_run_dir(experiment_root)
-            .with_context(|| format!("no earlier run under {} to use as the baseline", experiment_root.display()))?;
-        // Each phase's reports from the newest, as long as one of its runs has no
-        // counterpart yet; a report is kept when it is the newest to measure some run.
         let mut reports = Vec::new();
         for phase in &plan.phases {
             let id = &phase.phase.id;
-            // Runs still looking for a report that measured the same work: a report that
-            // measured one with other parameters is kept too, in case none did.
-            let mut wanted: Vec<Work> = phase.runs.iter().filter(|run| run.skip.is_none()).map(Work::of_plan).collect();
+            // From the newest report: a run stops looking once a report measured the same
+            // work, and the first that measured it with other parameters is its fallback.
+            // A report is kept when it is some run's counterpart or fallback. Once every
+            // run still looking has a fallback, a report that cannot be read (an older
+            // schema, a damaged file) ends the search instead of the comparison.
+            let mut wanted: Vec<(Work, bool)> =
+                phase.runs.iter().filter(|run| run.skip.is_none()).map(|run| (Work::of_plan(run), false)).collect();
             for dir in crate::report::files::runs_with_phase(experiment_root, id) {
                 if wanted.is_empty() {
                     break;
                 }
-                let earlier = read(&dir, id, relative(&dir))?;
+                let earlier = match read(&dir, id, relative(&dir)) {
+                    Ok(earlier) => earlier,
+                    Err(error) if wanted.iter().all(|(_, fallback)| *fallback) => {
+                        tracing::warn!("{error:#}: the search for reports of the same work stops there");
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                };
                 let one = [(&earlier.report, "")];
                 let mut kept = false;
-                wanted.retain(|work| {
-                    if work.counterpart(&one, false).is_none() {
-                        return true;
+                wanted.retain_mut(|(work, fallback)| {
+                    if work.counterpart(&one, true).is_some() {
+                        kept = true;
+                        return false;
                     }
-                    kept = true;
-                    work.counterpart(&one, true).is_none()
+                    if !*fallback && work.counterpart(&one, false).is_some() {
+                        (kept, *fallback) = (true, true);
+                    }
+                    true
                 });
                 if kept {
                     reports.push(earlier);
                 }
             }
         }
-        return Ok(Loaded { label: relative(&latest), reports });
+        // Named after the newest finished run, or the newest report read when only
+        // interrupted runs hold some.
+        let label = match crate::report::files::latest_run_dir(experiment_root) {
+            Some(latest) => relative(&latest),
+            None => match reports.first() {
+                Some(earlier) => earlier.label.clone(),
+                None => anyhow::bail!("no earlier run under {} to use as the baseline", experiment_root.display()),
+            },
+        };
+        return Ok(Loaded { label, reports });
     }
     let path = std::path::Path::new(spec);
     if path.is_dir() {

@@ -307,13 +307,17 @@ fn latest_prefers_the_newest_report_of_the_same_work() {
         let time_ms = run.params["time_ms"].as_f64().unwrap();
         run.params["time_ms"] = serde_json::json!(2.0 * time_ms);
         run.threads += 1;
-        // A parameter one report lacks (as one a kernel gained since) is not compared.
-        run.params.insert("added_since".into(), serde_json::json!(true));
+        // A parameter one report lacks (as one a kernel has lost since) is not compared.
+        run.params.insert("dropped_since".into(), serde_json::json!(true));
     }
     let (_project, loaded) = latest_after(&full, &tuned);
     // `slow` twice as slow as in the full run: a regression, found against the full run
-    // (against the tuned run it would be no change at all).
-    let current = scaled(&scaled(&full, "slow", Mode::Warm, 2.0), "slow", Mode::Cold, 2.0);
+    // (against the tuned run it would be no change at all). Its kernel has gained a
+    // parameter since, which the earlier report lacks: not compared either.
+    let mut current = scaled(&scaled(&full, "slow", Mode::Warm, 2.0), "slow", Mode::Cold, 2.0);
+    for run in current.runs.iter_mut().filter(|run| run.workload == "slow") {
+        run.params.insert("added_since".into(), serde_json::json!(true));
+    }
     let verdicts = baseline::compare_earlier(&current, &loaded.phase("a"), &BaselineSettings::default());
     assert_eq!(statuses(&verdicts), slow_regressed());
     let reason = verdicts[0].reason.as_deref().unwrap();
@@ -343,4 +347,38 @@ fn latest_prefers_the_newest_report_of_the_same_work() {
     );
     assert!(reason.ends_with(&expected), "{reason}");
     assert_eq!(verdicts[4].reason, None, "fast measured the same work");
+}
+
+/// `latest` looks back for a report of the same work only while it must: once every run
+/// still looking has a fallback (a newer report of other parameters), an older report
+/// it cannot read ends the search instead of failing the comparison. Without a
+/// fallback, the unreadable report is an error, as it always was.
+#[test]
+fn an_unreadable_old_report_ends_the_search_once_every_run_has_a_fallback() {
+    let project = tempfile::tempdir().unwrap();
+    let experiment = project.path().join("reports/demo");
+    let mut tuned = fixed_report();
+    for run in tuned.runs.iter_mut().filter(|run| run.workload == "slow") {
+        run.params["time_ms"] = serde_json::json!(5.0);
+    }
+    let mut future = serde_json::to_value(fixed_report()).unwrap();
+    future["schema_version"] = serde_json::json!(99);
+    let write = |run: &str, report: &serde_json::Value| {
+        let path = experiment.join(run).join("a/report.json");
+        phasegate::report::files::write_atomic(&path, &serde_json::to_vec_pretty(report).unwrap()).unwrap();
+    };
+    write("2026-01-01T000000Z-testhost", &future);
+    write("2026-01-02T000000Z-testhost", &serde_json::to_value(&tuned).unwrap());
+    phasegate::report::files::update_latest(&experiment, &experiment.join("2026-01-02T000000Z-testhost")).unwrap();
+    let plan = expand(&fixed_spec()).unwrap();
+    let loaded = baseline::load("latest", &experiment, project.path(), &plan).unwrap();
+    let labels: Vec<&str> = loaded.phase("a").iter().map(|earlier| earlier.label.as_str()).collect();
+    assert_eq!(labels, ["reports/demo/2026-01-02T000000Z-testhost"]);
+    // A run the newer report did not measure at all has no fallback: the search goes on,
+    // and the unreadable report stops it with an error.
+    let mut partial = tuned;
+    partial.runs.retain(|run| run.workload != "slow");
+    write("2026-01-02T000000Z-testhost", &serde_json::to_value(&partial).unwrap());
+    let error = format!("{:#}", baseline::load("latest", &experiment, project.path(), &plan).unwrap_err());
+    assert!(error.contains("2026-01-01T000000Z-testhost/a/report.json"), "{error}");
 }

@@ -265,8 +265,18 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     }
     if args.dry_run {
         let root = run::experiment_root(&plan, &options);
-        // Every earlier report an estimate could use; none when there is no earlier run.
-        let earlier = phasegate::baseline::load("latest", &root, &options.project_root, &plan).ok();
+        // The reports `--baseline latest` would read; none before the first run, and
+        // said when they cannot be read.
+        let any_run =
+            plan.phases.iter().any(|phase| !report::files::runs_with_phase(&root, &phase.phase.id).is_empty());
+        let earlier = match any_run.then(|| phasegate::baseline::load("latest", &root, &options.project_root, &plan)) {
+            Some(Ok(loaded)) => Some(loaded),
+            Some(Err(error)) => {
+                tracing::warn!("the estimate reads no earlier report: {error:#}");
+                None
+            }
+            None => None,
+        };
         out!("{}", describe::dry_run(&plan, &describe::estimate(&plan, earlier.as_ref())));
         return Ok(Exit::Pass);
     }

@@ -718,6 +718,11 @@ fn dry_run_list_and_check_run_nothing() {
     assert_eq!(code, 0);
     let output = project.xtask(&["run", "spec.toml", "--dry-run"]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("for 3 runs from earlier reports of the same work"));
+    // A report it cannot read is said, not taken for the absence of any.
+    std::fs::write(project.path().join("reports/e2e/latest/a/report.json"), "{").unwrap();
+    let output = project.xtask(&["run", "spec.toml", "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the estimate reads no earlier report: "), "{stderr}");
 }
 
 #[test]
