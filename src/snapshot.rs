@@ -208,6 +208,9 @@ pub fn describe(pending: &Pending) -> Result<String> {
     let Some(old) = read(&pending.base)? else {
         return Ok(format!("{}: new snapshot, {} elements", pending.base.display(), new.len()));
     };
+    if old.dtype() != new.dtype() {
+        return Ok(format!("{}: {} -> {}", pending.base.display(), shown(&old), shown(&new)));
+    }
     if old.len() != new.len() {
         return Ok(format!("{}: length {} -> {}", pending.base.display(), old.len(), new.len()));
     }
@@ -282,6 +285,13 @@ mod tests {
         let found = pending(dir.path()).unwrap();
         let description = super::describe(&found[0]).unwrap();
         assert!(description.ends_with("a/tree/digest: digest abc -> digest abd"), "{description}");
+        // The same values in another type are a change of type, not "0 elements changed".
+        let wider = Output { data: OutputData::F64(vec![1.0, 2.0, 3.0, 5.0]), ..output };
+        store.save("a", "fast[size=2]", &wider, true).unwrap();
+        let found = pending(dir.path()).unwrap();
+        let image = found.iter().find(|pending| pending.base.ends_with("image")).unwrap();
+        let description = super::describe(image).unwrap();
+        assert!(description.ends_with("a/fast[size=2]/image: 4 f32 values -> 4 f64 values"), "{description}");
     }
 
     /// A snapshot directory that cannot be read may hold pending snapshots: an error

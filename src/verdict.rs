@@ -545,6 +545,15 @@ fn pair_ratios(
     if ratios.is_empty() {
         return Err(format!("`{numerator}` and `{denominator}` have no samples taken together"));
     }
+    // A zero sample under the division: a statistic of the other pairs would hide it.
+    let infinite = ratios.iter().filter(|ratio| !ratio.is_finite()).count();
+    if infinite > 0 {
+        return Err(format!(
+            "`{numerator} / {denominator}` is not a finite number in {infinite} of {} pairs: a sample of `{}` is zero",
+            ratios.len(),
+            denominator.selected()
+        ));
+    }
     Ok(ratios)
 }
 
@@ -571,10 +580,6 @@ fn measure(condition: &Condition, point: &CheckPoint, results: &[RunResult]) -> 
     if let (Some((numerator, denominator)), Some(_)) = (condition.ratio(), point.paired(condition)) {
         let ratios = pair_ratios(numerator, denominator, &point.condition_runs[..2], results)?;
         let threshold = condition.right.eval(&mut |_| None).ok_or("the threshold is not a constant")?;
-        if let Some(&ratio) = ratios.iter().find(|ratio| !ratio.is_finite()) {
-            // A zero sample under the division: a statistic of the other pairs would hide it.
-            return Ok(decide(Method::PairedRatio, ratio, threshold, cmp, None, None, None));
-        }
         let summary = Summary::of(&ratios).expect("pair_ratios gives at least one ratio");
         let observed = summary.stat(numerator.stat);
         let interval = (numerator.stat == Stat::Median).then_some((summary.ci_low, summary.ci_high));
@@ -613,10 +618,6 @@ fn medians(
         if point.paired_ratios.contains(&position) {
             let denominator = references[position + 1];
             let ratios = pair_ratios(reference, denominator, &runs[position..position + 2], results)?;
-            if let Some(&ratio) = ratios.iter().find(|ratio| !ratio.is_finite()) {
-                // As for a paired ratio alone (see `measure`).
-                return Ok(decide(Method::MedianInterval, ratio, threshold, condition.cmp, None, None, None));
-            }
             inputs.push((format!("{reference} / {denominator}"), true, ratios));
             position += 2;
         } else {
@@ -758,8 +759,11 @@ fn numeric_comparators(comparators: &Comparators) -> bool {
 }
 
 fn count_different(a: &OutputData, b: &OutputData) -> usize {
-    match (a.to_f64(), b.to_f64()) {
-        (Some(x), Some(y)) => x.iter().zip(&y).filter(|(p, q)| p.to_bits() != q.to_bits()).count(),
+    match (a, b) {
+        (OutputData::F32(x), OutputData::F32(y)) => x.iter().zip(y).filter(|(p, q)| p.to_bits() != q.to_bits()).count(),
+        (OutputData::F64(x), OutputData::F64(y)) => x.iter().zip(y).filter(|(p, q)| p.to_bits() != q.to_bits()).count(),
+        // Compared as integers: through f64, values above 2^53 would read as equal.
+        (OutputData::I64(x), OutputData::I64(y)) => x.iter().zip(y).filter(|(p, q)| p != q).count(),
         _ => 1,
     }
 }
@@ -1137,8 +1141,13 @@ mod tests {
         );
         // The same value in two types is not the same bits.
         use crate::kernel::OutputData;
-        let figures = super::compare(&parity(exact), &OutputData::F32(vec![1.0]), &OutputData::F64(vec![1.0]));
+        let figures = super::compare(&parity(exact.clone()), &OutputData::F32(vec![1.0]), &OutputData::F64(vec![1.0]));
         assert_eq!(figures.failures, ["types differ (f32 vs f64)"]);
+        // Integers beyond 2^53 are told apart.
+        let big = 1_i64 << 53;
+        let figures =
+            super::compare(&parity(exact), &OutputData::I64(vec![big, 1]), &OutputData::I64(vec![big + 1, 1]));
+        assert_eq!(figures.failures, ["not identical (1 of 2 elements differ)"]);
     }
 
     #[test]
