@@ -19,15 +19,16 @@ use crate::stats::format_seconds;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Estimate {
     /// The steps of the known runs, and of the A/A calibration of those among them
-    /// that are calibrated.
+    /// that are calibrated (`calibration_seconds` of it).
     pub seconds: f64,
+    pub calibration_seconds: f64,
     pub known_runs: usize,
     pub unknown_runs: usize,
 }
 
 /// Estimates `plan`'s time in steps from `earlier` (see the module's documentation).
 pub fn estimate(plan: &Plan, earlier: Option<&Loaded>) -> Estimate {
-    let mut estimate = Estimate { seconds: 0.0, known_runs: 0, unknown_runs: 0 };
+    let mut estimate = Estimate { seconds: 0.0, calibration_seconds: 0.0, known_runs: 0, unknown_runs: 0 };
     for phase in &plan.phases {
         let reports: Vec<(&PhaseReport, &str)> = earlier
             .map(|loaded| loaded.phase(&phase.phase.id))
@@ -39,6 +40,7 @@ pub fn estimate(plan: &Plan, earlier: Option<&Loaded>) -> Estimate {
             let (_, old, _) = Work::of_plan(run).counterpart(&reports, true)?;
             Some(old.summary(mode, "time")?.median)
         };
+        let mut known_runs = Vec::new();
         for run in phase.runs.iter().filter(|run| run.skip.is_none()) {
             let mut seconds = 0.0;
             let mut known = true;
@@ -53,17 +55,20 @@ pub fn estimate(plan: &Plan, earlier: Option<&Loaded>) -> Estimate {
             if known {
                 estimate.seconds += seconds;
                 estimate.known_runs += 1;
+                known_runs.push(run.index);
             } else {
                 estimate.unknown_runs += 1;
             }
         }
+        // The calibration of the known runs only, as the estimate covers only those.
         for twin in phase.calibration_twins(&plan.spec.calibration) {
             let (reference, mode, _) = twin.key;
-            if let Some(median) = median(&phase.runs[reference], mode) {
-                estimate.seconds += twin.plan.n_steps() as f64 * median;
+            if let (true, Some(median)) = (known_runs.contains(&reference), median(&phase.runs[reference], mode)) {
+                estimate.calibration_seconds += twin.plan.n_steps() as f64 * median;
             }
         }
     }
+    estimate.seconds += estimate.calibration_seconds;
     estimate
 }
 
@@ -158,7 +163,7 @@ pub fn dry_run(plan: &Plan, estimate: &Estimate) -> String {
             let _ =
                 write!(out, ", plus {} never measured with these parameters", counted(estimate.unknown_runs, "run"));
         }
-        let calibrated = if calibration > 0 { "calibration included, " } else { "" };
+        let calibrated = if estimate.calibration_seconds > 0.0 { "A/A calibration included, " } else { "" };
         let _ = writeln!(out, " ({calibrated}set-up of warm runs excluded)");
     } else {
         let _ = writeln!(

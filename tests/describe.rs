@@ -80,6 +80,16 @@ fn the_estimate_counts_the_calibration_steps() {
     let calibration = 10.0 * (fast("size=8") + fast("size=16"));
     assert_eq!((with.known_runs, with.unknown_runs), (without.known_runs, 0));
     assert!((with.seconds - without.seconds - calibration).abs() < 1e-12 * with.seconds, "{with:?} {without:?}");
+    assert!((with.calibration_seconds - calibration).abs() < 1e-12 * calibration, "{with:?}");
+    assert_eq!(without.calibration_seconds, 0.0);
+    // A reference no report measured with its parameters has no calibration time either.
+    let mut other = report.clone();
+    for run in other.runs.iter_mut().filter(|run| run.workload == "fast") {
+        run.params["time_ms"] = serde_json::json!(7.0);
+    }
+    let unknown = describe::estimate(&plan, Some(&earlier(std::slice::from_ref(&other))));
+    assert_eq!((unknown.unknown_runs, unknown.calibration_seconds), (2, 0.0));
+    assert!(!describe::dry_run(&plan, &unknown).contains("calibration included"));
     let text = describe::dry_run(&plan, &with);
     assert!(
         text.contains(
