@@ -206,8 +206,13 @@ fn judge(
     if status == Status::NotMeasured {
         reason.push_str("; a sample or the ratio is not a finite number");
     } else if coverage < crate::verdict::MIN_COVERAGE {
+        let samples = if fewest == 1 {
+            "1 sample on one side covers".to_owned()
+        } else {
+            format!("{fewest} samples on one side cover")
+        };
         reason.push_str(&format!(
-            "; {fewest} samples on one side cover the median with only {:.1}%: more repeats are needed to decide",
+            "; {samples} the median with only {:.1}%: more repeats are needed to decide",
             100.0 * coverage
         ));
     }

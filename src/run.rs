@@ -168,26 +168,14 @@ pub fn preflight(plan: &Plan, options: &RunOptions) -> Result<PathBuf, SpecError
 /// Runs `plan`, writing reports as each phase finishes.
 pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result<Outcome> {
     // From the start: an interrupt before the first phase (while the environment is
-    // probed) exits with 130 too, and the run log lists it once the run's directory
-    // exists.
+    // probed) exits with 130 too, and the run log lists it from the moment the run's
+    // directory exists.
     execute::install_interrupt_cleanup();
     let root = preflight(plan, options).map_err(anyhow::Error::new)?;
     let environment = Environment::probe(&options.project_root);
     let started_at = DateTime::from_unix(clock::wall_time());
     let run_dir = files::create_run_dir(&root, &started_at.compact(), &environment.hostname)?;
     let relative_dir = run_dir.strip_prefix(&options.project_root).unwrap_or(&run_dir).display().to_string();
-    let execution = ExecutionOptions {
-        scratch_root: run_dir.join("scratch"),
-        keep_all_outputs: options.keep_all_outputs,
-        calibration: false,
-    };
-    files::write_atomic(&run_dir.join("env.json"), &serde_json::to_vec_pretty(&environment)?)?;
-    let mut reports = Vec::new();
-    let store = snapshot::Store::for_spec(&plan.spec);
-    // Where the run stores pending snapshots, which need not be where `snapshot review`
-    // looks by default.
-    let review_command = || snapshot::review_command(&snapshot::dir_for_spec(&plan.spec), &options.project_root);
-    let facts = options.facts.for_spec(&plan.spec.experiment);
     // `DATE exit=N DIR a=pass b=fail [interrupted] rev=REV :: COMMAND`
     let log_line = |exit: i32, reports: &[PhaseReport]| {
         let mut fields: Vec<String> =
@@ -200,7 +188,19 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         format!("{} exit={exit} {relative_dir} {fields} rev={revision} :: {}", started_at.rfc3339(), options.command)
     };
     let interrupted = |reports: &[PhaseReport]| Some((root.clone(), log_line(execute::INTERRUPTED_EXIT, reports)));
+    let mut reports = Vec::new();
     execute::set_interrupt_record(interrupted(&reports));
+    let execution = ExecutionOptions {
+        scratch_root: run_dir.join("scratch"),
+        keep_all_outputs: options.keep_all_outputs,
+        calibration: false,
+    };
+    files::write_atomic(&run_dir.join("env.json"), &serde_json::to_vec_pretty(&environment)?)?;
+    let store = snapshot::Store::for_spec(&plan.spec);
+    // Where the run stores pending snapshots, which need not be where `snapshot review`
+    // looks by default.
+    let review_command = || snapshot::review_command(&snapshot::dir_for_spec(&plan.spec), &options.project_root);
+    let facts = options.facts.for_spec(&plan.spec.experiment);
     for phase in &plan.phases {
         let phase_started = DateTime::from_unix(clock::wall_time());
         let stamp = clock::now();

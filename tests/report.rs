@@ -173,6 +173,20 @@ fn junit_sorts_every_status_into_failures_skipped_and_passes() {
     }
 }
 
+/// A machine of one core is said in the singular, in the report, the summary and a
+/// living plan's region.
+#[test]
+fn one_core_is_said_in_the_singular() {
+    let mut report = fixed_report();
+    report.environment.cores = 1;
+    let text = markdown::render(&report, &[]);
+    assert!(text.contains("| Machine | Test CPU, 1 core, "), "{text}");
+    let summary = markdown::render_summary(std::slice::from_ref(&report));
+    assert!(summary.contains(" on Test CPU (1 core); "), "{summary}");
+    let region = phasegate::living::render_region(&report, "reports/demo/latest/a/report.json");
+    assert!(region.contains(", Test CPU (1 core), profile "), "{region}");
+}
+
 #[test]
 fn the_header_warns_of_uncommitted_changes_and_debug_builds() {
     let mut report = fixed_report();

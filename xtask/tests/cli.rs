@@ -1056,7 +1056,11 @@ fn baseline_of_too_few_samples_is_inconclusive() {
     let report = project.latest_report();
     let verdict = &report["verdicts"][0];
     assert_eq!(verdict["measured"]["coverage"], 0.0, "one sample covers the median never: {verdict}");
-    assert!(verdict["reason"].as_str().unwrap().contains("more repeats are needed"), "{verdict}");
+    let reason = verdict["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("; 1 sample on one side covers the median with only 0.0%: more repeats are needed"),
+        "{reason}"
+    );
 }
 
 #[test]
