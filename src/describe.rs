@@ -45,10 +45,8 @@ pub fn estimate(plan: &Plan, earlier: Option<&Loaded>) -> Estimate {
             let mut seconds = 0.0;
             let mut known = true;
             for &mode in &run.settings.modes {
-                let steps = f64::from(run.settings.repeats)
-                    + if mode == Mode::Warm { f64::from(run.settings.warmup) } else { 0.0 };
                 match median(run, mode) {
-                    Some(median) => seconds += steps * median,
+                    Some(median) => seconds += run.steps(mode) as f64 * median,
                     None => known = false,
                 }
             }

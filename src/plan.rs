@@ -59,6 +59,12 @@ impl Run {
         if self.label.is_empty() { self.workload.clone() } else { format!("{}[{}]", self.workload, self.label) }
     }
 
+    /// The steps the run takes in `mode`: its repeats, and in warm mode its warm-ups.
+    pub fn steps(&self, mode: Mode) -> u64 {
+        let warmup = if mode == Mode::Warm { self.settings.warmup } else { 0 };
+        u64::from(self.settings.repeats) + u64::from(warmup)
+    }
+
     fn coord(&self, name: &str) -> Option<&Value> {
         self.coords.iter().find(|(coord, _)| coord == name).map(|(_, value)| value)
     }
@@ -153,16 +159,8 @@ impl PhasePlan {
 
     /// Timed steps (warm-up included) of this phase's runs.
     pub fn n_steps(&self) -> u64 {
-        let mut steps = 0;
-        for run in self.runs.iter().filter(|run| run.skip.is_none()) {
-            for mode in &run.settings.modes {
-                steps += u64::from(run.settings.repeats);
-                if *mode == Mode::Warm {
-                    steps += u64::from(run.settings.warmup);
-                }
-            }
-        }
-        steps
+        let runs = self.runs.iter().filter(|run| run.skip.is_none());
+        runs.flat_map(|run| run.settings.modes.iter().map(|&mode| run.steps(mode))).sum()
     }
 
     /// The group a run belongs to.

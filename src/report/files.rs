@@ -73,13 +73,6 @@ pub fn latest_run_dir(experiment_root: &Path) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// The newest run directory that holds a report of `phase`: `latest` when it does,
-/// otherwise the newest of the others (see [`newest_run_name`]). A run of some phases
-/// (`--phase`) leaves the other phases' reports in earlier directories.
-pub fn latest_run_with_phase(experiment_root: &Path, phase: &str) -> Option<PathBuf> {
-    runs_with_phase(experiment_root, phase).into_iter().next()
-}
-
 /// Every run directory that holds a report of `phase`, newest first: `latest` when it
 /// holds one, then the others from the newest (see [`newest_run_name`]).
 pub fn runs_with_phase(experiment_root: &Path, phase: &str) -> Vec<PathBuf> {
