@@ -282,11 +282,11 @@ impl Node {
                 // ([0, 1] * [1, inf] is [0, inf]).
                 let times = |x: f64, y: f64| if x == 0.0 || y == 0.0 { 0.0 } else { x * y };
                 match op {
-                    '+' => hull([a + c, b + d, a + c, b + d]),
-                    '-' => hull([a - d, b - c, a - d, b - c]),
-                    '*' => hull([times(a, c), times(a, d), times(b, c), times(b, d)]),
+                    '+' => hull(&[a + c, b + d]),
+                    '-' => hull(&[a - d, b - c]),
+                    '*' => hull(&[times(a, c), times(a, d), times(b, c), times(b, d)]),
                     _ if c <= 0.0 && d >= 0.0 => UNBOUNDED,
-                    _ => hull([a / c, a / d, b / c, b / d]),
+                    _ => hull(&[a / c, a / d, b / c, b / d]),
                 }
             }
         })
@@ -325,11 +325,11 @@ const UNBOUNDED: (f64, f64) = (f64::NEG_INFINITY, f64::INFINITY);
 
 /// The smallest interval holding `values`. A NaN among them comes of a bound whose
 /// value is undetermined (inf - inf, inf / inf): the range is then unbounded.
-fn hull(values: [f64; 4]) -> (f64, f64) {
+fn hull(values: &[f64]) -> (f64, f64) {
     if values.iter().any(|value| value.is_nan()) {
         return UNBOUNDED;
     }
-    (values.into_iter().fold(f64::INFINITY, f64::min), values.into_iter().fold(f64::NEG_INFINITY, f64::max))
+    (values.iter().copied().fold(f64::INFINITY, f64::min), values.iter().copied().fold(f64::NEG_INFINITY, f64::max))
 }
 
 /// A parse error with its byte range in the expression.
