@@ -80,7 +80,7 @@ impl Kernel for Command {
                 "output_file",
                 ParamKind::Text,
                 Value::from(""),
-                "raw float file the program writes, read as each sample's program exits; a partial value fails the sample",
+                "raw float file the program writes, removed before and read after each sample's program; a partial value fails the sample",
             ),
             ParamSpec::new(
                 "output_format",
@@ -294,6 +294,20 @@ impl Instance for CommandInstance {
         }
         // The sample's deadline counts from its start: in cold mode that is the
         // set-up's start, so the program gets what the set-up left of the timeout.
+        // The output file must be this sample's: one left by an earlier sample, an
+        // earlier run or a partner writing the same path would pass for it.
+        let output_path = self.output.as_ref().map(|output| match &self.workdir {
+            Some(workdir) => workdir.join(&output.path),
+            None => output.path.clone(),
+        });
+        if let Some(path) = &output_path {
+            match fs::remove_file(path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(error).with_context(|| format!("cannot remove the earlier {}", path.display()));
+                }
+                _ => {}
+            }
+        }
         let deadline = probe.deadline();
         let start = probe.start();
         let mut child = GroupChild::spawn(&mut process).with_context(|| match &self.workdir {
@@ -316,12 +330,8 @@ impl Instance for CommandInstance {
             bail!("`{}` exited with {status}; {}", self.program, stderr_tail(&self.stderr_path));
         }
         // Read now, outside the timed span, for the outputs of this sample.
-        if let Some(output) = &mut self.output {
-            let path = match &self.workdir {
-                Some(workdir) => workdir.join(&output.path),
-                None => output.path.clone(),
-            };
-            output.last = fs::read(&path).ok();
+        if let (Some(output), Some(path)) = (&mut self.output, &output_path) {
+            output.last = fs::read(path).ok();
             let size = output.element_bytes();
             if let Some(bytes) = &output.last
                 && bytes.len() % size != 0
@@ -867,6 +877,19 @@ mod tests {
         second.run(&mut Probe::default()).unwrap();
         assert_eq!(first.outputs()[0].data, OutputData::F32(vec![1.0]));
         assert_eq!(second.outputs()[0].data, OutputData::F32(vec![2.0]));
+        // A program that writes nothing has no output, whatever file an earlier one left.
+        std::fs::write(&shared, [0, 0, 128, 63]).unwrap();
+        let silent_program = [
+            ("program", Value::from("true")),
+            ("output_file", Value::from(shared.display().to_string())),
+            ("output_format", Value::from("f32")),
+        ];
+        let run_scratch = scratch.path().join("silent");
+        std::fs::create_dir(&run_scratch).unwrap();
+        let mut silent = instance(&silent_program, 1, 1, &run_scratch);
+        silent.setup(&mut Probe::default()).unwrap();
+        silent.run(&mut Probe::default()).unwrap();
+        assert!(silent.outputs().is_empty(), "a stale file passed for the sample's output");
         let mut partial = file("partial", r"\0\0\200\77\0");
         let error = partial.run(&mut Probe::default()).unwrap_err().to_string();
         assert!(error.ends_with("values.bin` holds 5 bytes, not a whole number of 4-byte f32 values"), "{error}");
