@@ -709,10 +709,11 @@ fn interrupt_signals() -> Vec<libc::c_int> {
         .collect()
 }
 
-/// On an interrupt (see [`interrupt_signals`]): kill the running commands' process
-/// groups, remove live scratch directories, append the run log line and exit with 130.
-/// Reports written so far stay intact (they are written atomically). Installed once, by
-/// the first of a run's start and the first execution of a phase.
+/// On an interrupt (SIGTERM, and SIGINT and SIGHUP unless ignored when the process
+/// started): kill the running commands' process groups, remove live scratch
+/// directories, append the run log line and exit with 130. Reports written so far stay
+/// intact (they are written atomically). Installed once, by the first of a run's start
+/// and the first execution of a phase.
 pub fn install_interrupt_cleanup() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
