@@ -458,6 +458,14 @@ fn comparator_limits_waivers_and_requirements() {
        |            ^^^^^^^^^^^^^^^^^^^^^^
        = help: name a variable outside `PHASEGATE_`, or use `build:optimized`
     "#);
+    // The same for a workload's `requires_env`.
+    let workload = BASE.replace("id = \"fast\"", "id = \"fast\"\nrequires_env = \"PHASEGATE_BIN\"");
+    let error = spec_error(&workload);
+    assert!(
+        error.contains("error: `PHASEGATE_BIN` can never be met: `PHASEGATE_*` variables override settings"),
+        "{error}"
+    );
+    assert!(error.contains("requires_env = \"PHASEGATE_BIN\""), "{error}");
 }
 
 #[test]

@@ -1229,10 +1229,21 @@ impl Resolver<'_> {
                     .with_hint(format!("{}: {}", spec.name, spec.doc)));
             }
         }
-        if let Some(variable) = &raw.requires_env
-            && variable.is_empty()
-        {
-            return Err(self.locator().value_error(&format!("{base}.requires_env"), "empty variable name"));
+        if let Some(variable) = &raw.requires_env {
+            if variable.is_empty() {
+                return Err(self.locator().value_error(&format!("{base}.requires_env"), "empty variable name"));
+            }
+            // Set, such a variable is read as an override of the spec, as for a check's
+            // `requires = ["env:..."]`.
+            if variable.starts_with(ENV_PREFIX) {
+                return Err(self
+                    .locator()
+                    .value_error(
+                        &format!("{base}.requires_env"),
+                        format!("`{variable}` can never be met: `{ENV_PREFIX}*` variables override settings"),
+                    )
+                    .with_hint(format!("name a variable outside `{ENV_PREFIX}`")));
+            }
         }
         let phase_path = format!("phase.{phase}.defaults");
         let (settings, setting_sources) = self.settings(&[&base, &phase_path, "defaults"])?;
