@@ -393,7 +393,7 @@ fn parity_failure_fails_even_a_fast_result() {
 
 #[test]
 fn requirements_applicability_and_skips() {
-    let text = BASE.replace("id = \"fast\"", "id = \"fast\"\nrequires_env = \"PHASEGATE_TEST_UNSET\"");
+    let text = BASE.replace("id = \"fast\"", "id = \"fast\"\nrequires_env = \"EXAMPLE_TOOL_UNSET\"");
     let text = with_checks(
         &text,
         &[
@@ -417,7 +417,7 @@ fn requirements_applicability_and_skips() {
     assert_eq!(status_of(&verdicts, "only_if_fast"), Status::NotApplicable);
     assert_eq!(status_of(&verdicts, "uses_skipped"), Status::Skipped);
     let skipped = verdict_of(&verdicts, "uses_skipped");
-    assert_eq!(skipped.reason.as_deref(), Some("fast: PHASEGATE_TEST_UNSET is not set"));
+    assert_eq!(skipped.reason.as_deref(), Some("fast: EXAMPLE_TOOL_UNSET is not set"));
     let verdicts = run_plan(&plan, &with_feature).remove(0).1;
     assert_eq!(status_of(&verdicts, "needs_cpu"), Status::Pass, "underscores are ignored in feature names");
 }
@@ -427,7 +427,7 @@ fn requirements_applicability_and_skips() {
 #[test]
 fn skipped_outputs_and_applies_if_beyond_numbers() {
     let text = BASE
-        .replace("id = \"fast\"", "id = \"fast\"\nrequires_env = \"PHASEGATE_TEST_UNSET\"")
+        .replace("id = \"fast\"", "id = \"fast\"\nrequires_env = \"EXAMPLE_TOOL_UNSET\"")
         .replace("id = \"slow\"", "id = \"slow\"\nmodes = [\"cold\", \"warm\"]");
     let text = with_checks(
         &text,
@@ -448,7 +448,7 @@ fn skipped_outputs_and_applies_if_beyond_numbers() {
     for check in ["parity_of_skipped", "snapshot_of_skipped"] {
         let verdict = verdict_of(&verdicts, check);
         assert_eq!(verdict.status, Status::Skipped, "{check}: {:?}", verdict.reason);
-        assert_eq!(verdict.reason.as_deref(), Some("fast: PHASEGATE_TEST_UNSET is not set"), "{check}");
+        assert_eq!(verdict.reason.as_deref(), Some("fast: EXAMPLE_TOOL_UNSET is not set"), "{check}");
     }
     let gated = verdict_of(&verdicts, "gated_by_infinity");
     assert_eq!(gated.status, Status::NotMeasured, "{:?}", gated.reason);

@@ -735,7 +735,7 @@ mod tests {
     #[test]
     fn every_extra_parameter_fills_a_placeholder_and_every_placeholder_has_a_value() {
         let size = [("size", Value::Int(4))];
-        let every = ["-n", "{size}", "{threads}", "{seed}", "{workdir}", "{cwd}", "{env:PHASEGATE_TEST_UNSET}"];
+        let every = ["-n", "{size}", "{threads}", "{seed}", "{workdir}", "{cwd}", "{env:EXAMPLE_TOOL_UNSET}"];
         check_params("run", &every, &size, Ok(()));
         // The program's own placeholders count, and a declared parameter may be named.
         check_params("{size}", &["{output_name}"], &size, Ok(()));
@@ -771,11 +771,11 @@ mod tests {
         fresh.setup(&mut Probe::default()).unwrap();
         fresh.run(&mut Probe::default()).unwrap();
         // A variable that is not set fails the run before anything starts.
-        let given = [("program", Value::from("echo {env:PHASEGATE_TEST_UNSET}")), ("shell", Value::Bool(true))];
+        let given = [("program", Value::from("echo {env:EXAMPLE_TOOL_UNSET}")), ("shell", Value::Bool(true))];
         let error = try_instance(&given, 1, 1, scratch.path()).err().expect("an unset variable is an error");
         assert_eq!(
             error.to_string(),
-            "environment variable PHASEGATE_TEST_UNSET is not set (`requires_env = \"PHASEGATE_TEST_UNSET\"` skips \
+            "environment variable EXAMPLE_TOOL_UNSET is not set (`requires_env = \"EXAMPLE_TOOL_UNSET\"` skips \
              the workload where it is not)"
         );
         // A relative program is looked up from the fresh working directory, which says so.
