@@ -879,6 +879,14 @@ impl Resolver<'_> {
         &self.document.order
     }
 
+    /// The error for a requirement on a `PHASEGATE_*` variable (`requirement`, at
+    /// `path`): set, such a variable is read as an override of the spec, so a workload
+    /// or check that needs it can never run.
+    fn overriding_variable(&self, path: &str, requirement: &str, hint: &str) -> SpecError {
+        let message = format!("`{requirement}` can never be met: `{ENV_PREFIX}*` variables override settings");
+        self.locator().value_error(path, message).with_hint(hint)
+    }
+
     fn resolve(
         &self,
         raw: RawSpec,
@@ -1233,16 +1241,9 @@ impl Resolver<'_> {
             if variable.is_empty() {
                 return Err(self.locator().value_error(&format!("{base}.requires_env"), "empty variable name"));
             }
-            // Set, such a variable is read as an override of the spec, as for a check's
-            // `requires = ["env:..."]`.
             if variable.starts_with(ENV_PREFIX) {
-                return Err(self
-                    .locator()
-                    .value_error(
-                        &format!("{base}.requires_env"),
-                        format!("`{variable}` can never be met: `{ENV_PREFIX}*` variables override settings"),
-                    )
-                    .with_hint(format!("name a variable outside `{ENV_PREFIX}`")));
+                let hint = format!("name a variable outside `{ENV_PREFIX}`");
+                return Err(self.overriding_variable(&format!("{base}.requires_env"), variable, &hint));
             }
         }
         let phase_path = format!("phase.{phase}.defaults");
@@ -1384,13 +1385,8 @@ impl Resolver<'_> {
             let valid = requirement == "build:optimized"
                 || requirement.strip_prefix("cpu:").or_else(|| requirement.strip_prefix("env:")).is_some_and(word);
             if requirement.strip_prefix("env:").is_some_and(|name| name.starts_with(ENV_PREFIX)) {
-                return Err(self
-                    .locator()
-                    .value_error(
-                        &format!("{base}.requires"),
-                        format!("`{requirement}` can never be met: `{ENV_PREFIX}*` variables override settings"),
-                    )
-                    .with_hint("name a variable outside `PHASEGATE_`, or use `build:optimized`"));
+                let hint = format!("name a variable outside `{ENV_PREFIX}`, or use `build:optimized`");
+                return Err(self.overriding_variable(&format!("{base}.requires"), requirement, &hint));
             }
             if !valid {
                 return Err(self
