@@ -4,9 +4,11 @@
 //! stdout connected to `/dev/null` and stderr kept in a file, so a failing run reports
 //! the end of its stderr (the last lines of its last 4 KiB). Arguments may contain
 //! `{name}` placeholders, filled from the run's other parameters (every extra
-//! parameter must be used by some argument), from `{threads}`, `{seed}`, `{workdir}`
+//! parameter must be used by `program`, an argument or `output_file`), from `{threads}`, `{seed}`, `{workdir}`
 //! (the run's working directory) and `{cwd}` (the directory phasegate was started
-//! in), and from `{env:VAR}`. The child sees `OMP_NUM_THREADS` and `RAYON_NUM_THREADS`
+//! in), and from `{env:VAR}`; so may `output_file`. With `shell = true` the line is
+//! `program` with its placeholders filled in as shell text, then each of `args` quoted
+//! as one word. The child sees `OMP_NUM_THREADS` and `RAYON_NUM_THREADS`
 //! set to the run's thread count. The timed region is the interval from spawning the
 //! child to its exit, the interval `hyperfine -N` measures. `workdir = "fresh"` gives
 //! every run its own empty directory (programs that cache files in the current
@@ -19,8 +21,9 @@
 //! any other reason, and when phasegate is interrupted ([`kill_running`]): killing only
 //! the child would leave the processes it started (a shell's commands, a benchmark's
 //! workers) running, and what a program leaves running when it exits would share the
-//! machine with the next sample. A process that must outlive the program has to leave
-//! the group (`setsid`). Being outside phasegate's own group, the child does not
+//! machine with the next sample. A process that leaves the group (`setsid`, or a
+//! shell's job control, `set -m`) is not killed: it may outlive the program and
+//! phasegate. Being outside phasegate's own group, the child does not
 //! receive the terminal's Ctrl-C; the interrupt handler ends it instead.
 
 use std::fs::{self, File};
@@ -66,10 +69,17 @@ impl Kernel for Command {
                 ParamKind::TextList,
                 Value::List(vec![]),
                 "arguments, with placeholders: `{name}` for the parameter `name` (every parameter the kernel does \
-                 not declare must be used in `program` or `args`), `{threads}`, `{seed}`, `{workdir}` (the run's \
-                 working directory), `{cwd}` (the directory phasegate started in), `{env:VAR}`",
+                 not declare must be used in `program`, `args` or `output_file`), `{threads}`, `{seed}`, \
+                 `{workdir}` (the run's working directory), `{cwd}` (the directory phasegate started in), \
+                 `{env:VAR}`",
             ),
-            ParamSpec::new("shell", ParamKind::Bool, Value::Bool(false), "run `program` through `sh -c`"),
+            ParamSpec::new(
+                "shell",
+                ParamKind::Bool,
+                Value::Bool(false),
+                "run `program` through `sh -c`: placeholders in `program` are filled in as shell text (quote \
+                 them where a value may hold spaces), and each of `args` is quoted as one word",
+            ),
             ParamSpec::new(
                 "workdir",
                 ParamKind::Choice(&["inherit", "fresh"]),
@@ -80,7 +90,8 @@ impl Kernel for Command {
                 "output_file",
                 ParamKind::Text,
                 Value::from(""),
-                "raw float file the program writes, removed before and read after each sample's program; a partial value fails the sample",
+                "raw float file the program writes (placeholders as in `args`), removed before and read after \
+                 each sample's program; a sample whose program leaves no such file, or a partial value, fails",
             ),
             ParamSpec::new(
                 "output_format",
@@ -124,16 +135,23 @@ impl Kernel for Command {
             }
             if !template.contains(&format!("{{{name}}}")) {
                 return Err(format!(
-                    "parameter `{name}` is not used by the command (write `{{{name}}}` in `program` or `args`)"
+                    "parameter `{name}` is not used by the command (write `{{{name}}}` in `program`, `args` or \
+                     `output_file`)"
                 ));
             }
         }
         for placeholder in placeholders(&template) {
-            let known = placeholder.starts_with("env:")
-                || RESERVED.contains(&placeholder.as_str())
-                || params.get(&placeholder).is_some();
-            if !known {
-                return Err(format!("argument placeholder `{{{placeholder}}}` names no parameter"));
+            if let Some(variable) = placeholder.strip_prefix("env:") {
+                if !valid_variable(variable) {
+                    return Err(format!(
+                        "placeholder `{{{placeholder}}}` names no environment variable (`{{env:NAME}}`, NAME of \
+                         letters, digits and `_`)"
+                    ));
+                }
+                continue;
+            }
+            if !RESERVED.contains(&placeholder.as_str()) && params.get(&placeholder).is_none() {
+                return Err(format!("placeholder `{{{placeholder}}}` names no parameter"));
             }
         }
         Ok(Resources::default())
@@ -157,12 +175,16 @@ impl Kernel for Command {
                     Piece::Placeholder(placeholder) => placeholder,
                 };
                 let replacement = if let Some(variable) = placeholder.strip_prefix("env:") {
-                    std::env::var(variable).with_context(|| {
-                        format!(
+                    match std::env::var(variable) {
+                        Ok(value) => value,
+                        Err(std::env::VarError::NotPresent) => bail!(
                             "environment variable {variable} is not set (`requires_env = \"{variable}\"` skips the \
                              workload where it is not)"
-                        )
-                    })?
+                        ),
+                        Err(std::env::VarError::NotUnicode(value)) => {
+                            bail!("environment variable {variable} is not valid UTF-8: {value:?}")
+                        }
+                    }
                 } else {
                     match placeholder {
                         "threads" => context.threads.to_string(),
@@ -180,13 +202,18 @@ impl Kernel for Command {
         };
         let program = substitute(params.text("program"))?;
         let args = params.text_list("args").iter().map(|arg| substitute(arg)).collect::<anyhow::Result<Vec<_>>>()?;
+        // A shell line is `program` as written (placeholders filled in as shell text),
+        // then each of `args` quoted as one word, as without a shell.
         let (program, args) = if params.bool("shell") {
-            let line = std::iter::once(program).chain(args).collect::<Vec<_>>().join(" ");
-            ("sh".to_owned(), vec!["-c".to_owned(), line])
+            let line = std::iter::once(program).chain(args.iter().map(|arg| shell_word(arg))).collect::<Vec<_>>();
+            ("sh".to_owned(), vec!["-c".to_owned(), line.join(" ")])
         } else {
             (program, args)
         };
-        let output_file = params.text("output_file");
+        let output_file = substitute(params.text("output_file"))?;
+        if output_file.is_empty() && !params.text("output_file").is_empty() {
+            bail!("`output_file = \"{}\"` is empty once its placeholders are filled in", params.text("output_file"));
+        }
         Ok(Box::new(CommandInstance {
             program,
             args,
@@ -203,10 +230,27 @@ impl Kernel for Command {
     }
 }
 
+/// The texts that may hold placeholders: `program`, `args` and `output_file`.
 fn templates(params: &Params) -> Vec<String> {
     let mut texts = vec![params.text("program").to_owned()];
     texts.extend(params.text_list("args"));
+    texts.push(params.text("output_file").to_owned());
     texts
+}
+
+/// Whether `name` can name an environment variable in `{env:NAME}`.
+fn valid_variable(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) && !name.contains(':')
+}
+
+/// `text` as one word of a `sh` command line: as it is when it holds nothing the
+/// shell reads specially, else in single quotes (a `'` inside as `'\''`).
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-+=.,:/@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// The `{...}` placeholders in `text`, in order.
@@ -240,8 +284,11 @@ fn pieces(text: &str) -> Vec<Piece<'_>> {
             }
             pieces.push(Piece::Placeholder(name));
             literal_start = close + 1;
+            search = close + 1;
+        } else {
+            // `{` opens no placeholder, but one may start inside: `{ x {name}`.
+            search = open + 1;
         }
-        search = close + 1;
     }
     if literal_start < text.len() {
         pieces.push(Piece::Literal(&text[literal_start..]));
@@ -255,7 +302,8 @@ struct OutputFile {
     name: String,
     /// The file's bytes as the last sample left them, read when its program exited:
     /// a partner sharing the working directory may overwrite the file before the
-    /// outputs are collected. `None` when the program wrote no such file.
+    /// outputs are collected. `None` until a sample has read it (a sample whose
+    /// program did not write the file fails).
     last: Option<Vec<u8>>,
 }
 
@@ -331,11 +379,16 @@ impl Instance for CommandInstance {
         }
         // Read now, outside the timed span, for the outputs of this sample.
         if let (Some(output), Some(path)) = (&mut self.output, &output_path) {
-            output.last = fs::read(path).ok();
+            output.last = None;
+            let bytes = match fs::read(path) {
+                Ok(bytes) => bytes,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    bail!("`{}` exited without writing its `output_file` {}", self.program, path.display())
+                }
+                Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+            };
             let size = output.element_bytes();
-            if let Some(bytes) = &output.last
-                && bytes.len() % size != 0
-            {
+            if bytes.len() % size != 0 {
                 bail!(
                     "`{}` holds {} bytes, not a whole number of {size}-byte {} values",
                     path.display(),
@@ -343,6 +396,7 @@ impl Instance for CommandInstance {
                     if output.double { "f64" } else { "f32" }
                 );
             }
+            output.last = Some(bytes);
         }
         Ok(())
     }
@@ -743,10 +797,10 @@ mod tests {
             "run",
             &["-n", "4"],
             &size,
-            Err("parameter `size` is not used by the command (write `{size}` in `program` or `args`)"),
+            Err("parameter `size` is not used by the command (write `{size}` in `program`, `args` or `output_file`)"),
         );
-        check_params("run", &["{size}", "{sise}"], &size, Err("argument placeholder `{sise}` names no parameter"));
-        check_params("run {size}", &[], &[], Err("argument placeholder `{size}` names no parameter"));
+        check_params("run", &["{size}", "{sise}"], &size, Err("placeholder `{sise}` names no parameter"));
+        check_params("run {size}", &[], &[], Err("placeholder `{size}` names no parameter"));
         for reserved in ["seed", "cwd"] {
             let expect = format!("`{reserved}` is filled in by the harness and cannot be a parameter");
             check_params("run", &[format!("{{{reserved}}}").as_str()], &[(reserved, Value::Int(1))], Err(&expect));
@@ -754,6 +808,12 @@ mod tests {
         let list = [("size", Value::List(vec![Value::Int(1), Value::Int(2)]))];
         check_params("run", &["{size}"], &list, Err("substitution variable `size` must be a single value"));
         check_params(" ", &[], &[], Err("`program` is empty: name the program to run"));
+        for bad in ["{env:}", "{env:A:B}", "{env:1A}"] {
+            let expect = format!(
+                "placeholder `{bad}` names no environment variable (`{{env:NAME}}`, NAME of letters, digits and `_`)"
+            );
+            check_params("run", &[bad], &[], Err(&expect));
+        }
     }
 
     #[test]
@@ -813,6 +873,36 @@ mod tests {
         assert!(error.starts_with("`sh` exited with exit status: 3; stderr:"), "{error}");
     }
 
+    /// With a shell, each of `args` stays one word, whatever it holds, while
+    /// placeholders in `program` are shell text.
+    #[test]
+    fn a_shell_line_quotes_each_argument_as_one_word() {
+        let scratch = tempfile::tempdir().unwrap();
+        let out = scratch.path().join("args.txt");
+        let words = ["a b", "x;y", "it's", "", "$HOME", "*", "\\", "plain-1.5/x=y", "{label}"];
+        // The words reach a shell function as its arguments, one line each.
+        let line = r#"f() { test $# = 9 && printf '%s\n' "$@" > {out}; }; f"#;
+        let given = [
+            ("program", Value::from(line)),
+            ("args", Value::List(words.iter().map(|&word| Value::from(word)).collect())),
+            ("label", Value::from("x;false")),
+            ("out", Value::from(out.display().to_string())),
+            ("shell", Value::Bool(true)),
+        ];
+        instance(&given, 1, 1, scratch.path()).run(&mut Probe::default()).unwrap();
+        let written = std::fs::read_to_string(&out).unwrap();
+        let expected = ["a b", "x;y", "it's", "", "$HOME", "*", "\\", "plain-1.5/x=y", "x;false"];
+        assert_eq!(written.lines().collect::<Vec<_>>(), expected);
+        // In `program` a value is shell text: a `;` there ends the command.
+        let given = [
+            ("program", Value::from("true {label}")),
+            ("label", Value::from("x; exit 4")),
+            ("shell", Value::Bool(true)),
+        ];
+        let error = instance(&given, 1, 1, scratch.path()).run(&mut Probe::default()).unwrap_err().to_string();
+        assert!(error.starts_with("`sh` exited with exit status: 4; stderr:"), "{error}");
+    }
+
     #[test]
     fn the_program_reads_nothing_and_writes_only_its_stderr_file() {
         let scratch = tempfile::tempdir().unwrap();
@@ -828,7 +918,7 @@ mod tests {
     fn the_output_file_is_read_from_the_working_directory_in_its_format() {
         let scratch = tempfile::tempdir().unwrap();
         // 1.0 and 2.0 as little-endian f64s; read as f32s, the same bytes are 0, 1.875, 0, 2.
-        let line = r"printf '\0\0\0\0\0\0\360\77\0\0\0\0\0\0\0\100' > values.bin";
+        let line = r"printf '\0\0\0\0\0\0\360\77\0\0\0\0\0\0\0\100' > values_{kind}.bin";
         let formats = [("f64", OutputData::F64(vec![1.0, 2.0])), ("f32", OutputData::F32(vec![0.0, 1.875, 0.0, 2.0]))];
         for (format, data) in formats {
             let run_scratch = scratch.path().join(format);
@@ -837,7 +927,9 @@ mod tests {
                 ("program", Value::from(line)),
                 ("shell", Value::Bool(true)),
                 ("workdir", Value::from("fresh")),
-                ("output_file", Value::from("values.bin")),
+                // Placeholders are filled in, as in `program`.
+                ("output_file", Value::from("{workdir}/values_{kind}.bin")),
+                ("kind", Value::from("x")),
                 ("output_format", Value::from(format)),
                 ("output_name", Value::from("field")),
             ];
@@ -877,7 +969,7 @@ mod tests {
         second.run(&mut Probe::default()).unwrap();
         assert_eq!(first.outputs()[0].data, OutputData::F32(vec![1.0]));
         assert_eq!(second.outputs()[0].data, OutputData::F32(vec![2.0]));
-        // A program that writes nothing has no output, whatever file an earlier one left.
+        // A program that writes nothing fails its sample, whatever file an earlier one left.
         std::fs::write(&shared, [0, 0, 128, 63]).unwrap();
         let silent_program = [
             ("program", Value::from("true")),
@@ -888,8 +980,12 @@ mod tests {
         std::fs::create_dir(&run_scratch).unwrap();
         let mut silent = instance(&silent_program, 1, 1, &run_scratch);
         silent.setup(&mut Probe::default()).unwrap();
-        silent.run(&mut Probe::default()).unwrap();
-        assert!(silent.outputs().is_empty(), "a stale file passed for the sample's output");
+        let error = silent.run(&mut Probe::default()).expect_err("a stale file passed for the sample's output");
+        assert_eq!(
+            error.to_string(),
+            format!("`true` exited without writing its `output_file` {}", shared.display())
+        );
+        assert!(silent.outputs().is_empty());
         let mut partial = file("partial", r"\0\0\200\77\0");
         let error = partial.run(&mut Probe::default()).unwrap_err().to_string();
         assert!(error.ends_with("values.bin` holds 5 bytes, not a whole number of 4-byte f32 values"), "{error}");
@@ -899,5 +995,6 @@ mod tests {
     fn finds_placeholders() {
         assert_eq!(placeholders("-n {size} {env:HOME}/x {threads}{"), ["size", "env:HOME", "threads"]);
         assert_eq!(placeholders("{ not one }"), Vec::<String>::new());
+        assert_eq!(placeholders("f() { x > {out}; }; {{a}}"), ["out", "a"]);
     }
 }
