@@ -413,6 +413,41 @@ code = 3
     assert!(report.contains("### `ok` (kernel `command`)"), "{report}");
 }
 
+/// An `{env:VAR}` whose value is not UTF-8 fails the run saying so, not that the
+/// variable is unset.
+#[test]
+fn an_environment_placeholder_that_is_not_utf8_says_so() {
+    use std::os::unix::ffi::OsStrExt;
+    let project = Project::new();
+    let text = r#"
+[experiment]
+name = "cmd"
+seed = 1
+
+[[phase]]
+id = "a"
+
+[[phase.workload]]
+id = "w"
+kernel = "command"
+[phase.workload.params]
+program = "true"
+args = ["{env:EXAMPLE_TOOL_BYTES}"]
+"#;
+    project.write("cmd.toml", text);
+    let output = project
+        .command()
+        .args(["run", "cmd.toml", "--plain"])
+        .env("EXAMPLE_TOOL_BYTES", std::ffi::OsStr::from_bytes(b"a\xffb"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    let report = std::fs::read_to_string(project.path().join("reports/cmd/latest/a/report.md")).unwrap();
+    assert!(report.contains(r#"environment variable EXAMPLE_TOOL_BYTES is not valid UTF-8: "a\xFFb""#), "{report}");
+    assert!(!report.contains("is not set"), "{report}");
+}
+
 /// A spec of one sample of one workload, under a per-sample `timeout` in seconds.
 fn timeout_spec(name: &str, timeout: &str, workload: &str, kernel: &str, params: &str) -> String {
     format!(
