@@ -310,9 +310,12 @@ fn expand_phase(
 }
 
 /// The parameter an error of `Kernel::check` is about: its first word, bare or in
-/// backticks (`k = 301 exceeds ...`, `` `oversample` must be ... ``), when the workload
-/// sets a parameter of that name. Errors are then shown at that parameter.
+/// backticks (`k = 301 exceeds ...`, `` `oversample` must be ... ``), or the name after
+/// a leading "parameter" (``parameter `size` is not used ...``), when the workload sets
+/// a parameter of that name. Errors are then shown at that parameter, or name the
+/// override that set it.
 fn parameter_of<'a>(message: &'a str, workload: &Workload) -> Option<&'a str> {
+    let message = message.strip_prefix("parameter ").unwrap_or(message);
     let first = message.split([' ', ':']).next()?.trim_matches('`');
     workload.params.iter().any(|(name, _)| name == first).then_some(first)
 }

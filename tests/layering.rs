@@ -140,6 +140,70 @@ fn errors_about_overridden_values_name_the_override() {
     let env = Overrides { env: vec![("PHASEGATE_DEFAULTS__ORDER".into(), "rnd".into())], ..Overrides::default() };
     let error = load_with(BASE, &env).unwrap_err().to_string();
     assert!(error.contains("unknown value `rnd` (from environment variable PHASEGATE_DEFAULTS__ORDER)"), "{error}");
+    // A phase cycle an override closes names it, and lists only the phases in the cycle.
+    let phases = format!(
+        "{BASE}\n[[phase]]\nid = \"b\"\nneeds = [\"c\"]\n[[phase.workload]]\nid = \"w\"\nkernel = \"mock\"\n\n\
+         [[phase]]\nid = \"c\"\n[[phase.workload]]\nid = \"w\"\nkernel = \"mock\"\n"
+    );
+    let error = plan_error(&phases, &overrides("phase.c.needs=[\"b\"]"));
+    assert!(
+        error.starts_with("error: phases b, c need each other in a cycle (from --set phase.c.needs=[\"b\"])"),
+        "{error}"
+    );
+    let error =
+        plan_error(&phases.replace("id = \"a\"", "id = \"a\"\nneeds = [\"b\"]"), &overrides("phase.c.needs=[\"b\"]"));
+    assert!(error.starts_with("error: phases b, c need each other"), "`a` needs the cycle, is not in it: {error}");
+    // A kernel's complaint about a parameter an override added names the override.
+    let command = BASE.replace(
+        "kernel = \"mock\"\nreference = \"slow\"\n[phase.workload.params]\ntime_ms = 1.0\njitter = 0.05",
+        "kernel = \"command\"\n[phase.workload.params]\nprogram = \"true\"",
+    );
+    let error = plan_error(&command, &overrides("phase.a.workload.fast.params.typo=5"));
+    assert!(error.contains("parameter `typo` is not used by the command"), "{error}");
+    assert!(error.contains("(from --set phase.a.workload.fast.params.typo=5)"), "{error}");
+    // So does a check on a mode an override took away.
+    let check = format!("{BASE}\n[[phase.check]]\nid = \"c\"\nexpr = \"fast.warm.median < 1\"\nrationale = \"r\"\n");
+    let error = plan_error(&check, &overrides("defaults.modes=[\"cold\"]"));
+    assert!(
+        error.contains("workload `fast` does not run in warm mode (modes: cold, from --set defaults.modes=[\"cold\"])"),
+        "{error}"
+    );
+}
+
+/// The rendered error of `text` under `overrides`, which must not load or expand.
+fn plan_error(text: &str, overrides: &Overrides) -> String {
+    let spec = match load_with(text, overrides) {
+        Ok(spec) => spec,
+        Err(error) => return error.to_string(),
+    };
+    match phasegate::plan::expand(spec, phasegate::plan::Selection::default(), &|_| false) {
+        Ok(_) => panic!("the spec was accepted:\n{text}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn environment_variables_take_the_case_the_file_gives_a_key() {
+    let text = BASE.replace(
+        "kernel = \"mock\"\nreference = \"slow\"\n[phase.workload.params]\ntime_ms = 1.0\njitter = 0.05",
+        "kernel = \"command\"\n[phase.workload.params]\nprogram = \"echo\"\nargs = [\"{N}\", \"{n}\"]\nN = 4\nn = 1",
+    );
+    let env = |name: &str, value: &str| Overrides { env: vec![(name.into(), value.into())], ..Overrides::default() };
+    let param = |spec: &phasegate::spec::Spec, name: &str| {
+        let params = &spec.phases[0].workloads[1].params;
+        params.iter().find(|(param, _)| param == name).map(|(_, values)| values[0].clone())
+    };
+    // Written two ways in the file, the name reaches the lower-case one.
+    let spec = load_with(&text, &env("PHASEGATE_PHASE__A__WORKLOAD__FAST__PARAMS__N", "5")).unwrap();
+    assert_eq!(param(&spec, "n"), Some(phasegate::kernel::Value::Int(5)));
+    assert_eq!(param(&spec, "N"), Some(phasegate::kernel::Value::Int(4)));
+    // Written one way, upper-case, the name reaches it.
+    let upper = text.replace(", \"{n}\"", "").replace("\nn = 1", "");
+    let spec = load_with(&upper, &env("PHASEGATE_PHASE__A__WORKLOAD__FAST__PARAMS__N", "5")).unwrap();
+    assert_eq!(param(&spec, "N"), Some(phasegate::kernel::Value::Int(5)));
+    assert_eq!(param(&spec, "n"), None);
+    let origin = &spec.sources.iter().find(|source| source.key.ends_with(".N")).unwrap().origin;
+    assert_eq!(origin, "environment variable PHASEGATE_PHASE__A__WORKLOAD__FAST__PARAMS__N");
 }
 
 #[test]

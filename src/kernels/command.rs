@@ -981,10 +981,7 @@ mod tests {
         let mut silent = instance(&silent_program, 1, 1, &run_scratch);
         silent.setup(&mut Probe::default()).unwrap();
         let error = silent.run(&mut Probe::default()).expect_err("a stale file passed for the sample's output");
-        assert_eq!(
-            error.to_string(),
-            format!("`true` exited without writing its `output_file` {}", shared.display())
-        );
+        assert_eq!(error.to_string(), format!("`true` exited without writing its `output_file` {}", shared.display()));
         assert!(silent.outputs().is_empty());
         let mut partial = file("partial", r"\0\0\200\77\0");
         let error = partial.run(&mut Probe::default()).unwrap_err().to_string();

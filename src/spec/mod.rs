@@ -405,7 +405,7 @@ pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, 
         overrides.env.iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
     env.sort();
     for (name, raw) in env {
-        let key = name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+        let key = respelled(&document.tree, &name[ENV_PREFIX.len()..].replace("__", "."));
         let mut tree = Dict::new();
         for (key, value) in leaves(&key, &parse_override_value(raw)) {
             check_override_path(&document, &key)
@@ -513,6 +513,26 @@ fn check_override_path(document: &Document, key: &str) -> Result<(), String> {
         }
         _ => Ok(()),
     }
+}
+
+/// The key path an environment variable's name spells (its `__` already turned into
+/// `.`), in the case the spec file writes each segment: the name is upper-case by
+/// custom, and so read without regard to case. A segment the file does not have, or
+/// has in two spellings, is lower-cased.
+fn respelled(tree: &Dict, path: &str) -> String {
+    let mut table = Some(tree);
+    let mut segments = Vec::new();
+    for segment in path.split('.') {
+        let mut matching =
+            table.into_iter().flat_map(|table| table.iter()).filter(|(key, _)| key.eq_ignore_ascii_case(segment));
+        let found = match (matching.next(), matching.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        };
+        table = found.and_then(|(_, value)| value.as_dict());
+        segments.push(found.map_or_else(|| segment.to_ascii_lowercase(), |(key, _)| key.clone()));
+    }
+    segments.join(".")
 }
 
 /// The leaves of an override value set at `key`: an inline table such as
@@ -1303,15 +1323,21 @@ impl Resolver<'_> {
                     ));
                 };
                 if !workload.settings.modes.contains(&reference.mode) {
+                    let modes = workload.settings.modes.iter().map(|mode| mode.name()).collect::<Vec<_>>().join(", ");
+                    // The modes may come from an override, which is then the cause.
+                    let origin = workload.setting_sources.iter().find(|source| source.key == "modes");
+                    let origin = match origin.filter(|source| source.is_override()) {
+                        Some(source) => format!(", from {}", source.origin),
+                        None => String::new(),
+                    };
                     return Err(self.locator().string_error(
                         &path,
                         text,
                         reference.span.clone(),
                         format!(
-                            "workload `{}` does not run in {} mode (modes: {})",
+                            "workload `{}` does not run in {} mode (modes: {modes}{origin})",
                             workload.id,
                             reference.mode.name(),
-                            workload.settings.modes.iter().map(|mode| mode.name()).collect::<Vec<_>>().join(", ")
                         ),
                     ));
                 }
@@ -1599,10 +1625,30 @@ impl Resolver<'_> {
                             format!("phase `{}` needs itself", phase.id),
                         ));
                     }
-                    let cycle: Vec<&str> = pending.iter().map(|phase| phase.id.as_str()).collect();
+                    // Every pending phase needs a pending one, so following the needs
+                    // from any of them comes round to a phase seen before.
+                    let mut path: Vec<&Phase> = vec![&pending[0]];
+                    let start = loop {
+                        let last = path[path.len() - 1];
+                        let next = pending
+                            .iter()
+                            .find(|phase| last.needs.contains(&phase.id))
+                            .expect("a pending phase needs a pending phase");
+                        if let Some(seen) = path.iter().position(|phase| phase.id == next.id) {
+                            break seen;
+                        }
+                        path.push(next);
+                    };
+                    let members = path.split_off(start);
+                    let cycle: Vec<&Phase> =
+                        pending.iter().filter(|phase| members.iter().any(|member| member.id == phase.id)).collect();
+                    let ids: Vec<&str> = cycle.iter().map(|phase| phase.id.as_str()).collect();
+                    // At a `needs` an override set, when one did: it closed the cycle.
+                    let place = |phase: &&Phase| format!("phase.{}.needs", phase.id);
+                    let at = cycle.iter().map(place).find(|path| self.locator().override_of(path).is_some());
                     return Err(self.locator().value_error(
-                        &format!("phase.{}.needs", pending[0].id),
-                        format!("phases {} need each other in a cycle", cycle.join(", ")),
+                        &at.unwrap_or_else(|| place(&cycle[0])),
+                        format!("phases {} need each other in a cycle", ids.join(", ")),
                     ));
                 }
             }
