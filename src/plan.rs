@@ -227,9 +227,16 @@ pub fn expand(spec: Spec, selection: Selection, env: &dyn Fn(&str) -> bool) -> R
         phases.push(expand_phase(&spec, phase, &selection, env)?);
     }
     if let Some(filter) = &selection.filter {
-        let any = phases.iter().any(|phase| phase.runs.iter().any(|run| run.skip.as_deref() != Some(FILTERED)));
-        if !any {
-            return Err(SpecError::new(&spec.file, format!("`--filter {filter}` matches no workload")));
+        // A phase the filter leaves nothing of is not run, as one `--phase` leaves out:
+        // its report would hold only skipped checks, and reproducing it (its report's
+        // command, with `--phase`) would select nothing.
+        phases.retain(|phase| phase.runs.iter().any(|run| run.skip.as_deref() != Some(FILTERED)));
+        if phases.is_empty() {
+            let scope = match &selection.phase {
+                Some(phase) => format!(" of phase `{phase}`"),
+                None => String::new(),
+            };
+            return Err(SpecError::new(&spec.file, format!("`--filter {filter}` matches no workload{scope}")));
         }
     }
     Ok(Plan { spec, selection, phases })

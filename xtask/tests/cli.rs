@@ -176,6 +176,28 @@ fn progress_counts_the_runs_and_steps_a_filter_leaves() {
     assert!(!stderr.contains("fast done"), "{stderr}");
 }
 
+/// A phase the filter leaves nothing of is not run and gets no report; each phase
+/// that runs can be reproduced with its report's command.
+#[test]
+fn a_phase_the_filter_empties_is_not_run() {
+    let project = Project::new();
+    let second = "\n[[phase]]\nid = \"b\"\n\n[[phase.workload]]\nid = \"w\"\nkernel = \"mock\"\n";
+    project.write("spec.toml", &format!("{}{second}", spec(SPEEDUP, "")));
+    let (code, stdout, stderr) = project.run("spec.toml", &["--filter", "b/w"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(!stdout.contains("phase a"), "{stdout}");
+    let latest = project.path().join("reports/e2e/latest");
+    assert!(!latest.join("a").exists() && latest.join("b/report.json").is_file());
+    let reproduce = project.latest_phase_report("b")["invocation"]["reproduce"].as_str().unwrap().to_owned();
+    assert_eq!(reproduce, "cargo xtask run spec.toml --plain --filter b/w --phase b");
+    let (code, stdout, stderr) = project.run("spec.toml", &["--filter", "b/w", "--phase", "b"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // A filter that leaves nothing of the phase selected says so.
+    let (code, _, stderr) = project.run("spec.toml", &["--filter", "b/w", "--phase", "a"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`--filter b/w` matches no workload of phase `a`"), "{stderr}");
+}
+
 #[test]
 fn progress_lines_go_to_a_log_that_is_not_a_terminal() {
     let project = Project::new();
