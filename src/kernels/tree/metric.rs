@@ -737,6 +737,10 @@ impl Isa {
 
     /// Whether this CPU can run code compiled for `self`.
     pub fn is_available(self) -> bool {
+        #[cfg(test)]
+        if hidden::HIDDEN.with(|hidden| hidden.get().contains(&self)) {
+            return false;
+        }
         self.is_supported_by(cpu_has)
     }
 
@@ -768,6 +772,27 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Portable => "portable",
         }
+    }
+}
+
+/// Instruction sets that tests make [`Isa::is_available`] deny on the calling thread,
+/// so that the refusal of a missing one is tested on a CPU that has them all.
+#[cfg(test)]
+pub(crate) mod hidden {
+    use std::cell::Cell;
+
+    use super::Isa;
+
+    thread_local! {
+        pub(crate) static HIDDEN: Cell<&'static [Isa]> = const { Cell::new(&[]) };
+    }
+
+    /// Runs `job` with `isas` reported as unavailable on this thread.
+    pub(crate) fn with_hidden<T>(isas: &'static [Isa], job: impl FnOnce() -> T) -> T {
+        let before = HIDDEN.with(|hidden| hidden.replace(isas));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        HIDDEN.with(|hidden| hidden.set(before));
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
