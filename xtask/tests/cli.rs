@@ -441,22 +441,8 @@ code = 3
 fn an_environment_placeholder_that_is_not_utf8_says_so() {
     use std::os::unix::ffi::OsStrExt;
     let project = Project::new();
-    let text = r#"
-[experiment]
-name = "cmd"
-seed = 1
-
-[[phase]]
-id = "a"
-
-[[phase.workload]]
-id = "w"
-kernel = "command"
-[phase.workload.params]
-program = "true"
-args = ["{env:EXAMPLE_TOOL_BYTES}"]
-"#;
-    project.write("cmd.toml", text);
+    let params = "program = \"true\"\nargs = [\"{env:EXAMPLE_TOOL_BYTES}\"]\n";
+    project.write("cmd.toml", &timeout_spec("cmd", "5", "w", "command", params));
     let output = project
         .command()
         .args(["run", "cmd.toml", "--plain"])
