@@ -186,7 +186,7 @@ fn overrides(out: &mut String, spec: &Spec) {
 /// The text printed after a run: each phase's verdict, its non-passing checks and
 /// where its report is.
 pub fn outcome(outcome: &crate::run::Outcome) -> String {
-    use crate::verdict::{Status, format_pair};
+    use crate::verdict::format_pair;
     let mut out = String::new();
     for report in &outcome.reports {
         let totals = &report.totals;
@@ -205,11 +205,7 @@ pub fn outcome(outcome: &crate::run::Outcome) -> String {
                 let (observed, threshold) = format_pair(measured.observed, measured.threshold);
                 format!(" observed {observed} {} {threshold}", measured.cmp)
             });
-            let why = match (&verdict.reason, verdict.status) {
-                (Some(reason), _) => format!(": {reason}"),
-                (None, Status::Pass) => String::new(),
-                (None, _) => String::new(),
-            };
+            let why = verdict.reason.as_ref().map_or_else(String::new, |reason| format!(": {reason}"));
             let _ = writeln!(out, "  {:<14} {}{figures}{why}", verdict.status.name(), verdict.name());
         }
         for run in &report.runs {
@@ -218,11 +214,26 @@ pub fn outcome(outcome: &crate::run::Outcome) -> String {
             }
         }
     }
-    let waived: usize = outcome.reports.iter().map(|report| report.totals.xfail + report.totals.xpass).sum();
-    let waived_meaning = format!("no check failed ({} waived)", counted(waived, "check"));
+    let sum = |count: fn(&crate::report::Totals) -> usize| -> usize {
+        outcome.reports.iter().map(|report| count(&report.totals)).sum()
+    };
+    let waived = sum(|totals| totals.xfail + totals.xpass);
+    let undecided = sum(|totals| totals.not_applicable + totals.skipped + totals.new);
+    // A pass says what it rests on when not every check passed: waivers, and checks
+    // that were not decided.
+    let passed = sum(|totals| totals.pass);
+    let parts: Vec<String> = [(passed, "pass"), (waived, "waived"), (undecided, "not applicable, skipped or new")]
+        .into_iter()
+        .filter(|&(count, _)| count > 0)
+        .map(|(count, what)| format!("{count} {what}"))
+        .collect();
+    let pass_meaning = match (waived + undecided, passed) {
+        (0, 0) => "no checks".to_owned(),
+        (0, _) => "all checks pass".to_owned(),
+        _ => format!("no check failed ({})", parts.join("; ")),
+    };
     let meaning = match outcome.exit {
-        crate::run::Exit::Pass if waived > 0 => waived_meaning.as_str(),
-        crate::run::Exit::Pass => "all checks pass",
+        crate::run::Exit::Pass => pass_meaning.as_str(),
         crate::run::Exit::Failed => "a check failed or could not be measured",
         crate::run::Exit::Crashed => "a workload crashed",
         crate::run::Exit::Inconclusive => "a check is inconclusive",

@@ -161,18 +161,33 @@ fn the_outcome_names_every_check_that_did_not_pass_and_every_crash() {
     ");
 }
 
-/// A run that passes only because checks are waived says so at its end.
+/// A run that passes says "all checks pass" only when every check passed; otherwise
+/// it says what the pass rests on: waivers, and checks that were not decided.
 #[test]
-fn an_outcome_with_waived_checks_says_they_are_waived() {
-    let mut report = fixed_report();
-    report.totals = phasegate::report::Totals { pass: 1, xfail: 1, ..Default::default() };
-    let outcome = phasegate::run::Outcome {
-        run_dir: "reports/demo/2026-01-01T000000Z-testhost".into(),
-        reports: vec![report.clone()],
-        exit: phasegate::run::Exit::Pass,
-    };
-    assert!(describe::outcome(&outcome).ends_with("exit 0: no check failed (1 check waived)\n"));
-    report.totals = phasegate::report::Totals { pass: 2, ..Default::default() };
-    let outcome = phasegate::run::Outcome { reports: vec![report], ..outcome };
-    assert!(describe::outcome(&outcome).ends_with("exit 0: all checks pass\n"));
+fn an_outcome_says_what_its_pass_rests_on() {
+    use phasegate::report::Totals;
+    let cases = [
+        (Totals { pass: 1, xfail: 1, ..Default::default() }, "no check failed (1 pass; 1 waived)"),
+        (Totals { pass: 2, ..Default::default() }, "all checks pass"),
+        (
+            Totals { not_applicable: 1, new: 1, ..Default::default() },
+            "no check failed (2 not applicable, skipped or new)",
+        ),
+        (
+            Totals { pass: 1, skipped: 1, xpass: 1, ..Default::default() },
+            "no check failed (1 pass; 1 waived; 1 not applicable, skipped or new)",
+        ),
+        (Totals::default(), "no checks"),
+    ];
+    for (totals, meaning) in cases {
+        let mut report = fixed_report();
+        report.totals = totals;
+        let outcome = phasegate::run::Outcome {
+            run_dir: "reports/demo/2026-01-01T000000Z-testhost".into(),
+            reports: vec![report],
+            exit: phasegate::run::Exit::Pass,
+        };
+        let text = describe::outcome(&outcome);
+        assert!(text.ends_with(&format!("exit 0: {meaning}\n")), "{text}");
+    }
 }
