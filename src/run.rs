@@ -162,6 +162,14 @@ pub fn preflight(plan: &Plan, options: &RunOptions) -> Result<PathBuf, SpecError
             }
         }
     }
+    // A damaged stored snapshot stops the run before anything runs, not at its phase.
+    let store = snapshot::Store::for_spec(spec);
+    for phase in &plan.phases {
+        load_snapshots(phase, &store).map_err(|error| {
+            SpecError::new(&spec.file, format!("{error:#}"))
+                .with_hint("remove the snapshot's .json and .bin to record it anew, or restore them")
+        })?;
+    }
     Ok(root)
 }
 
@@ -172,6 +180,8 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
     // directory exists.
     execute::install_interrupt_cleanup();
     let root = preflight(plan, options).map_err(anyhow::Error::new)?;
+    let store = snapshot::Store::for_spec(&plan.spec);
+    let snapshots = plan.phases.iter().map(|phase| load_snapshots(phase, &store)).collect::<Result<Vec<_>>>()?;
     let environment = Environment::probe(&options.project_root);
     let started_at = DateTime::from_unix(clock::wall_time());
     let run_dir = files::create_run_dir(&root, &started_at.compact(), &environment.hostname)?;
@@ -196,20 +206,22 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         calibration: false,
     };
     files::write_atomic(&run_dir.join("env.json"), &serde_json::to_vec_pretty(&environment)?)?;
-    let store = snapshot::Store::for_spec(&plan.spec);
     // Where the run stores pending snapshots, which need not be where `snapshot review`
     // looks by default.
     let review_command = || snapshot::review_command(&snapshot::dir_for_spec(&plan.spec), &options.project_root);
     let facts = options.facts.for_spec(&plan.spec.experiment);
-    for phase in &plan.phases {
+    // A run with overrides computes something else than the spec says: its outputs are
+    // compared with the stored snapshots but never stored, nor left pending.
+    let overrides = report::alterations(None, None, &plan.spec.sources);
+    for (phase, snapshots) in plan.phases.iter().zip(&snapshots) {
         let phase_started = DateTime::from_unix(clock::wall_time());
         let stamp = clock::now();
         observer.phase_started(phase, phase.n_steps());
-        let snapshots = load_snapshots(phase, &store)?;
         let floors = calibrate(phase, &execution, &plan.spec.calibration);
-        let (results, mut verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &facts, &snapshots);
+        let (results, mut verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &facts, snapshots);
         settle(phase, &mut verdicts, &floors, plan.spec.calibration.mode, &facts);
-        record_snapshots(phase, &results, &mut verdicts, &store, &snapshots, &review_command)?;
+        let recording = Recording { ci: facts.ci, overrides: &overrides, review_command: &review_command };
+        record_snapshots(phase, &results, &mut verdicts, &store, snapshots, &recording);
         let context = report::Context {
             spec: &plan.spec,
             environment: &environment,
@@ -242,13 +254,27 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         execute::set_interrupt_record(interrupted(&reports));
     }
     let _ = std::fs::remove_dir(run_dir.join("scratch"));
-    files::write_atomic(&run_dir.join("summary.md"), markdown::render_summary(&reports).as_bytes())?;
-    files::update_latest(&root, &run_dir)?;
+    // The phases' reports are written and the verdict stands: what fails from here on
+    // is said, and the rest is still done.
     let exit = Exit::of(&reports);
     execute::set_interrupt_record(None);
-    files::append_run_log(&root, &log_line(exit.code(), &reports))?;
-    if options.update_plan {
-        update_plan(plan, options, &root)?;
+    let finish = [
+        (
+            "cannot write the run's summary",
+            files::write_atomic(&run_dir.join("summary.md"), markdown::render_summary(&reports).as_bytes()),
+        ),
+        ("cannot update the `latest` link", files::update_latest(&root, &run_dir)),
+        ("cannot append to the run log", files::append_run_log(&root, &log_line(exit.code(), &reports))),
+    ];
+    for (what, result) in finish {
+        if let Err(error) = result {
+            tracing::warn!("{what}: {error:#}");
+        }
+    }
+    if options.update_plan
+        && let Err(error) = update_plan(plan, options, &root)
+    {
+        tracing::warn!("the plan is not updated: {error:#}");
     }
     Ok(Outcome { run_dir, reports, exit })
 }
@@ -389,17 +415,11 @@ pub fn apply_noise_floors(phase: &PhasePlan, verdicts: &mut [Verdict], floors: &
         let (Some((_, reference)), Some((_, denominator))) = (point.paired(condition), condition.ratio()) else {
             continue;
         };
-        let note = |verdict: &mut Verdict, note: String| {
-            verdict.reason = Some(match verdict.reason.take() {
-                Some(reason) => format!("{reason}; {note}"),
-                None => note,
-            });
-        };
         let floor = match floors.get(&(reference, denominator.mode, denominator.quantity.clone())) {
             None => continue,
             Some(Ok(floor)) => *floor,
             Some(Err(reason)) => {
-                note(verdict, reason.clone());
+                verdict.add_note(reason.clone());
                 // Only a result the floor could have turned into a failure is unsettled.
                 if mode == CalibrationMode::Fail && matches!(verdict.status, Status::Pass | Status::Inconclusive) {
                     verdict.status = Status::NotMeasured;
@@ -412,9 +432,7 @@ pub fn apply_noise_floors(phase: &PhasePlan, verdicts: &mut [Verdict], floors: &
         if margin.abs() >= floor {
             continue;
         }
-        note(
-            verdict,
-            format!(
+        verdict.add_note(format!(
                 "the margin {:+.1}% is inside this machine's A/A noise floor of ±{:.1}%: the threshold is tighter than the machine resolves",
                 100.0 * margin,
                 100.0 * floor
@@ -439,43 +457,77 @@ fn load_snapshots(phase: &PhasePlan, store: &snapshot::Store) -> Result<Snapshot
     Ok(snapshots)
 }
 
-/// Records new snapshots, the outputs that no longer match as pending ones (telling
-/// their verdicts the command that reviews them), and drops the pending output of a
-/// comparison that passes.
+/// What a run does with outputs that have no stored snapshot or no longer match it.
+struct Recording<'a> {
+    /// Under `CI=true` nothing is recorded: a missing snapshot fails its check.
+    ci: bool,
+    /// The run's overrides (`--set`, `PHASEGATE_*`); with any, nothing is stored.
+    overrides: &'a [String],
+    /// The command that reviews pending snapshots, for the verdicts that leave one.
+    review_command: &'a dyn Fn() -> String,
+}
+
+/// Records new snapshots (outside CI, whatever the rest of the check found), the
+/// outputs that no longer match as pending ones (telling their verdicts the command
+/// that reviews them), and drops the pending output of a comparison that passes or that
+/// a recording supersedes. A run with overrides stores nothing, and its verdicts say so.
 fn record_snapshots(
     phase: &PhasePlan,
     results: &[RunResult],
     verdicts: &mut [Verdict],
     store: &snapshot::Store,
     snapshots: &Snapshots,
-    review_command: &dyn Fn() -> String,
-) -> Result<()> {
+    recording: &Recording,
+) {
+    let not_kept = || format!("the run overrides the spec ({})", recording.overrides.join(", "));
     let points = phase.checks.iter().flat_map(|check| check.points.iter().map(move |point| (check, point)));
     for ((check, point), verdict) in points.zip(verdicts) {
         let (Some(wanted), Some(run)) = (&check.check.snapshot, point.snapshot_run) else { continue };
         let Some(output) = results[run].outputs.iter().find(|output| output.name == wanted.output) else { continue };
         let name = phase.runs[run].name();
         let stored = snapshots.get(&(run, wanted.output.clone())).is_some_and(Option::is_some);
-        if !stored && verdict.status == Status::New {
-            let path = store.save(&phase.phase.id, &name, output, false)?;
-            tracing::info!(target: "phasegate::snapshot", "recorded a new snapshot {}", path.display());
+        if !stored && !recording.ci {
+            if !recording.overrides.is_empty() {
+                verdict.add_note(format!("this output was not recorded: {}", not_kept()));
+                continue;
+            }
+            let saved = store.save(&phase.phase.id, &name, output, false);
+            match saved.and_then(|path| store.discard_pending(&phase.phase.id, &name, &wanted.output).map(|()| path)) {
+                Ok(path) => {
+                    tracing::info!(target: "phasegate::snapshot", "recorded a new snapshot {}", path.display());
+                    verdict.add_note("this output was recorded as the snapshot".to_owned());
+                }
+                Err(error) => unsaved(verdict, error, "this output was not recorded"),
+            }
         } else if verdict.snapshot.as_ref().is_some_and(|figures| figures.status == Status::Fail) {
-            let path = store.save(&phase.phase.id, &name, output, true)?;
-            tracing::warn!(
-                "snapshot mismatch for {name} `{}`: the new output is pending at {}",
-                wanted.output,
-                path.display()
-            );
-            let note = format!("the new output is pending: `{}`", review_command());
-            verdict.reason = Some(match verdict.reason.take() {
-                Some(reason) => format!("{reason}; {note}"),
-                None => note,
-            });
-        } else if verdict.snapshot.as_ref().is_some_and(|figures| figures.status == Status::Pass) {
-            store.discard_pending(&phase.phase.id, &name, &wanted.output)?;
+            if !recording.overrides.is_empty() {
+                verdict.add_note(format!("the new output is not kept: {}", not_kept()));
+                continue;
+            }
+            match store.save(&phase.phase.id, &name, output, true) {
+                Ok(path) => {
+                    tracing::warn!(
+                        "snapshot mismatch for {name} `{}`: the new output is pending at {}",
+                        wanted.output,
+                        path.display()
+                    );
+                    verdict.add_note(format!("the new output is pending: `{}`", (recording.review_command)()));
+                }
+                Err(error) => unsaved(verdict, error, "the new output is not pending"),
+            }
+        } else if verdict.snapshot.as_ref().is_some_and(|figures| figures.status == Status::Pass)
+            && recording.overrides.is_empty()
+            && let Err(error) = store.discard_pending(&phase.phase.id, &name, &wanted.output)
+        {
+            tracing::warn!("{error:#}");
         }
     }
-    Ok(())
+}
+
+/// Says on `verdict`, and as a warning, that a snapshot could not be written.
+fn unsaved(verdict: &mut Verdict, error: anyhow::Error, what: &str) {
+    tracing::warn!("{what}: {error:#}");
+    verdict.add_note(format!("{what}: {error:#}"));
 }
 
 /// Removes `.` and `..` components without touching the file system.

@@ -184,6 +184,22 @@ impl Verdict {
         if self.point.is_empty() { self.check.clone() } else { format!("{}[{}]", self.check, self.point) }
     }
 
+    /// Adds `note` after the reason, if any.
+    pub fn add_note(&mut self, note: String) {
+        self.reason = Some(match self.reason.take() {
+            Some(reason) => format!("{reason}; {note}"),
+            None => note,
+        });
+    }
+
+    /// Puts `note` before the reason, if any.
+    fn lead_with(&mut self, note: String) {
+        self.reason = Some(match self.reason.take() {
+            Some(reason) => format!("{note}; {reason}"),
+            None => note,
+        });
+    }
+
     /// The terms a median-interval verdict was decided on (none for other methods).
     pub fn terms(&self) -> &[Term] {
         self.measured.as_ref().map_or(&[], |measured| &measured.terms)
@@ -379,7 +395,8 @@ fn evaluate_point(
             }
             (Ok(_), None) => {
                 statuses.push(Status::New);
-                reasons.push("no stored snapshot: this output was recorded as the snapshot".to_owned());
+                // The run adds whether it recorded this output.
+                reasons.push("no stored snapshot".to_owned());
             }
             (Ok(output), Some(stored)) => {
                 let mut figures = compare(snapshot, &output.data, &stored);
@@ -425,20 +442,13 @@ pub fn waive(verdict: &mut Verdict, facts: &Facts) {
     let judged = !matches!(verdict.status, Status::NotApplicable | Status::Skipped);
     let waived = format!("waived until {}: {}", waiver.until, waiver.reason);
     if expired && judged {
-        let expiry = format!("waiver expired on {}: {}", waiver.until, waiver.reason);
-        verdict.reason = Some(match verdict.reason.take() {
-            Some(reason) => format!("{expiry}; {reason}"),
-            None => expiry,
-        });
+        verdict.lead_with(format!("waiver expired on {}: {}", waiver.until, waiver.reason));
         verdict.status = Status::Fail;
     } else if !expired {
         match verdict.status {
             Status::Fail => {
                 verdict.status = Status::Xfail;
-                verdict.reason = Some(match verdict.reason.take() {
-                    Some(reason) => format!("{waived}; {reason}"),
-                    None => waived,
-                });
+                verdict.lead_with(waived);
             }
             Status::Inconclusive => {
                 verdict.status = Status::Xfail;
@@ -449,13 +459,11 @@ pub fn waive(verdict: &mut Verdict, facts: &Facts) {
             }
             Status::Pass => {
                 verdict.status = Status::Xpass;
-                let xpass =
-                    format!("passes although waived until {}: tighten the check or drop the waiver", waiver.until);
                 // A note the pass carries (a noise floor's) stays.
-                verdict.reason = Some(match verdict.reason.take() {
-                    Some(reason) => format!("{xpass}; {reason}"),
-                    None => xpass,
-                });
+                verdict.lead_with(format!(
+                    "passes although waived until {}: tighten the check or drop the waiver",
+                    waiver.until
+                ));
             }
             _ => {}
         }

@@ -317,7 +317,13 @@ fn check_output_file(path: &Path) -> anyhow::Result<()> {
 fn update_plans(mut plans: Vec<PathBuf>, all: bool, check: bool) -> anyhow::Result<Exit> {
     let root = run::project_root(&std::env::current_dir().context("cannot read the current directory")?);
     if all {
-        plans.extend(phasegate::living::all_plans(&root));
+        let found = phasegate::living::all_plans(&root);
+        if found.is_empty() && plans.is_empty() {
+            // Nothing to regenerate is not stale.
+            outln!("no plan documents: {} holds no Markdown file", root.join("plans").display());
+            return Ok(Exit::Pass);
+        }
+        plans.extend(found);
     }
     if plans.is_empty() {
         anyhow::bail!("name plan documents, or pass --all for every Markdown file in plans/");

@@ -966,6 +966,60 @@ fn snapshots_are_recorded_checked_reviewed_and_accepted() {
     assert!(String::from_utf8_lossy(&review.stdout).contains("no pending snapshots"));
 }
 
+/// A missing snapshot is recorded whatever the rest of its check finds, superseding
+/// any pending output; a run with overrides stores nothing; a damaged snapshot stops a
+/// run before anything runs.
+#[test]
+fn snapshots_are_recorded_from_the_spec_as_written_whatever_else_the_check_finds() {
+    let project = Project::new();
+    let check = STABLE.replace("rationale", "expr = \"fast.warm.median <= 1e-9\"\nrationale");
+    project.write("snap.toml", &spec(&check, ""));
+    let dir = project.path().join("snapshots/e2e/default/a/fast");
+    let perturbed = "--set=phase.a.workload.fast.params.perturb=0.5";
+    // With overrides, nothing is recorded, and the verdict says so.
+    let (code, stdout, _) = project.run("snap.toml", &[perturbed]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains(
+            "no stored snapshot; this output was not recorded: the run overrides the spec (--set \
+                         phase.a.workload.fast.params.perturb=0.5)"
+        ),
+        "{stdout}"
+    );
+    assert!(!dir.exists());
+    // As written, it is recorded though the condition fails.
+    let (code, stdout, _) = project.run("snap.toml", &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("no stored snapshot; this output was recorded as the snapshot"), "{stdout}");
+    assert!(dir.join("values.json").is_file());
+    // A mismatch with overrides leaves nothing pending; as written, it does.
+    let (_, stdout, _) = project.run("snap.toml", &[perturbed]);
+    assert!(stdout.contains("the new output is not kept: the run overrides the spec"), "{stdout}");
+    assert!(!dir.join("values.new.json").exists());
+    project.write("snap.toml", &spec(&check, "").replace("jitter = 0.02", "jitter = 0.02\nperturb = 0.5"));
+    project.run("snap.toml", &[]);
+    assert!(dir.join("values.new.json").is_file());
+    // Recording anew supersedes the pending output.
+    std::fs::remove_file(dir.join("values.json")).unwrap();
+    std::fs::remove_file(dir.join("values.bin")).unwrap();
+    let (_, stdout, _) = project.run("snap.toml", &[]);
+    assert!(stdout.contains("this output was recorded as the snapshot"), "{stdout}");
+    assert!(!dir.join("values.new.json").exists() && !dir.join("values.new.bin").exists());
+    // A damaged snapshot is found before anything runs, by `check` too.
+    let mut bin = std::fs::OpenOptions::new().append(true).open(dir.join("values.bin")).unwrap();
+    std::io::Write::write_all(&mut bin, b"garbage").unwrap();
+    let runs = || std::fs::read_dir(project.path().join("reports/e2e")).unwrap().count();
+    let before = runs();
+    for command in [vec!["check", "snap.toml"], vec!["run", "snap.toml", "--plain"]] {
+        let output = project.xtask(&command);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(stderr.contains("values.bin does not match the digest in its header"), "{stderr}");
+        assert!(stderr.contains("remove the snapshot's .json and .bin to record it anew"), "{stderr}");
+    }
+    assert_eq!(runs(), before, "no run directory");
+}
+
 /// `snapshot review` and `accept` find the project's pending snapshots from a
 /// subdirectory, a run names the `--dir` of snapshots stored elsewhere, and a
 /// directory that does not exist or a filter that matches nothing is said so.
@@ -1238,6 +1292,22 @@ fn living_plan_is_regenerated_by_run_and_by_plan() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("name plan documents, or pass --all"));
     assert_eq!(std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap(), regenerated);
+    // A plan that cannot be regenerated is said, and the run's verdict and outputs stand.
+    let broken = format!("{regenerated}\nA marker: <!-- phasegate:begin NAME -->\n");
+    project.write("plans/e2e.md", &broken);
+    let (code, stdout, stderr) = project.run("experiments/e2e.toml", &["--junit", "junit.xml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("exit 0: "), "{stdout}");
+    assert!(stderr.contains("the plan is not updated: ") && stderr.contains("must name EXPERIMENT/PHASE"), "{stderr}");
+    assert!(project.path().join("junit.xml").is_file());
+    assert_eq!(std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap(), broken);
+    // With no plan documents, `--all` has nothing to do.
+    std::fs::remove_file(project.path().join("plans/e2e.md")).unwrap();
+    for args in [&["plan", "--all"][..], &["plan", "--all", "--check"]] {
+        let output = project.xtask(args);
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).starts_with("no plan documents: "), "{args:?}");
+    }
 }
 
 /// A living plan shows runs of the spec as written: a run with `--filter`, `--profile`,
