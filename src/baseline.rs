@@ -90,16 +90,17 @@ fn compare_with(current: &PhaseReport, earlier: &[(&PhaseReport, &str)], setting
     let mut verdicts = Vec::new();
     for run in current.runs.iter().filter(|run| run.measured()) {
         let work = Work::of_report(run);
-        // The newest report that measured the same work, else the newest that measured
-        // a run of the name (the verdict names the parameters that differ).
-        let Some((baseline, old, label)) = work.counterpart(earlier, true).or_else(|| work.counterpart(earlier, false))
-        else {
-            verdicts.push(without_counterpart(run, settings.tolerance));
-            continue;
-        };
-        let differences = fingerprint_differences(current, baseline);
-        let parameters = work.differences(old);
-        for mode in [Mode::Cold, Mode::Warm] {
+        for mode in [Mode::Cold, Mode::Warm].into_iter().filter(|&mode| measured_in(run, mode)) {
+            // The newest report that measured the same work in this mode, else the newest
+            // that measured a run of the name in it (the verdict names the parameters
+            // that differ).
+            let counterpart = work.counterpart(earlier, mode, true).or_else(|| work.counterpart(earlier, mode, false));
+            let Some((baseline, old, label)) = counterpart else {
+                verdicts.push(without_counterpart(run, mode, settings.tolerance));
+                continue;
+            };
+            let differences = fingerprint_differences(current, baseline);
+            let parameters = work.differences(old);
             for quantity in &settings.quantities {
                 let (Some(now), Some(before)) = (values(run, mode, quantity), values(old, mode, quantity)) else {
                     continue;
@@ -126,18 +127,24 @@ fn compare_with(current: &PhaseReport, earlier: &[(&PhaseReport, &str)], setting
     verdicts
 }
 
-/// The verdict on a run no baseline report measured: nothing to compare, said aloud.
-fn without_counterpart(run: &RunReport, tolerance: f64) -> Verdict {
+/// Whether `run` has samples of `mode` (warm-up aside).
+fn measured_in(run: &RunReport, mode: Mode) -> bool {
+    run.samples.iter().any(|sample| sample.mode == mode && !sample.warmup)
+}
+
+/// The verdict on a run no baseline report measured in `mode`: nothing to compare,
+/// said aloud.
+fn without_counterpart(run: &RunReport, mode: Mode, tolerance: f64) -> Verdict {
     Verdict {
         check: CHECK.to_owned(),
-        point: run.name(),
+        point: format!("{} {}", run.name(), mode.name()),
         status: Status::NotApplicable,
         rationale: format!("no regression beyond {:.0}% against the baseline", 100.0 * tolerance),
         expr: None,
         measured: None,
         parity: None,
         snapshot: None,
-        reason: Some("not compared: no report of the baseline measured this run".to_owned()),
+        reason: Some(format!("not compared: no report of the baseline measured this run in {} mode", mode.name())),
         waiver: None,
         noise_floor: None,
     }
@@ -343,16 +350,17 @@ impl Work {
         differences
     }
 
-    /// The first of `earlier` (newest first) with a measured run of this name: of the
-    /// same work when `same_work`, else of any parameters.
+    /// The first of `earlier` (newest first) with a run of this name measured in
+    /// `mode`: of the same work when `same_work`, else of any parameters.
     pub fn counterpart<'a>(
         &self,
         earlier: &[(&'a PhaseReport, &'a str)],
+        mode: Mode,
         same_work: bool,
     ) -> Option<(&'a PhaseReport, &'a RunReport, &'a str)> {
         earlier.iter().find_map(|&(report, label)| {
             let old = report.runs.iter().find(|old| {
-                old.measured() && old.name() == self.name && (!same_work || self.differences(old).is_empty())
+                measured_in(old, mode) && old.name() == self.name && (!same_work || self.differences(old).is_empty())
             })?;
             Some((report, old, label))
         })
@@ -444,15 +452,19 @@ pub fn load(
             // A report is kept when it is some run's counterpart or fallback. Once every
             // run still looking has a fallback, a report that cannot be read (an older
             // schema, a damaged file) ends the search instead of the comparison.
-            let mut wanted: Vec<(Work, bool)> =
-                phase.runs.iter().filter(|run| run.skip.is_none()).map(|run| (Work::of_plan(run), false)).collect();
+            let mut wanted: Vec<(Work, Mode, bool)> = phase
+                .runs
+                .iter()
+                .filter(|run| run.skip.is_none())
+                .flat_map(|run| run.settings.modes.iter().map(move |&mode| (Work::of_plan(run), mode, false)))
+                .collect();
             for dir in crate::report::files::runs_with_phase(experiment_root, id) {
                 if wanted.is_empty() {
                     break;
                 }
                 let earlier = match read(&dir, id, relative(&dir)) {
                     Ok(earlier) => earlier,
-                    Err(error) if wanted.iter().all(|(_, fallback)| *fallback) => {
+                    Err(error) if wanted.iter().all(|(_, _, fallback)| *fallback) => {
                         tracing::warn!("{error:#}: the search for reports of the same work stops there");
                         break;
                     }
@@ -460,12 +472,12 @@ pub fn load(
                 };
                 let one = [(&earlier.report, "")];
                 let mut kept = false;
-                wanted.retain_mut(|(work, fallback)| {
-                    if work.counterpart(&one, true).is_some() {
+                wanted.retain_mut(|(work, mode, fallback)| {
+                    if work.counterpart(&one, *mode, true).is_some() {
                         kept = true;
                         return false;
                     }
-                    if !*fallback && work.counterpart(&one, false).is_some() {
+                    if !*fallback && work.counterpart(&one, *mode, false).is_some() {
                         (kept, *fallback) = (true, true);
                     }
                     true

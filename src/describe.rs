@@ -37,7 +37,7 @@ pub fn estimate(plan: &Plan, earlier: Option<&Loaded>) -> Estimate {
             .map(|earlier| (&earlier.report, earlier.label.as_str()))
             .collect();
         let median = |run: &Run, mode: Mode| {
-            let (_, old, _) = Work::of_plan(run).counterpart(&reports, true)?;
+            let (_, old, _) = Work::of_plan(run).counterpart(&reports, mode, true)?;
             Some(old.summary(mode, "time")?.median)
         };
         let mut known_runs = Vec::new();

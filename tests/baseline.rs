@@ -280,18 +280,51 @@ fn each_run_is_compared_with_the_newest_report_that_measured_it() {
     assert_eq!(
         statuses(&verdicts),
         [
-            not_compared("slow[size=8]"),
-            not_compared("slow[size=16]"),
+            not_compared("slow[size=8] cold"),
+            not_compared("slow[size=8] warm"),
+            not_compared("slow[size=16] cold"),
+            not_compared("slow[size=16] warm"),
             pass("fast[size=8] warm time"),
             pass("fast[size=16] warm time"),
         ]
     );
-    assert_eq!(verdicts[0].reason.as_deref(), Some("not compared: no report of the baseline measured this run"));
+    assert_eq!(
+        verdicts[0].reason.as_deref(),
+        Some("not compared: no report of the baseline measured this run in cold mode")
+    );
     // Compared the other way round, the runs `--filter` left out are not compared at all.
     assert_eq!(
         statuses(&compare(&filtered, &full, &["time"])),
         [pass("fast[size=8] warm time"), pass("fast[size=16] warm time")]
     );
+}
+
+/// A run is compared mode by mode: a newer report that measured `slow` only cold is
+/// its counterpart in cold mode, and the older full run in warm mode; compared with the
+/// cold-only report alone, its warm samples are said to be not compared.
+#[test]
+fn each_mode_is_compared_with_the_newest_report_that_measured_it() {
+    let full = fixed_report();
+    // The newer report measured `slow` cold only, three times as slow as the full run.
+    let mut cold_only = scaled(&full, "slow", Mode::Cold, 3.0);
+    for run in cold_only.runs.iter_mut().filter(|run| run.workload == "slow") {
+        run.samples.retain(|sample| sample.mode == Mode::Cold);
+        run.summaries.remove(&Mode::Warm);
+    }
+    let (_project, loaded) = latest_after(&full, &cold_only);
+    // Now `slow` is three times as slow as the full run in both modes: a regression
+    // warm, against the full run, and none cold, against the cold-only run.
+    let current = scaled(&scaled(&full, "slow", Mode::Warm, 3.0), "slow", Mode::Cold, 3.0);
+    let verdicts = baseline::compare_earlier(&current, &loaded.phase("a"), &BaselineSettings::default());
+    let warm = verdicts.iter().find(|verdict| verdict.point == "slow[size=8] warm time").expect("a warm verdict");
+    assert_eq!(warm.status, Status::Fail, "{warm:?}");
+    assert!(warm.reason.as_deref().unwrap().starts_with("vs reports/demo/2026-01-01T000000Z-testhost"), "{warm:?}");
+    let cold = verdicts.iter().find(|verdict| verdict.point == "slow[size=8] cold time").expect("a cold verdict");
+    assert_eq!(cold.status, Status::Pass, "{cold:?}");
+    let verdicts = compare(&current, &cold_only, &["time"]);
+    let warm = verdicts.iter().find(|verdict| verdict.point == "slow[size=8] warm").expect("said, not left out");
+    assert_eq!(warm.status, Status::NotApplicable);
+    assert_eq!(warm.reason.as_deref(), Some("not compared: no report of the baseline measured this run in warm mode"));
 }
 
 /// `latest` compares each run with the newest report that measured the same work: after

@@ -1135,7 +1135,9 @@ fn a_filtered_run_does_not_hide_the_other_workloads_from_the_baseline() {
     let (code, stdout, stderr) = project.run("base.toml", &["--baseline", "latest"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
-        stdout.contains("not applicable baseline[extra]: not compared: no report of the baseline measured this run"),
+        stdout.contains(
+            "not applicable baseline[extra warm]: not compared: no report of the baseline measured this run in warm mode"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("pass           baseline[slow warm time]"), "{stdout}");
