@@ -522,7 +522,7 @@ pub fn load(
     })?;
     let run = format!("{relative}/{}", target.trim());
     // Every committed report under the experiment, as `RUN/PHASE/report.json`: each
-    // phase is read from `latest` when it holds it, else from the newest run that does.
+    // phase is read from the newest run that holds it, as for `latest`.
     let listing = std::process::Command::new("git")
         .args(["ls-tree", "-r", "--name-only", &format!("{spec}:{relative}")])
         .current_dir(project_root)
@@ -538,12 +538,7 @@ pub fn load(
     let label = format!("{spec}:{run}");
     let mut reports = Vec::new();
     for (phase, runs) in holding {
-        let newest = if runs.contains(&target.trim()) {
-            Some(target.trim())
-        } else {
-            crate::report::files::newest_run_name(runs.into_iter())
-        };
-        let Some(run_name) = newest else { continue };
+        let Some(run_name) = crate::report::files::newest_run_name(runs.into_iter()) else { continue };
         let path = format!("{relative}/{run_name}/{phase}/report.json");
         let text = git_show(&format!("{spec}:{path}"))?;
         let report = serde_json::from_str(&text).with_context(|| format!("cannot parse {path} at {spec}"))?;

@@ -73,11 +73,11 @@ pub fn latest_run_dir(experiment_root: &Path) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// Every run directory that holds a report of `phase`, newest first: `latest` when it
-/// holds one, then the others from the newest (see [`newest_run_name`]).
+/// Every run directory that holds a report of `phase`, newest first by the run's start
+/// (see [`newest_run_name`]). A phase an interrupted run finished counts like any: which
+/// run `latest` names does not change the order.
 pub fn runs_with_phase(experiment_root: &Path, phase: &str) -> Vec<PathBuf> {
     let holds = |dir: &Path| dir.join(phase).join("report.json").is_file();
-    let latest = latest_run_dir(experiment_root).filter(|dir| holds(dir));
     let mut names: Vec<String> = fs::read_dir(experiment_root)
         .map(|entries| {
             entries
@@ -89,13 +89,7 @@ pub fn runs_with_phase(experiment_root: &Path, phase: &str) -> Vec<PathBuf> {
         })
         .unwrap_or_default();
     names.sort_by(|a, b| run_order(b).cmp(&run_order(a)));
-    let latest_name = latest.as_ref().and_then(|dir| dir.file_name()).map(|name| name.to_string_lossy().into_owned());
-    latest
-        .into_iter()
-        .chain(
-            names.into_iter().filter(|name| Some(name) != latest_name.as_ref()).map(|name| experiment_root.join(name)),
-        )
-        .collect()
+    names.into_iter().map(|name| experiment_root.join(name)).collect()
 }
 
 /// The key that orders run directory names by age: names start with the run's start
@@ -169,7 +163,7 @@ pub fn check_writable(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{create_run_dir, latest_run_dir, newest_run_name, update_latest, write_atomic};
+    use super::{create_run_dir, latest_run_dir, newest_run_name, runs_with_phase, update_latest, write_atomic};
 
     #[test]
     fn run_dirs_never_collide_and_latest_follows() {
@@ -204,5 +198,31 @@ mod tests {
             Some("2026-01-02T000000Z-h")
         );
         assert_eq!(newest(&["latest", "run_log.txt"]), None);
+    }
+
+    /// The runs holding a phase, newest first whatever `latest` names: a newer run that
+    /// was interrupted after the phase comes before it.
+    #[test]
+    fn runs_with_a_phase_come_newest_first() {
+        let root = tempfile::tempdir().unwrap();
+        let run = |name: &str, phases: &[&str]| {
+            let dir = root.path().join(name);
+            for phase in phases {
+                write_atomic(&dir.join(phase).join("report.json"), b"{}").unwrap();
+            }
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        };
+        let finished = run("2026-01-02T000000Z-host", &["a", "b"]);
+        run("2026-01-01T000000Z-host", &["a"]);
+        run("2026-01-03T000000Z-host", &["a"]);
+        run("2026-01-04T000000Z-host", &[]);
+        update_latest(root.path(), &finished).unwrap();
+        let names = |phase: &str| -> Vec<String> {
+            let dirs = runs_with_phase(root.path(), phase);
+            dirs.iter().map(|dir| dir.file_name().unwrap().to_string_lossy().into_owned()).collect()
+        };
+        assert_eq!(names("a"), ["2026-01-03T000000Z-host", "2026-01-02T000000Z-host", "2026-01-01T000000Z-host"]);
+        assert_eq!(names("b"), ["2026-01-02T000000Z-host"]);
     }
 }
