@@ -54,13 +54,22 @@ impl Cell {
                 return Err(format!("cell angles must be in (0, 180) degrees, found {angle}"));
             }
         }
-        if self.volume().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-            return Err(format!(
-                "cell angles {} {} {} describe no volume (each angle must be less than the sum of the other two)",
-                self.alpha, self.beta, self.gamma
-            ));
+        // The rules in degrees, as written, so that a flat cell (120 120 120) is not
+        // taken for a thin one by the rounding of the volume's sines.
+        let (alpha, beta, gamma) = (self.alpha, self.beta, self.gamma);
+        let broken = if alpha + beta + gamma >= 360.0 {
+            Some("the angles must sum to less than 360")
+        } else if alpha >= beta + gamma || beta >= alpha + gamma || gamma >= alpha + beta {
+            Some("each angle must be less than the sum of the other two")
+        } else if self.volume() <= 1e-6 * self.a * self.b * self.c {
+            Some("the cell is too flat to build reciprocal vectors from")
+        } else {
+            None
+        };
+        match broken {
+            Some(rule) => Err(format!("cell angles {alpha} {beta} {gamma} describe no volume ({rule})")),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The cell volume in cubic Angstrom (negative or zero for impossible angles).

@@ -158,6 +158,11 @@ impl SimulatorParams {
         let cell = Cell::from_slice(&params.float_list("cell")).ok_or("`cell` needs 6 numbers")?;
         let beam_center_mm = match params.float_list("beam_center_mm").as_slice() {
             [] => None,
+            // As far off the detector as `distance_mm` may be from the crystal: beyond,
+            // the squared distances of the geometry overflow.
+            &[x_beam, y_beam] if x_beam.abs() > 1e7 || y_beam.abs() > 1e7 => {
+                return Err(format!("`beam_center_mm` [{x_beam:?}, {y_beam:?}] is out of range -1e7..=1e7 mm"));
+            }
             &[x_beam, y_beam] => Some([x_beam, y_beam]),
             other => {
                 return Err(format!("`beam_center_mm` takes 2 numbers (Xbeam, Ybeam) or none, found {}", other.len()));
@@ -422,7 +427,7 @@ impl Kernel for Simulator {
                 "beam_center_mm",
                 ParamKind::FloatList { len: None },
                 Value::List(vec![]),
-                "MOSFLM beam center [Xbeam, Ybeam] in mm; empty centers the beam",
+                "MOSFLM beam center [Xbeam, Ybeam] in mm, each in -1e7..=1e7; empty centers the beam",
             ),
             ParamSpec::new("lambda_a", float(1e-4, 1e4), Value::Float(6.2), "wavelength in Angstrom"),
             ParamSpec::new(

@@ -278,7 +278,7 @@ impl RenderOutcome {
             None => Ok(()),
             Some((fast_pixel, slow_pixel)) => Err(format!(
                 "the image has {} infinite or NaN pixel(s), the first at (fast {fast_pixel}, slow {slow_pixel}); \
-                 lower the structure factors or use fewer cells",
+                 lower the structure factors or use fewer cells, or bring extreme geometry nearer",
                 self.non_finite
             )),
         }

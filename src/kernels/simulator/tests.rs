@@ -237,6 +237,27 @@ fn reciprocal_vectors_satisfy_a_dot_a_star_identities() {
     }
 }
 
+/// Cells that are no parallelepiped are refused, naming the rule they break; a flat
+/// cell whose volume rounds to a little above zero among them.
+#[test]
+fn cells_without_volume_are_refused_by_the_rule_they_break() {
+    let cell = |alpha, beta, gamma| Cell { a: 100.0, b: 100.0, c: 100.0, alpha, beta, gamma };
+    let refusals = [
+        ((120.0, 120.0, 120.0), "the angles must sum to less than 360"),
+        ((130.0, 130.0, 130.0), "the angles must sum to less than 360"),
+        ((60.0, 60.0, 120.0), "each angle must be less than the sum of the other two"),
+        ((30.0, 40.0, 100.0), "each angle must be less than the sum of the other two"),
+        ((119.99999999999, 119.99999999999, 119.99999999999), "the cell is too flat to build reciprocal vectors from"),
+    ];
+    for ((alpha, beta, gamma), rule) in refusals {
+        let error = cell(alpha, beta, gamma).validate().unwrap_err();
+        assert_eq!(error, format!("cell angles {alpha} {beta} {gamma} describe no volume ({rule})"));
+    }
+    for (alpha, beta, gamma) in [(90.0, 90.0, 90.0), (119.0, 119.0, 119.0), (30.0, 40.0, 69.0)] {
+        assert!(cell(alpha, beta, gamma).validate().is_ok(), "{alpha} {beta} {gamma}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, rng_seed: RngSeed::Fixed(20261206), ..ProptestConfig::default() })]
 
@@ -809,6 +830,11 @@ fn kernel_parameters_reach_their_typed_fields() {
         write_hkl: Some("grid.hkl".into()),
     };
     assert_eq!(given, expected);
+    // A beam centre beyond the geometry's range is refused, not rendered as NaNs.
+    let far = |center: &[f64]| SimulatorParams::from_params(&kernel_params(&[("beam_center_mm", floats(center))]));
+    assert_eq!(far(&[1e158, 0.0]).unwrap_err(), "`beam_center_mm` [1e158, 0.0] is out of range -1e7..=1e7 mm");
+    assert!(far(&[0.0, -2e7]).is_err());
+    assert_eq!(far(&[-1e7, 1e7]).unwrap().beam_center_mm, Some([-1e7, 1e7]));
 
     let synthetic = ("hkl", Value::from("synthetic"));
     for (choice, mode) in
