@@ -304,6 +304,9 @@ pub struct ImportInstance {
     hot_destination: Option<AlignedBuffer>,
     /// The mapped file of `rewrite`.
     rewrite_target: Option<MappedFile>,
+    /// `advice_code` of the destination set up before the samples (`memcpy_hot`,
+    /// `rewrite`), which every sample records.
+    prepared_advice: f64,
     samples: usize,
     samples_verified: usize,
 }
@@ -318,6 +321,7 @@ impl ImportInstance {
             destination_digest: 0,
             hot_destination: None,
             rewrite_target: None,
+            prepared_advice: 0.0,
             samples: 0,
             samples_verified: 0,
         }
@@ -426,6 +430,7 @@ impl ImportInstance {
         let sampled = self.copy_into_prepared(&mut target.map, probe);
         self.rewrite_target = Some(target);
         probe.metric("rewrite_gbps", gbps(self.params.size, sampled?));
+        probe.metric("advice_code", self.prepared_advice);
         Ok(())
     }
 
@@ -434,6 +439,7 @@ impl ImportInstance {
         let mut destination = self.hot_destination.take().context("set-up did not run")?;
         let sampled = self.copy_into_prepared(destination.bytes_mut(), probe);
         self.hot_destination = Some(destination);
+        probe.metric("advice_code", self.prepared_advice);
         sampled.map(|_| ())
     }
 
@@ -447,7 +453,8 @@ impl ImportInstance {
         let run = self.copy_source(destination.bytes_mut(), probe.deadline())?;
         let transfer = probe.phase("transfer", transfer_start);
         self.record_phased_step(probe, (prepare, transfer, None), usage_before, &run);
-        record_advice(probe, advice);
+        let code = advice_code(probe, advice);
+        probe.metric("advice_code", code);
         self.verify(destination.bytes(), probe)?;
         let teardown_start = probe.start();
         drop(destination);
@@ -485,16 +492,17 @@ impl ImportInstance {
     }
 }
 
-fn record_advice(probe: &mut Probe, advice: Option<std::io::Result<()>>) {
-    let code = match advice {
+/// The `advice_code` of an anonymous destination's `MADV_HUGEPAGE`, warning when it
+/// was refused.
+fn advice_code(probe: &mut Probe, advice: Option<std::io::Result<()>>) -> f64 {
+    match advice {
         None => 0.0,
         Some(Ok(())) => 1.0,
         Some(Err(error)) => {
             probe.warn(format!("madvise HugePage was refused: {error}"));
             -1.0
         }
-    };
-    probe.metric("advice_code", code);
+    }
 }
 
 impl Instance for ImportInstance {
@@ -508,12 +516,13 @@ impl Instance for ImportInstance {
                 let (mut destination, advice) = AlignedBuffer::new(self.params.size, self.params.hugepage)
                     .context("cannot allocate the destination")?;
                 destination.prefault();
-                record_advice(probe, advice);
+                self.prepared_advice = advice_code(probe, advice);
                 self.hot_destination = Some(destination);
             }
             ImportMethod::Rewrite => {
                 let path = self.scratch_dir.join("rewrite.bin");
-                let (mut target, _) = map_new_file(&path, &self.params, probe)?;
+                let (mut target, preparation) = map_new_file(&path, &self.params, probe)?;
+                self.prepared_advice = preparation.advice_code;
                 self.copy_source(&mut target.map, probe.deadline())?;
                 self.rewrite_target = Some(target);
             }

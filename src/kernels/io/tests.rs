@@ -628,8 +628,11 @@ fn every_import_method_holds_the_source_bytes() {
         vec![("method", "mmap".into()), ("preallocate", "ftruncate".into()), ("durable", true.into())],
         vec![("method", "mmap".into()), ("prefault", true.into()), ("hugepage", true.into())],
         vec![("method", "rewrite".into())],
+        vec![("method", "rewrite".into()), ("hugepage", true.into())],
         vec![("method", "memcpy_hot".into())],
+        vec![("method", "memcpy_hot".into()), ("hugepage", true.into())],
         vec![("method", "memcpy_fresh".into())],
+        vec![("method", "memcpy_fresh".into()), ("hugepage", true.into())],
         vec![("method", "pwrite".into())],
         vec![("method", "pwrite_fsync".into())],
     ];
@@ -672,6 +675,13 @@ fn every_import_method_holds_the_source_bytes() {
             if method == "mmap" {
                 let expected = if params.text("preallocate") == "ftruncate" { 2.0 } else { 1.0 };
                 assert_eq!(metric(probe, "preallocate_code"), expected, "{variant:?}");
+            }
+            // Every sample of a method that maps or allocates its destination says
+            // whether it was advised: 1 accepted or -1 refused with the advice, 0 without.
+            if !method.starts_with("pwrite") {
+                let code = metric(probe, "advice_code");
+                let advised = params.bool("hugepage");
+                assert!(if advised { code == 1.0 || code == -1.0 } else { code == 0.0 }, "{variant:?}: {code}");
             }
         }
         assert_eq!(digest_output(&run.outputs, "digest"), expected, "{variant:?}");
