@@ -136,7 +136,8 @@ impl ImportParams {
     /// resident; the file needs `size` bytes of disk.
     pub(super) fn resources(&self) -> Resources {
         let size = self.size as u64;
-        Resources { memory_bytes: 2 * size, disk_bytes: if self.method.writes_file() { size } else { 0 } }
+        let memory_bytes = 2 * size + super::schedule::bookkeeping_bytes(self.size, self.chunk);
+        Resources { memory_bytes, disk_bytes: if self.method.writes_file() { size } else { 0 } }
     }
 }
 

@@ -98,11 +98,12 @@ impl ReadParams {
 
     pub(super) fn resources(&self) -> Resources {
         let size = self.size as u64;
+        let bookkeeping = super::schedule::bookkeeping_bytes(self.size, self.chunk);
         match self.source {
-            ReadSource::Memory => Resources { memory_bytes: size, disk_bytes: 0 },
+            ReadSource::Memory => Resources { memory_bytes: size + bookkeeping, disk_bytes: 0 },
             ReadSource::Mmap => {
                 let batch = (WRITE_BATCH_VALUES * 8) as u64;
-                Resources { memory_bytes: size + batch.min(size), disk_bytes: size }
+                Resources { memory_bytes: size + batch.min(size) + bookkeeping, disk_bytes: size }
             }
         }
     }

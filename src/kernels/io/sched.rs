@@ -27,7 +27,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::data::{self, AlignedBuffer, sum_f64};
-use super::schedule::{ChunkPlan, Delay, Scheduler, run_chunks};
+use super::schedule::{ChunkPlan, Delay, Scheduler, bookkeeping_bytes, run_chunks};
 use super::sys::Usage;
 use super::{Environment, record_latencies, record_step};
 use crate::kernel::{Deadline, Instance, Output, OutputData, Params, Probe, Resources, Stopped};
@@ -77,7 +77,7 @@ impl SchedParams {
     }
 
     pub(super) fn resources(&self) -> Resources {
-        Resources { memory_bytes: self.size as u64, disk_bytes: 0 }
+        Resources { memory_bytes: self.size as u64 + bookkeeping_bytes(self.size, self.chunk), disk_bytes: 0 }
     }
 }
 

@@ -83,6 +83,16 @@ impl ChunkPlan {
     }
 }
 
+/// A bound on the bytes a scheduled pass keeps per chunk besides its data, for the
+/// memory estimates: the chunk's slot, its result and latency, the latencies' sorted
+/// copy, and a copy's lock on its piece of the destination (see the test below).
+pub const BOOKKEEPING_PER_CHUNK: u64 = 64;
+
+/// The bookkeeping of a pass over `size` bytes in `chunk`-byte chunks.
+pub fn bookkeeping_bytes(size: usize, chunk: usize) -> u64 {
+    size.div_ceil(chunk.max(1)) as u64 * BOOKKEEPING_PER_CHUNK
+}
+
 /// What a scheduled pass produced.
 #[derive(Debug)]
 pub struct ChunkRun<R> {

@@ -944,8 +944,12 @@ fn contradictory_parameters_are_refused() {
 fn resource_estimates_count_memory_and_disk() {
     let estimate = |pairs: &[(&str, Value)]| IoParams::from_params(&validated(pairs)).expect("valid").resources();
     let gib = 1_u64 << 30;
+    // Source and destination, and 64 bytes for each of the 1024 chunks of 1 MiB.
     let import = estimate(&[("family", "import".into())]);
-    assert_eq!((import.memory_bytes, import.disk_bytes), (2 * gib, gib));
+    assert_eq!((import.memory_bytes, import.disk_bytes), (2 * gib + 1024 * 64, gib));
+    // Chunks of 64 bytes: as many bytes of bookkeeping as of data.
+    let sched = estimate(&[("family", "sched".into()), ("chunk", Value::Int(64))]);
+    assert_eq!(sched.memory_bytes, 2 * gib);
     let hot = estimate(&[("family", "import".into()), ("method", "memcpy_hot".into())]);
     assert_eq!(hot.disk_bytes, 0);
     let xor = estimate(&[("family", "bits".into()), ("op", "xor".into()), ("size", Value::Int(1024))]);
@@ -999,4 +1003,19 @@ fn a_prefaulted_buffer_has_every_page_resident() {
     assert_eq!(super::sys::resident_pages(buffer.bytes()).unwrap(), 0);
     buffer.prefault();
     assert_eq!(super::sys::resident_pages(buffer.bytes()).unwrap(), 65);
+}
+
+/// The per-chunk bound of the memory estimates covers what a pass holds per chunk at
+/// once: the slot of its result and latency while the results and latencies are
+/// gathered (the sorted copy of the latencies comes after the slots are gone), and a
+/// copy's lock on its piece of the destination.
+#[test]
+fn the_bookkeeping_bound_covers_what_a_pass_holds_per_chunk() {
+    use std::mem::size_of;
+    let gathering = size_of::<std::sync::OnceLock<(f64, u64)>>() + size_of::<f64>() + size_of::<u64>();
+    let sorting = size_of::<f64>() + 2 * size_of::<u64>();
+    let lock = size_of::<std::sync::Mutex<&mut [u8]>>();
+    let held = gathering.max(sorting) + lock;
+    assert!(held as u64 <= super::schedule::BOOKKEEPING_PER_CHUNK, "{held} bytes per chunk");
+    assert_eq!(super::schedule::bookkeeping_bytes(1000, 64), 16 * super::schedule::BOOKKEEPING_PER_CHUNK);
 }
