@@ -37,14 +37,8 @@ pub fn brute_knn<M: Metric>(
         dot_flops: (queries.len() * n) as u64 * metric.exact_flops(),
         ..DistanceCounts::default()
     };
-    let mut neighbours = Neighbours { k: params.k, indices: Vec::new(), distances: Vec::new() };
-    for row in rows {
-        for (distance, index) in row {
-            neighbours.indices.push(index);
-            neighbours.distances.push(distance);
-        }
-    }
-    (neighbours, counts)
+    let entries = rows.iter().map(Vec::len).sum();
+    (Neighbours::from_entries(params.k, entries, rows.into_iter()), counts)
 }
 
 /// Smallest and largest blocks of queries of the tiled residual brute force (one block
@@ -76,14 +70,8 @@ pub fn residual_brute_knn(
         dot_flops: (queries.len() * n * 2 * model.rank) as u64,
         ..DistanceCounts::default()
     };
-    let mut neighbours = Neighbours { k: params.k, indices: Vec::new(), distances: Vec::new() };
-    for row in rows.into_iter().flatten() {
-        for (distance, index) in row {
-            neighbours.indices.push(index);
-            neighbours.distances.push(distance);
-        }
-    }
-    (neighbours, counts)
+    let entries = rows.iter().flatten().map(Vec::len).sum();
+    (Neighbours::from_entries(params.k, entries, rows.into_iter().flatten()), counts)
 }
 
 /// The top-k rows of one block of queries.

@@ -95,17 +95,14 @@ pub fn query(tree: &KiddoTree, queries: &Points, k: usize) -> Vec<Vec<u32>> {
 
 /// Re-scores kiddo's rows with our exact distance and sorts each by (distance, index).
 pub fn rescore(points: &Points, queries: &Points, rows: &[Vec<u32>], k: usize) -> Neighbours {
-    let mut neighbours = Neighbours { k, indices: Vec::new(), distances: Vec::new() };
-    for (query_index, row) in rows.iter().enumerate() {
+    let entries = rows.iter().map(Vec::len).sum();
+    let scored = rows.iter().enumerate().map(|(query_index, row)| {
         let mut scored: Vec<(f64, u32)> =
             row.iter().map(|&index| (euclidean(queries.row(query_index), points.row(index as usize)), index)).collect();
         scored.sort_by(|left, right| left.0.total_cmp(&right.0).then(left.1.cmp(&right.1)));
-        for (distance, index) in scored {
-            neighbours.indices.push(index);
-            neighbours.distances.push(distance);
-        }
-    }
-    neighbours
+        scored
+    });
+    Neighbours::from_entries(k, entries, scored)
 }
 
 /// What [`insertion_searches`] found and how long its two parts took.

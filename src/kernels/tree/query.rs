@@ -94,9 +94,17 @@ impl Neighbours {
     }
 
     fn from_rows(k: usize, rows: Vec<TopK>) -> Neighbours {
-        let mut neighbours = Neighbours { k, indices: Vec::new(), distances: Vec::new() };
+        let entries: usize = rows.iter().map(|row| row.entries.len()).sum();
+        Neighbours::from_entries(k, entries, rows.into_iter().map(|row| row.entries))
+    }
+
+    /// The answer of rows of `(distance, index)` pairs, `entries` in all, in query
+    /// order; its vectors are allocated once, at their size.
+    pub(crate) fn from_entries(k: usize, entries: usize, rows: impl Iterator<Item = Vec<(f64, u32)>>) -> Neighbours {
+        let mut neighbours =
+            Neighbours { k, indices: Vec::with_capacity(entries), distances: Vec::with_capacity(entries) };
         for row in rows {
-            for (distance, index) in row.entries {
+            for (distance, index) in row {
                 neighbours.indices.push(index);
                 neighbours.distances.push(distance);
             }

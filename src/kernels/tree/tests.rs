@@ -2170,8 +2170,10 @@ fn memory_estimate_bounds_the_measured_peaks() {
     // payload width and the layout's copy of the payload.
     let int = |name: &'static str, value: i64| (name, Value::Int(value));
     let residual = ("metric", Value::from("residual"));
-    let cases: [(Vec<(&str, Value)>, f64); 8] = [
+    let cases: [(Vec<(&str, Value)>, f64); 9] = [
         (vec![int("points", 32768)], 22.4),
+        // Many long answers: the rows of one, flattened while the other is held.
+        (vec![int("points", 3000), int("dimension", 2), int("queries", 60000), int("k", 200)], 470.1),
         (vec![int("points", 262_144)], 144.1),
         (vec![int("points", 262_144), int("dimension", 1)], 90.8),
         (vec![int("points", 262_144), int("dimension", 2)], 99.0),
