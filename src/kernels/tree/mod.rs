@@ -395,7 +395,7 @@ impl Kernel for Tree {
                 "bucket_size",
                 ParamKind::Int { min: 0, max: 1 << 20 },
                 Value::from(defaults.build.bucket_size),
-                "Euclidean queries: box-screened leaf buckets hold up to the larger of this and a quarter of the points (0 = none); never changes a result",
+                "Euclidean queries: box-screened leaf buckets hold up to the larger of this and a quarter of the points (0 = none, and so is a value of at least the points less one: the root's subtree is never a bucket); never changes a result",
             ),
             ParamSpec::new(
                 "self_match",

@@ -2188,3 +2188,18 @@ fn memory_estimate_bounds_the_measured_peaks() {
         assert!(estimate >= measured && estimate <= 1.5 * measured, "{overrides:?}: {estimate:.1} MiB for {measured}");
     }
 }
+
+/// A bucket cap of at least the points less one leaves no subtree to bucket: the
+/// root's own subtree never is one, as the parameter's text says.
+#[test]
+fn a_bucket_cap_of_all_but_one_point_builds_no_bucket() {
+    let metric = EuclideanMetric { points: data::standard_normal_points(64, 8, 3) };
+    let buckets = |bucket_size: usize| {
+        let params = BuildParams { bucket_size, ..BuildParams::default() };
+        let tree = build::build(&metric, &params, false, |_, _| {}).tree;
+        (0..64).filter(|&node| tree.buckets.bucket_of(node).is_some()).count()
+    };
+    assert_eq!(buckets(63), 0);
+    assert_eq!(buckets(1 << 20), 0);
+    assert!(buckets(62) > 0);
+}
