@@ -98,6 +98,21 @@ impl IoParams {
         }
         let data_seed = params.int("data_seed") as u64;
         let family = params.text("family");
+        // A parameter of another family would be ignored: the run would measure
+        // something else than the spec seems to ask for.
+        for spec in Io.params() {
+            let Some(families) = FAMILIES_OF.iter().find(|(name, _)| *name == spec.name).map(|(_, families)| families)
+            else {
+                continue;
+            };
+            if !families.contains(&family) && spec.default.as_ref() != params.get(spec.name) {
+                return Err(format!(
+                    "`{}` applies to family {}, not {family}: it would be ignored",
+                    spec.name,
+                    families.join(", ")
+                ));
+            }
+        }
         let parsed = match family {
             "import" => IoParams::Import(ImportParams::from_params(params, size, chunk, data_seed)?),
             "read" => IoParams::Read(ReadParams::from_params(params, size, chunk, data_seed)?),
@@ -117,6 +132,27 @@ impl IoParams {
         }
     }
 }
+
+/// The families each family-specific parameter applies to.
+const FAMILIES_OF: [(&str, &[&str]); 17] = [
+    ("chunk", &["import", "read", "sched"]),
+    ("method", &["import"]),
+    ("preallocate", &["import"]),
+    ("prefault", &["import"]),
+    ("hugepage", &["import"]),
+    ("durable", &["import"]),
+    ("verify", &["import"]),
+    ("source", &["read"]),
+    ("advice", &["read"]),
+    ("cache", &["read"]),
+    ("scheduler", &["sched"]),
+    ("delay", &["sched"]),
+    ("stall_ms", &["sched"]),
+    ("slow_us", &["sched"]),
+    ("op", &["bits"]),
+    ("path", &["bits"]),
+    ("pass_bytes", &["bits"]),
+];
 
 impl Kernel for Io {
     fn name(&self) -> &'static str {
@@ -218,13 +254,13 @@ impl Kernel for Io {
                 "stall_ms",
                 ParamKind::Float { min: 0.0, max: 60_000.0 },
                 Value::Float(0.0),
-                "sched stall: duration D in ms; 0 = 1.5x the calibrated single-thread time",
+                "sched stall: duration D in ms; 0 = 1.5x the calibrated single-thread time (unused under other delays, so that one workload may vary `delay`)",
             ),
             ParamSpec::new(
                 "slow_us",
                 ParamKind::Float { min: 0.0, max: 1e6 },
                 Value::Float(0.0),
-                "sched slow_worker: sleep after each chunk in us; 0 = twice the calibrated chunk time",
+                "sched slow_worker: sleep after each chunk in us; 0 = twice the calibrated chunk time (unused under other delays)",
             ),
             ParamSpec::new(
                 "op",
