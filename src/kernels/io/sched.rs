@@ -91,7 +91,7 @@ pub fn scheduled_sum(values: &[f64], chunk_values: usize, scheduler: Scheduler, 
 
 /// The bound of a stalled pass (see the module doc).
 pub fn stall_bound(stall: Duration, t_single: Duration, chunks: usize, workers: usize) -> Duration {
-    let t_chunk = t_single / chunks.max(1) as u32;
+    let t_chunk = t_single.div_f64(chunks.max(1) as f64);
     if workers <= 1 { stall + t_single } else { (stall + t_chunk).max(t_single) }
 }
 
@@ -123,7 +123,7 @@ impl SchedInstance {
             DelayKind::SlowWorker if self.params.slow_us > 0.0 => {
                 Delay::SlowWorker(Duration::from_secs_f64(self.params.slow_us / 1e6))
             }
-            DelayKind::SlowWorker => Delay::SlowWorker((self.t_single / chunks as u32) * 2),
+            DelayKind::SlowWorker => Delay::SlowWorker(self.t_single.div_f64(chunks.max(1) as f64) * 2),
         }
     }
 }

@@ -492,6 +492,8 @@ fn the_stall_bound_follows_the_model() {
     assert_eq!(stall_bound(milliseconds(50), milliseconds(40), 4, 2), milliseconds(60));
     assert_eq!(stall_bound(milliseconds(10), milliseconds(40), 4, 2), milliseconds(40));
     assert_eq!(stall_bound(milliseconds(10), milliseconds(40), 4, 1), milliseconds(50));
+    // 2^32 chunks (a u32 count wraps to 0 there): each takes almost nothing.
+    assert_eq!(stall_bound(milliseconds(50), milliseconds(40), 1 << 32, 2), milliseconds(50));
 }
 
 #[test]
