@@ -28,7 +28,7 @@ use crate::execute::{self, ExecutionOptions, Observer, RunResult};
 use crate::plan::{PhasePlan, Plan};
 use crate::report::{self, PhaseReport, files, markdown};
 use crate::snapshot;
-use crate::spec::{Calibration, CalibrationMode, Mode};
+use crate::spec::{Calibration, CalibrationMode, Mode, Source};
 use crate::verdict::{self, Facts, Snapshots, Status, Verdict};
 
 /// The documented exit codes.
@@ -118,6 +118,12 @@ pub fn experiment_root(plan: &Plan, options: &RunOptions) -> PathBuf {
 /// Checks everything about the environment that can fail before running: the output
 /// location and the resources every group needs.
 pub fn preflight(plan: &Plan, options: &RunOptions) -> Result<PathBuf, SpecError> {
+    checked(plan, options).map(|(root, _)| root)
+}
+
+/// [`preflight`], giving also the stored snapshots of each phase, which it reads to
+/// check them.
+fn checked(plan: &Plan, options: &RunOptions) -> Result<(PathBuf, Vec<Snapshots>), SpecError> {
     let spec = &plan.spec;
     let root = experiment_root(plan, options);
     let project = normalize(&options.project_root);
@@ -164,13 +170,12 @@ pub fn preflight(plan: &Plan, options: &RunOptions) -> Result<PathBuf, SpecError
     }
     // A damaged stored snapshot stops the run before anything runs, not at its phase.
     let store = snapshot::Store::for_spec(spec);
-    for phase in &plan.phases {
-        load_snapshots(phase, &store).map_err(|error| {
-            SpecError::new(&spec.file, format!("{error:#}"))
-                .with_hint("remove the snapshot's .json and .bin to record it anew, or restore them")
-        })?;
-    }
-    Ok(root)
+    let snapshots = plan.phases.iter().map(|phase| load_snapshots(phase, &store)).collect::<Result<Vec<_>>>();
+    let snapshots = snapshots.map_err(|error| {
+        SpecError::new(&spec.file, format!("{error:#}"))
+            .with_hint("remove the snapshot's .json and .bin to record it anew, or restore them")
+    })?;
+    Ok((root, snapshots))
 }
 
 /// Runs `plan`, writing reports as each phase finishes.
@@ -179,9 +184,8 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
     // probed) exits with 130 too, and the run log lists it from the moment the run's
     // directory exists.
     execute::install_interrupt_cleanup();
-    let root = preflight(plan, options).map_err(anyhow::Error::new)?;
+    let (root, snapshots) = checked(plan, options).map_err(anyhow::Error::new)?;
     let store = snapshot::Store::for_spec(&plan.spec);
-    let snapshots = plan.phases.iter().map(|phase| load_snapshots(phase, &store)).collect::<Result<Vec<_>>>()?;
     let environment = Environment::probe(&options.project_root);
     let started_at = DateTime::from_unix(clock::wall_time());
     let run_dir = files::create_run_dir(&root, &started_at.compact(), &environment.hostname)?;
@@ -210,9 +214,6 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
     // looks by default.
     let review_command = || snapshot::review_command(&snapshot::dir_for_spec(&plan.spec), &options.project_root);
     let facts = options.facts.for_spec(&plan.spec.experiment);
-    // A run with overrides computes something else than the spec says: its outputs are
-    // compared with the stored snapshots but never stored, nor left pending.
-    let overrides = report::alterations(None, None, &plan.spec.sources);
     for (phase, snapshots) in plan.phases.iter().zip(&snapshots) {
         let phase_started = DateTime::from_unix(clock::wall_time());
         let stamp = clock::now();
@@ -220,7 +221,7 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         let floors = calibrate(phase, &execution, &plan.spec.calibration);
         let (results, mut verdicts, rounds) = execute_with_reruns(phase, &execution, observer, &facts, snapshots);
         settle(phase, &mut verdicts, &floors, plan.spec.calibration.mode, &facts);
-        let recording = Recording { ci: facts.ci, overrides: &overrides, review_command: &review_command };
+        let recording = Recording { ci: facts.ci, sources: &plan.spec.sources, review_command: &review_command };
         record_snapshots(phase, &results, &mut verdicts, &store, snapshots, &recording);
         let context = report::Context {
             spec: &plan.spec,
@@ -461,8 +462,11 @@ fn load_snapshots(phase: &PhasePlan, store: &snapshot::Store) -> Result<Snapshot
 struct Recording<'a> {
     /// Under `CI=true` nothing is recorded: a missing snapshot fails its check.
     ci: bool,
-    /// The run's overrides (`--set`, `PHASEGATE_*`); with any, nothing is stored.
-    overrides: &'a [String],
+    /// Where the spec's values came from: a run that an override (`--set`,
+    /// `PHASEGATE_*`) reaches computes something else than the spec says, so its
+    /// outputs are compared with the stored snapshots but never stored, nor left
+    /// pending.
+    sources: &'a [Source],
     /// The command that reviews pending snapshots, for the verdicts that leave one.
     review_command: &'a dyn Fn() -> String,
 }
@@ -470,7 +474,8 @@ struct Recording<'a> {
 /// Records new snapshots (outside CI, whatever the rest of the check found), the
 /// outputs that no longer match as pending ones (telling their verdicts the command
 /// that reviews them), and drops the pending output of a comparison that passes or that
-/// a recording supersedes. A run with overrides stores nothing, and its verdicts say so.
+/// a recording supersedes. A run that overrides reach stores nothing, and its verdicts
+/// say so.
 fn record_snapshots(
     phase: &PhasePlan,
     results: &[RunResult],
@@ -479,15 +484,16 @@ fn record_snapshots(
     snapshots: &Snapshots,
     recording: &Recording,
 ) {
-    let not_kept = || format!("the run overrides the spec ({})", recording.overrides.join(", "));
     let points = phase.checks.iter().flat_map(|check| check.points.iter().map(move |point| (check, point)));
     for ((check, point), verdict) in points.zip(verdicts) {
         let (Some(wanted), Some(run)) = (&check.check.snapshot, point.snapshot_run) else { continue };
         let Some(output) = results[run].outputs.iter().find(|output| output.name == wanted.output) else { continue };
         let name = phase.runs[run].name();
         let stored = snapshots.get(&(run, wanted.output.clone())).is_some_and(Option::is_some);
+        let overrides = overrides_reaching(recording.sources, &phase.phase.id, &phase.runs[run].workload);
+        let not_kept = || format!("the run is overridden ({})", overrides.join(", "));
         if !stored && !recording.ci {
-            if !recording.overrides.is_empty() {
+            if !overrides.is_empty() {
                 verdict.add_note(format!("this output was not recorded: {}", not_kept()));
                 continue;
             }
@@ -500,7 +506,7 @@ fn record_snapshots(
                 Err(error) => unsaved(verdict, error, "this output was not recorded"),
             }
         } else if verdict.snapshot.as_ref().is_some_and(|figures| figures.status == Status::Fail) {
-            if !recording.overrides.is_empty() {
+            if !overrides.is_empty() {
                 verdict.add_note(format!("the new output is not kept: {}", not_kept()));
                 continue;
             }
@@ -516,12 +522,33 @@ fn record_snapshots(
                 Err(error) => unsaved(verdict, error, "the new output is not pending"),
             }
         } else if verdict.snapshot.as_ref().is_some_and(|figures| figures.status == Status::Pass)
-            && recording.overrides.is_empty()
+            && overrides.is_empty()
             && let Err(error) = store.discard_pending(&phase.phase.id, &name, &wanted.output)
         {
             tracing::warn!("{error:#}");
         }
     }
+}
+
+/// The overrides (`--set`, `PHASEGATE_*`) that reach the runs of `workload` in `phase`,
+/// each once: of the workload itself, of the defaults it may take, and of the seed.
+/// Those of other workloads, other phases or the output root change none of its outputs.
+fn overrides_reaching(sources: &[Source], phase: &str, workload: &str) -> Vec<String> {
+    let own = format!("phase.{phase}.workload.{workload}.");
+    let phase_defaults = format!("phase.{phase}.defaults.");
+    let reaches = |key: &str| {
+        key.starts_with(&own)
+            || key.starts_with(&phase_defaults)
+            || key.starts_with("defaults.")
+            || key == "experiment.seed"
+    };
+    let mut found: Vec<String> = Vec::new();
+    for source in sources.iter().filter(|source| source.is_override() && !source.is_from_profile()) {
+        if reaches(&source.key) && !found.contains(&source.origin) {
+            found.push(source.origin.clone());
+        }
+    }
+    found
 }
 
 /// Says on `verdict`, and as a warning, that a snapshot could not be written.

@@ -967,8 +967,8 @@ fn snapshots_are_recorded_checked_reviewed_and_accepted() {
 }
 
 /// A missing snapshot is recorded whatever the rest of its check finds, superseding
-/// any pending output; a run with overrides stores nothing; a damaged snapshot stops a
-/// run before anything runs.
+/// any pending output; a run that an override reaches stores nothing; a damaged
+/// snapshot stops a run before anything runs.
 #[test]
 fn snapshots_are_recorded_from_the_spec_as_written_whatever_else_the_check_finds() {
     let project = Project::new();
@@ -981,20 +981,21 @@ fn snapshots_are_recorded_from_the_spec_as_written_whatever_else_the_check_finds
     assert_eq!(code, 1, "{stdout}");
     assert!(
         stdout.contains(
-            "no stored snapshot; this output was not recorded: the run overrides the spec (--set \
-                         phase.a.workload.fast.params.perturb=0.5)"
+            "no stored snapshot; this output was not recorded: the run is overridden (--set \
+             phase.a.workload.fast.params.perturb=0.5)"
         ),
         "{stdout}"
     );
     assert!(!dir.exists());
-    // As written, it is recorded though the condition fails.
-    let (code, stdout, _) = project.run("snap.toml", &[]);
+    // An override of another workload does not reach it: it is recorded, though the
+    // condition fails.
+    let (code, stdout, _) = project.run("snap.toml", &["--set=phase.a.workload.slow.params.time_ms=5"]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("no stored snapshot; this output was recorded as the snapshot"), "{stdout}");
     assert!(dir.join("values.json").is_file());
     // A mismatch with overrides leaves nothing pending; as written, it does.
     let (_, stdout, _) = project.run("snap.toml", &[perturbed]);
-    assert!(stdout.contains("the new output is not kept: the run overrides the spec"), "{stdout}");
+    assert!(stdout.contains("the new output is not kept: the run is overridden"), "{stdout}");
     assert!(!dir.join("values.new.json").exists());
     project.write("snap.toml", &spec(&check, "").replace("jitter = 0.02", "jitter = 0.02\nperturb = 0.5"));
     project.run("snap.toml", &[]);
