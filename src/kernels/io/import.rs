@@ -126,6 +126,10 @@ impl ImportParams {
         if parsed.prefault && method != ImportMethod::Mmap {
             return Err("`prefault` applies to method mmap".into());
         }
+        if parsed.preallocate == Preallocate::Ftruncate && !matches!(method, ImportMethod::Mmap | ImportMethod::Rewrite)
+        {
+            return Err("`preallocate` applies to methods mmap and rewrite, which map a new file".into());
+        }
         if parsed.hugepage && matches!(method, ImportMethod::Pwrite | ImportMethod::PwriteFsync) {
             return Err("`hugepage` applies to methods that map their destination, not pwrite".into());
         }

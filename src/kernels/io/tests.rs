@@ -940,6 +940,21 @@ fn contradictory_parameters_are_refused() {
         "(bytes of payload, or bools to pack or unpack)",
     );
     refused(&[("family", "sched".into()), ("chunk", Value::Int(100))], "8-byte");
+    // A parameter the run would ignore, of another family or of a method that does not
+    // use it, is refused: the run would measure something else than asked for.
+    refused(&[("family", "read".into()), ("hugepage", true.into())], "`hugepage` applies to family import, not read");
+    refused(&[("family", "bits".into()), ("chunk", Value::Int(64))], "`chunk` applies to family import, read, sched");
+    refused(&[("family", "import".into()), ("op", "xor".into())], "`op` applies to family bits, not import");
+    let preallocated =
+        [("family", "import".into()), ("method", "memcpy_hot".into()), ("preallocate", "ftruncate".into())];
+    refused(&preallocated, "`preallocate` applies to methods mmap and rewrite");
+    // Defaults of other families, and a delay's duration under another delay (one
+    // workload may vary `delay`), are fine.
+    for accepted in
+        [vec![("family", "bits".into())], vec![("family", "sched".into()), ("stall_ms", Value::Float(40.0))]]
+    {
+        assert!(Io.check(&validated(&accepted)).is_ok(), "{accepted:?}");
+    }
 }
 
 #[test]
@@ -1020,40 +1035,4 @@ fn the_bookkeeping_bound_covers_what_a_pass_holds_per_chunk() {
     let held = gathering.max(sorting) + lock;
     assert!(held as u64 <= super::schedule::BOOKKEEPING_PER_CHUNK, "{held} bytes per chunk");
     assert_eq!(super::schedule::bookkeeping_bytes(1000, 64), 16 * super::schedule::BOOKKEEPING_PER_CHUNK);
-}
-
-/// A parameter that does not apply to the run is refused rather than ignored: another
-/// family's, or one of the family's own that the chosen method or source does not use.
-#[test]
-fn parameters_the_run_would_ignore_are_refused() {
-    let refusal = |pairs: &[(&str, Value)]| IoParams::from_params(&validated(pairs)).err();
-    let cases: [(&[(&str, Value)], &str); 7] = [
-        (&[("family", "read".into()), ("hugepage", true.into())], "`hugepage` applies to family import, not read"),
-        (
-            &[("family", "bits".into()), ("chunk", Value::Int(64))],
-            "`chunk` applies to family import, read, sched, not bits",
-        ),
-        (&[("family", "sched".into()), ("source", "memory".into())], "`source` applies to family read, not sched"),
-        (&[("family", "import".into()), ("op", "xor".into())], "`op` applies to family bits, not import"),
-        (
-            &[("family", "import".into()), ("method", "pwrite".into()), ("durable", true.into())],
-            "`durable` applies to method mmap",
-        ),
-        (
-            &[("family", "import".into()), ("method", "rewrite".into()), ("prefault", true.into())],
-            "`prefault` applies to method mmap",
-        ),
-        (
-            &[("family", "read".into()), ("source", "memory".into()), ("cache", "cold".into())],
-            "`cache = \"cold\"` applies to source mmap",
-        ),
-    ];
-    for (pairs, expected) in cases {
-        let error = refusal(pairs).unwrap_or_else(|| panic!("{pairs:?} was accepted"));
-        assert!(error.starts_with(expected), "{pairs:?}: {error}");
-    }
-    // Defaults of other families, and a delay's duration under another delay (one
-    // workload may vary `delay`), are fine.
-    assert_eq!(refusal(&[("family", "bits".into())]), None);
-    assert_eq!(refusal(&[("family", "sched".into()), ("stall_ms", Value::Float(40.0))]), None);
 }
