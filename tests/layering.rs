@@ -204,6 +204,16 @@ fn environment_variables_take_the_case_the_file_gives_a_key() {
     assert_eq!(param(&spec, "n"), None);
     let origin = &spec.sources.iter().find(|source| source.key.ends_with(".N")).unwrap().origin;
     assert_eq!(origin, "environment variable PHASEGATE_PHASE__A__WORKLOAD__FAST__PARAMS__N");
+    // A key the selected profile adds is spelled as the profile writes it.
+    let profiled =
+        upper.replace("[\"{N}\"]", "[\"{N}\", \"{M}\"]") + "\n[profile.x]\n\"phase.a.workload.fast.params.M\" = 2\n";
+    let overrides = Overrides {
+        profile: Some("x".into()),
+        env: vec![("PHASEGATE_PHASE__A__WORKLOAD__FAST__PARAMS__M".into(), "7".into())],
+        ..Overrides::default()
+    };
+    let spec = load_with(&profiled, &overrides).unwrap();
+    assert_eq!(param(&spec, "M"), Some(phasegate::kernel::Value::Int(7)));
 }
 
 #[test]

@@ -15,7 +15,9 @@
 //! 1. built-in defaults (see [`Settings::builtin`]);
 //! 2. the spec file, then the selected `[profile.NAME]` of the spec file, if any;
 //! 3. environment variables `PHASEGATE_<PATH>`, where `__` separates path segments
-//!    (`PHASEGATE_DEFAULTS__REPEATS=3`, `PHASEGATE_PHASE__A__WORKLOAD__FAST__REPEATS=9`);
+//!    (`PHASEGATE_DEFAULTS__REPEATS=3`, `PHASEGATE_PHASE__A__WORKLOAD__FAST__REPEATS=9`),
+//!    read without regard to case: each segment takes the spelling the spec file (its
+//!    selected profile included) gives it, else lower case (see `respelled`);
 //! 4. command-line `--set key.path=value`, in the order given.
 //!
 //! Override paths address phases, workloads and checks by id
@@ -384,6 +386,9 @@ pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, 
     let document = document::parse(path, text)?;
     let mut figment = Figment::from(Layer::new(BUILTIN, builtin_tree())).merge(Layer::new(FILE, document.tree.clone()));
     let profiles: Vec<String> = document.profiles.keys().cloned().collect();
+    // The keys the file spells, its selected profile's among them, for the names of
+    // environment variables (see `respelled`).
+    let mut spelled = document.tree.clone();
     if let Some(profile) = &overrides.profile {
         let Some(entries) = document.profiles.get(profile) else {
             let hint = if profiles.is_empty() {
@@ -397,6 +402,7 @@ pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, 
         for (key, value) in entries.iter().flat_map(|(key, value)| leaves(key, value)) {
             let origin = format!("profile.{profile}.{key}");
             check_override_path(&document, &key).map_err(|message| document.locator.key_error(&origin, message))?;
+            insert_path(&mut spelled, &key, value.clone());
             insert_path(&mut tree, &key, value);
         }
         figment = figment.merge(Layer::new(&format!("{PROFILE_LAYER}`{profile}`"), tree));
@@ -405,7 +411,7 @@ pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, 
         overrides.env.iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
     env.sort();
     for (name, raw) in env {
-        let key = respelled(&document.tree, &name[ENV_PREFIX.len()..].replace("__", "."));
+        let key = respelled(&spelled, &name[ENV_PREFIX.len()..].replace("__", "."));
         let mut tree = Dict::new();
         for (key, value) in leaves(&key, &parse_override_value(raw)) {
             check_override_path(&document, &key)
