@@ -145,7 +145,7 @@ impl Kernel for Command {
                 if !valid_variable(variable) {
                     return Err(format!(
                         "placeholder `{{{placeholder}}}` names no environment variable (`{{env:NAME}}`, NAME of \
-                         letters, digits and `_`)"
+                         letters, digits and `_`, not starting with a digit)"
                     ));
                 }
                 continue;
@@ -810,7 +810,8 @@ mod tests {
         check_params(" ", &[], &[], Err("`program` is empty: name the program to run"));
         for bad in ["{env:}", "{env:A:B}", "{env:1A}"] {
             let expect = format!(
-                "placeholder `{bad}` names no environment variable (`{{env:NAME}}`, NAME of letters, digits and `_`)"
+                "placeholder `{bad}` names no environment variable (`{{env:NAME}}`, NAME of letters, digits and `_`, \
+                 not starting with a digit)"
             );
             check_params("run", &[bad], &[], Err(&expect));
         }

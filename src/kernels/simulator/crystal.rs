@@ -61,7 +61,7 @@ impl Cell {
             Some("the angles must sum to less than 360")
         } else if alpha >= beta + gamma || beta >= alpha + gamma || gamma >= alpha + beta {
             Some("each angle must be less than the sum of the other two")
-        } else if self.volume() <= 1e-6 * self.a * self.b * self.c {
+        } else if self.volume_factor() <= 1e-6 {
             Some("the cell is too flat to build reciprocal vectors from")
         } else {
             None
@@ -72,15 +72,23 @@ impl Cell {
         }
     }
 
-    /// The cell volume in cubic Angstrom (negative or zero for impossible angles).
+    /// The cell volume in cubic Angstrom (zero for impossible angles).
     pub fn volume(&self) -> f64 {
+        2.0 * self.a * self.b * self.c * self.skew().sqrt()
+    }
+
+    /// The volume of the cell with unit lengths: what its angles leave of the cube's
+    /// (zero for impossible angles).
+    fn volume_factor(&self) -> f64 {
+        2.0 * self.skew().sqrt()
+    }
+
+    /// The product of sines under the volume's square root, clamped at zero.
+    fn skew(&self) -> f64 {
         let (alpha, beta, gamma) = (self.alpha.to_radians(), self.beta.to_radians(), self.gamma.to_radians());
         let half_sum = (alpha + beta + gamma) / 2.0;
         let skew = half_sum.sin() * (half_sum - alpha).sin() * (half_sum - beta).sin() * (half_sum - gamma).sin();
-        if skew <= 0.0 {
-            return 0.0;
-        }
-        2.0 * self.a * self.b * self.c * skew.sqrt()
+        skew.max(0.0)
     }
 }
 
