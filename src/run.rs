@@ -536,19 +536,12 @@ fn record_snapshots(
 fn overrides_reaching(sources: &[Source], phase: &str, workload: &str) -> Vec<String> {
     let own = format!("phase.{phase}.workload.{workload}.");
     let phase_defaults = format!("phase.{phase}.defaults.");
-    let reaches = |key: &str| {
+    report::override_origins(sources, |key| {
         key.starts_with(&own)
             || key.starts_with(&phase_defaults)
             || key.starts_with("defaults.")
             || key == "experiment.seed"
-    };
-    let mut found: Vec<String> = Vec::new();
-    for source in sources.iter().filter(|source| source.is_override() && !source.is_from_profile()) {
-        if reaches(&source.key) && !found.contains(&source.origin) {
-            found.push(source.origin.clone());
-        }
-    }
-    found
+    })
 }
 
 /// Says on `verdict`, and as a warning, that a snapshot could not be written.

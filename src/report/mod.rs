@@ -82,8 +82,16 @@ pub fn alterations(profile: Option<&str>, filter: Option<&str>, sources: &[Sourc
     if let Some(profile) = profile {
         found.push(format!("--profile {profile}"));
     }
+    found.extend(override_origins(sources, |_| true));
+    found
+}
+
+/// The layer of every value an override (`--set`, `PHASEGATE_*`, not a profile) set
+/// at a key `keep` takes, each once, in the order of `sources`.
+pub fn override_origins(sources: &[Source], keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
     for source in sources.iter().filter(|source| source.is_override() && !source.is_from_profile()) {
-        if !found.contains(&source.origin) {
+        if keep(&source.key) && !found.contains(&source.origin) {
             found.push(source.origin.clone());
         }
     }
