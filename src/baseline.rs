@@ -90,7 +90,7 @@ fn compare_with(current: &PhaseReport, earlier: &[(&PhaseReport, &str)], setting
     let mut verdicts = Vec::new();
     for run in current.runs.iter().filter(|run| run.measured()) {
         let work = Work::of_report(run);
-        for mode in [Mode::Cold, Mode::Warm].into_iter().filter(|&mode| measured_in(run, mode)) {
+        for mode in [Mode::Cold, Mode::Warm].into_iter().filter(|&mode| run.timed(mode).next().is_some()) {
             // The newest report that measured the same work in this mode, else the newest
             // that measured a run of the name in it (the verdict names the parameters
             // that differ).
@@ -125,11 +125,6 @@ fn compare_with(current: &PhaseReport, earlier: &[(&PhaseReport, &str)], setting
         }
     }
     verdicts
-}
-
-/// Whether `run` has samples of `mode` (warm-up aside).
-fn measured_in(run: &RunReport, mode: Mode) -> bool {
-    run.samples.iter().any(|sample| sample.mode == mode && !sample.warmup)
 }
 
 /// The verdict on a run no baseline report measured in `mode`: nothing to compare,
@@ -263,9 +258,7 @@ fn judge(
 
 fn values(run: &RunReport, mode: Mode, quantity: &str) -> Option<Vec<f64>> {
     let values: Vec<f64> = run
-        .samples
-        .iter()
-        .filter(|sample| sample.mode == mode && !sample.warmup)
+        .timed(mode)
         .filter_map(|sample| {
             if quantity == "time" {
                 Some(sample.seconds)
@@ -360,7 +353,9 @@ impl Work {
     ) -> Option<(&'a PhaseReport, &'a RunReport, &'a str)> {
         earlier.iter().find_map(|&(report, label)| {
             let old = report.runs.iter().find(|old| {
-                measured_in(old, mode) && old.name() == self.name && (!same_work || self.differences(old).is_empty())
+                old.timed(mode).next().is_some()
+                    && old.name() == self.name
+                    && (!same_work || self.differences(old).is_empty())
             })?;
             Some((report, old, label))
         })

@@ -174,6 +174,12 @@ impl RunReport {
         self.samples.iter().any(|sample| !sample.warmup)
     }
 
+    /// The timed (non-warm-up) samples of `mode`, in order, as `RunResult::timed` gives
+    /// them.
+    pub fn timed(&self, mode: Mode) -> impl Iterator<Item = &SampleReport> {
+        self.samples.iter().filter(move |sample| sample.mode == mode && !sample.warmup)
+    }
+
     pub fn summary(&self, mode: Mode, quantity: &str) -> Option<&Summary> {
         self.summaries.get(&mode).and_then(|quantities| quantities.get(quantity))
     }
@@ -369,7 +375,7 @@ fn run_report(run: &Run, result: &RunResult) -> RunReport {
     }
     let mut events: Vec<EventReport> = result.events.iter().map(|event| event_report("setup".into(), event)).collect();
     for mode in [Mode::Cold, Mode::Warm] {
-        if let Some(last) = result.samples.iter().rev().find(|sample| sample.mode == mode && !sample.warmup) {
+        if let Some(last) = result.timed(mode).last() {
             let during = format!("{} {}.{}", mode.name(), last.round, last.index);
             events.extend(last.events.iter().map(|event| event_report(during.clone(), event)));
         }
