@@ -20,7 +20,8 @@
 //!
 //! A pass gives up at the sample's deadline: every claim compares its own time stamp
 //! with it, and once one finds it passed no worker starts another chunk. The chunks
-//! already started finish, and the pass reports how many were done.
+//! already started finish, and the pass reports how many were done. An injected sleep
+//! ends at the deadline: a stall cut short there gives up its chunk unprocessed.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -142,9 +143,13 @@ where
             && let Delay::Stall(duration) = delay
             && !stalled.swap(true, Ordering::Relaxed)
         {
-            std::thread::sleep(duration);
+            std::thread::sleep(duration.min(deadline.remaining()));
             stall_ns.store(claimed.elapsed().as_nanos() as usize, Ordering::Relaxed);
             stalled_chunk.store(index, Ordering::Relaxed);
+            if deadline.passed() {
+                stopped.store(true, Ordering::Relaxed);
+                return false;
+            }
         }
         let result = work(index);
         let latency = claimed.elapsed().as_nanos() as u64;
@@ -155,7 +160,7 @@ where
             && let Delay::SlowWorker(duration) = delay
         {
             let before = clock::now();
-            std::thread::sleep(duration);
+            std::thread::sleep(duration.min(deadline.remaining()));
             slow_ns.fetch_add(before.elapsed().as_nanos() as usize, Ordering::Relaxed);
         }
         true

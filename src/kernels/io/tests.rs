@@ -459,6 +459,26 @@ fn every_scheduler_stops_claiming_at_the_deadline() {
 }
 
 #[test]
+fn an_injected_sleep_ends_at_the_deadline() {
+    // A minute's stall or slow sleep under a 50 ms deadline, with chunks of 5 ms that
+    // the other worker cannot finish alone by then: the pass gives up within seconds
+    // (the bound is loose for a loaded machine, and far below the minute).
+    let minute = Duration::from_secs(60);
+    for delay in [Delay::Stall(minute), Delay::SlowWorker(minute)] {
+        for scheduler in ALL_SCHEDULERS {
+            let start = crate::clock::now();
+            let deadline = Deadline::new(start, Duration::from_millis(50));
+            let work = |_index: usize| std::thread::sleep(Duration::from_millis(5));
+            let stopped = pool(2).install(|| run_chunks(64, scheduler, delay, deadline, work));
+            let Stopped { done, total } = stopped.expect_err("the deadline passed during the sleep");
+            assert_eq!(total, 64);
+            assert!(done < 64, "{delay:?} {scheduler:?}: {done} chunks done");
+            assert!(start.elapsed() < Duration::from_secs(20), "{delay:?} {scheduler:?}: {:?}", start.elapsed());
+        }
+    }
+}
+
+#[test]
 fn every_family_stops_at_the_deadline_and_runs_in_full_after() {
     let families: [&[(&str, Value)]; 8] = [
         &[("family", Value::from("import")), ("method", Value::from("mmap"))],
