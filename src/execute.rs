@@ -244,6 +244,7 @@ impl GroupContext<'_> {
             scratch_dir: self.scratch.dir(run.index),
             round: self.round,
             cold_sample,
+            twin: self.calibration.then_some(run.index as u32),
         }
     }
 

@@ -402,6 +402,10 @@ pub struct RunContext {
     /// The cold sample this instance is created for (each cold sample is a fresh
     /// instance), or `None` for the run's warm instance.
     pub cold_sample: Option<u32>,
+    /// The A/A calibration instance this is (0 or 1), or `None` for a phase's own run.
+    /// The two instances do the same work; a kernel that draws seeded noise draws it
+    /// apart for each, as two instances on a real machine see different noise.
+    pub twin: Option<u32>,
 }
 
 impl RunContext {
@@ -409,7 +413,7 @@ impl RunContext {
     /// instance.
     #[cfg(test)]
     pub(crate) fn outside_harness(seed: u64, threads: usize, scratch_dir: &std::path::Path) -> RunContext {
-        RunContext { seed, threads, scratch_dir: scratch_dir.to_owned(), round: 0, cold_sample: None }
+        RunContext { seed, threads, scratch_dir: scratch_dir.to_owned(), round: 0, cold_sample: None, twin: None }
     }
 }
 

@@ -685,6 +685,29 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     assert!(reason.contains("tighten the check or drop the waiver; the margin "), "{reason}");
 }
 
+/// The A/A twins of a seeded mock draw noise apart, as two instances on a machine see
+/// different noise: its floor is not 0, and the same in every calibration.
+#[test]
+fn a_seeded_mock_calibrates_to_the_same_floor_every_time() {
+    use phasegate::spec::{Calibration, CalibrationMode};
+    let text = with_checks(BASE, &[("speed", "expr = \"slow.warm.median / fast.warm.median >= 2\"")]);
+    let plan = expand(&text).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let options =
+        ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
+    let calibration = Calibration { mode: CalibrationMode::Fail, repeats: 10 };
+    let floor = || {
+        let floors = phasegate::run::calibrate(&plan.phases[0], &options, &calibration);
+        assert_eq!(floors.len(), 1, "one reference run, one quantity");
+        floors.into_values().next().unwrap().unwrap()
+    };
+    let first = floor();
+    // Uniform noise of ±5% on each side: the median A/A ratio's interval reaches a few
+    // percent from 1.
+    assert!(first > 0.001 && first < 0.1, "A/A noise floor {first}");
+    assert_eq!(floor().to_bits(), first.to_bits());
+}
+
 /// A calibration whose instance fails measures no floor: no floor from the pairs before
 /// the failure. The check says so, and in `fail` mode is not measured.
 #[test]

@@ -2,8 +2,8 @@
 //!
 //! Each sample reports `time_ms * slowdown * (1 + jitter * u)` as its duration, with
 //! `u` in [-1, 1) drawn from a ChaCha8 generator seeded by the run's seed, on a stream
-//! of its own for every execution round and every cold instance (a re-run or a cold
-//! sample draws new noise), so the statistics, verdicts and reports of a mock run are
+//! of its own for every execution round, every cold instance and each A/A calibration
+//! twin (a re-run, a cold sample or a twin draws new noise), so the statistics, verdicts and reports of a mock run are
 //! reproducible bit for bit. With
 //! `spin = true` the kernel really busy-waits for that long instead. With `work = N`
 //! it does real arithmetic instead: `N * slowdown` steps of a dependent integer chain,
@@ -136,13 +136,16 @@ struct MockInstance {
 }
 
 /// The generator of an instance's noise: the run's seed, and a stream of its own for
-/// every round and every cold instance, so re-runs and cold samples draw new noise
-/// while the same spec still gives the same samples. The warm instance of the first
-/// round reads stream 0.
+/// every round, every cold instance and each A/A calibration twin, so re-runs, cold
+/// samples and the twins draw new noise while the same spec still gives the same
+/// samples. The warm instance of a phase run's first round reads stream 0. The stream's
+/// bits: the twin (0 outside calibration, then 1 or 2) from bit 62, the round from
+/// bit 33 (rounds below 2^29 are distinct), the cold instance below.
 fn noise_generator(context: &RunContext) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(context.seed);
     let instance = context.cold_sample.map_or(0, |index| u64::from(index) + 1);
-    rng.set_stream((u64::from(context.round) << 33) | instance);
+    let twin = context.twin.map_or(0, |twin| u64::from(twin) + 1);
+    rng.set_stream((twin << 62) | (u64::from(context.round) << 33) | instance);
     rng
 }
 

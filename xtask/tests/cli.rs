@@ -1171,9 +1171,10 @@ fn a_calibrated_run_records_the_noise_floor_of_each_paired_check() {
     let (code, stdout, stderr) = project.run("calibrated.toml", &["--log-file", "log.jsonl"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let report = project.latest_report();
-    // The mock's seeded fake times are the same in both instances of the A/A pair, so
-    // the floor is exactly 0; the run must still have measured and recorded it.
-    assert_eq!(report["verdicts"][0]["noise_floor"].as_f64(), Some(0.0), "{}", report["verdicts"][0]);
+    // The A/A instances draw the mock's seeded noise (±2%) apart: the run measured a
+    // floor of a few percent and recorded it.
+    let floor = report["verdicts"][0]["noise_floor"].as_f64();
+    assert!(floor.is_some_and(|floor| floor > 0.0 && floor < 0.05), "{}", report["verdicts"][0]);
     // The A/A instances' samples are logged apart from the phase's own, each instance
     // under its own name: the log's samples of a run are the report's.
     let log = std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
