@@ -258,12 +258,13 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
         let root = run::experiment_root(&plan, &options);
         options.baseline = Some(phasegate::baseline::load(baseline, &root, &options.project_root, &plan)?);
     }
-    // Everything a run would refuse, a dry run refuses too.
-    run::preflight(&plan, &options)?;
     for path in args.junit.iter().chain(&args.summary) {
         check_output_file(path)?;
     }
     if args.dry_run {
+        // Everything a run would refuse (`run::run` checks it first), a dry run
+        // refuses too.
+        run::preflight(&plan, &options)?;
         let root = run::experiment_root(&plan, &options);
         // The reports `--baseline latest` would read; none before the first run, and
         // said when they cannot be read.
