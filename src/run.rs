@@ -87,8 +87,8 @@ fn worst(a: Exit, b: Exit) -> Exit {
 pub struct RunOptions {
     /// Relative output paths resolve against it, and outputs must stay inside it.
     pub project_root: PathBuf,
-    /// The command line, for the reports' "reproduce" section.
-    pub command: String,
+    /// The command line, for the run log and the reports' "reproduce" section.
+    pub command: crate::report::CommandLine,
     /// Allow an output root outside the project.
     pub allow_outside: bool,
     pub facts: Facts,
@@ -199,7 +199,11 @@ pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result
         }
         let revision = environment.revision();
         let fields = fields.join(" ");
-        format!("{} exit={exit} {relative_dir} {fields} rev={revision} :: {}", started_at.rfc3339(), options.command)
+        format!(
+            "{} exit={exit} {relative_dir} {fields} rev={revision} :: {}",
+            started_at.rfc3339(),
+            options.command.render()
+        )
     };
     let interrupted = |reports: &[PhaseReport]| Some((root.clone(), log_line(execute::INTERRUPTED_EXIT, reports)));
     let mut reports = Vec::new();

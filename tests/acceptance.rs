@@ -70,7 +70,14 @@ fn run_phase(spec: &Spec, phase: &str, root: &Path) -> PhaseOutcome {
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let options = RunOptions {
         project_root: root.to_owned(),
-        command: format!("cargo xtask run {} --profile {PROFILE} --phase {phase}", spec.file.display()),
+        command: phasegate::report::CommandLine::of([
+            "run".into(),
+            spec.file.clone().into_os_string(),
+            "--profile".into(),
+            PROFILE.into(),
+            "--phase".into(),
+            phase.into(),
+        ]),
         allow_outside: true,
         facts: run::machine_facts(&vars),
         keep_all_outputs: false,

@@ -133,7 +133,7 @@ pub fn report_of(text: &str, overrides: &Overrides, command: &str) -> PhaseRepor
     let context = report::Context {
         spec: &plan.spec,
         environment: &environment,
-        command: command.into(),
+        command: report::CommandLine::of(command.split(' ').skip(2)),
         started: "2026-01-01T00:00:00Z".into(),
         duration_s: 1.5,
         rounds: 1,

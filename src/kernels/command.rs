@@ -205,7 +205,9 @@ impl Kernel for Command {
         // A shell line is `program` as written (placeholders filled in as shell text),
         // then each of `args` quoted as one word, as without a shell.
         let (program, args) = if params.bool("shell") {
-            let line = std::iter::once(program).chain(args.iter().map(|arg| shell_word(arg))).collect::<Vec<_>>();
+            let line = std::iter::once(program)
+                .chain(args.iter().map(|arg| crate::describe::shell_quote(arg)))
+                .collect::<Vec<_>>();
             ("sh".to_owned(), vec!["-c".to_owned(), line.join(" ")])
         } else {
             (program, args)
@@ -241,16 +243,6 @@ fn templates(params: &Params) -> Vec<String> {
 /// Whether `name` can name an environment variable in `{env:NAME}`.
 fn valid_variable(name: &str) -> bool {
     !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) && !name.contains(':')
-}
-
-/// `text` as one word of a `sh` command line: as it is when it holds nothing the
-/// shell reads specially, else in single quotes (a `'` inside as `'\''`).
-fn shell_word(text: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_-+=.,:/@%".contains(c);
-    if !text.is_empty() && text.chars().all(plain) {
-        return text.to_owned();
-    }
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// The `{...}` placeholders in `text`, in order.

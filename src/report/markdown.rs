@@ -39,7 +39,9 @@ pub fn render(report: &PhaseReport, charts: &[Chart]) -> String {
     configuration(&mut out, report);
     let _ = writeln!(out, "## Reproduce\n");
     let revision = report.environment.git_sha.as_deref().unwrap_or("(unknown revision)");
-    let _ = writeln!(out, "At revision `{revision}`:\n\n```sh\n{}\n```", report.invocation.reproduce);
+    // The revision alone does not hold what ran from a tree with uncommitted changes.
+    let dirty = if report.environment.git_dirty == Some(true) { " with uncommitted changes" } else { "" };
+    let _ = writeln!(out, "At revision `{revision}`{dirty}:\n\n```sh\n{}\n```", report.invocation.reproduce);
     out
 }
 

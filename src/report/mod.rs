@@ -6,6 +6,7 @@
 //! a report to text; the only file I/O of the crate's outputs is in [`files`].
 
 pub mod charts;
+mod command_line;
 pub mod files;
 pub mod float;
 pub mod junit;
@@ -14,6 +15,8 @@ pub mod markdown;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+pub use command_line::CommandLine;
 
 use crate::env::Environment;
 use crate::execute::{RunResult, RunStatus, Sample, value_json};
@@ -115,9 +118,10 @@ pub struct SpecInfo {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Invocation {
-    /// The command as given.
+    /// The command as given, as a shell at the project root takes it.
     pub command: String,
-    /// The command that reproduces this phase alone.
+    /// The command that reproduces this phase alone (without the run's log and CI
+    /// output options).
     pub reproduce: String,
     /// RFC 3339, UTC.
     pub started: String,
@@ -278,7 +282,7 @@ impl Totals {
 pub struct Context<'a> {
     pub spec: &'a Spec,
     pub environment: &'a Environment,
-    pub command: String,
+    pub command: CommandLine,
     pub started: String,
     pub duration_s: f64,
     pub rounds: u32,
@@ -318,8 +322,8 @@ pub fn build(phase: &PhasePlan, results: &[RunResult], verdicts: Vec<Verdict>, c
             profile: spec.profile.clone(),
         },
         invocation: Invocation {
-            reproduce: reproduce_command(&context.command, &phase.phase.id),
-            command: context.command.clone(),
+            reproduce: context.command.for_phase(&phase.phase.id).render(),
+            command: context.command.render(),
             started: context.started.clone(),
             duration_s: context.duration_s,
             rounds: context.rounds,
@@ -332,16 +336,6 @@ pub fn build(phase: &PhasePlan, results: &[RunResult], verdicts: Vec<Verdict>, c
         verdicts,
         totals,
     }
-}
-
-/// The command with `--phase` set to `phase` (replacing any `--phase` given).
-fn reproduce_command(command: &str, phase: &str) -> String {
-    let mut words: Vec<&str> = command.split(' ').collect();
-    if let Some(index) = words.iter().position(|word| *word == "--phase") {
-        words.drain(index..(index + 2).min(words.len()));
-    }
-    words.retain(|word| !word.starts_with("--phase="));
-    format!("{} --phase {phase}", words.join(" "))
 }
 
 fn run_report(run: &Run, result: &RunResult) -> RunReport {

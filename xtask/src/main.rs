@@ -240,9 +240,10 @@ fn run_options(allow_outside: bool) -> anyhow::Result<RunOptions> {
     let vars: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
         .collect();
+    let project_root = run::project_root(&cwd);
     Ok(RunOptions {
-        project_root: run::project_root(&cwd),
-        command: command_line(),
+        command: command_line(&project_root, &cwd),
+        project_root,
         allow_outside,
         facts: run::machine_facts(&vars),
         keep_all_outputs: false,
@@ -398,15 +399,16 @@ fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
     Ok(Exit::Pass)
 }
 
-/// The command line as a shell would take it, led by the `PHASEGATE_*` variables that
-/// override the spec, so that it reproduces the run.
-fn command_line() -> String {
-    let mut variables: Vec<String> = std::env::vars_os()
+/// The command line, with the `PHASEGATE_*` variables that override the spec and the
+/// directory it ran in, so that it reproduces the run.
+fn command_line(project_root: &Path, cwd: &Path) -> report::CommandLine {
+    let variables = std::env::vars_os()
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
         .filter(|(name, _)| name.starts_with("PHASEGATE_"))
-        .map(|(name, value)| format!("{name}={}", describe::shell_quote(&value)))
         .collect();
-    variables.sort();
-    let args = std::env::args().skip(1).map(|arg| describe::shell_quote(&arg));
-    variables.into_iter().chain(["cargo xtask".to_owned()]).chain(args).collect::<Vec<_>>().join(" ")
+    let dir = match cwd.strip_prefix(project_root) {
+        Ok(relative) => relative.display().to_string(),
+        Err(_) => cwd.display().to_string(),
+    };
+    report::CommandLine { variables, args: std::env::args_os().skip(1).collect(), dir }
 }

@@ -245,7 +245,8 @@ fn the_command_line_is_recorded_as_a_shell_would_take_it() {
 }
 
 /// A spec in `experiments/` of a git repository, run from that directory: reports and
-/// plans are found from the repository's top level, not from where it ran.
+/// plans are found from the repository's top level, not from where it ran, and the
+/// reproducing command, run by a shell at the top level, reproduces the phase.
 #[test]
 fn a_run_from_a_subdirectory_writes_under_the_project_root() {
     let project = Project::new();
@@ -258,18 +259,43 @@ fn a_run_from_a_subdirectory_writes_under_the_project_root() {
     assert!(status.success());
     let output = project
         .command()
-        .args(["run", "e2e.toml", "--plain"])
+        .args(["run", "--plain", "--log-file", "log.jsonl", "--", "e2e.toml"])
         .current_dir(project.path().join("experiments"))
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(
-        project.latest_report()["invocation"]["report_dir"].as_str().map(|dir| dir.starts_with("reports/e2e/")),
-        Some(true)
-    );
+    let report = project.latest_report();
+    assert_eq!(report["invocation"]["report_dir"].as_str().map(|dir| dir.starts_with("reports/e2e/")), Some(true));
     assert!(!project.path().join("experiments/reports").exists());
     let plan = std::fs::read_to_string(project.path().join("plans/e2e.md")).unwrap();
     assert!(plan.contains("- [x] `speedup`: 4.0"), "{plan}");
+    let log = project.path().join("experiments/log.jsonl");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    // The phase alone, before the `--`, and without the run's log.
+    let reproduce = report["invocation"]["reproduce"].as_str().unwrap();
+    assert_eq!(reproduce, "cd experiments && cargo xtask run --plain --phase a -- e2e.toml");
+    let binary = env!("CARGO_BIN_EXE_xtask");
+    let line = reproduce.replace("cargo xtask", &format!("'{binary}'"));
+    let output = project.prepared(Command::new("sh")).args(["-c", &line]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{line}: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(project.latest_report()["invocation"]["command"], reproduce);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), logged, "the run's log is left alone");
+}
+
+/// Words that are not UTF-8 are recorded with their bytes escaped (bash reads them
+/// back), not refused.
+#[test]
+fn a_command_line_that_is_not_utf8_is_recorded_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let project = Project::new();
+    let name = std::ffi::OsStr::from_bytes(b"b\xff.toml");
+    std::fs::write(project.path().join(name), spec(SPEEDUP, "")).unwrap();
+    let output = project.command().arg("check").arg(name).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = project.command().args(["run", "--plain"]).arg(name).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let command = project.latest_report()["invocation"]["command"].as_str().unwrap().to_owned();
+    assert_eq!(command, "cargo xtask run --plain $'b\\xff.toml'");
 }
 
 /// Output nobody reads any more (a pipe whose reader quit, as `| head -1` leaves it, or
