@@ -437,10 +437,10 @@ fn skipped_outputs_and_applies_if_beyond_numbers() {
                 "parity = { of = \"fast\", against = \"slow\", output = \"values\", max_abs = 1e-9 }",
             ),
             ("snapshot_of_skipped", "snapshot = { of = \"fast\", output = \"values\", max_abs = 1e-9 }"),
-            // The index of the only cold sample, 0, makes the ratio infinite.
+            // The index of the first cold sample, 0, makes the ratio infinite.
             (
                 "gated_by_infinity",
-                "expr = \"slow.warm.median <= 1\"\napplies_if = \"slow.warm.median / slow.cold.sample_index.median < 1e9\"",
+                "expr = \"slow.warm.median <= 1\"\napplies_if = \"slow.warm.median / slow.cold.sample_index.min < 1e9\"",
             ),
         ],
     );
@@ -454,7 +454,7 @@ fn skipped_outputs_and_applies_if_beyond_numbers() {
     assert_eq!(gated.status, Status::NotMeasured, "{:?}", gated.reason);
     assert_eq!(
         gated.reason.as_deref(),
-        Some("`slow.warm.median / slow.cold.sample_index.median < 1e9` is not a finite number (inf vs 1000000000)")
+        Some("`slow.warm.median / slow.cold.sample_index.min < 1e9` is not a finite number (inf vs 1000000000)")
     );
 }
 

@@ -297,7 +297,7 @@ fn skipped_and_crashed_runs_in_the_report() {
 
     | size | mode | items_per_s (median) | sample_index (median) | setup_s (median) |
     |---|---|---|---|---|
-    | 8 | cold | 2.454e8 | 0 | 0 |
+    | 8 | cold | 2.454e8 | 2.000 | 0 |
     | 8 | warm | 2.475e8 | 3.000 | – |
 
     ### `fast` (kernel `mock`)

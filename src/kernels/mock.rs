@@ -81,7 +81,7 @@ impl Kernel for Mock {
                 "fail_at",
                 ParamKind::Int { min: -1, max: i64::MAX },
                 Value::Int(-1),
-                "sample index (0 = set-up) at which the run fails; -1 never",
+                "step at which the run fails: 0 = set-up, then the steps of the warm instance (warm-ups included) or the cold samples, from 1; -1 never",
             ),
             ParamSpec::new(
                 "size",
@@ -179,7 +179,8 @@ impl MockInstance {
             perturb: params.float("perturb"),
             rng: noise_generator(context),
             seed: context.seed,
-            calls: 0,
+            // A cold sample is a fresh instance: its step is the run's sample `index + 1`.
+            calls: context.cold_sample.map_or(0, i64::from),
         }
     }
 
@@ -271,6 +272,15 @@ mod tests {
         second.run(&mut Probe::default()).unwrap();
         let error = second.run(&mut Probe::default()).unwrap_err();
         assert_eq!(error.to_string(), "mock failure at sample 2 (fail_at = 2)");
+        // Each cold sample is a fresh instance: the third one is step 3.
+        let cold = |index: u32| {
+            let context = RunContext { cold_sample: Some(index), ..context() };
+            let mut instance = Mock.instantiate(&params(&[("fail_at", Value::Int(3))]), &context).unwrap();
+            instance.setup(&mut Probe::default()).unwrap();
+            instance.run(&mut Probe::default()).map_err(|error| error.to_string())
+        };
+        assert_eq!(cold(1), Ok(()));
+        assert_eq!(cold(2), Err("mock failure at sample 3 (fail_at = 3)".to_owned()));
     }
 
     #[test]
