@@ -88,7 +88,7 @@ pub fn list(plan: &Plan) -> String {
         for workload in &phase.phase.workloads {
             let runs: Vec<_> = phase.runs.iter().filter(|run| run.workload == workload.id).collect();
             let reference = match (&workload.reference, workload.settings.order) {
-                (Some(reference), Order::Sequential) => format!(", after {reference}, unpaired"),
+                (Some(reference), Order::Sequential) => format!(", unpaired with {reference} (order sequential)"),
                 (Some(reference), Order::Interleaved) => format!(", interleaved with {reference}"),
                 (None, _) => String::new(),
             };

@@ -166,7 +166,9 @@ fn sequential_order_disables_pairing() {
     let condition = check.check.condition.as_ref().expect("a condition");
     assert!(check.points[0].paired(condition).is_none());
     let listing = phasegate::describe::list(&plan);
-    assert!(listing.contains("repeats, after slow, unpaired)"), "{listing}");
+    // Groups run in the order of the workloads, so `fast` may run before `slow`: the
+    // listing says only that they are not paired.
+    assert!(listing.contains("repeats, unpaired with slow (order sequential))"), "{listing}");
     assert!(!listing.contains("interleaved"), "{listing}");
 }
 
