@@ -5,7 +5,9 @@
 //! some: for each run, the newest report that measured the same work (its name, thread
 //! count and parameters, see [`crate::baseline::Work`]) gives the median cold and warm
 //! step times, times the steps planned, A/A calibration included. Runs no report
-//! measured with their parameters are counted as unknown rather than guessed.
+//! measured with their parameters are counted as unknown rather than guessed. Re-runs
+//! of inconclusive checks are not in the estimate, as they may not happen; their most is
+//! said beside it.
 
 use std::fmt::Write;
 
@@ -22,13 +24,25 @@ pub struct Estimate {
     /// that are calibrated (`calibration_seconds` of it).
     pub seconds: f64,
     pub calibration_seconds: f64,
+    /// Not in `seconds`: the most the re-runs of inconclusive checks may add to the known
+    /// runs' steps, each group re-run as often as the largest `reruns` among its runs
+    /// that checks read, and the most rounds any group may take.
+    pub rerun_seconds: f64,
+    pub rerun_rounds: u32,
     pub known_runs: usize,
     pub unknown_runs: usize,
 }
 
 /// Estimates `plan`'s time in steps from `earlier` (see the module's documentation).
 pub fn estimate(plan: &Plan, earlier: Option<&Loaded>) -> Estimate {
-    let mut estimate = Estimate { seconds: 0.0, calibration_seconds: 0.0, known_runs: 0, unknown_runs: 0 };
+    let mut estimate = Estimate {
+        seconds: 0.0,
+        calibration_seconds: 0.0,
+        rerun_seconds: 0.0,
+        rerun_rounds: 0,
+        known_runs: 0,
+        unknown_runs: 0,
+    };
     for phase in &plan.phases {
         let reports: Vec<(&PhaseReport, &str)> = earlier
             .map(|loaded| loaded.phase(&phase.phase.id))
@@ -41,6 +55,7 @@ pub fn estimate(plan: &Plan, earlier: Option<&Loaded>) -> Estimate {
             Some(old.summary(mode, "time")?.median)
         };
         let mut known_runs = Vec::new();
+        let mut known_seconds = vec![0.0; phase.runs.len()];
         for run in phase.runs.iter().filter(|run| run.skip.is_none()) {
             let mut seconds = 0.0;
             let mut known = true;
@@ -54,9 +69,22 @@ pub fn estimate(plan: &Plan, earlier: Option<&Loaded>) -> Estimate {
                 estimate.seconds += seconds;
                 estimate.known_runs += 1;
                 known_runs.push(run.index);
+                known_seconds[run.index] = seconds;
             } else {
                 estimate.unknown_runs += 1;
             }
+        }
+        let checked: Vec<usize> = phase
+            .checks
+            .iter()
+            .flat_map(|check| &check.points)
+            .flat_map(|point| point.condition_runs.clone())
+            .collect();
+        for group in &phase.groups {
+            let budget = group.iter().filter(|run| checked.contains(run)).map(|&run| phase.runs[run].settings.reruns);
+            let budget = budget.max().unwrap_or(0);
+            estimate.rerun_seconds += f64::from(budget) * group.iter().map(|&run| known_seconds[run]).sum::<f64>();
+            estimate.rerun_rounds = estimate.rerun_rounds.max(budget);
         }
         // The calibration of the known runs only, as the estimate covers only those.
         for twin in phase.calibration_twins(&plan.spec.calibration) {
@@ -162,7 +190,16 @@ pub fn dry_run(plan: &Plan, estimate: &Estimate) -> String {
                 write!(out, ", plus {} never measured with these parameters", counted(estimate.unknown_runs, "run"));
         }
         let calibrated = if estimate.calibration_seconds > 0.0 { "A/A calibration included, " } else { "" };
-        let _ = writeln!(out, " ({calibrated}set-up of warm runs excluded)");
+        let _ = write!(out, " ({calibrated}set-up of warm runs excluded)");
+        if estimate.rerun_seconds > 0.0 {
+            let _ = write!(
+                out,
+                "; re-runs of inconclusive checks may add up to {} ({} at most)",
+                format_seconds(estimate.rerun_seconds),
+                counted(estimate.rerun_rounds as usize, "round")
+            );
+        }
+        let _ = writeln!(out);
     } else {
         let _ = writeln!(
             out,

@@ -99,6 +99,26 @@ fn the_estimate_counts_the_calibration_steps() {
     );
 }
 
+/// Re-runs are not in the estimate, but their most is said: every group a check reads
+/// re-run `reruns` times.
+#[test]
+fn the_estimate_bounds_the_reruns() {
+    let report = fixed_report();
+    let once = describe::estimate(&expand(&fixed_spec()).unwrap(), Some(&earlier(std::slice::from_ref(&report))));
+    assert_eq!((once.rerun_seconds, once.rerun_rounds), (0.0, 0));
+    assert!(!describe::dry_run(&expand(&fixed_spec()).unwrap(), &once).contains("re-runs"));
+    let text = fixed_spec().replace("[defaults]", "[defaults]\nreruns = 2");
+    let plan = expand(&text).unwrap();
+    let estimate = describe::estimate(&plan, Some(&earlier(std::slice::from_ref(&report))));
+    // The checks read `slow` and `fast` at both sizes: every run may re-run twice.
+    assert_eq!(estimate.seconds, once.seconds);
+    assert!((estimate.rerun_seconds - 2.0 * once.seconds).abs() < 1e-12 * once.seconds, "{estimate:?}");
+    assert_eq!(estimate.rerun_rounds, 2);
+    let text = describe::dry_run(&plan, &estimate);
+    assert!(text.contains("; re-runs of inconclusive checks may add up to "), "{text}");
+    assert!(text.trim_end().ends_with("(2 rounds at most)"), "{text}");
+}
+
 #[test]
 fn a_dry_run_lists_the_matrix_settings_and_estimate() {
     let plan = slow_only();
