@@ -24,11 +24,16 @@ pub fn names() -> Vec<&'static str> {
     all().iter().map(|kernel| kernel.name()).collect()
 }
 
+/// The metric the harness records beside every kernel's own.
+const SETUP_METRIC: &str = "Every kernel's cold samples also record the metric `setup_s` (s): the set-up's share \
+     of the sample, which checks read as `ID.cold.setup_s.median` (or another statistic).";
+
 /// The kernels section of `docs/spec.md`: a table of parameters, metrics and outputs
 /// per kernel.
 pub fn describe_markdown() -> String {
     use std::fmt::Write;
     let mut out = String::new();
+    let _ = writeln!(out, "\n{SETUP_METRIC}");
     for kernel in all() {
         let _ = writeln!(out, "\n### `{}`\n\n{}.\n", kernel.name(), kernel.summary());
         let _ = writeln!(out, "| parameter | type | default | meaning |\n|---|---|---|---|");
@@ -85,6 +90,7 @@ fn default_value(param: &crate::kernel::ParamSpec) -> Option<String> {
 pub fn describe() -> String {
     use std::fmt::Write;
     let mut out = String::new();
+    let _ = writeln!(out, "{}\n", SETUP_METRIC.replace('`', ""));
     for kernel in all() {
         let _ = writeln!(out, "{}: {}", kernel.name(), kernel.summary());
         for param in kernel.params() {
