@@ -341,22 +341,15 @@ fn evaluate_point(
                 if measured.status == Status::Inconclusive {
                     let (low, high) = measured.interval.unwrap_or((f64::NAN, f64::NAN));
                     let coverage = measured.coverage.unwrap_or(0.0);
+                    let [low, high, threshold] = format_apart([low, high, measured.threshold]);
                     reasons.push(if coverage < MIN_COVERAGE {
                         format!(
-                            "the interval [{}, {}] holds the value with only {:.1}% (below {:.0}%): more repeats are needed to decide",
-                            format_number(low),
-                            format_number(high),
+                            "the interval [{low}, {high}] holds the value with only {:.1}% (below {:.0}%): more repeats are needed to decide",
                             100.0 * coverage,
                             100.0 * MIN_COVERAGE
                         )
                     } else {
-                        format!(
-                            "the {:.1}% interval [{}, {}] straddles the threshold {}",
-                            100.0 * coverage,
-                            format_number(low),
-                            format_number(high),
-                            format_number(measured.threshold)
-                        )
+                        format!("the {:.1}% interval [{low}, {high}] straddles the threshold {threshold}", 100.0 * coverage)
                     });
                 }
                 verdict.measured = Some(measured);
@@ -868,11 +861,20 @@ pub fn format_number(value: f64) -> String {
 /// Formats an observed value and its threshold with four significant digits, or more
 /// when four would print two different numbers the same way (up to 12).
 pub fn format_pair(observed: f64, threshold: f64) -> (String, String) {
+    let [observed, threshold] = format_apart([observed, threshold]);
+    (observed, threshold)
+}
+
+/// `values` with 4 significant digits, or as many more (up to 12) as tell the
+/// different ones apart: an interval that straddles a threshold must not read
+/// "[4.000, 4.000] straddles 4.000".
+pub fn format_apart<const N: usize>(values: [f64; N]) -> [String; N] {
     let mut digits = 4;
     loop {
-        let pair = (format_digits(observed, digits), format_digits(threshold, digits));
-        if pair.0 != pair.1 || observed == threshold || digits >= 12 {
-            return pair;
+        let texts = values.map(|value| format_digits(value, digits));
+        let apart = (0..N).all(|i| (0..i).all(|j| texts[i] != texts[j] || values[i] == values[j]));
+        if apart || digits >= 12 {
+            return texts;
         }
         digits += 1;
     }
@@ -1193,6 +1195,12 @@ mod tests {
         assert_eq!(super::format_pair(154.652466, 154.65246), ("154.65247".to_owned(), "154.65246".to_owned()));
         assert_eq!(super::format_pair(5.0, 4.0), ("5.000".to_owned(), "4.000".to_owned()));
         assert_eq!(super::format_pair(1.0, 1.0), ("1.000".to_owned(), "1.000".to_owned()));
+        // An interval that straddles its threshold reads so.
+        assert_eq!(
+            super::format_apart([3.9999995, 4.0000012, 4.0]),
+            ["3.999999", "4.000001", "4.000000"].map(String::from)
+        );
+        assert_eq!(super::format_apart([2.0, 2.0, 3.0]), ["2.000", "2.000", "3.000"].map(String::from));
     }
 
     #[test]

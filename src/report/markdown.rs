@@ -15,7 +15,7 @@ use crate::report::charts::Chart;
 use crate::report::{PhaseReport, RunReport};
 use crate::spec::Mode;
 use crate::stats::format_seconds;
-use crate::verdict::{Measured, Method, ParityFigures, Status, Verdict, format_number, format_pair};
+use crate::verdict::{Measured, Method, ParityFigures, Status, Verdict, format_apart, format_number, format_pair};
 
 /// The phase report, linking the `charts` written beside it.
 pub fn render(report: &PhaseReport, charts: &[Chart]) -> String {
@@ -253,21 +253,19 @@ fn median_interval_label(verdict: &Verdict) -> String {
 }
 
 fn measured_cells(measured: &Measured) -> (String, String, String, String) {
+    let (observed_text, threshold_text) = format_pair(measured.observed, measured.threshold);
     let observed = match (&measured.ratios, measured.method) {
-        (Some(ratios), Method::PairedRatio) => format!(
-            "{} (pairs min {}, max {})",
-            format_number(measured.observed),
-            format_number(ratios.min),
-            format_number(ratios.max)
-        ),
-        _ => format_pair(measured.observed, measured.threshold).0,
+        (Some(ratios), Method::PairedRatio) => {
+            format!("{observed_text} (pairs min {}, max {})", format_number(ratios.min), format_number(ratios.max))
+        }
+        _ => observed_text,
     };
-    let (_, threshold_text) = format_pair(measured.observed, measured.threshold);
     let threshold = format!("{} {threshold_text}", measured.cmp);
     let margin = measured.margin.map_or_else(|| "–".to_owned(), |margin| format!("{:+.1}%", 100.0 * margin));
     let interval = match (measured.interval, measured.coverage) {
         (Some((low, high)), Some(coverage)) => {
-            format!("[{}, {}] ({:.1}%)", format_number(low), format_number(high), 100.0 * coverage)
+            let [low, high, _] = format_apart([low, high, measured.threshold]);
+            format!("[{low}, {high}] ({:.1}%)", 100.0 * coverage)
         }
         _ => "–".into(),
     };
