@@ -685,6 +685,25 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     assert!(reason.contains("tighten the check or drop the waiver; the margin "), "{reason}");
 }
 
+/// A ratio of partners is paired only as a sub-expression of its own: a factor or a
+/// sign written before its numerator makes two medians of it, as the grammar reads it.
+#[test]
+fn a_ratio_is_paired_as_a_sub_expression_of_its_own() {
+    for (expr, paired) in [
+        ("slow.warm.median / fast.warm.median * 2 >= 2", true),
+        ("2 * (slow.warm.median / fast.warm.median) >= 2", true),
+        ("-(slow.warm.median / fast.warm.median) <= -1", true),
+        ("2 * slow.warm.median / fast.warm.median >= 2", false),
+        ("-slow.warm.median / fast.warm.median <= -1", false),
+    ] {
+        let text = with_checks(BASE, &[("speed", &format!("expr = \"{expr}\""))]);
+        let verdict = verdicts(&text, &Facts::default()).remove(0);
+        let terms: Vec<bool> = verdict.terms().iter().map(|term| term.paired).collect();
+        let expected = if paired { vec![true] } else { vec![false, false] };
+        assert_eq!(terms, expected, "{expr}: {verdict:?}");
+    }
+}
+
 /// The A/A twins of a seeded mock draw noise apart, as two instances on a machine see
 /// different noise: its floor is not 0, and the same in every calibration.
 #[test]
