@@ -685,6 +685,20 @@ fn calibration_measures_the_noise_floor_and_flags_tight_thresholds() {
     assert!(reason.contains("tighten the check or drop the waiver; the margin "), "{reason}");
 }
 
+/// A gate's references take part in the check's points: a verdict per value of an
+/// axis only the gate's workload varies, one when the gate selects its run.
+#[test]
+fn a_gate_over_an_axis_gives_a_verdict_per_value() {
+    let text = BASE.replacen("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]", 1);
+    for (gate, labels) in [("fast", vec!["size=8", "size=16"]), ("fast[size=8]", vec![""])] {
+        let check = format!("expr = \"slow.warm.median <= 1\"\napplies_if = \"{gate}.warm.median > 0\"");
+        let verdicts = verdicts(&with_checks(&text, &[("gated", &check)]), &Facts::default());
+        let points: Vec<&str> = verdicts.iter().map(|verdict| verdict.point.as_str()).collect();
+        assert_eq!(points, labels, "{gate}");
+        assert!(verdicts.iter().all(|verdict| verdict.status == Status::Pass), "{verdicts:?}");
+    }
+}
+
 /// A ratio of partners is paired only as a sub-expression of its own: a factor or a
 /// sign written before its numerator makes two medians of it, as the grammar reads it.
 #[test]
