@@ -126,12 +126,15 @@ pub fn preflight(plan: &Plan, options: &RunOptions) -> Result<PathBuf, SpecError
 fn checked(plan: &Plan, options: &RunOptions) -> Result<(PathBuf, Vec<Snapshots>), SpecError> {
     let spec = &plan.spec;
     let root = experiment_root(plan, options);
-    let project = normalize(&options.project_root);
-    if !options.allow_outside && !root.starts_with(&project) {
+    // Compared where the files would land: through the symbolic links on the way.
+    let (project, resolved) = (through_links(&normalize(&options.project_root)), through_links(&root));
+    if !options.allow_outside && !resolved.starts_with(&project) {
+        let through =
+            if resolved == root { String::new() } else { format!(" (through a link: {})", resolved.display()) };
         return Err(spec
             .value_error(
                 "experiment.output",
-                format!("reports would be written outside the project, to {}", root.display()),
+                format!("reports would be written outside the project, to {}{through}", root.display()),
             )
             .with_hint("use a path inside the project, or pass --allow-outside to the command"));
     }
@@ -567,6 +570,17 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     normalized
+}
+
+/// `path` with its longest existing ancestor resolved through symbolic links, the
+/// rest (which does not exist yet, so holds no link) as it is.
+fn through_links(path: &Path) -> PathBuf {
+    let Some((existing, resolved)) =
+        path.ancestors().find_map(|ancestor| Some((ancestor, std::fs::canonicalize(ancestor).ok()?)))
+    else {
+        return path.to_owned();
+    };
+    resolved.join(path.strip_prefix(existing).unwrap_or(Path::new("")))
 }
 
 /// The project root: the git top level of `start`, or `start` itself.

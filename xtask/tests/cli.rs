@@ -721,6 +721,17 @@ fn outputs_outside_the_project_and_absurd_sizes_are_refused() {
     assert_eq!(code, 2);
     assert!(stderr.contains("reports would be written outside the project"), "{stderr}");
     assert!(stderr.contains("--allow-outside"), "{stderr}");
+    // Through a link that leads out of the project too.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), project.path().join("link")).unwrap();
+    project.write("linked.toml", &spec(SPEEDUP, "").replace("seed = 3", "seed = 3\noutput = \"link/reports\""));
+    let output = project.xtask(&["check", "linked.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("reports would be written outside the project, to "), "{stderr}");
+    assert!(stderr.contains("/link/reports/e2e (through a link: "), "{stderr}");
+    let output = project.xtask(&["check", "linked.toml", "--allow-outside"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     project.write("huge.toml", &spec(SPEEDUP, "size = 1099511627776"));
     let (code, _, stderr) = project.run("huge.toml", &[]);
     assert_eq!(code, 2);
