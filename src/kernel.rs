@@ -713,6 +713,12 @@ pub trait Kernel: Send + Sync {
     /// (bare or in backticks) is shown at that parameter.
     fn check(&self, params: &Params) -> Result<Resources, String>;
 
+    /// The environment variables a run of `params` reads by name (valid parameters):
+    /// before anything runs, each must be set, as UTF-8, for every run that executes.
+    fn variables(&self, _params: &Params) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Creates the instance for one run. Must be cheap; heavy work belongs in `setup`.
     fn instantiate(&self, params: &Params, context: &RunContext) -> anyhow::Result<Box<dyn Instance>>;
 }

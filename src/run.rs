@@ -171,6 +171,29 @@ fn checked(plan: &Plan, options: &RunOptions) -> Result<(PathBuf, Vec<Snapshots>
             }
         }
     }
+    // The variables a run reads by name: one it would fail to read stops the run here.
+    for phase in &plan.phases {
+        for run in phase.runs.iter().filter(|run| run.skip.is_none()) {
+            let kernel = crate::kernels::find(&run.kernel).expect("a validated kernel");
+            for variable in kernel.variables(&run.params) {
+                let problem = match std::env::var(&variable) {
+                    Ok(_) => continue,
+                    Err(std::env::VarError::NotPresent) => "is not set",
+                    Err(std::env::VarError::NotUnicode(_)) => "is not valid UTF-8",
+                };
+                let key = format!("phase.{}.workload.{}.params", phase.phase.id, run.workload);
+                return Err(spec
+                    .locator()
+                    .key_error(
+                        &key,
+                        format!("run `{}` reads the environment variable {variable}, which {problem}", run.name()),
+                    )
+                    .with_hint(format!(
+                        "set it, or add `requires_env = \"{variable}\"` to the workload to skip it where it is not set"
+                    )));
+            }
+        }
+    }
     // A damaged stored snapshot stops the run before anything runs, not at its phase.
     let store = snapshot::Store::for_spec(spec);
     let snapshots = plan.phases.iter().map(|phase| load_snapshots(phase, &store)).collect::<Result<Vec<_>>>();

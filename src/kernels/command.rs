@@ -157,6 +157,19 @@ impl Kernel for Command {
         Ok(Resources::default())
     }
 
+    fn variables(&self, params: &Params) -> Vec<String> {
+        let template = templates(params).join(" ");
+        let mut names: Vec<String> = Vec::new();
+        for placeholder in placeholders(&template) {
+            if let Some(name) = placeholder.strip_prefix("env:")
+                && !names.iter().any(|known| known == name)
+            {
+                names.push(name.to_owned());
+            }
+        }
+        names
+    }
+
     fn instantiate(&self, params: &Params, context: &RunContext) -> anyhow::Result<Box<dyn Instance>> {
         let workdir = match params.text("workdir") {
             "fresh" => Some(context.scratch_dir.join("workdir")),

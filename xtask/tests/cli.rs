@@ -461,25 +461,39 @@ code = 3
     assert!(report.contains("### `ok` (kernel `command`)"), "{report}");
 }
 
-/// An `{env:VAR}` whose value is not UTF-8 fails the run saying so, not that the
-/// variable is unset.
+/// An `{env:VAR}` that is unset or not UTF-8 is refused before anything runs, by
+/// `check` and `run` alike, saying which; `requires_env` skips the workload instead.
 #[test]
-fn an_environment_placeholder_that_is_not_utf8_says_so() {
+fn an_environment_placeholder_that_cannot_be_read_is_refused_up_front() {
     use std::os::unix::ffi::OsStrExt;
     let project = Project::new();
     let params = "program = \"true\"\nargs = [\"{env:EXAMPLE_TOOL_BYTES}\"]\n";
-    project.write("cmd.toml", &timeout_spec("cmd", "5", "w", "command", params));
-    let output = project
-        .command()
-        .args(["run", "cmd.toml", "--plain"])
-        .env("EXAMPLE_TOOL_BYTES", std::ffi::OsStr::from_bytes(b"a\xffb"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(3), "{stdout}");
-    let report = std::fs::read_to_string(project.path().join("reports/cmd/latest/a/report.md")).unwrap();
-    assert!(report.contains(r#"environment variable EXAMPLE_TOOL_BYTES is not valid UTF-8: "a\xFFb""#), "{report}");
-    assert!(!report.contains("is not set"), "{report}");
+    let text = timeout_spec("cmd", "5", "w", "command", params);
+    project.write("cmd.toml", &text);
+    for (value, problem) in [(None, "is not set"), (Some(&b"a\xffb"[..]), "is not valid UTF-8")] {
+        for command in ["check", "run"] {
+            let mut started = project.command();
+            started.args([command, "cmd.toml"]).env_remove("EXAMPLE_TOOL_BYTES");
+            if let Some(value) = value {
+                started.env("EXAMPLE_TOOL_BYTES", std::ffi::OsStr::from_bytes(value));
+            }
+            let output = started.output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+            let message = format!("run `w` reads the environment variable EXAMPLE_TOOL_BYTES, which {problem}");
+            assert!(stderr.contains(&message), "{command}: {stderr}");
+            assert!(stderr.contains("requires_env = \"EXAMPLE_TOOL_BYTES\""), "{stderr}");
+        }
+    }
+    assert!(!project.path().join("reports/cmd").exists(), "nothing ran");
+    let output = project.command().args(["run", "cmd.toml"]).env("EXAMPLE_TOOL_BYTES", "x").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    project.write(
+        "skipped.toml",
+        &text.replace("kernel = \"command\"", "kernel = \"command\"\nrequires_env = \"EXAMPLE_TOOL_BYTES\""),
+    );
+    let output = project.command().args(["run", "skipped.toml"]).env_remove("EXAMPLE_TOOL_BYTES").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// A spec of one sample of one workload, under a per-sample `timeout` in seconds.
