@@ -16,7 +16,8 @@
 //!
 //! Every file but the run log is written to a temporary name in the same directory,
 //! flushed and renamed over its final name, so an interrupted run never leaves a
-//! half-written report and never touches the reports of earlier runs.
+//! half-written report and never touches the reports of earlier runs; a write that
+//! fails removes its temporary file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -24,20 +25,27 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// Writes `bytes` to `path` atomically (temporary file + rename).
+/// Writes `bytes` to `path` atomically (temporary file + rename). A write or rename
+/// that fails removes the temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
     let temporary = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut file = File::create(&temporary).with_context(|| format!("cannot write {}", temporary.display()))?;
-    file.write_all(bytes)
+    let written = file
+        .write_all(bytes)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    drop(file);
-    fs::rename(&temporary, path)
-        .with_context(|| format!("cannot move {} to {}", temporary.display(), path.display()))?;
-    Ok(())
+        .with_context(|| format!("cannot write {}", temporary.display()))
+        .and_then(|()| {
+            drop(file);
+            fs::rename(&temporary, path)
+                .with_context(|| format!("cannot move {} to {}", temporary.display(), path.display()))
+        });
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// Creates a fresh run directory `<root>/<stamp>-<host>`, adding `-2`, `-3`, ... when
@@ -179,6 +187,19 @@ mod tests {
         assert_eq!(std::fs::read(second.join("a/b.txt")).unwrap(), b"x");
         let leftovers: Vec<_> = std::fs::read_dir(second.join("a")).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    /// A write whose rename fails (a directory holds the name) leaves no temporary
+    /// file behind.
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.md");
+        std::fs::create_dir_all(path.join("in the way")).unwrap();
+        let error = write_atomic(&path, b"x").unwrap_err();
+        assert!(format!("{error:#}").contains("cannot move"), "{error:#}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+        assert_eq!(names, ["report.md"]);
     }
 
     /// The newest run is the one that started last; of runs started in the same second,
