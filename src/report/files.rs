@@ -143,6 +143,38 @@ pub fn append(path: &Path, text: &str) -> Result<()> {
     file.write_all(text.as_bytes()).with_context(|| format!("cannot append to {}", path.display()))
 }
 
+/// Checks, before anything runs, that the file `path` can be written at the end of the
+/// run ([`append`], [`write_atomic`]), without creating it. An existing file is tested
+/// itself: a regular file must open for appending (which changes nothing), another kind
+/// (a device, a fifo) must be writable by this process, asked of the system rather than
+/// by opening it, which a fifo's reader would see. A new file needs a writable nearest
+/// existing directory ([`check_writable`]); its missing directories are created when it
+/// is written.
+pub fn check_output_file(path: &Path) -> Result<()> {
+    let refused = || format!("cannot write {}", path.display());
+    match fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => anyhow::bail!("{} is a directory, not a file", path.display()),
+        Ok(metadata) if metadata.is_file() => {
+            OpenOptions::new().append(true).open(path).map(drop).with_context(refused)
+        }
+        Ok(_) => writable_by_this_process(path).with_context(refused),
+        Err(_) => {
+            let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            check_writable(parent).with_context(refused)
+        }
+    }
+}
+
+/// Whether this process may write `path`, by its effective user and groups.
+fn writable_by_this_process(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: `name` is a NUL-terminated string that lives through the call, which only
+    // reads it.
+    let answer = unsafe { libc::faccessat(libc::AT_FDCWD, name.as_ptr(), libc::W_OK, libc::AT_EACCESS) };
+    if answer == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
 /// Checks that `dir` can be created and written to, before anything runs, without
 /// creating it: the nearest existing ancestor must be a writable directory.
 pub fn check_writable(dir: &Path) -> Result<()> {

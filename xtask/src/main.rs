@@ -260,7 +260,7 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
         options.baseline = Some(phasegate::baseline::load(baseline, &root, &options.project_root, &plan)?);
     }
     for path in args.junit.iter().chain(&args.summary) {
-        check_output_file(path)?;
+        report::files::check_output_file(path)?;
     }
     if args.dry_run {
         // Everything a run would refuse (`run::run` checks it first), a dry run
@@ -304,16 +304,6 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
             Ok(if outcome.exit == Exit::Pass { Exit::Usage } else { outcome.exit })
         }
     }
-}
-
-/// Checks, before anything runs, that a file the run appends to or replaces at the end
-/// can be written.
-fn check_output_file(path: &Path) -> anyhow::Result<()> {
-    if path.is_dir() {
-        anyhow::bail!("{} is a directory, not a file", path.display());
-    }
-    let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    report::files::check_writable(parent).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn update_plans(mut plans: Vec<PathBuf>, all: bool, check: bool) -> anyhow::Result<Exit> {

@@ -66,6 +66,30 @@ impl Project {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     }
+
+    /// `command`, run by the user nobody when the tests run as root (whom file modes do
+    /// not stop), and by the caller otherwise. The project lets everyone in.
+    fn unprivileged(&self) -> Command {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        std::fs::set_permissions(self.path(), std::fs::Permissions::from_mode(0o777)).expect("open the project");
+        let mut command = self.command();
+        // SAFETY: `geteuid` only reads the process's user id.
+        if unsafe { libc::geteuid() } == 0 {
+            command.uid(65534).gid(65534);
+        }
+        command
+    }
+}
+
+/// The exit code, stdout and stderr of `command`.
+fn outcome(mut command: Command) -> (i32, String, String) {
+    let output = command.output().expect("run xtask");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 fn spec(checks: &str, slow_params: &str) -> String {
@@ -1499,6 +1523,50 @@ fn unwritable_junit_or_summary_files_are_refused_before_anything_runs() {
         assert!(stderr.contains(". is a directory, not a file"), "{stderr}");
     }
     assert!(!project.path().join("reports").exists(), "nothing ran");
+}
+
+/// A `--junit` or `--summary` file that exists is checked itself, not its directory: one
+/// that cannot be opened for writing is refused before anything runs, one that can is
+/// written even in a directory that takes no new file, as `/dev/null` and `/dev/stderr`
+/// are.
+#[test]
+fn junit_and_summary_files_that_exist_are_checked_themselves() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::new();
+    project.write("spec.toml", &spec(SPEEDUP, ""));
+    let mode = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    mode(&project.write("read-only.md", "earlier step\n"), 0o444);
+    let locked = project.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    mode(&project.write("locked/summary.md", "earlier step\n"), 0o666);
+    mode(&locked, 0o555);
+    let run = |extra: &[&str]| {
+        let mut command = project.unprivileged();
+        command.args(["run", "spec.toml", "--plain"]).args(extra);
+        command
+    };
+    for flag in ["--junit", "--summary"] {
+        let (code, _, stderr) = outcome(run(&[flag, "read-only.md"]));
+        assert_eq!(code, 2, "{flag}: {stderr}");
+        assert!(stderr.contains("error: cannot write read-only.md: Permission denied"), "{stderr}");
+    }
+    assert!(!project.path().join("reports").exists(), "nothing ran");
+    let (code, stdout, stderr) = outcome(run(&["--summary", "/dev/null"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = outcome(run(&["--summary", "locked/summary.md"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let summary = std::fs::read_to_string(locked.join("summary.md")).unwrap();
+    assert!(summary.starts_with("earlier step\n## phasegate: e2e"), "appended: {summary}");
+    // `/dev/stderr` names whatever stderr is: here a file everyone may write.
+    let stderr_file = project.path().join("stderr.txt");
+    std::fs::File::create(&stderr_file).unwrap();
+    mode(&stderr_file, 0o666);
+    let mut command = run(&["--summary", "/dev/stderr"]);
+    command.stderr(std::fs::File::options().append(true).open(&stderr_file).unwrap());
+    let (code, _, _) = outcome(command);
+    let stderr = std::fs::read_to_string(&stderr_file).unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("## phasegate: e2e"), "{stderr}");
 }
 
 #[test]
