@@ -28,24 +28,78 @@ use anyhow::{Context, Result};
 /// Writes `bytes` to `path` atomically (temporary file + rename). A write or rename
 /// that fails removes the temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = parent_of(path);
     fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let temporary = temporary_for(path);
+    let file = File::create(&temporary).with_context(|| format!("cannot write {}", temporary.display()))?;
+    replace_with(file, &temporary, path, bytes)
+}
+
+/// Writes `bytes` to `path`, a file named on the command line (`--junit`), so that what
+/// the name stands for receives them: a new path or a regular file is replaced
+/// atomically ([`write_atomic`]), but the target of a symlink, a device or a fifo is
+/// opened, truncated and written, since a rename would replace the link or the device
+/// itself. So is a regular file whose directory takes no new file, which
+/// [`check_output_file`] lets through.
+pub fn write_named(path: &Path, bytes: &[u8]) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_file() => {
+            let temporary = temporary_for(path);
+            match File::create(&temporary) {
+                Ok(file) => replace_with(file, &temporary, path, bytes),
+                Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => write_through(path, bytes),
+                Err(error) => Err(error).with_context(|| format!("cannot write {}", temporary.display())),
+            }
+        }
+        Ok(_) => write_through(path, bytes),
+        Err(_) => write_atomic(path, bytes),
+    }
+}
+
+/// The directory of `path`, `.` for a bare name.
+fn parent_of(path: &Path) -> &Path {
+    path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// The temporary name `path` is written under before it is renamed: hidden, beside it,
+/// and this process's own.
+fn temporary_for(path: &Path) -> PathBuf {
     let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
-    let temporary = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut file = File::create(&temporary).with_context(|| format!("cannot write {}", temporary.display()))?;
+    parent_of(path).join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to `file`, just created as `temporary`, and renames it to `path`;
+/// removes it when that fails.
+fn replace_with(mut file: File, temporary: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let written = file
         .write_all(bytes)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", temporary.display()))
         .and_then(|()| {
             drop(file);
-            fs::rename(&temporary, path)
+            fs::rename(temporary, path)
                 .with_context(|| format!("cannot move {} to {}", temporary.display(), path.display()))
         });
     if written.is_err() {
-        let _ = fs::remove_file(&temporary);
+        let _ = fs::remove_file(temporary);
     }
     written
+}
+
+/// Opens `path` (following a symlink), truncates it and writes `bytes` into it.
+fn write_through(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    // A regular file is synced as a replaced one is; devices and fifos cannot be.
+    if file.metadata().is_ok_and(|metadata| metadata.is_file()) {
+        file.sync_all().with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Creates a fresh run directory `<root>/<stamp>-<host>`, adding `-2`, `-3`, ... when
@@ -144,7 +198,7 @@ pub fn append(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Checks, before anything runs, that the file `path` can be written at the end of the
-/// run ([`append`], [`write_atomic`]), without creating it. An existing file is tested
+/// run ([`append`], [`write_named`]), without creating it. An existing file is tested
 /// itself: a regular file must open for appending (which changes nothing), another kind
 /// (a device, a fifo) must be writable by this process, asked of the system rather than
 /// by opening it, which a fifo's reader would see. A new file needs a writable nearest
@@ -203,7 +257,9 @@ pub fn check_writable(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{create_run_dir, latest_run_dir, newest_run_name, runs_with_phase, update_latest, write_atomic};
+    use super::{
+        create_run_dir, latest_run_dir, newest_run_name, runs_with_phase, update_latest, write_atomic, write_named,
+    };
 
     #[test]
     fn run_dirs_never_collide_and_latest_follows() {
@@ -232,6 +288,36 @@ mod tests {
         assert!(format!("{error:#}").contains("cannot move"), "{error:#}");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
         assert_eq!(names, ["report.md"]);
+    }
+
+    /// A named file is written where its name leads: a symlink stays a link to the file
+    /// that now holds the text, a fifo stays a fifo and its reader gets the text, and a
+    /// regular file is replaced.
+    #[test]
+    fn a_named_file_is_written_through_links_and_fifos() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        let link = dir.path().join("link.xml");
+        std::os::unix::fs::symlink("real/junit.xml", &link).unwrap();
+        write_named(&link, b"through the link").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(dir.path().join("real/junit.xml")).unwrap(), b"through the link");
+        write_named(&dir.path().join("real/junit.xml"), b"replaced").unwrap();
+        assert_eq!(std::fs::read(&link).unwrap(), b"replaced");
+        let fifo = dir.path().join("fifo");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `name` is a NUL-terminated path that lives through the call.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "{}", std::io::Error::last_os_error());
+        let reader = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || std::fs::read(fifo).unwrap()
+        });
+        write_named(&fifo, b"into the fifo").unwrap();
+        // Checked before the reader is waited for, whom a fifo replaced by a file may
+        // leave waiting for a writer forever.
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(reader.join().unwrap(), b"into the fifo");
     }
 
     /// The newest run is the one that started last; of runs started in the same second,

@@ -289,7 +289,7 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     out!("{}", describe::outcome(&outcome));
     let mut written = Ok(());
     if let Some(path) = &args.junit {
-        written = report::files::write_atomic(path, report::junit::render(&outcome.reports).as_bytes());
+        written = report::files::write_named(path, report::junit::render(&outcome.reports).as_bytes());
     }
     if let Some(path) = &args.summary {
         written =

@@ -1569,6 +1569,36 @@ fn junit_and_summary_files_that_exist_are_checked_themselves() {
     assert!(stderr.contains("## phasegate: e2e"), "{stderr}");
 }
 
+/// The `--junit` file is written where its name leads: through a symlink, which stays,
+/// into a device, and into a writable file in a directory that takes no new file.
+#[test]
+fn the_junit_file_is_written_through_links_and_devices() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::new();
+    project.write("spec.toml", &spec(SPEEDUP, ""));
+    let locked = project.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    project.write("locked/junit.xml", "earlier");
+    std::fs::set_permissions(locked.join("junit.xml"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Unprivileged, so that nothing could replace /dev/null.
+    for junit in ["/dev/null", "locked/junit.xml"] {
+        let mut command = project.unprivileged();
+        command.args(["run", "spec.toml", "--plain", "--junit", junit]);
+        let (code, stdout, stderr) = outcome(command);
+        assert_eq!(code, 0, "{junit}: {stdout}{stderr}");
+    }
+    let junit = std::fs::read_to_string(locked.join("junit.xml")).unwrap();
+    assert!(junit.starts_with("<?xml") && junit.contains("<testsuite name=\"e2e.a\""), "{junit}");
+    std::fs::create_dir(project.path().join("real")).unwrap();
+    std::os::unix::fs::symlink("real/junit.xml", project.path().join("junit.xml")).unwrap();
+    let (code, stdout, stderr) = project.run("spec.toml", &["--junit", "junit.xml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(std::fs::symlink_metadata(project.path().join("junit.xml")).unwrap().file_type().is_symlink());
+    let junit = std::fs::read_to_string(project.path().join("real/junit.xml")).unwrap();
+    assert!(junit.contains("<testsuite name=\"e2e.a\""), "{junit}");
+}
+
 #[test]
 fn a_run_of_one_phase_keeps_the_other_phases_in_the_plan_and_the_baseline() {
     let project = Project::new();
