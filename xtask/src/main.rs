@@ -287,23 +287,28 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let outcome = run::run(&plan, &options, &observer)?;
     observer.finish();
     out!("{}", describe::outcome(&outcome));
-    let mut written = Ok(());
-    if let Some(path) = &args.junit {
-        written = report::files::write_named(path, report::junit::render(&outcome.reports).as_bytes());
+    // Each CI output is written whatever became of the other.
+    let mut unwritten = Vec::new();
+    if let Some(path) = &args.junit
+        && let Err(error) = report::files::write_named(path, report::junit::render(&outcome.reports).as_bytes())
+    {
+        errln!("error: {error:#}");
+        unwritten.push(path.display().to_string());
     }
-    if let Some(path) = &args.summary {
-        written =
-            written.and_then(|()| report::files::append(path, &report::markdown::render_summary(&outcome.reports)));
+    if let Some(path) = &args.summary
+        && let Err(error) = report::files::append(path, &report::markdown::render_summary(&outcome.reports))
+    {
+        errln!("error: {error:#}");
+        unwritten.push(path.display().to_string());
     }
-    match written {
-        Ok(()) => Ok(outcome.exit),
-        // The verdict stands; a passing run whose CI outputs are missing must not
-        // read as a pass.
-        Err(error) => {
-            errln!("error: {error:#}");
-            Ok(if outcome.exit == Exit::Pass { Exit::Usage } else { outcome.exit })
-        }
+    // A run that did not pass fails CI with its own exit code either way.
+    if unwritten.is_empty() || outcome.exit != Exit::Pass {
+        return Ok(outcome.exit);
     }
+    // A passing run whose CI outputs are missing must not read as a pass, and the line
+    // above, which said exit 0, must not be the last word.
+    outln!("exit {}: the run passed, but {} could not be written", Exit::Usage.code(), unwritten.join(" and "));
+    Ok(Exit::Usage)
 }
 
 fn update_plans(mut plans: Vec<PathBuf>, all: bool, check: bool) -> anyhow::Result<Exit> {

@@ -1329,6 +1329,24 @@ fn a_passing_run_whose_summary_cannot_be_written_exits_2() {
     assert_eq!(code, 1, "{stdout}{stderr}");
 }
 
+/// A `--junit` file that fails to write (a link to `/dev/full`) does not keep the
+/// summary from being written, and a passing run's last line says the exit code became
+/// 2, as the process's is.
+#[cfg(target_os = "linux")]
+#[test]
+fn each_ci_output_is_written_whatever_became_of_the_other() {
+    let project = Project::new();
+    project.write("pass.toml", &spec(SPEEDUP, ""));
+    std::os::unix::fs::symlink("/dev/full", project.path().join("junit.xml")).unwrap();
+    let (code, stdout, stderr) = project.run("pass.toml", &["--junit", "junit.xml", "--summary", "ci/summary.md"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("error: cannot write junit.xml"), "{stderr}");
+    let summary = std::fs::read_to_string(project.path().join("ci/summary.md")).unwrap_or_default();
+    assert!(summary.starts_with("## phasegate: e2e"), "{summary}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert_eq!(last, "exit 2: the run passed, but junit.xml could not be written", "{stdout}");
+}
+
 #[test]
 fn living_plan_is_regenerated_by_run_and_by_plan() {
     let project = Project::new();
