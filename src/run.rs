@@ -204,13 +204,37 @@ fn checked(plan: &Plan, options: &RunOptions) -> Result<(PathBuf, Vec<Snapshots>
     Ok((root, snapshots))
 }
 
-/// Runs `plan`, writing reports as each phase finishes.
-pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result<Outcome> {
+/// A plan that passed the checks before running, with what they found (the output
+/// root and the stored snapshots): only [`prepare`] makes one, and [`run_prepared`]
+/// runs it.
+pub struct Prepared<'a> {
+    plan: &'a Plan,
+    options: &'a RunOptions,
+    root: PathBuf,
+    snapshots: Vec<Snapshots>,
+}
+
+/// Starts a run: the checks of [`preflight`], keeping what they read for
+/// [`run_prepared`]. Between the two, the caller may do what only a run that is about
+/// to start should (the command line opens its `--log-file`).
+pub fn prepare<'a>(plan: &'a Plan, options: &'a RunOptions) -> Result<Prepared<'a>, SpecError> {
     // From the start: an interrupt before the first phase (while the environment is
     // probed) exits with 130 too, and the run log lists it from the moment the run's
     // directory exists.
     execute::install_interrupt_cleanup();
-    let (root, snapshots) = checked(plan, options).map_err(anyhow::Error::new)?;
+    let (root, snapshots) = checked(plan, options)?;
+    Ok(Prepared { plan, options, root, snapshots })
+}
+
+/// Runs `plan`, writing reports as each phase finishes: [`prepare`], then
+/// [`run_prepared`].
+pub fn run(plan: &Plan, options: &RunOptions, observer: &dyn Observer) -> Result<Outcome> {
+    run_prepared(prepare(plan, options)?, observer)
+}
+
+/// Runs a prepared plan, writing reports as each phase finishes.
+pub fn run_prepared(prepared: Prepared<'_>, observer: &dyn Observer) -> Result<Outcome> {
+    let Prepared { plan, options, root, snapshots } = prepared;
     let store = snapshot::Store::for_spec(&plan.spec);
     let environment = Environment::probe(&options.project_root);
     let started_at = DateTime::from_unix(clock::wall_time());

@@ -164,15 +164,18 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (log_file, plain) = match &cli.command {
-        Command::Run(args) => (args.log_file.clone(), args.plain),
-        _ => (None, false),
+        Command::Run(args) => (args.log_file.is_some(), args.plain),
+        _ => (false, false),
     };
-    if let Err(error) = progress::install_tracing(log_file.as_deref(), plain) {
-        errln!("error: {error:#}");
-        return ExitCode::from(Exit::Usage.code() as u8);
-    }
+    let log = match progress::install_tracing(log_file, plain) {
+        Ok(log) => log,
+        Err(error) => {
+            errln!("error: {error:#}");
+            return ExitCode::from(Exit::Usage.code() as u8);
+        }
+    };
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(args, &log),
         Command::List(args) => load_plan(&args).map(|plan| {
             out!("{}", describe::list(&plan));
             Exit::Pass
@@ -252,7 +255,7 @@ fn run_options(allow_outside: bool) -> anyhow::Result<RunOptions> {
     })
 }
 
-fn run(args: RunArgs) -> anyhow::Result<Exit> {
+fn run(args: RunArgs, log: &progress::LogFile) -> anyhow::Result<Exit> {
     let plan = load_plan(&args.spec)?;
     let mut options = run_options(args.allow_outside)?;
     if let Some(baseline) = &args.baseline {
@@ -262,8 +265,11 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     for path in args.junit.iter().chain(&args.summary) {
         report::files::check_output_file(path)?;
     }
+    if let Some(path) = &args.log_file {
+        check_log_file(path, &args.spec.spec)?;
+    }
     if args.dry_run {
-        // Everything a run would refuse (`run::run` checks it first), a dry run
+        // Everything a run would refuse (`run::prepare` checks it first), a dry run
         // refuses too.
         run::preflight(&plan, &options)?;
         let root = run::experiment_root(&plan, &options);
@@ -284,7 +290,12 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     }
     let fancy = std::io::stderr().is_terminal() && !args.plain;
     let observer = progress::Progress::new(fancy);
-    let outcome = run::run(&plan, &options, &observer)?;
+    let prepared = run::prepare(&plan, &options)?;
+    // Only now, with nothing left to refuse, is an earlier log replaced.
+    if let Some(path) = &args.log_file {
+        log.open(path)?;
+    }
+    let outcome = run::run_prepared(prepared, &observer)?;
     observer.finish();
     out!("{}", describe::outcome(&outcome));
     // Each CI output is written whatever became of the other.
@@ -309,6 +320,27 @@ fn run(args: RunArgs) -> anyhow::Result<Exit> {
     // above, which said exit 0, must not be the last word.
     outln!("exit {}: the run passed, but {} could not be written", Exit::Usage.code(), unwritten.join(" and "));
     Ok(Exit::Usage)
+}
+
+/// Checks, before anything runs (in a dry run too), that a run can create its
+/// `--log-file`: not the spec itself, which creating the log would empty, and in a
+/// directory that exists (unlike those of `--junit` and `--summary`, the log's missing
+/// directories are not created).
+fn check_log_file(path: &Path, spec: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |path: &Path| std::fs::metadata(path).ok().map(|metadata| (metadata.dev(), metadata.ino()));
+    if let Some(log) = identity(path)
+        && identity(spec) == Some(log)
+    {
+        anyhow::bail!("the log file {} is the spec {}: a run would empty it", path.display(), spec.display());
+    }
+    let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let checked = if directory.is_dir() {
+        report::files::check_output_file(path)
+    } else {
+        Err(anyhow::anyhow!("{} is not a directory", directory.display()))
+    };
+    checked.with_context(|| format!("cannot create the log file {}", path.display()))
 }
 
 fn update_plans(mut plans: Vec<PathBuf>, all: bool, check: bool) -> anyhow::Result<Exit> {

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,9 +20,12 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the subscriber: human-readable warnings on stderr (`RUST_LOG` adjusts),
-/// and with `log_file` every `phasegate` event at debug level as JSON lines. Warnings
-/// are coloured only on a terminal, without `plain` and without `NO_COLOR`.
-pub fn install_tracing(log_file: Option<&Path>, plain: bool) -> anyhow::Result<()> {
+/// and with `log_file` every `phasegate` event at debug level as JSON lines, into the
+/// file [`LogFile::open`] names once a run is about to start (until then they are
+/// dropped, so a spec that fails to load, a refused run or a dry run leave an earlier
+/// log alone). Warnings are coloured only on a terminal, without `plain` and without
+/// `NO_COLOR`.
+pub fn install_tracing(log_file: bool, plain: bool) -> anyhow::Result<LogFile> {
     let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
     let colour = std::io::stderr().is_terminal() && !plain && !no_color;
@@ -31,38 +34,42 @@ pub fn install_tracing(log_file: Option<&Path>, plain: bool) -> anyhow::Result<(
         .with_ansi(colour)
         .with_target(false)
         .with_filter(stderr_filter);
-    let file = match log_file {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create the log file {}", path.display()))?;
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(JsonLog { file: Mutex::new(file) })
-                    .with_current_span(false)
-                    .with_span_list(false)
-                    .with_filter(EnvFilter::new("phasegate=debug")),
-            )
-        }
-        None => None,
-    };
+    let log = LogFile::default();
+    let file = log_file.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(log.clone())
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_filter(EnvFilter::new("phasegate=debug"))
+    });
     tracing_subscriber::registry()
         .with(stderr)
         .with(file)
         .try_init()
         .context("cannot install the tracing subscriber")?;
-    Ok(())
+    Ok(log)
 }
 
 use tracing_subscriber::Layer;
 
-/// The log file: every line goes through [`json_log_line`], so the events' JSON fields
-/// are written as objects rather than as text.
-struct JsonLog {
-    file: Mutex<File>,
+/// The `--log-file`, once opened: every line goes through [`json_log_line`], so the
+/// events' JSON fields are written as objects rather than as text.
+#[derive(Clone, Default)]
+pub struct LogFile {
+    file: Arc<Mutex<Option<File>>>,
 }
 
-impl<'a> MakeWriter<'a> for JsonLog {
+impl LogFile {
+    /// Creates (or truncates) the log file at `path`; the events from here on go to it.
+    pub fn open(&self, path: &Path) -> anyhow::Result<()> {
+        let file = File::create(path).with_context(|| format!("cannot create the log file {}", path.display()))?;
+        *self.file.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(file);
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogFile {
     type Writer = JsonLogLines<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
@@ -70,9 +77,10 @@ impl<'a> MakeWriter<'a> for JsonLog {
     }
 }
 
-/// Collects the bytes of one event and writes each finished line to the log file.
-struct JsonLogLines<'a> {
-    file: &'a Mutex<File>,
+/// Collects the bytes of one event and writes each finished line to the log file, if
+/// it is open.
+pub struct JsonLogLines<'a> {
+    file: &'a Mutex<Option<File>>,
     pending: Vec<u8>,
 }
 
@@ -82,23 +90,26 @@ impl Write for JsonLogLines<'_> {
         while let Some(end) = self.pending.iter().position(|&byte| byte == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=end).collect();
             let line = json_log_line(String::from_utf8_lossy(&line[..end]).as_ref());
-            let mut file = self.file.lock().unwrap_or_else(|poison| poison.into_inner());
-            file.write_all(line.as_bytes())?;
-            file.write_all(b"\n")?;
+            if let Some(file) = self.file.lock().unwrap_or_else(|poison| poison.into_inner()).as_mut() {
+                file.write_all(line.as_bytes())?;
+                file.write_all(b"\n")?;
+            }
         }
         Ok(bytes.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.lock().unwrap_or_else(|poison| poison.into_inner()).flush()
+        self.file.lock().unwrap_or_else(|poison| poison.into_inner()).as_mut().map_or(Ok(()), Write::flush)
     }
 }
 
 impl Drop for JsonLogLines<'_> {
     fn drop(&mut self) {
         // An event always ends its line; anything left is written as it came.
-        if !self.pending.is_empty() {
-            let _ = self.file.lock().unwrap_or_else(|poison| poison.into_inner()).write_all(&self.pending);
+        if !self.pending.is_empty()
+            && let Some(file) = self.file.lock().unwrap_or_else(|poison| poison.into_inner()).as_mut()
+        {
+            let _ = file.write_all(&self.pending);
         }
     }
 }

@@ -875,6 +875,47 @@ fn a_log_file_that_cannot_be_created_is_refused_before_anything_runs() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("cannot create the log file no/such/dir/log.jsonl"), "{stderr}");
     assert!(!project.path().join("reports").exists(), "nothing ran");
+    // A dry run refuses what a run would.
+    let (code, _, stderr) = project.run("spec.toml", &["--dry-run", "--log-file", "no/such/dir/log.jsonl"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot create the log file no/such/dir/log.jsonl: no/such/dir is not a"), "{stderr}");
+}
+
+/// The log file is created only when a run is about to start: a dry run, a spec that
+/// does not load and a run refused before it starts leave an earlier log alone (and
+/// create none), and a log that would be the spec itself is refused.
+#[test]
+fn only_a_run_that_starts_replaces_its_log_file() {
+    let project = Project::new();
+    let text = spec(SPEEDUP, "");
+    project.write("spec.toml", &text);
+    project.write("outside.toml", &text.replace("seed = 3", "seed = 3\noutput = \"../elsewhere\""));
+    project.write("log.jsonl", "earlier\n");
+    let log = || std::fs::read_to_string(project.path().join("log.jsonl")).unwrap();
+    for (spec, dry_run, expected) in
+        [("spec.toml", true, 0), ("missing.toml", false, 2), ("outside.toml", false, 2), ("outside.toml", true, 2)]
+    {
+        let extra = if dry_run { &["--dry-run"][..] } else { &[] };
+        let (code, stdout, stderr) = project.run(spec, &[extra, &["--log-file", "log.jsonl"]].concat());
+        assert_eq!(code, expected, "{spec} {extra:?}: {stdout}{stderr}");
+        assert_eq!(log(), "earlier\n", "{spec} {extra:?}");
+        let (code, _, _) = project.run(spec, &[extra, &["--log-file", "new.jsonl"]].concat());
+        assert_eq!(code, expected, "{spec} {extra:?}");
+        assert!(!project.path().join("new.jsonl").exists(), "{spec} {extra:?}");
+    }
+    for extra in [&["--dry-run"][..], &[]] {
+        let (code, _, stderr) = project.run("spec.toml", &[extra, &["--log-file", "./spec.toml"]].concat());
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains("error: the log file ./spec.toml is the spec spec.toml: a run would empty it"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(project.path().join("spec.toml")).unwrap(), text);
+    }
+    assert!(!project.path().join("reports").exists(), "nothing ran");
+    let (code, _, _) = project.run("spec.toml", &["--log-file", "log.jsonl"]);
+    assert_eq!(code, 0);
+    assert_eq!(log_fields(&log(), "phasegate::sample").len(), 12, "{}", log());
 }
 
 /// A spec of one phase holding one workload, given as its TOML lines.
