@@ -80,6 +80,18 @@ fn the_summary_counts_a_check_not_measured_as_a_fail() {
     assert!(summary.contains("| `a` Phase A | **CRASHED** | 1 | 3 | 1 | 0 |"), "{summary}");
 }
 
+/// A crashed run is named in the summary with its error, as stdout, report.md and the
+/// JUnit file name it.
+#[test]
+fn the_summary_names_the_crashed_runs() {
+    let summary = markdown::render_summary(&[troubled_report()]);
+    assert!(
+        summary.contains("| Crashed run | Error |\n|---|---|\n| `a/fast[size=16]` | step failed: out of memory |\n"),
+        "{summary}"
+    );
+    assert!(!markdown::render_summary(&[fixed_report()]).contains("Crashed run"));
+}
+
 #[test]
 fn json_report_round_trips() {
     let report = fixed_report();

@@ -45,7 +45,8 @@ pub fn render(report: &PhaseReport, charts: &[Chart]) -> String {
     out
 }
 
-/// `summary.md`: every phase's verdict and checks on one page, short enough for a
+/// `summary.md`: every phase's verdict, its crashed runs (with the first line of their
+/// error) and its checks that did not pass on one page, short enough for a
 /// pull-request comment or `$GITHUB_STEP_SUMMARY`.
 pub fn render_summary(reports: &[PhaseReport]) -> String {
     let mut out = String::new();
@@ -77,6 +78,18 @@ pub fn render_summary(reports: &[PhaseReport]) -> String {
         );
     }
     out.push('\n');
+    let crashed: Vec<(&PhaseReport, &RunReport, &str)> = reports
+        .iter()
+        .flat_map(|report| report.crashed_runs().map(move |(run, message)| (report, run, message)))
+        .collect();
+    if !crashed.is_empty() {
+        let _ = writeln!(out, "| Crashed run | Error |\n|---|---|");
+        for (report, run, message) in crashed {
+            let first_line = message.lines().next().unwrap_or_default();
+            let _ = writeln!(out, "| `{}/{}` | {} |", report.phase.id, escape(&run.name()), escape(first_line));
+        }
+        out.push('\n');
+    }
     let notable: Vec<(&PhaseReport, &Verdict)> = reports
         .iter()
         .flat_map(|report| report.verdicts.iter().map(move |verdict| (report, verdict)))
