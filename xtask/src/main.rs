@@ -194,15 +194,7 @@ fn main() -> ExitCode {
         Command::Plan { plans, all, check } => update_plans(plans, all, check),
         Command::Snapshot { action, dir } => {
             let given = dir.is_some();
-            snapshot_dir(dir).and_then(|dir| {
-                // A project that never stored a snapshot has no default directory yet;
-                // a directory named on the command line must exist.
-                if !given && !dir.exists() {
-                    outln!("no snapshots recorded yet ({} does not exist)", dir.display());
-                    return Ok(Exit::Pass);
-                }
-                snapshots(action, &dir)
-            })
+            snapshot_dir(dir).and_then(|dir| snapshots(action, &dir, given))
         }
         Command::Kernels { markdown } => {
             let text = if markdown { phasegate::kernels::describe_markdown() } else { phasegate::kernels::describe() };
@@ -387,21 +379,26 @@ fn snapshot_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     .join(phasegate::snapshot::DEFAULT_DIR))
 }
 
-fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
+/// `snapshot review` or `snapshot accept` in `dir`, which `--dir` named when `given`.
+fn snapshots(action: SnapshotAction, dir: &Path, given: bool) -> anyhow::Result<Exit> {
     let filter = match &action {
         SnapshotAction::Review { filter } | SnapshotAction::Accept { filter } => filter.clone(),
     };
-    let all = phasegate::snapshot::pending(dir)?;
+    // A project that never stored a snapshot has no default directory yet, and none
+    // pending; a directory named on the command line must exist.
+    let all = if !given && !dir.exists() { Vec::new() } else { phasegate::snapshot::pending(dir)? };
     let pending: Vec<_> = all
         .iter()
         .filter(|pending| filter.as_ref().is_none_or(|text| pending.base.display().to_string().contains(text.as_str())))
         .collect();
-    if all.is_empty() {
-        outln!("no pending snapshots in {}", dir.display());
-        return Ok(Exit::Pass);
-    }
+    let nothing = if dir.exists() {
+        format!("no pending snapshots in {}", dir.display())
+    } else {
+        format!("no snapshots recorded yet ({} does not exist)", dir.display())
+    };
     if let (true, Some(text)) = (pending.is_empty(), &filter) {
         let unmatched = match all.len() {
+            0 => format!("{nothing}, so none matches `{text}`"),
             1 => format!("the pending snapshot does not match `{text}`"),
             n => format!("none of the {n} pending snapshots matches `{text}`"),
         };
@@ -413,6 +410,10 @@ fn snapshots(action: SnapshotAction, dir: &Path) -> anyhow::Result<Exit> {
             }
             SnapshotAction::Accept { .. } => anyhow::bail!("nothing accepted: {unmatched}"),
         };
+    }
+    if all.is_empty() {
+        outln!("{nothing}");
+        return Ok(Exit::Pass);
     }
     for snapshot in &pending {
         match action {

@@ -1153,6 +1153,19 @@ fn pending_snapshots_are_found_from_anywhere_in_the_project() {
     let output = project.xtask(&["snapshot", "review"]);
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("no snapshots recorded yet"), "{output:?}");
+    // Accepting all of nothing is done; accepting what a filter names when nothing is
+    // pending was not.
+    let output = project.xtask(&["snapshot", "accept"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let output = project.xtask(&["snapshot", "accept", "a/fast"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "nothing accepted: no snapshots recorded yet (experiments/snapshots does not exist), so none matches `a/fast`"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     let perturbed = spec(check, "").replace("jitter = 0.02", "jitter = 0.02\nperturb = 0.5");
     for spec_file in ["experiments/snap.toml", "other/snap.toml"] {
         project.write(spec_file, &spec(check, ""));
@@ -1203,6 +1216,15 @@ fn pending_snapshots_are_found_from_anywhere_in_the_project() {
     let review = in_src(&["snapshot", "review"]);
     let stdout = String::from_utf8_lossy(&review.stdout);
     assert!(stdout.contains("no pending snapshots in ../experiments/snapshots"), "{stdout}");
+    let accept = in_src(&["snapshot", "accept", "a/fast"]);
+    let stderr = String::from_utf8_lossy(&accept.stderr);
+    assert!(
+        stderr.contains("nothing accepted: no pending snapshots in ../experiments/snapshots, so none matches `a/fast`"),
+        "{stderr}"
+    );
+    assert_eq!(accept.status.code(), Some(2), "{stderr}");
+    let review = in_src(&["snapshot", "review", "a/fast"]);
+    assert_eq!(review.status.code(), Some(0), "{review:?}");
 }
 
 #[test]
