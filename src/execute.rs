@@ -106,6 +106,9 @@ impl RunResult {
 /// Receives progress as execution goes; the command line draws it.
 pub trait Observer: Sync {
     fn phase_started(&self, _phase: &PhasePlan, _steps: u64) {}
+    /// A re-run round (1, 2, ...) of the groups behind inconclusive checks starts, adding
+    /// `steps` to those `phase_started` announced.
+    fn rerun_started(&self, _phase: &PhasePlan, _round: u32, _steps: u64) {}
     fn step_finished(&self, _phase: &PhasePlan, _run: &Run, _sample: &Sample) {}
     fn run_failed(&self, _phase: &PhasePlan, _run: &Run, _message: &str) {}
     fn phase_finished(&self, _phase: &PhasePlan) {}

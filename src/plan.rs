@@ -65,6 +65,11 @@ impl Run {
         u64::from(self.settings.repeats) + u64::from(warmup)
     }
 
+    /// The steps the run takes in all its modes.
+    pub fn n_steps(&self) -> u64 {
+        self.settings.modes.iter().map(|&mode| self.steps(mode)).sum()
+    }
+
     fn coord(&self, name: &str) -> Option<&Value> {
         self.coords.iter().find(|(coord, _)| coord == name).map(|(_, value)| value)
     }
@@ -159,8 +164,7 @@ impl PhasePlan {
 
     /// Timed steps (warm-up included) of this phase's runs.
     pub fn n_steps(&self) -> u64 {
-        let runs = self.runs.iter().filter(|run| run.skip.is_none());
-        runs.flat_map(|run| run.settings.modes.iter().map(|&mode| run.steps(mode))).sum()
+        self.runs.iter().filter(|run| run.skip.is_none()).map(Run::n_steps).sum()
     }
 
     /// The group a run belongs to.

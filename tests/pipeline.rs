@@ -526,6 +526,48 @@ fn inconclusive_checks_are_rerun_within_budget() {
     assert_eq!(results[0].samples, again[0].samples);
 }
 
+/// Counts the steps each round announces and the steps that finish in it.
+#[derive(Default)]
+struct RoundSteps(std::sync::Mutex<std::collections::BTreeMap<u32, (u64, u64)>>);
+
+impl phasegate::execute::Observer for RoundSteps {
+    fn rerun_started(&self, _phase: &phasegate::plan::PhasePlan, round: u32, steps: u64) {
+        self.0.lock().unwrap().entry(round).or_default().0 += steps;
+    }
+
+    fn step_finished(&self, _phase: &phasegate::plan::PhasePlan, _run: &phasegate::plan::Run, sample: &Sample) {
+        self.0.lock().unwrap().entry(sample.round).or_default().1 += 1;
+    }
+}
+
+/// A re-run round announces the steps it takes (those of the re-run groups alone), so
+/// a progress display can count them.
+#[test]
+fn a_rerun_round_announces_its_steps() {
+    let text = BASE.replace("repeats = 5", "repeats = 5\nreruns = 2").replace("jitter = 0.05", "jitter = [0.0, 0.05]");
+    let text = text.replacen("kernel = \"mock\"\nreference", "kernel = \"mock\"\nseed = 99\nreference", 1);
+    let text = with_checks(&text, &[("straddles", "expr = \"slow.warm.median / fast.warm.median >= 4\"")]);
+    let plan = expand(&text).unwrap();
+    let phase = &plan.phases[0];
+    let scratch = tempfile::tempdir().unwrap();
+    let options =
+        ExecutionOptions { scratch_root: scratch.path().to_owned(), keep_all_outputs: false, calibration: false };
+    let steps = RoundSteps::default();
+    let (_, _, rounds) = phasegate::run::execute_with_reruns(
+        phase,
+        &options,
+        &steps,
+        &Facts::default(),
+        &phasegate::verdict::Snapshots::new(),
+    );
+    assert_eq!(rounds, 3);
+    // One group of two runs (a warm-up and five samples each) is re-run, twice.
+    let steps = steps.0.into_inner().unwrap();
+    let expected: std::collections::BTreeMap<u32, (u64, u64)> =
+        [(0, (0, phase.n_steps())), (1, (12, 12)), (2, (12, 12))].into();
+    assert_eq!(steps, expected);
+}
+
 #[test]
 fn too_few_samples_decide_nothing_until_reruns_pool_enough() {
     // A budget of six re-runs, and a second group (a workload no check names) that is

@@ -167,7 +167,8 @@ fn main() -> ExitCode {
         Command::Run(args) => (args.log_file.is_some(), args.plain),
         _ => (false, false),
     };
-    let log = match progress::install_tracing(log_file, plain) {
+    let bar = progress::ShownBar::default();
+    let log = match progress::install_tracing(log_file, plain, &bar) {
         Ok(log) => log,
         Err(error) => {
             errln!("error: {error:#}");
@@ -175,7 +176,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run(args) => run(args, &log),
+        Command::Run(args) => run(args, &log, bar),
         Command::List(args) => load_plan(&args).map(|plan| {
             out!("{}", describe::list(&plan));
             Exit::Pass
@@ -247,7 +248,7 @@ fn run_options(allow_outside: bool) -> anyhow::Result<RunOptions> {
     })
 }
 
-fn run(args: RunArgs, log: &progress::LogFile) -> anyhow::Result<Exit> {
+fn run(args: RunArgs, log: &progress::LogFile, bar: progress::ShownBar) -> anyhow::Result<Exit> {
     let plan = load_plan(&args.spec)?;
     let mut options = run_options(args.allow_outside)?;
     if let Some(baseline) = &args.baseline {
@@ -281,7 +282,7 @@ fn run(args: RunArgs, log: &progress::LogFile) -> anyhow::Result<Exit> {
         return Ok(Exit::Pass);
     }
     let fancy = std::io::stderr().is_terminal() && !args.plain;
-    let observer = progress::Progress::new(fancy);
+    let observer = progress::Progress::new(fancy, bar);
     let prepared = run::prepare(&plan, &options)?;
     // Only now, with nothing left to refuse, is an earlier log replaced.
     if let Some(path) = &args.log_file {
