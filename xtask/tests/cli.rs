@@ -68,17 +68,33 @@ impl Project {
     }
 
     /// `command`, run by the user nobody when the tests run as root (whom file modes do
-    /// not stop), and by the caller otherwise. The project lets everyone in.
+    /// not stop), and by the caller otherwise. The project lets everyone in; where
+    /// nobody may not reach the binary (a checkout under a private home), it runs a
+    /// copy of it in the project.
     fn unprivileged(&self) -> Command {
         use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
         std::fs::set_permissions(self.path(), std::fs::Permissions::from_mode(0o777)).expect("open the project");
-        let mut command = self.command();
         // SAFETY: `geteuid` only reads the process's user id.
-        if unsafe { libc::geteuid() } == 0 {
-            command.uid(65534).gid(65534);
+        if unsafe { libc::geteuid() } != 0 {
+            return self.command();
         }
-        command
+        let binary = PathBuf::from(env!("CARGO_BIN_EXE_xtask"));
+        let as_nobody = |program: &Path| {
+            let mut command = self.prepared(Command::new(program));
+            command.uid(65534).gid(65534);
+            command
+        };
+        let reachable = as_nobody(&binary).arg("--version").output().is_ok_and(|output| output.status.success());
+        if reachable {
+            return as_nobody(&binary);
+        }
+        let copy = self.path().join(".xtask");
+        if !copy.exists() {
+            std::fs::copy(&binary, &copy).expect("copy the binary");
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("let everyone run it");
+        }
+        as_nobody(&copy)
     }
 }
 
