@@ -9,14 +9,17 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
-/// The options of `run` that take a value as the next word (or after `=`).
-const VALUED: [&str; 8] =
+/// The options of `run` that take a value as the next word (or after `=`); the command
+/// line's tests hold the list to its parser.
+pub const VALUED: [&str; 8] =
     ["--set", "--profile", "--phase", "--filter", "--log-file", "--baseline", "--junit", "--summary"];
 
 /// Options a phase's reproducing command leaves out: where the run's CI outputs and
 /// log went, which reproducing one phase must not overwrite.
-const OUTPUTS: [&str; 3] = ["--log-file", "--junit", "--summary"];
+pub const OUTPUTS: [&str; 3] = ["--log-file", "--junit", "--summary"];
 
+/// A run's command line: the words it was started with, the variables that changed
+/// the spec and the directory it ran in.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CommandLine {
     /// The `PHASEGATE_*` variables that override the spec, by name.
@@ -41,7 +44,9 @@ impl CommandLine {
     pub fn render(&self) -> String {
         let mut words: Vec<String> = Vec::new();
         if !self.dir.is_empty() {
-            words.extend(["cd".to_owned(), quote(self.dir.as_bytes()), "&&".to_owned()]);
+            // `cd -x` would read an option.
+            let dir = if self.dir.starts_with('-') { format!("./{}", self.dir) } else { self.dir.clone() };
+            words.extend(["cd".to_owned(), quote(dir.as_bytes()), "&&".to_owned()]);
         }
         let mut variables = self.variables.clone();
         variables.sort();
@@ -137,10 +142,10 @@ mod tests {
     fn words_are_quoted_for_a_shell_at_the_project_root() {
         let mut command = CommandLine::of(["run", "my spec.toml", "--set", "experiment.title=Bob's"]);
         command.variables = vec![("PHASEGATE_B".into(), "2 ".into()), ("PHASEGATE_A".into(), "1".into())];
-        command.dir = "sub dir".into();
+        command.dir = "-sub dir".into();
         assert_eq!(
             command.render(),
-            "cd 'sub dir' && PHASEGATE_A=1 PHASEGATE_B='2 ' cargo xtask run 'my spec.toml' --set 'experiment.title=Bob'\\''s'"
+            "cd './-sub dir' && PHASEGATE_A=1 PHASEGATE_B='2 ' cargo xtask run 'my spec.toml' --set 'experiment.title=Bob'\\''s'"
         );
         // Bytes that are not UTF-8 are escaped, the rest kept.
         use std::os::unix::ffi::OsStringExt;

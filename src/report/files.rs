@@ -14,10 +14,13 @@
 //!   run_log.txt                    one line appended per run
 //! ```
 //!
-//! Every file but the run log is written to a temporary name in the same directory,
-//! flushed and renamed over its final name, so an interrupted run never leaves a
-//! half-written report and never touches the reports of earlier runs; a write that
-//! fails removes its temporary file.
+//! Every file of the run directory is written to a temporary name in the same
+//! directory, flushed and renamed over its final name, so an interrupted run never
+//! leaves a half-written report and never touches the reports of earlier runs; a write
+//! that fails removes its temporary file. The run log and the `--summary` file are
+//! appended to; the `--junit` file is replaced so too, unless its name leads elsewhere
+//! (a link, a device) or its directory refuses the rename, when it is written in place
+//! ([`write_named`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -46,7 +49,10 @@ pub fn write_named(path: &Path, bytes: &[u8]) -> Result<()> {
         Ok(metadata) if metadata.is_file() => {
             let temporary = temporary_for(path);
             match File::create(&temporary) {
-                Ok(file) => replace_with(file, &temporary, path, bytes),
+                // A rename the directory refuses (another user's file under a sticky
+                // bit) leaves writing in place, which the check before the run allowed.
+                Ok(file) => replace_with(file, &temporary, path, bytes)
+                    .or_else(|error| write_through(path, bytes).map_err(|_| error)),
                 Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => write_through(path, bytes),
                 Err(error) => Err(error).with_context(|| format!("cannot write {}", temporary.display())),
             }
@@ -86,20 +92,36 @@ fn replace_with(mut file: File, temporary: &Path, path: &Path, bytes: &[u8]) -> 
     written
 }
 
-/// Opens `path` (following a symlink), truncates it and writes `bytes` into it.
+/// Opens `path` (following a symlink), truncates it and writes `bytes` into it; a
+/// path that leads to this process's own stdout or stderr (`/dev/stdout` redirected to
+/// a log) is appended to, so the run's printed lines stay.
 fn write_through(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(!is_own_output(path))
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
+    if is_own_output(path) {
+        use std::io::Seek;
+        let _ = file.seek(std::io::SeekFrom::End(0));
+    }
     file.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
     // A regular file is synced as a replaced one is; devices and fifos cannot be.
     if file.metadata().is_ok_and(|metadata| metadata.is_file()) {
         file.sync_all().with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Whether `path` is the file this process's stdout or stderr writes to.
+fn is_own_output(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = fs::metadata(path) else { return false };
+    ["/proc/self/fd/1", "/proc/self/fd/2"]
+        .iter()
+        .filter_map(|stream| fs::metadata(stream).ok())
+        .any(|stream| (stream.dev(), stream.ino()) == (target.dev(), target.ino()))
 }
 
 /// Creates a fresh run directory `<root>/<stamp>-<host>`, adding `-2`, `-3`, ... when

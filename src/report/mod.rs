@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use command_line::CommandLine;
+pub use command_line::{CommandLine, OUTPUTS, VALUED};
 
 use crate::env::Environment;
 use crate::execute::{RunResult, RunStatus, Sample, value_json};

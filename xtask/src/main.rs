@@ -441,3 +441,31 @@ fn command_line(project_root: &Path, cwd: &Path) -> report::CommandLine {
     };
     report::CommandLine { variables, args: std::env::args_os().skip(1).collect(), dir }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// The recorded command's reading of `run`'s options is the parser's: which take a
+    /// value, and which name the run's log and CI files.
+    #[test]
+    fn the_recorded_command_knows_the_options_of_run() {
+        let cli = super::Cli::command();
+        let run = cli.find_subcommand("run").expect("the run command");
+        let mut valued: Vec<String> = run
+            .get_arguments()
+            .filter(|arg| arg.get_long().is_some() && arg.get_action().takes_values())
+            .map(|arg| format!("--{}", arg.get_long().unwrap_or_default()))
+            .collect();
+        valued.sort();
+        let mut known: Vec<String> = phasegate::report::VALUED.iter().map(|name| (*name).to_owned()).collect();
+        known.sort();
+        assert_eq!(valued, known);
+        let files: Vec<String> = run
+            .get_arguments()
+            .filter(|arg| arg.get_value_names().is_some_and(|names| names.iter().any(|name| name == "FILE")))
+            .map(|arg| format!("--{}", arg.get_long().unwrap_or_default()))
+            .collect();
+        assert_eq!(files, phasegate::report::OUTPUTS);
+    }
+}

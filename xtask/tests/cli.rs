@@ -1666,6 +1666,24 @@ fn junit_and_summary_files_that_exist_are_checked_themselves() {
     assert!(stderr.contains("## phasegate: e2e"), "{stderr}");
 }
 
+/// `--junit /dev/stdout` with stdout in a file adds the XML after the run's lines
+/// instead of emptying the file first.
+#[test]
+fn a_junit_file_that_is_stdout_keeps_the_printed_lines() {
+    let project = Project::new();
+    project.write("spec.toml", &spec(SPEEDUP, ""));
+    let log = project.path().join("ci.log");
+    let mut command = project.command();
+    command.args(["run", "spec.toml", "--plain", "--junit", "/dev/stdout"]);
+    command.stdout(std::fs::File::create(&log).unwrap());
+    let (code, _, stderr) = outcome(command);
+    assert_eq!(code, 0, "{stderr}");
+    let printed = std::fs::read_to_string(&log).unwrap();
+    let verdict = printed.find("exit 0: all checks pass").expect("the printed verdict");
+    let xml = printed.find("<?xml").expect("the junit XML");
+    assert!(verdict < xml, "{printed}");
+}
+
 /// The `--junit` file is written where its name leads: through a symlink, which stays,
 /// into a device, and into a writable file in a directory that takes no new file.
 #[test]
