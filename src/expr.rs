@@ -139,6 +139,21 @@ pub struct Selected {
     pub selectors: Vec<(String, Value)>,
 }
 
+impl Selected {
+    /// Whether `other` is written to select the same runs: the same workload and
+    /// selectors, their values compared as runs are named (`size=1` and `size=1.0`
+    /// alike, [`Value::same_point`]).
+    pub fn same_runs(&self, other: &Selected) -> bool {
+        self.workload == other.workload
+            && self.selectors.len() == other.selectors.len()
+            && self
+                .selectors
+                .iter()
+                .zip(&other.selectors)
+                .all(|((name, value), (other_name, other_value))| name == other_name && value.same_point(other_value))
+    }
+}
+
 impl fmt::Display for Selected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_selected(f, &self.workload, &self.selectors)

@@ -47,6 +47,21 @@ impl Value {
             _ => None,
         }
     }
+
+    /// The value as a run's name writes it (`size=1`), which is what tells matrix
+    /// points apart: `1`, `1.0` and `"1"` have one key, and so are one point. Every
+    /// comparison of parameter values (partners, check points, selectors, repeated
+    /// values of an axis) goes through this key or [`Value::same_point`], never `==`,
+    /// which tells an integer from a float.
+    pub fn point_key(&self) -> String {
+        self.to_string()
+    }
+
+    /// Whether two values are one matrix point: whether their [`Value::point_key`]s
+    /// are equal.
+    pub fn same_point(&self, other: &Value) -> bool {
+        self.point_key() == other.point_key()
+    }
 }
 
 impl fmt::Display for Value {

@@ -7,7 +7,8 @@
 //! is a setting every run has, so a workload run at one thread count matches every
 //! thread count of another). A workload and its `reference` are *partners*: their
 //! matching runs form an *execution group* that runs interleaved, so their samples
-//! pair up by index. A check is evaluated at *points*: every combination of the axes
+//! pair up by index. Values agree when they name the same run ([`Value::same_point`]:
+//! `1` and `1.0` do). A check is evaluated at *points*: every combination of the axes
 //! of the workloads it references at which each reference resolves to exactly one run
 //! (by the same rule: a workload at one thread count resolves at every point of a
 //! `threads` axis); a reference that would resolve to several runs is an error (add a
@@ -384,7 +385,7 @@ fn runs_match(a: &Run, a_axes: &[&str], b: &Run, b_axes: &[&str]) -> bool {
             a_axes.contains(&name.as_str()) || b_axes.contains(&name.as_str())
         };
         match b.coord(name) {
-            Some(other) if compared => other == value,
+            Some(other) if compared => other.same_point(value),
             _ => true,
         }
     })
@@ -488,7 +489,7 @@ fn check_points(
             match axes.iter_mut().find(|(name, _)| name == axis) {
                 Some((_, existing)) => {
                     for value in values {
-                        if !existing.contains(&value) {
+                        if !existing.iter().any(|known| known.same_point(&value)) {
                             existing.push(value);
                         }
                     }
@@ -508,11 +509,13 @@ fn check_points(
                 .iter()
                 .filter(|run| run.workload == mention.selected.workload)
                 .filter(|run| {
-                    // Compared as written out, as runs are named: `size=1` selects the run
-                    // of `size = 1.0`.
-                    mention.selected.selectors.iter().all(|(name, value)| {
-                        run.coord(name).is_some_and(|coord| coord.to_string() == value.to_string())
-                    })
+                    // `size=1` selects the run of `size = 1.0`: values compare as runs are
+                    // named.
+                    mention
+                        .selected
+                        .selectors
+                        .iter()
+                        .all(|(name, value)| run.coord(name).is_some_and(|coord| coord.same_point(value)))
                 })
                 .collect();
             // Every run has a thread count, but it places a run on the `threads` axis
@@ -531,7 +534,7 @@ fn check_points(
                     .iter()
                     .map(|&axis| {
                         let value = run.coord(&axes[axis].0)?;
-                        axes[axis].1.iter().position(|candidate| candidate == value)
+                        axes[axis].1.iter().position(|candidate| candidate.same_point(value))
                     })
                     .collect();
                 if let Some(key) = key {
@@ -623,7 +626,7 @@ fn check_points(
 fn selector_hint(a: &Run, b: &Run) -> String {
     a.coords
         .iter()
-        .find(|(name, value)| b.coord(name).is_some_and(|other| other != value))
+        .find(|(name, value)| b.coord(name).is_some_and(|other| !other.same_point(value)))
         .map_or_else(|| "[...]".to_owned(), |(name, value)| format!("{}[{name}={value}]", a.workload))
 }
 

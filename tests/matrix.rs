@@ -206,3 +206,51 @@ fn a_selected_phase_is_planned_alone() {
     assert_eq!(phases, ["b"]);
     assert_eq!(plan.n_runs(), 1);
 }
+
+/// Values are one point when they name the same run, whatever type they were written
+/// in: a command kernel's own parameters keep it, so `1`, `1.0` and `"1"` stay apart as
+/// values, yet partners pair on them and checks resolve at them as for `1` and `1`.
+#[test]
+fn partners_and_checks_match_values_as_runs_are_named() {
+    let workload = |id: &str, reference: &str, values: &str| {
+        format!(
+            "\n[[phase.workload]]\nid = \"{id}\"\nkernel = \"command\"\n{reference}[phase.workload.params]\n\
+             program = \"true\"\nargs = [\"{{n}}\"]\nn = {values}\n"
+        )
+    };
+    let check =
+        |id: &str, expr: &str| format!("\n[[phase.check]]\nid = \"{id}\"\nexpr = \"{expr}\"\nrationale = \"why\"\n");
+    let text = format!(
+        "[experiment]\nname = \"typed\"\nseed = 7\n\n[[phase]]\nid = \"a\"\n{}{}{}{}",
+        workload("slow", "", "[1, 2, \"3\"]"),
+        workload("fast", "reference = \"slow\"\n", "[1.0, 2.0, 3]"),
+        check("speed", "slow.warm.median / fast.warm.median >= 0.1"),
+        check("one", "slow[n=1].warm.median / fast[n=1.0].warm.median >= 0.1"),
+    );
+    let plan = expand(&text).unwrap_or_else(|error| panic!("{error}"));
+    let phase = &plan.phases[0];
+    let names = |runs: &[usize]| runs.iter().map(|&index| phase.runs[index].name()).collect::<Vec<_>>().join(" ");
+    let groups: Vec<String> = phase.groups.iter().map(|group| names(group)).collect();
+    assert_eq!(groups, ["slow[n=1] fast[n=1]", "slow[n=2] fast[n=2]", "slow[n=3] fast[n=3]"]);
+    let points = |check: usize| {
+        let check = &phase.checks[check];
+        let condition = check.check.condition.as_ref().expect("a condition");
+        check
+            .points
+            .iter()
+            .map(|point| {
+                let paired = point.paired(condition).is_some();
+                format!("{}: {} paired {paired}", point.label, names(&point.condition_runs))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        points(0),
+        [
+            "n=1: slow[n=1] fast[n=1] paired true",
+            "n=2: slow[n=2] fast[n=2] paired true",
+            "n=3: slow[n=3] fast[n=3] paired true"
+        ]
+    );
+    assert_eq!(points(1), [": slow[n=1] fast[n=1] paired true"]);
+}

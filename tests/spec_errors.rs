@@ -556,6 +556,9 @@ fn parity_selectors_are_checked() {
        |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
        = help: name another workload, or other runs of this one: `of = "k[variant=simd]", against = "k[variant=scalar]"`
     "#);
+    // Values are compared as runs are named: `8.0` names the run `8` does.
+    let error = spec_error(&same.replace("against = \"fast[size=8]\"", "against = \"fast[size=8.0]\""));
+    assert!(error.contains("`of` and `against` both name `fast[size=8]`"), "{error}");
 }
 
 #[test]

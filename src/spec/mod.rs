@@ -1248,7 +1248,7 @@ impl Resolver<'_> {
                 }
                 // Runs are named by their values as written out, so `1` and `1.0` are
                 // the same point.
-                if checked.iter().any(|known: &Value| known.to_string() == value.to_string()) {
+                if checked.iter().any(|known: &Value| known.same_point(&value)) {
                     return Err(self.locator().value_error(&key, format!("parameter `{name}` lists {value} twice")));
                 }
                 checked.push(value);
@@ -1554,7 +1554,7 @@ impl Resolver<'_> {
         let mut compared = compared.into_iter().map(|(selected, _)| selected);
         let of = compared.next().expect("`of` is always compared");
         let against = compared.next().unwrap_or_default();
-        if of == against {
+        if of.same_runs(&against) {
             return Err(self
                 .locator()
                 .value_error(&key, format!("`of` and `against` both name `{of}`: parity compares two sets of runs"))
