@@ -17,6 +17,7 @@
 //! Everything here happens before anything runs, so every error is a spec error that
 //! points at the line responsible.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::SpecError;
@@ -314,9 +315,15 @@ fn expand_phase(
         }
     }
     let groups = groups(phase, &runs);
+    let mut group_of = vec![0; runs.len()];
+    for (group_index, group) in groups.iter().enumerate() {
+        for &run in group {
+            group_of[run] = group_index;
+        }
+    }
     let mut checks = Vec::new();
     for check in &phase.checks {
-        checks.push(CheckPlan { check: check.clone(), points: check_points(spec, phase, check, &runs, &groups)? });
+        checks.push(CheckPlan { check: check.clone(), points: check_points(spec, phase, check, &runs, &group_of)? });
     }
     Ok(PhasePlan { phase: phase.clone(), runs, groups, checks })
 }
@@ -376,26 +383,42 @@ fn cartesian(lengths: &[usize]) -> impl Iterator<Item = Vec<usize>> + '_ {
     })
 }
 
-/// Whether two runs of workloads `a` and `b` match (see the module doc).
-fn runs_match(a: &Run, a_axes: &[&str], b: &Run, b_axes: &[&str]) -> bool {
-    a.coords.iter().all(|(name, value)| {
-        let compared = if name == "threads" {
-            a_axes.contains(&"threads") && b_axes.contains(&"threads")
-        } else {
-            a_axes.contains(&name.as_str()) || b_axes.contains(&name.as_str())
-        };
-        match b.coord(name) {
-            Some(other) if compared => other.same_point(value),
-            _ => true,
-        }
-    })
+/// The coordinates on which a run of `a` and a run of `b` must agree to match (see the
+/// module doc): the parameters both workloads set that either varies, and `threads`
+/// when both vary it.
+fn compared_coords<'a>(a: &'a Workload, b: &Workload) -> Vec<&'a str> {
+    let (a_axes, b_axes) = (a.axes(), b.axes());
+    let b_sets = |name: &str| b.params.iter().any(|(param, _)| param == name);
+    let mut names: Vec<&str> = a
+        .params
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|&name| b_sets(name) && (a_axes.contains(&name) || b_axes.contains(&name)))
+        .collect();
+    if a_axes.contains(&"threads") && b_axes.contains(&"threads") {
+        names.push("threads");
+    }
+    names
+}
+
+/// A run's values at `names`, as runs are named ([`Value::point_key`]): two runs match
+/// exactly when their keys on the compared coordinates are equal.
+fn coords_key(run: &Run, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|name| run.coord(name).expect("a run has a value for every parameter its workload sets").point_key())
+        .collect()
 }
 
 /// Execution groups: connected components of the partner relation, in the order of
 /// their first run.
+///
+/// A workload's runs are matched with its reference's through an index of the
+/// reference's runs by their key on the compared coordinates, so the work grows with
+/// the runs, not with the product of the two workloads' runs. Every run of one key is
+/// joined to every run of the other workload with that key, so it is enough to join
+/// the runs of a key once among themselves and each matching run to one of them.
 fn groups(phase: &Phase, runs: &[Run]) -> Vec<Vec<usize>> {
-    let axes: BTreeMap<&str, Vec<&str>> =
-        phase.workloads.iter().map(|workload| (workload.id.as_str(), workload.axes())).collect();
     let mut parent: Vec<usize> = (0..runs.len()).collect();
     fn root(parent: &mut [usize], mut index: usize) -> usize {
         while parent[index] != index {
@@ -404,17 +427,30 @@ fn groups(phase: &Phase, runs: &[Run]) -> Vec<Vec<usize>> {
         }
         index
     }
+    fn join(parent: &mut [usize], a: usize, b: usize) {
+        let (root_a, root_b) = (root(parent, a), root(parent, b));
+        parent[root_a.max(root_b)] = root_a.min(root_b);
+    }
     for workload in &phase.workloads {
         let (Some(reference), false) = (&workload.reference, workload.settings.order == Order::Sequential) else {
             continue;
         };
+        let partner = phase.workloads.iter().find(|other| &other.id == reference).expect("validated reference");
+        let names = compared_coords(workload, partner);
+        // The reference's runs by key, and whether a run of `workload` has joined them yet.
+        let mut index: HashMap<Vec<String>, (Vec<usize>, bool)> = HashMap::new();
+        for b in runs.iter().filter(|run| &run.workload == reference && run.skip.is_none()) {
+            index.entry(coords_key(b, &names)).or_default().0.push(b.index);
+        }
         for a in runs.iter().filter(|run| run.workload == workload.id && run.skip.is_none()) {
-            for b in runs.iter().filter(|run| &run.workload == reference && run.skip.is_none()) {
-                if runs_match(a, &axes[a.workload.as_str()], b, &axes[b.workload.as_str()]) {
-                    let (root_a, root_b) = (root(&mut parent, a.index), root(&mut parent, b.index));
-                    parent[root_a.max(root_b)] = root_a.min(root_b);
+            let Some((matching, joined)) = index.get_mut(&coords_key(a, &names)) else { continue };
+            if !*joined {
+                for pair in matching.windows(2) {
+                    join(&mut parent, pair[0], pair[1]);
                 }
+                *joined = true;
             }
+            join(&mut parent, a.index, matching[0]);
         }
     }
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -437,7 +473,7 @@ fn check_points(
     phase: &Phase,
     check: &Check,
     runs: &[Run],
-    groups: &[Vec<usize>],
+    group_of: &[usize],
 ) -> Result<Vec<CheckPoint>, SpecError> {
     let locator = spec.locator();
     let base = format!("phase.{}.check.{}", phase.id, check.id);
@@ -464,8 +500,11 @@ fn check_points(
     if let Some(snapshot) = &check.snapshot {
         references.push(Mention { selected: snapshot.of.clone(), key: "snapshot" });
     }
-    // The axes of the referenced workloads, in order of first appearance.
+    // The axes of the referenced workloads, in order of first appearance, and the
+    // position of each value on its axis by its key (values that name the same run are
+    // one position).
     let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut positions: Vec<HashMap<String, usize>> = Vec::new();
     for mention in &references {
         let workload = phase
             .workloads
@@ -486,15 +525,16 @@ fn check_points(
                     .map(|(_, values)| values.clone())
                     .unwrap_or_default()
             };
-            match axes.iter_mut().find(|(name, _)| name == axis) {
-                Some((_, existing)) => {
-                    for value in values {
-                        if !existing.iter().any(|known| known.same_point(&value)) {
-                            existing.push(value);
-                        }
-                    }
+            let axis_index = axes.iter().position(|(name, _)| name == axis).unwrap_or_else(|| {
+                axes.push((axis.to_owned(), Vec::new()));
+                positions.push(HashMap::new());
+                axes.len() - 1
+            });
+            for value in values {
+                if let Entry::Vacant(entry) = positions[axis_index].entry(value.point_key()) {
+                    entry.insert(axes[axis_index].1.len());
+                    axes[axis_index].1.push(value);
                 }
-                None => axes.push((axis.to_owned(), values)),
             }
         }
     }
@@ -534,7 +574,7 @@ fn check_points(
                     .iter()
                     .map(|&axis| {
                         let value = run.coord(&axes[axis].0)?;
-                        axes[axis].1.iter().position(|candidate| candidate.same_point(value))
+                        positions[axis].get(&value.point_key()).copied()
                     })
                     .collect();
                 if let Some(key) = key {
@@ -599,8 +639,7 @@ fn check_points(
         }
         let n_parity = if check.parity.is_some() { 2 } else { 0 };
         let snapshot_run = check.snapshot.as_ref().map(|_| resolved[n_condition + n_applies + n_parity]);
-        let same_group =
-            |left: usize, right: usize| groups.iter().any(|group| group.contains(&left) && group.contains(&right));
+        let same_group = |left: usize, right: usize| group_of[left] == group_of[right];
         let paired_ratios = check.condition.as_ref().map_or_else(Vec::new, |condition| {
             let mut ratios = condition.left.reference_ratios();
             ratios.retain(|&position| same_group(condition_runs[position], condition_runs[position + 1]));
@@ -655,7 +694,111 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use std::path::Path;
+
+    use super::{Run, Selection, expand, glob_match};
+    use crate::spec::{Order, Overrides, Workload, load_str};
+
+    /// Whether two runs match, by the module doc's definition: every coordinate of `a`
+    /// that `b` has too agrees with it where either workload varies it (`threads`: where
+    /// both do). The reference the indexed grouping is checked against.
+    fn matches_by_definition(a: &Run, a_workload: &Workload, b: &Run, b_workload: &Workload) -> bool {
+        let (a_axes, b_axes) = (a_workload.axes(), b_workload.axes());
+        a.coords.iter().all(|(name, value)| {
+            let compared = if name == "threads" {
+                a_axes.contains(&"threads") && b_axes.contains(&"threads")
+            } else {
+                a_axes.contains(&name.as_str()) || b_axes.contains(&name.as_str())
+            };
+            match b.coord(name) {
+                Some(other) if compared => other.same_point(value),
+                _ => true,
+            }
+        })
+    }
+
+    /// The indexed grouping finds the components of the pairs the definition matches:
+    /// partners that vary, fix or leave out a parameter or the thread count, values
+    /// written as integers, floats or strings, a chain of references, partners that
+    /// share no parameter, and runs that are skipped.
+    #[test]
+    fn groups_are_the_components_of_the_matching_pairs() {
+        let workload = |id: &str, extra: &str, params: &str| {
+            let used: String = ["x", "y"]
+                .iter()
+                .filter(|name| params.contains(&format!("{name} =")))
+                .map(|name| format!(" {{{name}}}"))
+                .collect();
+            format!(
+                "\n[[phase.workload]]\nid = \"{id}\"\nkernel = \"command\"\n{extra}\n[phase.workload.params]\n\
+                 program = \"true{used}\"\n{params}\n"
+            )
+        };
+        let phase = |id: &str, workloads: &[String]| format!("\n[[phase]]\nid = \"{id}\"\n{}", workloads.concat());
+        let text = [
+            "[experiment]\nname = \"groups\"\nseed = 1\n".to_owned(),
+            phase(
+                "shared",
+                &[
+                    workload("r", "", "x = [1, 2, 3]\ny = [\"p\", \"q\"]"),
+                    workload("w", "reference = \"r\"", "x = [1.0, \"2\", 4]\ny = \"q\""),
+                ],
+            ),
+            phase(
+                "fixed",
+                &[workload("r", "", "x = 1\ny = 0"), workload("w", "reference = \"r\"", "x = [1, 2]\ny = [0, 1]")],
+            ),
+            phase(
+                "threads",
+                &[
+                    workload("r", "threads = [1, 2]", "x = [1, 2]\ny = 0"),
+                    workload("w", "reference = \"r\"\nthreads = [1, 2, 4]", "x = [1, 2]\ny = 0"),
+                    workload("v", "reference = \"w\"", "x = [2, 1]\ny = 0"),
+                    workload("u", "reference = \"v\"\nrequires_env = \"UNSET\"", "x = [1, 2]\ny = 0"),
+                ],
+            ),
+            phase("apart", &[workload("r", "", "x = [1, 2, 3]"), workload("w", "reference = \"r\"", "y = [1, 2]")]),
+            phase(
+                "unset",
+                &[workload("r", "", "x = [1, 2]"), workload("w", "reference = \"r\"", "x = [2, 3]\ny = [1, 2]")],
+            ),
+        ]
+        .concat();
+        let spec =
+            load_str(Path::new("spec.toml"), &text, &Overrides::default()).unwrap_or_else(|error| panic!("{error}"));
+        let plan = expand(spec, Selection::default(), &|_| false).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(plan.phases.len(), 5);
+        for phase in &plan.phases {
+            let runs = &phase.runs;
+            let workload = |id: &str| phase.phase.workloads.iter().find(|workload| workload.id == id).unwrap();
+            let mut component: Vec<usize> = (0..runs.len()).collect();
+            for a in runs {
+                let w = workload(&a.workload);
+                let Some(reference) = w.reference.as_deref().filter(|_| w.settings.order == Order::Interleaved) else {
+                    continue;
+                };
+                for b in runs.iter().filter(|b| b.workload == reference) {
+                    if a.skip.is_none() && b.skip.is_none() && matches_by_definition(a, w, b, workload(reference)) {
+                        let (from, to) =
+                            (component[a.index].max(component[b.index]), component[a.index].min(component[b.index]));
+                        component.iter_mut().filter(|label| **label == from).for_each(|label| *label = to);
+                    }
+                }
+            }
+            let mut expected: Vec<Vec<usize>> = Vec::new();
+            for run in 0..runs.len() {
+                match expected.iter_mut().find(|group| component[group[0]] == component[run]) {
+                    Some(group) => group.push(run),
+                    None => expected.push(vec![run]),
+                }
+            }
+            let names = |groups: &[Vec<usize>]| -> Vec<Vec<String>> {
+                groups.iter().map(|group| group.iter().map(|&run| runs[run].name()).collect()).collect()
+            };
+            assert_eq!(names(&phase.groups), names(&expected), "phase {}", phase.phase.id);
+            assert!(phase.groups.iter().any(|group| group.len() > 1), "phase {} pairs something", phase.phase.id);
+        }
+    }
 
     #[test]
     fn globs() {

@@ -254,3 +254,31 @@ fn partners_and_checks_match_values_as_runs_are_named() {
     );
     assert_eq!(points(1), [": slow[n=1] fast[n=1] paired true"]);
 }
+
+/// Partners of 20,000 runs each pair run by run, and a check over them resolves at every
+/// point: runs are matched through an index of their values, not pair by pair (which
+/// took most of a minute here).
+#[test]
+fn large_matrices_of_partners_pair_run_by_run() {
+    let sizes = format!("size = [{}]", (1..=20_000).map(|size| size.to_string()).collect::<Vec<_>>().join(", "));
+    let text = BASE
+        .replace("time_ms = 4.0", &format!("time_ms = 4.0\n{sizes}"))
+        .replace("time_ms = 1.0", &format!("time_ms = 1.0\n{sizes}"));
+    let text = format!(
+        "{text}\n[[phase.check]]\nid = \"speed\"\nexpr = \"slow.warm.median / fast.warm.median >= 2\"\nrationale = \"why\"\n"
+    );
+    let plan = expand(&text).unwrap_or_else(|error| panic!("{}", error.message));
+    let phase = &plan.phases[0];
+    assert_eq!(phase.runs.len(), 40_000);
+    assert_eq!(phase.groups.len(), 20_000);
+    for group in &phase.groups {
+        let [slow, fast] = group[..] else { panic!("a group of {} runs", group.len()) };
+        assert_eq!((&phase.runs[slow].workload[..], &phase.runs[fast].workload[..]), ("slow", "fast"));
+        assert_eq!(phase.runs[slow].label, phase.runs[fast].label);
+    }
+    let check = &phase.checks[0];
+    let condition = check.check.condition.as_ref().expect("a condition");
+    assert_eq!(check.points.len(), 20_000);
+    assert!(check.points.iter().all(|point| point.paired(condition).is_some()));
+    assert_eq!(check.points[19_999].label, "size=20000");
+}

@@ -28,7 +28,7 @@
 
 mod document;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -1232,6 +1232,7 @@ impl Resolver<'_> {
                     .value_error(&key, format!("parameter `{name}` has an empty list: the matrix would be empty")));
             }
             let mut checked = Vec::with_capacity(values.len());
+            let mut keys = HashSet::with_capacity(values.len());
             for value in values {
                 let value = match spec {
                     Some(spec) => spec.kind.check(&value),
@@ -1248,7 +1249,7 @@ impl Resolver<'_> {
                 }
                 // Runs are named by their values as written out, so `1` and `1.0` are
                 // the same point.
-                if checked.iter().any(|known: &Value| known.same_point(&value)) {
+                if !keys.insert(value.point_key()) {
                     return Err(self.locator().value_error(&key, format!("parameter `{name}` lists {value} twice")));
                 }
                 checked.push(value);
