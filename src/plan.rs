@@ -257,7 +257,6 @@ fn expand_phase(
     selection: &Selection,
     env: &dyn Fn(&str) -> bool,
 ) -> Result<PhasePlan, SpecError> {
-    let locator = spec.locator();
     let mut runs = Vec::new();
     for workload in &phase.workloads {
         let base = format!("phase.{}.workload.{}", phase.id, workload.id);
@@ -268,7 +267,7 @@ fn expand_phase(
         for coords in matrix(workload) {
             let given: BTreeMap<String, Value> = coords.iter().filter(|(name, _)| name != "threads").cloned().collect();
             let params = Params::validate(&specs, &given, kernel.accepts_extra_params())
-                .map_err(|error| locator.key_error(&format!("{base}.params"), error.to_string()))?;
+                .map_err(|error| spec.table_error(&format!("{base}.params"), error.to_string()))?;
             let axes = workload.axes();
             let label = coords
                 .iter()
@@ -281,13 +280,13 @@ fn expand_phase(
                 let text = format!("workload `{}`{point}: {message}", workload.id);
                 match parameter_of(&message, workload) {
                     Some(name) => spec.value_error(&format!("{base}.params.{name}"), text),
-                    None => locator.key_error(&format!("{base}.params"), text),
+                    None => spec.table_error(&format!("{base}.params"), text),
                 }
             })?;
             // Reports, snapshots and selectors know a run by its name, so no two may share
             // one (string values holding `,` and `=` could make them).
             if !labels.insert(label.clone()) {
-                return Err(locator.key_error(
+                return Err(spec.table_error(
                     &format!("{base}.params"),
                     format!(
                         "two runs of workload `{}` are both named `{}[{label}]`: a parameter value holds `,` or `=`",
@@ -475,7 +474,6 @@ fn check_points(
     runs: &[Run],
     group_of: &[usize],
 ) -> Result<Vec<CheckPoint>, SpecError> {
-    let locator = spec.locator();
     let base = format!("phase.{}.check.{}", phase.id, check.id);
     // Every reference of the check: the runs it selects, and the key it was written in.
     struct Mention {
@@ -494,11 +492,11 @@ fn check_points(
         references.push(Mention { selected: reference.selected(), key: "applies_if" });
     }
     if let Some(parity) = &check.parity {
-        references.push(Mention { selected: parity.of.clone(), key: "parity" });
-        references.push(Mention { selected: parity.against.clone(), key: "parity" });
+        references.push(Mention { selected: parity.of.clone(), key: "parity.of" });
+        references.push(Mention { selected: parity.against.clone(), key: "parity.against" });
     }
     if let Some(snapshot) = &check.snapshot {
-        references.push(Mention { selected: snapshot.of.clone(), key: "snapshot" });
+        references.push(Mention { selected: snapshot.of.clone(), key: "snapshot.of" });
     }
     // The axes of the referenced workloads, in order of first appearance, and the
     // position of each value on its axis by its key (values that name the same run are
@@ -604,7 +602,7 @@ fn check_points(
                 1 => resolved.push(matches[0]),
                 _ => {
                     let names: Vec<String> = matches.iter().map(|&index| runs[index].name()).collect();
-                    return Err(locator.value_error(
+                    return Err(spec.value_error(
                         &format!("{base}.{place}"),
                         format!(
                             "`{workload_id}` matches several runs here ({}); add a selector such as `{}`",
@@ -627,8 +625,8 @@ fn check_points(
         if let Some((of, against)) = parity_runs
             && of == against
         {
-            return Err(locator
-                .value_error(
+            return Err(spec
+                .table_error(
                     &format!("{base}.parity"),
                     format!(
                         "parity compares `{}` with itself: `of` and `against` select the same run",
@@ -654,8 +652,8 @@ fn check_points(
         points.push(CheckPoint { label, condition_runs, paired_ratios, parity_runs, snapshot_run, applies_runs });
     }
     if points.is_empty() {
-        return Err(locator
-            .key_error(&base, format!("check `{}` matches no combination of runs", check.id))
+        return Err(spec
+            .table_error(&base, format!("check `{}` matches no combination of runs", check.id))
             .with_hint("the selectors or the workloads' parameter values do not overlap"));
     }
     Ok(points)

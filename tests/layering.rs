@@ -314,3 +314,74 @@ fn the_experiments_profiles_override_only_what_runs_take() {
         }
     }
 }
+
+/// An error about a table (a key missing from it, the output a parity check names, a
+/// workload's parameters) stays at its line in the file whatever override set another
+/// key inside the table; one about a value an override set names that override, and
+/// so does one about a table that overrides brought in.
+#[test]
+fn errors_about_the_files_tables_keep_their_line() {
+    let sets =
+        |sets: &[&str]| Overrides { sets: sets.iter().map(|set| (*set).to_owned()).collect(), ..Overrides::default() };
+    let located = |error: &str, message: &str, line: &str| {
+        assert!(error.starts_with(&format!("error: {message}\n")), "{error}");
+        assert!(error.contains(line), "at `{line}`: {error}");
+        assert!(!error.contains("(from "), "{error}");
+    };
+    // A workload missing a required parameter, or its kernel, while `--set` changes its
+    // repeats.
+    let command = BASE.replace(
+        "kernel = \"mock\"\nreference = \"slow\"\n[phase.workload.params]\ntime_ms = 1.0\njitter = 0.05",
+        "kernel = \"command\"\n[phase.workload.params]\nargs = [\"x\"]",
+    );
+    let repeats = sets(&["phase.a.workload.fast.repeats=3"]);
+    let error = plan_error(&command, &repeats);
+    located(&error, "workload `fast` misses the required parameter `program`", "| id = \"fast\"");
+    let error = plan_error(&command.replace("kernel = \"command\"\n", ""), &repeats);
+    located(&error, "missing key `kernel` in `phase.a.workload.fast`", "| id = \"fast\"");
+    // `[experiment]` missing its seed while an environment variable sets its title.
+    let env = Overrides { env: vec![("PHASEGATE_EXPERIMENT__TITLE".into(), "t".into())], ..Overrides::default() };
+    let error = plan_error(&BASE.replace("seed = 7\n", ""), &env);
+    located(&error, "missing key `seed` in `experiment`", "| [experiment]");
+    // A parity check's unknown output, while `--set` changes its tolerance, is shown at
+    // the output; set by an override, the output names it, as a tolerance does.
+    let parity = format!(
+        "{BASE}\n[[phase.check]]\nid = \"same\"\nparity = {{ of = \"fast\", against = \"slow\", output = \"valuez\", max_abs = 1e-9 }}\nrationale = \"why\"\n"
+    );
+    let error = plan_error(&parity, &sets(&["phase.a.check.same.parity.max_abs=1e-6"]));
+    located(&error, "workload `fast` (kernel `mock`) has no output `valuez`; outputs: values", "spec.toml:31:52");
+    let valid = parity.replace("valuez", "values");
+    let error = plan_error(&valid, &sets(&["phase.a.check.same.parity.output=\"valuez\""]));
+    assert!(
+        error.contains("has no output `valuez`; outputs: values (from --set phase.a.check.same.parity.output="),
+        "{error}"
+    );
+    let error = plan_error(&valid, &sets(&["phase.a.check.same.parity.max_abs=-1"]));
+    assert!(
+        error.contains("must be finite and not negative (from --set phase.a.check.same.parity.max_abs=-1)"),
+        "{error}"
+    );
+    // A matrix too large, while `--set` changes another parameter.
+    let axes: String = (0..6).map(|axis| format!("\nx{axis} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]")).collect();
+    let sweep = format!(
+        "{BASE}\n[[phase.workload]]\nid = \"sweep\"\nkernel = \"command\"\n[phase.workload.params]\nprogram = \"true\"{axes}\n"
+    );
+    let error = plan_error(&sweep, &sets(&["phase.a.workload.sweep.params.program=\"false\""]));
+    assert!(error.contains("workload `sweep` expands to more than 100000 runs"), "{error}");
+    assert!(error.contains("| [phase.workload.params]") && !error.contains("(from "), "{error}");
+    // A parity table an override brought in, missing `against`, names the override.
+    let check =
+        format!("{BASE}\n[[phase.check]]\nid = \"same\"\nexpr = \"fast.warm.median <= 1\"\nrationale = \"why\"\n");
+    let set = "phase.a.check.same.parity={of=\"fast\", output=\"values\", exact=true}";
+    let error = plan_error(&check, &sets(&[set]));
+    assert!(
+        error.starts_with(&format!("error: parity needs `against`, the workload to compare with (from --set {set})"))
+    );
+    // So does a workload's parameter table that an override brought in, when the plan
+    // finds two of its runs named alike.
+    let bare = format!("{BASE}\n[[phase.workload]]\nid = \"bare\"\nkernel = \"command\"\n");
+    let set = "phase.a.workload.bare.params={program=\"true\", args=[\"{s}\", \"{x}\"], s=[\"p,x=q\", \"p\"], x=[\"q,x=r\", \"r\"]}";
+    let error = plan_error(&bare, &sets(&[set]));
+    assert!(error.contains("two runs of workload `bare` are both named"), "{error}");
+    assert!(error.contains(&format!("(from --set {set})")), "{error}");
+}

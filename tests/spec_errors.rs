@@ -297,10 +297,10 @@ fn parity_on_unknown_output() {
     );
     insta::assert_snapshot!(spec_error(&spec), @r#"
     error: workload `fast` (kernel `mock`) has no output `image`; outputs: values
-      --> spec.toml:31:10
+      --> spec.toml:31:52
        |
     31 | parity = { of = "fast", against = "slow", output = "image", exact = true }
-       |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+       |                                                    ^^^^^^^
     "#);
 }
 
@@ -413,32 +413,32 @@ fn comparator_limits_waivers_and_requirements() {
     };
     insta::assert_snapshot!(spec_error(&parity("max_abs = -1.0")), @r#"
     error: `max_abs = -1` must be finite and not negative
-      --> spec.toml:31:10
+      --> spec.toml:31:72
        |
     31 | parity = { of = "fast", against = "slow", output = "values", max_abs = -1.0 }
-       |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+       |                                                                        ^^^^
     "#);
     insta::assert_snapshot!(spec_error(&parity("max_abs = nan")), @r#"
     error: `max_abs = NaN` must be finite and not negative
-      --> spec.toml:31:10
+      --> spec.toml:31:72
        |
     31 | parity = { of = "fast", against = "slow", output = "values", max_abs = nan }
-       |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+       |                                                                        ^^^
     "#);
     insta::assert_snapshot!(spec_error(&parity("corr_min = 2.0")), @r#"
     error: `corr_min = 2` must be in -1..=1
-      --> spec.toml:31:10
+      --> spec.toml:31:73
        |
     31 | parity = { of = "fast", against = "slow", output = "values", corr_min = 2.0 }
-       |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+       |                                                                         ^^^
     "#);
     let waived = check("expr = \"fast.warm.median <= 1\"\nxfail = { reason = \" \", until = \"2030-01-01\" }");
     insta::assert_snapshot!(spec_error(&waived), @r#"
     error: the waiver's reason is empty: say why the check may fail until then
-      --> spec.toml:32:9
+      --> spec.toml:32:20
        |
     32 | xfail = { reason = " ", until = "2030-01-01" }
-       |         ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+       |                    ^^^
     "#);
     let required = check("expr = \"fast.warm.median <= 1\"\nrequires = [\"cpu:not a feature!!\"]");
     insta::assert_snapshot!(spec_error(&required), @r#"

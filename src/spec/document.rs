@@ -42,6 +42,11 @@ impl Locator {
         &self.file
     }
 
+    /// Whether the file writes the key `path` (a table's header or key, a value's key).
+    pub fn has_place(&self, path: &str) -> bool {
+        self.keys.contains_key(path)
+    }
+
     /// An error at the key of `path` (or the closest ancestor that has a place).
     pub fn key_error(&self, path: &str, message: impl Into<String>) -> SpecError {
         self.error_in(&self.keys, path, message)

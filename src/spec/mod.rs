@@ -364,6 +364,27 @@ impl Spec {
         }
     }
 
+    /// An error about the table at `path` under a phase (a workload's `params`, a
+    /// check): at its place in the file, whichever override set a key inside it,
+    /// unless overrides brought the table in (the file does not write it); the error
+    /// then names them.
+    pub fn table_error(&self, path: &str, message: impl Into<String>) -> SpecError {
+        let message = message.into();
+        if !self.locator.has_place(path) {
+            let inside = format!("{path}.");
+            let mut origins: Vec<&str> = Vec::new();
+            for source in self.overrides().filter(|source| source.key.starts_with(&inside)) {
+                if !origins.contains(&source.origin.as_str()) {
+                    origins.push(&source.origin);
+                }
+            }
+            if !origins.is_empty() {
+                return SpecError::new(&self.file, format!("{message} (from {})", origins.join(", "))).with_key(path);
+            }
+        }
+        self.locator.key_error(path, message)
+    }
+
     pub fn phase(&self, id: &str) -> Option<&Phase> {
         self.phases.iter().find(|phase| phase.id == id)
     }
@@ -623,25 +644,75 @@ fn display_value(value: &FigmentValue) -> String {
     }
 }
 
+/// The value at `path` of `tree`, a dotted path.
+fn find_in<'a>(tree: &'a Dict, path: &str) -> Option<&'a FigmentValue> {
+    let mut parts = path.split('.');
+    let mut value = tree.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_dict()?.get(part)?;
+    }
+    Some(value)
+}
+
+/// Whether `value`, the merged value at `path`, is a table that the built-in defaults
+/// or the spec file already have: an error about it (a key missing from it, say) is
+/// the file's, whichever override set a key inside it (see [`Place`]).
+fn table_of_the_file(document: &Document, value: &FigmentValue, path: &str) -> bool {
+    let is_table = |value: Option<&FigmentValue>| matches!(value, Some(FigmentValue::Dict(..)));
+    is_table(Some(value)) && (is_table(find_in(&document.tree, path)) || is_table(find_in(&builtin_tree(), path)))
+}
+
+/// The overrides that set `value`, the merged value at `path`, for a message: the layer
+/// of a value when it is an override; for a table, none when the built-in defaults or
+/// the file have it, else the overrides of the values inside it (see [`Place`]).
+fn override_origins(document: &Document, figment: &Figment, value: &FigmentValue, path: &str) -> Option<String> {
+    fn collect(figment: &Figment, value: &FigmentValue, origins: &mut Vec<String>) {
+        if let FigmentValue::Dict(_, dict) = value {
+            dict.values().for_each(|child| collect(figment, child, origins));
+        } else if let Some(meta) = figment.get_metadata(value.tag()) {
+            let origin = meta.name.to_string();
+            if origin != FILE && origin != BUILTIN && !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+    }
+    if table_of_the_file(document, value, path) {
+        return None;
+    }
+    let mut origins = Vec::new();
+    collect(figment, value, &mut origins);
+    (!origins.is_empty()).then(|| origins.join(", "))
+}
+
 /// Turns a figment extraction error into a spec error at the offending key.
 fn figment_error(document: &Document, figment: &Figment, error: figment::Error) -> SpecError {
     let error = error.into_iter().next().expect("a figment error has at least one entry");
     let path = error.path.join(".");
-    // Some errors (an unknown enum value) come without the layer of their value: it is
-    // looked up, at the path or, for an element of a list, at the list.
-    let origin = error.metadata.as_ref().map(|meta| meta.name.to_string()).unwrap_or_else(|| {
-        let mut segments: &[String] = &error.path;
-        while let [parent @ .., last] = segments
-            && last.parse::<usize>().is_ok()
-        {
-            segments = parent;
+    // An error at a table (one missing a key) is the file's when the file has the table,
+    // whatever override set a key inside it: merged, the table carries the layer that
+    // did (see `Place`). Some errors (an unknown enum value) come without the layer of
+    // their value: it is looked up, at the path or, for an element of a list, at the
+    // list.
+    let merged = figment.find_value(&path).ok();
+    let origin = match (&merged, &error.metadata) {
+        (Some(table @ FigmentValue::Dict(..)), _) => {
+            override_origins(document, figment, table, &path).unwrap_or_default()
         }
-        figment
-            .find_value(&segments.join("."))
-            .ok()
-            .and_then(|value| figment.get_metadata(value.tag()).map(|meta| meta.name.to_string()))
-            .unwrap_or_default()
-    });
+        (_, Some(meta)) => meta.name.to_string(),
+        (_, None) => {
+            let mut segments: &[String] = &error.path;
+            while let [parent @ .., last] = segments
+                && last.parse::<usize>().is_ok()
+            {
+                segments = parent;
+            }
+            figment
+                .find_value(&segments.join("."))
+                .ok()
+                .and_then(|value| figment.get_metadata(value.tag()).map(|meta| meta.name.to_string()))
+                .unwrap_or_default()
+        }
+    };
     let overridden = !(origin.is_empty() || origin == FILE || origin == BUILTIN);
     // An error at `key` (at its value when `at_value`), or naming the override that set it.
     let at = |key: &str, message: String, at_value: bool| match (overridden, at_value) {
@@ -854,37 +925,44 @@ struct RawCheck {
 
 /// Errors about resolved values: at their place in the file when the file set them,
 /// naming the override (`--set`, environment variable, profile) otherwise.
+///
+/// An error is about a value (a leaf: `repeats`, a parity check's `output`) or about a
+/// table (a key missing from a workload, a kernel's complaint about its `params`). A
+/// leaf names the override that set it. A table names an override only when one
+/// brought it in, or put it in place of another value: merged, a table carries the
+/// layer that last set any key inside it, which says nothing of the table itself.
 struct Place<'a> {
-    locator: &'a Locator,
+    document: &'a Document,
     figment: &'a Figment,
 }
 
 impl Place<'_> {
-    /// The layer that set the value at `path`, when it is an override.
+    /// The layer that set the value at `path`, when it is an override (for a table:
+    /// when an override brought the table in).
     fn override_of(&self, path: &str) -> Option<String> {
         let value = self.figment.find_value(path).ok()?;
-        let origin = self.figment.get_metadata(value.tag())?.name.to_string();
-        (origin != FILE && origin != BUILTIN).then_some(origin)
+        override_origins(self.document, self.figment, &value, path)
     }
 
     fn overridden(&self, path: &str, message: impl Into<String>) -> Option<SpecError> {
         let origin = self.override_of(path)?;
-        Some(SpecError::new(self.locator.file(), format!("{} (from {origin})", message.into())).with_key(path))
+        Some(SpecError::new(self.document.locator.file(), format!("{} (from {origin})", message.into())).with_key(path))
     }
 
     fn key_error(&self, path: &str, message: impl Into<String>) -> SpecError {
         let message = message.into();
-        self.overridden(path, message.clone()).unwrap_or_else(|| self.locator.key_error(path, message))
+        self.overridden(path, message.clone()).unwrap_or_else(|| self.document.locator.key_error(path, message))
     }
 
     fn value_error(&self, path: &str, message: impl Into<String>) -> SpecError {
         let message = message.into();
-        self.overridden(path, message.clone()).unwrap_or_else(|| self.locator.value_error(path, message))
+        self.overridden(path, message.clone()).unwrap_or_else(|| self.document.locator.value_error(path, message))
     }
 
     fn string_error(&self, path: &str, text: &str, offset: Range<usize>, message: impl Into<String>) -> SpecError {
         let message = message.into();
-        self.overridden(path, message.clone()).unwrap_or_else(|| self.locator.string_error(path, text, offset, message))
+        self.overridden(path, message.clone())
+            .unwrap_or_else(|| self.document.locator.string_error(path, text, offset, message))
     }
 }
 
@@ -898,7 +976,7 @@ impl Resolver<'_> {
     /// Where errors about a value point: its place in the file, or, for a value an
     /// override set, the override.
     fn locator(&self) -> Place<'_> {
-        Place { locator: &self.document.locator, figment: self.figment }
+        Place { document: self.document, figment: self.figment }
     }
 
     fn order(&self) -> &FileOrder {
@@ -1434,7 +1512,7 @@ impl Resolver<'_> {
             && xfail.reason.trim().is_empty()
         {
             return Err(self.locator().value_error(
-                &format!("{base}.xfail"),
+                &format!("{base}.xfail.reason"),
                 "the waiver's reason is empty: say why the check may fail until then",
             ));
         }
@@ -1442,7 +1520,7 @@ impl Resolver<'_> {
             && crate::clock::parse_date(&xfail.until).is_none()
         {
             return Err(self.locator().value_error(
-                &format!("{base}.xfail"),
+                &format!("{base}.xfail.until"),
                 format!("`until = \"{}\"` is not a date YYYY-MM-DD", xfail.until),
             ));
         }
@@ -1505,9 +1583,10 @@ impl Resolver<'_> {
                 return Err(self.locator().value_error(&key, "parity needs `against`, the workload to compare with"));
             }
             (_, Some(_)) => {
-                return Err(self
-                    .locator()
-                    .value_error(&key, "a snapshot compares with the stored output: drop `against`"));
+                return Err(self.locator().value_error(
+                    &format!("{key}.against"),
+                    "a snapshot compares with the stored output: drop `against`",
+                ));
             }
             (_, None) => String::new(),
         };
@@ -1542,7 +1621,7 @@ impl Resolver<'_> {
             };
             if !outputs.contains(&raw.output) {
                 return Err(self.locator().value_error(
-                    &key,
+                    &format!("{key}.output"),
                     format!(
                         "workload `{workload_id}` (kernel `{}`) has no output `{}`{}",
                         kernel.name(),
@@ -1573,7 +1652,9 @@ impl Resolver<'_> {
                 ),
                 other => format!("{name}: {other}"),
             };
-            self.locator().value_error(&key, message)
+            // At the comparator the error is about (its path ends with it).
+            let at = if error.path.is_empty() { key.clone() } else { format!("{key}.{}", error.path.join(".")) };
+            self.locator().value_error(&at, message)
         })?;
         if comparators.is_empty() {
             return Err(self
@@ -1593,13 +1674,17 @@ impl Resolver<'_> {
                 && !range.contains(&value)
             {
                 let expected = if comparator == "corr_min" { "in -1..=1" } else { "finite and not negative" };
-                return Err(self.locator().value_error(&key, format!("`{comparator} = {value}` must be {expected}")));
+                return Err(self.locator().value_error(
+                    &format!("{key}.{comparator}"),
+                    format!("`{comparator} = {value}` must be {expected}"),
+                ));
             }
         }
         if comparators.atol.is_some() && comparators.rtol.is_none() {
-            return Err(self
-                .locator()
-                .value_error(&key, "`atol` needs `rtol` (write `rtol = 0` for an absolute tolerance)"));
+            return Err(self.locator().value_error(
+                &format!("{key}.atol"),
+                "`atol` needs `rtol` (write `rtol = 0` for an absolute tolerance)",
+            ));
         }
         Ok(Parity { of, against, output: raw.output, comparators })
     }
