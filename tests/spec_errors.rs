@@ -48,7 +48,7 @@ fn unknown_top_level_table() {
 #[test]
 fn wrong_type() {
     insta::assert_snapshot!(spec_error(&edit("repeats = 5", "repeats = \"five\"")), @r#"
-    error: `defaults.repeats` has the wrong type: found string "five", expected a whole number, 0 or more
+    error: `defaults.repeats` has the wrong type: found string "five", expected a whole number in 0..=4294967295
      --> spec.toml:8:11
       |
     8 | repeats = "five"
@@ -712,7 +712,7 @@ fn wrong_types_are_named_plainly() {
     assert!(error.contains("found string \"1s\", expected a number"), "{error}");
     let error = spec_error(&edit("repeats = 5", "repeats = 5\nreruns = -1"));
     assert!(
-        error.contains("`defaults.reruns`: invalid value signed int `-1`, expected a whole number, 0 or more"),
+        error.contains("`defaults.reruns`: invalid value signed int `-1`, expected a whole number in 0..=4294967295"),
         "{error}"
     );
 }
@@ -741,4 +741,49 @@ fn modes_and_needs_listed_twice_are_refused() {
     let error = spec_error(&format!("{BASE}{phase_b}"));
     assert!(error.contains("`a` is listed twice"), "{error}");
     assert!(error.contains("needs = [\"a\", \"a\"]"), "points at it: {error}");
+}
+
+/// A number beyond a setting's range names the range, at the value; one beyond TOML's
+/// integers, which an override reads as text, says so too.
+#[test]
+fn numbers_out_of_range_name_the_range() {
+    insta::assert_snapshot!(spec_error(&edit("repeats = 5", "repeats = 4294967296")), @r"
+    error: `defaults.repeats`: invalid value signed int `4294967296`, expected a whole number in 0..=4294967295
+     --> spec.toml:8:11
+      |
+    8 | repeats = 4294967296
+      |           ^^^^^^^^^^
+    ");
+    let overrides = |set: &str| Overrides { sets: vec![set.to_owned()], ..Overrides::default() };
+    let error = crate::support::load_with(BASE, &overrides("calibration.repeats=5000000000")).unwrap_err().to_string();
+    assert!(
+        error.starts_with(
+            "error: `calibration.repeats`: invalid value signed int `5000000000`, expected a whole number in \
+             0..=4294967295 (from --set calibration.repeats=5000000000)"
+        ),
+        "{error}"
+    );
+    let error =
+        crate::support::load_with(BASE, &overrides("experiment.seed=9223372036854775808")).unwrap_err().to_string();
+    assert!(
+        error.starts_with(
+            "error: `experiment.seed` has the wrong type: found string \"9223372036854775808\", expected a whole \
+             number in 0..=9223372036854775807 (from --set experiment.seed=9223372036854775808)"
+        ),
+        "{error}"
+    );
+    assert!(
+        error.contains(
+            "help: TOML integers lie in -9223372036854775808..=9223372036854775807: a larger one is read as text"
+        ),
+        "{error}"
+    );
+    // In the file, such an integer is no TOML.
+    insta::assert_snapshot!(spec_error(&edit("seed = 7", "seed = 9223372036854775808")), @r"
+    error: integer out of range: TOML integers lie in -9223372036854775808..=9223372036854775807
+     --> spec.toml:5:8
+      |
+    5 | seed = 9223372036854775808
+      |        ^^^^^^^^^^^^^^^^^^^
+    ");
 }

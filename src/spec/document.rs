@@ -185,9 +185,14 @@ impl Reader {
                 Ok(FigmentValue::from(values))
             }
             DeValue::String(text) => Ok(FigmentValue::from(text.to_string())),
-            DeValue::Integer(integer) => i64::from_str_radix(integer.as_str(), integer.radix())
-                .map(FigmentValue::from)
-                .map_err(|_| self.error(value.span(), "integer out of range")),
+            DeValue::Integer(integer) => {
+                i64::from_str_radix(integer.as_str(), integer.radix()).map(FigmentValue::from).map_err(|_| {
+                    self.error(
+                        value.span(),
+                        format!("integer out of range: TOML integers lie in {}..={}", i64::MIN, i64::MAX),
+                    )
+                })
+            }
             DeValue::Float(float) => float
                 .as_str()
                 .parse::<f64>()

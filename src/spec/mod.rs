@@ -736,8 +736,17 @@ fn figment_error(document: &Document, figment: &Figment, error: figment::Error) 
         }
         figment::error::Kind::MissingField(field) => located(&path, format!("missing key `{field}` in {table}")),
         figment::error::Kind::InvalidType(actual, expected) => {
-            let hint = (path.ends_with(".xfail") && expected.starts_with("struct "))
-                .then(|| "write `xfail = { reason = \"why\", until = \"YYYY-MM-DD\" }`".to_owned());
+            // An integer beyond TOML's 64 bits is no TOML value, so an override reads
+            // it as text.
+            let beyond_toml = matches!(actual, figment::error::Actual::Str(text)
+                if text.trim_start_matches(['-', '+']).parse::<u128>().is_ok_and(|_| text.parse::<i64>().is_err()));
+            let hint = if path.ends_with(".xfail") && expected.starts_with("struct ") {
+                Some("write `xfail = { reason = \"why\", until = \"YYYY-MM-DD\" }`".to_owned())
+            } else if beyond_toml {
+                Some(format!("TOML integers lie in {}..={}: a larger one is read as text", i64::MIN, i64::MAX))
+            } else {
+                None
+            };
             let message = format!("`{path}` has the wrong type: found {actual}, expected {}", plain_type(expected));
             let mut spec_error = at(&path, message, true);
             spec_error.hint = hint;
@@ -749,18 +758,26 @@ fn figment_error(document: &Document, figment: &Figment, error: figment::Error) 
             spec_error
         }
         figment::error::Kind::InvalidValue(actual, expected) => {
-            located(&path, format!("`{path}`: invalid value {actual}, expected {}", plain_type(expected)))
+            at(&path, format!("`{path}`: invalid value {actual}, expected {}", plain_type(expected)), true)
         }
         _ => located(&path, format!("`{path}`: {}", error.kind)),
     }
 }
 
-/// A type as a spec's author knows it: `u32` is a whole number, `f64` a number and a
-/// struct a table.
+/// A type as a spec's author knows it: `u32` is a whole number in its range, `f64` a
+/// number and a struct a table. A range ends where TOML's integers do (64-bit signed),
+/// so a `u64` goes up to `i64::MAX`: no spec can write more.
 fn plain_type(expected: &str) -> String {
+    let whole = |low: i128, high: i128| format!("a whole number in {low}..={}", high.min(i128::from(i64::MAX)));
     match expected {
-        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more".to_owned(),
-        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_owned(),
+        "u8" => whole(0, u8::MAX.into()),
+        "u16" => whole(0, u16::MAX.into()),
+        "u32" => whole(0, u32::MAX.into()),
+        "u64" | "u128" | "usize" => whole(0, i64::MAX.into()),
+        "i8" => whole(i8::MIN.into(), i8::MAX.into()),
+        "i16" => whole(i16::MIN.into(), i16::MAX.into()),
+        "i32" => whole(i32::MIN.into(), i32::MAX.into()),
+        "i64" | "i128" | "isize" => whole(i64::MIN.into(), i64::MAX.into()),
         "f32" | "f64" => "a number".to_owned(),
         _ if expected.starts_with("struct ") => "a table".to_owned(),
         _ => expected.to_owned(),
