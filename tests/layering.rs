@@ -385,3 +385,51 @@ fn errors_about_the_files_tables_keep_their_line() {
     assert!(error.contains("two runs of workload `bare` are both named"), "{error}");
     assert!(error.contains(&format!("(from --set {set})")), "{error}");
 }
+
+/// Every profile is checked when the spec loads, selected or not, as if it were
+/// selected: a broken one fails `check` before anyone selects it, naming the profile
+/// and pointing at its line, as an error about a value a selected profile set does.
+#[test]
+fn every_profile_is_checked_at_its_line() {
+    let profile = |body: &str| format!("{BASE}\n[profile.ci]\n\"defaults.warmup\" = 0\n{body}\n");
+    let with_ci = Overrides { profile: Some("ci".into()), ..Overrides::default() };
+    let errors = |text: &str| {
+        let unselected = load(text).unwrap_err().to_string();
+        let selected = load_with(text, &with_ci).unwrap_err().to_string();
+        (unselected, selected)
+    };
+    // A phase that does not exist.
+    let (unselected, selected) = errors(&profile("\"phase.zz.defaults.repeats\" = 3"));
+    for error in [&unselected, &selected] {
+        assert!(error.starts_with("error: profile `ci`: no phase with id `zz` (did you mean `a`?)\n"), "{error}");
+        assert!(error.contains("| \"phase.zz.defaults.repeats\" = 3"), "{error}");
+    }
+    // A misspelt key.
+    let (unselected, selected) = errors(&profile("\"defaults.repeat\" = 2"));
+    for error in [&unselected, &selected] {
+        assert!(error.starts_with("error: unknown key `repeat` in `defaults` (from profile `ci`)\n"), "{error}");
+        assert!(error.contains("| \"defaults.repeat\" = 2") && error.contains("did you mean `repeats`?"), "{error}");
+    }
+    // A value out of range, at its value, whether the profile writes its path quoted or
+    // as dotted keys.
+    let (unselected, selected) = errors(&profile("\"defaults.repeats\" = 0"));
+    for error in [&unselected, &selected] {
+        assert!(error.starts_with("error: `defaults.repeats`: must be at least 1 (from profile `ci`)\n"), "{error}");
+        assert!(error.contains("| \"defaults.repeats\" = 0"), "{error}");
+    }
+    let (unselected, selected) = errors(&profile("phase.a.workload.fast.params.time_ms = -1.0"));
+    for error in [&unselected, &selected] {
+        assert!(error.contains("(from profile `ci`)"), "{error}");
+        assert!(error.contains("| phase.a.workload.fast.params.time_ms = -1.0\n"), "{error}");
+        assert!(error.contains("spec.toml:31:40"), "at the value: {error}");
+    }
+    // A check a profile breaks names the profile though the error is the check's.
+    let check = format!("{BASE}\n[[phase.check]]\nid = \"c\"\nexpr = \"fast.warm.median < 1\"\nrationale = \"r\"\n");
+    let text = format!("{check}\n[profile.cold]\n\"defaults.modes\" = [\"cold\"]\n");
+    let error = load(&text).unwrap_err().to_string();
+    assert!(error.contains("does not run in warm mode (modes: cold, from profile `cold`)"), "{error}");
+    // A sound profile is checked, but applies only when selected.
+    let spec = load(&profile("")).unwrap();
+    assert_eq!(spec.phases[0].workloads[0].settings.warmup, 1);
+    assert_eq!(load_with(&profile(""), &with_ci).unwrap().phases[0].workloads[0].settings.warmup, 0);
+}

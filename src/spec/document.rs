@@ -47,6 +47,13 @@ impl Locator {
         self.keys.contains_key(path)
     }
 
+    /// The path of the first key the file writes inside the table at `path`.
+    pub fn first_within(&self, path: &str) -> Option<&str> {
+        let inside = format!("{path}.");
+        let within = self.keys.iter().filter(|(key, _)| key.starts_with(&inside));
+        within.min_by_key(|(_, span)| span.start).map(|(key, _)| key.as_str())
+    }
+
     /// An error at the key of `path` (or the closest ancestor that has a place).
     pub fn key_error(&self, path: &str, message: impl Into<String>) -> SpecError {
         self.error_in(&self.keys, path, message)
@@ -276,6 +283,8 @@ impl Reader {
         let mut profiles = BTreeMap::new();
         for (name_key, body) in table {
             let name = name_key.get_ref().to_string();
+            self.locator.keys.insert(format!("profile.{name}"), name_key.span());
+            self.locator.values.insert(format!("profile.{name}"), body.span());
             let DeValue::Table(entries) = body.get_ref() else {
                 return Err(self.error(body.span(), format!("`profile.{name}` must be a table of overrides")));
             };
@@ -285,7 +294,9 @@ impl Reader {
                 let path = format!("profile.{name}.{key_text}");
                 self.locator.keys.insert(path.clone(), key.span());
                 self.locator.values.insert(path.clone(), entry.span());
-                overrides.push((key_text, self.value(&format!("profile.{name}"), "value", entry)?));
+                // The places of an inline table's values follow the path they set, so
+                // `profile.NAME.PATH` is where the profile sets PATH however it writes it.
+                overrides.push((key_text.clone(), self.value(&format!("profile.{name}"), &key_text, entry)?));
             }
             profiles.insert(name, overrides);
         }

@@ -13,7 +13,8 @@
 //! Values come from four layers, merged with figment; a later layer wins:
 //!
 //! 1. built-in defaults (see [`Settings::builtin`]);
-//! 2. the spec file, then the selected `[profile.NAME]` of the spec file, if any;
+//! 2. the spec file, then the selected `[profile.NAME]` of the spec file, if any
+//!    (every profile is checked at load, as if it were selected);
 //! 3. environment variables `PHASEGATE_<PATH>`, where `__` separates path segments
 //!    (`PHASEGATE_DEFAULTS__REPEATS=3`, `PHASEGATE_PHASE__A__WORKLOAD__FAST__REPEATS=9`),
 //!    read without regard to case: each segment takes the spelling the spec file (its
@@ -357,9 +358,7 @@ impl Spec {
     /// override that set it.
     pub fn value_error(&self, path: &str, message: impl Into<String>) -> SpecError {
         match self.overrides().find(|source| source.key == path) {
-            Some(source) => {
-                SpecError::new(&self.file, format!("{} (from {})", message.into(), source.origin)).with_key(path)
-            }
+            Some(source) => override_error(&self.locator, &source.origin, path, message),
             None => self.locator.value_error(path, message),
         }
     }
@@ -379,7 +378,7 @@ impl Spec {
                 }
             }
             if !origins.is_empty() {
-                return SpecError::new(&self.file, format!("{message} (from {})", origins.join(", "))).with_key(path);
+                return override_error(&self.locator, &origins.join(", "), path, message);
             }
         }
         self.locator.key_error(path, message)
@@ -403,8 +402,28 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Spec, SpecError> {
 }
 
 /// Loads and validates a spec from `text`, reporting errors against `path`.
+///
+/// Every profile of the file is checked too, as if it were selected (under the same
+/// environment and `--set`): a broken profile is an error of the file, found before
+/// anyone selects it. Its errors name it, and point at its line.
 pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, SpecError> {
     let document = document::parse(path, text)?;
+    let spec = load_document(path, text, &document, overrides)?;
+    for profile in document.profiles.keys().filter(|&profile| overrides.profile.as_ref() != Some(profile)) {
+        let selected = Overrides { profile: Some(profile.clone()), ..overrides.clone() };
+        load_document(path, text, &document, &selected).map_err(|mut error| {
+            let named = format!("{PROFILE_LAYER}`{profile}`");
+            if !error.message.contains(&named) {
+                error.message = format!("{named}: {}", error.message);
+            }
+            error
+        })?;
+    }
+    Ok(spec)
+}
+
+/// Loads the spec of `document` under `overrides`.
+fn load_document(path: &Path, text: &str, document: &Document, overrides: &Overrides) -> Result<Spec, SpecError> {
     let mut figment = Figment::from(Layer::new(BUILTIN, builtin_tree())).merge(Layer::new(FILE, document.tree.clone()));
     let profiles: Vec<String> = document.profiles.keys().cloned().collect();
     // The keys the file spells, its selected profile's among them, for the names of
@@ -422,7 +441,9 @@ pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, 
         let mut tree = Dict::new();
         for (key, value) in entries.iter().flat_map(|(key, value)| leaves(key, value)) {
             let origin = format!("profile.{profile}.{key}");
-            check_override_path(&document, &key).map_err(|message| document.locator.key_error(&origin, message))?;
+            check_override_path(document, &key).map_err(|message| {
+                document.locator.key_error(&origin, format!("{PROFILE_LAYER}`{profile}`: {message}"))
+            })?;
             insert_path(&mut spelled, &key, value.clone());
             insert_path(&mut tree, &key, value);
         }
@@ -435,7 +456,7 @@ pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, 
         let key = respelled(&spelled, &name[ENV_PREFIX.len()..].replace("__", "."));
         let mut tree = Dict::new();
         for (key, value) in leaves(&key, &parse_override_value(raw)) {
-            check_override_path(&document, &key)
+            check_override_path(document, &key)
                 .map_err(|message| SpecError::new(path, format!("environment variable {name}: {message}")))?;
             insert_path(&mut tree, &key, value);
         }
@@ -447,20 +468,46 @@ pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Spec, 
         };
         let mut tree = Dict::new();
         for (key, value) in leaves(key.trim(), &parse_override_value(raw.trim())) {
-            check_override_path(&document, &key)
+            check_override_path(document, &key)
                 .map_err(|message| SpecError::new(path, format!("`--set {assignment}`: {message}")))?;
             insert_path(&mut tree, &key, value);
         }
         figment = figment.merge(Layer::new(&format!("--set {assignment}"), tree));
     }
-    let raw: RawSpec = figment.extract().map_err(|error| figment_error(&document, &figment, error))?;
+    let layers = Layers::new(figment);
+    let raw: RawSpec = layers.figment.extract().map_err(|error| figment_error(document, &layers, error))?;
     let mut sources = Vec::new();
     for key in ["experiment", "defaults", "baseline", "calibration", "phase"] {
-        if let Ok(value) = figment.find_value(key) {
-            collect_sources(&figment, key, &value, &mut sources);
+        if let Some(value) = layers.find(key) {
+            collect_sources(&layers, key, value, &mut sources);
         }
     }
-    Resolver { document: &document, figment: &figment, path }.resolve(raw, text, profiles, overrides, sources)
+    Resolver { document, layers: &layers, path }.resolve(raw, text, profiles, overrides, sources)
+}
+
+/// The merged layers: the figment, which knows the layer of every value, and the tree
+/// it merges to, merged once (`Figment::find_value` merges every layer again at each
+/// call, which made loading a spec with many workloads slow).
+struct Layers {
+    figment: Figment,
+    tree: Dict,
+}
+
+impl Layers {
+    fn new(figment: Figment) -> Layers {
+        let tree = figment.data().ok().and_then(|mut data| data.remove(&Profile::Default)).unwrap_or_default();
+        Layers { figment, tree }
+    }
+
+    /// The merged value at the dotted `path`.
+    fn find(&self, path: &str) -> Option<&FigmentValue> {
+        find_in(&self.tree, path)
+    }
+
+    /// The name of the layer that set `value`, a merged value.
+    fn layer_of(&self, value: &FigmentValue) -> Option<String> {
+        self.figment.get_metadata(value.tag()).map(|meta| meta.name.to_string())
+    }
 }
 
 /// A figment provider for one layer of the normalized tree, named for provenance.
@@ -610,14 +657,14 @@ fn parse_override_value(raw: &str) -> FigmentValue {
     }
 }
 
-fn collect_sources(figment: &Figment, path: &str, value: &FigmentValue, sources: &mut Vec<Source>) {
+fn collect_sources(layers: &Layers, path: &str, value: &FigmentValue, sources: &mut Vec<Source>) {
     if let FigmentValue::Dict(_, dict) = value {
         for (key, child) in dict {
-            collect_sources(figment, &format!("{path}.{key}"), child, sources);
+            collect_sources(layers, &format!("{path}.{key}"), child, sources);
         }
         return;
     }
-    let origin = figment.get_metadata(value.tag()).map_or_else(|| "unknown".to_owned(), |meta| meta.name.to_string());
+    let origin = layers.layer_of(value).unwrap_or_else(|| "unknown".to_owned());
     if origin != BUILTIN {
         sources.push(Source { key: path.to_owned(), value: display_value(value), origin });
     }
@@ -644,6 +691,25 @@ fn display_value(value: &FigmentValue) -> String {
     }
 }
 
+/// An error about the value or table at `path`, which `origin`, an override, set. A
+/// profile is part of the file, so the error points at the profile's line that set it
+/// (for a table, the first of its lines inside it); other overrides have no line.
+fn override_error(locator: &Locator, origin: &str, path: &str, message: impl Into<String>) -> SpecError {
+    let message = format!("{} (from {origin})", message.into());
+    let profile = origin.strip_prefix(PROFILE_LAYER).and_then(|name| name.strip_prefix('`')?.strip_suffix('`'));
+    match profile {
+        Some(profile) => {
+            let place = format!("profile.{profile}.{path}");
+            let place = if locator.has_place(&place) { Some(place.as_str()) } else { locator.first_within(&place) };
+            match place {
+                Some(place) => locator.value_error(place, message).with_key(path),
+                None => SpecError::new(locator.file(), message).with_key(path),
+            }
+        }
+        None => SpecError::new(locator.file(), message).with_key(path),
+    }
+}
+
 /// The value at `path` of `tree`, a dotted path.
 fn find_in<'a>(tree: &'a Dict, path: &str) -> Option<&'a FigmentValue> {
     let mut parts = path.split('.');
@@ -665,27 +731,28 @@ fn table_of_the_file(document: &Document, value: &FigmentValue, path: &str) -> b
 /// The overrides that set `value`, the merged value at `path`, for a message: the layer
 /// of a value when it is an override; for a table, none when the built-in defaults or
 /// the file have it, else the overrides of the values inside it (see [`Place`]).
-fn override_origins(document: &Document, figment: &Figment, value: &FigmentValue, path: &str) -> Option<String> {
-    fn collect(figment: &Figment, value: &FigmentValue, origins: &mut Vec<String>) {
+fn override_origins(document: &Document, layers: &Layers, value: &FigmentValue, path: &str) -> Option<String> {
+    fn collect(layers: &Layers, value: &FigmentValue, origins: &mut Vec<String>) {
         if let FigmentValue::Dict(_, dict) = value {
-            dict.values().for_each(|child| collect(figment, child, origins));
-        } else if let Some(meta) = figment.get_metadata(value.tag()) {
-            let origin = meta.name.to_string();
-            if origin != FILE && origin != BUILTIN && !origins.contains(&origin) {
-                origins.push(origin);
-            }
+            dict.values().for_each(|child| collect(layers, child, origins));
+        } else if let Some(origin) = layers.layer_of(value)
+            && origin != FILE
+            && origin != BUILTIN
+            && !origins.contains(&origin)
+        {
+            origins.push(origin);
         }
     }
     if table_of_the_file(document, value, path) {
         return None;
     }
     let mut origins = Vec::new();
-    collect(figment, value, &mut origins);
+    collect(layers, value, &mut origins);
     (!origins.is_empty()).then(|| origins.join(", "))
 }
 
 /// Turns a figment extraction error into a spec error at the offending key.
-fn figment_error(document: &Document, figment: &Figment, error: figment::Error) -> SpecError {
+fn figment_error(document: &Document, layers: &Layers, error: figment::Error) -> SpecError {
     let error = error.into_iter().next().expect("a figment error has at least one entry");
     let path = error.path.join(".");
     // An error at a table (one missing a key) is the file's when the file has the table,
@@ -693,10 +760,9 @@ fn figment_error(document: &Document, figment: &Figment, error: figment::Error) 
     // did (see `Place`). Some errors (an unknown enum value) come without the layer of
     // their value: it is looked up, at the path or, for an element of a list, at the
     // list.
-    let merged = figment.find_value(&path).ok();
-    let origin = match (&merged, &error.metadata) {
+    let origin = match (layers.find(&path), &error.metadata) {
         (Some(table @ FigmentValue::Dict(..)), _) => {
-            override_origins(document, figment, table, &path).unwrap_or_default()
+            override_origins(document, layers, table, &path).unwrap_or_default()
         }
         (_, Some(meta)) => meta.name.to_string(),
         (_, None) => {
@@ -706,17 +772,13 @@ fn figment_error(document: &Document, figment: &Figment, error: figment::Error) 
             {
                 segments = parent;
             }
-            figment
-                .find_value(&segments.join("."))
-                .ok()
-                .and_then(|value| figment.get_metadata(value.tag()).map(|meta| meta.name.to_string()))
-                .unwrap_or_default()
+            layers.find(&segments.join(".")).and_then(|value| layers.layer_of(value)).unwrap_or_default()
         }
     };
     let overridden = !(origin.is_empty() || origin == FILE || origin == BUILTIN);
     // An error at `key` (at its value when `at_value`), or naming the override that set it.
     let at = |key: &str, message: String, at_value: bool| match (overridden, at_value) {
-        (true, _) => SpecError::new(document.locator.file(), format!("{message} (from {origin})")).with_key(key),
+        (true, _) => override_error(&document.locator, &origin, key, message),
         (false, true) => document.locator.value_error(key, message),
         (false, false) => document.locator.key_error(key, message),
     };
@@ -950,20 +1012,20 @@ struct RawCheck {
 /// layer that last set any key inside it, which says nothing of the table itself.
 struct Place<'a> {
     document: &'a Document,
-    figment: &'a Figment,
+    layers: &'a Layers,
 }
 
 impl Place<'_> {
     /// The layer that set the value at `path`, when it is an override (for a table:
     /// when an override brought the table in).
     fn override_of(&self, path: &str) -> Option<String> {
-        let value = self.figment.find_value(path).ok()?;
-        override_origins(self.document, self.figment, &value, path)
+        let value = self.layers.find(path)?;
+        override_origins(self.document, self.layers, value, path)
     }
 
     fn overridden(&self, path: &str, message: impl Into<String>) -> Option<SpecError> {
         let origin = self.override_of(path)?;
-        Some(SpecError::new(self.document.locator.file(), format!("{} (from {origin})", message.into())).with_key(path))
+        Some(override_error(&self.document.locator, &origin, path, message))
     }
 
     fn key_error(&self, path: &str, message: impl Into<String>) -> SpecError {
@@ -985,7 +1047,7 @@ impl Place<'_> {
 
 struct Resolver<'a> {
     document: &'a Document,
-    figment: &'a Figment,
+    layers: &'a Layers,
     path: &'a Path,
 }
 
@@ -993,7 +1055,7 @@ impl Resolver<'_> {
     /// Where errors about a value point: its place in the file, or, for a value an
     /// override set, the override.
     fn locator(&self) -> Place<'_> {
-        Place { document: self.document, figment: self.figment }
+        Place { document: self.document, layers: self.layers }
     }
 
     fn order(&self) -> &FileOrder {
@@ -1054,7 +1116,7 @@ impl Resolver<'_> {
     /// each workload they reach sets KEY itself (or its phase does, under the global
     /// defaults), so they change no run.
     fn unused_default_overrides(&self, phases: &[Phase]) -> Vec<String> {
-        let has = |path: &str, key: &str| self.figment.find_value(&format!("{path}.{key}")).is_ok();
+        let has = |path: &str, key: &str| self.layers.find(&format!("{path}.{key}")).is_some();
         // Where a workload takes KEY from: the first of its own table, its phase's
         // defaults and the global defaults that has it.
         let taken_from = |phase: &str, workload: &str, key: &str| -> String {
@@ -1162,15 +1224,13 @@ impl Resolver<'_> {
         let mut settings = Settings::builtin();
         let mut sources = Vec::new();
         for key in Settings::KEYS {
-            let Some((path, value)) = paths
-                .iter()
-                .find_map(|path| self.figment.find_value(&format!("{path}.{key}")).ok().map(|value| (*path, value)))
+            let Some((path, value)) =
+                paths.iter().find_map(|path| self.layers.find(&format!("{path}.{key}")).map(|value| (*path, value)))
             else {
                 continue;
             };
             let full = format!("{path}.{key}");
-            let origin =
-                self.figment.get_metadata(value.tag()).map_or_else(|| BUILTIN.to_owned(), |meta| meta.name.to_string());
+            let origin = self.layers.layer_of(value).unwrap_or_else(|| BUILTIN.to_owned());
             let invalid = |message: String| self.locator().value_error(&full, format!("`{full}`: {message}"));
             match key {
                 "warmup" => settings.warmup = value.deserialize().map_err(|error| invalid(error.to_string()))?,
@@ -1215,7 +1275,7 @@ impl Resolver<'_> {
                 }
                 _ => settings.reruns = value.deserialize().map_err(|error| invalid(error.to_string()))?,
             }
-            sources.push(Source { key: key.to_owned(), value: display_value(&value), origin });
+            sources.push(Source { key: key.to_owned(), value: display_value(value), origin });
         }
         Ok((settings, sources))
     }
