@@ -358,6 +358,7 @@ pub fn parse(text: &str) -> Result<Condition, ExprError> {
     let tokens = tokenize(text)?;
     let mut parser = Parser { tokens, position: 0, end: text.len() };
     let left = parser.sum()?;
+    let left_span = parser.span_of(0..parser.position);
     let cmp = match parser.next() {
         Some((Token::Cmp(cmp), _)) => cmp,
         Some((token, span)) => {
@@ -370,9 +371,26 @@ pub fn parse(text: &str) -> Result<Condition, ExprError> {
             });
         }
     };
+    let right_start = parser.position;
     let right = parser.sum()?;
+    let right_span = parser.span_of(right_start..parser.position);
     if let Some((token, span)) = parser.next() {
         return Err(ExprError { message: format!("unexpected {token} after the condition"), span });
+    }
+    // A constant threshold is known now: one that is not a finite number (`1/0`, `0/0`)
+    // would decide every check against it alike (nothing exceeds infinity, NaN equals
+    // nothing), so it is refused rather than measured against.
+    for (constant, other, span) in [(&left, &right, left_span), (&right, &left, right_span)] {
+        if constant.references().is_empty()
+            && !other.references().is_empty()
+            && let Some(value) = constant.eval(&mut |_| None)
+            && !value.is_finite()
+        {
+            return Err(ExprError {
+                message: format!("the threshold `{}` is not a finite number ({value})", &text[span.clone()]),
+                span,
+            });
+        }
     }
     // A constant on the left reads as the mirrored comparison (`4 <= A / B` is
     // `A / B >= 4`), so the paired-ratio and median forms are recognised either way.
@@ -526,6 +544,14 @@ impl Parser {
         let token = self.tokens.get(self.position).cloned();
         self.position += 1;
         token
+    }
+
+    /// The text the tokens at `positions` cover.
+    fn span_of(&self, positions: Range<usize>) -> Range<usize> {
+        let start = self.tokens.get(positions.start).map_or(self.end, |(_, span)| span.start);
+        let end =
+            positions.end.checked_sub(1).and_then(|last| self.tokens.get(last)).map_or(start, |(_, span)| span.end);
+        start..end.max(start)
     }
 
     fn here(&self) -> Range<usize> {

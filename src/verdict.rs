@@ -338,6 +338,12 @@ fn evaluate_point(
                         condition.text, measured.observed
                     ));
                 }
+                if !measured.threshold.is_finite() {
+                    reasons.push(format!(
+                        "the threshold of `{}` is not a finite number ({}), so it decides nothing",
+                        condition.text, measured.threshold
+                    ));
+                }
                 if measured.status == Status::Inconclusive {
                     let (low, high) = measured.interval.unwrap_or((f64::NAN, f64::NAN));
                     let coverage = measured.coverage.unwrap_or(0.0);
@@ -656,7 +662,10 @@ fn decide(
     coverage: Option<f64>,
     ratios: Option<Summary>,
 ) -> Measured {
-    let status = if !observed.is_finite() {
+    // A threshold that is not a finite number decides nothing (nothing exceeds
+    // infinity, NaN equals nothing): a spec's constant one is refused at load, and one
+    // computed from medians fails here, as a value that is not finite does.
+    let status = if !observed.is_finite() || !threshold.is_finite() {
         Status::Fail
     } else {
         match (interval, cmp) {
@@ -675,7 +684,7 @@ fn decide(
         }
     };
     let margin = match cmp {
-        _ if !observed.is_finite() => None,
+        _ if !observed.is_finite() || !threshold.is_finite() => None,
         Cmp::Ge | Cmp::Gt if threshold != 0.0 => Some((observed - threshold) / threshold.abs()),
         Cmp::Le | Cmp::Lt if threshold != 0.0 => Some((threshold - observed) / threshold.abs()),
         _ => None,
@@ -939,6 +948,24 @@ mod tests {
 
     /// Margins are relative to the threshold's size and positive on the passing side,
     /// whatever the threshold's sign.
+    /// A threshold that is not a finite number fails whatever is observed, with no margin,
+    /// by every method: nothing exceeds infinity (`<= inf` held for every value), and
+    /// NaN equals nothing (`!= NaN` held).
+    #[test]
+    fn a_threshold_that_is_not_finite_fails() {
+        let cmps = [Cmp::Ge, Cmp::Gt, Cmp::Le, Cmp::Lt, Cmp::Eq, Cmp::Ne];
+        let methods = [(Method::Point, None, None), (Method::PairedRatio, Some((3.0, 4.0)), Some(0.98))];
+        for threshold in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+            for cmp in cmps {
+                for (method, interval, coverage) in methods {
+                    let measured = decide(method, 3.5, threshold, cmp, interval, coverage, None);
+                    let case = format!("3.5 {} {threshold} ({method:?})", cmp.symbol());
+                    assert_eq!((measured.status, measured.margin), (Status::Fail, None), "{case}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn margins_are_positive_on_the_passing_side() {
         let cases = [

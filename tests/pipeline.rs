@@ -966,6 +966,27 @@ fn a_condition_that_is_not_finite_fails_with_its_reason() {
     );
 }
 
+/// A threshold that is not a finite number decides nothing: a constant one is refused
+/// when the spec loads, and one computed from medians (here a division by a zero time)
+/// fails the check and says why, where `<= inf` would have passed whatever was measured.
+#[test]
+fn a_threshold_that_is_not_finite_fails_with_its_reason() {
+    let text = with_checks(
+        &BASE.replace("time_ms = 1.0", "time_ms = 0.0").replace("reference = \"slow\"\n", ""),
+        &[("bounded", "expr = \"slow.warm.median <= slow.warm.median / fast.warm.median\"")],
+    );
+    let verdicts = verdicts(&text, &Facts::default());
+    let bounded = verdict_of(&verdicts, "bounded");
+    assert_eq!(bounded.status, Status::Fail);
+    assert_eq!(
+        bounded.reason.as_deref(),
+        Some(
+            "the threshold of `slow.warm.median <= slow.warm.median / fast.warm.median` is not a finite number \
+             (inf), so it decides nothing"
+        )
+    );
+}
+
 /// Zero times under a paired division leave a check not measured, alone or as a term of
 /// medians, although a median of the pairs' ratios would stay finite: an order
 /// statistic of the other pairs would hide them.

@@ -245,6 +245,35 @@ fn check_without_a_measurement() {
     "#);
 }
 
+/// A constant threshold that is not a finite number would decide every check against
+/// it alike (nothing exceeds infinity, NaN equals nothing): it is refused where it is
+/// written, on either side of the comparison and in `applies_if` too.
+#[test]
+fn a_threshold_that_is_not_finite_is_refused() {
+    insta::assert_snapshot!(spec_error(&with_check("slow.warm.median / fast.warm.median <= 1/0")), @r#"
+    error: the threshold `1/0` is not a finite number (inf)
+      --> spec.toml:31:48
+       |
+    31 | expr = "slow.warm.median / fast.warm.median <= 1/0"
+       |                                                ^^^
+    "#);
+    insta::assert_snapshot!(spec_error(&with_check("(0 / 0) != fast.warm.median")), @r#"
+    error: the threshold `(0 / 0)` is not a finite number (NaN)
+      --> spec.toml:31:9
+       |
+    31 | expr = "(0 / 0) != fast.warm.median"
+       |         ^^^^^^^
+    "#);
+    let applies = format!(
+        "{BASE}\n[[phase.check]]\nid = \"speed\"\nexpr = \"fast.warm.median <= 1\"\napplies_if = \"slow.warm.median >= -1 / 0 - 1\"\nrationale = \"why\"\n"
+    );
+    let error = spec_error(&applies);
+    assert!(error.starts_with("error: the threshold `-1 / 0 - 1` is not a finite number (-inf)\n"), "{error}");
+    // A finite constant, however written, is a threshold.
+    expand(&with_check("slow.warm.median / fast.warm.median >= 1 / 4 + 1e-300"))
+        .unwrap_or_else(|error| panic!("{error}"));
+}
+
 #[test]
 fn ambiguous_reference_needs_a_selector() {
     let spec = edit("time_ms = 1.0", "time_ms = 1.0\nsize = [8, 16]");
