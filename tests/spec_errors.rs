@@ -709,6 +709,26 @@ fn a_rationale_is_one_line() {
     expand(&with("\"\"\"\none line\n\"\"\"")).unwrap_or_else(|error| panic!("{error}"));
 }
 
+/// A condition is one line, as a rationale is: reports, plans and `list` show it inline.
+#[test]
+fn a_condition_is_one_line() {
+    let with = |key: &str, text: &str| {
+        format!("{BASE}\n[[phase.check]]\nid = \"speed\"\nexpr = \"fast.warm.median <= 1\"\n{key} = {text}\nrationale = \"why\"\n")
+            .replacen("expr = \"fast.warm.median <= 1\"\nexpr = ", "expr = ", 1)
+    };
+    let two_lines = "\"\"\"\nslow.warm.median / fast.warm.median\n  >= 1\"\"\"";
+    let error = spec_error(&with("expr", two_lines));
+    assert!(error.starts_with("error: `expr` spans several lines: reports and plans show it as one\n"), "{error}");
+    assert!(error.contains("spec.toml:31:8") && error.contains("help: write it on one line"), "{error}");
+    let error = spec_error(&with("applies_if", two_lines));
+    assert!(error.starts_with("error: `applies_if` spans several lines"), "{error}");
+    assert!(error.contains("spec.toml:32:14"), "{error}");
+    // Surrounding blank lines are no second line, and are not shown.
+    let plan = expand(&with("expr", "\"\"\"\nslow.warm.median / fast.warm.median >= 1\n\"\"\"")).unwrap();
+    let condition = plan.phases[0].checks[0].check.condition.as_ref().expect("a condition");
+    assert_eq!(condition.text, "slow.warm.median / fast.warm.median >= 1");
+}
+
 /// Two runs of a workload may not share a name, which string values holding `,` and
 /// `=` could give them.
 #[test]

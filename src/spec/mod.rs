@@ -1467,8 +1467,17 @@ impl Resolver<'_> {
         let ids: Vec<String> = workloads.iter().map(|workload| workload.id.clone()).collect();
         let parse_condition = |key: &str, text: &str| -> Result<Condition, SpecError> {
             let path = format!("{base}.{key}");
-            let condition = expr::parse(text)
+            // Reports, plans and `list` show a condition inline, as they do a rationale.
+            if text.trim().contains('\n') {
+                return Err(self
+                    .locator()
+                    .value_error(&path, format!("`{key}` spans several lines: reports and plans show it as one"))
+                    .with_hint("write it on one line; a TOML string may be as long as it needs"));
+            }
+            let mut condition = expr::parse(text)
                 .map_err(|error| self.locator().string_error(&path, text, error.span, error.message))?;
+            // Blank lines around it are no second line, and are not shown.
+            condition.text = text.trim().to_owned();
             if condition.references().is_empty() {
                 return Err(self
                     .locator()
