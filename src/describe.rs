@@ -247,7 +247,7 @@ pub fn outcome(outcome: &crate::run::Outcome) -> String {
         }
         for run in &report.runs {
             if let crate::execute::RunStatus::Failed(message) = &run.status {
-                let _ = writeln!(out, "  run {} failed: {}", run.name(), message.lines().next().unwrap_or_default());
+                let _ = writeln!(out, "  run {} failed: {}", run.name(), crate::verdict::first_line(message));
             }
         }
     }

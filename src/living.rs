@@ -189,7 +189,7 @@ fn status_word(status: &crate::execute::RunStatus) -> String {
     match status {
         crate::execute::RunStatus::Completed => "no samples".into(),
         crate::execute::RunStatus::Skipped(reason) => format!("skipped ({reason})"),
-        crate::execute::RunStatus::Failed(message) => format!("failed: {}", message.lines().next().unwrap_or_default()),
+        crate::execute::RunStatus::Failed(message) => format!("failed: {}", crate::verdict::first_line(message)),
     }
 }
 

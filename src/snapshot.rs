@@ -43,7 +43,7 @@ pub const DEFAULT_DIR: &str = "experiments/snapshots";
 
 /// The snapshot directory of a spec: `snapshots/` beside it.
 pub fn dir_for_spec(spec: &Spec) -> PathBuf {
-    let dir = spec.file.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = crate::report::files::parent_of(&spec.file);
     dir.join("snapshots")
 }
 

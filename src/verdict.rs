@@ -857,7 +857,8 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     (covariance / scale).clamp(-1.0, 1.0)
 }
 
-fn first_line(text: &str) -> &str {
+/// The first line of `text` (a run's error, a check's reason), for one-line views.
+pub fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
 

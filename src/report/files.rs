@@ -63,7 +63,7 @@ pub fn write_named(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The directory of `path`, `.` for a bare name.
-fn parent_of(path: &Path) -> &Path {
+pub fn parent_of(path: &Path) -> &Path {
     path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
@@ -234,10 +234,7 @@ pub fn check_output_file(path: &Path) -> Result<()> {
             OpenOptions::new().append(true).open(path).map(drop).with_context(refused)
         }
         Ok(_) => writable_by_this_process(path).with_context(refused),
-        Err(_) => {
-            let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            check_writable(parent).with_context(refused)
-        }
+        Err(_) => check_writable(parent_of(path)).with_context(refused),
     }
 }
 

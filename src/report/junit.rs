@@ -42,7 +42,7 @@ pub fn render(reports: &[PhaseReport]) -> String {
                 "    <testcase classname=\"{}\" name=\"run {}\">\n      <error type=\"crashed\" message=\"{}\">{}</error>\n    </testcase>",
                 escape(&suite),
                 escape(&run.name()),
-                escape(message.lines().next().unwrap_or_default()),
+                escape(crate::verdict::first_line(message)),
                 escape(message)
             );
         }

@@ -85,7 +85,7 @@ pub fn render_summary(reports: &[PhaseReport]) -> String {
     if !crashed.is_empty() {
         let _ = writeln!(out, "| Crashed run | Error |\n|---|---|");
         for (report, run, message) in crashed {
-            let first_line = message.lines().next().unwrap_or_default();
+            let first_line = crate::verdict::first_line(message);
             let _ = writeln!(out, "| `{}/{}` | {} |", report.phase.id, escape(&run.name()), escape(first_line));
         }
         out.push('\n');
@@ -339,7 +339,7 @@ fn results(out: &mut String, runs: &[RunReport]) {
                 let mut row = coords.clone();
                 row.push("–".into());
                 let what = if matches!(run.status, RunStatus::Skipped(_)) { "skipped" } else { "**failed**" };
-                row.push(format!("{what}: {}", escape(reason.lines().next().unwrap_or_default())));
+                row.push(format!("{what}: {}", escape(crate::verdict::first_line(reason))));
                 row.extend(std::iter::repeat_n(String::new(), 7));
                 let _ = writeln!(out, "| {} |", row.join(" | "));
                 continue;
@@ -360,10 +360,7 @@ fn results(out: &mut String, runs: &[RunReport]) {
             if let RunStatus::Failed(reason) = &run.status {
                 let mut row = coords.clone();
                 row.push("–".into());
-                row.push(format!(
-                    "**failed** after the samples above: {}",
-                    escape(reason.lines().next().unwrap_or_default())
-                ));
+                row.push(format!("**failed** after the samples above: {}", escape(crate::verdict::first_line(reason))));
                 row.extend(std::iter::repeat_n(String::new(), 7));
                 let _ = writeln!(out, "| {} |", row.join(" | "));
             }

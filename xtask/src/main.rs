@@ -327,7 +327,7 @@ fn check_log_file(path: &Path, spec: &Path) -> anyhow::Result<()> {
     {
         anyhow::bail!("the log file {} is the spec {}: a run would empty it", path.display(), spec.display());
     }
-    let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let directory = report::files::parent_of(path);
     let checked = if directory.is_dir() {
         report::files::check_output_file(path)
     } else {

@@ -261,7 +261,7 @@ impl Observer for Progress {
     }
 
     fn run_failed(&self, _phase: &PhasePlan, run: &Run, message: &str) {
-        self.println(&format!("  {} FAILED: {}", run.name(), message.lines().next().unwrap_or_default()));
+        self.println(&format!("  {} FAILED: {}", run.name(), phasegate::verdict::first_line(message)));
     }
 
     fn phase_finished(&self, _phase: &PhasePlan) {
