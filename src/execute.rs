@@ -141,7 +141,8 @@ pub fn execute_phase(phase: &PhasePlan, options: &ExecutionOptions, observer: &d
 }
 
 /// Executes the groups listed in `only` (all when `None`) as execution round `round`,
-/// appending to `results`. Runs that already failed stay failed.
+/// appending to `results`. Runs that already failed stay failed. A re-run round
+/// (`round` > 0) first tells the observer the steps it will take.
 pub fn execute_groups(
     phase: &PhasePlan,
     options: &ExecutionOptions,
@@ -153,19 +154,24 @@ pub fn execute_groups(
     install_interrupt_cleanup();
     let mut pools = Pools::default();
     let wanted = if options.keep_all_outputs { (0..phase.runs.len()).collect() } else { phase.runs_with_outputs() };
-    for (group_index, group) in phase.groups.iter().enumerate() {
-        if only.is_some_and(|only| !only.contains(&group_index)) {
-            continue;
-        }
-        let mut members = Vec::new();
+    let selected =
+        || phase.groups.iter().enumerate().filter(move |(index, _)| only.is_none_or(|only| only.contains(index)));
+    // The runs of a group that execute: not the skipped or the failed ones.
+    let executing = |group: &[usize], results: &[RunResult]| -> Vec<usize> {
+        group.iter().copied().filter(|&run| phase.runs[run].skip.is_none() && results[run].failed().is_none()).collect()
+    };
+    if round > 0 {
+        let steps =
+            selected().flat_map(|(_, group)| executing(group, results)).map(|run| phase.runs[run].n_steps()).sum();
+        observer.rerun_started(phase, round, steps);
+    }
+    for (_, group) in selected() {
         for &run_index in group {
-            let run = &phase.runs[run_index];
-            match &run.skip {
-                Some(reason) => results[run_index].status = RunStatus::Skipped(reason.clone()),
-                None if results[run_index].failed().is_some() => {}
-                None => members.push(run_index),
+            if let Some(reason) = &phase.runs[run_index].skip {
+                results[run_index].status = RunStatus::Skipped(reason.clone());
             }
         }
+        let members = executing(group, results);
         if members.is_empty() {
             continue;
         }

@@ -375,15 +375,6 @@ pub fn execute_with_reruns(
         }
         groups.sort_unstable();
         tracing::info!(target: "phasegate::run", phase = %phase.phase.id, round, groups = groups.len(), "re-running groups of inconclusive checks");
-        // The runs of these groups that `execute_groups` runs again: not the skipped or
-        // the failed ones.
-        let steps = groups
-            .iter()
-            .flat_map(|&group| &phase.groups[group])
-            .filter(|&&run| phase.runs[run].skip.is_none() && results[run].failed().is_none())
-            .map(|&run| phase.runs[run].n_steps())
-            .sum();
-        observer.rerun_started(phase, round, steps);
         execute::execute_groups(phase, execution, observer, &mut results, Some(&groups), round);
         verdicts = verdict::evaluate_unwaived(phase, &results, facts, snapshots);
         round += 1;
