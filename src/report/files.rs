@@ -50,9 +50,15 @@ pub fn write_named(path: &Path, bytes: &[u8]) -> Result<()> {
             let temporary = temporary_for(path);
             match File::create(&temporary) {
                 // A rename the directory refuses (another user's file under a sticky
-                // bit) leaves writing in place, which the check before the run allowed.
-                Ok(file) => replace_with(file, &temporary, path, bytes)
-                    .or_else(|error| write_through(path, bytes).map_err(|_| error)),
+                // bit) leaves writing in place, which the check before the run allowed;
+                // any other failure (a full device) keeps the file as it was.
+                Ok(file) => replace_with(file, &temporary, path, bytes).or_else(|error| {
+                    let refused = error
+                        .root_cause()
+                        .downcast_ref::<std::io::Error>()
+                        .is_some_and(|cause| cause.kind() == std::io::ErrorKind::PermissionDenied);
+                    if refused { write_through(path, bytes).map_err(|_| error) } else { Err(error) }
+                }),
                 Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => write_through(path, bytes),
                 Err(error) => Err(error).with_context(|| format!("cannot write {}", temporary.display())),
             }
